@@ -1,0 +1,32 @@
+"""The one source of "now": a clock the scheduler asks, which tests can replace."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+def truncate_ms(value: datetime) -> datetime:
+    """Drop sub-millisecond digits: every store keeps at least milliseconds, MongoDB no more."""
+    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+
+
+def utcnow() -> datetime:
+    """The current instant, aware UTC, at millisecond precision."""
+    return truncate_ms(datetime.now(UTC))
+
+
+class Clock(Protocol):
+    """What the scheduler reads the time from (see ``agenda_decl.testing.FakeClock``)."""
+
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    """The wall clock. Stores with a clock of their own may use theirs instead (see
+    ``JobRepository.get_next_job_to_run``)."""
+
+    is_system = True
+
+    def now(self) -> datetime:
+        return utcnow()

@@ -1,0 +1,115 @@
+"""The one configured cattrs converter for every boundary (rows, documents, payloads).
+
+Datetimes travel as ISO 8601 strings with milliseconds and a ``Z``; job fields keep Agenda
+v6's camelCase names in documents (MongoDB, Redis) and snake_case in SQL rows.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from agenda_decl._clock import truncate_ms
+from agenda_decl._model import (
+    JobNotification,
+    JobParameters,
+    JobStateNotification,
+)
+
+converter = cattrs.Converter(forbid_extra_keys=False)
+
+
+def format_datetime(value: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds, as JavaScript's ``Date.toISOString`` writes it."""
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_datetime(value: str | datetime) -> datetime:
+    """Read a stored instant; naive values are taken as UTC (how drivers return them)."""
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return truncate_ms(parsed.astimezone(UTC))
+
+
+converter.register_unstructure_hook(datetime, format_datetime)
+converter.register_structure_hook(datetime, lambda value, _: parse_datetime(value))
+# An interval is a string (human or cron) or a number of milliseconds: keep whichever it is.
+converter.register_structure_hook_func(
+    lambda type_: type_ in (str | int, str | int | None), lambda value, _: value
+)
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+JOB_FIELDS: tuple[str, ...] = tuple(f.name for f in attrs.fields(JobParameters))
+#: snake_case attribute -> Agenda v6's persisted camelCase name.
+CAMEL_NAMES: dict[str, str] = {name: camel(name) for name in JOB_FIELDS}
+
+
+def _camel_overrides() -> dict[str, Any]:
+    return {name: override(rename=CAMEL_NAMES[name]) for name in JOB_FIELDS if name != "data"}
+
+
+# Documents keep ``data`` as is (any JSON); the other fields are renamed.
+_to_document = make_dict_unstructure_fn(JobParameters[Any], converter, **_camel_overrides())
+_from_document = make_dict_structure_fn(JobParameters[Any], converter, **_camel_overrides())
+for _cls in (JobNotification, JobStateNotification):
+    _renames = {f.name: override(rename=camel(f.name)) for f in attrs.fields(_cls)}
+    converter.register_unstructure_hook(_cls, make_dict_unstructure_fn(_cls, converter, **_renames))
+    converter.register_structure_hook(_cls, make_dict_structure_fn(_cls, converter, **_renames))
+
+
+def job_to_document(job: JobParameters[Any]) -> dict[str, Any]:
+    """camelCase fields, ISO strings for dates, ``None`` values kept."""
+    document: dict[str, Any] = _to_document(job)
+    document["data"] = job.data
+    return document
+
+
+def job_from_document(document: dict[str, Any]) -> JobParameters[Any]:
+    """The inverse of :func:`job_to_document`; unknown keys are ignored, missing ones default."""
+    known = {value for value in CAMEL_NAMES.values()}
+    present = {key: value for key, value in document.items() if key in known and value is not None}
+    return _from_document(present, JobParameters)
+
+
+def job_from_row(row: dict[str, Any]) -> JobParameters[Any]:
+    """Build a job from a snake_case row (SQL); columns that are not fields are ignored."""
+    values = {name: row[name] for name in JOB_FIELDS if row.get(name) is not None}
+    for name in ("next_run_at", "locked_at", "last_finished_at", "failed_at", "last_run_at",
+                 "debounce_started_at", "start_date", "end_date"):
+        if name in values:
+            values[name] = parse_datetime(values[name])
+    values.pop("unique", None)
+    values.pop("unique_opts", None)
+    return JobParameters(**values)
+
+
+def notification_to_json(notification: JobNotification | JobStateNotification) -> str:
+    """The wire form Agenda v6 uses: camelCase keys, ISO dates, absent values left out."""
+    payload = converter.unstructure(notification)
+    return json.dumps({key: value for key, value in payload.items() if value is not None},
+                      separators=(",", ":"))
+
+
+def notification_from_json(text: str | bytes) -> JobNotification:
+    payload = json.loads(text)
+    payload.setdefault("nextRunAt", None)
+    return converter.structure(payload, JobNotification)
+
+
+def state_notification_from_json(text: str | bytes) -> JobStateNotification:
+    return converter.structure(json.loads(text), JobStateNotification)

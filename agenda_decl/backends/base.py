@@ -1,0 +1,218 @@
+"""What every storage backend shares: input checks, the save-job rules (single upserts,
+unique keys, debounce), the JSON data filter, and secret-free connection strings.
+
+Backends keep only what is specific to their technology; the rules that decide *what* is
+written live here once, so every store behaves the same.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+from agenda_decl._model import JobParameters
+from agenda_decl.errors import InvalidOptionError
+
+#: Job data larger than this (as JSON text) is refused at save time.
+MAX_DATA_BYTES = 1_000_000
+#: Failure reasons are cut to this many characters before they are stored or published.
+MAX_FAIL_REASON = 8_000
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def validate_identifier(value: str, *, field: str) -> str:
+    """Refuse anything but a plain SQL identifier (then quote it anyway)."""
+    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+        raise InvalidOptionError(
+            f"invalid {field}: {value!r} (letters, digits and underscores, "
+            "starting with a letter or underscore, at most 63 characters)"
+        )
+    return value
+
+
+def redact_url(url: str) -> str:
+    """The connection string with its password replaced by ``***`` (for logs and errors)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable connection string>"
+    if parts.password is None:
+        return url if "password=" not in url else re.sub(r"password=\S+", "password=***", url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def encode_data(data: Any, *, name: str) -> str:
+    """Job data as compact JSON text; anything that is not plain JSON is a clear error."""
+    try:
+        text = json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidOptionError(
+            f"data of job {name!r} is not JSON-serializable ({error}); job data is JSON only"
+        ) from None
+    if len(text.encode()) > MAX_DATA_BYTES:
+        raise InvalidOptionError(
+            f"data of job {name!r} is {len(text.encode())} bytes as JSON; "
+            f"the limit is {MAX_DATA_BYTES}"
+        )
+    return text
+
+
+def check_job(job: JobParameters[Any]) -> str:
+    """Validate a job before any write; return its data as JSON text."""
+    if not isinstance(job.name, str) or not job.name or len(job.name) > 255:
+        raise InvalidOptionError(f"invalid job name {job.name!r} (1 to 255 characters)")
+    if job.type not in ("normal", "single"):
+        raise InvalidOptionError(f"invalid job type {job.type!r} (normal or single)")
+    if isinstance(job.priority, bool) or not isinstance(job.priority, int):
+        raise InvalidOptionError(f"invalid priority {job.priority!r} (an integer)")
+    check_unique_keys(job.unique)
+    return encode_data(job.data, name=job.name)
+
+
+def truncate_reason(reason: str | None) -> str | None:
+    if reason is None or len(reason) <= MAX_FAIL_REASON:
+        return reason
+    suffix = "... [truncated]"
+    return reason[: MAX_FAIL_REASON - len(suffix)] + suffix
+
+
+# -- data filters and unique keys ------------------------------------------------------------
+
+
+def data_contains(haystack: Any, needle: Any) -> bool:
+    """JSON containment, as PostgreSQL's ``@>``: objects match on a subset of keys (recursively),
+    arrays when every needle element is contained in some haystack element, scalars on equality."""
+    if isinstance(needle, Mapping):
+        return isinstance(haystack, Mapping) and all(
+            key in haystack and data_contains(haystack[key], value)
+            for key, value in needle.items()
+        )
+    if isinstance(needle, list):
+        return isinstance(haystack, list) and all(
+            any(data_contains(item, wanted) for item in haystack) for wanted in needle
+        )
+    return _same_json(haystack, needle)
+
+
+def _same_json(left: Any, right: Any) -> bool:
+    if isinstance(left, bool) or isinstance(right, bool):
+        return left is right
+    return bool(left == right)
+
+
+#: Top-level fields a ``unique`` key may name besides ``data.<path>``.
+UNIQUE_FIELDS = frozenset(
+    {"name", "priority", "type", "repeat_interval", "repeat_timezone", "repeat_at", "disabled"}
+)
+
+
+def check_unique_keys(unique: Mapping[str, Any] | None) -> None:
+    """A unique key is ``data.<path>`` or a plain job field; nothing that could be an operator."""
+    for key in unique or {}:
+        parts = key.split(".")
+        if any(not part or part.startswith("$") for part in parts):
+            raise InvalidOptionError(f"invalid unique key {key!r}")
+        if parts[0] != "data" and (len(parts) > 1 or key not in UNIQUE_FIELDS):
+            allowed = ", ".join(sorted(UNIQUE_FIELDS))
+            raise InvalidOptionError(
+                f"invalid unique key {key!r}: use data.<path> or one of {allowed}"
+            )
+
+
+def check_data_filter(data: Any) -> None:
+    """Refuse keys that a document store could read as query operators or paths."""
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            if not isinstance(key, str) or key.startswith("$") or "." in key:
+                raise InvalidOptionError(
+                    f"invalid key {key!r} in the data filter: keys may not start with '$' "
+                    "or contain '.'"
+                )
+            check_data_filter(value)
+    elif isinstance(data, list):
+        for item in data:
+            check_data_filter(item)
+
+
+def unique_value(job: JobParameters[Any], key: str) -> Any:
+    """The value a unique key points at in ``job`` (``data.a.b`` walks into data)."""
+    parts = key.split(".")
+    if parts[0] != "data":
+        return getattr(job, key)
+    value: Any = job.data
+    for part in parts[1:]:
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def matches_unique(stored: JobParameters[Any], unique: Mapping[str, Any], name: str) -> bool:
+    return stored.name == name and all(
+        _same_json(unique_value(stored, key), value) for key, value in unique.items()
+    )
+
+
+# -- the save-job rules ---------------------------------------------------------------------------
+
+
+@attrs.define(kw_only=True, frozen=True)
+class DebounceOutcome:
+    next_run_at: datetime | None
+    debounce_started_at: datetime | None
+
+
+def debounce_outcome(
+    incoming: JobParameters[Any], existing: JobParameters[Any] | None, now: datetime
+) -> DebounceOutcome:
+    """Where a debounced save puts ``next_run_at`` (Agenda v6's algorithm, in one place)."""
+    options = incoming.unique_opts.debounce if incoming.unique_opts else None
+    assert options is not None
+    delay = timedelta(milliseconds=options.delay)
+    if existing is None:
+        if options.strategy == "leading":
+            return DebounceOutcome(next_run_at=incoming.next_run_at, debounce_started_at=now)
+        return DebounceOutcome(next_run_at=now + delay, debounce_started_at=now)
+    started = existing.debounce_started_at or now
+    if options.strategy == "leading":
+        return DebounceOutcome(next_run_at=existing.next_run_at, debounce_started_at=started)
+    if options.max_wait is not None and now - started >= timedelta(milliseconds=options.max_wait):
+        return DebounceOutcome(next_run_at=now, debounce_started_at=None)
+    return DebounceOutcome(next_run_at=now + delay, debounce_started_at=started)
+
+
+def single_next_run_at(
+    incoming: datetime | None, stored: datetime | None, now: datetime
+) -> datetime | None:
+    """A re-``every()`` keeps a pending schedule: a due incoming time does not replace it."""
+    if incoming is not None and incoming <= now and stored is not None:
+        return stored
+    return incoming
+
+
+def is_debounced(job: JobParameters[Any]) -> bool:
+    return bool(job.unique_opts and job.unique_opts.debounce)
+
+
+def is_insert_only(job: JobParameters[Any]) -> bool:
+    return bool(job.unique_opts and job.unique_opts.insert_only and not is_debounced(job))
+
+
+def ms(value: timedelta) -> int:
+    return math.floor(value.total_seconds() * 1000)
+
+
+def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
