@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -30,3 +30,16 @@ class SystemClock:
 
     def now(self) -> datetime:
         return utcnow()
+
+
+class StoreAlignedClock:
+    """The wall clock shifted onto the store's clock (the skew is measured by the scheduler),
+    so lock stamps and deadlines from every worker agree with one another."""
+
+    is_system = True
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return truncate_ms(datetime.now(UTC) + self.offset)

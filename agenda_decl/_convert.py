@@ -59,7 +59,7 @@ JOB_FIELDS: tuple[str, ...] = tuple(f.name for f in attrs.fields(JobParameters))
 CAMEL_NAMES: dict[str, str] = {name: camel(name) for name in JOB_FIELDS}
 
 
-def _camel_overrides() -> dict[str, Any]:
+def _camel_overrides() -> Any:
     return {name: override(rename=CAMEL_NAMES[name]) for name in JOB_FIELDS if name != "data"}
 
 
@@ -67,7 +67,7 @@ def _camel_overrides() -> dict[str, Any]:
 _to_document = make_dict_unstructure_fn(JobParameters[Any], converter, **_camel_overrides())
 _from_document = make_dict_structure_fn(JobParameters[Any], converter, **_camel_overrides())
 for _cls in (JobNotification, JobStateNotification):
-    _renames = {f.name: override(rename=camel(f.name)) for f in attrs.fields(_cls)}
+    _renames: Any = {f.name: override(rename=camel(f.name)) for f in attrs.fields(_cls)}
     converter.register_unstructure_hook(_cls, make_dict_unstructure_fn(_cls, converter, **_renames))
     converter.register_structure_hook(_cls, make_dict_structure_fn(_cls, converter, **_renames))
 

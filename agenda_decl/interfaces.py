@@ -199,7 +199,7 @@ class NotificationChannel(abc.ABC):
     @property
     @abc.abstractmethod
     def state(self) -> NotificationChannelState:
-        """``disconnected`` (initial), ``connecting``, ``connected``, ``reconnecting``, ``error``."""
+        """One of disconnected (initial), connecting, connected, reconnecting, error."""
 
     @abc.abstractmethod
     async def connect(self) -> None:

@@ -40,8 +40,8 @@ class ReconnectOptions:
 
     def delay_for(self, attempt: int) -> float:
         """Seconds to wait before reconnect attempt ``attempt`` (0-based)."""
-        base = min(self.initial_delay * 2**attempt, self.max_delay)
-        spread = base * self.jitter * random.uniform(-1, 1)  # noqa: S311 - not crypto
+        base = float(min(self.initial_delay * 2**attempt, self.max_delay))
+        spread = base * self.jitter * random.uniform(-1, 1)  # noqa: S311 - jitter, not crypto
         return max(0.0, base + spread) / 1000
 
 

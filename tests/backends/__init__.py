@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 from agenda_decl.interfaces import AgendaBackend, NotificationChannel
 
-BACKENDS: list[str] = ["memory"]
+BACKENDS: list[str] = ["memory", "sqlite"]
 #: Backends whose store is shared by several processes (multi-worker tests).
-MULTIPROCESS_BACKENDS: list[str] = []
+MULTIPROCESS_BACKENDS: list[str] = ["sqlite"]
 #: Backends with a notification channel of their own (channel suite).
 CHANNELS: list[str] = ["memory"]
 

@@ -572,8 +572,9 @@ async def claim(repository: JobRepository, name: str, **kwargs: Any) -> JobParam
 
 
 async def test_claim_takes_due_jobs_in_order(repository: JobRepository) -> None:
-    await save(repository, "runner", next_run_at=at(-60), priority=5, data={"p": "low"})
-    await save(repository, "runner", next_run_at=at(-60), priority=10, data={"p": "high"})
+    same = at(-60)
+    await save(repository, "runner", next_run_at=same, priority=5, data={"p": "low"})
+    await save(repository, "runner", next_run_at=same, priority=10, data={"p": "high"})
     await save(repository, "runner", next_run_at=at(-120), priority=-5, data={"p": "earliest"})
     await save(repository, "runner", next_run_at=at(3600), data={"p": "future"})
     await save(repository, "other", next_run_at=at(-600))

@@ -1,0 +1,82 @@
+"""agenda-decl: a typed job queue and scheduler (a Python counterpart of Agenda v6)."""
+
+from agenda_decl import backoff
+from agenda_decl._clock import Clock, SystemClock
+from agenda_decl._model import (
+    DebounceOptions,
+    DrainResult,
+    JobId,
+    JobNotification,
+    JobParameters,
+    JobsOverview,
+    JobsQueryOptions,
+    JobsResult,
+    JobState,
+    JobStateNotification,
+    JobWithState,
+    NotificationChannelState,
+    RemoveJobsOptions,
+    UniqueOptions,
+    compute_job_state,
+    to_job_id,
+)
+from agenda_decl._sync import run_sync
+from agenda_decl.agenda import Agenda, JobDefinition, RetryDetails, RunningStats
+from agenda_decl.errors import (
+    AgendaError,
+    BackendUnavailableError,
+    InvalidDateError,
+    InvalidIntervalError,
+    InvalidOptionError,
+    InvalidTimezoneError,
+    JobNotFoundError,
+    NotConnectedError,
+    UnknownJobError,
+)
+from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
+from agenda_decl.job import Job
+from agenda_decl.notifications import BaseNotificationChannel, InMemoryNotificationChannel
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agenda",
+    "AgendaBackend",
+    "AgendaError",
+    "BackendUnavailableError",
+    "BaseNotificationChannel",
+    "Clock",
+    "DebounceOptions",
+    "DrainResult",
+    "InMemoryNotificationChannel",
+    "InvalidDateError",
+    "InvalidIntervalError",
+    "InvalidOptionError",
+    "InvalidTimezoneError",
+    "Job",
+    "JobDefinition",
+    "JobId",
+    "JobNotFoundError",
+    "JobNotification",
+    "JobParameters",
+    "JobRepository",
+    "JobState",
+    "JobStateNotification",
+    "JobWithState",
+    "JobsOverview",
+    "JobsQueryOptions",
+    "JobsResult",
+    "NotConnectedError",
+    "NotificationChannel",
+    "NotificationChannelState",
+    "RemoveJobsOptions",
+    "RetryDetails",
+    "RunningStats",
+    "SystemClock",
+    "UniqueOptions",
+    "UnknownJobError",
+    "backoff",
+    "compute_job_state",
+    "run_sync",
+    "to_job_id",
+]

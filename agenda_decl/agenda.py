@@ -1,0 +1,654 @@
+"""The scheduler facade: definitions, job creation and management, lifecycle and events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeVar, overload
+
+import attrs
+
+from agenda_decl import timing
+from agenda_decl._clock import Clock, StoreAlignedClock
+from agenda_decl._events import EventEmitter
+from agenda_decl._model import (
+    DrainResult,
+    JobNotification,
+    JobParameters,
+    JobsOverview,
+    JobsQueryOptions,
+    JobsResult,
+    JobStateNotification,
+    RemoveJobsOptions,
+    StateNotificationType,
+)
+from agenda_decl.backoff import BackoffStrategy
+from agenda_decl.errors import (
+    AgendaNotRunningError,
+    BackendUnavailableError,
+    InvalidOptionError,
+    UnknownJobError,
+)
+from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
+from agenda_decl.job import Job
+from agenda_decl.processor import JobProcessor
+
+log = logging.getLogger("agenda_decl")
+
+Duration = int | float | timedelta | str
+Handler = Callable[[Job[Any]], Awaitable[None] | None]
+H = TypeVar("H", bound=Callable[..., Any])
+
+#: How often the scheduler re-measures the skew between its clock and the store's.
+SKEW_REFRESH = timedelta(minutes=1)
+SKEW_WARNING = timedelta(seconds=60)
+
+
+@attrs.define(kw_only=True, frozen=True)
+class JobDefinition:
+    name: str
+    handler: Handler | None
+    concurrency: int
+    lock_limit: int
+    #: Milliseconds a lock stays valid without ``touch()``.
+    lock_lifetime: int
+    priority: int
+    backoff: BackoffStrategy | None = None
+    remove_on_complete: bool | None = None
+
+
+@attrs.define(kw_only=True, frozen=True)
+class RetryDetails:
+    attempt: int
+    delay: int
+    next_run_at: datetime | None
+    error: BaseException
+
+
+@attrs.define(kw_only=True, frozen=True)
+class RunningStats:
+    version: str
+    queue_name: str
+    total_queue_size_db: int
+    config: dict[str, int]
+    backend: dict[str, Any]
+    job_status: dict[str, dict[str, Any]]
+    queued_jobs: int | list[dict[str, Any]]
+    running_jobs: int | list[dict[str, Any]]
+    locked_jobs: int | list[dict[str, Any]]
+
+
+def _count(value: int, *, field: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidOptionError(f"invalid {field}: {value!r} (an integer >= {minimum})")
+    return value
+
+
+def _default_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Agenda:
+    """Schedules and runs jobs stored in ``backend``.
+
+        agenda = Agenda(backend=SQLiteBackend(path="jobs.db"), process_every="1 second")
+        agenda.define("send-email", send_email, concurrency=5)
+        await agenda.start()
+        await agenda.now("send-email", {"to": "a@b.c"})
+    """
+
+    def __init__(
+        self,
+        backend: AgendaBackend,
+        *,
+        notification_channel: NotificationChannel | None = None,
+        name: str | None = None,
+        process_every: Duration = "5 seconds",
+        max_concurrency: int = 20,
+        default_concurrency: int = 5,
+        lock_limit: int = 0,
+        default_lock_limit: int = 0,
+        default_lock_lifetime: Duration = 600_000,
+        remove_on_complete: bool = False,
+        clock: Clock | None = None,
+    ) -> None:
+        self.backend = backend
+        self.channel = notification_channel or backend.notification_channel
+        #: Written as ``last_modified_by`` and sent as ``source``; unique per instance by default
+        #: so that two unnamed workers still hear each other's state events.
+        self.name = name or _default_name()
+        self.process_every = timing.parse_duration(process_every, field="process_every")
+        if self.process_every <= 0:
+            raise InvalidOptionError(f"invalid process_every: {process_every!r} (must be > 0)")
+        self.max_concurrency = _count(max_concurrency, field="max_concurrency", minimum=1)
+        self.default_concurrency = _count(
+            default_concurrency, field="default_concurrency", minimum=1
+        )
+        self.lock_limit = _count(lock_limit, field="lock_limit", minimum=0)
+        self.default_lock_limit = _count(default_lock_limit, field="default_lock_limit", minimum=0)
+        self.default_lock_lifetime = timing.parse_duration(
+            default_lock_lifetime, field="default_lock_lifetime"
+        )
+        self.remove_on_complete = remove_on_complete
+        self.clock: Clock = clock or StoreAlignedClock()
+        self.definitions: dict[str, JobDefinition] = {}
+        self._events = EventEmitter()
+        self._processor: JobProcessor | None = None
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._skew_checked_at: datetime | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @property
+    def repository(self) -> JobRepository:
+        return self.backend.repository
+
+    # -- definitions ---------------------------------------------------------------------
+
+    @overload
+    def define(self, name: str, handler: None = None, **options: Any) -> Callable[[H], H]: ...
+    @overload
+    def define(self, name: str, handler: Handler, **options: Any) -> JobDefinition: ...
+
+    def define(
+        self, name: str, handler: Handler | None = None, **options: Any
+    ) -> JobDefinition | Callable[[H], H]:
+        """Define how jobs called ``name`` run. Without ``handler`` it is a decorator.
+
+        Options: ``concurrency``, ``lock_limit``, ``lock_lifetime``, ``priority``, ``backoff``,
+        ``remove_on_complete``. Defining a name again replaces the definition.
+        """
+        if handler is None:
+
+            def decorator(function: H) -> H:
+                self.define(name, function, **options)
+                return function
+
+            return decorator
+        return self._register(name, handler, **options)
+
+    def declare(self, name: str, **options: Any) -> JobDefinition:
+        """Make a job name known without a handler: this process may create such jobs but
+        never runs them (a web app that only enqueues)."""
+        return self._register(name, None, **options)
+
+    def _register(
+        self,
+        name: str,
+        handler: Handler | None,
+        *,
+        concurrency: int | None = None,
+        lock_limit: int | None = None,
+        lock_lifetime: Duration | None = None,
+        priority: int | str | None = None,
+        backoff: BackoffStrategy | None = None,
+        remove_on_complete: bool | None = None,
+    ) -> JobDefinition:
+        if not isinstance(name, str) or not name or len(name) > 255:
+            raise InvalidOptionError(f"invalid job name {name!r} (1 to 255 characters)")
+        if handler is not None and not callable(handler):
+            raise InvalidOptionError(f"handler for {name!r} is not callable: {handler!r}")
+        lifetime = self.default_lock_lifetime if lock_lifetime is None else lock_lifetime
+        definition = JobDefinition(
+            name=name,
+            handler=handler,
+            concurrency=_count(
+                self.default_concurrency if concurrency is None else concurrency,
+                field=f"concurrency of {name!r}", minimum=1,
+            ),
+            lock_limit=_count(
+                self.default_lock_limit if lock_limit is None else lock_limit,
+                field=f"lock_limit of {name!r}", minimum=0,
+            ),
+            lock_lifetime=timing.parse_duration(lifetime, field=f"lock_lifetime of {name!r}"),
+            priority=timing.parse_priority(priority),
+            backoff=backoff,
+            remove_on_complete=remove_on_complete,
+        )
+        self.definitions[name] = definition
+        return definition
+
+    def runnable_names(self) -> list[str]:
+        return [name for name, d in self.definitions.items() if d.handler is not None]
+
+    # -- creating jobs -------------------------------------------------------------------
+
+    def create(self, name: str, data: Any = None) -> Job[Any]:
+        """A new, unsaved job of a defined (or declared) name, due now."""
+        definition = self._definition(name)
+        params: JobParameters[Any] = JobParameters(
+            name=name, data=data, priority=definition.priority, next_run_at=self.clock.now()
+        )
+        return Job(self, params)
+
+    async def now(self, name: str, data: Any = None) -> Job[Any]:
+        """Create and save a job that runs as soon as possible."""
+        return await self.create(name, data).schedule(self.clock.now()).save()
+
+    @overload
+    async def schedule(self, when: datetime | str, names: str, data: Any = None,
+                       **options: Any) -> Job[Any]: ...
+    @overload
+    async def schedule(self, when: datetime | str, names: list[str], data: Any = None,
+                       **options: Any) -> list[Job[Any]]: ...
+
+    async def schedule(
+        self, when: datetime | str, names: str | list[str], data: Any = None, **options: Any
+    ) -> Job[Any] | list[Job[Any]]:
+        """Create and save one-off jobs that run at ``when``. Options: ``start_date``,
+        ``end_date``, ``skip_days``."""
+        jobs = [self._constrain(self.create(name, data), **options).schedule(when)
+                for name in _as_list(names)]
+        return await self._save_all(jobs, single=isinstance(names, str))
+
+    @overload
+    async def every(self, interval: Duration, names: str, data: Any = None,
+                    **options: Any) -> Job[Any]: ...
+    @overload
+    async def every(self, interval: Duration, names: list[str], data: Any = None,
+                    **options: Any) -> list[Job[Any]]: ...
+
+    async def every(
+        self, interval: Duration, names: str | list[str], data: Any = None, **options: Any
+    ) -> Job[Any] | list[Job[Any]]:
+        """Create or update the one repeating job of each name. Options: ``timezone``,
+        ``skip_immediate``, ``start_date``, ``end_date``, ``skip_days``."""
+        timezone = options.pop("timezone", None)
+        skip_immediate = options.pop("skip_immediate", False)
+        jobs = []
+        for name in _as_list(names):
+            job = self._constrain(self.create(name, data), **options)
+            job.attrs.type = "single"
+            jobs.append(job.repeat_every(interval, timezone=timezone,
+                                         skip_immediate=skip_immediate))
+        return await self._save_all(jobs, single=isinstance(names, str))
+
+    def _constrain(
+        self,
+        job: Job[Any],
+        *,
+        start_date: datetime | str | None = None,
+        end_date: datetime | str | None = None,
+        skip_days: Iterable[int] | None = None,
+    ) -> Job[Any]:
+        if start_date is not None:
+            job.start_date(start_date)
+        if end_date is not None:
+            job.end_date(end_date)
+        if skip_days is not None:
+            job.skip_days(skip_days)
+        return job
+
+    async def _save_all(self, jobs: list[Job[Any]], *, single: bool) -> Job[Any] | list[Job[Any]]:
+        saved = [await job.save() for job in jobs]
+        return saved[0] if single else saved
+
+    def _definition(self, name: str) -> JobDefinition:
+        definition = self.definitions.get(name)
+        if definition is None:
+            known = ", ".join(sorted(self.definitions)) or "none"
+            raise UnknownJobError(
+                f"unknown job name {name!r}: define() or declare() it first (known: {known})"
+            )
+        return definition
+
+    # -- managing jobs -------------------------------------------------------------------
+
+    async def query_jobs(
+        self, options: JobsQueryOptions | None = None, **filters: Any
+    ) -> JobsResult:
+        """Jobs with their computed state: ``query_jobs(JobsQueryOptions(...))`` or keywords."""
+        await self.ready()
+        return await self.repository.query_jobs(options or JobsQueryOptions(**filters))
+
+    async def get_jobs_overview(self) -> list[JobsOverview]:
+        await self.ready()
+        return await self.repository.get_jobs_overview()
+
+    async def cancel(self, options: RemoveJobsOptions | None = None, **criteria: Any) -> int:
+        """Delete matching jobs; return how many. Empty criteria delete nothing."""
+        await self.ready()
+        return await self.repository.remove_jobs(options or RemoveJobsOptions(**criteria))
+
+    async def disable(self, options: RemoveJobsOptions | None = None, **criteria: Any) -> int:
+        await self.ready()
+        return await self.repository.disable_jobs(options or RemoveJobsOptions(**criteria))
+
+    async def enable(self, options: RemoveJobsOptions | None = None, **criteria: Any) -> int:
+        await self.ready()
+        return await self.repository.enable_jobs(options or RemoveJobsOptions(**criteria))
+
+    async def purge(self) -> int:
+        """Delete jobs whose name has no definition here (nothing when nothing is defined)."""
+        if not self.definitions:
+            return 0
+        return await self.cancel(RemoveJobsOptions(not_names=sorted(self.definitions)))
+
+    # -- store access used by Job --------------------------------------------------------
+
+    async def save_job(self, params: JobParameters[Any]) -> JobParameters[Any]:
+        await self.ready()
+        return await self.repository.save_job(
+            params, last_modified_by=self.name, now=self.clock.now()
+        )
+
+    async def save_job_state(self, params: JobParameters[Any]) -> None:
+        await self.ready()
+        await self.repository.save_job_state(params, last_modified_by=self.name)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def ready(self) -> None:
+        """Connect the backend (once) and, if there is one, the notification channel.
+
+        A channel that cannot connect is reported as an ``error`` event and the scheduler
+        goes on polling; a backend that cannot connect raises ``BackendUnavailableError``.
+        """
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if self._ready:
+                return
+            await self._connect_backend()
+            await self._connect_channel()
+            self._ready = True
+        await self._events.emit("ready")
+
+    async def _connect_backend(self) -> None:
+        try:
+            await self.backend.connect()
+        except Exception as error:
+            await self.emit_error(error)
+            raise BackendUnavailableError(
+                f"cannot connect to the {self.backend.name} backend: {error}"
+            ) from error
+        await self._measure_skew()
+
+    async def _connect_channel(self) -> None:
+        if self.channel is None:
+            return
+        self.channel.on("stateChange", self._on_channel_state)
+        self._unsubscribe.append(self.channel.subscribe(self._on_notification))
+        if self.channel.supports_state_notifications:
+            self._unsubscribe.append(self.channel.subscribe_state(self._on_state_notification))
+        if self.channel.state != "connected":
+            try:
+                await self.channel.connect()
+            except Exception as error:
+                await self.emit_error(error)
+
+    async def _measure_skew(self) -> None:
+        if not isinstance(self.clock, StoreAlignedClock):
+            return
+        store_now = await self.repository.server_now()
+        self._skew_checked_at = self.clock.now()
+        if store_now is None:
+            return
+        self.clock.offset = timedelta(0)
+        skew = store_now - self.clock.now()
+        self.clock.offset = skew
+        if abs(skew) > SKEW_WARNING:
+            log.warning("this machine's clock is %s off the %s clock", skew, self.backend.name)
+
+    async def start(self) -> None:
+        """Start processing jobs in the background. Does nothing when already started."""
+        await self.ready()
+        if self._processor is not None:
+            return
+        self._processor = JobProcessor(
+            self,
+            max_concurrency=self.max_concurrency,
+            lock_limit=self.lock_limit,
+            process_every=self.process_every,
+        )
+        self._processor.start()
+
+    async def stop(self, *, close_connection: bool | None = None) -> None:
+        """Stop processing, release every job this instance holds and close the connections
+        (running handlers are not awaited: use :meth:`drain` to let them finish)."""
+        processor = self._processor
+        if processor is not None:
+            processor.stop_polling()
+            held = list(processor.locked)
+            processor.release_queued()
+            if held:
+                await self.repository.unlock_jobs(held)
+        if self._ready:
+            await self._teardown(close_connection)
+
+    async def drain(
+        self,
+        timeout: Duration | None = None,
+        *,
+        abort: asyncio.Event | None = None,
+        close_connection: bool | None = None,
+    ) -> DrainResult:
+        """Stop claiming, release queued jobs, and wait for running ones (up to ``timeout``)."""
+        processor = self._processor
+        if processor is None:
+            return DrainResult(completed=0, running=0, timed_out=False, aborted=False)
+        processor.stop_polling()
+        released = processor.release_queued()
+        if released:
+            await self.repository.unlock_jobs(released)
+        result = await self._wait_for_running(processor, timeout, abort)
+        await self._teardown(close_connection)
+        return result
+
+    async def _wait_for_running(
+        self, processor: JobProcessor, timeout: Duration | None, abort: asyncio.Event | None
+    ) -> DrainResult:
+        started = processor.completed
+        if abort is not None and abort.is_set():
+            return DrainResult(completed=0, running=len(processor.running), timed_out=False,
+                               aborted=True)
+        seconds = None if timeout is None else timing.parse_duration(timeout) / 1000
+        outcome = await _first_of(processor.wait_idle(), seconds, abort)
+        return DrainResult(
+            completed=processor.completed - started,
+            running=len(processor.running),
+            timed_out=outcome == "timeout",
+            aborted=outcome == "abort",
+        )
+
+    async def _teardown(self, close_connection: bool | None) -> None:
+        self._processor = None
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        if self.channel is not None:
+            self.channel.off("stateChange", self._on_channel_state)
+            await self.channel.disconnect()
+        close = self.backend.owns_connection if close_connection is None else close_connection
+        if close:
+            await self.backend.disconnect()
+        self._ready = False
+
+    async def get_running_stats(self, full_details: bool = False) -> RunningStats:
+        processor = self._processor
+        if processor is None:
+            raise AgendaNotRunningError("agenda not running!")
+        return RunningStats(
+            version=_version(),
+            queue_name=self.name,
+            total_queue_size_db=await self.repository.get_queue_size(),
+            config={"lock_limit": self.lock_limit, "max_concurrency": self.max_concurrency,
+                    "process_every": self.process_every},
+            backend={"name": self.backend.name, "has_notification_channel": bool(self.channel)},
+            job_status={
+                name: {**attrs.asdict(status), "config": self.definitions.get(name)}
+                for name, status in processor.status.items()
+            },
+            queued_jobs=_listed(processor.queued_jobs(), full_details),
+            running_jobs=_listed(list(processor.running.values()), full_details),
+            locked_jobs=_listed(list(processor.locked.values()), full_details),
+        )
+
+    @property
+    def is_active_job_processor(self) -> bool:
+        return self._processor is not None
+
+    # -- events --------------------------------------------------------------------------
+
+    def on(self, event: str, listener: Callable[..., Any]) -> None:
+        """Listen to ``ready``, ``error``, ``start``, ``success``, ``fail``, ``complete``,
+        ``progress``, ``retry``, ``retry exhausted``, or ``EVENT:<job name>``."""
+        self._events.on(event, listener)
+
+    def once(self, event: str, listener: Callable[..., Any]) -> None:
+        self._events.once(event, listener)
+
+    def off(self, event: str, listener: Callable[..., Any]) -> None:
+        self._events.off(event, listener)
+
+    async def emit_error(self, error: BaseException) -> None:
+        if self._events.listener_count("error"):
+            await self._events.emit("error", error)
+        else:
+            log.error("agenda error: %s", error, exc_info=error)
+
+    def emit_error_soon(self, error: BaseException) -> None:
+        self._spawn(self.emit_error(error))
+
+    async def emit_job_event(
+        self,
+        event: str,
+        job: Job[Any],
+        *,
+        error: BaseException | None = None,
+        delay: int | None = None,
+        progress: float | None = None,
+    ) -> None:
+        """Emit ``event`` and ``event:<name>`` locally, then tell other workers."""
+        args = self._event_args(event, job, error, delay, progress)
+        await self._events.emit(event, *args)
+        await self._events.emit(f"{event}:{job.attrs.name}", *args)
+        if event != "retry exhausted":
+            self._publish_state(event, job, error=error, progress=progress)  # type: ignore[arg-type]
+
+    def _event_args(
+        self, event: str, job: Job[Any], error: BaseException | None, delay: int | None,
+        progress: float | None,
+    ) -> tuple[Any, ...]:
+        if event in ("fail", "retry exhausted"):
+            return (error, job)
+        if event == "retry":
+            assert error is not None and delay is not None
+            details = RetryDetails(attempt=job.attrs.fail_count or 1, delay=delay,
+                                   next_run_at=job.attrs.next_run_at, error=error)
+            return (job, details)
+        if event == "progress":
+            return (job, progress)
+        return (job,)
+
+    # -- notifications -------------------------------------------------------------------
+
+    async def publish_job_notification(self, job: Job[Any]) -> None:
+        """Tell listening workers a job was saved (skipped when the channel is down)."""
+        channel = self.channel
+        if channel is None or channel.state != "connected" or job.attrs.id is None:
+            return
+        notification = JobNotification(
+            job_id=job.attrs.id, job_name=job.attrs.name, next_run_at=job.attrs.next_run_at,
+            priority=job.attrs.priority, timestamp=self.clock.now(), source=self.name,
+        )
+        try:
+            await channel.publish(notification)
+        except Exception as error:  # the save succeeded; polling will find the job
+            await self.emit_error(error)
+
+    def _publish_state(
+        self, kind: StateNotificationType, job: Job[Any], *, error: BaseException | None,
+        progress: float | None,
+    ) -> None:
+        channel = self.channel
+        if (channel is None or channel.state != "connected"
+                or not channel.supports_state_notifications):
+            return
+        params = job.attrs
+        assert params.id is not None
+        notification = JobStateNotification(
+            type=kind, job_id=params.id, job_name=params.name, timestamp=self.clock.now(),
+            source=self.name, progress=progress, error=params.fail_reason if error else None,
+            fail_count=params.fail_count if error else None,
+            last_run_at=params.last_run_at, last_finished_at=params.last_finished_at,
+            retry_at=params.next_run_at if kind == "retry" else None,
+        )
+        self._spawn(self._send_state(channel, notification))
+
+    async def _send_state(
+        self, channel: NotificationChannel, notification: JobStateNotification
+    ) -> None:
+        try:
+            await channel.publish_state(notification)
+        except Exception as error:
+            await self.emit_error(error)
+
+    def _on_notification(self, notification: JobNotification) -> None:
+        if self._processor is not None:
+            self._processor.handle_notification(notification)
+
+    async def _on_state_notification(self, notification: JobStateNotification) -> None:
+        if notification.source == self.name:
+            return  # our own event, already emitted locally
+        await self._events.emit(notification.type, notification, True)
+        await self._events.emit(f"{notification.type}:{notification.job_name}", notification, True)
+
+    def _on_channel_state(self, state: str) -> None:
+        """After a reconnect, poll at once: what was published while away is lost."""
+        if state == "connected" and self._processor is not None:
+            for name in self.runnable_names():
+                self._processor.wake(name)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def refresh_skew(self) -> None:
+        """Re-measure the store clock skew when the last measurement is old."""
+        checked = self._skew_checked_at
+        if checked is None or self.clock.now() - checked > SKEW_REFRESH:
+            await self._measure_skew()
+
+
+def _as_list(names: str | Sequence[str]) -> list[str]:
+    return [names] if isinstance(names, str) else list(names)
+
+
+def _listed(jobs: list[Job[Any]], full: bool) -> int | list[dict[str, Any]]:
+    if not full:
+        return len(jobs)
+    return [{**attrs.asdict(job.attrs), "canceled": job.canceled} for job in jobs]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agenda-decl")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+async def _first_of(
+    idle: Awaitable[None], seconds: float | None, abort: asyncio.Event | None
+) -> Literal["idle", "timeout", "abort"]:
+    waiters: dict[asyncio.Task[Any], Literal["idle", "abort"]] = {
+        asyncio.ensure_future(idle): "idle"
+    }
+    if abort is not None:
+        waiters[asyncio.ensure_future(abort.wait())] = "abort"
+    done, pending = await asyncio.wait(waiters, timeout=seconds,
+                                       return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    if not done:
+        return "timeout"
+    return "idle" if any(waiters[t] == "idle" for t in done) else "abort"

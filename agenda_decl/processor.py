@@ -1,0 +1,335 @@
+"""The processing loop: claim due jobs, queue them in order, run them within the limits.
+
+One processor lives between ``Agenda.start()`` and ``stop()``/``drain()``. Every
+``process_every`` it claims, for each defined name, the jobs due before the next scan (up to
+the lock limits and a prefetch of twice the name's concurrency), keeps them in one priority
+queue per name ordered by (next_run_at, -priority, arrival), and starts them at their time
+within ``max_concurrency`` and each definition's ``concurrency``. A notification, a finished
+job or a reconnected channel triggers a claim at once; polling never stops, so a silent
+channel costs latency, never jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from agenda_decl._model import JobNotification, JobParameters
+from agenda_decl.errors import AgendaError
+from agenda_decl.job import Job
+
+if TYPE_CHECKING:
+    from agenda_decl.agenda import Agenda, JobDefinition
+
+log = logging.getLogger("agenda_decl")
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+@attrs.define
+class NameStatus:
+    locked: int = 0
+    running: int = 0
+
+
+class _NameQueue:
+    """Claimed jobs of one name, earliest first, then higher priority, then arrival."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[datetime, int, int, Job[Any]]] = []
+        self._sequence = itertools.count()
+
+    def push(self, job: Job[Any]) -> None:
+        key = (job.attrs.next_run_at or _NEVER, -job.attrs.priority, next(self._sequence), job)
+        heapq.heappush(self._heap, key)
+
+    def peek(self) -> Job[Any] | None:
+        return self._heap[0][3] if self._heap else None
+
+    def pop(self) -> Job[Any]:
+        return heapq.heappop(self._heap)[3]
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def jobs(self) -> list[Job[Any]]:
+        return [entry[3] for entry in self._heap]
+
+
+class JobProcessor:
+    def __init__(self, agenda: Agenda, *, max_concurrency: int, lock_limit: int,
+                 process_every: int) -> None:
+        self.agenda = agenda
+        self.max_concurrency = max_concurrency
+        self.lock_limit = lock_limit
+        self.process_every = process_every
+        self.is_running = False
+        self.dispatching = True
+        self.locked: dict[str, Job[Any]] = {}
+        self.running: dict[str, Job[Any]] = {}
+        self.status: dict[str, NameStatus] = {}
+        self._queues: dict[str, _NameQueue] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._filling: dict[str, asyncio.Task[None]] = {}
+        self._refill: set[str] = set()
+        self._poll_task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.completed = 0
+        self._reserved = 0  # claim slots promised to fills in flight (global lock limit)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.next_scan_at = agenda.clock.now()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.is_running = True
+        self._poll_task = asyncio.get_running_loop().create_task(self._poll_forever())
+
+    def stop_polling(self) -> None:
+        """Stop claiming (drain and stop); running jobs carry on."""
+        self.is_running = False
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._filling.values():
+            task.cancel()
+
+    def release_queued(self) -> list[str]:
+        """Forget every claimed job that has not started; return their ids to unlock."""
+        self.dispatching = False
+        ids = [job_id for job_id in self.locked if job_id not in self.running]
+        for queue in self._queues.values():
+            for job in queue.jobs():
+                self._forget(job)
+        self._queues.clear()
+        return ids
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    # -- claiming ------------------------------------------------------------------------
+
+    async def _poll_forever(self) -> None:
+        while self.is_running:
+            try:
+                await self.agenda.refresh_skew()
+                await self.process()
+                self._check_expired_locks()
+            except Exception as error:  # a store outage must not end the loop
+                await self.agenda.emit_error(error)
+            await asyncio.sleep(self.process_every / 1000)
+
+    async def process(self, names: Iterable[str] | None = None) -> None:
+        """Claim for ``names`` (default: every defined name with a handler), then dispatch."""
+        now = self.agenda.clock.now()
+        self.next_scan_at = now + timedelta(milliseconds=self.process_every)
+        targets = list(names) if names is not None else self.agenda.runnable_names()
+        await asyncio.gather(*(self._fill_once(name) for name in targets))
+        self.dispatch()
+
+    def wake(self, name: str) -> None:
+        """Claim for one name soon (coalesced: one claim per name in flight)."""
+        if not self.is_running or name not in self.agenda.runnable_names():
+            return
+        if name in self._filling:
+            self._refill.add(name)
+            return
+        task = asyncio.get_running_loop().create_task(self._fill_and_dispatch(name))
+        self._filling[name] = task
+
+    async def _fill_and_dispatch(self, name: str) -> None:
+        try:
+            while True:
+                self._refill.discard(name)
+                await self._fill(name)
+                self.dispatch()
+                if name not in self._refill or not self.is_running:
+                    break
+        except Exception as error:
+            await self.agenda.emit_error(error)
+        finally:
+            self._filling.pop(name, None)
+
+    async def _fill_once(self, name: str) -> None:
+        if name in self._filling:  # a claim for this name is already running
+            return
+        await self._fill(name)
+
+    async def _fill(self, name: str) -> None:
+        definition = self.agenda.definitions[name]
+        while self.is_running and (room := self._room(definition)) > 0:
+            now = self.agenda.clock.now()
+            deadline = now - timedelta(milliseconds=definition.lock_lifetime)
+            self._reserved += room
+            try:
+                claimed = await self.agenda.repository.get_next_jobs_to_run(
+                    name, self.next_scan_at, deadline, room, now,
+                    last_modified_by=self.agenda.name,
+                )
+            finally:
+                self._reserved -= room
+            for params in claimed:
+                self._accept(params)
+            if len(claimed) < room:
+                return
+
+    def _room(self, definition: JobDefinition) -> int:
+        status = self.status.setdefault(definition.name, NameStatus())
+        limits = [definition.concurrency * 2 - status.locked]
+        if self.lock_limit > 0:
+            limits.append(self.lock_limit - len(self.locked) - self._reserved)
+        if definition.lock_limit > 0:
+            limits.append(definition.lock_limit - status.locked)
+        return max(0, min(limits))
+
+    def _accept(self, params: JobParameters[Any]) -> None:
+        job: Job[Any] = Job(self.agenda, params)
+        assert params.id is not None
+        if params.id in self.locked:  # our own lock taken over after it went stale
+            return
+        self.locked[params.id] = job
+        self.status.setdefault(params.name, NameStatus()).locked += 1
+        self._queues.setdefault(params.name, _NameQueue()).push(job)
+
+    def handle_notification(self, notification: JobNotification) -> None:
+        if not self.is_running:
+            return
+        next_run_at = notification.next_run_at
+        if next_run_at is not None and next_run_at > self.next_scan_at:
+            return  # the poll will see it in time
+        self.wake(notification.job_name)
+
+    # -- dispatching ---------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        """Start every due job that fits the limits; arm a timer for the next one."""
+        if not self.dispatching:
+            return
+        now = self.agenda.clock.now()
+        while len(self.running) < self.max_concurrency:
+            job = self._next_due(now)
+            if job is None:
+                break
+            self._start(job)
+        self._arm_timer(now)
+
+    def _next_due(self, now: datetime) -> Job[Any] | None:
+        best: tuple[datetime, int] | None = None
+        best_queue: _NameQueue | None = None
+        for name, queue in self._queues.items():
+            job = self._head(queue, now)
+            if job is None or not self._has_capacity(name):
+                continue
+            if job.attrs.next_run_at is not None and job.attrs.next_run_at > now:
+                continue
+            key = (job.attrs.next_run_at or _NEVER, -job.attrs.priority)
+            if best is None or key < best:
+                best, best_queue = key, queue
+        return best_queue.pop() if best_queue is not None else None
+
+    def _head(self, queue: _NameQueue, now: datetime) -> Job[Any] | None:
+        """The first job of a queue whose lock is still ours; drop expired or far-off ones."""
+        while (job := queue.peek()) is not None:
+            if job.lock_expired(now):
+                queue.pop()
+                self._forget(job)  # another worker may own it now: never run it
+            elif self._too_far(job, now):
+                queue.pop()
+                self._release(job)
+            else:
+                return job
+        return None
+
+    def _too_far(self, job: Job[Any], now: datetime) -> bool:
+        next_run_at = job.attrs.next_run_at
+        return next_run_at is not None and next_run_at - now > timedelta(
+            milliseconds=self.process_every
+        )
+
+    def _has_capacity(self, name: str) -> bool:
+        definition = self.agenda.definitions.get(name)
+        if definition is None:
+            return False
+        return self.status.setdefault(name, NameStatus()).running < definition.concurrency
+
+    def _arm_timer(self, now: datetime) -> None:
+        upcoming = [
+            job.attrs.next_run_at
+            for queue in self._queues.values()
+            if (job := queue.peek()) is not None and job.attrs.next_run_at is not None
+            and job.attrs.next_run_at > now
+        ]
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if upcoming and self.dispatching:
+            # Capped at one poll so a moved (fake or corrected) clock is noticed.
+            delay = min((min(upcoming) - now).total_seconds(), self.process_every / 1000)
+            self._timer = asyncio.get_running_loop().call_later(max(delay, 0), self.dispatch)
+
+    # -- running -------------------------------------------------------------------------
+
+    def _start(self, job: Job[Any]) -> None:
+        assert job.attrs.id is not None
+        self.running[job.attrs.id] = job
+        self.status[job.attrs.name].running += 1
+        self._idle.clear()
+        task = asyncio.get_running_loop().create_task(self._run(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, job: Job[Any]) -> None:
+        try:
+            await job.run()
+        except Exception as error:
+            await self.agenda.emit_error(error)
+        finally:
+            self.completed += 1
+            self._forget(job)
+            if not self.running:
+                self._idle.set()
+            self.wake(job.attrs.name)
+            self.dispatch()
+
+    def _check_expired_locks(self) -> None:
+        """Tell about runs that outlived their lock without ``touch()``: another worker may
+        take the job over now."""
+        now = self.agenda.clock.now()
+        for job in list(self.running.values()):
+            if job.canceled is None and job.lock_expired(now):
+                definition = self.agenda.definitions[job.attrs.name]
+                message = (
+                    f"execution of {job.attrs.name!r} canceled, execution took more than "
+                    f"{definition.lock_lifetime}ms. Call touch() for long running jobs to keep "
+                    "them alive."
+                )
+                job.cancel(message)
+                self.agenda.emit_error_soon(AgendaError(message))
+
+    def _forget(self, job: Job[Any]) -> None:
+        job_id = job.attrs.id
+        assert job_id is not None
+        status = self.status.setdefault(job.attrs.name, NameStatus())
+        if self.locked.pop(job_id, None) is not None:
+            status.locked -= 1
+        if self.running.pop(job_id, None) is not None:
+            status.running -= 1
+
+    def _release(self, job: Job[Any]) -> None:
+        """Give a claimed job back to the store (it is not due within this window)."""
+        self._forget(job)
+        task = asyncio.get_running_loop().create_task(self.agenda.repository.unlock_job(job.attrs))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def queued_jobs(self) -> list[Job[Any]]:
+        return [job for queue in self._queues.values() for job in queue.jobs()]

@@ -1,0 +1,756 @@
+"""All time handling: durations, dates, priorities, cron, time zones and next-run computation.
+
+Conventions
+-----------
+* A duration is an ``int`` of milliseconds everywhere. :func:`parse_duration` also reads a
+  ``timedelta`` or human text ("5 minutes", "1 hour and 30 minutes", "one minute"); a bare
+  numeric string such as ``"5000"`` is milliseconds too (Agenda rejects it).
+* Every datetime returned is timezone-aware UTC truncated to milliseconds. Naive datetimes are
+  rejected, never guessed.
+* A missing time zone means UTC (Agenda uses the process zone, which differs per machine).
+* Nothing unreadable turns into a silent default: bad input raises an error from
+  :mod:`agenda_decl.errors` whose message names the value (and the field, where there is one).
+
+Cron
+----
+5 fields (minute first) or 6 fields with **seconds first** (cron-parser's convention, as in
+Agenda), or one of ``@yearly @annually @monthly @weekly @daily @hourly``. Fields are matched
+against the wall clock of the IANA zone (UTC when none is given).
+
+DST rule (cron expressions, ``repeat_at`` times and skip-day stepping all follow it)
+-------------------------------------------------------------------------------------
+An expression is *wildcard-hour* when its hour field starts with ``*`` (``*/15 * * * *``,
+``0 * * * *``, ``@hourly``); every other expression is *fixed-hour* (``30 1 * * *``,
+``0 9 * * 1-5``, ``@daily``, every ``repeat_at`` time).
+
+1. Autumn, a wall time that occurs twice: a fixed-hour expression fires ONCE, at the first
+   occurrence (fold=0). A wildcard-hour expression fires at both, since each is a distinct real
+   instant (``0 * * * *`` in America/New_York on 2026-11-01 fires at 01:00 EDT and 01:00 EST).
+2. Spring, a wall time skipped by the change: a fixed-hour expression fires once, at the first
+   valid instant after the gap (``30 2 * * *`` in America/New_York on 2026-03-08 fires at
+   03:00 EDT = 07:00Z); several skipped times of one gap collapse into that one run. It never
+   skips the day and never jumps ahead. A wildcard-hour expression has no catch-up run: it goes
+   on with the new wall clock (``5 * * * *`` fires at 01:05 EST, then 03:05 EDT, one real hour
+   later), so it loses no day either.
+3. The result is always strictly after the reference instant, so ``next(next(t)) > next(t)``;
+   the search is bounded and works for 30-minute shifts (Australia/Lord_Howe).
+
+Stepping a skipped weekday forward keeps the wall time and resolves it by the same rule.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterError, croniter
+
+from agenda_decl._clock import truncate_ms, utcnow
+from agenda_decl._model import JobParameters
+from agenda_decl.errors import (
+    InvalidDateError,
+    InvalidIntervalError,
+    InvalidOptionError,
+    InvalidTimezoneError,
+)
+
+__all__ = [
+    "PRIORITY_NAMES",
+    "apply_all_date_constraints",
+    "apply_skip_days",
+    "compute_next_run_at",
+    "get_zone",
+    "is_cron",
+    "next_cron_time",
+    "next_time_of_day",
+    "parse_date",
+    "parse_duration",
+    "parse_priority",
+    "should_skip_day",
+    "to_timedelta",
+    "validate_interval",
+    "validate_skip_days",
+]
+
+_MS = timedelta(milliseconds=1)
+_SECOND = 1000
+_UNIT_MS: dict[str, int] = {
+    "ms": 1, "msec": 1, "millisecond": 1,
+    "sec": _SECOND, "second": _SECOND,
+    "min": 60 * _SECOND, "minute": 60 * _SECOND,
+    "hr": 3600 * _SECOND, "hour": 3600 * _SECOND,
+    "day": 86_400 * _SECOND,
+    "week": 7 * 86_400 * _SECOND,
+    "month": 30 * 86_400 * _SECOND,  # human-interval's fixed month and year
+    "year": 365 * 86_400 * _SECOND,
+}  # fmt: skip
+_SMALL_NUMBERS = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen",
+)  # fmt: skip
+_TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_NUMBER_WORDS: dict[str, int] = {
+    **{word: n for n, word in enumerate(_SMALL_NUMBERS)},
+    **{word: 20 + 10 * n for n, word in enumerate(_TENS)},
+}
+_DECIMAL_RE = re.compile(r"\d+(?:\.\d*)?|\.\d+")
+_DURATION_HINT = "expected milliseconds, a timedelta, or text like '5 minutes'"
+
+PRIORITY_NAMES: dict[str, int] = {
+    "lowest": -20, "low": -10, "normal": 0, "high": 10, "highest": 20,
+}  # fmt: skip
+
+_CRON_ALIASES: dict[str, str] = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+# croniter's non-standard H (hash) and R (random) fields are not cron-parser syntax and would
+# make a schedule non-deterministic; month/day names such as "mar" or "fri" still pass.
+_HASH_OR_RANDOM_RE = re.compile(r"(?<![a-z])[hr](?![a-z])")
+_MAX_SCAN_STEPS = 200_000
+_MAX_SKIPPED_OCCURRENCES = 1000
+#: A run that starts at most this long before its scheduled tick consumed that tick (timers may
+#: fire a little early); Agenda's computeFromInterval uses the same one second.
+_EARLY_RUN_SLACK = timedelta(seconds=1)
+_TIME_OF_DAY_RE = re.compile(
+    r"(?:at\s+)?(?P<h>\d{1,2})(?::(?P<m>\d{2}))?(?::(?P<s>\d{2}))?\s*(?P<half>[ap])?(?:\.?m\.?)?"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# durations
+
+
+def parse_duration(value: int | float | timedelta | str, *, field: str = "duration") -> int:
+    """Milliseconds from a number of ms, a ``timedelta`` or human text; never negative.
+
+    Text is read like Agenda's human-interval, case-insensitively: ``"5 minutes"``,
+    ``"1.5 minutes"``, ``"one minute"``, ``"twenty five seconds"``, ``"3 days and 4 hours"``,
+    ``"500 ms"``. A bare numeric string (``"5000"``) is milliseconds. A month is 30 days and a
+    year 365 days. Fractions of a millisecond are rounded.
+    """
+    if isinstance(value, bool):  # bool is an int subclass; True is no duration
+        raise _duration_error(value, field)
+    if isinstance(value, int | float):
+        return _ms_from_number(value, value, field)
+    if isinstance(value, timedelta):
+        return _ms_from_number(value / timedelta(microseconds=1) / 1000, value, field)
+    if isinstance(value, str):
+        ms = _parse_human_interval(value)
+        if ms is not None:
+            return ms
+    raise _duration_error(value, field)
+
+
+def to_timedelta(value: int | float | timedelta | str, *, field: str = "duration") -> timedelta:
+    """:func:`parse_duration` as a ``timedelta``."""
+    return timedelta(milliseconds=parse_duration(value, field=field))
+
+
+def _duration_error(value: object, field: str, hint: str = _DURATION_HINT) -> InvalidIntervalError:
+    return InvalidIntervalError(f"invalid duration for {field}: {value!r} ({hint})")
+
+
+def _ms_from_number(ms: float, value: object, field: str) -> int:
+    if not math.isfinite(ms) or ms < 0:
+        raise _duration_error(value, field, "must be a finite number of milliseconds >= 0")
+    return round(ms)
+
+
+def _parse_human_interval(text: str) -> int | None:
+    """The human-interval reading of ``text`` in ms, or None when any part is unreadable.
+
+    Unlike human-interval, every word must be understood ("5 minutes foo" is rejected rather
+    than read as 5 minutes) and upper case is accepted.
+    """
+    normalized = text.strip().lower()
+    if _DECIMAL_RE.fullmatch(normalized):
+        return round(float(normalized))
+    tokens = _duration_tokens(normalized)
+    total = 0.0
+    quantity: list[str] = []
+    for token in tokens:
+        unit = _unit_ms(token)
+        if unit is None:
+            quantity.append(token)
+            continue
+        amount = _quantity(quantity)
+        if amount is None:
+            return None
+        total, quantity = total + amount * unit, []
+    return round(total) if tokens and not quantity else None
+
+
+def _duration_tokens(text: str) -> list[str]:
+    spaced = re.sub(r"(?<=[\d.])(?=[a-z])", " ", text)  # "5minutes" -> "5 minutes"
+    spaced = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", spaced)  # "twenty-five"
+    return [token for token in re.split(r"[\s,]+", spaced) if token and token != "and"]
+
+
+def _unit_ms(token: str) -> int | None:
+    if token in _UNIT_MS:
+        return _UNIT_MS[token]
+    if token.endswith("s") and token[:-1] in _UNIT_MS:
+        return _UNIT_MS[token[:-1]]
+    return None
+
+
+def _quantity(words: list[str]) -> float | None:
+    """A decimal, English number words, or 1 when absent ("minute" is one minute)."""
+    if not words:
+        return 1.0
+    if len(words) == 1 and _DECIMAL_RE.fullmatch(words[0]):
+        return float(words[0])
+    return _number_from_words(words)
+
+
+def _number_from_words(words: list[str]) -> float | None:
+    if words in (["a"], ["an"]):
+        return 1.0
+    total = current = 0
+    for word in words:
+        if word in _NUMBER_WORDS:
+            current += _NUMBER_WORDS[word]
+        elif word == "hundred":
+            current = max(current, 1) * 100
+        elif word == "thousand":
+            total, current = total + max(current, 1) * 1000, 0
+        else:
+            return None
+    return float(total + current)
+
+
+# ---------------------------------------------------------------------------------------------
+# time zones and dates
+
+
+def get_zone(name: str | None) -> ZoneInfo:
+    """The IANA zone ``name``; UTC when None. An unknown name raises InvalidTimezoneError."""
+    if name is None:
+        return ZoneInfo("UTC")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as error:
+        raise InvalidTimezoneError(
+            f"unknown time zone: {name!r} (expected an IANA name such as 'Europe/Berlin')"
+        ) from error
+
+
+def _utc(value: datetime, field: str) -> datetime:
+    """``value`` as UTC at ms precision; a naive datetime is an error, not a guess."""
+    if not isinstance(value, datetime):
+        raise InvalidDateError(f"invalid date for {field}: {value!r} (expected a datetime)")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidDateError(
+            f"invalid date for {field}: naive datetime {value!r} has no time zone; "
+            "give a timezone (e.g. datetime(..., tzinfo=UTC))"
+        )
+    return truncate_ms(value.astimezone(UTC))
+
+
+def parse_date(
+    value: datetime | str, *, now: datetime | None = None, field: str = "date"
+) -> datetime:
+    """An aware datetime or date text as UTC at ms precision.
+
+    Text may be ISO 8601 (with ``Z`` or an offset; naive ISO text and a date alone such as
+    ``"2026-12-01"`` are read as UTC), ``"now"``, ``"today"``/``"tomorrow"``/``"yesterday"``
+    (midnight UTC, optionally ``"tomorrow at 3pm"``), ``"in 5 minutes"``, ``"5 minutes from now"``
+    or ``"5 minutes ago"``. Unreadable text raises InvalidDateError; unlike date.js it never
+    falls back to now.
+    """
+    if not isinstance(value, str):
+        return _utc(value, field)
+    reference = utcnow() if now is None else _utc(now, "now")
+    parsed = _parse_iso(value) or _parse_relative(value.strip().lower(), reference)
+    if parsed is None:
+        raise InvalidDateError(
+            f"invalid date for {field}: {value!r} (expected an aware datetime, ISO 8601 text, "
+            "or text like 'now', 'in 5 minutes', '5 minutes ago', 'tomorrow')"
+        )
+    return parsed
+
+
+def _parse_iso(text: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:  # documented: ISO text without an offset is UTC
+        parsed = parsed.replace(tzinfo=UTC)
+    return truncate_ms(parsed.astimezone(UTC))
+
+
+def _parse_relative(text: str, now: datetime) -> datetime | None:
+    if text == "now":
+        return now
+    day_match = re.fullmatch(r"(today|tomorrow|yesterday)(?:\s+at\s+(.+))?", text)
+    if day_match:
+        return _day_at(day_match[1], day_match[2], now)
+    for pattern, sign in ((r"in\s+(.+)", 1), (r"(.+?)\s+from\s+now", 1), (r"(.+?)\s+ago", -1)):
+        match = re.fullmatch(pattern, text)
+        ms = _parse_human_interval(match[1]) if match else None
+        if ms is not None:
+            return now + sign * timedelta(milliseconds=ms)
+    return None
+
+
+def _day_at(day: str, time_text: str | None, now: datetime) -> datetime | None:
+    offset = {"today": 0, "tomorrow": 1, "yesterday": -1}[day]
+    midnight = datetime.combine(now.date() + timedelta(days=offset), datetime.min.time(), UTC)
+    if time_text is None:
+        return midnight
+    parts = _parse_time_of_day(time_text)
+    if parts is None:
+        return None
+    return midnight.replace(hour=parts[0], minute=parts[1], second=parts[2])
+
+
+# ---------------------------------------------------------------------------------------------
+# priorities
+
+
+def parse_priority(value: int | str | None) -> int:
+    """A priority number: None is 0, an int passes, names and numeric strings are read.
+
+    Names (case-insensitive): lowest -20, low -10, normal 0, high 10, highest 20. Unlike
+    Agenda, an unknown name raises InvalidOptionError instead of silently becoming 0.
+    """
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in PRIORITY_NAMES:
+            return PRIORITY_NAMES[text]
+        if re.fullmatch(r"[+-]?\d+", text):
+            return int(text)
+    raise InvalidOptionError(
+        f"invalid priority: {value!r} (expected an integer or one of {', '.join(PRIORITY_NAMES)})"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# cron
+
+
+class _CronSpec(NamedTuple):
+    """A validated cron expression in croniter's spelling."""
+
+    source: str
+    expression: str
+    seconds_first: bool
+    wildcard_hour: bool
+
+
+def _cron_spec(expr: str) -> _CronSpec:
+    """Validate ``expr``; raise InvalidIntervalError naming it."""
+    if not isinstance(expr, str):
+        raise _cron_error(expr, "expected a string")
+    return _cached_cron_spec(expr)
+
+
+@lru_cache(maxsize=1024)  # the scheduler recomputes the same few expressions on every run
+def _cached_cron_spec(expr: str) -> _CronSpec:
+    text = expr.strip().lower()
+    text = _CRON_ALIASES.get(text, text)
+    fields = text.split()
+    if len(fields) not in (5, 6) or _HASH_OR_RANDOM_RE.search(text):
+        raise _cron_error(expr, "expected 5 fields, 6 with seconds first, or an @alias")
+    spec = _CronSpec(expr, " ".join(fields), len(fields) == 6, fields[-4].startswith("*"))
+    try:  # a valid expression that can never fire (Feb 30) is as useless as a typo
+        _walls(spec, datetime(2000, 1, 1)).get_next(datetime)
+    except (CroniterError, ValueError, KeyError, TypeError, OverflowError) as error:
+        raise _cron_error(expr, str(error) or type(error).__name__) from error
+    return spec
+
+
+def _cron_error(expr: object, reason: str) -> InvalidIntervalError:
+    return InvalidIntervalError(f"invalid cron expression {expr!r}: {reason}")
+
+
+def is_cron(expr: str) -> bool:
+    """True for a valid 5-field, 6-field (seconds first) or @alias cron expression."""
+    try:
+        _cron_spec(expr)
+    except InvalidIntervalError:
+        return False
+    return True
+
+
+def _walls(spec: _CronSpec, start: datetime) -> croniter[datetime]:
+    """Matching naive wall times strictly after the naive ``start`` (pure calendar arithmetic:
+    croniter treats naive datetimes as a clock without DST)."""
+    return croniter(
+        spec.expression, start, ret_type=datetime, second_at_beginning=spec.seconds_first
+    )
+
+
+def next_cron_time(expr: str, after: datetime, timezone: str | None = None) -> datetime:
+    """The first fire time of ``expr`` strictly after ``after``, evaluated in ``timezone``
+    (UTC when None), following the module's DST rule."""
+    spec = _cron_spec(expr)
+    return _next_match(spec, get_zone(timezone), _utc(after, "after"))
+
+
+def _next_match(spec: _CronSpec, zone: ZoneInfo, after: datetime) -> datetime:
+    here = after.astimezone(zone)
+    found = _scan(spec, zone, after, here.replace(tzinfo=None))
+    # A backward change between `after` and `found` repeats wall times earlier than the wall
+    # time of `after`; a wildcard-hour expression may fire on those repeats, so look again
+    # from that far back. Fixed-hour expressions use first occurrences only, which never repeat.
+    back = _offset(here) - _offset(found.astimezone(zone))
+    if spec.wildcard_hour and back > timedelta(0):
+        found = _scan(spec, zone, after, here.replace(tzinfo=None) - back)
+    return found
+
+
+def _offset(moment: datetime) -> timedelta:
+    offset = moment.utcoffset()
+    assert offset is not None  # always aware here
+    return offset
+
+
+def _scan(spec: _CronSpec, zone: ZoneInfo, after: datetime, start: datetime) -> datetime:
+    """The earliest instant > ``after`` among the wall matches from ``start`` on.
+
+    Walls come in calendar order; the first instant of each wall never decreases with it, so
+    once that first instant reaches the best found, nothing later can beat it.
+    """
+    walls = _wall_times(spec, start)
+    best: datetime | None = None
+    for _ in range(_MAX_SCAN_STEPS):
+        wall = next(walls)
+        instants = _instants_for(spec, wall, zone)
+        if not instants:  # a skipped wall of a wildcard-hour expression: resume after the gap
+            walls = _wall_times(spec, _wall_after_gap(wall, zone) - timedelta(microseconds=1))
+            continue
+        if best is not None and instants[0] >= best:
+            return best
+        later = [t for t in instants if t > after]
+        if later and (best is None or later[0] < best):
+            best = later[0]
+    raise InvalidIntervalError(f"no fire time found for cron expression {spec.source!r}")
+
+
+def _wall_times(spec: _CronSpec, start: datetime) -> Iterator[datetime]:
+    """:func:`_walls` as an iterator whose croniter failures (no date within 50 years, year
+    overflow) become InvalidIntervalError."""
+    walls = _walls(spec, start)
+    while True:
+        try:
+            yield walls.get_next(datetime)
+        except (CroniterError, OverflowError, ValueError) as error:
+            raise _cron_error(spec.source, f"no next fire time ({error})") from error
+
+
+def _instants_for(spec: _CronSpec, wall: datetime, zone: ZoneInfo) -> tuple[datetime, ...]:
+    """The instants at which ``spec`` fires for the naive ``wall``, earliest first (DST rule)."""
+    real = _real_instants(wall, zone)
+    if spec.wildcard_hour:
+        return real
+    return real[:1] if real else (_gap_end(wall, zone),)
+
+
+def _real_instants(wall: datetime, zone: ZoneInfo) -> tuple[datetime, ...]:
+    """The UTC instants whose wall clock in ``zone`` reads ``wall``: none (a spring gap), one,
+    or two (the autumn repeat), earliest first."""
+    candidates = {wall.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1)}
+    shown = (t for t in candidates if t.astimezone(zone).replace(tzinfo=None) == wall)
+    return tuple(sorted(shown))
+
+
+def _first_instant(wall: datetime, zone: ZoneInfo) -> datetime:
+    """The fold=0 instant of ``wall``, or the end of the gap when the wall time is skipped."""
+    real = _real_instants(wall, zone)
+    return real[0] if real else _gap_end(wall, zone)
+
+
+def _gap_end(wall: datetime, zone: ZoneInfo) -> datetime:
+    """The instant the clock jumps over the skipped ``wall`` (the first valid instant after it).
+
+    The change lies between the instants ``wall`` would have with the offsets after (fold=1)
+    and before (fold=0) it; bisect on whole seconds, which is how tzdata places changes.
+    """
+    low = math.floor(wall.replace(tzinfo=zone, fold=1).timestamp())
+    high = math.ceil(wall.replace(tzinfo=zone, fold=0).timestamp())
+    offset_after = _offset(datetime.fromtimestamp(high, zone))
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _offset(datetime.fromtimestamp(middle, zone)) == offset_after:
+            high = middle
+        else:
+            low = middle
+    return datetime.fromtimestamp(high, UTC)
+
+
+def _wall_after_gap(wall: datetime, zone: ZoneInfo) -> datetime:
+    return _gap_end(wall, zone).astimezone(zone).replace(tzinfo=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# time of day (repeat_at)
+
+
+def _parse_time_of_day(text: str) -> tuple[int, int, int] | None:
+    """(hour, minute, second) of "3:30pm", "15:30", "3pm", "noon", "midnight"; else None.
+
+    A bare hour ("15") is rejected as ambiguous; hours with am/pm must be 1-12.
+    """
+    normalized = text.strip().lower()
+    if normalized in ("noon", "midnight"):
+        return (12, 0, 0) if normalized == "noon" else (0, 0, 0)
+    match = _TIME_OF_DAY_RE.fullmatch(normalized)
+    if match is None or (match["half"] is None and match["m"] is None):
+        return None
+    hour, minute, second = (int(match[k] or 0) for k in ("h", "m", "s"))
+    if match["half"] is not None:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if match["half"] == "p" else 0)
+    return (hour, minute, second) if hour < 24 and minute < 60 and second < 60 else None
+
+
+def next_time_of_day(repeat_at: str, after: datetime, timezone: str | None = None) -> datetime:
+    """The next occurrence of the clock time ``repeat_at`` strictly after ``after`` in
+    ``timezone`` (UTC when None), with the DST rule of a fixed-hour cron expression."""
+    return next_cron_time(_time_of_day_cron(repeat_at), after, timezone)
+
+
+def _time_of_day_cron(repeat_at: str) -> str:
+    """A daily 6-field cron expression (seconds first) for the clock time ``repeat_at``."""
+    parts = _parse_time_of_day(repeat_at) if isinstance(repeat_at, str) else None
+    if parts is None:
+        raise InvalidIntervalError(
+            f"failed to calculate repeat_at time due to invalid format: {repeat_at!r} "
+            "(expected a time of day like '3:30pm', '15:30', '3pm', 'noon' or 'midnight')"
+        )
+    hour, minute, second = parts
+    return f"{second} {minute} {hour} * * *"
+
+
+# ---------------------------------------------------------------------------------------------
+# intervals
+
+
+def validate_interval(
+    interval: int | float | timedelta | str, *, field: str = "interval"
+) -> str | int:
+    """What to store as ``repeat_interval``: int ms for numbers, timedeltas and numeric
+    strings (so that Agenda can read it); readable text or a cron expression unchanged.
+
+    ``""`` is returned unchanged: as in Agenda, an empty interval means "no repetition". A
+    zero or negative interval is rejected (it would run the job in a tight loop).
+    """
+    if isinstance(interval, str) and not interval.strip():
+        return interval
+    if isinstance(interval, str) and not _DECIMAL_RE.fullmatch(interval.strip()):
+        return _validate_interval_text(interval, field)
+    ms = parse_duration(interval, field=field)
+    if ms <= 0:
+        raise InvalidIntervalError(f"invalid {field}: {interval!r} (must be more than 0 ms)")
+    return ms
+
+
+def _validate_interval_text(interval: str, field: str) -> str:
+    ms = _parse_human_interval(interval)
+    if ms is None and is_cron(interval):
+        return interval
+    if ms is None:
+        raise InvalidIntervalError(
+            f"invalid {field}: {interval!r} is neither a readable interval "
+            "(like '5 minutes') nor a cron expression (like '0 6 * * *' or '*/10 * * * * *')"
+        )
+    if ms <= 0:
+        raise InvalidIntervalError(f"invalid {field}: {interval!r} (must be more than 0 ms)")
+    return interval
+
+
+# ---------------------------------------------------------------------------------------------
+# date constraints (skip days, start/end dates)
+
+
+def validate_skip_days(days: Iterable[int]) -> list[int]:
+    """Weekday numbers 0-6 (0 = Sunday), deduplicated and sorted."""
+    try:
+        values = list(days)
+    except TypeError:
+        raise InvalidOptionError(f"invalid skip days: {days!r} (expected a list of 0-6)") from None
+    for day in values:
+        if isinstance(day, bool) or not isinstance(day, int) or not 0 <= day <= 6:
+            raise InvalidOptionError(
+                f"Invalid skip day: {day!r}. Must be an integer 0-6 (0=Sunday, 6=Saturday)"
+            )
+    return sorted(set(values))
+
+
+def should_skip_day(
+    d: datetime, skip_days: Sequence[int] | None, timezone: str | None = None
+) -> bool:
+    """True when the weekday of ``d`` in ``timezone`` (UTC when None; 0 = Sunday) is listed."""
+    if not skip_days:
+        return False
+    weekday = (_utc(d, "date").astimezone(get_zone(timezone)).weekday() + 1) % 7
+    return weekday in skip_days
+
+
+def apply_skip_days(
+    d: datetime, skip_days: Sequence[int] | None, timezone: str | None = None
+) -> datetime | None:
+    """``d``, or the same wall time on the first later day that is not skipped; None when
+    every weekday is skipped."""
+    moment = _utc(d, "date")
+    if not skip_days:
+        return moment
+    if len(set(skip_days)) >= 7:
+        return None
+    zone = get_zone(timezone)
+    for _ in range(8):  # Agenda's bound; seven steps already cover a week
+        if not should_skip_day(moment, skip_days, timezone):
+            return moment
+        wall = moment.astimezone(zone).replace(tzinfo=None) + timedelta(days=1)
+        moment = truncate_ms(_first_instant(wall, zone))
+    return None
+
+
+def apply_all_date_constraints(
+    d: datetime,
+    *,
+    start_date: datetime | None = None,
+    end_date: datetime | None = None,
+    skip_days: Sequence[int] | None = None,
+    timezone: str | None = None,
+) -> datetime | None:
+    """Agenda's applyAllDateConstraints: move up to ``start_date``, step over skipped days,
+    then None when the result is after ``end_date``."""
+    moment = _utc(d, "date")
+    if start_date is not None and moment < _utc(start_date, "start_date"):
+        moment = _utc(start_date, "start_date")
+    result = apply_skip_days(moment, skip_days, timezone)
+    if result is not None and end_date is not None and result > _utc(end_date, "end_date"):
+        return None
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# next run
+
+
+def compute_next_run_at(job: JobParameters[Any], now: datetime) -> datetime | None:
+    """The next ``next_run_at`` of ``job`` after a run (or at creation), or None when it
+    finishes (a one-off, or no allowed time is left).
+
+    Raises InvalidIntervalError, whose message starts "failed to calculate", for an unreadable
+    interval, repeat_at time or repeat_timezone (one error type for the caller to catch).
+    """
+    moment = _utc(now, "now")
+    try:
+        if job.repeat_interval:
+            return _next_from_interval(job, moment)
+        if job.repeat_at:
+            spec = _cron_spec(_time_of_day_cron(job.repeat_at))
+            step = _cron_step(spec, job.repeat_timezone)
+            return _next_allowed(job, step, _tick_base(job, moment))
+    except InvalidTimezoneError as error:
+        raise InvalidIntervalError(
+            f"failed to calculate next_run_at due to invalid repeat timezone "
+            f"({job.repeat_timezone!r}): {error}"
+        ) from error
+    return None
+
+
+def _next_from_interval(job: JobParameters[Any], now: datetime) -> datetime | None:
+    interval = job.repeat_interval
+    ms = _interval_ms(interval)
+    if ms is not None:  # human interval or ms: run now the first time, then start + interval
+        base = now if job.last_run_at is None else _utc(job.last_run_at, "last_run_at") + ms * _MS
+        return apply_all_date_constraints(
+            base,
+            start_date=job.start_date,
+            end_date=job.end_date,
+            skip_days=job.skip_days,
+            timezone=job.repeat_timezone,
+        )
+    try:
+        spec = _cron_spec(interval)  # type: ignore[arg-type]  # a str here
+    except InvalidIntervalError as error:
+        raise InvalidIntervalError(
+            f"failed to calculate next_run_at due to invalid repeat interval ({interval!r}): "
+            f"neither a readable interval nor a valid cron expression ({error})"
+        ) from error
+    return _next_allowed(job, _cron_step(spec, job.repeat_timezone), _tick_base(job, now))
+
+
+def _interval_ms(interval: object) -> int | None:
+    """Milliseconds of a numeric or human interval; None for other text (maybe cron)."""
+    if isinstance(interval, str):
+        return _parse_human_interval(interval)
+    try:
+        return parse_duration(interval, field="repeat_interval")  # type: ignore[arg-type]
+    except InvalidIntervalError as error:
+        raise InvalidIntervalError(
+            f"failed to calculate next_run_at due to invalid repeat interval ({interval!r}): "
+            f"{error}"
+        ) from error
+
+
+def _tick_base(job: JobParameters[Any], now: datetime) -> datetime:
+    """The instant after which the next cron/repeat_at tick is searched.
+
+    A run that started up to a second before its scheduled tick (an early timer) has consumed
+    that tick, so the search starts there; this is Agenda's "next <= previous nextRunAt" guard
+    without its risk of returning the same tick again.
+    """
+    if job.last_run_at is None:
+        return now
+    last = _utc(job.last_run_at, "last_run_at")
+    previous = None if job.next_run_at is None else _utc(job.next_run_at, "next_run_at")
+    if previous is not None and previous - _EARLY_RUN_SLACK <= last < previous:
+        return previous
+    return last
+
+
+_Step = Callable[[datetime], datetime]
+
+
+def _cron_step(spec: _CronSpec, timezone: str | None) -> _Step:
+    zone = get_zone(timezone)
+    return lambda after: _next_match(spec, zone, after)
+
+
+def _next_allowed(job: JobParameters[Any], step: _Step, base: datetime) -> datetime | None:
+    """The first tick of ``step`` after ``base`` that respects the job's date constraints.
+
+    Unlike Agenda, the result is always a real tick: a start date moves to the first tick at or
+    after it, and a skipped day moves to the first tick of a later day, not to the same wall
+    time (which a weekly or monthly expression would not fire at).
+    """
+    if job.skip_days and len(set(job.skip_days)) >= 7:
+        return None
+    start = None if job.start_date is None else _utc(job.start_date, "start_date")
+    end = None if job.end_date is None else _utc(job.end_date, "end_date")
+    tick = step(max(base, start - _MS) if start is not None else base)
+    for _ in range(_MAX_SKIPPED_OCCURRENCES):
+        if end is not None and tick > end:
+            return None
+        if not should_skip_day(tick, job.skip_days, job.repeat_timezone):
+            return tick
+        tick = step(_end_of_local_day(tick, get_zone(job.repeat_timezone)))
+    return None
+
+
+def _end_of_local_day(moment: datetime, zone: ZoneInfo) -> datetime:
+    """The last millisecond of the calendar day of ``moment`` in ``zone``."""
+    next_day: date = moment.astimezone(zone).date() + timedelta(days=1)
+    return _first_instant(datetime.combine(next_day, datetime.min.time()), zone) - _MS

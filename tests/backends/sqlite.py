@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from uuid import uuid4
+
+from agenda_decl.backends.sqlite import SQLiteBackend
+
+
+@asynccontextmanager
+async def make_backend(tmp_path: Path) -> AsyncIterator[SQLiteBackend]:
+    """A fresh file per call under ``tmp_path`` (WAL needs a real file for several workers)."""
+    backend = SQLiteBackend(tmp_path / f"agenda-{uuid4().hex[:8]}.db")
+    await backend.connect()
+    try:
+        yield backend
+    finally:
+        await backend.disconnect()
