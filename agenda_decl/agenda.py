@@ -29,9 +29,11 @@ from agenda_decl._model import (
 )
 from agenda_decl.backoff import BackoffStrategy
 from agenda_decl.errors import (
+    AgendaError,
     AgendaNotRunningError,
     BackendUnavailableError,
     InvalidOptionError,
+    NotConnectedError,
     UnknownJobError,
 )
 from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
@@ -510,7 +512,9 @@ class Agenda:
     async def emit_error(self, error: BaseException) -> None:
         if self._events.listener_count("error"):
             await self._events.emit("error", error)
-        else:
+        elif isinstance(error, AgendaError | ConnectionError):
+            log.error("agenda error: %s", error)
+        else:  # not one of ours: the traceback helps
             log.error("agenda error: %s", error, exc_info=error)
 
     def emit_error_soon(self, error: BaseException) -> None:
@@ -587,6 +591,8 @@ class Agenda:
     ) -> None:
         try:
             await channel.publish_state(notification)
+        except NotConnectedError:
+            pass  # the channel went down since the check: state events are best effort
         except Exception as error:
             await self.emit_error(error)
 

@@ -208,15 +208,28 @@ class InMemoryJobRepository(JobRepository):
         *,
         last_modified_by: str | None = None,
     ) -> JobParameters[Any] | None:
+        claimed = await self.get_next_jobs_to_run(
+            job_name, next_scan_at, lock_deadline, 1, now, last_modified_by=last_modified_by
+        )
+        return claimed[0] if claimed else None
+
+    async def get_next_jobs_to_run(
+        self,
+        job_name: str,
+        next_scan_at: datetime,
+        lock_deadline: datetime,
+        limit: int,
+        now: datetime | None = None,
+        *,
+        last_modified_by: str | None = None,
+    ) -> list[JobParameters[Any]]:
         eligible = [
             job
             for job in self._jobs.values()
             if job.name == job_name and _claimable(job, next_scan_at, lock_deadline)
         ]
-        if not eligible:
-            return None
-        best = min(eligible, key=self._claim_order)
-        return self._lock(best, now or utcnow(), last_modified_by)
+        best = sorted(eligible, key=self._claim_order)[:limit]
+        return [self._lock(job, now or utcnow(), last_modified_by) for job in best]
 
     # -- internals -----------------------------------------------------------------------
 

@@ -657,7 +657,7 @@ def compute_next_run_at(job: JobParameters[Any], now: datetime) -> datetime | No
     moment = _utc(now, "now")
     try:
         if job.repeat_interval:
-            return _next_from_interval(job, moment)
+            return _next_from_interval(job, job.repeat_interval, moment)
         if job.repeat_at:
             spec = _cron_spec(_time_of_day_cron(job.repeat_at))
             step = _cron_step(spec, job.repeat_timezone)
@@ -670,8 +670,9 @@ def compute_next_run_at(job: JobParameters[Any], now: datetime) -> datetime | No
     return None
 
 
-def _next_from_interval(job: JobParameters[Any], now: datetime) -> datetime | None:
-    interval = job.repeat_interval
+def _next_from_interval(
+    job: JobParameters[Any], interval: str | int, now: datetime
+) -> datetime | None:
     ms = _interval_ms(interval)
     if ms is not None:  # human interval or ms: run now the first time, then start + interval
         base = now if job.last_run_at is None else _utc(job.last_run_at, "last_run_at") + ms * _MS
@@ -683,7 +684,7 @@ def _next_from_interval(job: JobParameters[Any], now: datetime) -> datetime | No
             timezone=job.repeat_timezone,
         )
     try:
-        spec = _cron_spec(interval)  # type: ignore[arg-type]  # a str here
+        spec = _cron_spec(str(interval))  # only text reaches here
     except InvalidIntervalError as error:
         raise InvalidIntervalError(
             f"failed to calculate next_run_at due to invalid repeat interval ({interval!r}): "
@@ -692,12 +693,12 @@ def _next_from_interval(job: JobParameters[Any], now: datetime) -> datetime | No
     return _next_allowed(job, _cron_step(spec, job.repeat_timezone), _tick_base(job, now))
 
 
-def _interval_ms(interval: object) -> int | None:
+def _interval_ms(interval: str | int) -> int | None:
     """Milliseconds of a numeric or human interval; None for other text (maybe cron)."""
     if isinstance(interval, str):
         return _parse_human_interval(interval)
     try:
-        return parse_duration(interval, field="repeat_interval")  # type: ignore[arg-type]
+        return parse_duration(interval, field="repeat_interval")
     except InvalidIntervalError as error:
         raise InvalidIntervalError(
             f"failed to calculate next_run_at due to invalid repeat interval ({interval!r}): "
@@ -740,13 +741,14 @@ def _next_allowed(job: JobParameters[Any], step: _Step, base: datetime) -> datet
         return None
     start = None if job.start_date is None else _utc(job.start_date, "start_date")
     end = None if job.end_date is None else _utc(job.end_date, "end_date")
+    zone = get_zone(job.repeat_timezone)
     tick = step(max(base, start - _MS) if start is not None else base)
-    for _ in range(_MAX_SKIPPED_OCCURRENCES):
+    for _ in range(_MAX_SKIPPED_OCCURRENCES):  # bounds a tick that only falls on skipped days
         if end is not None and tick > end:
             return None
         if not should_skip_day(tick, job.skip_days, job.repeat_timezone):
             return tick
-        tick = step(_end_of_local_day(tick, get_zone(job.repeat_timezone)))
+        tick = step(_end_of_local_day(tick, zone))
     return None
 
 

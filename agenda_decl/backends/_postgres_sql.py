@@ -88,9 +88,18 @@ END;
 $$ LANGUAGE plpgsql
 """
 
-#: Agenda drops and re-creates the trigger on every connect, which races between processes
-#: starting together (P-9); we create it only when it is missing.
-TRIGGER_EXISTS = "SELECT 1 FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = %s"
+#: What of the schema exists already. Agenda re-runs every DDL statement (and drops and
+#: re-creates the trigger) on each connect, which takes table locks and races between
+#: processes starting together (P-9); we create only what is missing.
+EXISTING = """
+SELECT to_regclass(%(table)s) IS NOT NULL AS has_table,
+    ARRAY(SELECT attname::text FROM pg_attribute
+          WHERE attrelid = to_regclass(%(table)s) AND attnum > 0 AND NOT attisdropped) AS columns,
+    ARRAY(SELECT c.relname::text FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
+          WHERE i.indrelid = to_regclass(%(table)s)) AS indexes,
+    EXISTS(SELECT 1 FROM pg_trigger
+           WHERE tgrelid = to_regclass(%(table)s) AND tgname = %(trigger)s) AS has_trigger
+"""
 
 CREATE_TRIGGER = """
 CREATE TRIGGER {trigger} BEFORE UPDATE ON {table}
@@ -101,58 +110,7 @@ FOR EACH ROW EXECUTE FUNCTION {function}()
 #: can still fail on a catalog unique index).
 SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
-# -- columns --------------------------------------------------------------------------------------
-
-#: What ``save_job`` writes: every field except the id and the processor fields.
-SAVE_COLUMNS: tuple[LiteralString, ...] = (
-    "name",
-    "priority",
-    "next_run_at",
-    "type",
-    "repeat_timezone",
-    "repeat_interval",
-    "data",
-    "repeat_at",
-    "disabled",
-    "fork",
-    "last_modified_by",
-    "debounce_started_at",
-    "start_date",
-    "end_date",
-    "skip_days",
-)
-
-#: Exactly ``_model.STATE_FIELDS``.
-STATE_COLUMNS: tuple[LiteralString, ...] = (
-    "locked_at",
-    "next_run_at",
-    "last_run_at",
-    "progress",
-    "fail_reason",
-    "fail_count",
-    "failed_at",
-    "last_finished_at",
-    "last_modified_by",
-)
-
-#: Casts for the bound values (so a NULL has a type and JSON text becomes JSONB).
-_CASTS: dict[str, LiteralString] = {
-    "data": "::jsonb",
-    "skip_days": "::integer[]",
-    "next_run_at": "::timestamptz",
-    "debounce_started_at": "::timestamptz",
-    "start_date": "::timestamptz",
-    "end_date": "::timestamptz",
-}
-
-
-def _values(columns: tuple[LiteralString, ...]) -> LiteralString:
-    return ", ".join(f"%({column})s{_CASTS.get(column, '')}" for column in columns)
-
-
-def _assignments(columns: tuple[LiteralString, ...]) -> LiteralString:
-    return ", ".join(f"{column} = %({column})s{_CASTS.get(column, '')}" for column in columns)
-
+# -- query parts --------------------------------------------------------------------------------
 
 #: The allow-list of sort keys: each maps to a fixed SQL expression.
 SORT_EXPRESSIONS: dict[str, LiteralString] = {
@@ -182,105 +140,159 @@ STATE_CASE = """CASE
     ELSE 'completed'
 END"""
 
-#: The database clock, at the millisecond precision every store keeps.
-DB_NOW: LiteralString = "date_trunc('milliseconds', clock_timestamp())"
-
 # -- statements ---------------------------------------------------------------------------------
+# Written out in full so each reads as it runs. ``{state}`` is STATE_CASE, filled in by render.
 
-SERVER_NOW = f"SELECT {DB_NOW} AS now"
+SERVER_NOW = "SELECT date_trunc('milliseconds', clock_timestamp()) AS now"
 
 SELECT_BY_ID = "SELECT * FROM {table} WHERE id = %s"
 
-INSERT = (
-    "INSERT INTO {table} (" + ", ".join(SAVE_COLUMNS) + ") VALUES (" + _values(SAVE_COLUMNS)
-    + ") RETURNING *"
-)
+INSERT = """
+INSERT INTO {table} (
+    name, priority, next_run_at, type, repeat_timezone, repeat_interval, data, repeat_at,
+    disabled, fork, last_modified_by, debounce_started_at, start_date, end_date, skip_days
+) VALUES (
+    %(name)s, %(priority)s, %(next_run_at)s::timestamptz, %(type)s, %(repeat_timezone)s,
+    %(repeat_interval)s, %(data)s::jsonb, %(repeat_at)s, %(disabled)s, %(fork)s,
+    %(last_modified_by)s, %(debounce_started_at)s::timestamptz, %(start_date)s::timestamptz,
+    %(end_date)s::timestamptz, %(skip_days)s::integer[]
+) RETURNING *
+"""
 
-UPDATE_SAVED = (
-    "UPDATE {table} SET " + _assignments(SAVE_COLUMNS)
-    + " WHERE id = %(id)s AND name = %(match_name)s RETURNING *"
-)
+UPDATE_SAVED = """
+UPDATE {table} SET
+    name = %(name)s, priority = %(priority)s, next_run_at = %(next_run_at)s::timestamptz,
+    type = %(type)s, repeat_timezone = %(repeat_timezone)s,
+    repeat_interval = %(repeat_interval)s, data = %(data)s::jsonb, repeat_at = %(repeat_at)s,
+    disabled = %(disabled)s, fork = %(fork)s, last_modified_by = %(last_modified_by)s,
+    debounce_started_at = %(debounce_started_at)s::timestamptz,
+    start_date = %(start_date)s::timestamptz, end_date = %(end_date)s::timestamptz,
+    skip_days = %(skip_days)s::integer[]
+WHERE id = %(id)s AND name = %(match_name)s
+RETURNING *
+"""
 
 #: The atomic upsert of a ``single`` job on the partial unique index. The CASE is
 #: ``base.single_next_run_at``: a due incoming time does not replace a pending stored one.
-UPSERT_SINGLE = (
-    "INSERT INTO {table} AS stored (" + ", ".join(SAVE_COLUMNS) + ") VALUES ("
-    + _values(SAVE_COLUMNS) + ") "
-    "ON CONFLICT (name) WHERE type = 'single' DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in SAVE_COLUMNS if c not in ("name", "next_run_at"))
-    + ", next_run_at = CASE WHEN EXCLUDED.next_run_at <= COALESCE(%(now)s::timestamptz, "
-    + DB_NOW + ") AND stored.next_run_at IS NOT NULL "
-    "THEN stored.next_run_at ELSE EXCLUDED.next_run_at END RETURNING *"
+UPSERT_SINGLE = """
+INSERT INTO {table} AS stored (
+    name, priority, next_run_at, type, repeat_timezone, repeat_interval, data, repeat_at,
+    disabled, fork, last_modified_by, debounce_started_at, start_date, end_date, skip_days
+) VALUES (
+    %(name)s, %(priority)s, %(next_run_at)s::timestamptz, %(type)s, %(repeat_timezone)s,
+    %(repeat_interval)s, %(data)s::jsonb, %(repeat_at)s, %(disabled)s, %(fork)s,
+    %(last_modified_by)s, %(debounce_started_at)s::timestamptz, %(start_date)s::timestamptz,
+    %(end_date)s::timestamptz, %(skip_days)s::integer[]
 )
+ON CONFLICT (name) WHERE type = 'single' DO UPDATE SET
+    priority = EXCLUDED.priority, type = EXCLUDED.type,
+    repeat_timezone = EXCLUDED.repeat_timezone, repeat_interval = EXCLUDED.repeat_interval,
+    data = EXCLUDED.data, repeat_at = EXCLUDED.repeat_at, disabled = EXCLUDED.disabled,
+    fork = EXCLUDED.fork, last_modified_by = EXCLUDED.last_modified_by,
+    debounce_started_at = EXCLUDED.debounce_started_at, start_date = EXCLUDED.start_date,
+    end_date = EXCLUDED.end_date, skip_days = EXCLUDED.skip_days,
+    next_run_at = CASE
+        WHEN EXCLUDED.next_run_at <= COALESCE(
+                %(now)s::timestamptz, date_trunc('milliseconds', clock_timestamp()))
+            AND stored.next_run_at IS NOT NULL
+        THEN stored.next_run_at
+        ELSE EXCLUDED.next_run_at
+    END
+RETURNING *
+"""
 
 #: Serializes the read-decide-write of unique/debounced saves of one job name.
 UNIQUE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
-#: ``{conditions}`` are built from the unique key by the repository (bound values only).
-SELECT_UNIQUE = (
-    "SELECT * FROM {table} WHERE name = %s AND {conditions} "
-    "ORDER BY " + TIE_BREAK + " LIMIT 1 FOR UPDATE"
-)
+#: ``{conditions}`` are built from the unique key by the repository (bound values only). The
+#: first match in insertion order is the one updated (Agenda updates every match, W-6).
+SELECT_UNIQUE = """
+SELECT * FROM {table} WHERE name = %s AND {conditions}
+ORDER BY created_at, id LIMIT 1 FOR UPDATE
+"""
 
-UPDATE_STATE = (
-    "UPDATE {table} SET " + _assignments(STATE_COLUMNS) + " WHERE id = %(id)s AND name = %(name)s"
-)
+UPDATE_STATE = """
+UPDATE {table} SET
+    locked_at = %(locked_at)s, next_run_at = %(next_run_at)s, last_run_at = %(last_run_at)s,
+    progress = %(progress)s, fail_reason = %(fail_reason)s, fail_count = %(fail_count)s,
+    failed_at = %(failed_at)s, last_finished_at = %(last_finished_at)s,
+    last_modified_by = %(last_modified_by)s
+WHERE id = %(id)s AND name = %(name)s
+"""
 
 #: Claim up to ``limit`` jobs in one statement. The row locks of FOR UPDATE plus SKIP LOCKED
-#: give concurrent claimers different rows. RETURNING order is arbitrary: the caller re-sorts.
-CLAIM = (
-    "UPDATE {table} SET locked_at = COALESCE(%(now)s::timestamptz, " + DB_NOW + "), "
-    "last_modified_by = %(by)s "
-    "WHERE id IN ("
-    "SELECT id FROM {table} "
-    "WHERE name = %(name)s AND disabled = FALSE "
-    "AND ((locked_at IS NULL AND next_run_at <= %(next_scan_at)s) "
-    "OR locked_at <= %(lock_deadline)s) "
-    "ORDER BY next_run_at ASC NULLS LAST, priority DESC, " + TIE_BREAK + " "
-    "LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
-    ") RETURNING *"
+#: give concurrent claimers different rows; a row another claimer has just committed is
+#: re-checked against the WHERE clause, so it is not taken twice. RETURNING order is
+#: arbitrary: the caller re-sorts. ``now`` NULL stamps with the database clock.
+CLAIM = """
+UPDATE {table}
+SET locked_at = COALESCE(%(now)s::timestamptz, date_trunc('milliseconds', clock_timestamp())),
+    last_modified_by = %(by)s
+WHERE id IN (
+    SELECT id FROM {table}
+    WHERE name = %(name)s AND disabled = FALSE
+      AND ((locked_at IS NULL AND next_run_at <= %(next_scan_at)s)
+           OR locked_at <= %(lock_deadline)s)
+    ORDER BY next_run_at ASC NULLS LAST, priority DESC, created_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
 )
+RETURNING *
+"""
 
-LOCK = (
-    "UPDATE {table} SET locked_at = COALESCE(%(now)s::timestamptz, " + DB_NOW + "), "
-    "last_modified_by = %(by)s "
-    "WHERE id = %(id)s AND name = %(name)s AND locked_at IS NULL AND disabled = FALSE "
-    "AND next_run_at IS NOT DISTINCT FROM %(next_run_at)s::timestamptz RETURNING *"
-)
+#: Agenda compares ``next_run_at = $3``, so a null one never locks; the reference store
+#: matches null to null.
+LOCK = """
+UPDATE {table}
+SET locked_at = COALESCE(%(now)s::timestamptz, date_trunc('milliseconds', clock_timestamp())),
+    last_modified_by = %(by)s
+WHERE id = %(id)s AND name = %(name)s AND locked_at IS NULL AND disabled = FALSE
+  AND next_run_at IS NOT DISTINCT FROM %(next_run_at)s::timestamptz
+RETURNING *
+"""
 
 UNLOCK = "UPDATE {table} SET locked_at = NULL WHERE id = %s AND next_run_at IS NOT NULL"
 
 UNLOCK_MANY = "UPDATE {table} SET locked_at = NULL WHERE id = ANY(%s::uuid[])"
 
+#: Byte order ("C"), as Python sorts strings; the database collation would not.
 DISTINCT_NAMES = 'SELECT DISTINCT name COLLATE "C" AS name FROM {table} ORDER BY 1'
 
-#: Agenda counts on the database clock here too.
-QUEUE_SIZE = "SELECT COUNT(*) AS size FROM {table} WHERE next_run_at < " + DB_NOW
+#: On the database clock, as Agenda counts.
+QUEUE_SIZE = """
+SELECT COUNT(*) AS size FROM {table}
+WHERE next_run_at < date_trunc('milliseconds', clock_timestamp())
+"""
 
-OVERVIEW = (
-    'SELECT name COLLATE "C" AS name, COUNT(*) AS total, '
-    + ", ".join(
-        f"COUNT(*) FILTER (WHERE state = '{state}') AS {state}"
-        for state in ("running", "scheduled", "queued", "completed", "failed", "repeating")
-    )
-    + ", COUNT(*) FILTER (WHERE disabled IS TRUE) AS paused "
-    "FROM (SELECT name, disabled, " + STATE_CASE + " AS state FROM {table}) AS j "
-    'GROUP BY name COLLATE "C" ORDER BY 1'
-)
+OVERVIEW = """
+SELECT name COLLATE "C" AS name, COUNT(*) AS total,
+    COUNT(*) FILTER (WHERE state = 'running') AS running,
+    COUNT(*) FILTER (WHERE state = 'scheduled') AS scheduled,
+    COUNT(*) FILTER (WHERE state = 'queued') AS queued,
+    COUNT(*) FILTER (WHERE state = 'completed') AS completed,
+    COUNT(*) FILTER (WHERE state = 'failed') AS failed,
+    COUNT(*) FILTER (WHERE state = 'repeating') AS repeating,
+    COUNT(*) FILTER (WHERE disabled IS TRUE) AS paused
+FROM (SELECT name, disabled, {state} AS state FROM {table}) AS j
+GROUP BY 1 ORDER BY 1
+"""
 
 #: ``{where}``, ``{state_filter}`` and ``{order}`` are composed by the repository. The window
-#: count is taken after the state filter and before LIMIT/OFFSET.
-QUERY = (
-    "SELECT j.*, COUNT(*) OVER () AS total FROM ("
-    "SELECT *, " + STATE_CASE + " AS state FROM {table} WHERE {where}"
-    ") AS j WHERE {state_filter} ORDER BY {order} LIMIT %(limit)s OFFSET %(skip)s"
-)
+#: count is taken after the state filter and before LIMIT/OFFSET (NULL limit = no limit).
+QUERY = """
+SELECT j.*, COUNT(*) OVER () AS total
+FROM (SELECT *, {state} AS state FROM {table} WHERE {where}) AS j
+WHERE {state_filter}
+ORDER BY {order}
+LIMIT %(limit)s OFFSET %(skip)s
+"""
 
-COUNT = (
-    "SELECT COUNT(*) AS total FROM ("
-    "SELECT *, " + STATE_CASE + " AS state FROM {table} WHERE {where}"
-    ") AS j WHERE {state_filter}"
-)
+#: The total when the page is empty (skip past the end), where the window count has no row.
+COUNT = """
+SELECT COUNT(*) AS total
+FROM (SELECT *, {state} AS state FROM {table} WHERE {where}) AS j
+WHERE {state_filter}
+"""
 
 DELETE = "DELETE FROM {table} WHERE {where}"
 
@@ -300,4 +312,6 @@ PROBE = "SELECT coalesce(array_agg(c), '{{}}') AS channels FROM pg_listening_cha
 
 def render(template: LiteralString, **parts: sql.Composable) -> sql.Composed:
     """Fill a template's ``{placeholders}`` with identifiers or composed fragments."""
+    if "{state}" in template:
+        parts.setdefault("state", sql.SQL(STATE_CASE))
     return sql.SQL(template).format(**parts)

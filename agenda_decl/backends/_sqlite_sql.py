@@ -1,4 +1,5 @@
-"""The SQL text of the SQLite backend, in one place.
+"""The SQL of the SQLite backend, in one place: the statements, the filter fragments and the
+parameters each statement binds.
 
 The table is modelled on Agenda v6's PostgreSQL table (same column and index names), plus
 ``start_date``, ``end_date`` and ``skip_days``, which SQLite persists. Instants are INTEGER
@@ -10,6 +11,22 @@ parameter.
 """
 
 from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agenda_decl._clock import utcnow
+from agenda_decl._model import JobParameters, JobsQueryOptions, RemoveJobsOptions
+from agenda_decl.backends import base
+from agenda_decl.errors import InvalidOptionError
+
+Params = dict[str, Any]
+#: What SQLite stores in an INTEGER.
+INT64 = range(-(2**63), 2**63)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MS = timedelta(milliseconds=1)
 
 # -- schema -------------------------------------------------------------------------------------
 
@@ -59,6 +76,9 @@ CREATE_INDEXES = (
 )
 
 INDEX_SUFFIXES = ("find_and_lock_idx", "single_job_idx", "locked_at_idx", "next_run_at_idx")
+
+#: Which of the given table and index names exist already.
+SCHEMA_OBJECTS = "SELECT name FROM sqlite_master WHERE name IN (SELECT value FROM json_each(?))"
 
 # -- columns ------------------------------------------------------------------------------------
 
@@ -243,6 +263,9 @@ SET_DISABLED = "UPDATE {table} SET disabled = :disabled, updated_at = :stamp WHE
 SELECT_UNIQUE = "SELECT *, rowid AS row_order FROM {table} WHERE {where} ORDER BY rowid"
 
 
+DEFAULT_SORT = [("next_run_at", "desc"), ("last_run_at", "desc")]
+
+
 def render(template: str, *, table: str, prefix: str = "", **fragments: str) -> str:
     """Fill in the quoted table name, the state expression and fragments built from this
     module's own text.
@@ -251,3 +274,180 @@ def render(template: str, *, table: str, prefix: str = "", **fragments: str) -> 
     :data:`SORT_EXPRESSIONS` and fixed keywords, never user input.
     """
     return template.format(table=table, prefix=prefix, state=STATE_CASE, **fragments)
+
+
+# -- filters (fragments of this module; every value a parameter) ---------------------------------
+
+
+def _json_text(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidOptionError(f"{what} is not JSON ({error})") from None
+
+
+def _common_criteria(options: JobsQueryOptions | RemoveJobsOptions) -> tuple[list[str], Params]:
+    """id else ids; name else names (else not_names, for removals); data containment."""
+    clauses: list[str] = []
+    params: Params = {}
+    if options.id is not None:
+        clauses.append(FILTERS["id"])
+        params["id"] = str(options.id)
+    elif options.ids is not None:
+        clauses.append(FILTERS["ids"])
+        params["ids"] = _json_text([str(i) for i in options.ids], "ids")
+    if options.name is not None:
+        clauses.append(FILTERS["name"])
+        params["name"] = options.name
+    elif options.names is not None:
+        clauses.append(FILTERS["names"])
+        params["names"] = _json_text(list(options.names), "names")
+    if options.data is not None:
+        clauses.append(FILTERS["data"])
+        params["data"] = _json_text(options.data, "the data filter")
+    return clauses, params
+
+
+def remove_criteria(options: RemoveJobsOptions) -> tuple[list[str], Params]:
+    clauses, params = _common_criteria(options)
+    if options.name is None and options.names is None and options.not_names is not None:
+        clauses.append(FILTERS["not_names"])
+        params["not_names"] = _json_text(list(options.not_names), "not_names")
+    return clauses, params
+
+
+def query_criteria(options: JobsQueryOptions) -> tuple[list[str], Params]:
+    clauses, params = _common_criteria(options)
+    if options.search is not None:
+        clauses.append(FILTERS["search"])
+        params["search"] = _like_pattern(options.search)
+    if not options.include_disabled:
+        clauses.append(FILTERS["enabled"])
+    if options.state == "paused":
+        clauses.append(FILTERS["paused"])
+    elif options.state is not None:
+        clauses.append(FILTERS["state"])
+        params["state"] = options.state
+    return clauses, params
+
+
+def _like_pattern(search: str) -> str:
+    """A LIKE pattern matching ``search`` literally, as a substring, after lowercasing."""
+    escaped = re.sub(r"([\\%_])", r"\\\1", search.lower())
+    return f"%{escaped}%"
+
+
+def order_by(options: JobsQueryOptions) -> str:
+    spec = list(options.sort.items()) if options.sort else DEFAULT_SORT
+    parts = [
+        f"{SORT_EXPRESSIONS[key]} {'DESC' if direction == 'desc' else 'ASC'} NULLS LAST"
+        for key, direction in spec
+    ]
+    return ", ".join([*parts, "rowid"])
+
+
+def unique_prefilter(key: str, value: Any, index: int, params: Params) -> str | None:
+    """A clause every job matching ``key == value`` satisfies, or None when SQL cannot say."""
+    bound = _bindable(value)
+    if bound is _UNBINDABLE:
+        return None
+    params[f"v{index}"] = bound
+    if key.startswith("data."):
+        parts = key.split(".")[1:]
+        if any('"' in part for part in parts):
+            return None
+        params[f"p{index}"] = "$" + "".join(f'."{part}"' for part in parts)
+        return f"json_extract(data, :p{index}) IS :v{index}"
+    return f"{key} IS :v{index}" if key in base.UNIQUE_FIELDS else None
+
+
+_UNBINDABLE = object()
+
+
+def _bindable(value: Any) -> Any:
+    if value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and value in INT64:
+        return value
+    return _UNBINDABLE
+
+
+# -- parameters --------------------------------------------------------------------------------
+
+
+def to_ms(value: datetime | None) -> int | None:
+    """An instant as stored: integer milliseconds since the epoch (naive is read as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - EPOCH) // MS
+
+
+def from_ms(value: int | None) -> datetime | None:
+    return None if value is None else EPOCH + value * MS
+
+
+def _int64(value: int, field: str) -> int:
+    if value not in INT64:
+        raise InvalidOptionError(f"{field} {value!r} is out of range (a signed 64-bit integer)")
+    return value
+
+
+def _interval(value: Any) -> str | int | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return _int64(int(value), "repeat_interval")
+    raise InvalidOptionError(
+        f"invalid repeat_interval {value!r} (a string or a number of milliseconds)"
+    )
+
+
+def _skip_days(days: list[int] | None) -> str | None:
+    if days is None:
+        return None
+    if any(isinstance(d, bool) or not isinstance(d, int) for d in days):
+        raise InvalidOptionError(f"invalid skip_days {days!r} (weekday numbers 0-6)")
+    return json.dumps(list(days))
+
+
+def save_params(job: JobParameters[Any], data: str, last_modified_by: str | None) -> Params:
+    """The SAVE_COLUMNS parameters of a job, as SQLite values."""
+    return {
+        "name": job.name,
+        "priority": _int64(job.priority, "priority"),
+        "next_run_at": to_ms(job.next_run_at),
+        "type": job.type,
+        "repeat_timezone": job.repeat_timezone,
+        "repeat_interval": _interval(job.repeat_interval),
+        "data": data,
+        "repeat_at": job.repeat_at,
+        "disabled": int(bool(job.disabled)),
+        "debounce_started_at": to_ms(job.debounce_started_at),
+        "last_modified_by": last_modified_by,
+        "fork": int(bool(job.fork)),
+        "start_date": to_ms(job.start_date),
+        "end_date": to_ms(job.end_date),
+        "skip_days": _skip_days(job.skip_days),
+    }
+
+
+def state_params(job: JobParameters[Any], last_modified_by: str | None) -> Params:
+    """The STATE_COLUMNS parameters of a job plus its key, as SQLite values."""
+    return {
+        "id": str(job.id),
+        "name": job.name,
+        "stamp": to_ms(utcnow()),
+        "locked_at": to_ms(job.locked_at),
+        "next_run_at": to_ms(job.next_run_at),
+        "last_run_at": to_ms(job.last_run_at),
+        "progress": job.progress,
+        "fail_reason": base.truncate_reason(job.fail_reason),
+        "fail_count": job.fail_count,
+        "failed_at": to_ms(job.failed_at),
+        "last_finished_at": to_ms(job.last_finished_at),
+        "last_modified_by": last_modified_by,
+    }

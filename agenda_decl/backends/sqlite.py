@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,9 +61,6 @@ T = TypeVar("T")
 Row = dict[str, Any]
 Work = Callable[[sqlite3.Connection], T]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-_INT64 = range(-(2**63), 2**63)
 #: How long a call keeps retrying a locked database before it gives up (seconds).
 BUSY_RETRY_WINDOW = 60.0
 _FIRST_BACKOFF, _MAX_BACKOFF = 0.005, 1.0
@@ -97,6 +94,7 @@ class SQLiteJobRepository(JobRepository):
         self._connection: sqlite3.Connection | None = None
         self._connect_lock = asyncio.Lock()
         self._closing = False
+        self._pid = os.getpid()
         #: How many times a call found the database locked and retried (for tests and metrics).
         self.busy_retries = 0
 
@@ -115,11 +113,14 @@ class SQLiteJobRepository(JobRepository):
 
     async def connect(self) -> None:
         """Open the file (creating it, the table and the indexes if missing). Idempotent."""
-        if self._executor is not None:
+        if self._executor is not None and self._pid == os.getpid():
             return
         async with self._connect_lock:
+            if self._pid != os.getpid():  # a forked child: the worker thread did not survive
+                self._executor, self._connection = None, None
             if self._executor is None:
                 self._executor = await self._start_worker()
+                self._pid = os.getpid()
 
     async def _start_worker(self) -> ThreadPoolExecutor:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agenda-sqlite")
@@ -148,16 +149,16 @@ class SQLiteJobRepository(JobRepository):
     async def query_jobs(self, options: JobsQueryOptions | None = None) -> JobsResult:
         options = options or JobsQueryOptions()
         base.check_data_filter(options.data)
-        clauses, params = _query_criteria(options)
-        params.update(now=_to_ms(utcnow()), limit=options.limit or -1, skip=options.skip)
+        clauses, params = sql.query_criteria(options)
+        params.update(now=sql.to_ms(utcnow()), limit=options.limit or -1, skip=options.skip)
         where = " AND ".join(clauses) or "1"
-        page = self._sql(sql.SELECT_PAGE, where=where, order=_order_by(options))
+        page = self._sql(sql.SELECT_PAGE, where=where, order=sql.order_by(options))
         count = self._sql(sql.COUNT, where=where)
         rows, total = await self._read(lambda c: (_all(c, page, params), _one(c, count, params)))
         return JobsResult(jobs=[_job_with_state(row) for row in rows], total=total["total"])
 
     async def get_jobs_overview(self) -> list[JobsOverview]:
-        statement, now = self._sql(sql.OVERVIEW), _to_ms(utcnow())
+        statement, now = self._sql(sql.OVERVIEW), sql.to_ms(utcnow())
         rows = await self._read(lambda c: _all(c, statement, {"now": now}))
         return [JobsOverview(**row) for row in rows]
 
@@ -172,7 +173,7 @@ class SQLiteJobRepository(JobRepository):
         return None if row is None else _job_from_row(row)
 
     async def get_queue_size(self) -> int:
-        statement, now = self._sql(sql.QUEUE_SIZE), _to_ms(utcnow())
+        statement, now = self._sql(sql.QUEUE_SIZE), sql.to_ms(utcnow())
         row = await self._read(lambda c: _one(c, statement, (now,)))
         return int(row["size"])
 
@@ -193,8 +194,8 @@ class SQLiteJobRepository(JobRepository):
         if options.matches_nothing():
             return 0
         base.check_data_filter(options.data)
-        clauses, params = _remove_criteria(options)
-        params.update(extra, stamp=_to_ms(utcnow()))
+        clauses, params = sql.remove_criteria(options)
+        params.update(extra, stamp=sql.to_ms(utcnow()))
         statement = self._sql(template, where=" AND ".join(clauses))
         return await self._write(lambda c: c.execute(statement, params).rowcount)
 
@@ -205,7 +206,7 @@ class SQLiteJobRepository(JobRepository):
         last_modified_by: str | None = None,
         now: datetime | None = None,
     ) -> JobParameters[Any]:
-        values = _save_values(job, base.check_job(job), last_modified_by)
+        values = sql.save_params(job, base.check_job(job), last_modified_by)
         stamp = _normalize(now) if now is not None else utcnow()
         saved = await self._write(lambda c: self._save(c, job, values, stamp))
         return job if saved is None else saved
@@ -215,7 +216,7 @@ class SQLiteJobRepository(JobRepository):
     ) -> None:
         if job.id is None:
             raise ValueError("Cannot save job state without job ID")
-        params = _state_values(job, last_modified_by)
+        params = sql.state_params(job, last_modified_by)
         statement = self._sql(sql.UPDATE_STATE)
         if await self._write(lambda c: c.execute(statement, params).rowcount) == 0:
             raise JobNotFoundError(
@@ -237,8 +238,8 @@ class SQLiteJobRepository(JobRepository):
         params = {
             "id": str(job.id),
             "name": job.name,
-            "next_run_at": _to_ms(job.next_run_at),
-            "now": _to_ms(now or utcnow()),
+            "next_run_at": sql.to_ms(job.next_run_at),
+            "now": sql.to_ms(now or utcnow()),
             "by": last_modified_by,
         }
         statement = self._sql(sql.LOCK)
@@ -283,9 +284,9 @@ class SQLiteJobRepository(JobRepository):
             return []
         params = {
             "name": job_name,
-            "next_scan_at": _to_ms(next_scan_at),
-            "lock_deadline": _to_ms(lock_deadline),
-            "now": _to_ms(now or utcnow()),
+            "next_scan_at": sql.to_ms(next_scan_at),
+            "lock_deadline": sql.to_ms(lock_deadline),
+            "now": sql.to_ms(now or utcnow()),
             "by": last_modified_by,
             "limit": limit,
         }
@@ -308,13 +309,13 @@ class SQLiteJobRepository(JobRepository):
         return self._insert(c, values, now)
 
     def _insert(self, c: sqlite3.Connection, values: Row, now: datetime) -> JobParameters[Any]:
-        params = {**values, "id": uuid.uuid4().hex, "stamp": _to_ms(now)}
+        params = {**values, "id": uuid.uuid4().hex, "stamp": sql.to_ms(now)}
         return _job_from_row(_one(c, self._sql(sql.INSERT), params))
 
     def _update_saved(
         self, c: sqlite3.Connection, job_id: str, values: Row, now: datetime
     ) -> JobParameters[Any] | None:
-        params = {**values, "id": job_id, "stamp": _to_ms(now)}
+        params = {**values, "id": job_id, "stamp": sql.to_ms(now)}
         row = _first(c, self._sql(sql.UPDATE_SAVED), params)
         return None if row is None else _job_from_row(row)
 
@@ -324,9 +325,9 @@ class SQLiteJobRepository(JobRepository):
         row = _first(c, self._sql(sql.SELECT_SINGLE), (values["name"],))
         if row is None:
             return self._insert(c, values, now)
-        incoming = _from_ms(values["next_run_at"])
-        kept = base.single_next_run_at(incoming, _from_ms(row["next_run_at"]), now)
-        return self._update_saved(c, row["id"], {**values, "next_run_at": _to_ms(kept)}, now)
+        incoming = sql.from_ms(values["next_run_at"])
+        kept = base.single_next_run_at(incoming, sql.from_ms(row["next_run_at"]), now)
+        return self._update_saved(c, row["id"], {**values, "next_run_at": sql.to_ms(kept)}, now)
 
     def _upsert_unique(
         self, c: sqlite3.Connection, job: JobParameters[Any], values: Row, now: datetime
@@ -338,8 +339,8 @@ class SQLiteJobRepository(JobRepository):
             outcome = base.debounce_outcome(job, stored, now)
             values = {
                 **values,
-                "next_run_at": _to_ms(outcome.next_run_at),
-                "debounce_started_at": _to_ms(outcome.debounce_started_at),
+                "next_run_at": sql.to_ms(outcome.next_run_at),
+                "debounce_started_at": sql.to_ms(outcome.debounce_started_at),
             }
         if stored is None or stored.id is None:
             return self._insert(c, values, now)
@@ -356,7 +357,7 @@ class SQLiteJobRepository(JobRepository):
         unique = job.unique or {}
         clauses, params = ["name = :name"], {"name": job.name}
         for index, (key, value) in enumerate(unique.items()):
-            clause = _unique_prefilter(key, value, index, params)
+            clause = sql.unique_prefilter(key, value, index, params)
             if clause is not None:
                 clauses.append(clause)
         cursor = c.execute(self._sql(sql.SELECT_UNIQUE, where=" AND ".join(clauses)), params)
@@ -408,7 +409,7 @@ class SQLiteJobRepository(JobRepository):
                         f"for {BUSY_RETRY_WINDOW:g} s"
                     ) from error
             self.busy_retries += 1
-            time.sleep(delay * random.uniform(0.5, 1.0))
+            time.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
             delay = min(delay * 2, _MAX_BACKOFF)
 
     def _open(self) -> None:
@@ -437,8 +438,15 @@ class SQLiteJobRepository(JobRepository):
                 f"SQLite database {self._path} cannot use WAL mode (journal mode {mode})"
             )
         c.execute("PRAGMA synchronous = NORMAL")
-        schema = [self._sql(sql.CREATE_TABLE), *(self._sql(i) for i in sql.CREATE_INDEXES)]
-        _in_transaction(c, lambda conn: [conn.execute(s) for s in schema], "BEGIN IMMEDIATE")
+        if not self._schema_exists(c):  # skip the write lock when another process made it
+            schema = [self._sql(sql.CREATE_TABLE), *(self._sql(i) for i in sql.CREATE_INDEXES)]
+            _in_transaction(c, lambda conn: [conn.execute(s) for s in schema], "BEGIN IMMEDIATE")
+
+    def _schema_exists(self, c: sqlite3.Connection) -> bool:
+        table = self._table_name
+        names = [table, *(f"{table}_{suffix}" for suffix in sql.INDEX_SUFFIXES)]
+        found = c.execute(sql.SCHEMA_OBJECTS, (json.dumps(names),)).fetchall()
+        return len(found) == len(names)
 
     def _close_connection(self) -> None:
         connection, self._connection = self._connection, None
@@ -547,27 +555,15 @@ def _one(c: sqlite3.Connection, statement: str, params: Any) -> Row:
 
 def _normalize(value: datetime) -> datetime:
     """Aware UTC at millisecond precision (a naive value is read as UTC, as stored ones are)."""
-    moment = _from_ms(_to_ms(value))
+    moment = sql.from_ms(sql.to_ms(value))
     assert moment is not None
     return moment
-
-
-def _to_ms(value: datetime | None) -> int | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return (value - _EPOCH) // _MS
-
-
-def _from_ms(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + value * _MS
 
 
 def _job_from_row(row: Row) -> JobParameters[Any]:
     values = dict(row)
     for column in sql.INSTANT_COLUMNS:
-        values[column] = _from_ms(values[column])
+        values[column] = sql.from_ms(values[column])
     values["data"] = json.loads(values["data"])
     if values["skip_days"] is not None:
         values["skip_days"] = json.loads(values["skip_days"])
@@ -584,170 +580,6 @@ def _claim_order(row: Row) -> tuple[bool, int, int, int]:
     """The claim order of the CLAIM statement: next_run_at nulls last, priority desc, rowid."""
     next_run_at = row["next_run_at"]
     return (next_run_at is None, next_run_at or 0, -row["priority"], row["row_order"])
-
-
-def _int64(value: int, field: str) -> int:
-    if value not in _INT64:
-        raise InvalidOptionError(f"{field} {value!r} is out of range (a signed 64-bit integer)")
-    return value
-
-
-def _interval(value: Any) -> str | int | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return _int64(int(value), "repeat_interval")
-    raise InvalidOptionError(
-        f"invalid repeat_interval {value!r} (a string or a number of milliseconds)"
-    )
-
-
-def _skip_days(days: list[int] | None) -> str | None:
-    if days is None:
-        return None
-    if any(isinstance(d, bool) or not isinstance(d, int) for d in days):
-        raise InvalidOptionError(f"invalid skip_days {days!r} (weekday numbers 0-6)")
-    return json.dumps(list(days))
-
-
-def _save_values(job: JobParameters[Any], data: str, last_modified_by: str | None) -> Row:
-    """The SAVE_COLUMNS of a job, as SQLite values."""
-    return {
-        "name": job.name,
-        "priority": _int64(job.priority, "priority"),
-        "next_run_at": _to_ms(job.next_run_at),
-        "type": job.type,
-        "repeat_timezone": job.repeat_timezone,
-        "repeat_interval": _interval(job.repeat_interval),
-        "data": data,
-        "repeat_at": job.repeat_at,
-        "disabled": int(bool(job.disabled)),
-        "debounce_started_at": _to_ms(job.debounce_started_at),
-        "last_modified_by": last_modified_by,
-        "fork": int(bool(job.fork)),
-        "start_date": _to_ms(job.start_date),
-        "end_date": _to_ms(job.end_date),
-        "skip_days": _skip_days(job.skip_days),
-    }
-
-
-def _state_values(job: JobParameters[Any], last_modified_by: str | None) -> Row:
-    """The STATE_COLUMNS of a job plus the key, as SQLite values."""
-    return {
-        "id": str(job.id),
-        "name": job.name,
-        "stamp": _to_ms(utcnow()),
-        "locked_at": _to_ms(job.locked_at),
-        "next_run_at": _to_ms(job.next_run_at),
-        "last_run_at": _to_ms(job.last_run_at),
-        "progress": job.progress,
-        "fail_reason": base.truncate_reason(job.fail_reason),
-        "fail_count": job.fail_count,
-        "failed_at": _to_ms(job.failed_at),
-        "last_finished_at": _to_ms(job.last_finished_at),
-        "last_modified_by": last_modified_by,
-    }
-
-
-# -- filters -------------------------------------------------------------------------------------
-
-
-def _json_text(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise InvalidOptionError(f"{what} is not JSON ({error})") from None
-
-
-def _common_criteria(options: JobsQueryOptions | RemoveJobsOptions) -> tuple[list[str], Row]:
-    """id else ids; name else names (else not_names, for removals); data containment."""
-    clauses: list[str] = []
-    params: Row = {}
-    if options.id is not None:
-        clauses.append(sql.FILTERS["id"])
-        params["id"] = str(options.id)
-    elif options.ids is not None:
-        clauses.append(sql.FILTERS["ids"])
-        params["ids"] = _json_text([str(i) for i in options.ids], "ids")
-    if options.name is not None:
-        clauses.append(sql.FILTERS["name"])
-        params["name"] = options.name
-    elif options.names is not None:
-        clauses.append(sql.FILTERS["names"])
-        params["names"] = _json_text(list(options.names), "names")
-    if options.data is not None:
-        clauses.append(sql.FILTERS["data"])
-        params["data"] = _json_text(options.data, "the data filter")
-    return clauses, params
-
-
-def _remove_criteria(options: RemoveJobsOptions) -> tuple[list[str], Row]:
-    clauses, params = _common_criteria(options)
-    if options.name is None and options.names is None and options.not_names is not None:
-        clauses.append(sql.FILTERS["not_names"])
-        params["not_names"] = _json_text(list(options.not_names), "not_names")
-    return clauses, params
-
-
-def _query_criteria(options: JobsQueryOptions) -> tuple[list[str], Row]:
-    clauses, params = _common_criteria(options)
-    if options.search is not None:
-        clauses.append(sql.FILTERS["search"])
-        params["search"] = _like_pattern(options.search)
-    if not options.include_disabled:
-        clauses.append(sql.FILTERS["enabled"])
-    if options.state == "paused":
-        clauses.append(sql.FILTERS["paused"])
-    elif options.state is not None:
-        clauses.append(sql.FILTERS["state"])
-        params["state"] = options.state
-    return clauses, params
-
-
-def _like_pattern(search: str) -> str:
-    """A LIKE pattern matching ``search`` literally, as a substring, after lowercasing."""
-    escaped = re.sub(r"([\\%_])", r"\\\1", search.lower())
-    return f"%{escaped}%"
-
-
-def _order_by(options: JobsQueryOptions) -> str:
-    spec = list(options.sort.items()) if options.sort else [
-        ("next_run_at", "desc"),
-        ("last_run_at", "desc"),
-    ]
-    parts = [
-        f"{sql.SORT_EXPRESSIONS[key]} {'DESC' if direction == 'desc' else 'ASC'} NULLS LAST"
-        for key, direction in spec
-    ]
-    return ", ".join([*parts, "rowid"])
-
-
-def _unique_prefilter(key: str, value: Any, index: int, params: Row) -> str | None:
-    """A clause every job matching ``key == value`` satisfies, or None when SQL cannot say."""
-    bound = _bindable(value)
-    if bound is _UNBINDABLE:
-        return None
-    params[f"v{index}"] = bound
-    if key.startswith("data."):
-        parts = key.split(".")[1:]
-        if any('"' in part for part in parts):
-            return None
-        params[f"p{index}"] = "$" + "".join(f'."{part}"' for part in parts)
-        return f"json_extract(data, :p{index}) IS :v{index}"
-    return f"{key} IS :v{index}" if key in base.UNIQUE_FIELDS else None
-
-
-_UNBINDABLE = object()
-
-
-def _bindable(value: Any) -> Any:
-    if value is None or isinstance(value, str | float):
-        return value
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int) and value in _INT64:
-        return value
-    return _UNBINDABLE
 
 
 # -- filesystem check ----------------------------------------------------------------------------

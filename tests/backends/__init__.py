@@ -11,11 +11,11 @@ from typing import Any, Protocol
 
 from agenda_decl.interfaces import AgendaBackend, NotificationChannel
 
-BACKENDS: list[str] = ["memory", "sqlite"]
+BACKENDS: list[str] = ["memory", "sqlite", "mongo", "postgres"]
 #: Backends whose store is shared by several processes (multi-worker tests).
-MULTIPROCESS_BACKENDS: list[str] = ["sqlite"]
+MULTIPROCESS_BACKENDS: list[str] = ["sqlite", "postgres"]
 #: Backends with a notification channel of their own (channel suite).
-CHANNELS: list[str] = ["memory"]
+CHANNELS: list[str] = ["memory", "postgres"]
 
 
 class BackendModule(Protocol):

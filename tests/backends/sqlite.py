@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 from agenda_decl.backends.sqlite import SQLiteBackend
@@ -17,3 +18,13 @@ async def make_backend(tmp_path: Path) -> AsyncIterator[SQLiteBackend]:
         yield backend
     finally:
         await backend.disconnect()
+
+
+def backend_spec(backend: SQLiteBackend) -> dict[str, object]:
+    """What a worker process needs to open the same store (JSON)."""
+    repository = backend.repository
+    return {"path": repository.path, "table_name": repository.table_name}
+
+
+def backend_from_spec(spec: dict[str, Any]) -> SQLiteBackend:
+    return SQLiteBackend(spec["path"], table_name=spec["table_name"])
