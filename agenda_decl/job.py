@@ -199,13 +199,22 @@ class Job(Generic[DATA]):
         try:
             await self.agenda.emit_job_event("start", self)
             await self._execute(definition)
-            self.attrs.last_finished_at = self.agenda.clock.now()
+            self.attrs.last_finished_at = self._success_time()
             succeeded = True
             await self.agenda.emit_job_event("success", self)
         except Exception as error:
             await self._failed(error, definition)
         finally:
             await self._finish(succeeded, definition)
+
+    def _success_time(self) -> datetime:
+        """Now, but after the last failure: a success in the same millisecond as the
+        previous failure must not read as failed (state compares the two times)."""
+        now = self.agenda.clock.now()
+        failed_at = self.attrs.failed_at
+        if failed_at is not None and now <= failed_at:
+            return failed_at + timedelta(milliseconds=1)
+        return now
 
     def _begin(self) -> None:
         now = self.agenda.clock.now()
