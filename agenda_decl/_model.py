@@ -182,7 +182,9 @@ class JobsQueryOptions:
             if key not in SORT_KEYS:
                 raise ValueError(f"unknown sort key {key!r}; allowed: {', '.join(SORT_KEYS)}")
             if direction not in ("asc", "desc"):
-                raise ValueError(f"sort direction for {key!r} must be 'asc' or 'desc'")
+                raise ValueError(
+                    f"sort direction for {key!r} must be 'asc' or 'desc', got {direction!r}"
+                )
         allowed_states = (*JOB_STATES, "paused")
         if self.state is not None and self.state not in allowed_states:
             raise ValueError(

@@ -16,6 +16,8 @@ from typing import Any
 
 import attrs
 from bson import ObjectId
+from pymongo.collection import Collection
+from pymongo.database import Database
 
 from agenda_decl._clock import truncate_ms
 from agenda_decl._convert import CAMEL_NAMES, job_from_document, job_to_document
@@ -32,6 +34,8 @@ from agenda_decl.backends import base
 from agenda_decl.errors import InvalidOptionError
 
 Document = dict[str, Any]
+MongoDatabase = Database[Document]
+MongoCollection = Collection[Document]
 
 #: Agenda v6's lock index: same name, keys and (no) options, so both sides share it.
 INDEX_NAME = "findAndLockNextJobIndex"
@@ -62,6 +66,14 @@ DATE_FIELDS: tuple[str, ...] = (
 )
 _NOT_STORED = ("id", "unique", "unique_opts")
 _BSON_TYPES: tuple[tuple[type, str], ...] = ((bool, "bool"), (int, "number"), (float, "number"))
+
+
+def check_collection_name(name: str) -> str:
+    if not isinstance(name, str) or not name or "$" in name or "\x00" in name:
+        raise InvalidOptionError(f"invalid MongoDB collection name {name!r}")
+    if name.startswith("system."):
+        raise InvalidOptionError(f"invalid MongoDB collection name {name!r} (system.*)")
+    return name
 
 
 # -- values and documents ------------------------------------------------------------------------

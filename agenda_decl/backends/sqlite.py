@@ -75,6 +75,9 @@ NETWORK_FILESYSTEMS = frozenset(
     }
 )  # fmt: skip
 _IN_MEMORY = ("", ":memory:")
+#: Connections inherited through fork(): never touched, never garbage-collected (closing one
+#: in the child could disturb the parent's locks).
+_FORK_ORPHANS: list[sqlite3.Connection | None] = []
 
 
 class SQLiteJobRepository(JobRepository):
@@ -113,14 +116,22 @@ class SQLiteJobRepository(JobRepository):
 
     async def connect(self) -> None:
         """Open the file (creating it, the table and the indexes if missing). Idempotent."""
-        if self._executor is not None and self._pid == os.getpid():
+        if self._pid != os.getpid():
+            self._forget_parent_connection()
+        if self._executor is not None:
             return
         async with self._connect_lock:
-            if self._pid != os.getpid():  # a forked child: the worker thread did not survive
-                self._executor, self._connection = None, None
             if self._executor is None:
                 self._executor = await self._start_worker()
-                self._pid = os.getpid()
+
+    def _forget_parent_connection(self) -> None:
+        """In a forked child: the worker thread did not survive the fork, and the parent's
+        connection must not be used or even closed here (SQLite forbids it), so keep it
+        referenced and open a connection of our own."""
+        _FORK_ORPHANS.append(self._connection)
+        self._executor, self._connection = None, None
+        self._connect_lock = asyncio.Lock()
+        self._pid = os.getpid()
 
     async def _start_worker(self) -> ThreadPoolExecutor:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agenda-sqlite")

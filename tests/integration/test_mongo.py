@@ -30,6 +30,7 @@ from agenda_decl.backends.mongo import (
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 from agenda_decl.notifications.base import ReconnectOptions
 from tests.backends.mongo import database, unique_collection
+from tests.backends.servers import MONGODB_URL
 
 FAST = ReconnectOptions(initial_delay=1, max_delay=20, jitter=0)
 
@@ -147,8 +148,8 @@ async def test_a_unique_value_that_looks_like_an_operator_is_a_literal(
     backend: MongoBackend,
 ) -> None:
     first = await save(backend, data={"x": 2}, unique={"data.x": 2})
-    second = await save(backend, data={"x": {"$gt": 0}}, unique={"data.x": {"$gt": 0}})
-    assert first.id != second.id
+    second = await save(backend, data={"x": 3}, unique={"data.x": {"$gt": 0}})
+    assert first.id != second.id  # {"$gt": 0} was compared as a value, matching nothing
     stored = await backend.repository.get_job_by_id(str(first.id))
     assert stored is not None and stored.data == {"x": 2}
 
@@ -209,16 +210,16 @@ async def test_a_job_written_by_node_agenda_is_listed_claimed_and_kept_intact(
     inserted = raw.insert_one(agenda_document("node-job", due, failCount=2.0)).inserted_id
     raw.insert_one({"name": "node-job", "nextRunAt": due.replace(tzinfo=None)})  # sparse
     repository = backend.repository
-    listed = await repository.query_jobs(JobsQueryOptions(name="node-job", sort={"priority": "asc"}))
+    listed = await repository.query_jobs(JobsQueryOptions(name="node-job"))
     assert listed.total == 2
     assert {job.state for job in listed.jobs} == {"queued"}
     now = utcnow()
     claimed = await repository.get_next_jobs_to_run(
         "node-job", now, now - timedelta(minutes=10), 5, now
     )
-    assert [job.id for job in claimed][0] == str(inserted)
     assert len(claimed) == 2
-    first = claimed[0]
+    first = claimed[0]  # same time; the sparse one has no priority, so it sorts last
+    assert first.id == str(inserted)
     assert (first.data, first.fail_count, first.next_run_at) == ({"from": "node"}, 2, due)
     first.priority = 5
     await repository.save_job(first)  # an update sets known fields only
@@ -362,8 +363,11 @@ def job_document(name: str = "cs-job", **fields: Any) -> dict[str, Any]:
             "nextRunAt": datetime(2026, 1, 5, 12, 0), **fields}
 
 
+Scripted = tuple[MongoChangeStreamNotificationChannel, FakeServer]
+
+
 @pytest.fixture
-async def channel(db: Any) -> AsyncIterator[tuple[MongoChangeStreamNotificationChannel, FakeServer]]:
+async def channel(db: Any) -> AsyncIterator[Scripted]:
     server = FakeServer()
     made = MongoChangeStreamNotificationChannel(db=db, stream_factory=server, reconnect=FAST)
     yield made, server
@@ -380,7 +384,7 @@ def record(made: MongoChangeStreamNotificationChannel) -> tuple[list[JobNotifica
 
 
 async def test_channel_notifies_inserts_and_updates_and_resumes_after_the_last_token(
-    channel: tuple[MongoChangeStreamNotificationChannel, FakeServer],
+    channel: Scripted,
 ) -> None:
     made, server = channel
     received, states = record(made)
@@ -409,7 +413,7 @@ async def test_channel_notifies_inserts_and_updates_and_resumes_after_the_last_t
 
 
 async def test_history_lost_drops_the_token_and_restarts_from_now(
-    channel: tuple[MongoChangeStreamNotificationChannel, FakeServer],
+    channel: Scripted,
 ) -> None:
     made, server = channel
     received, states = record(made)
@@ -442,7 +446,7 @@ async def test_a_stale_configured_token_is_dropped_at_connect(db: Any) -> None:
 
 
 async def test_invalidate_drops_the_token_and_reconnects(
-    channel: tuple[MongoChangeStreamNotificationChannel, FakeServer],
+    channel: Scripted,
 ) -> None:
     made, server = channel
     received, _ = record(made)
@@ -455,7 +459,7 @@ async def test_invalidate_drops_the_token_and_reconnects(
 
 
 async def test_closing_the_stream_reconnects(
-    channel: tuple[MongoChangeStreamNotificationChannel, FakeServer],
+    channel: Scripted,
 ) -> None:
     made, server = channel
     _, states = record(made)
@@ -466,7 +470,7 @@ async def test_closing_the_stream_reconnects(
 
 
 async def test_failed_reopens_back_off_and_recover(
-    channel: tuple[MongoChangeStreamNotificationChannel, FakeServer],
+    channel: Scripted,
 ) -> None:
     made, server = channel
     errors: list[BaseException] = []
@@ -479,7 +483,7 @@ async def test_failed_reopens_back_off_and_recover(
 
 
 async def test_unclaimable_documents_are_not_notified(
-    channel: tuple[MongoChangeStreamNotificationChannel, FakeServer],
+    channel: Scripted,
 ) -> None:
     made, server = channel
     received, _ = record(made)
@@ -523,7 +527,7 @@ async def test_channel_basics_without_a_database() -> None:
 
 
 async def test_set_db_is_refused_while_connected(
-    channel: tuple[MongoChangeStreamNotificationChannel, FakeServer], db: Any
+    channel: Scripted, db: Any
 ) -> None:
     made, _ = channel
     await made.connect()
@@ -531,3 +535,22 @@ async def test_set_db_is_refused_while_connected(
         made.set_db(db)
     await made.disconnect()
     made.set_db(db)
+
+
+async def test_connect_while_connected_replaces_the_stream(channel: Scripted) -> None:
+    made, server = channel
+    received, _ = record(made)
+    await made.connect()
+    await made.connect()
+    assert server.streams[0].closed.is_set()
+    server.emit("insert", job_document())
+    await eventually(lambda: len(received) == 1)
+    assert made.state == "connected"
+
+
+async def test_server_now(backend: MongoBackend) -> None:
+    now = await backend.repository.server_now()
+    if MONGODB_URL:  # hello.localTime on a real server
+        assert now is not None and now.tzinfo is not None
+    else:  # mongomock has no clock of its own: the scheduler then uses the app clock
+        assert now is None

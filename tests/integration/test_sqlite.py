@@ -150,6 +150,36 @@ async def test_string_zero_interval_is_repeating_but_integer_zero_is_not(
     ]
 
 
+async def test_unique_keys_match_by_json_value_not_by_sql_value(backend: SQLiteBackend) -> None:
+    """The SQL prefilter only narrows; the shared rule decides (True is not 1, dict order and
+    odd key names do not matter)."""
+    repository = backend.repository
+
+    async def save(unique: dict[str, Any], data: Any, name: str = "work") -> str:
+        saved = await repository.save_job(due_job(name, unique=unique, data=data))
+        assert saved.id
+        return saved.id
+
+    flag_true = await save({"data.flag": True}, {"flag": True})
+    flag_one = await save({"data.flag": 1}, {"flag": 1})
+    assert flag_true != flag_one
+    assert await save({"data.flag": True}, {"flag": True, "v": 2}) == flag_true
+    nested = await save({"data.obj": {"a": 1, "b": 2}}, {"obj": {"a": 1, "b": 2}})
+    assert await save({"data.obj": {"b": 2, "a": 1}}, {"obj": {"b": 2, "a": 1}}) == nested
+    odd = await save({'data.we"ird': "x"}, {'we"ird': "x"})
+    assert await save({'data.we"ird': "x"}, {'we"ird': "x", "v": 2}) == odd
+    missing = await save({"data.absent": None}, {"other": 1}, "absent")  # missing is null
+    assert await save({"data.absent": None}, {"absent": None}, "absent") == missing
+    assert (await repository.query_jobs()).total == 5
+
+
+async def test_search_folds_unicode_case(backend: SQLiteBackend) -> None:
+    await backend.repository.save_job(due_job("Überweisung-Prüfen"))
+    await backend.repository.save_job(due_job("other"))
+    result = await backend.repository.query_jobs(JobsQueryOptions(search="üBERWEISUNG-PRÜ"))
+    assert [job.name for job in result.jobs] == ["Überweisung-Prüfen"]
+
+
 # -- refused input -------------------------------------------------------------------------------
 
 

@@ -1,0 +1,808 @@
+"""Redis storage and pub/sub notifications, sharing Agenda v6's keys, encodings and channels.
+
+A Node Agenda v6 process and agenda-decl workers can share one Redis: jobs live in Agenda's
+``job:{id}`` hashes (every value a string, ``'null'`` for absent) with its ``jobs:all``,
+``jobs:by_name:{name}``, ``jobs:by_next_run_at`` and ``jobs:single:{name}`` keys, ids are UUIDs,
+and notifications go to Agenda's channels (``agenda:jobs`` and ``agenda:jobs:state``) as
+Agenda's JSON. Every write and multi-key read is one Lua script (``_redis_lua``), so it is
+atomic; a claim reads only the jobs that are due (plus stale locks), never every job of a
+name. Redis Cluster is not supported (the scripts address job hashes by id).
+
+    backend = RedisBackend(connection_string="redis://localhost:6379/0")
+    agenda = Agenda(backend=backend)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import RedisError
+
+from agenda_decl._clock import truncate_ms
+from agenda_decl._convert import (
+    CAMEL_NAMES,
+    format_datetime,
+    notification_from_json,
+    notification_to_json,
+    parse_datetime,
+    state_notification_from_json,
+)
+from agenda_decl._model import (
+    JobId,
+    JobNotification,
+    JobParameters,
+    JobsOverview,
+    JobsQueryOptions,
+    JobsResult,
+    JobStateNotification,
+    JobWithState,
+    RemoveJobsOptions,
+)
+from agenda_decl.backends import _redis_lua as lua
+from agenda_decl.backends import base
+from agenda_decl.errors import (
+    BackendUnavailableError,
+    InvalidOptionError,
+    JobNotFoundError,
+    NotConnectedError,
+)
+from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
+from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOptions
+from agenda_decl.timing import parse_duration
+
+__all__ = ["RedisBackend", "RedisJobRepository", "RedisNotificationChannel"]
+
+log = logging.getLogger("agenda_decl.backends.redis")
+
+NULL = "null"
+#: Members of ``jobs:by_name:{name}`` each claim looks at for locks written by Node Agenda.
+SWEEP_COUNT = 100
+#: Notifications waiting for the subscribers; beyond this they are dropped (they are hints).
+MAX_PENDING = 10_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAME = re.compile(r"^[A-Za-z0-9_.:{}/-]{1,128}$")
+_DIGITS = re.compile(r"^[0-9]+$")
+_STATE_TIMES = ("nextRunAt", "lastRunAt", "failedAt", "lastFinishedAt")
+
+
+# -- connections and secrets ------------------------------------------------------------------
+
+
+def _check_name(value: str, *, field: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidOptionError(
+            f"invalid {field}: {value!r} (1 to 128 letters, digits or _ . : {{ }} / -)"
+        )
+    return value
+
+
+def _client_from_url(url: str) -> Redis:
+    """An owned client: strings back, short retries (the scheduler polls again anyway)."""
+    try:
+        return Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 2),
+        )
+    except ValueError:
+        raise InvalidOptionError(
+            f"invalid Redis connection string {base.redact_url(url)!r} "
+            "(expected redis://, rediss:// or unix://)"
+        ) from None
+
+
+def _where(client: Redis, url: str | None) -> str:
+    """Where the client points, for messages (never with the password)."""
+    if url is not None:
+        return base.redact_url(url)
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+def _explain(error: BaseException, client: Redis) -> str:
+    """An error message with any password of ``client`` blanked out."""
+    text = f"{type(error).__name__}: {error}"
+    password = client.connection_pool.connection_kwargs.get("password")
+    return text.replace(password, "***") if isinstance(password, str) and password else text
+
+
+def _text(value: Any) -> Any:
+    """Responses as ``str`` whether or not the client decodes them."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, list):
+        return [_text(item) for item in value]
+    return value
+
+
+# -- encoding (Agenda v6's hash: every value a string, 'null' when absent) --------------------
+
+
+def _ms(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _ms_arg(value: datetime | None) -> str:
+    return "" if value is None else str(_ms(value))
+
+
+def _iso(value: datetime | None) -> str:
+    return NULL if value is None else format_datetime(value)
+
+
+def _str(value: Any) -> str:
+    return NULL if value is None else str(value)
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _number(value: float | None) -> str:
+    """As JavaScript's ``String(n)`` writes it (``50``, not ``50.0``)."""
+    if value is None:
+        return NULL
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _json(value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidOptionError(f"not JSON: {error}") from None
+
+
+def _job_fields(job: JobParameters[Any], data: str, by: str | None) -> list[str]:
+    """Every field ``save_job`` writes (never the processor's), as hash field/value pairs."""
+    skip_days = NULL if job.skip_days is None else _json(job.skip_days)
+    values = {
+        "name": job.name, "priority": str(job.priority), "nextRunAt": _iso(job.next_run_at),
+        "type": job.type, "repeatTimezone": _str(job.repeat_timezone),
+        "repeatInterval": _str(job.repeat_interval), "data": data,
+        "repeatAt": _str(job.repeat_at), "disabled": _flag(job.disabled),
+        "fork": _flag(job.fork), "lastModifiedBy": _str(by),
+        "debounceStartedAt": _iso(job.debounce_started_at), "startDate": _iso(job.start_date),
+        "endDate": _iso(job.end_date), "skipDays": skip_days,
+    }
+    return [item for pair in values.items() for item in pair]
+
+
+def _state_fields(job: JobParameters[Any], by: str | None) -> list[str]:
+    values = {
+        "nextRunAt": _iso(job.next_run_at), "lastRunAt": _iso(job.last_run_at),
+        "progress": _number(job.progress), "failReason": _str(base.truncate_reason(job.fail_reason)),
+        "failCount": _str(job.fail_count), "failedAt": _iso(job.failed_at),
+        "lastFinishedAt": _iso(job.last_finished_at), "lastModifiedBy": _str(by),
+    }
+    return [item for pair in values.items() for item in pair]
+
+
+def _tagged(value: Any) -> Any:
+    """JSON with its kinds spelled out for the Lua side (cjson reads ``{}`` and ``[]`` alike)."""
+    if isinstance(value, Mapping):
+        return {"o": {str(key): _tagged(item) for key, item in value.items()}}
+    if isinstance(value, list | tuple):
+        return {"a": [_tagged(item) for item in value]}
+    return {"s": value}
+
+
+def _unique_text(field: str, value: Any) -> str | None:
+    """The stored string a non-data unique key must equal; ``None`` when nothing can match."""
+    if value is None:
+        return NULL
+    if field == "priority":
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        return str(int(value)) if numeric and float(value).is_integer() else None
+    if field == "disabled":
+        return _flag(value) if isinstance(value, bool) else None
+    if field == "repeat_interval" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value) if value >= 0 else None
+    if isinstance(value, str) and not (field == "repeat_interval" and _DIGITS.match(value)):
+        return value
+    return None
+
+
+def _unique_options(job: JobParameters[Any]) -> dict[str, Any]:
+    keys: list[dict[str, Any]] = []
+    never = False
+    for key, value in (job.unique or {}).items():
+        parts = key.split(".")
+        if parts[0] == "data":
+            keys.append({"path": parts[1:], "value": _tagged(value)})
+        elif (text := _unique_text(key, value)) is None:
+            never = True
+        else:
+            keys.append({"field": CAMEL_NAMES[key], "text": text})
+    options: dict[str, Any] = {"keys": keys, "never": never, "insertOnly": base.is_insert_only(job)}
+    debounce = job.unique_opts.debounce if job.unique_opts else None
+    if debounce is not None:
+        options["debounce"] = {"delay": debounce.delay, "strategy": debounce.strategy}
+        if debounce.max_wait is not None:
+            options["debounce"]["maxWait"] = debounce.max_wait
+    return options
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    items = _text(flat)
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+def _value(fields: Mapping[str, str], key: str) -> str | None:
+    value = fields.get(key)
+    return None if value in (None, NULL, "") else value
+
+
+def _date(fields: Mapping[str, str], key: str) -> datetime | None:
+    value = _value(fields, key)
+    try:
+        return None if value is None else parse_datetime(value)
+    except ValueError:
+        log.warning("unreadable %s %r in Redis job %s", key, value, fields.get("id"))
+        return None
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+def _locked_at(fields: Mapping[str, str]) -> datetime | None:
+    if "lockedAt" in fields:
+        return _date(fields, "lockedAt")
+    millis = _int(_value(fields, "lockedAtMs"))  # written by later Agenda releases only
+    return None if millis is None else _EPOCH + timedelta(milliseconds=millis)
+
+
+def _data(fields: Mapping[str, str]) -> Any:
+    text = fields.get("data") or "{}"
+    try:
+        return json.loads(text)
+    except ValueError:
+        log.warning("job %s has data that is not JSON; handing it over as text", fields.get("id"))
+        return text
+
+
+def _interval(value: str | None) -> str | int | None:
+    return int(value) if value is not None and _DIGITS.match(value) else value
+
+
+def _progress(value: str | None) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
+
+
+def _job_from_hash(fields: Mapping[str, str], job_id: str | None = None) -> JobParameters[Any]:
+    skip_days = _value(fields, "skipDays")
+    return JobParameters(
+        id=JobId(fields.get("id") or job_id or ""),
+        name=fields.get("name", ""),
+        priority=_int(fields.get("priority")) or 0,
+        next_run_at=_date(fields, "nextRunAt"),
+        type="single" if fields.get("type") == "single" else "normal",
+        locked_at=_locked_at(fields),
+        last_finished_at=_date(fields, "lastFinishedAt"),
+        failed_at=_date(fields, "failedAt"),
+        fail_count=_int(_value(fields, "failCount")),
+        fail_reason=_value(fields, "failReason"),
+        repeat_timezone=_value(fields, "repeatTimezone"),
+        last_run_at=_date(fields, "lastRunAt"),
+        repeat_interval=_interval(_value(fields, "repeatInterval")),
+        data=_data(fields),
+        repeat_at=_value(fields, "repeatAt"),
+        disabled=fields.get("disabled") == "true",
+        progress=_progress(_value(fields, "progress")),
+        debounce_started_at=_date(fields, "debounceStartedAt"),
+        last_modified_by=_value(fields, "lastModifiedBy"),
+        fork=fields.get("fork") == "true",
+        start_date=_date(fields, "startDate"),
+        end_date=_date(fields, "endDate"),
+        skip_days=None if skip_days is None else json.loads(skip_days),
+    )
+
+
+def _with_state(job: JobParameters[Any], state: str) -> JobWithState[Any]:
+    return JobWithState(**attrs.asdict(job, recurse=False), state=state)
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+# -- the repository ---------------------------------------------------------------------------
+
+
+class RedisJobRepository(JobRepository):
+    """Jobs in Agenda v6's Redis layout under ``key_prefix``. Never closes ``client``."""
+
+    def __init__(self, client: Redis, *, key_prefix: str = "agenda:", where: str | None = None):
+        self._client = client
+        self.key_prefix = _check_name(key_prefix, field="key_prefix")
+        self._where = where or _where(client, None)
+        self._scripts = {
+            script: client.register_script(script)
+            for script in (lua.CLAIM, lua.LOCK_JOB, lua.UNLOCK, lua.SAVE_STATE, lua.INSERT,
+                           lua.SAVE_BY_ID, lua.SAVE_SINGLE, lua.SAVE_UNIQUE, lua.MODIFY,
+                           lua.QUERY, lua.OVERVIEW, lua.QUEUE_SIZE)
+        }
+
+    def __repr__(self) -> str:
+        return f"RedisJobRepository({self._where}, key_prefix={self.key_prefix!r})"
+
+    async def _run(self, script: str, *args: str) -> Any:
+        return _text(await self._scripts[script](keys=[], args=[self.key_prefix, *args]))
+
+    async def connect(self) -> None:
+        try:
+            await self._client.ping()
+            info = await self._client.info("memory")
+        except (RedisError, OSError) as error:
+            raise BackendUnavailableError(
+                f"cannot reach Redis at {self._where}: {_explain(error, self._client)}"
+            ) from None
+        policy = _text(info.get("maxmemory_policy"))
+        if policy not in (None, "noeviction"):
+            log.warning(
+                "Redis at %s evicts keys under memory pressure (maxmemory-policy %s): jobs can "
+                "be lost silently; set maxmemory-policy noeviction", self._where, policy,
+            )
+
+    async def server_now(self) -> datetime | None:
+        seconds, micros = await self._client.time()
+        return truncate_ms(datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=micros))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def query_jobs(self, options: JobsQueryOptions | None = None) -> JobsResult:
+        options = options or JobsQueryOptions()
+        base.check_data_filter(options.data)
+        names = await self._query_names(options)
+        if names == []:
+            return JobsResult(jobs=[], total=0)
+        sort = list(options.sort.items()) if options.sort else [
+            ("next_run_at", "desc"), ("last_run_at", "desc"),
+        ]
+        spec: dict[str, Any] = {
+            "sort": sort, "skip": options.skip, "limit": options.limit,
+            "includeDisabled": options.include_disabled,
+        }
+        spec.update(_id_criteria(options))
+        if names is not None:
+            spec["names"] = names
+        if options.state is not None:
+            spec["state"] = options.state
+        if options.data is not None:
+            spec["data"] = _tagged(options.data)
+        total, *page = await self._run(lua.QUERY, _json(spec))
+        jobs = [_with_state(_job_from_hash(_pairs(page[i + 1])), page[i])
+                for i in range(0, len(page), 2)]
+        return JobsResult(jobs=jobs, total=int(total))
+
+    async def _query_names(self, options: JobsQueryOptions) -> list[str] | None:
+        """The names to look at (``None`` = all); ``search`` is matched here, on the names."""
+        names = [options.name] if options.name is not None else options.names
+        if options.search is None:
+            return None if names is None else list(names)
+        needle = options.search.lower()
+        pool = names if names is not None else await self.get_distinct_job_names()
+        return [name for name in pool if needle in name.lower()]
+
+    async def get_jobs_overview(self) -> list[JobsOverview]:
+        flat = await self._run(lua.OVERVIEW)
+        keys = ("total", "running", "scheduled", "queued", "completed", "failed", "repeating",
+                "paused")
+        entries = [
+            JobsOverview(name=flat[i], **{k: int(v) for k, v in zip(keys, flat[i + 1 : i + 9],
+                                                                     strict=True)})
+            for i in range(0, len(flat), 9)
+        ]
+        return sorted(entries, key=lambda entry: entry.name)
+
+    async def get_distinct_job_names(self) -> list[str]:
+        """From the ``jobs:by_name:*`` keys, with SCAN (never KEYS, which blocks the server)."""
+        prefix = f"{self.key_prefix}jobs:by_name:"
+        names: set[str] = set()
+        async for key in self._client.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
+            names.add(_text(key)[len(prefix):])
+        return sorted(names)
+
+    async def get_job_by_id(self, job_id: str) -> JobParameters[Any] | None:
+        if not isinstance(job_id, str) or not job_id:
+            return None
+        fields = _pairs(await self._client.hgetall(f"{self.key_prefix}job:{job_id}"))
+        return _job_from_hash(fields, job_id) if "name" in fields else None
+
+    async def get_queue_size(self) -> int:
+        return int(await self._run(lua.QUEUE_SIZE))
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def remove_jobs(self, options: RemoveJobsOptions) -> int:
+        return await self._modify("remove", options)
+
+    async def disable_jobs(self, options: RemoveJobsOptions) -> int:
+        return await self._modify("disable", options)
+
+    async def enable_jobs(self, options: RemoveJobsOptions) -> int:
+        return await self._modify("enable", options)
+
+    async def _modify(self, action: str, options: RemoveJobsOptions) -> int:
+        if options.matches_nothing():
+            return 0
+        base.check_data_filter(options.data)
+        spec = _id_criteria(options)
+        if options.name is not None:
+            spec["names"] = [options.name]
+        elif options.names is not None:
+            spec["names"] = list(options.names)
+        elif options.not_names is not None:
+            spec["notNames"] = list(options.not_names)
+        if options.data is not None:
+            spec["data"] = _tagged(options.data)
+        return int(await self._run(lua.MODIFY, action, _json(spec)))
+
+    async def save_job(
+        self,
+        job: JobParameters[Any],
+        *,
+        last_modified_by: str | None = None,
+        now: datetime | None = None,
+    ) -> JobParameters[Any]:
+        fields = _job_fields(job, base.check_job(job), last_modified_by)
+        if job.id is not None:
+            script, job_id, options = lua.SAVE_BY_ID, str(job.id), {"type": job.type}
+        else:
+            script, job_id, options = _save_script(job), str(uuid.uuid4()), {}
+            if script is lua.SAVE_UNIQUE:
+                options = _unique_options(job)
+        stored = await self._run(
+            script, job.name, job_id, _ms_arg(job.next_run_at), str(job.priority),
+            _ms_arg(now), _json(options), *fields,
+        )
+        return job if stored is None else _job_from_hash(_pairs(stored))
+
+    async def save_job_state(
+        self, job: JobParameters[Any], *, last_modified_by: str | None = None
+    ) -> None:
+        if job.id is None:
+            raise ValueError("Cannot save job state without job ID")
+        found = await self._run(
+            lua.SAVE_STATE, str(job.id), job.name, _ms_arg(job.locked_at),
+            _ms_arg(job.next_run_at), *_state_fields(job, last_modified_by),
+        )
+        if not found:
+            raise JobNotFoundError(
+                f"job ID {job.id} (name: {job.name}) cannot be updated in the database, "
+                "maybe it does not exist anymore?"
+            )
+
+    # -- locking -----------------------------------------------------------------------------
+
+    async def lock_job(
+        self,
+        job: JobParameters[Any],
+        *,
+        last_modified_by: str | None = None,
+        now: datetime | None = None,
+    ) -> JobParameters[Any] | None:
+        if job.id is None:
+            return None
+        stored = await self._run(
+            lua.LOCK_JOB, str(job.id), job.name, _ms_arg(job.next_run_at), _ms_arg(now),
+            _str(last_modified_by),
+        )
+        return None if stored is None else _job_from_hash(_pairs(stored))
+
+    async def unlock_job(self, job: JobParameters[Any]) -> None:
+        if job.id is not None:
+            await self._run(lua.UNLOCK, "1", str(job.id))
+
+    async def unlock_jobs(self, job_ids: Sequence[str]) -> None:
+        for chunk in base.chunks([str(job_id) for job_id in job_ids], 1000):
+            await self._run(lua.UNLOCK, "0", *chunk)
+
+    async def get_next_job_to_run(
+        self,
+        job_name: str,
+        next_scan_at: datetime,
+        lock_deadline: datetime,
+        now: datetime | None = None,
+        *,
+        last_modified_by: str | None = None,
+    ) -> JobParameters[Any] | None:
+        claimed = await self.get_next_jobs_to_run(
+            job_name, next_scan_at, lock_deadline, 1, now, last_modified_by=last_modified_by
+        )
+        return claimed[0] if claimed else None
+
+    async def get_next_jobs_to_run(
+        self,
+        job_name: str,
+        next_scan_at: datetime,
+        lock_deadline: datetime,
+        limit: int,
+        now: datetime | None = None,
+        *,
+        last_modified_by: str | None = None,
+    ) -> list[JobParameters[Any]]:
+        """One script call: see ``_redis_lua.CLAIM`` for what it reads and its cost."""
+        if limit <= 0:
+            return []
+        claimed = await self._run(
+            lua.CLAIM, job_name, str(_ms(next_scan_at)), str(_ms(lock_deadline)), _ms_arg(now),
+            _str(last_modified_by), str(limit), str(SWEEP_COUNT),
+        )
+        return [_job_from_hash(_pairs(fields)) for fields in claimed]
+
+
+def _id_criteria(options: JobsQueryOptions | RemoveJobsOptions) -> dict[str, Any]:
+    if options.id is not None:
+        return {"id": str(options.id)}
+    if options.ids is not None:
+        return {"ids": [str(job_id) for job_id in options.ids]}
+    return {}
+
+
+def _save_script(job: JobParameters[Any]) -> str:
+    if job.type == "single":
+        return lua.SAVE_SINGLE
+    return lua.SAVE_UNIQUE if job.unique else lua.INSERT
+
+
+# -- the notification channel -----------------------------------------------------------------
+
+
+class RedisNotificationChannel(BaseNotificationChannel):
+    """Redis pub/sub on Agenda's channels: ``channel_name`` for jobs, ``<channel_name>:state``
+    for job states. Listens on a connection of its own; publishes through ``client``.
+
+    Every ``health_check_interval`` (ms) it checks that the server still counts a subscriber
+    (``PUBSUB NUMSUB``) and that a probe published on a private channel comes back through
+    the subscriber connection; a dead, half-open or unsubscribed connection is thus noticed
+    within two intervals and replaced (the scheduler polls at once after a reconnect).
+    """
+
+    def __init__(
+        self,
+        *,
+        connection_string: str | None = None,
+        client: Redis | None = None,
+        channel_name: str = "agenda:jobs",
+        reconnect: ReconnectOptions | None = None,
+        health_check_interval: int | float | timedelta | str = 30_000,
+    ) -> None:
+        super().__init__(channel_name=_check_name(channel_name, field="channel_name"),
+                         reconnect=reconnect)
+        if (connection_string is None) == (client is None):
+            raise InvalidOptionError(
+                "RedisNotificationChannel requires client or connection_string (one of them)"
+            )
+        self._url = connection_string
+        self._client = client
+        self._owns_client = client is None
+        interval = parse_duration(health_check_interval, field="health_check_interval")
+        self._check_every = max(interval, 10) / 1000
+        self._probe_channel = f"{channel_name}:probe:{uuid.uuid4().hex}"
+        self._probe_sent = False
+        self._pubsub: PubSub | None = None
+        self._saved_retry: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def __repr__(self) -> str:
+        where = base.redact_url(self._url) if self._url else "shared client"
+        return f"RedisNotificationChannel({where}, channel_name={self.channel_name!r})"
+
+    @property
+    def state_channel(self) -> str:
+        return f"{self.channel_name}:state"
+
+    @property
+    def supports_state_notifications(self) -> bool:
+        return True
+
+    def _publisher(self) -> Redis:
+        if self._client is None:
+            assert self._url is not None
+            self._client = _client_from_url(self._url)
+        return self._client
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish(self, notification: JobNotification) -> None:
+        self.require_connected("publish")
+        await self._send(self.channel_name, notification_to_json(notification))
+
+    async def publish_state(self, notification: JobStateNotification) -> None:
+        self.require_connected("publish state")
+        await self._send(self.state_channel, notification_to_json(notification))
+
+    async def _send(self, channel: str, payload: str) -> None:
+        client = self._publisher()
+        try:
+            await client.publish(channel, payload)
+        except (RedisError, OSError) as error:
+            raise NotConnectedError(
+                f"Cannot publish: channel not connected ({_explain(error, client)})"
+            ) from None
+
+    # -- listening ---------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        client = self._publisher()
+        self._pubsub = pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.connect()
+            # Errors must reach us rather than be retried away inside redis-py: a reconnect
+            # goes through connection_lost(), so the scheduler sees it and polls at once.
+            assert pubsub.connection is not None
+            self._saved_retry = pubsub.connection.retry
+            pubsub.connection.retry = Retry(NoBackoff(), 0)
+            await pubsub.subscribe(self.channel_name, self.state_channel, self._probe_channel)
+        except (RedisError, OSError) as error:
+            where = base.redact_url(self._url) if self._url else _where(client, None)
+            raise BackendUnavailableError(
+                f"cannot subscribe to {self.channel_name!r} at {where}: {_explain(error, client)}"
+            ) from None
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(MAX_PENDING)
+        loop = asyncio.get_running_loop()
+        self._probe_sent = False
+        self._tasks = [loop.create_task(self._listen(pubsub, queue)),
+                       loop.create_task(self._dispatch(queue))]
+
+    async def _listen(self, pubsub: PubSub, queue: asyncio.Queue[tuple[str, Any]]) -> None:
+        loop = asyncio.get_running_loop()
+        next_check = loop.time() + self._check_every
+        try:
+            while True:
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=min(1.0, self._check_every)
+                )
+                if message is not None:
+                    self._route(message, queue)
+                if loop.time() >= next_check:
+                    await self._check_health()
+                    next_check = loop.time() + self._check_every
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the connection died (or worse): start over
+            self.connection_lost(error)
+
+    def _route(self, message: Mapping[str, Any], queue: asyncio.Queue[tuple[str, Any]]) -> None:
+        channel = _text(message.get("channel"))
+        if channel == self._probe_channel:
+            self._probe_sent = False
+            return
+        try:
+            queue.put_nowait((channel, message.get("data")))
+        except asyncio.QueueFull:
+            log.debug("dropped a notification: %d are waiting for the subscribers", MAX_PENDING)
+
+    async def _check_health(self) -> None:
+        if self._probe_sent:
+            raise ConnectionError(
+                f"the Redis subscriber connection did not deliver a probe within "
+                f"{self._check_every:g}s"
+            )
+        client = self._publisher()
+        counts = dict(_text([list(item) for item in
+                             await client.pubsub_numsub(self.channel_name, self.state_channel)]))
+        if not all(counts.get(name) for name in (self.channel_name, self.state_channel)):
+            raise ConnectionError(f"the subscription to {self.channel_name!r} was lost")
+        self._probe_sent = True
+        await client.publish(self._probe_channel, "probe")
+
+    async def _dispatch(self, queue: asyncio.Queue[tuple[str, Any]]) -> None:
+        while True:
+            channel, payload = await queue.get()
+            try:
+                if channel == self.channel_name:
+                    await self.notify_handlers(notification_from_json(payload))
+                elif channel == self.state_channel:
+                    await self.notify_state_handlers(state_notification_from_json(payload))
+            except Exception as error:  # a forged or malformed message: a hint at most
+                log.warning("ignored a malformed message on %r: %s", channel, error)
+
+    async def _close(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        current = asyncio.current_task()
+        for task in tasks:
+            if task is not current:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is None:
+            return
+        if pubsub.connection is not None and self._saved_retry is not None:
+            pubsub.connection.retry = self._saved_retry  # it goes back to the client's pool
+        with contextlib.suppress(RedisError, OSError):
+            await pubsub.aclose()  # closing the connection ends its subscriptions
+
+    async def disconnect(self) -> None:
+        await super().disconnect()
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+
+# -- the backend ------------------------------------------------------------------------------
+
+
+class RedisBackend(AgendaBackend):
+    """Agenda v6's Redis backend: storage under ``key_prefix`` and pub/sub notifications on
+    ``channel_name`` (none with ``disable_notifications``). A ``client`` passed in is shared
+    by both and never closed; one built from ``connection_string`` is closed by
+    :meth:`disconnect` (and reopens on the next use)."""
+
+    name = "Redis"
+
+    def __init__(
+        self,
+        *,
+        connection_string: str | None = None,
+        client: Redis | None = None,
+        key_prefix: str = "agenda:",
+        channel_name: str = "agenda:jobs",
+        disable_notifications: bool = False,
+        health_check_interval: int | float | timedelta | str = 30_000,
+    ) -> None:
+        if (connection_string is None) == (client is None):
+            raise InvalidOptionError("RedisBackend requires client or connection_string (one of them)")
+        self._owns_client = client is None
+        if client is None:
+            assert connection_string is not None
+            client = _client_from_url(connection_string)
+        self._client = client
+        self._where = _where(client, connection_string)
+        self._repository = RedisJobRepository(client, key_prefix=key_prefix, where=self._where)
+        self._channel = None if disable_notifications else RedisNotificationChannel(
+            client=client, channel_name=channel_name, health_check_interval=health_check_interval
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisBackend({self._where}, key_prefix={self._repository.key_prefix!r})"
+
+    @property
+    def client(self) -> Redis:
+        return self._client
+
+    @property
+    def repository(self) -> RedisJobRepository:
+        return self._repository
+
+    @property
+    def notification_channel(self) -> NotificationChannel | None:
+        return self._channel
+
+    @property
+    def owns_connection(self) -> bool:
+        return self._owns_client
+
+    async def disconnect(self) -> None:
+        await self._repository.close()
+        if self._owns_client:
+            await self._client.aclose()

@@ -1,0 +1,222 @@
+"""The typed model of ``agenda.yaml`` (version 1): frozen attrs classes, one per block.
+
+The loader (``load.py``) turns YAML into these classes through the one configured cattrs
+converter, refusing unknown keys; semantic checks (durations, cron, zones, payloads) happen in
+``validate.py`` so every error can name its file:line:column. The JSON Schema in
+``schemas/agenda.schema.json`` is kept equal to this model by a test.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+#: A duration as written in the file: milliseconds or text ("5 minutes").
+Duration = int | str
+
+#: Payload field types: a base type, ``list[T]``, or ``T | None``.
+BASE_PAYLOAD_TYPES = ("str", "int", "float", "bool", "datetime", "date")
+
+
+# -- storage -------------------------------------------------------------------------------
+
+
+@attrs.define(kw_only=True, frozen=True)
+class SQLiteStorage:
+    type: Literal["sqlite"]
+    path: str = "agenda.db"
+    table_name: str = "agenda_jobs"
+
+
+@attrs.define(kw_only=True, frozen=True)
+class PostgresStorage:
+    type: Literal["postgres"]
+    connection_string: str
+    table_name: str = "agenda_jobs"
+    ensure_schema: bool = True
+    channel_name: str = "agenda:jobs"
+    disable_notifications: bool = False
+
+
+@attrs.define(kw_only=True, frozen=True)
+class RedisStorage:
+    type: Literal["redis"]
+    connection_string: str
+    key_prefix: str = "agenda:"
+    channel_name: str = "agenda:jobs"
+    disable_notifications: bool = False
+
+
+@attrs.define(kw_only=True, frozen=True)
+class MongoStorage:
+    type: Literal["mongo"]
+    address: str
+    collection: str = "agendaJobs"
+    ensure_index: bool = True
+
+
+Storage = SQLiteStorage | PostgresStorage | RedisStorage | MongoStorage
+
+
+# -- notifications -------------------------------------------------------------------------
+
+
+@attrs.define(kw_only=True, frozen=True)
+class InMemoryNotifications:
+    """Within one process only (a single worker that also enqueues)."""
+
+    type: Literal["inmemory"]
+
+
+@attrs.define(kw_only=True, frozen=True)
+class NoNotifications:
+    """Polling only, even when the storage has a channel of its own."""
+
+    type: Literal["none"]
+
+
+@attrs.define(kw_only=True, frozen=True)
+class PostgresNotifications:
+    type: Literal["postgres"]
+    connection_string: str
+    channel_name: str = "agenda:jobs"
+
+
+@attrs.define(kw_only=True, frozen=True)
+class RedisNotifications:
+    type: Literal["redis"]
+    connection_string: str
+    channel_name: str = "agenda:jobs"
+
+
+@attrs.define(kw_only=True, frozen=True)
+class MongoChangeStreamNotifications:
+    type: Literal["mongo-changestream"]
+    address: str
+    collection: str = "agendaJobs"
+
+
+Notifications = (
+    InMemoryNotifications
+    | NoNotifications
+    | PostgresNotifications
+    | RedisNotifications
+    | MongoChangeStreamNotifications
+)
+
+
+@attrs.define(kw_only=True, frozen=True)
+class BackendConfig:
+    storage: Storage
+    #: Omitted: the storage's own channel (PostgreSQL, Redis), or polling only.
+    notifications: Notifications | None = None
+
+
+# -- scheduler and jobs --------------------------------------------------------------------
+
+
+@attrs.define(kw_only=True, frozen=True)
+class SchedulerConfig:
+    #: Also the owner of the schedules this file manages: two apps sharing one store need
+    #: different names.
+    name: str | None = None
+    process_every: Duration = "5 seconds"
+    max_concurrency: int = 20
+    default_concurrency: int = 5
+    lock_limit: int = 0
+    default_lock_limit: int = 0
+    default_lock_lifetime: Duration = "10 minutes"
+    remove_on_complete: bool = False
+
+
+@attrs.define(kw_only=True, frozen=True)
+class PayloadField:
+    """One field of a job's payload. In YAML either ``name: int`` or the full form."""
+
+    type: str
+    #: Omitted: the field is required (unless its type allows ``None``).
+    default: Any = attrs.field(default=attrs.NOTHING)
+    #: The allowed values (a literal type).
+    choices: list[Any] | None = None
+    description: str | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is attrs.NOTHING and not self.type.endswith("| None")
+
+
+@attrs.define(kw_only=True, frozen=True)
+class BackoffConfig:
+    strategy: Literal["constant", "linear", "exponential"] = "exponential"
+    delay: Duration = 1000
+    max_retries: int = 3
+    max_delay: Duration | None = None
+    factor: float = 2
+    increment: Duration | None = None
+    jitter: float = 0
+
+
+@attrs.define(kw_only=True, frozen=True)
+class JobConfig:
+    #: ``module:function``; imported only by ``agenda-decl run``.
+    handler: str | None = None
+    #: Field name -> field, or the import path of an attrs class (``pkg.models:Report``).
+    payload: dict[str, PayloadField] | str | None = None
+    description: str | None = None
+    concurrency: int | None = None
+    lock_limit: int | None = None
+    lock_lifetime: Duration | None = None
+    priority: int | str | None = None
+    #: A strategy, or a preset name: ``aggressive``, ``standard``, ``relaxed``.
+    backoff: BackoffConfig | str | None = None
+    remove_on_complete: bool | None = None
+
+
+@attrs.define(kw_only=True, frozen=True)
+class ScheduleConfig:
+    """A repeating job kept in storage by ``agenda-decl apply``. Exactly one of ``every``,
+    ``cron`` and ``at`` is given."""
+
+    job: str
+    #: Tells several schedules of one job apart (default: the job name).
+    key: str | None = None
+    every: Duration | None = None
+    cron: str | None = None
+    #: A daily time of day ("3:30pm", "15:30").
+    at: str | None = None
+    timezone: str | None = None
+    data: dict[str, Any] = attrs.field(factory=dict)
+    priority: int | str | None = None
+    start_date: str | None = None
+    end_date: str | None = None
+    #: Weekdays not to run on: 0-6 (0 = Sunday) or names ("sat", "sunday").
+    skip_days: list[int | str] | None = None
+    disabled: bool = False
+    #: Wait one interval before the first run (``every`` only).
+    skip_immediate: bool = False
+
+    @property
+    def schedule_key(self) -> str:
+        return self.key or self.job
+
+
+@attrs.define(kw_only=True, frozen=True)
+class CodegenConfig:
+    #: Where the typed handles module is written, relative to the config file.
+    output: str = "agenda_jobs.py"
+
+
+@attrs.define(kw_only=True, frozen=True)
+class AgendaConfig:
+    version: Literal[1]
+    backend: BackendConfig
+    scheduler: SchedulerConfig = attrs.field(factory=SchedulerConfig)
+    jobs: dict[str, JobConfig] = attrs.field(factory=dict)
+    schedules: list[ScheduleConfig] = attrs.field(factory=list)
+    codegen: CodegenConfig | None = None
+
+    @property
+    def owner(self) -> str:
+        """Who manages the schedules of this file in storage."""
+        return self.scheduler.name or "agenda-decl"

@@ -1,0 +1,184 @@
+"""The scheduler facade on the in-memory backend: definitions, builders, events, sync use."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from agenda_decl import (
+    Agenda,
+    AgendaError,
+    InMemoryNotificationChannel,
+    InvalidOptionError,
+    Job,
+    JobId,
+    JobStateNotification,
+    run_sync,
+)
+from agenda_decl.testing import EventRecorder, FakeClock, InMemoryBackend
+
+START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+def make(**options: Any) -> Agenda:
+    options.setdefault("clock", FakeClock(START))
+    return Agenda(InMemoryBackend(), **options)
+
+
+def test_defaults() -> None:
+    agenda = make()
+    assert (agenda.process_every, agenda.max_concurrency, agenda.default_concurrency) == (
+        5000, 20, 5,
+    )
+    assert (agenda.lock_limit, agenda.default_lock_limit, agenda.default_lock_lifetime) == (
+        0, 0, 600_000,
+    )
+    assert make(process_every="3 minutes").process_every == 180_000
+    assert make(process_every=1000).process_every == 1000
+    assert make(process_every=timedelta(seconds=2)).process_every == 2000
+
+
+def test_definitions_take_the_defaults() -> None:
+    agenda = make(default_concurrency=1, default_lock_limit=6, default_lock_lifetime=7777)
+    definition = agenda.define("job", lambda job: None)
+    assert (definition.concurrency, definition.lock_limit, definition.lock_lifetime) == (1, 6, 7777)
+    assert definition.priority == 0
+    assert agenda.define("p", lambda job: None, priority=5).priority == 5
+    assert agenda.define("h", lambda job: None, priority="high").priority == 10
+    assert agenda.define("l", lambda job: None, lock_lifetime="2 minutes").lock_lifetime == 120_000
+
+
+def test_define_as_a_decorator() -> None:
+    agenda = make()
+
+    @agenda.define("resize", concurrency=2)
+    async def resize(job: Job[Any]) -> None: ...
+
+    assert agenda.definitions["resize"].handler is resize
+    assert agenda.definitions["resize"].concurrency == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "bad"),
+    [
+        ({"max_concurrency": 0}, "max_concurrency: 0"),
+        ({"default_concurrency": -1}, "default_concurrency: -1"),
+        ({"lock_limit": -5}, "lock_limit: -5"),
+        ({"process_every": 0}, "process_every: 0"),
+    ],
+)
+def test_bad_options_name_the_value(options: dict[str, Any], bad: str) -> None:
+    with pytest.raises(InvalidOptionError, match=bad):
+        make(**options)
+
+
+def test_job_builders() -> None:
+    agenda = make()
+    agenda.define("j", lambda job: None)
+    job = agenda.create("j", {"k": 1})
+    assert job.repeat_at("3:30pm") is job
+    assert job.attrs.repeat_at == "3:30pm"
+    job.repeat_every("0 6 * * *", timezone="America/New_York")
+    assert (job.attrs.repeat_interval, job.attrs.repeat_timezone) == (
+        "0 6 * * *", "America/New_York",
+    )
+    assert job.attrs.next_run_at == datetime(2026, 1, 6, 11, 0, tzinfo=UTC)  # next 06:00 EST
+    job.repeat_every("5 minutes")
+    assert job.attrs.next_run_at == START
+    job.repeat_every("5 minutes", skip_immediate=True)
+    assert job.attrs.next_run_at == START + timedelta(minutes=5)
+    assert job.schedule("in 5 minutes").attrs.next_run_at == START + timedelta(minutes=5)
+    assert job.disable().attrs.disabled is True
+    assert job.enable().attrs.disabled is False
+    assert job.priority("lowest").attrs.priority == -20
+
+
+def test_fail_records_the_reason() -> None:
+    agenda = make()
+    agenda.define("j", lambda job: None)
+    job = agenda.create("j").fail(ValueError("Test error"))
+    assert (job.attrs.fail_reason, job.attrs.fail_count) == ("Test error", 1)
+    assert job.attrs.failed_at == job.attrs.last_finished_at == START
+    assert job.fail("String error").attrs.fail_count == 2
+
+
+def test_skip_days_and_dates_are_checked() -> None:
+    agenda = make()
+    agenda.define("j", lambda job: None)
+    job = agenda.create("j")
+    assert job.skip_days([6, 0, 6]).attrs.skip_days == [0, 6]
+    with pytest.raises(InvalidOptionError, match="Invalid skip day: 9"):
+        job.skip_days([9])
+    job.start_date("2026-02-01T00:00:00Z").schedule(START)
+    assert job.attrs.next_run_at == datetime(2026, 2, 2, tzinfo=UTC)  # Feb 1 is a Sunday
+
+
+async def test_touch_after_cancel_raises() -> None:
+    agenda = make()
+    agenda.define("j", lambda job: None)
+    job = await agenda.now("j")
+    job.cancel("lock expired")
+    with pytest.raises(AgendaError, match="got canceled already: lock expired"):
+        await job.touch()
+
+
+async def test_running_stats_need_a_started_agenda() -> None:
+    agenda = make()
+    with pytest.raises(AgendaError, match="agenda not running"):
+        await agenda.get_running_stats()
+
+
+async def test_remote_state_events_are_re_emitted_but_not_our_own() -> None:
+    channel = InMemoryNotificationChannel()
+    agenda = Agenda(InMemoryBackend(notifications=False), notification_channel=channel,
+                    name="test-agenda")
+    seen: list[tuple[str, Any, Any]] = []
+    agenda.on("success", lambda n, remote: seen.append(("success", n.job_name, remote)))
+    agenda.on("success:report", lambda n, remote: seen.append(("success:report", n.job_name,
+                                                                remote)))
+    await agenda.ready()
+    for source in ("other-agenda", "test-agenda"):
+        await channel.publish_state(JobStateNotification(
+            type="success", job_id=JobId("1"), job_name="report", timestamp=START, source=source,
+        ))
+    assert seen == [("success", "report", True), ("success:report", "report", True)]
+    await agenda.stop()
+    assert channel.state == "disconnected"
+
+
+async def test_events_reach_another_agenda_on_the_same_channel() -> None:
+    channel = InMemoryNotificationChannel()
+    backend = InMemoryBackend(notifications=False)
+    worker = Agenda(backend, notification_channel=channel, process_every="50 ms")
+    watcher = Agenda(backend, notification_channel=channel)
+    worker.define("report", lambda job: None)
+    watcher.declare("report")
+    remote: list[str] = []
+    done = asyncio.Event()
+    watcher.on("complete:report", lambda n, is_remote: (remote.append(n.type), done.set()))
+    recorder = EventRecorder(worker)
+    await watcher.ready()
+    await worker.start()
+    await watcher.now("report")
+    await asyncio.wait_for(done.wait(), 5)
+    await recorder.wait_for("complete")
+    assert remote == ["complete"]
+    await worker.stop()
+
+
+def test_run_sync_from_plain_code() -> None:
+    agenda = Agenda(InMemoryBackend())
+    agenda.declare("send-email")
+    job = run_sync(agenda.now("send-email", {"to": "a@b.c"}))
+    assert job.attrs.id is not None
+    result = run_sync(agenda.query_jobs(name="send-email"))
+    assert [j.data for j in result.jobs] == [{"to": "a@b.c"}]
+
+
+async def test_run_sync_refuses_to_block_a_running_loop() -> None:
+    agenda = Agenda(InMemoryBackend())
+    with pytest.raises(RuntimeError, match="await the coroutine instead"):
+        run_sync(agenda.purge())
