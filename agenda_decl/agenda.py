@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar, overload
@@ -14,6 +15,7 @@ from typing import Any, Literal, TypeVar, overload
 import attrs
 
 from agenda_decl import timing
+from agenda_decl._batching import StateWriter
 from agenda_decl._clock import Clock, StoreAlignedClock
 from agenda_decl._events import EventEmitter
 from agenda_decl._model import (
@@ -146,10 +148,22 @@ class Agenda:
         self._unsubscribe: list[Callable[[], None]] = []
         self._skew_checked_at: datetime | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._executor: ThreadPoolExecutor | None = None
+        self._state_writer = StateWriter(backend.repository, self.name)
 
     @property
     def repository(self) -> JobRepository:
         return self.backend.repository
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """Threads for plain ``def`` handlers: one per possible concurrent job, so a slow
+        sync handler never waits behind others for a thread while its lock ages."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.max_concurrency, thread_name_prefix="agenda-job"
+            )
+        return self._executor
 
     # -- definitions ---------------------------------------------------------------------
 
@@ -342,7 +356,7 @@ class Agenda:
 
     async def save_job_state(self, params: JobParameters[Any]) -> None:
         await self.ready()
-        await self.repository.save_job_state(params, last_modified_by=self.name)
+        await self._state_writer.save(params)
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from agenda_decl._model import (
+    JobId,
     JobNotification,
     JobParameters,
     JobsOverview,
@@ -22,6 +23,7 @@ from agenda_decl._model import (
     NotificationChannelState,
     RemoveJobsOptions,
 )
+from agenda_decl.errors import JobNotFoundError
 
 NotificationHandler = Callable[[JobNotification], Awaitable[None] | None]
 StateNotificationHandler = Callable[[JobStateNotification], Awaitable[None] | None]
@@ -126,6 +128,21 @@ class JobRepository(abc.ABC):
 
         Raises ``JobNotFoundError`` when no job has this id and name, ``ValueError`` without id.
         """
+
+    async def save_job_states(
+        self, jobs: Sequence[JobParameters[Any]], *, last_modified_by: str | None = None
+    ) -> list[JobId]:
+        """:meth:`save_job_state` for several jobs at once; return the ids that no longer
+        exist (nothing is raised for them). Stores override this to write in one round trip:
+        the scheduler batches the state writes of jobs that finish together."""
+        missing: list[JobId] = []
+        for job in jobs:
+            try:
+                await self.save_job_state(job, last_modified_by=last_modified_by)
+            except JobNotFoundError:
+                assert job.id is not None
+                missing.append(job.id)
+        return missing
 
     # -- locking -------------------------------------------------------------------------
 

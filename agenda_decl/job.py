@@ -7,6 +7,7 @@ the job without any I/O; ``save()``, ``touch()``, ``remove()`` and ``run()`` tal
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 from collections.abc import Iterable, Mapping
@@ -232,7 +233,9 @@ class Job(Generic[DATA]):
         if inspect.iscoroutinefunction(handler):
             await handler(self)
             return
-        result = await asyncio.to_thread(handler, self)
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        result = await loop.run_in_executor(self.agenda.executor, context.run, handler, self)
         if inspect.isawaitable(result):
             await result
 

@@ -13,9 +13,18 @@ parameter (``%(name)s`` or ``%s``).
 
 from __future__ import annotations
 
-from typing import LiteralString
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, LiteralString
 
+import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
+
+from agenda_decl._model import JobsQueryOptions, RemoveJobsOptions, SortDirection, SortKey
+from agenda_decl.backends import base
+
+Row = dict[str, Any]
 
 # -- schema -------------------------------------------------------------------------------------
 
@@ -315,3 +324,177 @@ def render(template: LiteralString, **parts: sql.Composable) -> sql.Composed:
     if "{state}" in template:
         parts.setdefault("state", sql.SQL(STATE_CASE))
     return sql.SQL(template).format(**parts)
+
+
+# -- composing statements -----------------------------------------------------------------------
+
+
+def job_uuid(value: object) -> uuid.UUID | None:
+    """The UUID an id stands for, or None: a malformed id matches nothing (no cast error)."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+
+
+class Where:
+    """ANDed conditions with named, bound parameters."""
+
+    def __init__(self) -> None:
+        self.parts: list[sql.Composable] = []
+        self.params: Row = {}
+
+    def add(self, template: LiteralString, value: Any = None) -> None:
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        self.parts.append(sql.SQL(template).format(sql.Placeholder(name)))
+
+    def sql(self) -> sql.Composable:
+        return sql.SQL(" AND ").join(self.parts) if self.parts else sql.SQL("TRUE")
+
+
+def _filter_ids(where: Where, job_id: str | None, ids: Sequence[str] | None) -> bool:
+    """Add the id criterion; False when it can match nothing (a malformed single id)."""
+    if job_id is not None:
+        key = job_uuid(job_id)
+        if key is None:
+            return False
+        where.add("id = {}", key)
+    elif ids is not None:
+        where.add("id = ANY({}::uuid[])", [k for k in map(job_uuid, ids) if k is not None])
+    return True
+
+
+def _filter_names(where: Where, options: JobsQueryOptions | RemoveJobsOptions) -> None:
+    not_names = getattr(options, "not_names", None)
+    if options.name is not None:
+        where.add("name = {}", options.name)
+    elif options.names is not None:
+        where.add("name = ANY({}::text[])", list(options.names))
+    elif not_names is not None:
+        where.add("name <> ALL({}::text[])", list(not_names))
+
+
+def _filter_data(where: Where, data: Any) -> None:
+    """JSON containment (``base.data_contains``); a scalar needle must equal the data (PG's
+    ``@>`` would also find a scalar inside a top-level array)."""
+    if data is None:
+        return
+    base.check_data_filter(data)
+    text = base.encode_data(data, name="data filter")
+    if isinstance(data, dict | list):
+        where.add("data @> {}::jsonb", text)
+    else:
+        where.add("data = {}::jsonb", text)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def query_where(options: JobsQueryOptions) -> Where | None:
+    where = Where()
+    if not _filter_ids(where, options.id, options.ids):
+        return None
+    _filter_names(where, options)
+    if options.search is not None:
+        where.add("name ILIKE {} ESCAPE '\\'", f"%{_escape_like(options.search)}%")
+    _filter_data(where, options.data)
+    if not options.include_disabled:
+        where.parts.append(sql.SQL("disabled IS NOT TRUE"))
+    return where
+
+
+def remove_where(options: RemoveJobsOptions) -> Where | None:
+    if options.matches_nothing():
+        return None
+    where = Where()
+    if not _filter_ids(where, options.id, options.ids):
+        return None
+    _filter_names(where, options)
+    _filter_data(where, options.data)
+    return where
+
+
+def state_filter(state: str | None, params: Row) -> sql.Composable:
+    if state is None:
+        return sql.SQL("TRUE")
+    if state == "paused":
+        return sql.SQL("disabled IS TRUE")
+    params["state"] = state
+    return sql.SQL("state = %(state)s")
+
+
+def order_by(sort: Mapping[SortKey, SortDirection] | None) -> sql.Composable:
+    spec = list(sort.items()) if sort else [("next_run_at", "desc"), ("last_run_at", "desc")]
+    parts = [
+        sql.SQL(SORT_EXPRESSIONS[key] + (" DESC" if direction == "desc" else " ASC"))
+        + sql.SQL(" NULLS LAST")
+        for key, direction in spec
+    ]
+    return sql.SQL(", ").join([*parts, sql.SQL(TIE_BREAK)])
+
+
+_TEXT_FIELDS = ("name", "type", "repeat_timezone", "repeat_at", "repeat_interval")
+
+
+def unique_condition(key: str, value: Any) -> tuple[sql.Composable, list[Any]]:
+    """One unique-key criterion, matching as ``base.matches_unique`` does."""
+    path = key.split(".")
+    if path[0] == "data":
+        expr = sql.SQL("data") + sql.SQL("").join(sql.SQL(" -> %s::text") for _ in path[1:])
+        if value is None:
+            return sql.SQL("({0} IS NULL OR {0} = 'null'::jsonb)").format(expr), path[1:] * 2
+        text = base.encode_data(value, name=f"unique key {key}")
+        return sql.SQL("{} = %s::jsonb").format(expr), [*path[1:], text]
+    column = sql.Identifier(key)
+    if value is None and key in _TEXT_FIELDS:
+        return sql.SQL("{} IS NULL").format(column), []
+    if key == "repeat_interval" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    expected = str if key in _TEXT_FIELDS else bool if key == "disabled" else int
+    if type(value) is not expected:
+        return sql.SQL("FALSE"), []
+    if key == "disabled":
+        return sql.SQL("COALESCE(disabled, FALSE) = %s"), [value]
+    return sql.SQL("{} = %s").format(column), [value]
+
+
+async def fetch(conn: psycopg.AsyncConnection[Any], statement: Any, params: Any) -> list[Row]:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(statement, params)
+        return await cursor.fetchall() if cursor.description else []
+
+
+async def create_schema(conn: psycopg.AsyncConnection[Any], table: str) -> None:
+    """Create what is missing of Agenda's table, indexes and trigger (plus our columns).
+
+    Only missing objects are created: ``CREATE INDEX IF NOT EXISTS`` and ``ALTER TABLE`` take
+    table locks even when there is nothing to do, and workers (Node ones too) may be busy.
+    """
+    name = sql.Identifier(table)
+    trigger = f"{table}_updated_at_trigger"
+    function = sql.Identifier(f"update_{table.lower()}_updated_at")  # Agenda leaves it unquoted
+    async with conn.transaction():
+        await conn.execute(SCHEMA_LOCK, (f"agenda_decl:schema:{table}",))
+        found = await _existing(conn, name.as_string(conn), trigger)
+        if not found["has_table"]:
+            await conn.execute(render(CREATE_TABLE, table=name))
+        if not {"debounce_started_at", "start_date", "end_date", "skip_days"} <= found["columns"]:
+            await conn.execute(render(ADD_COLUMNS, table=name))
+        for suffix, template in INDEXES:
+            if table + suffix not in found["indexes"]:
+                index = sql.Identifier(table + suffix)
+                await conn.execute(render(template, table=name, index=index))
+        if not found["has_trigger"]:
+            await conn.execute(render(TRIGGER_FUNCTION, function=function))
+            await conn.execute(render(CREATE_TRIGGER, table=name, function=function,
+                                        trigger=sql.Identifier(trigger)))
+
+
+async def _existing(conn: psycopg.AsyncConnection[Any], table: str, trigger: str) -> Row:
+    rows = await fetch(conn, EXISTING, {"table": table, "trigger": trigger})
+    found = rows[0]
+    return {**found, "columns": set(found["columns"]), "indexes": set(found["indexes"])}

@@ -244,7 +244,11 @@ if sweep > 0 then
       redis.call('ZADD', locked_set, 'NX', job.lock_ms, id)
     end
   end
-  if page[1] == '0' then redis.call('DEL', cursor_key) else redis.call('SET', cursor_key, page[1]) end
+  if page[1] == '0' then
+    redis.call('DEL', cursor_key)
+  else
+    redis.call('SET', cursor_key, page[1])
+  end
 end
 
 local chosen, seen = {}, {}
@@ -495,7 +499,7 @@ if not best then
   if debounce.strategy ~= 'leading' then next_ms = now + debounce.delay end
 elseif debounce.strategy == 'leading' then
   next_ms = stored_next
-elseif debounce.maxWait ~= cjson.null and debounce.maxWait and now - started >= debounce.maxWait then
+elseif debounce.maxWait and now - started >= debounce.maxWait then
   next_ms, debounce_ms = now, nil
 else
   next_ms = now + debounce.delay

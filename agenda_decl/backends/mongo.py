@@ -114,8 +114,7 @@ class MongoJobRepository(JobRepository):
         try:
             await self._run(self._open)
         except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+            await self.close()  # so that a later connect() starts over
             raise
 
     def _open(self) -> None:
@@ -152,7 +151,9 @@ class MongoJobRepository(JobRepository):
     def _scrub(self, text: str) -> str:
         """Driver messages name hosts, not passwords; make sure of it anyway."""
         password = urlsplit(self._address or "").password
-        return text.replace(unquote(password), "***") if password else text
+        for form in {password, unquote(password)} if password else ():
+            text = text.replace(form, "***")
+        return text
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None  # new calls fail from here on

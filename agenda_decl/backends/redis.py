@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import uuid
@@ -24,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import attrs
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
@@ -33,24 +31,20 @@ from redis.exceptions import RedisError
 
 from agenda_decl._clock import truncate_ms
 from agenda_decl._convert import (
-    CAMEL_NAMES,
-    format_datetime,
     notification_from_json,
     notification_to_json,
-    parse_datetime,
     state_notification_from_json,
 )
 from agenda_decl._model import (
-    JobId,
     JobNotification,
     JobParameters,
     JobsOverview,
     JobsQueryOptions,
     JobsResult,
     JobStateNotification,
-    JobWithState,
     RemoveJobsOptions,
 )
+from agenda_decl.backends import _redis_codec as codec
 from agenda_decl.backends import _redis_lua as lua
 from agenda_decl.backends import base
 from agenda_decl.errors import (
@@ -67,15 +61,11 @@ __all__ = ["RedisBackend", "RedisJobRepository", "RedisNotificationChannel"]
 
 log = logging.getLogger("agenda_decl.backends.redis")
 
-NULL = "null"
 #: Members of ``jobs:by_name:{name}`` each claim looks at for locks written by Node Agenda.
 SWEEP_COUNT = 100
 #: Notifications waiting for the subscribers; beyond this they are dropped (they are hints).
 MAX_PENDING = 10_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAME = re.compile(r"^[A-Za-z0-9_.:{}/-]{1,128}$")
-_DIGITS = re.compile(r"^[0-9]+$")
-_STATE_TIMES = ("nextRunAt", "lastRunAt", "failedAt", "lastFinishedAt")
 
 
 # -- connections and secrets ------------------------------------------------------------------
@@ -122,217 +112,6 @@ def _explain(error: BaseException, client: Redis) -> str:
     return text.replace(password, "***") if isinstance(password, str) and password else text
 
 
-def _text(value: Any) -> Any:
-    """Responses as ``str`` whether or not the client decodes them."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, list):
-        return [_text(item) for item in value]
-    return value
-
-
-# -- encoding (Agenda v6's hash: every value a string, 'null' when absent) --------------------
-
-
-def _ms(value: datetime) -> int:
-    return (value - _EPOCH) // timedelta(milliseconds=1)
-
-
-def _ms_arg(value: datetime | None) -> str:
-    return "" if value is None else str(_ms(value))
-
-
-def _iso(value: datetime | None) -> str:
-    return NULL if value is None else format_datetime(value)
-
-
-def _str(value: Any) -> str:
-    return NULL if value is None else str(value)
-
-
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _number(value: float | None) -> str:
-    """As JavaScript's ``String(n)`` writes it (``50``, not ``50.0``)."""
-    if value is None:
-        return NULL
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def _json(value: Any) -> str:
-    try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise InvalidOptionError(f"not JSON: {error}") from None
-
-
-def _job_fields(job: JobParameters[Any], data: str, by: str | None) -> list[str]:
-    """Every field ``save_job`` writes (never the processor's), as hash field/value pairs."""
-    skip_days = NULL if job.skip_days is None else _json(job.skip_days)
-    values = {
-        "name": job.name, "priority": str(job.priority), "nextRunAt": _iso(job.next_run_at),
-        "type": job.type, "repeatTimezone": _str(job.repeat_timezone),
-        "repeatInterval": _str(job.repeat_interval), "data": data,
-        "repeatAt": _str(job.repeat_at), "disabled": _flag(job.disabled),
-        "fork": _flag(job.fork), "lastModifiedBy": _str(by),
-        "debounceStartedAt": _iso(job.debounce_started_at), "startDate": _iso(job.start_date),
-        "endDate": _iso(job.end_date), "skipDays": skip_days,
-    }
-    return [item for pair in values.items() for item in pair]
-
-
-def _state_fields(job: JobParameters[Any], by: str | None) -> list[str]:
-    values = {
-        "nextRunAt": _iso(job.next_run_at), "lastRunAt": _iso(job.last_run_at),
-        "progress": _number(job.progress), "failReason": _str(base.truncate_reason(job.fail_reason)),
-        "failCount": _str(job.fail_count), "failedAt": _iso(job.failed_at),
-        "lastFinishedAt": _iso(job.last_finished_at), "lastModifiedBy": _str(by),
-    }
-    return [item for pair in values.items() for item in pair]
-
-
-def _tagged(value: Any) -> Any:
-    """JSON with its kinds spelled out for the Lua side (cjson reads ``{}`` and ``[]`` alike)."""
-    if isinstance(value, Mapping):
-        return {"o": {str(key): _tagged(item) for key, item in value.items()}}
-    if isinstance(value, list | tuple):
-        return {"a": [_tagged(item) for item in value]}
-    return {"s": value}
-
-
-def _unique_text(field: str, value: Any) -> str | None:
-    """The stored string a non-data unique key must equal; ``None`` when nothing can match."""
-    if value is None:
-        return NULL
-    if field == "priority":
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        return str(int(value)) if numeric and float(value).is_integer() else None
-    if field == "disabled":
-        return _flag(value) if isinstance(value, bool) else None
-    if field == "repeat_interval" and isinstance(value, int) and not isinstance(value, bool):
-        return str(value) if value >= 0 else None
-    if isinstance(value, str) and not (field == "repeat_interval" and _DIGITS.match(value)):
-        return value
-    return None
-
-
-def _unique_options(job: JobParameters[Any]) -> dict[str, Any]:
-    keys: list[dict[str, Any]] = []
-    never = False
-    for key, value in (job.unique or {}).items():
-        parts = key.split(".")
-        if parts[0] == "data":
-            keys.append({"path": parts[1:], "value": _tagged(value)})
-        elif (text := _unique_text(key, value)) is None:
-            never = True
-        else:
-            keys.append({"field": CAMEL_NAMES[key], "text": text})
-    options: dict[str, Any] = {"keys": keys, "never": never, "insertOnly": base.is_insert_only(job)}
-    debounce = job.unique_opts.debounce if job.unique_opts else None
-    if debounce is not None:
-        options["debounce"] = {"delay": debounce.delay, "strategy": debounce.strategy}
-        if debounce.max_wait is not None:
-            options["debounce"]["maxWait"] = debounce.max_wait
-    return options
-
-
-# -- decoding ---------------------------------------------------------------------------------
-
-
-def _pairs(flat: list[Any]) -> dict[str, str]:
-    items = _text(flat)
-    return dict(zip(items[::2], items[1::2], strict=True))
-
-
-def _value(fields: Mapping[str, str], key: str) -> str | None:
-    value = fields.get(key)
-    return None if value in (None, NULL, "") else value
-
-
-def _date(fields: Mapping[str, str], key: str) -> datetime | None:
-    value = _value(fields, key)
-    try:
-        return None if value is None else parse_datetime(value)
-    except ValueError:
-        log.warning("unreadable %s %r in Redis job %s", key, value, fields.get("id"))
-        return None
-
-
-def _int(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(float(value))
-    except ValueError:
-        return None
-
-
-def _locked_at(fields: Mapping[str, str]) -> datetime | None:
-    if "lockedAt" in fields:
-        return _date(fields, "lockedAt")
-    millis = _int(_value(fields, "lockedAtMs"))  # written by later Agenda releases only
-    return None if millis is None else _EPOCH + timedelta(milliseconds=millis)
-
-
-def _data(fields: Mapping[str, str]) -> Any:
-    text = fields.get("data") or "{}"
-    try:
-        return json.loads(text)
-    except ValueError:
-        log.warning("job %s has data that is not JSON; handing it over as text", fields.get("id"))
-        return text
-
-
-def _interval(value: str | None) -> str | int | None:
-    return int(value) if value is not None and _DIGITS.match(value) else value
-
-
-def _progress(value: str | None) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except ValueError:
-        return None
-
-
-def _job_from_hash(fields: Mapping[str, str], job_id: str | None = None) -> JobParameters[Any]:
-    skip_days = _value(fields, "skipDays")
-    return JobParameters(
-        id=JobId(fields.get("id") or job_id or ""),
-        name=fields.get("name", ""),
-        priority=_int(fields.get("priority")) or 0,
-        next_run_at=_date(fields, "nextRunAt"),
-        type="single" if fields.get("type") == "single" else "normal",
-        locked_at=_locked_at(fields),
-        last_finished_at=_date(fields, "lastFinishedAt"),
-        failed_at=_date(fields, "failedAt"),
-        fail_count=_int(_value(fields, "failCount")),
-        fail_reason=_value(fields, "failReason"),
-        repeat_timezone=_value(fields, "repeatTimezone"),
-        last_run_at=_date(fields, "lastRunAt"),
-        repeat_interval=_interval(_value(fields, "repeatInterval")),
-        data=_data(fields),
-        repeat_at=_value(fields, "repeatAt"),
-        disabled=fields.get("disabled") == "true",
-        progress=_progress(_value(fields, "progress")),
-        debounce_started_at=_date(fields, "debounceStartedAt"),
-        last_modified_by=_value(fields, "lastModifiedBy"),
-        fork=fields.get("fork") == "true",
-        start_date=_date(fields, "startDate"),
-        end_date=_date(fields, "endDate"),
-        skip_days=None if skip_days is None else json.loads(skip_days),
-    )
-
-
-def _with_state(job: JobParameters[Any], state: str) -> JobWithState[Any]:
-    return JobWithState(**attrs.asdict(job, recurse=False), state=state)
-
-
-def _glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
-
-
 # -- the repository ---------------------------------------------------------------------------
 
 
@@ -354,7 +133,7 @@ class RedisJobRepository(JobRepository):
         return f"RedisJobRepository({self._where}, key_prefix={self.key_prefix!r})"
 
     async def _run(self, script: str, *args: str) -> Any:
-        return _text(await self._scripts[script](keys=[], args=[self.key_prefix, *args]))
+        return codec.text(await self._scripts[script](keys=[], args=[self.key_prefix, *args]))
 
     async def connect(self) -> None:
         try:
@@ -364,7 +143,7 @@ class RedisJobRepository(JobRepository):
             raise BackendUnavailableError(
                 f"cannot reach Redis at {self._where}: {_explain(error, self._client)}"
             ) from None
-        policy = _text(info.get("maxmemory_policy"))
+        policy = codec.text(info.get("maxmemory_policy"))
         if policy not in (None, "noeviction"):
             log.warning(
                 "Redis at %s evicts keys under memory pressure (maxmemory-policy %s): jobs can "
@@ -396,10 +175,12 @@ class RedisJobRepository(JobRepository):
         if options.state is not None:
             spec["state"] = options.state
         if options.data is not None:
-            spec["data"] = _tagged(options.data)
-        total, *page = await self._run(lua.QUERY, _json(spec))
-        jobs = [_with_state(_job_from_hash(_pairs(page[i + 1])), page[i])
-                for i in range(0, len(page), 2)]
+            spec["data"] = codec.tagged(options.data)
+        total, *page = await self._run(lua.QUERY, codec.encode_json(spec))
+        jobs = [
+            codec.with_state(codec.job_from_hash(codec.pairs(page[i + 1])), page[i])
+            for i in range(0, len(page), 2)
+        ]
         return JobsResult(jobs=jobs, total=int(total))
 
     async def _query_names(self, options: JobsQueryOptions) -> list[str] | None:
@@ -426,15 +207,16 @@ class RedisJobRepository(JobRepository):
         """From the ``jobs:by_name:*`` keys, with SCAN (never KEYS, which blocks the server)."""
         prefix = f"{self.key_prefix}jobs:by_name:"
         names: set[str] = set()
-        async for key in self._client.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
-            names.add(_text(key)[len(prefix):])
+        pattern = codec.glob_escape(prefix) + "*"
+        async for key in self._client.scan_iter(match=pattern, count=1000):
+            names.add(codec.text(key)[len(prefix) :])
         return sorted(names)
 
     async def get_job_by_id(self, job_id: str) -> JobParameters[Any] | None:
         if not isinstance(job_id, str) or not job_id:
             return None
-        fields = _pairs(await self._client.hgetall(f"{self.key_prefix}job:{job_id}"))
-        return _job_from_hash(fields, job_id) if "name" in fields else None
+        fields = codec.pairs(await self._client.hgetall(f"{self.key_prefix}job:{job_id}"))
+        return codec.job_from_hash(fields, job_id) if "name" in fields else None
 
     async def get_queue_size(self) -> int:
         return int(await self._run(lua.QUEUE_SIZE))
@@ -462,8 +244,8 @@ class RedisJobRepository(JobRepository):
         elif options.not_names is not None:
             spec["notNames"] = list(options.not_names)
         if options.data is not None:
-            spec["data"] = _tagged(options.data)
-        return int(await self._run(lua.MODIFY, action, _json(spec)))
+            spec["data"] = codec.tagged(options.data)
+        return int(await self._run(lua.MODIFY, action, codec.encode_json(spec)))
 
     async def save_job(
         self,
@@ -472,18 +254,18 @@ class RedisJobRepository(JobRepository):
         last_modified_by: str | None = None,
         now: datetime | None = None,
     ) -> JobParameters[Any]:
-        fields = _job_fields(job, base.check_job(job), last_modified_by)
+        fields = codec.job_fields(job, base.check_job(job), last_modified_by)
         if job.id is not None:
             script, job_id, options = lua.SAVE_BY_ID, str(job.id), {"type": job.type}
         else:
             script, job_id, options = _save_script(job), str(uuid.uuid4()), {}
-            if script is lua.SAVE_UNIQUE:
-                options = _unique_options(job)
+            if script == lua.SAVE_UNIQUE:
+                options = codec.unique_options(job)
         stored = await self._run(
-            script, job.name, job_id, _ms_arg(job.next_run_at), str(job.priority),
-            _ms_arg(now), _json(options), *fields,
+            script, job.name, job_id, codec.ms_arg(job.next_run_at), str(job.priority),
+            codec.ms_arg(now), codec.encode_json(options), *fields,
         )
-        return job if stored is None else _job_from_hash(_pairs(stored))
+        return job if stored is None else codec.job_from_hash(codec.pairs(stored))
 
     async def save_job_state(
         self, job: JobParameters[Any], *, last_modified_by: str | None = None
@@ -491,8 +273,8 @@ class RedisJobRepository(JobRepository):
         if job.id is None:
             raise ValueError("Cannot save job state without job ID")
         found = await self._run(
-            lua.SAVE_STATE, str(job.id), job.name, _ms_arg(job.locked_at),
-            _ms_arg(job.next_run_at), *_state_fields(job, last_modified_by),
+            lua.SAVE_STATE, str(job.id), job.name, codec.ms_arg(job.locked_at),
+            codec.ms_arg(job.next_run_at), *codec.state_fields(job, last_modified_by),
         )
         if not found:
             raise JobNotFoundError(
@@ -512,10 +294,10 @@ class RedisJobRepository(JobRepository):
         if job.id is None:
             return None
         stored = await self._run(
-            lua.LOCK_JOB, str(job.id), job.name, _ms_arg(job.next_run_at), _ms_arg(now),
-            _str(last_modified_by),
+            lua.LOCK_JOB, str(job.id), job.name, codec.ms_arg(job.next_run_at), codec.ms_arg(now),
+            codec.str_or_null(last_modified_by),
         )
-        return None if stored is None else _job_from_hash(_pairs(stored))
+        return None if stored is None else codec.job_from_hash(codec.pairs(stored))
 
     async def unlock_job(self, job: JobParameters[Any]) -> None:
         if job.id is not None:
@@ -553,10 +335,10 @@ class RedisJobRepository(JobRepository):
         if limit <= 0:
             return []
         claimed = await self._run(
-            lua.CLAIM, job_name, str(_ms(next_scan_at)), str(_ms(lock_deadline)), _ms_arg(now),
-            _str(last_modified_by), str(limit), str(SWEEP_COUNT),
+            lua.CLAIM, job_name, codec.ms_arg(next_scan_at), codec.ms_arg(lock_deadline),
+            codec.ms_arg(now), codec.str_or_null(last_modified_by), str(limit), str(SWEEP_COUNT),
         )
-        return [_job_from_hash(_pairs(fields)) for fields in claimed]
+        return [codec.job_from_hash(codec.pairs(fields)) for fields in claimed]
 
 
 def _id_criteria(options: JobsQueryOptions | RemoveJobsOptions) -> dict[str, Any]:
@@ -655,7 +437,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
         client = self._publisher()
         self._pubsub = pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.connect()
+            await pubsub.connect()  # type: ignore[no-untyped-call]
             # Errors must reach us rather than be retried away inside redis-py: a reconnect
             # goes through connection_lost(), so the scheduler sees it and polls at once.
             assert pubsub.connection is not None
@@ -692,7 +474,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
             self.connection_lost(error)
 
     def _route(self, message: Mapping[str, Any], queue: asyncio.Queue[tuple[str, Any]]) -> None:
-        channel = _text(message.get("channel"))
+        channel = codec.text(message.get("channel"))
         if channel == self._probe_channel:
             self._probe_sent = False
             return
@@ -708,7 +490,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
                 f"{self._check_every:g}s"
             )
         client = self._publisher()
-        counts = dict(_text([list(item) for item in
+        counts = dict(codec.text([list(item) for item in
                              await client.pubsub_numsub(self.channel_name, self.state_channel)]))
         if not all(counts.get(name) for name in (self.channel_name, self.state_channel)):
             raise ConnectionError(f"the subscription to {self.channel_name!r} was lost")
@@ -739,8 +521,8 @@ class RedisNotificationChannel(BaseNotificationChannel):
             return
         if pubsub.connection is not None and self._saved_retry is not None:
             pubsub.connection.retry = self._saved_retry  # it goes back to the client's pool
-        with contextlib.suppress(RedisError, OSError):
-            await pubsub.aclose()  # closing the connection ends its subscriptions
+        with contextlib.suppress(RedisError, OSError):  # closing ends the subscriptions
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def disconnect(self) -> None:
         await super().disconnect()
@@ -771,7 +553,9 @@ class RedisBackend(AgendaBackend):
         health_check_interval: int | float | timedelta | str = 30_000,
     ) -> None:
         if (connection_string is None) == (client is None):
-            raise InvalidOptionError("RedisBackend requires client or connection_string (one of them)")
+            raise InvalidOptionError(
+                "RedisBackend requires client or connection_string (one of them)"
+            )
         self._owns_client = client is None
         if client is None:
             assert connection_string is not None

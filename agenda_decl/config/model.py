@@ -12,11 +12,18 @@ from typing import Any, Literal
 
 import attrs
 
+from agenda_decl.backends.base import redact_url
+
 #: A duration as written in the file: milliseconds or text ("5 minutes").
 Duration = int | str
 
 #: Payload field types: a base type, ``list[T]``, or ``T | None``.
 BASE_PAYLOAD_TYPES = ("str", "int", "float", "bool", "datetime", "date")
+
+
+def _secret_repr(value: str | None) -> str:
+    """Connection strings in ``repr()``: the password masked (they often come from ``${ENV}``)."""
+    return repr(value if value is None else redact_url(value))
 
 
 # -- storage -------------------------------------------------------------------------------
@@ -32,7 +39,7 @@ class SQLiteStorage:
 @attrs.define(kw_only=True, frozen=True)
 class PostgresStorage:
     type: Literal["postgres"]
-    connection_string: str
+    connection_string: str = attrs.field(repr=_secret_repr)
     table_name: str = "agenda_jobs"
     ensure_schema: bool = True
     channel_name: str = "agenda:jobs"
@@ -42,7 +49,7 @@ class PostgresStorage:
 @attrs.define(kw_only=True, frozen=True)
 class RedisStorage:
     type: Literal["redis"]
-    connection_string: str
+    connection_string: str = attrs.field(repr=_secret_repr)
     key_prefix: str = "agenda:"
     channel_name: str = "agenda:jobs"
     disable_notifications: bool = False
@@ -51,7 +58,7 @@ class RedisStorage:
 @attrs.define(kw_only=True, frozen=True)
 class MongoStorage:
     type: Literal["mongo"]
-    address: str
+    address: str = attrs.field(repr=_secret_repr)
     collection: str = "agendaJobs"
     ensure_index: bool = True
 
@@ -79,22 +86,24 @@ class NoNotifications:
 @attrs.define(kw_only=True, frozen=True)
 class PostgresNotifications:
     type: Literal["postgres"]
-    connection_string: str
+    connection_string: str = attrs.field(repr=_secret_repr)
     channel_name: str = "agenda:jobs"
 
 
 @attrs.define(kw_only=True, frozen=True)
 class RedisNotifications:
     type: Literal["redis"]
-    connection_string: str
+    connection_string: str = attrs.field(repr=_secret_repr)
     channel_name: str = "agenda:jobs"
 
 
 @attrs.define(kw_only=True, frozen=True)
 class MongoChangeStreamNotifications:
     type: Literal["mongo-changestream"]
-    address: str
-    collection: str = "agendaJobs"
+    #: Omitted: the address of the MongoDB storage (the stream watches its jobs collection).
+    address: str | None = attrs.field(default=None, repr=_secret_repr)
+    #: Omitted: the collection of the MongoDB storage.
+    collection: str | None = None
 
 
 Notifications = (
@@ -135,15 +144,16 @@ class PayloadField:
     """One field of a job's payload. In YAML either ``name: int`` or the full form."""
 
     type: str
-    #: Omitted: the field is required (unless its type allows ``None``).
-    default: Any = attrs.field(default=attrs.NOTHING)
+    #: Omitted: the field is required (unless its type allows ``None``). A factory, so that
+    #: ``attrs.NOTHING`` (no default) is itself the default rather than "argument required".
+    default: Any = attrs.field(factory=lambda: attrs.NOTHING)
     #: The allowed values (a literal type).
     choices: list[Any] | None = None
     description: str | None = None
 
     @property
     def required(self) -> bool:
-        return self.default is attrs.NOTHING and not self.type.endswith("| None")
+        return self.default is attrs.NOTHING and not self.type.replace(" ", "").endswith("|None")
 
 
 @attrs.define(kw_only=True, frozen=True)

@@ -7,6 +7,7 @@ import asyncio
 import inspect
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +25,9 @@ from agenda_decl.interfaces import (
 )
 
 log = logging.getLogger("agenda_decl.notifications")
+
+#: A connection up this long counts as healthy again: the next loss starts backing off anew.
+STABLE_SECONDS = 30.0
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -60,6 +64,7 @@ class BaseNotificationChannel(NotificationChannel):
         self._state_handlers: list[StateNotificationHandler] = []
         self._reconnect_attempts = 0
         self._reconnect_task: asyncio.Task[None] | None = None
+        self._opened_at = 0.0
 
     # -- state ---------------------------------------------------------------------------
 
@@ -132,6 +137,7 @@ class BaseNotificationChannel(NotificationChannel):
             self._schedule_reconnect()
             raise
         self._reconnect_attempts = 0
+        self._opened_at = time.monotonic()
         self.set_state("connected")
 
     async def disconnect(self) -> None:
@@ -154,6 +160,10 @@ class BaseNotificationChannel(NotificationChannel):
         """Called by a subclass when its listening connection died."""
         if self._state in ("disconnected", "reconnecting"):
             return
+        if time.monotonic() - self._opened_at >= STABLE_SECONDS:
+            # Only a connection that stayed up earns a fresh backoff; one that dies right
+            # after each reopen keeps backing off and finally gives up.
+            self._reconnect_attempts = 0
         self.emit_error(error)
         self._schedule_reconnect()
 
@@ -186,7 +196,7 @@ class BaseNotificationChannel(NotificationChannel):
             self._reconnect_attempts = attempts
             self._schedule_reconnect()
             return
-        self._reconnect_attempts = 0
+        self._opened_at = time.monotonic()
         self.set_state("connected")
 
     def _cancel_reconnect(self) -> None:

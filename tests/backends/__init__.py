@@ -11,11 +11,11 @@ from typing import Any, Protocol
 
 from agenda_decl.interfaces import AgendaBackend, NotificationChannel
 
-BACKENDS: list[str] = ["memory", "sqlite", "mongo", "postgres"]
+BACKENDS: list[str] = ["memory", "sqlite", "mongo", "postgres", "redis"]
 #: Backends whose store is shared by several processes (multi-worker tests).
-MULTIPROCESS_BACKENDS: list[str] = ["sqlite", "postgres"]
+MULTIPROCESS_BACKENDS: list[str] = ["sqlite", "postgres", "redis"]
 #: Backends with a notification channel of their own (channel suite).
-CHANNELS: list[str] = ["memory", "postgres"]
+CHANNELS: list[str] = ["memory", "postgres", "redis"]
 
 
 class BackendModule(Protocol):

@@ -157,6 +157,7 @@ async def test_backoff_retries_then_gives_up(make_agenda: MakeAgenda) -> None:
     await agenda.start()
     job = await agenda.now("flaky", {"n": 1})
     exhausted = await events.wait_for("retry exhausted")
+    await events.wait_for("complete", 3)  # the final state is saved before `complete`
     assert len(events.of("start")) == 3
     assert len(events.of("retry")) == 2
     assert exhausted[0].error == "still down"

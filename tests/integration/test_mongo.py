@@ -19,6 +19,7 @@ import pytest
 from bson import ObjectId
 from pymongo.errors import AutoReconnect, OperationFailure
 
+from agenda_decl import Agenda
 from agenda_decl._clock import utcnow
 from agenda_decl._model import JobNotification, JobParameters, JobsQueryOptions, RemoveJobsOptions
 from agenda_decl.backends.mongo import (
@@ -29,6 +30,7 @@ from agenda_decl.backends.mongo import (
 )
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 from agenda_decl.notifications.base import ReconnectOptions
+from agenda_decl.testing import EventRecorder
 from tests.backends.mongo import database, unique_collection
 from tests.backends.servers import MONGODB_URL
 
@@ -554,3 +556,70 @@ async def test_server_now(backend: MongoBackend) -> None:
         assert now is not None and now.tzinfo is not None
     else:  # mongomock has no clock of its own: the scheduler then uses the app clock
         assert now is None
+
+
+# -- the channel under the scheduler -------------------------------------------------------------
+
+
+async def nothing(job: Any) -> None:
+    return None
+
+
+async def test_a_change_event_makes_the_scheduler_run_a_job_written_elsewhere(
+    backend: MongoBackend, raw: Any
+) -> None:
+    server = FakeServer()
+    channel = MongoChangeStreamNotificationChannel(
+        db=raw.database, collection=raw.name, stream_factory=server, reconnect=FAST
+    )
+    agenda = Agenda(backend, notification_channel=channel, process_every="1 hour")
+    agenda.define("warm-up", nothing)
+    agenda.define("node-job", nothing)
+    events = EventRecorder(agenda)
+    await agenda.start()
+    await agenda.now("warm-up")
+    await events.wait_for("complete", job_name="warm-up")  # the start-up poll is over
+    document = agenda_document("node-job", utcnow(), _id=ObjectId())
+    raw.insert_one(document)  # as a Node Agenda process would
+    server.emit("insert", document)  # and the server's change stream reports it
+    await events.wait_for("complete", job_name="node-job")
+    await agenda.stop()
+    assert channel.state == "disconnected"
+
+
+async def test_without_a_replica_set_the_scheduler_keeps_polling(
+    backend: MongoBackend, raw: Any
+) -> None:
+    server = FakeServer()
+    server.open_failures = [OperationFailure(
+        "The $changeStream stage is only supported on replica sets", 40573)]
+    channel = MongoChangeStreamNotificationChannel(
+        db=raw.database, collection=raw.name, stream_factory=server, reconnect=FAST
+    )
+    agenda = Agenda(backend, notification_channel=channel, process_every="50 ms")
+    agenda.define("node-job", nothing)
+    errors: list[BaseException] = []
+    agenda.on("error", errors.append)
+    events = EventRecorder(agenda)
+    await agenda.start()
+    assert channel.state == "error"
+    assert any(isinstance(error, ReplicaSetRequiredError) for error in errors)
+    raw.insert_one(agenda_document("node-job", utcnow()))
+    await events.wait_for("complete", job_name="node-job")
+    await agenda.stop()
+
+
+async def test_a_failed_connect_can_be_retried(db: Any) -> None:
+    collection = unique_collection()
+    # An index of Agenda's name with other keys (as a custom Agenda sort would make).
+    db.get_collection(collection).create_index([("name", 1)], name="findAndLockNextJobIndex")
+    backend = MongoBackend(mongo=db, collection=collection)
+    with pytest.raises(OperationFailure):
+        await backend.connect()
+    with pytest.raises(BackendUnavailableError, match="connect"):
+        await backend.repository.query_jobs()
+    db.drop_collection(collection)
+    await backend.connect()
+    assert (await backend.repository.query_jobs()).total == 0
+    await backend.disconnect()
+    db.drop_collection(collection)

@@ -371,7 +371,7 @@ def _claim_in_child(path: str, batch: int, start: Any, results: Any) -> None:
     async def run() -> list[str]:
         backend = SQLiteBackend(path, busy_timeout=20)
         await backend.connect()
-        start.wait(timeout=60)
+        start.wait(60)  # a barrier: every claimer is connected before any starts
         try:
             return await claim_all(backend, batch)
         finally:
@@ -386,14 +386,14 @@ async def test_worker_processes_on_one_file_claim_each_job_once(
 ) -> None:
     ids = await seed(backend, 200)
     context = multiprocessing.get_context("spawn")
-    start, results = context.Event(), context.Queue()
+    start, results = context.Barrier(5), context.Queue()
     children = [
         context.Process(target=_claim_in_child, args=(str(db_path), batch, start, results))
         for batch in (1, 3, 4, 10)
     ]
     for child in children:
         child.start()
-    start.set()
+    await asyncio.to_thread(start.wait, 60)
     mine = await claim_all(backend, 2)
     theirs = [await asyncio.to_thread(results.get, timeout=120) for _ in children]
     for child in children:

@@ -98,3 +98,15 @@ async def test_disconnect_stops_reconnecting() -> None:
     opens = channel.opens
     await asyncio.sleep(0.1)
     assert (channel.state, channel.opens) == ("disconnected", opens)
+
+
+async def test_a_connection_that_dies_after_each_reopen_still_backs_off() -> None:
+    channel, errors = FlakyChannel(), []
+    channel.on("error", errors.append)
+    await channel.connect()
+    for _ in range(3):
+        channel.connection_lost(ConnectionError("dies at once"))
+        await wait_for_state(channel, "connected")
+    channel.connection_lost(ConnectionError("dies at once"))
+    assert channel.state == "error"
+    assert "Max reconnection attempts reached" in str(errors[-1])

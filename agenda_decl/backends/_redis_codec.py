@@ -1,0 +1,241 @@
+"""Agenda v6's Redis job hash, both ways: every value a string, ``'null'`` for absent.
+
+Field names and encodings are Agenda's (ISO dates, ``'true'``/``'false'``, data as JSON text);
+``startDate``, ``endDate`` and ``skipDays`` (JSON) are our additions, which Node ignores. JSON
+values that go to the Lua side are tagged (``{"o": ...}``, ``{"a": ...}``, ``{"s": ...}``) because
+Redis's cjson reads ``{}`` and ``[]`` alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+
+from agenda_decl._convert import CAMEL_NAMES, format_datetime, parse_datetime
+from agenda_decl._model import JobId, JobParameters, JobState, JobWithState
+from agenda_decl.backends import base
+from agenda_decl.errors import InvalidOptionError
+
+log = logging.getLogger("agenda_decl.backends.redis")
+
+NULL = "null"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DIGITS = re.compile(r"^[0-9]+$")
+
+def text(value: Any) -> Any:
+    """Responses as ``str`` whether or not the client decodes them."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, list):
+        return [text(item) for item in value]
+    return value
+
+
+# -- encoding (Agenda v6's hash: every value a string, 'null' when absent) --------------------
+
+
+def epoch_ms(value: datetime) -> int:
+    return (value - EPOCH) // timedelta(milliseconds=1)
+
+
+def ms_arg(value: datetime | None) -> str:
+    return "" if value is None else str(epoch_ms(value))
+
+
+def _iso(value: datetime | None) -> str:
+    return NULL if value is None else format_datetime(value)
+
+
+def str_or_null(value: Any) -> str:
+    return NULL if value is None else str(value)
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _number(value: float | None) -> str:
+    """As JavaScript's ``String(n)`` writes it (``50``, not ``50.0``)."""
+    if value is None:
+        return NULL
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def encode_json(value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidOptionError(f"not JSON: {error}") from None
+
+
+def job_fields(job: JobParameters[Any], data: str, by: str | None) -> list[str]:
+    """Every field ``save_job`` writes (never the processor's), as hash field/value pairs."""
+    skip_days = NULL if job.skip_days is None else encode_json(job.skip_days)
+    values = {
+        "name": job.name, "priority": str(job.priority), "nextRunAt": _iso(job.next_run_at),
+        "type": job.type, "repeatTimezone": str_or_null(job.repeat_timezone),
+        "repeatInterval": str_or_null(job.repeat_interval), "data": data,
+        "repeatAt": str_or_null(job.repeat_at), "disabled": _flag(job.disabled),
+        "fork": _flag(job.fork), "lastModifiedBy": str_or_null(by),
+        "debounceStartedAt": _iso(job.debounce_started_at), "startDate": _iso(job.start_date),
+        "endDate": _iso(job.end_date), "skipDays": skip_days,
+    }
+    return [item for pair in values.items() for item in pair]
+
+
+def state_fields(job: JobParameters[Any], by: str | None) -> list[str]:
+    values = {
+        "nextRunAt": _iso(job.next_run_at), "lastRunAt": _iso(job.last_run_at),
+        "progress": _number(job.progress),
+        "failReason": str_or_null(base.truncate_reason(job.fail_reason)),
+        "failCount": str_or_null(job.fail_count), "failedAt": _iso(job.failed_at),
+        "lastFinishedAt": _iso(job.last_finished_at), "lastModifiedBy": str_or_null(by),
+    }
+    return [item for pair in values.items() for item in pair]
+
+
+def tagged(value: Any) -> Any:
+    """JSON with its kinds spelled out for the Lua side (cjson reads ``{}`` and ``[]`` alike)."""
+    if isinstance(value, Mapping):
+        return {"o": {str(key): tagged(item) for key, item in value.items()}}
+    if isinstance(value, list | tuple):
+        return {"a": [tagged(item) for item in value]}
+    return {"s": value}
+
+
+def _unique_text(field: str, value: Any) -> str | None:
+    """The stored string a non-data unique key must equal; ``None`` when nothing can match."""
+    if value is None:
+        return NULL
+    if field == "priority":
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        return str(int(value)) if numeric and float(value).is_integer() else None
+    if field == "disabled":
+        return _flag(value) if isinstance(value, bool) else None
+    if field == "repeat_interval" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value) if value >= 0 else None
+    if isinstance(value, str) and not (field == "repeat_interval" and _DIGITS.match(value)):
+        return value
+    return None
+
+
+def unique_options(job: JobParameters[Any]) -> dict[str, Any]:
+    keys: list[dict[str, Any]] = []
+    never = False
+    for key, value in (job.unique or {}).items():
+        parts = key.split(".")
+        if parts[0] == "data":
+            keys.append({"path": parts[1:], "value": tagged(value)})
+        elif (text := _unique_text(key, value)) is None:
+            never = True
+        else:
+            keys.append({"field": CAMEL_NAMES[key], "text": text})
+    options: dict[str, Any] = {"keys": keys, "never": never, "insertOnly": base.is_insert_only(job)}
+    debounce = job.unique_opts.debounce if job.unique_opts else None
+    if debounce is not None:
+        options["debounce"] = {"delay": debounce.delay, "strategy": debounce.strategy}
+        if debounce.max_wait is not None:
+            options["debounce"]["maxWait"] = debounce.max_wait
+    return options
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+def pairs(flat: list[Any] | dict[Any, Any]) -> dict[str, str]:
+    """A hash from HGETALL (a dict) or from a script (a flat list of field, value)."""
+    items = text(flat if isinstance(flat, list) else [x for kv in flat.items() for x in kv])
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+def _value(fields: Mapping[str, str], key: str) -> str | None:
+    value = fields.get(key)
+    return None if value in (None, NULL, "") else value
+
+
+def _date(fields: Mapping[str, str], key: str) -> datetime | None:
+    value = _value(fields, key)
+    try:
+        return None if value is None else parse_datetime(value)
+    except ValueError:
+        log.warning("unreadable %s %r in Redis job %s", key, value, fields.get("id"))
+        return None
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+def _locked_at(fields: Mapping[str, str]) -> datetime | None:
+    if "lockedAt" in fields:
+        return _date(fields, "lockedAt")
+    millis = _int(_value(fields, "lockedAtMs"))  # written by later Agenda releases only
+    return None if millis is None else EPOCH + timedelta(milliseconds=millis)
+
+
+def _data(fields: Mapping[str, str]) -> Any:
+    text = fields.get("data") or "{}"
+    try:
+        return json.loads(text)
+    except ValueError:
+        log.warning("job %s has data that is not JSON; handing it over as text", fields.get("id"))
+        return text
+
+
+def _interval(value: str | None) -> str | int | None:
+    return int(value) if value is not None and _DIGITS.match(value) else value
+
+
+def _progress(value: str | None) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
+
+
+def job_from_hash(fields: Mapping[str, str], job_id: str | None = None) -> JobParameters[Any]:
+    skip_days = _value(fields, "skipDays")
+    return JobParameters(
+        id=JobId(fields.get("id") or job_id or ""),
+        name=fields.get("name", ""),
+        priority=_int(fields.get("priority")) or 0,
+        next_run_at=_date(fields, "nextRunAt"),
+        type="single" if fields.get("type") == "single" else "normal",
+        locked_at=_locked_at(fields),
+        last_finished_at=_date(fields, "lastFinishedAt"),
+        failed_at=_date(fields, "failedAt"),
+        fail_count=_int(_value(fields, "failCount")),
+        fail_reason=_value(fields, "failReason"),
+        repeat_timezone=_value(fields, "repeatTimezone"),
+        last_run_at=_date(fields, "lastRunAt"),
+        repeat_interval=_interval(_value(fields, "repeatInterval")),
+        data=_data(fields),
+        repeat_at=_value(fields, "repeatAt"),
+        disabled=fields.get("disabled") == "true",
+        progress=_progress(_value(fields, "progress")),
+        debounce_started_at=_date(fields, "debounceStartedAt"),
+        last_modified_by=_value(fields, "lastModifiedBy"),
+        fork=fields.get("fork") == "true",
+        start_date=_date(fields, "startDate"),
+        end_date=_date(fields, "endDate"),
+        skip_days=None if skip_days is None else json.loads(skip_days),
+    )
+
+
+def with_state(job: JobParameters[Any], state: JobState) -> JobWithState[Any]:
+    return JobWithState(**attrs.asdict(job, recurse=False), state=state)
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)

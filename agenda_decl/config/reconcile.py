@@ -1,0 +1,832 @@
+"""Reconcile the schedules of ``agenda.yaml`` with the jobs in storage: :func:`plan`, then
+:func:`apply` (what ``agenda-decl plan`` and ``agenda-decl apply`` run).
+
+Each declared schedule is one repeating job of type ``normal`` whose ``data`` carries, next to
+its payload, two reserved keys: ``__managed_by__`` (the owner, ``config.owner``: the
+scheduler name) and ``__schedule_key__`` (``schedule.schedule_key``). Workers never write
+``data``, so the marker survives runs. Jobs without the marker, or with another owner's, are
+never read as ours and never touched.
+
+``plan`` reads the owner's jobs and compares, field by field, what is stored with what the file
+declares; it writes nothing. ``apply`` validates every schedule first (so a bad one stops the
+whole apply before any write), then creates, updates and deletes, writing only what differs: a
+second ``apply`` writes nothing. Two appliers racing on one store converge without a lock:
+after writing, each lists the owner's jobs again and, for any schedule key with more than one
+job, keeps the one with the smallest id and deletes the others (both pick the same one).
+
+Next-run rules (what a user of Agenda or APScheduler expects):
+
+* a new ``every`` schedule runs now (after ``skip_immediate``: one interval from now); a new
+  ``cron`` or ``at`` schedule runs at its next tick after now (never "now" for a cron job);
+* an update that leaves the timing alone (only data, priority, ...) keeps ``next_run_at`` and
+  the run history (``last_run_at``, ``fail_count``, ... are never written by a save);
+* an update that changes the timing recomputes ``next_run_at`` from now: ``every`` runs at
+  ``last_run_at + interval`` when it ran before (now, if that is already past), else as a new
+  one; ``cron``/``at`` at the next tick after now. Enabling a disabled schedule does the same.
+* start/end dates and skip days always apply (``timing`` rules).
+
+Start and end dates are absolute ISO 8601 dates or date-times; one without an offset is read
+in the schedule's time zone (UTC when it has none). Relative text ("in 5 minutes") is refused:
+it would move on every apply.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import attrs
+
+from agenda_decl import timing
+from agenda_decl._model import JobId, JobParameters, JobsQueryOptions, RemoveJobsOptions
+from agenda_decl.agenda import Agenda
+from agenda_decl.config.errors import ConfigError, ConfigIssue
+from agenda_decl.config.model import AgendaConfig, ScheduleConfig
+from agenda_decl.config.payload import PayloadError, check_payload
+from agenda_decl.errors import AgendaError, InvalidDateError, InvalidOptionError
+from agenda_decl.job import Job
+
+__all__ = [
+    "COMPARED_FIELDS",
+    "MANAGED_BY_KEY",
+    "SCHEDULE_KEY_KEY",
+    "ApplyResult",
+    "Change",
+    "FieldDiff",
+    "FireTime",
+    "Orphan",
+    "Plan",
+    "apply",
+    "format_apply_result",
+    "format_change",
+    "format_plan",
+    "plan",
+    "plan_to_json",
+]
+
+#: The reserved data keys of a managed job.
+MANAGED_BY_KEY = "__managed_by__"
+SCHEDULE_KEY_KEY = "__schedule_key__"
+RESERVED_DATA_KEYS = (MANAGED_BY_KEY, SCHEDULE_KEY_KEY)
+
+Action = Literal["create", "update", "delete", "unchanged"]
+ScheduleKind = Literal["every", "cron", "at"]
+
+#: The stored fields a declared schedule sets, in the order diffs are shown.
+COMPARED_FIELDS: tuple[str, ...] = (
+    "repeat_interval",
+    "repeat_timezone",
+    "repeat_at",
+    "start_date",
+    "end_date",
+    "skip_days",
+    "disabled",
+    "priority",
+    "type",
+    "data",
+)
+#: Changing one of these changes when the job runs, so ``next_run_at`` is recomputed.
+TIMING_FIELDS = frozenset(
+    {"repeat_interval", "repeat_timezone", "repeat_at", "start_date", "end_date", "skip_days"}
+)
+NEXT_RUNS = 3
+
+_WEEKDAYS = {
+    "sun": 0, "sunday": 0, "mon": 1, "monday": 1, "tue": 2, "tues": 2, "tuesday": 2,
+    "wed": 3, "wednesday": 3, "thu": 4, "thur": 4, "thurs": 4, "thursday": 4,
+    "fri": 5, "friday": 5, "sat": 6, "saturday": 6,
+}  # fmt: skip
+
+
+# -- the plan -------------------------------------------------------------------------------
+
+
+@attrs.define(kw_only=True, frozen=True)
+class FieldDiff:
+    """One stored field that differs: ``old`` is None on a create."""
+
+    field: str
+    old: Any
+    new: Any
+
+
+@attrs.define(kw_only=True, frozen=True)
+class FireTime:
+    utc: datetime
+    #: The same instant in the schedule's zone (UTC when it has none).
+    local: datetime
+    zone: str
+
+
+@attrs.define(kw_only=True, frozen=True)
+class Change:
+    action: Action
+    #: The schedule key (``schedule.schedule_key``).
+    key: str
+    #: The job name.
+    job: str
+    #: The stored job's id (None for a create until it is applied).
+    id: JobId | None = None
+    diffs: tuple[FieldDiff, ...] = ()
+    #: The next fire times once this change is applied (none when disabled or finished).
+    next_runs: tuple[FireTime, ...] = ()
+    timezone: str | None = None
+    #: Why a job is deleted: ``pruned``, ``duplicate`` or ``replaced``.
+    reason: str | None = None
+    disabled: bool = False
+    #: What apply saves (create/update); internal.
+    target: Job[Any] | None = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.define(kw_only=True, frozen=True)
+class Orphan:
+    """A job of this owner whose schedule is no longer declared, kept because no prune was
+    asked for."""
+
+    key: str
+    job: str
+    id: JobId
+
+
+@attrs.define(kw_only=True, frozen=True)
+class Plan:
+    config: AgendaConfig = attrs.field(repr=False)
+    owner: str
+    prune: bool
+    #: The instant the plan was computed at (the agenda's clock).
+    now: datetime
+    changes: list[Change]
+    orphaned: list[Orphan]
+    #: How many managed jobs of this owner were in storage.
+    stored: int
+
+    def count(self, action: Action) -> int:
+        return sum(1 for change in self.changes if change.action == action)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(change.action != "unchanged" for change in self.changes)
+
+
+@attrs.define(kw_only=True, frozen=True)
+class ApplyResult:
+    #: The plan carried out (computed afresh at apply time).
+    plan: Plan
+    #: The changes written, in order, including duplicates removed after the writes.
+    done: list[Change]
+    created: int
+    updated: int
+    deleted: int
+    unchanged: int
+    #: Duplicates left by a concurrent apply and removed here.
+    duplicates_removed: int
+    orphaned: list[Orphan]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.done)
+
+
+OnChange = Callable[[Change], object]
+
+
+async def plan(agenda: Agenda, config: AgendaConfig, *, prune: bool = False) -> Plan:
+    """What :func:`apply` would do; reads storage, writes nothing.
+
+    Raises :class:`ConfigError` listing every invalid schedule (unknown job, bad interval,
+    cron, time zone, dates, skip days, or data that does not fit the job's payload).
+    ``prune`` turns jobs of this owner that are no longer declared into deletes; without it
+    they are listed in ``orphaned`` and kept.
+    """
+    desired = _desired_schedules(agenda, config)
+    stored = await _managed_jobs(agenda, config.owner)
+    now = agenda.clock.now()
+    groups = _by_key(stored)
+    changes: list[Change] = []
+    for want in desired:
+        group = groups.pop(want.key, [])
+        same_job = [job for job in group if job.name == want.schedule.job]
+        for other in group:
+            if other.name != want.schedule.job:
+                changes.append(_delete(other, want.key, "replaced"))
+        for duplicate in same_job[1:]:
+            changes.append(_delete(duplicate, want.key, "duplicate"))
+        current = same_job[0] if same_job else None
+        changes.append(_compare(agenda, want, current, now))
+    orphaned: list[Orphan] = []
+    for key in sorted(groups):
+        for job in groups[key]:
+            if prune:
+                changes.append(_delete(job, key, "pruned"))
+            else:
+                orphaned.append(Orphan(key=key, job=job.name, id=_id(job)))
+    return Plan(config=config, owner=config.owner, prune=prune, now=now, changes=changes,
+                orphaned=orphaned, stored=len(stored))
+
+
+async def apply(
+    agenda: Agenda,
+    plan_or_config: Plan | AgendaConfig,
+    *,
+    prune: bool = False,
+    on_change: OnChange | None = None,
+) -> ApplyResult:
+    """Carry out the plan of ``plan_or_config``; return what was done.
+
+    A :class:`Plan` is recomputed against storage first (storage may have changed since it was
+    shown), with ``prune`` if either the plan or the caller asks for it; every schedule is
+    validated before the first write. Only what differs is written, so a second apply writes
+    nothing. ``on_change(change)`` is called after each write (for progress output).
+    """
+    if isinstance(plan_or_config, Plan):
+        config, prune = plan_or_config.config, prune or plan_or_config.prune
+    else:
+        config = plan_or_config
+    fresh = await plan(agenda, config, prune=prune)
+    done: list[Change] = []
+    for change in fresh.changes:
+        written = await _carry_out(agenda, config.owner, change)
+        if written is not None:
+            done.append(written)
+            _notify(on_change, written)
+    removed = await _remove_duplicates(agenda, config, wrote=bool(done))
+    for change in removed:
+        done.append(change)
+        _notify(on_change, change)
+    return ApplyResult(
+        plan=fresh,
+        done=done,
+        created=fresh.count("create"),
+        updated=fresh.count("update"),
+        deleted=fresh.count("delete"),
+        unchanged=fresh.count("unchanged"),
+        duplicates_removed=len(removed),
+        orphaned=fresh.orphaned,
+    )
+
+
+def _notify(on_change: OnChange | None, change: Change) -> None:
+    if on_change is not None:
+        on_change(change)
+
+
+# -- desired state --------------------------------------------------------------------------
+
+
+@attrs.define(kw_only=True, frozen=True)
+class _Desired:
+    index: int
+    schedule: ScheduleConfig
+    key: str
+    kind: ScheduleKind
+    #: The job as declared (no id; ``next_run_at`` is decided by :func:`_compare`).
+    params: JobParameters[Any] = attrs.field(eq=False)
+
+
+class _Issues:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append((path, message))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ConfigError(
+                [ConfigIssue(file="<config>", line=0, column=0, path=path, message=message)
+                 for path, message in self.items]
+            )
+
+
+def _desired_schedules(agenda: Agenda, config: AgendaConfig) -> list[_Desired]:
+    """Every declared schedule as the job it should be; all problems raised at once."""
+    issues = _Issues()
+    result: list[_Desired] = []
+    first_index: dict[str, int] = {}
+    for index, schedule in enumerate(config.schedules):
+        path = f"schedules[{index}]"
+        key = schedule.schedule_key
+        if key in first_index:
+            issues.add(
+                f"{path}.key",
+                f"duplicate schedule key {key!r} (also schedules[{first_index[key]}]); give "
+                "each schedule of one job a distinct key",
+            )
+            continue
+        first_index[key] = index
+        desired = _desired_schedule(agenda, config, schedule, index, issues)
+        if desired is not None:
+            result.append(desired)
+    issues.raise_if_any()
+    return result
+
+
+def _desired_schedule(
+    agenda: Agenda, config: AgendaConfig, schedule: ScheduleConfig, index: int, issues: _Issues
+) -> _Desired | None:
+    path = f"schedules[{index}]"
+    before = len(issues.items)
+    job_config = config.jobs.get(schedule.job)
+    if job_config is None:
+        known = ", ".join(sorted(config.jobs)) or "none"
+        issues.add(f"{path}.job", f"unknown job {schedule.job!r} (jobs: {known})")
+        return None
+    if schedule.job not in agenda.definitions:
+        issues.add(f"{path}.job", f"job {schedule.job!r} is not defined or declared on the agenda")
+        return None
+    for reserved in RESERVED_DATA_KEYS:
+        if reserved in schedule.data:
+            issues.add(f"{path}.data.{reserved}", "reserved key (agenda-decl's ownership marker)")
+    payload: dict[str, Any] = {}
+    try:
+        payload = check_payload(schedule.job, job_config, schedule.data, path=f"{path}.data")
+    except PayloadError as error:
+        issues.add(error.path, error.message)
+    kind = _kind(schedule, path, issues)
+    job = agenda.create(schedule.job, {**payload, MANAGED_BY_KEY: config.owner,
+                                       SCHEDULE_KEY_KEY: schedule.schedule_key})
+    zone_ok = _guard(issues, f"{path}.timezone", lambda: timing.get_zone(schedule.timezone))
+    _guard(issues, f"{path}.priority", lambda: _set_priority(job, schedule.priority))
+    _guard(issues, f"{path}.start_date",
+           lambda: _set_date(job, "start_date", schedule.start_date, schedule.timezone))
+    _guard(issues, f"{path}.end_date",
+           lambda: _set_date(job, "end_date", schedule.end_date, schedule.timezone))
+    if schedule.skip_days is not None:
+        _guard(issues, f"{path}.skip_days",
+               lambda: job.skip_days(_weekdays(schedule.skip_days or [])))
+    if kind is not None and zone_ok:
+        _guard(issues, f"{path}.{kind}", lambda: _set_timing(job, schedule, kind))
+    job.attrs.disabled = schedule.disabled
+    job.attrs.type = "normal"
+    if (
+        job.attrs.start_date is not None
+        and job.attrs.end_date is not None
+        and job.attrs.end_date < job.attrs.start_date
+    ):
+        issues.add(f"{path}.end_date", "end_date is before start_date")
+    if len(issues.items) > before or kind is None:
+        return None
+    return _Desired(index=index, schedule=schedule, key=schedule.schedule_key, kind=kind,
+                    params=job.attrs)
+
+
+def _kind(schedule: ScheduleConfig, path: str, issues: _Issues) -> ScheduleKind | None:
+    given: list[ScheduleKind] = []
+    if schedule.every is not None:
+        given.append("every")
+    if schedule.cron is not None:
+        given.append("cron")
+    if schedule.at is not None:
+        given.append("at")
+    if len(given) != 1:
+        found = ", ".join(given) if given else "none"
+        issues.add(path, f"give exactly one of every, cron, at (found: {found})")
+        return None
+    if given[0] != "every" and schedule.skip_immediate:
+        issues.add(f"{path}.skip_immediate", "only an `every` schedule can skip its first run")
+    return given[0]
+
+
+def _guard(issues: _Issues, path: str, action: Callable[[], object]) -> bool:
+    try:
+        action()
+    except AgendaError as error:
+        issues.add(path, str(error))
+        return False
+    return True
+
+
+def _set_priority(job: Job[Any], priority: int | str | None) -> None:
+    if priority is not None:
+        job.priority(priority)
+
+
+def _set_timing(job: Job[Any], schedule: ScheduleConfig, kind: ScheduleKind) -> None:
+    zone = schedule.timezone
+    if kind == "every":
+        assert schedule.every is not None
+        if isinstance(schedule.every, str) and timing.is_cron(schedule.every):
+            raise InvalidOptionError(
+                f"invalid every: {schedule.every!r} is a cron expression (use `cron:`)"
+            )
+        if timing.parse_duration(schedule.every, field="every") <= 0:
+            raise InvalidOptionError(f"invalid every: {schedule.every!r} (must be more than 0)")
+        job.repeat_every(schedule.every, timezone=zone)
+    elif kind == "cron":
+        assert schedule.cron is not None
+        timing.next_cron_time(schedule.cron, job.agenda.clock.now(), zone)  # validates
+        job.repeat_every(schedule.cron, timezone=zone)
+    else:
+        assert schedule.at is not None
+        job.repeat_at(schedule.at)
+        timing.get_zone(zone)
+        job.attrs.repeat_timezone = zone
+        job.attrs.repeat_interval = None
+
+
+def _set_date(job: Job[Any], field: str, text: str | None, zone: str | None) -> None:
+    if text is None:
+        return
+    setattr(job.attrs, field, _absolute_date(text, zone, field))
+
+
+def _absolute_date(text: str, zone: str | None, field: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(str(text).strip())
+    except ValueError:
+        raise InvalidDateError(
+            f"invalid {field}: {text!r} (expected an ISO 8601 date or date-time such as "
+            "2026-12-01 or 2026-12-01T09:00:00+01:00; relative dates would move on every apply)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timing.get_zone(zone))
+    return timing.parse_date(parsed, field=field)
+
+
+def _weekdays(days: Iterable[int | str]) -> list[int]:
+    numbers: list[int] = []
+    for day in days:
+        if isinstance(day, str):
+            number = _WEEKDAYS.get(day.strip().lower())
+            if number is None:
+                raise InvalidOptionError(
+                    f"invalid skip day {day!r} (0-6 with 0 = Sunday, or a name like 'sat')"
+                )
+            numbers.append(number)
+        else:
+            numbers.append(day)
+    return timing.validate_skip_days(numbers)
+
+
+# -- stored state ---------------------------------------------------------------------------
+
+
+async def _managed_jobs(agenda: Agenda, owner: str) -> list[JobParameters[Any]]:
+    """This owner's managed jobs, smallest id first."""
+    result = await agenda.query_jobs(JobsQueryOptions(data={MANAGED_BY_KEY: owner}))
+    jobs: list[JobParameters[Any]] = [
+        job for job in result.jobs
+        if isinstance(job.data, Mapping) and job.data.get(MANAGED_BY_KEY) == owner
+    ]
+    return sorted(jobs, key=lambda job: _id_order(_id(job)))
+
+
+def _by_key(jobs: Sequence[JobParameters[Any]]) -> dict[str, list[JobParameters[Any]]]:
+    groups: dict[str, list[JobParameters[Any]]] = {}
+    for job in jobs:
+        groups.setdefault(_key_of(job), []).append(job)
+    return groups
+
+
+def _key_of(job: JobParameters[Any]) -> str:
+    key = job.data.get(SCHEDULE_KEY_KEY) if isinstance(job.data, Mapping) else None
+    return key if isinstance(key, str) else f"<no key: job {job.id}>"
+
+
+def _id(job: JobParameters[Any]) -> JobId:
+    assert job.id is not None  # stored jobs always have one
+    return job.id
+
+
+def _id_order(job_id: str) -> tuple[int, int, str]:
+    """Numeric ids (SQL stores) in numeric order, others as text: the same on every machine,
+    which is all concurrent appliers need to agree on the survivor."""
+    return (0, int(job_id), "") if job_id.isdigit() else (1, 0, job_id)
+
+
+# -- comparing ------------------------------------------------------------------------------
+
+
+def _compare(
+    agenda: Agenda, want: _Desired, current: JobParameters[Any] | None, now: datetime
+) -> Change:
+    params = want.params
+    zone = params.repeat_timezone
+    if current is None:
+        params.next_run_at = _first_run(want, None, now)
+        diffs = tuple(
+            FieldDiff(field=name, old=None, new=_value(params, name))
+            for name in COMPARED_FIELDS if _shown_on_create(name, _value(params, name))
+        )
+        return Change(action="create", key=want.key, job=params.name, diffs=diffs,
+                      next_runs=_fire_times(params, now), timezone=zone,
+                      disabled=params.disabled, target=Job(agenda, params))
+    diffs = tuple(
+        FieldDiff(field=name, old=_value(current, name), new=_value(params, name))
+        for name in COMPARED_FIELDS
+        if _normalized(name, _value(current, name)) != _normalized(name, _value(params, name))
+    )
+    changed = {diff.field for diff in diffs}
+    reenabled = current.disabled and not params.disabled
+    if changed & TIMING_FIELDS or reenabled:
+        params.next_run_at = _first_run(want, current, now)
+    else:
+        params.next_run_at = current.next_run_at
+        if current.next_run_at is None and not params.disabled:
+            recomputed = _first_run(want, current, now)
+            if recomputed is not None:  # lost its next run (edited by hand?): give it one
+                params.next_run_at = recomputed
+                diffs += (FieldDiff(field="next_run_at", old=None, new=recomputed),)
+    params.id = current.id
+    action: Action = "update" if diffs else "unchanged"
+    return Change(action=action, key=want.key, job=params.name, id=current.id, diffs=diffs,
+                  next_runs=_fire_times(params, now), timezone=zone, disabled=params.disabled,
+                  target=Job(agenda, params) if diffs else None)
+
+
+def _value(job: JobParameters[Any], name: str) -> Any:
+    return getattr(job, name)
+
+
+def _shown_on_create(name: str, value: Any) -> bool:
+    if name == "type":
+        return False
+    if name == "data":
+        return True
+    if name == "priority":
+        return bool(value)
+    return value not in (None, False, [])
+
+
+def _normalized(name: str, value: Any) -> Any:
+    """Stored values as compared: stores may hand an interval back as text, skip days in
+    another order, an empty list as null."""
+    if name == "repeat_interval":
+        return None if value in (None, "") else str(value)
+    if name == "skip_days":
+        return sorted(value) if value else None
+    if name == "data":
+        return json.loads(json.dumps(value, sort_keys=True, default=str))
+    return value
+
+
+def _first_run(want: _Desired, current: JobParameters[Any] | None, now: datetime) -> (
+    datetime | None
+):
+    """``next_run_at`` for a new schedule or one whose timing changed (module docstring)."""
+    params = attrs.evolve(want.params, last_run_at=None, next_run_at=None)
+    if want.kind != "every":
+        return timing.compute_next_run_at(params, now)
+    if current is not None and current.last_run_at is not None:
+        after_last = timing.compute_next_run_at(
+            attrs.evolve(params, last_run_at=current.last_run_at), now
+        )
+        if after_last is None or after_last >= now:
+            return after_last
+        return timing.compute_next_run_at(params, now)
+    if want.schedule.skip_immediate:
+        return timing.compute_next_run_at(attrs.evolve(params, last_run_at=now), now)
+    return timing.compute_next_run_at(params, now)
+
+
+def _fire_times(params: JobParameters[Any], now: datetime) -> tuple[FireTime, ...]:
+    """The next :data:`NEXT_RUNS` runs: the stored ``next_run_at`` (now, if overdue), then
+    what a worker computes after each run."""
+    if params.disabled or params.next_run_at is None:
+        return ()
+    zone_name = params.repeat_timezone or "UTC"
+    zone = timing.get_zone(params.repeat_timezone)
+    times: list[datetime] = []
+    moment: datetime | None = max(params.next_run_at, now)
+    while moment is not None and len(times) < NEXT_RUNS:
+        times.append(moment)
+        ran = attrs.evolve(params, last_run_at=moment, next_run_at=moment)
+        moment = timing.compute_next_run_at(ran, moment)
+    return tuple(FireTime(utc=t, local=t.astimezone(zone), zone=zone_name) for t in times)
+
+
+def _delete(job: JobParameters[Any], key: str, reason: str) -> Change:
+    return Change(action="delete", key=key, job=job.name, id=_id(job), reason=reason,
+                  timezone=job.repeat_timezone, disabled=job.disabled)
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+async def _carry_out(agenda: Agenda, owner: str, change: Change) -> Change | None:
+    if change.action == "unchanged":
+        return None
+    if change.action == "delete":
+        assert change.id is not None
+        removed = await agenda.cancel(RemoveJobsOptions(id=change.id, data=_marker(owner, change)))
+        return change if removed else None
+    assert change.target is not None
+    saved = await change.target.save()
+    return attrs.evolve(change, id=saved.attrs.id)
+
+
+def _marker(owner: str, change: Change) -> dict[str, str]:
+    """The data filter of a delete: only a job that is still ours is removed."""
+    if change.key.startswith("<no key"):
+        return {MANAGED_BY_KEY: owner}
+    return {MANAGED_BY_KEY: owner, SCHEDULE_KEY_KEY: change.key}
+
+
+async def _remove_duplicates(agenda: Agenda, config: AgendaConfig, *, wrote: bool) -> list[Change]:
+    """After the writes: for a declared key held by several jobs (two applies created it at
+    once), keep the smallest id and delete the others. Every applier picks the same one."""
+    if not wrote:  # what was read at plan time had no duplicates of declared keys
+        return []
+    declared = {schedule.schedule_key: schedule.job for schedule in config.schedules}
+    removed: list[Change] = []
+    for key, group in _by_key(await _managed_jobs(agenda, config.owner)).items():
+        name = declared.get(key)
+        if name is None or len(group) < 2:
+            continue
+        keep = next((job for job in group if job.name == name), group[0])
+        for job in group:
+            if job is keep:
+                continue
+            change = _delete(job, key, "duplicate" if job.name == name else "replaced")
+            if await agenda.cancel(RemoveJobsOptions(id=change.id,
+                                                     data=_marker(config.owner, change))):
+                removed.append(change)
+    return removed
+
+
+# -- output ---------------------------------------------------------------------------------
+
+_SYMBOLS: dict[Action, str] = {"create": "+", "update": "~", "delete": "-", "unchanged": "="}
+_REASONS = {
+    "pruned": "no longer declared (--prune)",
+    "duplicate": "duplicate of a job of the same schedule",
+    "replaced": "the schedule now runs another job; its history does not carry over",
+}
+
+
+def format_plan(plan: Plan, *, show_unchanged: bool = True) -> str:
+    """The plan as plain text (what ``agenda-decl plan`` prints)."""
+    lines = [
+        f'Owner "{plan.owner}": {len(plan.config.schedules)} schedule(s) declared, '
+        f"{plan.stored} managed job(s) in storage.",
+        "",
+    ]
+    for change in plan.changes:
+        if change.action == "unchanged" and not show_unchanged:
+            continue
+        lines.extend(_change_lines(change, detailed=True))
+    for orphan in plan.orphaned:
+        lines.append(
+            f"! orphaned  {orphan.key} (job {orphan.job}, id {orphan.id}): no longer declared"
+            " - kept, use --prune to delete"
+        )
+    if len(lines) > 2:
+        lines.append("")
+    lines.append(_summary(plan))
+    return "\n".join(lines) + "\n"
+
+
+def _summary(plan: Plan) -> str:
+    kept = ""
+    if plan.orphaned:
+        count = len(plan.orphaned)
+        kept = f" {count} orphaned job{'s' if count != 1 else ''} kept (use --prune to delete)."
+    if not plan.has_changes:
+        return f"No changes: storage matches the declared schedules.{kept}"
+    return (
+        f"Plan: {plan.count('create')} to create, {plan.count('update')} to update, "
+        f"{plan.count('delete')} to delete, {plan.count('unchanged')} unchanged.{kept}"
+    )
+
+
+def format_change(change: Change) -> str:
+    """One line for a change as it is applied (``agenda-decl apply`` progress)."""
+    return _change_lines(change, detailed=False)[0]
+
+
+def _change_lines(change: Change, *, detailed: bool) -> list[str]:
+    where = f"job {change.job}" + (f", id {change.id}" if change.id is not None else "")
+    head = f"{_SYMBOLS[change.action]} {change.action:<9} {change.key} ({where})"
+    if change.action == "delete":
+        return [f"{head}: {_REASONS.get(change.reason or '', change.reason)}"]
+    if change.action == "unchanged":
+        first = change.next_runs[0] if change.next_runs else None
+        when = _when(first) if first else ("disabled" if change.disabled else "no further runs")
+        return [f"{head}: next run {when}" if first else f"{head}: {when}"]
+    if not detailed:
+        return [head]
+    lines = [head]
+    for diff in change.diffs:
+        lines.extend(f"    {line}" for line in _diff_lines(change.action, diff))
+    lines.extend(f"    {line}" for line in _next_run_lines(change))
+    return lines
+
+
+def _diff_lines(action: Action, diff: FieldDiff) -> list[str]:
+    if diff.field != "data":
+        if action == "create":
+            return [f"{diff.field}: {_show(diff.new)}"]
+        return [f"{diff.field}: {_show(diff.old)} -> {_show(diff.new)}"]
+    new = _payload(diff.new)
+    if action == "create":
+        return [f"data: {_show(new)}"]
+    old = _payload(diff.old)
+    lines = []
+    for key in [*old, *(k for k in new if k not in old)]:
+        if key not in new:
+            lines.append(f"data.{key}: {_show(old[key])} -> (removed)")
+        elif key not in old:
+            lines.append(f"data.{key}: (absent) -> {_show(new[key])}")
+        elif _normalized("data", old[key]) != _normalized("data", new[key]):
+            lines.append(f"data.{key}: {_show(old[key])} -> {_show(new[key])}")
+    return lines or [f"data: {_show(old)} -> {_show(new)}"]
+
+
+def _payload(data: Any) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        return {"(data)": data}
+    return {key: value for key, value in data.items() if key not in RESERVED_DATA_KEYS}
+
+
+def _next_run_lines(change: Change) -> list[str]:
+    if change.disabled:
+        return ["next runs: none (disabled)"]
+    if not change.next_runs:
+        return ["next runs: none (no allowed time left)"]
+    label = "next runs: "
+    return [
+        ("next runs: " if i == 0 else " " * len(label)) + _when(fire)
+        for i, fire in enumerate(change.next_runs)
+    ]
+
+
+def _when(fire: FireTime) -> str:
+    text = f"{fire.utc.strftime('%Y-%m-%d %H:%M:%S')} UTC"
+    if fire.zone != "UTC":
+        text += f"  ({fire.local.strftime('%Y-%m-%d %H:%M:%S %Z')}, {fire.zone})"
+    return text
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, datetime):
+        return _iso(value)
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def format_apply_result(result: ApplyResult) -> str:
+    """The closing line of ``agenda-decl apply``."""
+    kept = ""
+    if result.orphaned:
+        count = len(result.orphaned)
+        kept = f" {count} orphaned job{'s' if count != 1 else ''} kept (use --prune to delete)."
+    if not result.changed:
+        return f"No changes: storage already matches the declared schedules.{kept}\n"
+    extra = (f", {result.duplicates_removed} duplicate(s) removed"
+             if result.duplicates_removed else "")
+    return (
+        f"Applied: {result.created} created, {result.updated} updated, {result.deleted} deleted,"
+        f" {result.unchanged} unchanged{extra}.{kept}\n"
+    )
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value)
+    return value
+
+
+def change_to_json(change: Change) -> dict[str, Any]:
+    return {
+        "action": change.action,
+        "key": change.key,
+        "job": change.job,
+        "id": change.id,
+        "reason": change.reason,
+        "disabled": change.disabled,
+        "timezone": change.timezone,
+        "diffs": [
+            {"field": d.field, "old": _json_value(_shown_data(d.field, d.old)),
+             "new": _json_value(_shown_data(d.field, d.new))}
+            for d in change.diffs
+        ],
+        "next_runs": [
+            {"utc": _iso(f.utc), "local": f.local.isoformat(timespec="milliseconds"),
+             "zone": f.zone}
+            for f in change.next_runs
+        ],
+    }
+
+
+def _shown_data(field: str, value: Any) -> Any:
+    return _payload(value) if field == "data" and value is not None else value
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    """The plan as JSON-ready data (``agenda-decl plan --json``)."""
+    return {
+        "owner": plan.owner,
+        "now": _iso(plan.now),
+        "prune": plan.prune,
+        "has_changes": plan.has_changes,
+        "summary": {action: plan.count(action) for action in _SYMBOLS},
+        "changes": [change_to_json(change) for change in plan.changes],
+        "orphaned": [{"key": o.key, "job": o.job, "id": o.id} for o in plan.orphaned],
+    }

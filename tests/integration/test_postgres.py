@@ -1,0 +1,503 @@
+"""PostgreSQL-specific behaviour on the real server: Agenda v6's layout, sharing the table with
+a Node process, pools passed in, secrets, and the LISTEN connection under faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from agenda_decl import Agenda, Job, JobId, JobNotification, JobStateNotification
+from agenda_decl._clock import utcnow
+from agenda_decl._model import JobParameters
+from agenda_decl.backends.postgres import (
+    MAX_NOTIFY_BYTES,
+    PostgresBackend,
+    PostgresJobRepository,
+    PostgresNotificationChannel,
+)
+from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
+from tests.backends.postgres import drop_table, make_backend, unique_names
+from tests.backends.servers import POSTGRES_URL
+
+AGENDA_COLUMNS = {
+    "id": ("uuid", "NO"),
+    "name": ("character varying", "NO"),
+    "priority": ("integer", "NO"),
+    "next_run_at": ("timestamp with time zone", "YES"),
+    "type": ("character varying", "NO"),
+    "locked_at": ("timestamp with time zone", "YES"),
+    "last_finished_at": ("timestamp with time zone", "YES"),
+    "failed_at": ("timestamp with time zone", "YES"),
+    "fail_count": ("integer", "YES"),
+    "fail_reason": ("text", "YES"),
+    "repeat_timezone": ("character varying", "YES"),
+    "last_run_at": ("timestamp with time zone", "YES"),
+    "repeat_interval": ("character varying", "YES"),
+    "data": ("jsonb", "YES"),
+    "repeat_at": ("character varying", "YES"),
+    "disabled": ("boolean", "YES"),
+    "progress": ("real", "YES"),
+    "fork": ("boolean", "YES"),
+    "last_modified_by": ("character varying", "YES"),
+    "debounce_started_at": ("timestamp with time zone", "YES"),
+    "created_at": ("timestamp with time zone", "YES"),
+    "updated_at": ("timestamp with time zone", "YES"),
+}
+EXTRA_COLUMNS = {
+    "start_date": ("timestamp with time zone", "YES"),
+    "end_date": ("timestamp with time zone", "YES"),
+    "skip_days": ("ARRAY", "YES"),
+}
+
+#: Agenda v6's CREATE TABLE as its backend issues it (an older version: no debounce column).
+NODE_DDL = """
+CREATE TABLE {} (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    name VARCHAR(255) NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    next_run_at TIMESTAMPTZ,
+    type VARCHAR(10) NOT NULL DEFAULT 'normal' CHECK (type IN ('normal', 'single')),
+    locked_at TIMESTAMPTZ, last_finished_at TIMESTAMPTZ, failed_at TIMESTAMPTZ,
+    fail_count INTEGER DEFAULT NULL, fail_reason TEXT, repeat_timezone VARCHAR(100),
+    last_run_at TIMESTAMPTZ, repeat_interval VARCHAR(255), data JSONB DEFAULT '{{}}'::jsonb,
+    repeat_at VARCHAR(255), disabled BOOLEAN DEFAULT FALSE, progress REAL,
+    fork BOOLEAN DEFAULT FALSE, last_modified_by VARCHAR(255),
+    created_at TIMESTAMPTZ DEFAULT NOW(), updated_at TIMESTAMPTZ DEFAULT NOW()
+)
+"""
+#: How Agenda v6's PostgresJobRepository inserts a plain job.
+NODE_INSERT = """
+INSERT INTO {} (name, priority, next_run_at, type, repeat_timezone, repeat_interval, data,
+                repeat_at, disabled, fork, last_modified_by)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
+"""
+
+
+async def admin() -> psycopg.AsyncConnection[Any]:
+    return await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True)
+
+
+async def rows(query: sql.Composed | str, params: Any = ()) -> list[tuple[Any, ...]]:
+    async with await admin() as conn:
+        cursor = await conn.execute(query, params)
+        return await cursor.fetchall() if cursor.description else []
+
+
+async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10) -> None:
+    """Poll ``predicate`` until it holds (fails the test after ``timeout`` seconds)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = predicate()
+            if await result if isinstance(result, Awaitable) else result:
+                return
+            await asyncio.sleep(0.02)
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, item: Any) -> None:
+        self.items.append(item)
+        self._changed.set()
+
+    async def wait_for(self, count: int, timeout: float = 10) -> list[Any]:
+        async with asyncio.timeout(timeout):
+            while len(self.items) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.items
+
+
+def notification(name: str = "job", **fields: Any) -> JobNotification:
+    values: dict[str, Any] = {"job_id": JobId("id-1"), "job_name": name, "next_run_at": None,
+                              "priority": 0, "timestamp": utcnow()}
+    return JobNotification(**{**values, **fields})
+
+
+@pytest.fixture
+async def backend(tmp_path: Path) -> AsyncIterator[PostgresBackend]:
+    async with make_backend(tmp_path) as made:
+        yield made
+
+
+@pytest.fixture
+async def channels() -> AsyncIterator[tuple[PostgresNotificationChannel, ...]]:
+    """A connected publisher and subscriber on a channel of their own."""
+    _, name = unique_names()
+    publisher = PostgresNotificationChannel(connection_string=POSTGRES_URL, channel_name=name)
+    subscriber = PostgresNotificationChannel(connection_string=POSTGRES_URL, channel_name=name)
+    await publisher.connect()
+    await subscriber.connect()
+    yield publisher, subscriber
+    await publisher.disconnect()
+    await subscriber.disconnect()
+
+
+# -- layout -----------------------------------------------------------------------------------
+
+
+async def test_table_columns_and_types_are_agendas(backend: PostgresBackend) -> None:
+    table = backend.repository.table_name
+    found = await rows(
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_name = %s", (table,)
+    )
+    assert {name: (kind, null) for name, kind, null in found} == {**AGENDA_COLUMNS,
+                                                                  **EXTRA_COLUMNS}
+
+
+async def test_indexes_and_trigger_have_agendas_names(backend: PostgresBackend) -> None:
+    t = backend.repository.table_name
+    indexes = dict(await rows("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s",
+                              (t,)))
+    assert set(indexes) == {f"{t}_pkey", f"{t}_find_and_lock_idx", f"{t}_single_job_idx",
+                            f"{t}_locked_at_idx", f"{t}_next_run_at_idx"}
+    assert indexes[f"{t}_find_and_lock_idx"].endswith(
+        "(name, next_run_at, priority DESC, locked_at, disabled) WHERE (disabled = false)")
+    assert "UNIQUE" in indexes[f"{t}_single_job_idx"]
+    assert indexes[f"{t}_single_job_idx"].endswith("WHERE ((type)::text = 'single'::text)")
+    triggers = await rows(
+        "SELECT tgname, tgfoid::regproc::text FROM pg_trigger "
+        "WHERE tgrelid = %s::regclass AND NOT tgisinternal", (t,)
+    )
+    assert triggers == [(f"{t}_updated_at_trigger", f"update_{t}_updated_at")]
+
+
+async def test_trigger_keeps_updated_at_current(backend: PostgresBackend) -> None:
+    saved = await backend.repository.save_job(JobParameters(name="t", next_run_at=utcnow()))
+    table = sql.Identifier(backend.repository.table_name)
+    old = datetime(2000, 1, 1, tzinfo=UTC)
+    await rows(sql.SQL("UPDATE {} SET updated_at = %s, created_at = %s").format(table),
+               (old, old))
+    ((created, updated),) = await rows(
+        sql.SQL("SELECT created_at, updated_at FROM {} WHERE id = %s").format(table), (saved.id,)
+    )
+    assert created == old
+    assert updated > old
+
+
+async def test_connecting_again_changes_nothing(backend: PostgresBackend) -> None:
+    table = backend.repository.table_name
+    again = PostgresBackend(connection_string=POSTGRES_URL, table_name=table)
+    await again.connect()
+    await again.disconnect()
+    count = await rows("SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass "
+                       "AND NOT tgisinternal", (table,))
+    assert count == [(1,)]
+
+
+async def test_processes_creating_the_schema_together_do_not_collide() -> None:
+    table, _ = unique_names()
+    backends = [PostgresBackend(connection_string=POSTGRES_URL, table_name=table)
+                for _ in range(4)]
+    try:
+        await asyncio.gather(*(b.connect() for b in backends))
+        saved = await backends[0].repository.save_job(JobParameters(name="x"))
+        assert await backends[3].repository.get_job_by_id(str(saved.id)) is not None
+    finally:
+        for made in backends:
+            await made.disconnect()
+        await drop_table(table)
+
+
+# -- sharing the table with Node Agenda v6 -----------------------------------------------------
+
+
+async def test_a_table_made_by_node_agenda_is_adopted_and_shared() -> None:
+    table, _ = unique_names()
+    name = sql.Identifier(table)
+    await rows(sql.SQL(NODE_DDL).format(name))
+    due = utcnow() - timedelta(seconds=5)
+    ((node_id,),) = await rows(
+        sql.SQL(NODE_INSERT).format(name),
+        ("node-job", 10, due, "normal", None, "60000", json.dumps({"from": "node"}), None,
+         False, False, "node-worker"),
+    )
+    repository = PostgresJobRepository(connection_string=POSTGRES_URL, table_name=table)
+    try:
+        await repository.connect()
+        columns = {c for (c,) in await rows(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (table,))}
+        assert set(EXTRA_COLUMNS) | {"debounce_started_at"} <= columns
+        stored = await repository.get_job_by_id(str(node_id))
+        assert stored is not None
+        assert (stored.name, stored.data, stored.repeat_interval) == ("node-job", {"from": "node"},
+                                                                      60000)
+        now = utcnow()
+        claimed = await repository.get_next_job_to_run("node-job", now, now - timedelta(minutes=10))
+        assert claimed is not None and claimed.id == str(node_id)
+        ours = await repository.save_job(JobParameters(name="py-job", data={"a": 1},
+                                                       skip_days=[0]))
+        # What Node's rowToJob reads back: its own columns, untouched by our extra ones.
+        ((kind, data, disabled, fork),) = await rows(
+            sql.SQL("SELECT type, data, disabled, fork FROM {} WHERE id = %s").format(name),
+            (ours.id,))
+        assert (kind, data, disabled, fork) == ("normal", {"a": 1}, False, False)
+    finally:
+        await repository.close()
+        await drop_table(table)
+
+
+async def test_claims_stamp_with_the_database_clock(backend: PostgresBackend) -> None:
+    repository = backend.repository
+    await repository.save_job(JobParameters(name="clock", next_run_at=utcnow()))
+    db_now = await repository.server_now()
+    assert db_now is not None and db_now.tzinfo is not None
+    claimed = await repository.get_next_job_to_run(
+        "clock", db_now + timedelta(seconds=5), db_now - timedelta(minutes=10)
+    )
+    assert claimed is not None and claimed.locked_at is not None
+    assert claimed.locked_at >= db_now
+    assert claimed.locked_at.microsecond % 1000 == 0
+
+
+# -- connections, names and secrets ------------------------------------------------------------
+
+
+async def test_a_pool_passed_in_is_never_closed() -> None:
+    table, channel = unique_names()
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(POSTGRES_URL, min_size=1, open=False)
+    await pool.open()
+    try:
+        backend = PostgresBackend(pool=pool, table_name=table, channel_name=channel)
+        assert not backend.owns_connection
+        await backend.connect()
+        assert backend.notification_channel is not None
+        await backend.notification_channel.connect()
+        await backend.repository.save_job(JobParameters(name="pooled"))
+        await backend.notification_channel.disconnect()
+        await backend.disconnect()
+        async with pool.connection() as conn:
+            assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+    finally:
+        await pool.close()
+        await drop_table(table)
+
+
+@pytest.mark.parametrize(
+    "table_name", ['jobs"; DROP TABLE x; --', "has space", "1starts_with_digit", "x" * 45, ""]
+)
+def test_bad_table_names_are_refused(table_name: str) -> None:
+    with pytest.raises(InvalidOptionError, match="table_name"):
+        PostgresBackend(connection_string=POSTGRES_URL, table_name=table_name)
+
+
+@pytest.mark.parametrize("channel_name", ['a"b', "has space", "x" * 58, "semi;colon", ""])
+def test_bad_channel_names_are_refused(channel_name: str) -> None:
+    with pytest.raises(InvalidOptionError, match="channel_name"):
+        PostgresNotificationChannel(connection_string=POSTGRES_URL, channel_name=channel_name)
+
+
+def test_exactly_one_of_connection_string_and_pool() -> None:
+    with pytest.raises(InvalidOptionError, match="pool or connection_string"):
+        PostgresBackend()
+
+
+async def test_secrets_never_reach_errors_reprs_or_logs(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "s3cr3t-Pa55"
+    url = f"postgresql://postgres:{secret}@127.0.0.1:1/test"
+    caplog.set_level(logging.DEBUG)
+    backend = PostgresBackend(connection_string=url, connect_timeout=2)
+    channel = backend.notification_channel
+    assert channel is not None
+    with pytest.raises(BackendUnavailableError) as caught:
+        await backend.connect()
+    with pytest.raises(BackendUnavailableError) as caught_channel:
+        await channel.connect()
+    await channel.disconnect()
+    agenda = Agenda(backend)
+    with pytest.raises(BackendUnavailableError) as caught_agenda:
+        await agenda.start()
+    texts = [str(caught.value), repr(caught.value), str(caught_channel.value),
+             str(caught_agenda.value), repr(backend), repr(channel), repr(backend.repository),
+             caplog.text]
+    assert "127.0.0.1:1" in str(caught.value)
+    assert "***" in str(caught.value)
+    for text in texts:
+        assert secret not in text
+
+
+# -- the LISTEN connection under faults --------------------------------------------------------
+
+
+async def test_a_killed_listener_reconnects_and_hears_again(
+    channels: tuple[PostgresNotificationChannel, ...],
+) -> None:
+    publisher, subscriber = channels
+    states: list[str] = []
+    subscriber.on("stateChange", states.append)
+    killed = subscriber.listen_pid
+    await rows("SELECT pg_terminate_backend(%s)", (killed,))
+    await eventually(lambda: subscriber.state == "connected"
+                     and subscriber.listen_pid not in (None, killed))
+    assert "reconnecting" in states
+    inbox = Inbox()
+    subscriber.subscribe(inbox)
+    await publisher.publish(notification("after-kill"))
+    assert [n.job_name for n in await inbox.wait_for(1)] == ["after-kill"]
+
+
+async def test_a_silent_half_open_listener_is_detected(
+    channels: tuple[PostgresNotificationChannel, ...],
+) -> None:
+    """A proxy that stops forwarding without closing: only the probe can notice."""
+    publisher, _ = channels
+    async with FreezingProxy() as proxy:
+        subscriber = PostgresNotificationChannel(
+            connection_string=proxy.url, channel_name=publisher.channel_name,
+            probe_interval=0.2, probe_timeout=0.5,
+        )
+        await subscriber.connect()
+        try:
+            frozen_pid = subscriber.listen_pid
+            proxy.freeze_existing()
+            await eventually(lambda: subscriber.listen_pid not in (None, frozen_pid)
+                             and subscriber.state == "connected")
+            inbox = Inbox()
+            subscriber.subscribe(inbox)
+            await publisher.publish(notification("after-freeze"))
+            assert [n.job_name for n in await inbox.wait_for(1)] == ["after-freeze"]
+        finally:
+            proxy.close()
+            await subscriber.disconnect()
+
+
+async def test_malformed_notifications_are_ignored(
+    channels: tuple[PostgresNotificationChannel, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher, subscriber = channels
+    jobs, states = Inbox(), Inbox()
+    subscriber.subscribe(jobs)
+    subscriber.subscribe_state(states)
+    forged = ["not json", '{"jobId": 1}', "[]", '{"jobName": "x", "timestamp": "yesterday"}']
+    for payload in forged:
+        await rows("SELECT pg_notify(%s, %s)", (publisher.channel_name, payload))
+    await rows("SELECT pg_notify(%s, %s)", (publisher.state_channel_name, '{"type": "boom"}'))
+    await publisher.publish(notification("genuine"))
+    assert [n.job_name for n in await jobs.wait_for(1)] == ["genuine"]
+    assert states.items == []
+    # Both channels listen, so each logs; the subscriber has logged all of them by now.
+    assert caplog.text.count("malformed notification") >= len(forged) + 1
+
+
+async def test_payloads_stay_under_the_notify_limit(
+    channels: tuple[PostgresNotificationChannel, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher, subscriber = channels
+    jobs, states = Inbox(), Inbox()
+    subscriber.subscribe(jobs)
+    subscriber.subscribe_state(states)
+    for error in ("x" * 20_000, 'é"\\' * 5_000):
+        await publisher.publish_state(JobStateNotification(
+            type="fail", job_id=JobId("id"), job_name="big", timestamp=utcnow(), error=error,
+            fail_count=1,
+        ))
+    received = await states.wait_for(2)
+    for item, sent in zip(received, ("x" * 20_000, 'é"\\' * 5_000), strict=True):
+        assert item.error is not None and item.error.endswith("... [truncated]")
+        assert len(item.error) > 1000
+        assert sent.startswith(item.error.removesuffix("... [truncated]"))
+        assert item.fail_count == 1
+    await publisher.publish(notification("too-big", source="s" * MAX_NOTIFY_BYTES))
+    await publisher.publish(notification("small"))
+    assert [n.job_name for n in await jobs.wait_for(1)] == ["small"]
+    assert "NOTIFY limit" in caplog.text
+
+
+async def test_every_job_runs_while_the_listener_is_killed(backend: PostgresBackend) -> None:
+    channel = backend.notification_channel
+    assert isinstance(channel, PostgresNotificationChannel)
+    agenda = Agenda(backend, process_every="1 second")
+    ran: set[int] = set()
+    done = asyncio.Event()
+
+    async def record(job: Job[Any]) -> None:
+        ran.add(job.attrs.data["i"])
+        if len(ran) == 100:
+            done.set()
+
+    agenda.define("work", record, concurrency=10)
+    await agenda.start()
+    try:
+        for i in range(100):
+            if i in (30, 60):
+                await rows("SELECT pg_terminate_backend(%s)", (channel.listen_pid,))
+            await agenda.now("work", {"i": i})
+        await asyncio.wait_for(done.wait(), 30)
+        await eventually(lambda: channel.state == "connected")
+        assert ran == set(range(100))
+    finally:
+        await agenda.stop(close_connection=False)
+
+
+# -- a TCP proxy that can go silent -------------------------------------------------------------
+
+
+class FreezingProxy:
+    """Forwards to the PostgreSQL server; ``freeze_existing`` makes the open links swallow
+    everything without closing (a half-open peer), while new links still work."""
+
+    def __init__(self) -> None:
+        self._frozen: set[asyncio.StreamWriter] = set()
+        self._links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return POSTGRES_URL.replace("127.0.0.1:5432", f"127.0.0.1:{port}")
+
+    async def __aenter__(self) -> FreezingProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def freeze_existing(self) -> None:
+        for client, upstream in self._links:
+            self._frozen.update((client, upstream))
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for client, upstream in self._links:
+            client.close()
+            upstream.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 5432)
+        self._links.append((writer, up_writer))
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.get_running_loop().create_task(self._pipe(source, sink))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with_errors = (ConnectionError, OSError)
+        try:
+            while chunk := await source.read(65536):
+                if sink not in self._frozen:
+                    sink.write(chunk)
+                    await sink.drain()
+        except with_errors:
+            pass
+        finally:
+            sink.close()

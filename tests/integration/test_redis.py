@@ -1,0 +1,431 @@
+"""Redis-specific behaviour: Agenda v6's key layout, jobs written by Node Agenda, lock
+staleness on touched jobs, the pub/sub channel's recovery, and secret-free errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from agenda_decl import Agenda, Job, JobId, JobNotification, JobsQueryOptions
+from agenda_decl._clock import utcnow
+from agenda_decl._convert import format_datetime
+from agenda_decl._model import JobParameters
+from agenda_decl.backends.redis import RedisBackend, RedisNotificationChannel
+from agenda_decl.errors import BackendUnavailableError
+from tests.backends import redis as redis_backends
+from tests.backends.servers import REDIS_URL
+
+pytestmark = pytest.mark.asyncio
+
+MAX_SAFE = 9007199254740991
+
+
+@pytest.fixture
+async def backend(tmp_path: Path) -> AsyncIterator[RedisBackend]:
+    async with redis_backends.make_backend(tmp_path, health_check_interval=200) as made:
+        yield made
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Redis]:
+    made = Redis.from_url(REDIS_URL, decode_responses=True)
+    yield made
+    await made.aclose()
+
+
+def key(backend: RedisBackend, suffix: str) -> str:
+    return f"{backend.repository.key_prefix}{suffix}"
+
+
+def ms(moment: Any) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+async def hash_of(client: Redis, name: str) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (await client.hgetall(name)).items()}
+
+
+async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.02)
+
+
+# -- Agenda v6's layout (reference section 5.2, cases 87-91) ------------------------------------
+
+
+async def test_a_saved_job_is_an_agenda_v6_hash(backend: RedisBackend, client: Redis) -> None:
+    repo = backend.repository
+    when = utcnow() + timedelta(minutes=1)
+    saved = await repo.save_job(
+        JobParameters(name="hash-test", priority=5, next_run_at=when, data={"key": "value"},
+                      start_date=when, skip_days=[0, 6]),
+        last_modified_by="tester",
+    )
+    assert saved.id and uuid.UUID(saved.id).version == 4
+    fields = await hash_of(client, key(backend, f"job:{saved.id}"))
+    assert (fields["id"], fields["name"], fields["priority"]) == (saved.id, "hash-test", "5")
+    assert fields["data"] == json.dumps({"key": "value"}, separators=(",", ":"))
+    assert (fields["nextRunAt"], fields["type"], fields["disabled"], fields["fork"]) == (
+        format_datetime(when), "normal", "false", "false",
+    )
+    assert (fields["lockedAt"], fields["failCount"], fields["repeatInterval"]) == (
+        "null", "null", "null",
+    )
+    assert (fields["lastModifiedBy"], fields["startDate"], fields["skipDays"]) == (
+        "tester", format_datetime(when), "[0,6]",
+    )
+    assert fields["createdAt"].endswith("Z") and fields["updatedAt"].endswith("Z")
+    score = await client.zscore(key(backend, "jobs:by_next_run_at"), saved.id)
+    assert score == ms(when) + (100 - 5) / 1000
+    assert await client.smembers(key(backend, "jobs:by_name:hash-test")) == {saved.id}
+    assert await client.smembers(key(backend, "jobs:all")) == {saved.id}
+
+
+async def test_scores_sets_and_the_single_pointer(backend: RedisBackend, client: Redis) -> None:
+    repo = backend.repository
+    await repo.save_job(JobParameters(name="zset", next_run_at=utcnow(), priority=150))
+    done = await repo.save_job(JobParameters(name="zset", next_run_at=None, priority=-10))
+    single = await repo.save_job(JobParameters(name="set-test", type="single",
+                                               next_run_at=utcnow()))
+    zset = key(backend, "jobs:by_next_run_at")
+    assert await client.zcard(zset) == 3
+    assert await client.zscore(zset, str(done.id)) == MAX_SAFE
+    assert await client.scard(key(backend, "jobs:by_name:set-test")) == 1
+    assert await client.get(key(backend, "jobs:single:set-test")) == single.id
+
+
+async def test_owned_and_shared_clients(backend: RedisBackend, client: Redis) -> None:
+    assert backend.owns_connection
+    shared = RedisBackend(client=client, key_prefix=backend.repository.key_prefix)
+    assert not shared.owns_connection
+    await shared.connect()
+    await shared.disconnect()
+    assert await client.ping()
+
+
+async def test_a_shared_client_survives_the_channel(client: Redis) -> None:
+    channel = RedisNotificationChannel(client=client, channel_name=f"t:{uuid.uuid4().hex}")
+    await channel.connect()
+    await channel.disconnect()
+    assert await client.ping()
+
+
+# -- jobs written by Node Agenda v6 (no keys of ours) -------------------------------------------
+
+
+async def write_agenda_job(client: Redis, backend: RedisBackend, **fields: str) -> str:
+    """A job as Agenda v6's RedisJobRepository inserts it: hash, sets, sorted set; nothing else."""
+    job_id = str(uuid.uuid4())
+    stamp = format_datetime(utcnow())
+    values: dict[Any, Any] = {
+        "id": job_id, "name": "node-job", "priority": "0", "nextRunAt": "null",
+        "type": "normal", "lockedAt": "null", "lastFinishedAt": "null", "failedAt": "null",
+        "failCount": "null", "failReason": "null", "repeatTimezone": "null",
+        "lastRunAt": "null", "repeatInterval": "null", "data": '{"from":"node"}',
+        "repeatAt": "null", "disabled": "false", "progress": "null", "fork": "false",
+        "lastModifiedBy": "null", "debounceStartedAt": "null", "createdAt": stamp,
+        "updatedAt": stamp, **fields,
+    }
+    await client.hset(key(backend, f"job:{job_id}"), mapping=values)
+    await client.sadd(key(backend, "jobs:all"), job_id)
+    await client.sadd(key(backend, f"jobs:by_name:{values['name']}"), job_id)
+    next_run = values["nextRunAt"]
+    score = MAX_SAFE if next_run == "null" else _node_score(next_run, int(values["priority"]))
+    await client.zadd(key(backend, "jobs:by_next_run_at"), {job_id: score})
+    return job_id
+
+
+def _node_score(iso: str, priority: int) -> float:
+    from agenda_decl._convert import parse_datetime
+
+    return ms(parse_datetime(iso)) + (100 - min(max(priority, 0), 99)) / 1000
+
+
+async def claim(backend: RedisBackend, name: str, lock_deadline: Any = None) -> Any:
+    now = utcnow()
+    return await backend.repository.get_next_job_to_run(
+        name, now + timedelta(seconds=5), lock_deadline or now - timedelta(minutes=10), now
+    )
+
+
+async def test_a_job_written_by_node_agenda_is_found_listed_and_claimed(
+    backend: RedisBackend, client: Redis
+) -> None:
+    due = format_datetime(utcnow() - timedelta(seconds=30))
+    job_id = await write_agenda_job(client, backend, nextRunAt=due, repeatInterval="60000")
+    repo = backend.repository
+    loaded = await repo.get_job_by_id(job_id)
+    assert loaded is not None
+    assert (loaded.name, loaded.data, loaded.repeat_interval) == ("node-job", {"from": "node"},
+                                                                 60000)
+    listed = await repo.query_jobs(JobsQueryOptions(name="node-job", data={"from": "node"}))
+    assert [(j.id, j.state) for j in listed.jobs] == [(job_id, "repeating")]
+    assert await repo.get_distinct_job_names() == ["node-job"]
+    assert [o.total for o in await repo.get_jobs_overview()] == [1]
+    assert await repo.get_queue_size() == 1
+    claimed = await claim(backend, "node-job")
+    assert claimed is not None and claimed.id == job_id and claimed.locked_at is not None
+    fields = await hash_of(client, key(backend, f"job:{job_id}"))
+    assert fields["lockedAt"] != "null" and fields["lockedAtMs"] == str(ms(claimed.locked_at))
+    assert await claim(backend, "node-job") is None
+
+
+async def test_a_stale_node_lock_on_a_job_that_is_not_due_is_taken_over(
+    backend: RedisBackend, client: Redis
+) -> None:
+    """A Node worker died mid-run of a one-off job (nextRunAt null, so it is never due)."""
+    long_ago = utcnow() - timedelta(hours=1)
+    job_id = await write_agenda_job(client, backend, lockedAt=format_datetime(long_ago),
+                                    lockedAtMs=str(ms(long_ago)))
+    claimed = await claim(backend, "node-job")
+    assert claimed is not None and claimed.id == job_id
+
+
+async def test_a_lock_that_node_touched_is_not_stale(backend: RedisBackend, client: Redis) -> None:
+    """Node's touch() rewrites lockedAt but not lockedAtMs: the later of the two counts."""
+    claimed_at, touched_at = utcnow() - timedelta(hours=1), utcnow() - timedelta(seconds=5)
+    await write_agenda_job(
+        client, backend, nextRunAt=format_datetime(claimed_at),
+        lockedAt=format_datetime(touched_at), lockedAtMs=str(ms(claimed_at)),
+    )
+    assert await claim(backend, "node-job", utcnow() - timedelta(minutes=10)) is None
+    assert await claim(backend, "node-job", utcnow()) is not None
+
+
+async def test_hashes_with_only_lockedatms_keep_their_form(
+    backend: RedisBackend, client: Redis
+) -> None:
+    """Later Agenda releases write ``lockedAtMs`` alone; such hashes are read and kept so."""
+    job_id = await write_agenda_job(client, backend, nextRunAt=format_datetime(utcnow()))
+    job_key = key(backend, f"job:{job_id}")
+    await client.hdel(job_key, "lockedAt")
+    claimed = await claim(backend, "node-job")
+    assert claimed is not None and claimed.locked_at is not None
+    assert not await client.hexists(job_key, "lockedAt")
+    assert await claim(backend, "node-job") is None
+    await backend.repository.unlock_jobs([job_id])
+    assert await client.hget(job_key, "lockedAtMs") == "null"
+    assert not await client.hexists(job_key, "lockedAt")
+
+
+# -- lock staleness on the Redis clock --------------------------------------------------------
+
+
+async def test_touch_keeps_a_job_from_being_judged_stale(backend: RedisBackend) -> None:
+    repo = backend.repository
+    locked_at = utcnow() - timedelta(minutes=20)
+    await repo.save_job(JobParameters(name="toucher", next_run_at=locked_at))
+    job = await repo.get_next_job_to_run("toucher", utcnow(), locked_at, locked_at)
+    assert job is not None and job.locked_at == locked_at
+    job.locked_at = touched_at = locked_at + timedelta(minutes=15)  # what Job.touch() saves
+    await repo.save_job_state(job)
+    between = locked_at + timedelta(minutes=10)  # after the claim, before the touch
+    assert await repo.get_next_job_to_run("toucher", utcnow(), between) is None
+    taken = await repo.get_next_job_to_run("toucher", utcnow(), touched_at)
+    assert taken is not None and taken.id == job.id
+
+
+async def test_without_now_the_lock_is_stamped_with_the_redis_clock(
+    backend: RedisBackend,
+) -> None:
+    repo = backend.repository
+    await repo.save_job(JobParameters(name="clock", next_run_at=utcnow() - timedelta(seconds=1)))
+    before = await repo.server_now()
+    job = await repo.get_next_job_to_run("clock", utcnow(), utcnow() - timedelta(minutes=1))
+    after = await repo.server_now()
+    assert before is not None and after is not None and job is not None
+    assert job.locked_at is not None and before <= job.locked_at <= after
+
+
+# -- the channel -----------------------------------------------------------------------------
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, notification: JobNotification) -> None:
+        self.names.append(notification.job_name)
+        self.changed.set()
+
+    async def wait_for(self, name: str, timeout: float = 10) -> None:
+        async with asyncio.timeout(timeout):
+            while name not in self.names:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+def note(name: str) -> JobNotification:
+    return JobNotification(job_id=JobId("x"), job_name=name, next_run_at=None, priority=0,
+                           timestamp=utcnow())
+
+
+@pytest.fixture
+async def named_channel() -> AsyncIterator[tuple[RedisNotificationChannel, Redis, str]]:
+    """A channel on a client with a unique CLIENT SETNAME, so a test can find its connections."""
+    client_name = f"agenda-test-{uuid.uuid4().hex}"
+    client = Redis.from_url(REDIS_URL, decode_responses=True, client_name=client_name)
+    channel = RedisNotificationChannel(client=client, channel_name=f"t:{uuid.uuid4().hex}",
+                                       health_check_interval=200)
+    yield channel, client, client_name
+    await channel.disconnect()
+    await client.aclose()
+
+
+async def subscriber_ids(client: Redis, client_name: str) -> list[str]:
+    listed = await client.client_list(_type="pubsub")
+    return [str(entry["id"]) for entry in listed if entry.get("name") == client_name]
+
+
+async def reconnects_after(
+    channel: RedisNotificationChannel, client: Redis, fault: Callable[[], Awaitable[Any]]
+) -> None:
+    states: list[str] = []
+    channel.on("stateChange", states.append)
+    inbox = Inbox()
+    await channel.connect()
+    channel.subscribe(inbox)
+    await fault()
+
+    async def back() -> bool:
+        return "reconnecting" in states and channel.state == "connected"
+
+    await wait_until(back)
+    await channel.publish(note("after"))
+    await inbox.wait_for("after")
+
+
+async def test_killed_subscriber_connection_reconnects(
+    named_channel: tuple[RedisNotificationChannel, Redis, str],
+) -> None:
+    channel, client, client_name = named_channel
+
+    async def kill() -> None:
+        (subscriber,) = await subscriber_ids(client, client_name)
+        await client.client_kill_filter(_id=subscriber)
+
+    await reconnects_after(channel, client, kill)
+
+
+async def test_a_silently_lost_subscription_is_noticed(
+    named_channel: tuple[RedisNotificationChannel, Redis, str],
+) -> None:
+    channel, client, _ = named_channel
+
+    async def unsubscribe_behind_its_back() -> None:
+        assert channel._pubsub is not None
+        await channel._pubsub.execute_command("UNSUBSCRIBE", channel.channel_name)
+
+    await reconnects_after(channel, client, unsubscribe_behind_its_back)
+
+
+async def test_a_subscriber_that_stops_delivering_is_replaced(
+    named_channel: tuple[RedisNotificationChannel, Redis, str],
+) -> None:
+    """Messages stop arriving while the server still counts the subscriber (a half-open
+    socket looks like this): the probe that never comes back gives it away."""
+    channel, client, _ = named_channel
+
+    async def lose_the_probe() -> None:
+        assert channel._pubsub is not None
+        await channel._pubsub.execute_command("UNSUBSCRIBE", channel._probe_channel)
+
+    await reconnects_after(channel, client, lose_the_probe)
+
+
+async def test_malformed_messages_are_ignored(
+    named_channel: tuple[RedisNotificationChannel, Redis, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    channel, client, _ = named_channel
+    inbox = Inbox()
+    await channel.connect()
+    channel.subscribe(inbox)
+    for junk in ("not json", '{"jobId": 1}', "[]"):
+        await client.publish(channel.channel_name, junk)
+        await client.publish(channel.state_channel, junk)
+    await channel.publish(note("valid"))
+    await inbox.wait_for("valid")
+    assert inbox.names == ["valid"] and channel.state == "connected"
+    assert "malformed" in caplog.text
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_connection_errors_never_show_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "s3cr3t-Pa55word"
+    url = f"redis://agenda:{secret}@127.0.0.1:{closed_port()}/0"
+    caplog.set_level(logging.DEBUG)
+    backend = RedisBackend(connection_string=url)
+    with pytest.raises(BackendUnavailableError) as raised:
+        await backend.connect()
+    channel = RedisNotificationChannel(connection_string=url)
+    errors: list[BaseException] = []
+    channel.on("error", errors.append)
+    with pytest.raises(BackendUnavailableError) as channel_raised:
+        await channel.connect()
+    await channel.disconnect()
+    await backend.disconnect()
+    shown = [str(raised.value), repr(raised.value), repr(backend), repr(backend.repository),
+             str(channel_raised.value), repr(channel), caplog.text, *map(str, errors)]
+    assert "***" in str(raised.value)
+    assert all(secret not in text for text in shown)
+
+
+# -- the scheduler ---------------------------------------------------------------------------
+
+
+async def test_a_touching_handler_past_lock_lifetime_is_never_taken_over(
+    backend: RedisBackend,
+) -> None:
+    """Two workers; the job runs 6 lock lifetimes and touches every third of one."""
+    runs: list[str] = []
+
+    async def long_job(job: Job[Any]) -> None:
+        runs.append(str(job.attrs.id))
+        for _ in range(18):
+            await asyncio.sleep(0.1)
+            await job.touch()
+
+    other = redis_backends.backend_from_spec(redis_backends.backend_spec(backend))
+    workers = [Agenda(b, process_every="50 ms", name=f"w{i}")
+               for i, b in enumerate((backend, other))]
+    for worker in workers:
+        worker.define("long", long_job, lock_lifetime=300)
+        await worker.start()
+    try:
+        job = await workers[0].now("long")
+        result = await workers[0].query_jobs(JobsQueryOptions(id=job.attrs.id))
+
+        async def completed() -> bool:
+            found = await workers[0].query_jobs(JobsQueryOptions(id=job.attrs.id))
+            return bool(found.jobs) and found.jobs[0].last_finished_at is not None
+
+        await wait_until(completed, timeout=20)
+        assert result.total == 1
+        assert runs == [job.attrs.id]
+    finally:
+        for worker in workers:
+            await worker.stop(close_connection=False)
+        await other.disconnect()
