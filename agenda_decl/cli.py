@@ -1,21 +1,670 @@
-"""The ``agenda-decl`` command."""
+"""The ``agenda-decl`` command: validate, plan, apply, run and inspect an ``agenda.yaml``.
+
+Exit codes: 0 success; 1 an error (a broken file, an unreachable backend, a refused or
+cancelled apply, a worker that had to abandon running jobs); 2 with ``plan
+--detailed-exitcode`` when there are changes to apply. Errors go to stderr, one line each,
+without a traceback (set ``AGENDA_DECL_DEBUG=1`` to get one for an unexpected error).
+
+Nothing secret is printed: connection strings appear with the password masked, and every line
+written (including log records and error messages from drivers) passes through a filter that
+masks the passwords of the file's connection strings and the values it took from the
+environment.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
 import sys
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
 
-from agenda_decl import __version__
+import attrs
+
+from agenda_decl import __version__, timing
+from agenda_decl._model import JOB_STATES, JobsQueryOptions, JobWithState
+from agenda_decl.agenda import Agenda
+from agenda_decl.backends.base import redact_url
+from agenda_decl.errors import AgendaError
+from agenda_decl.job import Job
+
+DEFAULT_CONFIG = "agenda.yaml"
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+_MASK = "***"
+#: Secrets shorter than this are not masked in free text (they would mask ordinary words);
+#: connection strings are still printed through ``redact_url``.
+_MIN_SECRET = 4
+_URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+class Output:
+    """stdout/stderr with every secret masked."""
+
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.secrets: dict[str, str] = {}
+
+    def add_secrets(self, secrets: Mapping[str, str]) -> None:
+        for secret, shown in secrets.items():
+            if len(secret) >= _MIN_SECRET and secret != shown:
+                self.secrets[secret] = shown
+
+    def mask(self, text: str) -> str:
+        text = _URL_RE.sub(lambda match: redact_url(match[0]), text)
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, self.secrets[secret])
+        return text
+
+    def print(self, text: str = "", *, end: str = "\n") -> None:
+        self.out.write(self.mask(text) + end)
+        self.out.flush()
+
+    def error(self, text: str) -> None:
+        for line in self.mask(text).splitlines() or [""]:
+            self.err.write(f"agenda-decl: {line}\n" if line else "\n")
+        self.err.flush()
+
+    def json(self, value: Any) -> None:
+        self.print(json.dumps(value, indent=2, ensure_ascii=False, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value)
+    if attrs.has(type(value)):
+        return attrs.asdict(value)
+    return str(value)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _MaskingFilter(logging.Filter):
+    def __init__(self, output: Output) -> None:
+        super().__init__()
+        self.output = output
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.output.mask(record.getMessage())
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.output.mask(
+                logging.Formatter().formatException(record.exc_info)
+            )
+            record.exc_info = None
+        return True
+
+
+@contextlib.contextmanager
+def _logging_to(output: Output, level: int) -> Iterator[None]:
+    """Log records of agenda_decl (and drivers) to stderr, masked, for the command's life."""
+    handler = logging.StreamHandler(output.err)
+    handler.setFormatter(logging.Formatter("agenda-decl: %(levelname)s: %(message)s"))
+    handler.addFilter(_MaskingFilter(output))
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+
+def secrets_of(config: Any) -> dict[str, str]:
+    """What must never be printed, mapped to what is shown instead: passwords of connection
+    strings anywhere in the file, and every value ``redacted()`` masks (the values taken from
+    the environment)."""
+    from agenda_decl.config.load import redacted
+
+    plain = attrs.asdict(config) if attrs.has(type(config)) else config
+    found: dict[str, str] = {}
+    _diff_leaves(plain, redacted(config), found)
+    for text in _strings(plain):
+        for url in [text, *_URL_RE.findall(text)]:
+            try:
+                password = urlsplit(url).password
+            except ValueError:
+                password = None
+            if password:
+                found[password] = _MASK
+                found[url] = redact_url(url)
+        for match in re.finditer(r"password=([^\s&;]+)", text):
+            found[match[1]] = _MASK
+    return found
+
+
+def _diff_leaves(plain: Any, shown: Any, found: dict[str, str]) -> None:
+    if isinstance(plain, Mapping) and isinstance(shown, Mapping):
+        for key, value in plain.items():
+            if key in shown:
+                _diff_leaves(value, shown[key], found)
+    elif isinstance(plain, list | tuple) and isinstance(shown, list | tuple):
+        for value, masked in zip(plain, shown, strict=False):
+            _diff_leaves(value, masked, found)
+    elif isinstance(plain, str) and plain != shown:
+        found[plain] = shown if isinstance(shown, str) else _MASK
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+# -- the parser -------------------------------------------------------------------------------
+
+
+def _duration(text: str) -> int:
+    try:
+        return timing.parse_duration(text, field="duration")
+    except AgendaError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0 = all), got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c", "--config", default=argparse.SUPPRESS, metavar="FILE",
+        help=f"the config file (default: ./{DEFAULT_CONFIG})",
+    )
+    parser = argparse.ArgumentParser(
+        prog="agenda-decl",
+        description="A typed job queue and scheduler driven by agenda.yaml.",
+        epilog="Exit codes: 0 ok, 1 error, 2 changes pending (plan --detailed-exitcode).",
+    )
+    parser.add_argument("--version", action="version", version=f"agenda-decl {__version__}")
+    parser.add_argument(
+        "-c", "--config", default=DEFAULT_CONFIG, metavar="FILE",
+        help=f"the config file (default: ./{DEFAULT_CONFIG})",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    validate = commands.add_parser(
+        "validate", parents=[common], help="check the file (no database needed)",
+        description="Check the config file: syntax, types, durations, cron, time zones and "
+        "schedule data. Connects to nothing.",
+    )
+    validate.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    plan = commands.add_parser(
+        "plan", parents=[common], help="show what apply would change",
+        description="Compare the declared schedules with storage and show what apply would "
+        "create, update or delete, with the next three fire times. Writes nothing.",
+    )
+    plan.add_argument("--prune", action="store_true",
+                      help="plan deleting this file's jobs that are no longer declared")
+    plan.add_argument("--detailed-exitcode", action="store_true",
+                      help="exit 0 when there is nothing to change, 2 when there is, 1 on error")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    apply = commands.add_parser(
+        "apply", parents=[common], help="make storage match the declared schedules",
+        description="Create, update (and with --prune delete) the repeating jobs of the "
+        "declared schedules. Asks for confirmation on a terminal; without a terminal it "
+        "needs --yes.",
+    )
+    apply.add_argument("--prune", action="store_true",
+                       help="delete this file's jobs whose schedule is no longer declared")
+    apply.add_argument("-y", "--yes", "--auto-approve", dest="yes", action="store_true",
+                       help="apply without asking")
+    apply.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    run = commands.add_parser(
+        "run", parents=[common], help="run a worker",
+        description="Import the handlers, process jobs and print one line per job start, "
+        "success and failure. SIGTERM or SIGINT drains: no new jobs are claimed and running "
+        "ones get --drain-timeout to finish (a second signal stops at once).",
+    )
+    run.add_argument("--drain-timeout", type=_duration, default=30_000, metavar="DURATION",
+                     help="how long running jobs may take to finish on shutdown (default: 30 "
+                     "seconds)")
+    run.add_argument("--exit-after", type=_duration, default=None, metavar="DURATION",
+                     help="drain and exit after this long (for demos), e.g. '10 seconds'")
+
+    jobs = commands.add_parser(
+        "jobs", parents=[common], help="list jobs and their state",
+        description="List the jobs in storage with their computed state.",
+    )
+    jobs.add_argument("--name", help="only jobs of this name")
+    jobs.add_argument("--state", choices=[*JOB_STATES, "paused"],
+                      help="only jobs in this state (paused = disabled)")
+    jobs.add_argument("--limit", type=_limit, default=100,
+                      help="show at most this many (default 100; 0 = all)")
+    jobs.add_argument("--json", action="store_true", help="print the jobs as JSON")
+    return parser
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+class _Failure(Exception):
+    """An expected failure whose message is already written; carries the exit code."""
+
+    def __init__(self, code: int = EXIT_ERROR) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@attrs.define
+class _Context:
+    args: argparse.Namespace
+    output: Output
+    path: Path
+    config: Any = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.resolve().parent
+
+
+def _load(context: _Context) -> Any:
+    from agenda_decl.config.load import load_config
+
+    if not context.path.is_file():
+        context.output.error(f"config file not found: {context.path}")
+        raise _Failure
+    config = load_config(context.path)
+    context.output.add_secrets(secrets_of(config))
+    context.config = config
+    return config
+
+
+def _agenda(context: _Context, *, import_handlers: bool = False) -> Agenda:
+    from agenda_decl.config.build import build_agenda
+
+    return build_agenda(context.config, import_handlers=import_handlers,
+                        base_dir=context.base_dir)
+
+
+async def _closing(agenda: Agenda, work: Callable[[], Awaitable[int]]) -> int:
+    try:
+        return await work()
+    finally:
+        with contextlib.suppress(Exception):
+            await agenda.stop()
+
+
+def cmd_validate(context: _Context) -> int:
+    from agenda_decl.config.errors import ConfigError
+    from agenda_decl.config.load import redacted
+
+    output = context.output
+    try:
+        config = _load(context)
+        _check_schedules(context)
+    except ConfigError as error:
+        if context.args.json:
+            output.json({"valid": False, "issues": [attrs.asdict(i) for i in error.issues]})
+            raise _Failure from None
+        raise
+    if context.args.json:
+        output.json({"valid": True, "config": redacted(config)})
+        return EXIT_OK
+    shown = redacted(config)
+    storage = shown.get("backend", {}).get("storage", {})
+    notifications = (shown.get("backend", {}).get("notifications") or {}).get("type")
+    output.print(f"{context.path}: valid.")
+    output.print(f"  owner:         {config.owner}")
+    output.print(f"  storage:       {_describe_store(storage)}")
+    output.print(f"  notifications: {notifications or 'the storage channel, if it has one'}")
+    output.print(f"  jobs:          {len(config.jobs)} ({', '.join(config.jobs) or 'none'})")
+    output.print(f"  schedules:     {len(config.schedules)}")
+    return EXIT_OK
+
+
+def _describe_store(storage: Mapping[str, Any]) -> str:
+    kind = storage.get("type", "?")
+    where = storage.get("path") or storage.get("connection_string") or storage.get("address")
+    return f"{kind} ({where})" if where else str(kind)
+
+
+def _check_schedules(context: _Context) -> None:
+    """The schedule checks of plan, without a database (the backend is built, not opened)."""
+    from agenda_decl.config.reconcile import check_schedules
+
+    check_schedules(_agenda(context), context.config, base_dir=context.base_dir)
+
+
+def cmd_plan(context: _Context) -> int:
+    from agenda_decl.config import reconcile
+
+    _load(context)
+    agenda = _agenda(context)
+    args = context.args
+
+    async def work() -> int:
+        result = await reconcile.plan(agenda, context.config, prune=args.prune,
+                                      base_dir=context.base_dir)
+        if args.json:
+            context.output.json(reconcile.plan_to_json(result))
+        else:
+            context.output.print(reconcile.format_plan(result), end="")
+        if args.detailed_exitcode and result.has_changes:
+            return EXIT_CHANGES
+        return EXIT_OK
+
+    return asyncio.run(_closing(agenda, work))
+
+
+def cmd_apply(context: _Context) -> int:
+    from agenda_decl.config import reconcile
+
+    _load(context)
+    agenda = _agenda(context)
+    args = context.args
+    output = context.output
+
+    async def work() -> int:
+        planned = await reconcile.plan(agenda, context.config, prune=args.prune,
+                                       base_dir=context.base_dir)
+        if not args.json:
+            output.print(reconcile.format_plan(planned, show_unchanged=False), end="")
+        if planned.has_changes and not args.yes:
+            if not _confirm(output):
+                return EXIT_ERROR
+        elif not planned.has_changes and not args.json:
+            return EXIT_OK
+
+        def progress(change: reconcile.Change) -> None:
+            if not args.json:
+                output.print(f"  done: {reconcile.format_change(change)}")
+
+        result = await reconcile.apply(agenda, planned, on_change=progress,
+                                       base_dir=context.base_dir)
+        if args.json:
+            output.json({
+                "changed": result.changed,
+                "created": result.created, "updated": result.updated,
+                "deleted": result.deleted, "unchanged": result.unchanged,
+                "duplicates_removed": result.duplicates_removed,
+                "done": [reconcile.change_to_json(change) for change in result.done],
+                "orphaned": [attrs.asdict(orphan) for orphan in result.orphaned],
+            })
+        else:
+            output.print(reconcile.format_apply_result(result), end="")
+        return EXIT_OK
+
+    return asyncio.run(_closing(agenda, work))
+
+
+def _confirm(output: Output) -> bool:
+    if not sys.stdin.isatty():
+        output.error(
+            "refusing to apply without confirmation: stdin is not a terminal. "
+            "Pass --yes (or --auto-approve) to apply non-interactively."
+        )
+        return False
+    output.print("Apply these changes? Type 'yes' to confirm: ", end="")
+    try:
+        answer = sys.stdin.readline().strip().lower()
+    except (EOFError, KeyboardInterrupt):
+        answer = ""
+    if answer not in ("y", "yes"):
+        output.error("apply cancelled; nothing was written.")
+        return False
+    return True
+
+
+def cmd_jobs(context: _Context) -> int:
+    _load(context)
+    agenda = _agenda(context)
+    args = context.args
+
+    async def work() -> int:
+        result = await agenda.query_jobs(JobsQueryOptions(
+            name=args.name, state=args.state, limit=args.limit,
+            sort={"name": "asc", "next_run_at": "asc"},
+        ))
+        if args.json:
+            context.output.json({"total": result.total,
+                                 "jobs": [_job_json(job) for job in result.jobs]})
+        else:
+            _print_jobs(context.output, result.jobs, result.total)
+        return EXIT_OK
+
+    return asyncio.run(_closing(agenda, work))
+
+
+def _job_json(job: JobWithState[Any]) -> dict[str, Any]:
+    data = job.data if isinstance(job.data, Mapping) else None
+    return {
+        "id": job.id,
+        "name": job.name,
+        "state": job.state,
+        "disabled": job.disabled,
+        "next_run_at": job.next_run_at,
+        "last_run_at": job.last_run_at,
+        "last_finished_at": job.last_finished_at,
+        "failed_at": job.failed_at,
+        "fail_count": job.fail_count or 0,
+        "fail_reason": job.fail_reason,
+        "priority": job.priority,
+        "type": job.type,
+        "repeat_interval": job.repeat_interval,
+        "repeat_timezone": job.repeat_timezone,
+        "repeat_at": job.repeat_at,
+        "managed_by": data.get("__managed_by__") if data else None,
+        "schedule_key": data.get("__schedule_key__") if data else None,
+        "data": job.data,
+    }
+
+
+def _print_jobs(output: Output, jobs: list[JobWithState[Any]], total: int) -> None:
+    if not jobs:
+        output.print("No jobs." if total == 0 else f"No jobs on this page ({total} in all).")
+        return
+    header = ("ID", "NAME", "STATE", "NEXT RUN (UTC)", "LAST RUN (UTC)", "FAILS")
+    rows = [
+        (
+            str(job.id),
+            job.name,
+            job.state + (" (disabled)" if job.disabled else ""),
+            _short_time(job.next_run_at),
+            _short_time(job.last_run_at),
+            str(job.fail_count or 0),
+        )
+        for job in jobs
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        output.print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+                     .rstrip())
+    if total > len(jobs):
+        output.print(f"({len(jobs)} of {total} shown; --limit 0 shows all)")
+
+
+def _short_time(value: datetime | None) -> str:
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- run --------------------------------------------------------------------------------------
+
+
+def cmd_run(context: _Context) -> int:
+    config = _load(context)
+    agenda = _agenda(context, import_handlers=True)
+    return asyncio.run(_run_worker(context, agenda, config))
+
+
+async def _run_worker(context: _Context, agenda: Agenda, config: Any) -> int:
+    output = context.output
+    args = context.args
+    stop = asyncio.Event()
+    abort = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(name: str) -> None:
+        if stop.is_set():
+            output.print(f"{name} again: stopping without waiting for running jobs")
+            abort.set()
+        else:
+            output.print(f"{name}: draining (no new jobs; up to "
+                         f"{_seconds(args.drain_timeout)} for running ones)")
+            stop.set()
+
+    installed = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, on_signal, signal.Signals(signum).name)
+            installed.append(signum)
+    _report_job_events(agenda, output)
+    try:
+        await agenda.start()
+    except BaseException:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        raise
+    agenda.on("error", lambda error: output.error(f"scheduler error: {error}"))
+    runnable = agenda.runnable_names()
+    idle = sorted(set(agenda.definitions) - set(runnable))
+    output.print(
+        f'worker "{agenda.name}" running {len(runnable)} job type(s): '
+        f"{', '.join(runnable) or 'none'} (storage: {agenda.backend.name}; "
+        f"owner: {config.owner}). SIGTERM/Ctrl-C drains."
+    )
+    if idle:
+        output.print(f"no handler here for: {', '.join(idle)} (not run by this worker)")
+    try:
+        if args.exit_after is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.exit_after / 1000)
+            if not stop.is_set():
+                output.print(f"--exit-after {_seconds(args.exit_after)} reached: draining")
+        else:
+            await stop.wait()
+        result = await agenda.drain(timeout=args.drain_timeout, abort=abort)
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+    if result.timed_out or result.aborted:
+        why = "drain timed out" if result.timed_out else "stopped by a second signal"
+        output.error(
+            f"{why}: {result.running} job(s) still running were abandoned; their locks expire "
+            "and another worker runs them again"
+        )
+        return EXIT_ERROR
+    output.print(f"stopped: {result.completed} job(s) finished while draining.")
+    return EXIT_OK
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:g}s"
+
+
+def _report_job_events(agenda: Agenda, output: Output) -> None:
+    """One line per job start, success and failure of this worker."""
+
+    def line(event: str, job: Job[Any], extra: str = "") -> None:
+        stamp = _iso(agenda.clock.now())
+        output.print(f"{stamp} {event:<7} {job.attrs.name} id={job.attrs.id}{extra}")
+
+    def duration(job: Job[Any], end: datetime | None) -> str:
+        start = job.attrs.last_run_at
+        if start is None or end is None:
+            return ""
+        return f" {round((end - start).total_seconds() * 1000)} ms"
+
+    def on_start(*args: Any) -> None:
+        job = _job_in(args)
+        if job is not None:
+            line("start", job)
+
+    def on_success(*args: Any) -> None:
+        job = _job_in(args)
+        if job is not None:
+            line("success", job, duration(job, job.attrs.last_finished_at))
+
+    def on_fail(*args: Any) -> None:
+        job = _job_in(args)
+        if job is None:
+            return
+        error = next((arg for arg in args if isinstance(arg, BaseException)), None)
+        reason = f"{type(error).__name__}: {error}" if error is not None else job.attrs.fail_reason
+        line("fail", job, f"{duration(job, job.attrs.failed_at)} error: {reason}")
+
+    agenda.on("start", on_start)
+    agenda.on("success", on_success)
+    agenda.on("fail", on_fail)
+
+
+def _job_in(args: tuple[Any, ...]) -> Job[Any] | None:
+    """The local job of an event (events relayed from other workers carry a notification)."""
+    return next((arg for arg in args if isinstance(arg, Job)), None)
+
+
+# -- main -------------------------------------------------------------------------------------
+
+COMMANDS: dict[str, Callable[[_Context], int]] = {
+    "validate": cmd_validate,
+    "plan": cmd_plan,
+    "apply": cmd_apply,
+    "run": cmd_run,
+    "jobs": cmd_jobs,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="agenda-decl", description="A typed job queue and scheduler driven by agenda.yaml."
-    )
-    parser.add_argument("--version", action="version", version=f"agenda-decl {__version__}")
-    parser.parse_args(argv)
-    parser.print_help(sys.stdout)
-    return 0
+    args = build_parser().parse_args(argv)
+    output = Output()
+    context = _Context(args=args, output=output, path=Path(args.config))
+    with _logging_to(output, logging.WARNING):
+        try:
+            return COMMANDS[args.command](context)
+        except _Failure as failure:
+            return failure.code
+        except AgendaError as error:
+            output.error(str(error))
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            output.error("interrupted")
+            return 130
+        except Exception as error:
+            if os.environ.get("AGENDA_DECL_DEBUG"):
+                import traceback
+
+                output.error(traceback.format_exc())
+            else:
+                output.error(
+                    f"unexpected error: {type(error).__name__}: {error} "
+                    "(set AGENDA_DECL_DEBUG=1 for a traceback)"
+                )
+            return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -452,6 +452,9 @@ class RedisNotificationChannel(BaseNotificationChannel):
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(MAX_PENDING)
         loop = asyncio.get_running_loop()
         self._probe_sent = False
+        import os, traceback
+        with open("/tmp/chanlog.txt", "a") as fh:
+            fh.write(f"OPEN {id(self)} {os.environ.get('PYTEST_CURRENT_TEST')}\n{''.join(traceback.format_stack(limit=14))}\n")
         self._tasks = [loop.create_task(self._listen(pubsub, queue)),
                        loop.create_task(self._dispatch(queue))]
 
@@ -509,6 +512,9 @@ class RedisNotificationChannel(BaseNotificationChannel):
                 log.warning("ignored a malformed message on %r: %s", channel, error)
 
     async def _close(self) -> None:
+        import os
+        with open("/tmp/chanlog.txt", "a") as fh:
+            fh.write(f"CLOSE {id(self)} {len(self._tasks)} {os.environ.get('PYTEST_CURRENT_TEST')}\n")
         tasks, self._tasks = self._tasks, []
         current = asyncio.current_task()
         for task in tasks:

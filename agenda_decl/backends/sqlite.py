@@ -42,6 +42,7 @@ import attrs
 from agenda_decl._clock import utcnow
 from agenda_decl._convert import job_from_row
 from agenda_decl._model import (
+    JobId,
     JobParameters,
     JobsOverview,
     JobsQueryOptions,
@@ -234,6 +235,21 @@ class SQLiteJobRepository(JobRepository):
                 f"job ID {job.id} (name: {job.name}) cannot be updated in the database, "
                 "maybe it does not exist anymore?"
             )
+
+    async def save_job_states(
+        self, jobs: Sequence[JobParameters[Any]], *, last_modified_by: str | None = None
+    ) -> list[JobId]:
+        """All the state writes in one transaction (one commit, one fsync)."""
+        statement = self._sql(sql.UPDATE_STATE)
+        batch = [(job, sql.state_params(job, last_modified_by)) for job in jobs]
+
+        def write(c: sqlite3.Connection) -> list[JobId]:
+            return [
+                JobId(str(job.id)) for job, params in batch
+                if c.execute(statement, params).rowcount == 0
+            ]
+
+        return await self._write(write)
 
     # -- locking -------------------------------------------------------------------------
 

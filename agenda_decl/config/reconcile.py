@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import attrs
@@ -42,15 +43,21 @@ import attrs
 from agenda_decl import timing
 from agenda_decl._model import JobId, JobParameters, JobsQueryOptions, RemoveJobsOptions
 from agenda_decl.agenda import Agenda
-from agenda_decl.config.errors import ConfigError, ConfigIssue
+from agenda_decl.config.errors import ConfigError, ConfigIssue, PayloadError
 from agenda_decl.config.model import AgendaConfig, ScheduleConfig
-from agenda_decl.config.payload import PayloadError, check_payload
+from agenda_decl.config.payload import (
+    MANAGED_BY_KEY,
+    RESERVED_DATA_KEYS,
+    SCHEDULE_KEY_KEY,
+    check_payload,
+)
 from agenda_decl.errors import AgendaError, InvalidDateError, InvalidOptionError
 from agenda_decl.job import Job
 
 __all__ = [
     "COMPARED_FIELDS",
     "MANAGED_BY_KEY",
+    "RESERVED_DATA_KEYS",
     "SCHEDULE_KEY_KEY",
     "ApplyResult",
     "Change",
@@ -59,17 +66,14 @@ __all__ = [
     "Orphan",
     "Plan",
     "apply",
+    "change_to_json",
+    "check_schedules",
     "format_apply_result",
     "format_change",
     "format_plan",
     "plan",
     "plan_to_json",
 ]
-
-#: The reserved data keys of a managed job.
-MANAGED_BY_KEY = "__managed_by__"
-SCHEDULE_KEY_KEY = "__schedule_key__"
-RESERVED_DATA_KEYS = (MANAGED_BY_KEY, SCHEDULE_KEY_KEY)
 
 Action = Literal["create", "update", "delete", "unchanged"]
 ScheduleKind = Literal["every", "cron", "at"]
@@ -161,6 +165,7 @@ class Plan:
     orphaned: list[Orphan]
     #: How many managed jobs of this owner were in storage.
     stored: int
+    base_dir: Path | None = None
 
     def count(self, action: Action) -> int:
         return sum(1 for change in self.changes if change.action == action)
@@ -192,15 +197,18 @@ class ApplyResult:
 OnChange = Callable[[Change], object]
 
 
-async def plan(agenda: Agenda, config: AgendaConfig, *, prune: bool = False) -> Plan:
+async def plan(
+    agenda: Agenda, config: AgendaConfig, *, prune: bool = False, base_dir: Path | None = None
+) -> Plan:
     """What :func:`apply` would do; reads storage, writes nothing.
 
     Raises :class:`ConfigError` listing every invalid schedule (unknown job, bad interval,
     cron, time zone, dates, skip days, or data that does not fit the job's payload).
     ``prune`` turns jobs of this owner that are no longer declared into deletes; without it
-    they are listed in ``orphaned`` and kept.
+    they are listed in ``orphaned`` and kept. ``base_dir`` (the config file's directory) is
+    where payload classes are imported from.
     """
-    desired = _desired_schedules(agenda, config)
+    desired = _desired_schedules(agenda, config, base_dir)
     stored = await _managed_jobs(agenda, config.owner)
     now = agenda.clock.now()
     groups = _by_key(stored)
@@ -223,7 +231,13 @@ async def plan(agenda: Agenda, config: AgendaConfig, *, prune: bool = False) -> 
             else:
                 orphaned.append(Orphan(key=key, job=job.name, id=_id(job)))
     return Plan(config=config, owner=config.owner, prune=prune, now=now, changes=changes,
-                orphaned=orphaned, stored=len(stored))
+                orphaned=orphaned, stored=len(stored), base_dir=base_dir)
+
+
+def check_schedules(agenda: Agenda, config: AgendaConfig, *, base_dir: Path | None = None) -> None:
+    """Validate every schedule as :func:`plan` does, without touching storage (what
+    ``agenda-decl validate`` adds to the loader's checks); raises :class:`ConfigError`."""
+    _desired_schedules(agenda, config, base_dir)
 
 
 async def apply(
@@ -232,6 +246,7 @@ async def apply(
     *,
     prune: bool = False,
     on_change: OnChange | None = None,
+    base_dir: Path | None = None,
 ) -> ApplyResult:
     """Carry out the plan of ``plan_or_config``; return what was done.
 
@@ -242,9 +257,10 @@ async def apply(
     """
     if isinstance(plan_or_config, Plan):
         config, prune = plan_or_config.config, prune or plan_or_config.prune
+        base_dir = base_dir or plan_or_config.base_dir
     else:
         config = plan_or_config
-    fresh = await plan(agenda, config, prune=prune)
+    fresh = await plan(agenda, config, prune=prune, base_dir=base_dir)
     done: list[Change] = []
     for change in fresh.changes:
         written = await _carry_out(agenda, config.owner, change)
@@ -300,7 +316,9 @@ class _Issues:
             )
 
 
-def _desired_schedules(agenda: Agenda, config: AgendaConfig) -> list[_Desired]:
+def _desired_schedules(
+    agenda: Agenda, config: AgendaConfig, base_dir: Path | None
+) -> list[_Desired]:
     """Every declared schedule as the job it should be; all problems raised at once."""
     issues = _Issues()
     result: list[_Desired] = []
@@ -316,7 +334,7 @@ def _desired_schedules(agenda: Agenda, config: AgendaConfig) -> list[_Desired]:
             )
             continue
         first_index[key] = index
-        desired = _desired_schedule(agenda, config, schedule, index, issues)
+        desired = _desired_schedule(agenda, config, schedule, index, issues, base_dir)
         if desired is not None:
             result.append(desired)
     issues.raise_if_any()
@@ -324,7 +342,12 @@ def _desired_schedules(agenda: Agenda, config: AgendaConfig) -> list[_Desired]:
 
 
 def _desired_schedule(
-    agenda: Agenda, config: AgendaConfig, schedule: ScheduleConfig, index: int, issues: _Issues
+    agenda: Agenda,
+    config: AgendaConfig,
+    schedule: ScheduleConfig,
+    index: int,
+    issues: _Issues,
+    base_dir: Path | None,
 ) -> _Desired | None:
     path = f"schedules[{index}]"
     before = len(issues.items)
@@ -336,14 +359,13 @@ def _desired_schedule(
     if schedule.job not in agenda.definitions:
         issues.add(f"{path}.job", f"job {schedule.job!r} is not defined or declared on the agenda")
         return None
-    for reserved in RESERVED_DATA_KEYS:
-        if reserved in schedule.data:
-            issues.add(f"{path}.data.{reserved}", "reserved key (agenda-decl's ownership marker)")
     payload: dict[str, Any] = {}
     try:
-        payload = check_payload(schedule.job, job_config, schedule.data, path=f"{path}.data")
+        payload = check_payload(schedule.job, job_config, schedule.data, path=f"{path}.data",
+                                base_dir=base_dir)
     except PayloadError as error:
-        issues.add(error.path, error.message)
+        for problem_path, message in error.problems:
+            issues.add(problem_path, message)
     kind = _kind(schedule, path, issues)
     job = agenda.create(schedule.job, {**payload, MANAGED_BY_KEY: config.owner,
                                        SCHEDULE_KEY_KEY: schedule.schedule_key})

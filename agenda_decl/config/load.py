@@ -1,0 +1,761 @@
+"""Reading ``agenda.yaml``: a hardened YAML reader, ``${ENV}`` interpolation, strict
+structuring into the model, and semantic checks — every problem with its file:line:column.
+
+The YAML reader is PyYAML's safe loader, used to *compose* nodes only (every value keeps its
+position) with our own small set of scalar rules, YAML 1.2 style:
+
+* ``true``/``false`` are booleans; ``yes``/``no``/``on``/``off``/``y``/``n`` stay strings;
+* ``10:30`` stays a string (no base-60 numbers); dates stay strings (no timestamps);
+* integers are decimal, ``0x..`` or ``0o..``; ``~``/``null``/empty is null;
+* any explicit tag other than the plain ``!!str !!int !!float !!bool !!null !!map !!seq`` is
+  refused (``!!python/object/apply:os.system`` among them); nothing is ever constructed by
+  PyYAML, so no tag can run code;
+* duplicate keys are errors; ``<<`` merge keys work;
+* bounded: the file (1 MB), aliases (100), composed nodes, nesting depth, and the number of
+  values after expanding aliases (an alias bomb is refused in milliseconds).
+
+``${VAR}`` and ``${VAR:-default}`` inside string values read the environment (``$${`` is a
+literal ``${``); a missing variable without a default is an error that names it. The result is
+always a string and is never expanded again. Values read from the environment are remembered:
+:func:`redacted` and every error message mask them, and connection strings are shown with
+the password masked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import weakref
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
+
+import attrs
+import yaml
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+from cattrs.gen import make_dict_structure_fn, override
+
+from agenda_decl._convert import converter
+from agenda_decl.backends.base import redact_url
+from agenda_decl.config import model
+from agenda_decl.config.errors import (
+    ConfigError,
+    ConfigIssue,
+    Path as KeyPath,
+    cattrs_problems,
+    render_path,
+)
+from agenda_decl.config.model import AgendaConfig, PayloadField
+from agenda_decl.config.payload import describe
+
+__all__ = [
+    "MAX_ALIASES",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_VALUES",
+    "SECRET_FIELDS",
+    "ConfigSource",
+    "issue_for",
+    "load_config",
+    "redacted",
+    "source_of",
+]
+
+MAX_FILE_BYTES = 1_000_000
+MAX_ALIASES = 100
+#: Nodes composed (before alias expansion) and values produced (after it).
+MAX_NODES = 100_000
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
+
+#: Fields holding connection strings: shown with the password masked, everywhere.
+SECRET_FIELDS = frozenset({"connection_string", "address"})
+
+#: Environment values shorter than this are not masked in output (they cannot be secrets
+#: worth the name, and masking "1" everywhere would garble messages).
+_MIN_MASKED = 4
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+_LAST_SEGMENT = re.compile(r'^(.*?)(\[\d+\]|\.(?:"(?:[^"\\]|\\.)*"|[A-Za-z0-9_-]+))$')
+_ENV_REF = re.compile(r"\$\$\{|\$\{([^}]*)(\}?)")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+_TAG = "tag:yaml.org,2002:"
+_STR, _INT, _FLOAT, _BOOL, _NULL = (_TAG + name for name in ("str", "int", "float", "bool", "null"))
+_MAP, _SEQ, _MERGE = _TAG + "map", _TAG + "seq", _TAG + "merge"
+_SCALAR_TAGS = (_STR, _INT, _FLOAT, _BOOL, _NULL)
+
+
+# -- the YAML reader -------------------------------------------------------------------------
+
+
+class _LimitExceeded(Exception):
+    def __init__(self, mark: yaml.Mark | None, message: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+
+
+class _Loader(yaml.SafeLoader):
+    """Composes (never constructs) with YAML 1.2-like scalars and bounded aliases/nodes."""
+
+    yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {}
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._nodes = 0
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise _LimitExceeded(event.start_mark,
+                                     f"more than {MAX_ALIASES} aliases (*name) in one file")
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _LimitExceeded(event.start_mark, f"more than {MAX_NODES} YAML nodes")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _LimitExceeded(event.start_mark,
+                                     f"nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node: Any) -> Any:
+        raise TypeError("agenda-decl composes YAML nodes; it never constructs Python objects")
+
+
+for _tag, _pattern, _first in (
+    (_BOOL, r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    (_INT, r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (_FLOAT, r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$", "-+0123456789."),
+    (_NULL, r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    (_MERGE, r"^<<$", "<"),
+):
+    _Loader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_TAG):] if tag.startswith(_TAG) else tag
+
+
+def _position(mark: yaml.Mark | None) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+
+
+# -- where values came from ------------------------------------------------------------------
+
+
+@attrs.define(frozen=True, eq=False)
+class ConfigSource:
+    """Where a loaded config came from: positions of every value, and what came from the
+    environment (to mask it). ``source_of(config)`` returns it; paths are rendered strings
+    (``schedules[1].data.due``), as in :class:`ConfigIssue`."""
+
+    file: str
+    path: Path
+    marks: Mapping[str, tuple[int, int]]
+    key_marks: Mapping[str, tuple[int, int]]
+    env_values: frozenset[str] = frozenset()
+    #: Paths whose string value took something from the environment.
+    env_paths: frozenset[str] = frozenset()
+
+    @property
+    def base_dir(self) -> Path:
+        """The directory of the file: relative paths (SQLite, codegen) and handler imports
+        start there."""
+        return self.path.parent
+
+    def has(self, path: str) -> bool:
+        """Whether the file itself wrote ``path`` (rather than a default filling it)."""
+        return path in self.marks
+
+    def position(self, path: str, *, key: bool = False) -> tuple[int, int]:
+        """Line and column of ``path`` (of its key with ``key=True``), or of the nearest
+        enclosing value the file has."""
+        if key and path in self.key_marks:
+            return self.key_marks[path]
+        while path not in self.marks:
+            match = _LAST_SEGMENT.match(path)
+            if match is None:
+                return self.marks.get("", (1, 1))
+            path = match[1]
+        return self.marks[path]
+
+    def issue(self, path: str, message: str, *, key: bool = False) -> ConfigIssue:
+        line, column = self.position(path, key=key)
+        return ConfigIssue(self.file, line, column, path, self.mask(message))
+
+    def mask(self, text: str) -> str:
+        """``text`` with values from the environment and URL passwords masked."""
+        for value in sorted(self.env_values, key=len, reverse=True):
+            if len(value) >= _MIN_MASKED:
+                text = text.replace(value, "***")
+        return _URL.sub(lambda match: redact_url(match[0]), text)
+
+
+_SOURCES: dict[int, ConfigSource] = {}
+
+
+def source_of(config: AgendaConfig) -> ConfigSource | None:
+    """The source of a config returned by :func:`load_config` (None for one built in code)."""
+    return _SOURCES.get(id(config))
+
+
+def _remember(config: AgendaConfig, source: ConfigSource) -> None:
+    key = id(config)
+    _SOURCES[key] = source
+    weakref.finalize(config, _SOURCES.pop, key, None)
+
+
+def issue_for(config: AgendaConfig, path: str, message: str) -> ConfigIssue:
+    """A :class:`ConfigIssue` at ``path`` of a loaded config (e.g. from a PayloadError)."""
+    source = source_of(config)
+    if source is None:
+        return ConfigIssue("<config>", 1, 1, path, message)
+    return source.issue(path, message)
+
+
+# -- nodes to plain values -------------------------------------------------------------------
+
+
+class _Reader:
+    """Turns composed nodes into plain values, recording positions and issues."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.marks: dict[str, tuple[int, int]] = {}
+        self.key_marks: dict[str, tuple[int, int]] = {}
+        self.env_values: set[str] = set()
+        self.env_paths: set[str] = set()
+        self.issues: list[tuple[str, tuple[int, int], str]] = []
+        self._values = 0
+        self._depth = 0
+
+    def report(self, path: KeyPath, mark: yaml.Mark | None, message: str) -> None:
+        self.issues.append((render_path(path), _position(mark), message))
+
+    def value(self, node: yaml.Node, path: KeyPath) -> Any:
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise _LimitExceeded(node.start_mark, f"more than {MAX_VALUES} values after "
+                                 "expanding aliases (an alias bomb?)")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _LimitExceeded(node.start_mark, f"nested more than {MAX_DEPTH} levels "
+                                     "deep (a recursive alias?)")
+            self.marks.setdefault(render_path(path), _position(node.start_mark))
+            return self._dispatch(node, path)
+        finally:
+            self._depth -= 1
+
+    def _dispatch(self, node: yaml.Node, path: KeyPath) -> Any:
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+            return [self.value(item, (*path, index)) for index, item in enumerate(node.value)]
+        if isinstance(node, yaml.ScalarNode) and node.tag in _SCALAR_TAGS:
+            return self._scalar(node, path)
+        prefix = "Python objects are never loaded: " if "python/" in node.tag else ""
+        self.report(path, node.start_mark,
+                    f"{prefix}YAML tag {_short_tag(node.tag)!r} is not allowed (only plain "
+                    "values: strings, numbers, booleans, null, lists and mappings)")
+        return None
+
+    def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        seen: dict[str, yaml.Mark] = {}
+        merges: list[yaml.Node] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                merges.append(value_node)
+                continue
+            key = self._key(key_node, path)
+            if key is None:
+                continue
+            if key in seen:
+                line, column = _position(seen[key])
+                self.report((*path, key), key_node.start_mark,
+                            f"duplicate key {key!r} (first at line {line}, column {column})")
+                continue
+            seen[key] = key_node.start_mark
+            self.key_marks[render_path((*path, key))] = _position(key_node.start_mark)
+            result[key] = self.value(value_node, (*path, key))
+        for merge in merges:
+            self._merge(merge, path, result)
+        return result
+
+    def _key(self, node: yaml.Node, path: KeyPath) -> str | None:
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in _SCALAR_TAGS:
+            self.report(path, node.start_mark, "mapping keys must be plain strings")
+            return None
+        return str(node.value)  # keys are taken as written: `on:` and `1:` are strings
+
+    def _merge(self, node: yaml.Node, path: KeyPath, into: dict[str, Any]) -> None:
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                self.report(path, source.start_mark, "'<<' merges mappings only")
+                continue
+            for key_node, value_node in source.value:
+                key = self._key(key_node, path)
+                if key is not None and key not in into:
+                    self.key_marks.setdefault(render_path((*path, key)),
+                                              _position(key_node.start_mark))
+                    into[key] = self.value(value_node, (*path, key))
+
+    def _scalar(self, node: yaml.ScalarNode, path: KeyPath) -> Any:
+        text = str(node.value)
+        if node.tag == _STR:
+            return self._interpolate(text, node, path)
+        if node.tag == _NULL:
+            if text not in ("", "~", "null", "Null", "NULL"):
+                self.report(path, node.start_mark, f"cannot read {text!r} as null")
+            return None
+        if node.tag == _BOOL:
+            if text.lower() not in ("true", "false"):
+                self.report(path, node.start_mark, f"cannot read {text!r} as true or false")
+            return text.lower() == "true"
+        try:
+            return _number(text, node.tag == _INT)
+        except ValueError:
+            kind = "an integer" if node.tag == _INT else "a number"
+            self.report(path, node.start_mark, f"cannot read {text!r} as {kind}")
+            return None
+
+    def _interpolate(self, text: str, node: yaml.Node, path: KeyPath) -> str:
+        if "${" not in text:
+            return text
+
+        def substitute(match: re.Match[str]) -> str:
+            if match[0] == "$${":
+                return "${"
+            reference, closed = match[1], match[2]
+            name, has_default, default = reference.partition(":-")
+            if not closed or not _ENV_NAME.match(name):
+                self.report(path, node.start_mark,
+                            f"invalid reference '${{{reference}{closed}': expected ${{NAME}} "
+                            "or ${NAME:-default} (write $${ for a literal ${)")
+                return ""
+            value = self.environ.get(name)
+            if value is None or (has_default and value == ""):
+                if has_default:
+                    return default
+                self.report(path, node.start_mark,
+                            f"environment variable {name} is not set (set it, or write "
+                            f"${{{name}:-default}})")
+                return ""
+            if value:
+                self.env_values.add(value)
+                self.env_paths.add(render_path(path))
+            return value
+
+        return _ENV_REF.sub(substitute, text)
+
+
+def _number(text: str, integer: bool) -> int | float:
+    if not integer:
+        return float(text)
+    if text.startswith(("0x", "0o")):
+        return int(text[2:], 16 if text[1] == "x" else 8)
+    return int(text)
+
+
+# -- strict structuring ----------------------------------------------------------------------
+
+
+class _Invalid(ValueError):
+    """A value of the wrong kind; the message says what was found and what is allowed."""
+
+
+_NONE = type(None)
+_TAGGED_UNIONS = {"storage": model.Storage, "notifications": model.Notifications}
+
+
+def _type_text(tp: Any) -> str:
+    """How a type is named in messages ("an integer", "a duration ...")."""
+    args = set(get_args(tp)) - {_NONE}
+    if get_origin(tp) in (Union, type(int | str)) and args == {int, str}:
+        return "a duration (milliseconds, or text like '5 minutes')"
+    if get_origin(tp) in (Union, type(int | str)):
+        return " or ".join(_type_text(arg) for arg in get_args(tp))
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in get_args(tp))
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             _NONE: "null", list: "a list", dict: "a mapping"}
+    return names.get(get_origin(tp) or tp, "a mapping")
+
+
+def _kind_fits(tp: Any, value: Any) -> bool:
+    """Whether ``value`` has the shape of ``tp`` (used to pick a member of a union)."""
+    origin = get_origin(tp) or tp
+    if tp is Any:
+        return True
+    if origin is Literal:
+        return any(value == arg and type(value) is type(arg) for arg in get_args(tp))
+    if origin is bool:
+        return isinstance(value, bool)
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if origin is str:
+        return isinstance(value, str)
+    if origin is list:
+        return isinstance(value, list)
+    return isinstance(value, Mapping)  # dict[...] and attrs classes
+
+
+Hook = Callable[[Any, Any], Any]
+
+
+def _hook(tp: Any) -> Hook:
+    """A strict structuring function for ``tp``: no coercion ("5" is not an int)."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, type(int | str)):
+        return _union_hook(tp, args)
+    if origin is list:
+        return _list_hook(_hook(args[0]))
+    if origin is dict:
+        return _dict_hook(_hook(args[1]))
+    if tp is Any:
+        return lambda value, _: value
+    if attrs.has(tp):
+        return lambda value, _: converter.structure(value, tp)
+
+    def scalar(value: Any, _: Any) -> Any:
+        if not _kind_fits(tp, value):
+            raise _Invalid(f"expected {_type_text(tp)}, got {describe(value)}")
+        return float(value) if tp is float else value
+
+    return scalar
+
+
+def _union_hook(tp: Any, args: tuple[Any, ...]) -> Hook:
+    members = [arg for arg in args if arg is not _NONE]
+    tagged = [arg for arg in members if attrs.has(arg) and hasattr(attrs.fields(arg), "type")]
+    if len(tagged) > 1:
+        return _tagged_hook(tagged, optional=_NONE in args)
+    hooks = [(member, _hook(member)) for member in members]
+
+    def structure(value: Any, _: Any) -> Any:
+        if value is None and _NONE in args:
+            return None
+        for member, hook in hooks:
+            if _kind_fits(member, value):
+                return hook(value, member)
+        raise _Invalid(f"expected {_type_text(tp)}, got {describe(value)}")
+
+    return structure
+
+
+def _tagged_hook(classes: list[type], *, optional: bool) -> Hook:
+    """A union of attrs classes told apart by their ``type`` field (storage, notifications)."""
+    by_type = {get_args(attrs.fields(cls).type.type)[0]: cls for cls in classes}
+    allowed = ", ".join(sorted(by_type))
+
+    def structure(value: Any, _: Any) -> Any:
+        if value is None and optional:
+            return None
+        if not isinstance(value, Mapping):
+            raise _Invalid(f"expected a mapping with a 'type' ({allowed}), got {describe(value)}")
+        if "type" not in value:
+            raise _Invalid(f"missing required key 'type' (one of {allowed})")
+        kind = value["type"]
+        if kind not in by_type:
+            error = _Invalid(f"unknown type {describe(kind)} (allowed: {allowed})")
+            error.add_note(AttributeValidationNote("type", "type", str))
+            raise ClassValidationError("unknown type", [error], dict)
+        return converter.structure(value, by_type[kind])
+
+    return structure
+
+
+def _list_hook(item: Hook) -> Hook:
+    def structure(value: Any, _: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise _Invalid(f"expected a list, got {describe(value)}")
+        result, errors = [], []
+        for index, element in enumerate(value):
+            try:
+                result.append(item(element, None))
+            except Exception as error:
+                error.add_note(IterableValidationNote(f"@ index {index}", index, None))
+                errors.append(error)
+        if errors:
+            raise IterableValidationError("invalid list items", errors, list)
+        return result
+
+    return structure
+
+
+def _dict_hook(item: Hook) -> Hook:
+    def structure(value: Any, _: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise _Invalid(f"expected a mapping, got {describe(value)}")
+        result, errors = {}, []
+        for key, element in value.items():
+            try:
+                result[key] = item(element, None)
+            except Exception as error:
+                error.add_note(IterableValidationNote(f"@ key {key!r}", key, None))
+                errors.append(error)
+        if errors:
+            raise IterableValidationError("invalid mapping values", errors, dict)
+        return result
+
+    return structure
+
+
+def _class_hook(cls: type) -> Hook:
+    attrs.resolve_types(cls)
+    overrides = {field.name: override(struct_hook=_hook(field.type))
+                 for field in attrs.fields(cls)}
+    generated = make_dict_structure_fn(
+        cls, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True,
+        **overrides,
+    )
+
+    def structure(value: Any, _: Any) -> Any:
+        if cls is PayloadField and isinstance(value, str):
+            return PayloadField(type=value)  # the shorthand `customer_id: int`
+        if not isinstance(value, Mapping):
+            shorthand = " or a type name" if cls is PayloadField else ""
+            raise _Invalid(f"expected a mapping{shorthand}, got {describe(value)}")
+        return generated(value, cls)
+
+    return structure
+
+
+_CONFIG_CLASSES = (
+    model.SQLiteStorage, model.PostgresStorage, model.RedisStorage, model.MongoStorage,
+    model.InMemoryNotifications, model.NoNotifications, model.PostgresNotifications,
+    model.RedisNotifications, model.MongoChangeStreamNotifications, model.BackendConfig,
+    model.SchedulerConfig, model.PayloadField, model.BackoffConfig, model.JobConfig,
+    model.ScheduleConfig, model.CodegenConfig, model.AgendaConfig,
+)  # fmt: skip
+for _cls in _CONFIG_CLASSES:
+    converter.register_structure_hook(_cls, _class_hook(_cls))
+
+
+def _allowed_keys(cls: type) -> list[str]:
+    return [field.name for field in attrs.fields(cls)]
+
+
+def _problem_issues(
+    error: BaseException, path: KeyPath, value: Any
+) -> list[tuple[KeyPath, bool, str]]:
+    """(path, at the key?, message) for every problem cattrs collected under ``path``."""
+    issues: list[tuple[KeyPath, bool, str]] = []
+    for where, problem in cattrs_problems(error, path):
+        if isinstance(problem, ForbiddenExtraKeysError):
+            allowed = _allowed_keys(problem.cl)
+            for key in sorted(problem.extra_fields):
+                issues.append(((*where, key), True, _unknown_key(key, allowed)))
+        elif isinstance(problem, KeyError):
+            issues.append((where[:-1], False, f"missing required key {where[-1]!r}"))
+        elif isinstance(problem, _Invalid):
+            issues.append((where, False, str(problem)))
+        else:
+            issues.append((where, False, f"invalid value ({type(problem).__name__}: "
+                           f"{problem})"))
+    return issues
+
+
+def _unknown_key(key: str, allowed: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown key {key!r} (allowed: {', '.join(allowed)}{hint})"
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    import_payload_classes: bool = False,
+) -> AgendaConfig:
+    """Read, interpolate, structure and check ``path``.
+
+    Raises :class:`ConfigError` listing every problem of the file (sorted by position), each
+    as ``file:line:column: path: message``. ``environ`` defaults to ``os.environ``. With
+    ``import_payload_classes``, schedule data of jobs whose payload is an attrs class is
+    checked too (which imports that class); otherwise only its shape is.
+    """
+    from agenda_decl.config.validate import check_config
+
+    file = os.fspath(path)
+    text = _read(file)
+    reader = _Reader(os.environ if environ is None else environ)
+    data = _compose(file, text, reader)
+    source = ConfigSource(
+        file=file, path=Path(file).resolve(), marks=dict(reader.marks),
+        key_marks=dict(reader.key_marks), env_values=frozenset(reader.env_values),
+        env_paths=frozenset(reader.env_paths),
+    )
+    issues = [ConfigIssue(file, line, column, where, source.mask(message))
+              for where, (line, column), message in reader.issues]
+    parts = _structure_parts(data, source, issues)
+    if not issues:
+        issues += check_config(parts, source, import_payload_classes=import_payload_classes)
+    if issues:
+        raise ConfigError(_sorted(issues))
+    config = converter.structure(data, AgendaConfig)
+    _remember(config, source)
+    return config
+
+
+def _sorted(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    unique = dict.fromkeys(issues)
+    return sorted(unique, key=lambda issue: (issue.line, issue.column, issue.path))
+
+
+def _read(file: str) -> str:
+    def fail(message: str) -> ConfigError:
+        return ConfigError([ConfigIssue(file, 1, 1, "", message)])
+
+    try:
+        with open(file, "rb") as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise fail(f"cannot read the file ({error.strerror or error})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise fail(f"the file is larger than {MAX_FILE_BYTES} bytes (1 MB), the limit for "
+                   "a config file")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise fail(f"the file is not UTF-8 text (byte {error.start})") from None
+
+
+def _compose(file: str, text: str, reader: _Reader) -> Any:
+    def fail(mark: yaml.Mark | None, message: str) -> ConfigError:
+        line, column = _position(mark)
+        return ConfigError([ConfigIssue(file, line, column, "", message)])
+
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        return {} if node is None else reader.value(node, ())
+    except _LimitExceeded as error:
+        raise fail(error.mark, f"refused: {error.message}") from None
+    except yaml.MarkedYAMLError as error:
+        problem = " ".join(part for part in (error.context, error.problem) if part)
+        raise fail(error.problem_mark, f"invalid YAML: {problem}") from None
+    except yaml.YAMLError as error:  # a ReaderError: a character YAML does not allow
+        raise fail(None, f"invalid YAML: {error}") from None
+    except RecursionError:
+        raise fail(None, "refused: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+@attrs.define
+class Parts:
+    """The sections of a file that could be structured (None where they could not)."""
+
+    version: Any = None
+    backend: model.BackendConfig | None = None
+    scheduler: model.SchedulerConfig | None = None
+    jobs: dict[str, model.JobConfig | None] = attrs.field(factory=dict)
+    schedules: list[model.ScheduleConfig | None] = attrs.field(factory=list)
+    codegen: model.CodegenConfig | None = None
+
+
+def _structure_parts(data: Any, source: ConfigSource, issues: list[ConfigIssue]) -> Parts:
+    """Structure each section (each job, each schedule) on its own, so that one broken part
+    does not hide the problems of the others."""
+    parts = Parts()
+
+    def part(value: Any, tp: Any, path: KeyPath) -> Any:
+        try:
+            return _hook(tp)(value, tp)
+        except Exception as error:
+            for where, at_key, message in _problem_issues(error, path, value):
+                issues.append(source.issue(render_path(where), message, key=at_key))
+            return None
+
+    if not isinstance(data, Mapping):
+        issues.append(source.issue("", f"expected a mapping at the top level, got "
+                                       f"{describe(data)}"))
+        return parts
+    allowed = _allowed_keys(AgendaConfig)
+    for key in data:
+        if key not in allowed:
+            issues.append(source.issue(key, _unknown_key(key, allowed), key=True))
+    for key in ("version", "backend"):
+        if key not in data:
+            issues.append(source.issue("", f"missing required key {key!r}"))
+    if "version" in data:
+        parts.version = part(data["version"], Literal[1], ("version",))
+    if "backend" in data:
+        parts.backend = part(data["backend"], model.BackendConfig, ("backend",))
+    if "scheduler" in data:
+        parts.scheduler = part(data["scheduler"], model.SchedulerConfig, ("scheduler",))
+    if "codegen" in data:
+        parts.codegen = part(data["codegen"], model.CodegenConfig | None, ("codegen",))
+    jobs = data.get("jobs", {})
+    if isinstance(jobs, Mapping):
+        parts.jobs = {name: part(job, model.JobConfig, ("jobs", name))
+                      for name, job in jobs.items()}
+    else:
+        part(jobs, dict[str, model.JobConfig], ("jobs",))
+    schedules = data.get("schedules", [])
+    if isinstance(schedules, list):
+        parts.schedules = [part(item, model.ScheduleConfig, ("schedules", index))
+                           for index, item in enumerate(schedules)]
+    else:
+        part(schedules, list[model.ScheduleConfig], ("schedules",))
+    return parts
+
+
+# -- redaction -------------------------------------------------------------------------------
+
+
+def redacted(config: AgendaConfig) -> dict[str, Any]:
+    """The config as JSON data, safe to print: connection strings with the password masked,
+    and every value that came from the environment masked (``***``)."""
+    source = source_of(config)
+    plain = _plain(config)
+    assert isinstance(plain, dict)
+    return _mask_all(plain, source)
+
+
+def _plain(value: Any) -> Any:
+    if attrs.has(type(value)):
+        return {field.name: _plain(getattr(value, field.name))
+                for field in attrs.fields(type(value))
+                if getattr(value, field.name) is not attrs.NOTHING}
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _mask_all(value: Any, source: ConfigSource | None, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _mask_all(item, source, k) for k, item in value.items()}
+    if isinstance(value, list):
+        return [_mask_all(item, source, key) for item in value]
+    if isinstance(value, str):
+        if key in SECRET_FIELDS:
+            value = redact_url(value)
+        return source.mask(value) if source is not None else _URL.sub(
+            lambda match: redact_url(match[0]), value)
+    return value
