@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -34,6 +35,7 @@ from agenda_decl import __version__, timing
 from agenda_decl._model import JOB_STATES, JobsQueryOptions, JobWithState
 from agenda_decl.agenda import Agenda
 from agenda_decl.backends.base import redact_url
+from agenda_decl.config.errors import ConfigError
 from agenda_decl.errors import AgendaError
 from agenda_decl.job import Job
 
@@ -45,6 +47,7 @@ _MASK = "***"
 #: Secrets shorter than this are not masked in free text (they would mask ordinary words);
 #: connection strings are still printed through ``redact_url``.
 _MIN_SECRET = 4
+_PASSWORD_RE = re.compile(r"\b(password\s*=\s*)(?!\*\*\*)[^\s&;'\"]+", re.IGNORECASE)
 _URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
 
 
@@ -58,6 +61,8 @@ class Output:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.secrets: dict[str, str] = {}
+        #: The last log messages written (masked), so an error event is not printed twice.
+        self.logged: collections.deque[str] = collections.deque(maxlen=20)
 
     def add_secrets(self, secrets: Mapping[str, str]) -> None:
         for secret, shown in secrets.items():
@@ -66,6 +71,7 @@ class Output:
 
     def mask(self, text: str) -> str:
         text = _URL_RE.sub(lambda match: redact_url(match[0]), text)
+        text = _PASSWORD_RE.sub(r"\1***", text)
         for secret in sorted(self.secrets, key=len, reverse=True):
             text = text.replace(secret, self.secrets[secret])
         return text
@@ -103,6 +109,7 @@ class _MaskingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.output.mask(record.getMessage())
         record.args = None
+        self.output.logged.append(record.msg)
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = self.output.mask(
                 logging.Formatter().formatException(record.exc_info)
@@ -132,38 +139,25 @@ def _logging_to(output: Output, level: int) -> Iterator[None]:
 
 
 def secrets_of(config: Any) -> dict[str, str]:
-    """What must never be printed, mapped to what is shown instead: passwords of connection
-    strings anywhere in the file, and every value ``redacted()`` masks (the values taken from
-    the environment)."""
-    from agenda_decl.config.load import redacted
+    """What must never be printed, mapped to what is shown instead: every value the file took
+    from the environment, and the passwords of connection strings anywhere in it."""
+    from agenda_decl.config.load import redacted, source_of
 
-    plain = attrs.asdict(config) if attrs.has(type(config)) else config
-    found: dict[str, str] = {}
-    _diff_leaves(plain, redacted(config), found)
-    for text in _strings(plain):
-        for url in [text, *_URL_RE.findall(text)]:
-            try:
-                password = urlsplit(url).password
-            except ValueError:
-                password = None
-            if password:
-                found[password] = _MASK
-                found[url] = redact_url(url)
-        for match in re.finditer(r"password=([^\s&;]+)", text):
-            found[match[1]] = _MASK
+    source = source_of(config)
+    found: dict[str, str] = dict.fromkeys(source.env_values if source else (), _MASK)
+    for text in _strings(redacted(config)), _strings(attrs.asdict(config)):
+        for value in text:
+            for url in [value, *_URL_RE.findall(value)]:
+                try:
+                    password = urlsplit(url).password
+                except ValueError:
+                    password = None
+                if password and password != _MASK:
+                    found[password] = _MASK
+            for match in re.finditer(r"password=([^\s&;]+)", value):
+                if match[1] != _MASK:
+                    found[match[1]] = _MASK
     return found
-
-
-def _diff_leaves(plain: Any, shown: Any, found: dict[str, str]) -> None:
-    if isinstance(plain, Mapping) and isinstance(shown, Mapping):
-        for key, value in plain.items():
-            if key in shown:
-                _diff_leaves(value, shown[key], found)
-    elif isinstance(plain, list | tuple) and isinstance(shown, list | tuple):
-        for value, masked in zip(plain, shown, strict=False):
-            _diff_leaves(value, masked, found)
-    elif isinstance(plain, str) and plain != shown:
-        found[plain] = shown if isinstance(shown, str) else _MASK
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -286,6 +280,7 @@ class _Context:
     args: argparse.Namespace
     output: Output
     path: Path
+    errors: _ErrorSink
     config: Any = None
 
     @property
@@ -308,12 +303,53 @@ def _load(context: _Context) -> Any:
 def _agenda(context: _Context, *, import_handlers: bool = False) -> Agenda:
     from agenda_decl.config.build import build_agenda
 
-    return build_agenda(context.config, import_handlers=import_handlers,
-                        base_dir=context.base_dir)
+    agenda = build_agenda(context.config, import_handlers=import_handlers,
+                          base_dir=context.base_dir)
+    agenda.on("error", context.errors.add)
+    return agenda
 
 
-async def _closing(agenda: Agenda, work: Callable[[], Awaitable[int]]) -> int:
+class _ErrorSink:
+    """The agenda's ``error`` events. Until :meth:`go_live` they are held back: when
+    connecting fails, the same error comes back as the command's own error and is printed
+    once; otherwise the held ones are printed as warnings (a channel that could not connect,
+    so the scheduler polls)."""
+
+    def __init__(self, output: Output) -> None:
+        self.output = output
+        self.held: list[BaseException] = []
+        self.live = False
+
+    def add(self, error: BaseException) -> None:
+        if not self.live:
+            self.held.append(error)
+            return
+        text = self.output.mask(str(error))
+        if not any(text in logged for logged in self.output.logged):  # said already
+            self.output.error(f"warning: {_one_line(text)}")
+
+    def go_live(self) -> None:
+        self.live = True
+        held, self.held = self.held, []
+        for error in held:
+            self.add(error)
+
+    def drop_causes_of(self, final: BaseException) -> None:
+        text = str(final)
+        self.held = [error for error in self.held
+                     if error is not final.__cause__ and str(error) not in text]
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s*\n\s*", " ", text).strip()
+
+
+async def _closing(
+    context: _Context, agenda: Agenda, work: Callable[[], Awaitable[int]]
+) -> int:
     try:
+        await agenda.ready()
+        context.errors.go_live()
         return await work()
     finally:
         with contextlib.suppress(Exception):
@@ -321,7 +357,6 @@ async def _closing(agenda: Agenda, work: Callable[[], Awaitable[int]]) -> int:
 
 
 def cmd_validate(context: _Context) -> int:
-    from agenda_decl.config.errors import ConfigError
     from agenda_decl.config.load import redacted
 
     output = context.output
@@ -355,10 +390,10 @@ def _describe_store(storage: Mapping[str, Any]) -> str:
 
 
 def _check_schedules(context: _Context) -> None:
-    """The schedule checks of plan, without a database (the backend is built, not opened)."""
+    """The schedule checks of plan, without a database or a driver, importing nothing."""
     from agenda_decl.config.reconcile import check_schedules
 
-    check_schedules(_agenda(context), context.config, base_dir=context.base_dir)
+    check_schedules(context.config, base_dir=context.base_dir, import_payload_classes=False)
 
 
 def cmd_plan(context: _Context) -> int:
@@ -379,7 +414,7 @@ def cmd_plan(context: _Context) -> int:
             return EXIT_CHANGES
         return EXIT_OK
 
-    return asyncio.run(_closing(agenda, work))
+    return asyncio.run(_closing(context, agenda, work))
 
 
 def cmd_apply(context: _Context) -> int:
@@ -420,7 +455,7 @@ def cmd_apply(context: _Context) -> int:
             output.print(reconcile.format_apply_result(result), end="")
         return EXIT_OK
 
-    return asyncio.run(_closing(agenda, work))
+    return asyncio.run(_closing(context, agenda, work))
 
 
 def _confirm(output: Output) -> bool:
@@ -458,7 +493,7 @@ def cmd_jobs(context: _Context) -> int:
             _print_jobs(context.output, result.jobs, result.total)
         return EXIT_OK
 
-    return asyncio.run(_closing(agenda, work))
+    return asyncio.run(_closing(context, agenda, work))
 
 
 def _job_json(job: JobWithState[Any]) -> dict[str, Any]:
@@ -550,7 +585,7 @@ async def _run_worker(context: _Context, agenda: Agenda, config: Any) -> int:
         for signum in installed:
             loop.remove_signal_handler(signum)
         raise
-    agenda.on("error", lambda error: output.error(f"scheduler error: {error}"))
+    context.errors.go_live()
     runnable = agenda.runnable_names()
     idle = sorted(set(agenda.definitions) - set(runnable))
     output.print(
@@ -642,14 +677,17 @@ COMMANDS: dict[str, Callable[[_Context], int]] = {
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     output = Output()
-    context = _Context(args=args, output=output, path=Path(args.config))
+    context = _Context(args=args, output=output, path=Path(args.config),
+                       errors=_ErrorSink(output))
     with _logging_to(output, logging.WARNING):
         try:
             return COMMANDS[args.command](context)
         except _Failure as failure:
             return failure.code
         except AgendaError as error:
-            output.error(str(error))
+            context.errors.drop_causes_of(error)
+            context.errors.go_live()
+            output.error(str(error) if isinstance(error, ConfigError) else _one_line(str(error)))
             return EXIT_ERROR
         except KeyboardInterrupt:
             output.error("interrupted")

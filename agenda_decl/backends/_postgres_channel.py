@@ -1,7 +1,7 @@
 """LISTEN/NOTIFY on Agenda v6's channels, with a liveness probe of the LISTEN connection.
 
-Also the connection plumbing the repository shares: connecting with a clear error, and keeping
-passwords out of every message.
+Also the plumbing the repository shares: connecting with a clear error, keeping passwords out
+of every message, and grouping concurrent writes into one statement.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import contextlib
 import inspect
 import logging
 import re
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -34,6 +34,8 @@ from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOpt
 log = logging.getLogger("agenda_decl.backends.postgres")
 
 Pool = AsyncConnectionPool[Any]
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
 MAX_NOTIFY_BYTES = 7999
@@ -42,7 +44,7 @@ _CUT = "... [truncated]"
 _PROBE = q.render(q.PROBE)
 
 
-# -- connections and secrets -----------------------------------------------------------------
+# -- shared plumbing ----------------------------------------------------------------------------
 
 
 def scrub(text: str, conninfo: str) -> str:
@@ -83,6 +85,54 @@ async def _resolve(value: Any) -> Any:
     """A pool's conninfo/kwargs may be a value, a function, or an async function."""
     value = value() if callable(value) else value
     return await value if inspect.isawaitable(value) else value
+
+
+class Batcher(Generic[T, R]):
+    """Group commit: what is submitted while one batch is being sent goes out together in the
+    next, so a burst costs one round trip instead of one per call. An idle caller waits for
+    nothing but its own round trip."""
+
+    def __init__(
+        self, send: Callable[[list[T]], Awaitable[Sequence[R | Exception]]], *, limit: int = 500
+    ) -> None:
+        self._send = send
+        self._limit = limit
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return await future
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far has been sent."""
+        if self._task is not None:
+            await asyncio.wait({self._task})
+
+    async def _run(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[: self._limit], self._pending[self._limit :]
+                try:
+                    results = await self._send([item for item, _ in batch])
+                except Exception as error:
+                    results = [error] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    _settle(future, result)
+        finally:
+            self._task = None
+
+
+def _settle(future: asyncio.Future[R], result: R | Exception) -> None:
+    if future.done():  # the caller gave up waiting
+        return
+    if isinstance(result, Exception):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 # -- the channel ----------------------------------------------------------------------------------
@@ -225,7 +275,9 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         self._listener: _Listener | None = None
         self._queue: asyncio.Queue[psycopg.Notify] = asyncio.Queue(maxsize=10_000)
         self._dispatcher: asyncio.Task[None] | None = None
+        self._dropped = 0
         self._disposals: set[asyncio.Task[None]] = set()
+        self._outbox: Batcher[tuple[str, str], None] = Batcher(self._send)
 
     def __repr__(self) -> str:
         where = base.redact_url(self._conninfo) if self._conninfo else "<pool>"
@@ -284,6 +336,7 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         try:
             await super().disconnect()
         finally:
+            await self._outbox.flush()
             await asyncio.gather(*self._disposals, return_exceptions=True)
             if self._dispatcher is not None:
                 self._dispatcher.cancel()
@@ -314,15 +367,26 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         try:
             self._queue.put_nowait(note)
         except asyncio.QueueFull:
-            log.warning("dropping a notification on %r: subscribers are behind", note.channel)
+            if not self._dropped:
+                log.warning("subscribers are behind: dropping notifications on %r", note.channel)
+            self._dropped += 1
+            return
+        if self._dropped:
+            log.warning("dropped %d notifications while subscribers were behind", self._dropped)
+            self._dropped = 0
 
     async def _dispatch(self) -> None:
+        """Deliver everything received so far in one go: awaiting each notification's
+        subscribers separately would cost a loop turn apiece, and a busy worker would fall
+        behind. Subscribers are still called in arrival order."""
         while True:
-            note = await self._queue.get()
-            await self._deliver(note)
+            notes = [await self._queue.get()]
+            while not self._queue.empty():
+                notes.append(self._queue.get_nowait())
+            await asyncio.gather(*(self._deliver(note) for note in notes))
 
     async def _deliver(self, note: psycopg.Notify) -> None:
-        if not note.payload or note.channel not in (self.channel_name, self.state_channel_name):
+        if not note.payload or not self._wanted(note.channel):
             return
         try:
             parsed = self._parse(note)
@@ -334,6 +398,12 @@ class PostgresNotificationChannel(BaseNotificationChannel):
             await self.notify_handlers(parsed)
         else:
             await self.notify_state_handlers(parsed)
+
+    def _wanted(self, channel: str) -> bool:
+        """Whether anyone subscribes to what arrives on ``channel`` (else it is not parsed)."""
+        if channel == self.channel_name:
+            return bool(self._handlers)
+        return channel == self.state_channel_name and bool(self._state_handlers)
 
     def _parse(self, note: psycopg.Notify) -> JobNotification | JobStateNotification:
         if note.channel == self.channel_name:
@@ -361,6 +431,12 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         await self._notify(self.state_channel_name, payload)
 
     async def _notify(self, channel: str, payload: str) -> None:
+        await self._outbox.submit((channel, payload))
+
+    async def _send(self, batch: list[tuple[str, str]]) -> list[None]:
+        """One statement for every notification published together (N10)."""
         pool = await self._publishing_pool()
+        channels, payloads = [c for c, _ in batch], [p for _, p in batch]
         async with pool.connection() as conn:
-            await conn.execute(q.NOTIFY, (channel, payload))
+            await conn.execute(q.NOTIFY_MANY, (channels, payloads))
+        return [None] * len(batch)

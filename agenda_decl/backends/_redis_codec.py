@@ -20,6 +20,7 @@ import attrs
 from agenda_decl._convert import CAMEL_NAMES, format_datetime, parse_datetime
 from agenda_decl._model import JobId, JobParameters, JobState, JobWithState
 from agenda_decl.backends import base
+from agenda_decl.backends._redis_lua import JOB_FIELDS
 from agenda_decl.errors import InvalidOptionError
 
 log = logging.getLogger("agenda_decl.backends.redis")
@@ -89,7 +90,13 @@ def job_fields(job: JobParameters[Any], data: str, by: str | None) -> list[str]:
     return [item for pair in values.items() for item in pair]
 
 
-def state_fields(job: JobParameters[Any], by: str | None) -> list[str]:
+def state_args(job: JobParameters[Any], by: str | None) -> list[str]:
+    """One job's arguments of ``SAVE_STATES``: id, name, lock ms, nextRunAt ms, field pairs."""
+    head = [str(job.id), job.name, ms_arg(job.locked_at), ms_arg(job.next_run_at)]
+    return head + _state_fields(job, by)
+
+
+def _state_fields(job: JobParameters[Any], by: str | None) -> list[str]:
     values = {
         "nextRunAt": _iso(job.next_run_at), "lastRunAt": _iso(job.last_run_at),
         "progress": _number(job.progress),
@@ -148,18 +155,37 @@ def unique_options(job: JobParameters[Any]) -> dict[str, Any]:
 # -- decoding ---------------------------------------------------------------------------------
 
 
-def pairs(flat: list[Any] | dict[Any, Any]) -> dict[str, str]:
-    """A hash from HGETALL (a dict) or from a script (a flat list of field, value)."""
-    items = text(flat if isinstance(flat, list) else [x for kv in flat.items() for x in kv])
-    return dict(zip(items[::2], items[1::2], strict=True))
+def job_from_values(values: list[Any]) -> JobParameters[Any]:
+    """A job from the values of ``JOB_FIELDS``, in order (what the scripts return)."""
+    return job_from_hash(dict(zip(JOB_FIELDS, text(values), strict=True)))
 
 
-def _value(fields: Mapping[str, str], key: str) -> str | None:
+def inserted(job: JobParameters[Any], job_id: str, data: str, by: str | None) -> JobParameters[Any]:
+    """What a plain insert stored, without reading it back: the non-processor fields as sent,
+    at the precision and in the form the store keeps them."""
+    interval = None if job.repeat_interval is None else _interval(str(job.repeat_interval))
+    return attrs.evolve(
+        job, id=JobId(job_id), data=json.loads(data), last_modified_by=by, unique=None,
+        unique_opts=None, locked_at=None, last_run_at=None, last_finished_at=None,
+        failed_at=None, fail_count=None, fail_reason=None, progress=None,
+        repeat_interval=interval,
+        skip_days=None if job.skip_days is None else list(job.skip_days),
+        next_run_at=_stored_instant(job.next_run_at),
+        debounce_started_at=_stored_instant(job.debounce_started_at),
+        start_date=_stored_instant(job.start_date), end_date=_stored_instant(job.end_date),
+    )
+
+
+def _stored_instant(value: datetime | None) -> datetime | None:
+    return None if value is None else parse_datetime(format_datetime(value))
+
+
+def _value(fields: Mapping[str, str | None], key: str) -> str | None:
     value = fields.get(key)
     return None if value in (None, NULL, "") else value
 
 
-def _date(fields: Mapping[str, str], key: str) -> datetime | None:
+def _date(fields: Mapping[str, str | None], key: str) -> datetime | None:
     value = _value(fields, key)
     try:
         return None if value is None else parse_datetime(value)
@@ -177,14 +203,14 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def _locked_at(fields: Mapping[str, str]) -> datetime | None:
-    if "lockedAt" in fields:
+def _locked_at(fields: Mapping[str, str | None]) -> datetime | None:
+    if fields.get("lockedAt") is not None:  # else a hash of a later Agenda: lockedAtMs only
         return _date(fields, "lockedAt")
-    millis = _int(_value(fields, "lockedAtMs"))  # written by later Agenda releases only
+    millis = _int(_value(fields, "lockedAtMs"))
     return None if millis is None else EPOCH + timedelta(milliseconds=millis)
 
 
-def _data(fields: Mapping[str, str]) -> Any:
+def _data(fields: Mapping[str, str | None]) -> Any:
     text = fields.get("data") or "{}"
     try:
         return json.loads(text)
@@ -204,11 +230,13 @@ def _progress(value: str | None) -> float | None:
         return None
 
 
-def job_from_hash(fields: Mapping[str, str], job_id: str | None = None) -> JobParameters[Any]:
+def job_from_hash(
+    fields: Mapping[str, str | None], job_id: str | None = None
+) -> JobParameters[Any]:
     skip_days = _value(fields, "skipDays")
     return JobParameters(
         id=JobId(fields.get("id") or job_id or ""),
-        name=fields.get("name", ""),
+        name=fields.get("name") or "",
         priority=_int(fields.get("priority")) or 0,
         next_run_at=_date(fields, "nextRunAt"),
         type="single" if fields.get("type") == "single" else "normal",

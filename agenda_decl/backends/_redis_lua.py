@@ -30,6 +30,14 @@ later Agenda release that keeps only ``lockedAtMs``) is read and written in that
 
 from __future__ import annotations
 
+#: The hash fields a job is read from, in the order the scripts return them (HMGET).
+JOB_FIELDS: tuple[str, ...] = (
+    "id", "name", "priority", "nextRunAt", "type", "lockedAt", "lockedAtMs", "lastFinishedAt",
+    "failedAt", "failCount", "failReason", "repeatTimezone", "lastRunAt", "repeatInterval",
+    "data", "repeatAt", "disabled", "progress", "fork", "lastModifiedBy", "debounceStartedAt",
+    "startDate", "endDate", "skipDays",
+)
+
 PRELUDE = r"""
 local P = ARGV[1]
 local MAX_SAFE = '9007199254740991'
@@ -120,7 +128,8 @@ local function before(a, b)
   return a.id < b.id
 end
 
-local function hash_of(id) return redis.call('HGETALL', job_key(id)) end
+local JOB_FIELDS = {""" + ", ".join(f"'{name}'" for name in JOB_FIELDS) + r"""}
+local function hash_of(id) return redis.call('HMGET', job_key(id), unpack(JOB_FIELDS)) end
 
 -- JSON values from Python are tagged: {o = object}, {a = array} or {s = scalar}, so that an
 -- empty object, an empty array and null stay apart (cjson decodes {} and [] alike).
@@ -210,7 +219,7 @@ end
 # -- claiming ---------------------------------------------------------------------------------
 
 #: ARGV: prefix, name, next_scan_at ms, lock_deadline ms, now ms ('' = Redis TIME),
-#: last_modified_by, limit, sweep count. Returns the HGETALL of each claimed job, in order.
+#: last_modified_by, limit, sweep count. Returns each claimed job (JOB_FIELDS), in order.
 #:
 #: Cost: O(log N + D + S + K), N = all jobs, D = entries of the global sorted set that come due
 #: before next_scan_at and precede the claimed ones (due jobs of every name, including
@@ -346,23 +355,32 @@ return 0
 
 # -- writing ----------------------------------------------------------------------------------
 
-#: ARGV: prefix, id, name, lock ms ('' = unlocked), nextRunAt ms ('' = null), field pairs...
-#: Returns 0 when no job has this id and name.
-SAVE_STATE = r"""
-local id, name, lock_ms, next_ms = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local key = job_key(id)
-local f = redis.call('HMGET', key, 'name', 'lockedAt', 'priority')
-if f[1] ~= name then return 0 end
-redis.call('HSET', key, unpack(ARGV, 6))
-redis.call('HSET', key, 'updatedAt', ms_iso(server_ms()))
-write_lock(key, f[2] ~= false, lock_ms)
-if lock_ms then
-  redis.call('ZADD', locked_key(name), lock_ms, id)
-else
-  redis.call('ZREM', locked_key(name), id)
+#: ARGV: prefix, then per job: id, name, lock ms ('' = unlocked), nextRunAt ms ('' = null)
+#: and STATE_PAIRS field/value pairs. Returns the ids that no job has (with this name).
+STATE_PAIRS = 8
+SAVE_STATES = r"""
+local now_iso = ms_iso(server_ms())
+local missing, width = {}, 4 + 2 * """ + str(STATE_PAIRS) + r"""
+for i = 2, #ARGV, width do
+  local id, name, lock_ms, next_ms = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]),
+    tonumber(ARGV[i + 3])
+  local key = job_key(id)
+  local f = redis.call('HMGET', key, 'name', 'lockedAt', 'priority')
+  if f[1] ~= name then
+    table.insert(missing, id)
+  else
+    redis.call('HSET', key, unpack(ARGV, i + 4, i + width - 1))
+    redis.call('HSET', key, 'updatedAt', now_iso)
+    write_lock(key, f[2] ~= false, lock_ms)
+    if lock_ms then
+      redis.call('ZADD', locked_key(name), lock_ms, id)
+    else
+      redis.call('ZREM', locked_key(name), id)
+    end
+    redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, tonumber(f[3]) or 0), id)
+  end
 end
-redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, tonumber(f[3]) or 0), id)
-return 1
+return missing
 """
 
 #: The shared body of the save scripts. ARGV: prefix, name, id (existing, or a fresh uuid
@@ -408,7 +426,8 @@ end
 
 #: Insert a new job (no id, not single, no unique key).
 INSERT = _SAVE + r"""
-return insert(false)
+insert(false)
+return 1  -- the job is exactly what the caller sent: nothing to read back
 """
 
 #: Update by id; nil when no job has this id and name. Keeps ``jobs:single:{name}`` pointing
@@ -675,7 +694,7 @@ return redis.call('ZCOUNT', P .. 'jobs:by_next_run_at', '-inf', '(' .. fmt_int(s
 CLAIM = PRELUDE + CLAIM
 LOCK_JOB = PRELUDE + LOCK_JOB
 UNLOCK = PRELUDE + UNLOCK
-SAVE_STATE = PRELUDE + SAVE_STATE
+SAVE_STATES = PRELUDE + SAVE_STATES
 INSERT = PRELUDE + INSERT
 SAVE_BY_ID = PRELUDE + SAVE_BY_ID
 SAVE_SINGLE = PRELUDE + SAVE_SINGLE

@@ -13,7 +13,9 @@ SKIP LOCKED`` statement).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -27,6 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 from agenda_decl._clock import utcnow
 from agenda_decl._convert import job_from_row, parse_datetime
 from agenda_decl._model import (
+    JobId,
     JobParameters,
     JobsOverview,
     JobsQueryOptions,
@@ -38,6 +41,7 @@ from agenda_decl.backends import _postgres_sql as q
 from agenda_decl.backends import base
 from agenda_decl.backends._postgres_channel import (
     MAX_NOTIFY_BYTES,
+    Batcher,
     Pool,
     PostgresNotificationChannel,
     check_channel_name,
@@ -148,6 +152,44 @@ def _state_values(job: JobParameters[Any], key: uuid.UUID, by: str | None) -> Ro
     }
 
 
+def _insert_columns(batch: Sequence[Row], ids: Sequence[uuid.UUID]) -> Row:
+    """``INSERT_MANY`` parameters: one array per column, rows in ``batch`` order."""
+    columns: Row = {name: [values[name] for values in batch] for name in batch[0]}
+    columns["id"] = list(ids)
+    columns["skip_days"] = [None if days is None else json.dumps(days)
+                            for days in columns["skip_days"]]
+    return columns
+
+
+def _latest_per_id(jobs: Sequence[JobParameters[Any]]) -> list[JobParameters[Any]]:
+    """One write per job, the last one requested (a row is updated once per statement)."""
+    latest: dict[str, JobParameters[Any]] = {}
+    for job in jobs:
+        if job.id is None:
+            raise ValueError("Cannot save job state without job ID")
+        latest.pop(job.id, None)
+        latest[job.id] = job
+    return list(latest.values())
+
+
+def _states_columns(jobs: Mapping[uuid.UUID, JobParameters[Any]], by: str | None) -> Row:
+    """``save_job_states`` parameters: one array per column, in the same job order."""
+    values = list(jobs.values())
+    return {
+        "id": list(jobs),
+        "name": [job.name for job in values],
+        "locked_at": [job.locked_at for job in values],
+        "next_run_at": [job.next_run_at for job in values],
+        "last_run_at": [job.last_run_at for job in values],
+        "progress": [None if job.progress is None else float(job.progress) for job in values],
+        "fail_reason": [base.truncate_reason(job.fail_reason) for job in values],
+        "fail_count": [job.fail_count for job in values],
+        "failed_at": [job.failed_at for job in values],
+        "last_finished_at": [job.last_finished_at for job in values],
+        "last_modified_by": by,
+    }
+
+
 # -- the repository -------------------------------------------------------------------------------
 
 
@@ -176,6 +218,7 @@ class PostgresJobRepository(JobRepository):
         self._schema_ready = False
         self._max_pool_size = max_pool_size
         self._connect_timeout = connect_timeout
+        self._inserts: Batcher[Row, Row] = Batcher(self._insert_batch)
 
     def __repr__(self) -> str:
         where = base.redact_url(self._conninfo) if self._conninfo else "<pool>"
@@ -314,7 +357,24 @@ class PostgresJobRepository(JobRepository):
             return _job((await self._fetch(self._sql(q.UPSERT_SINGLE), {**values, "now": now}))[0])
         if job.unique:
             return await self._save_unique(job, values, now)
-        return _job((await self._fetch(self._sql(q.INSERT), values))[0])
+        return _job(await self._inserts.submit(values))
+
+    async def _insert_batch(self, batch: list[Row]) -> list[Row | Exception]:
+        """Plain inserts submitted together: one statement; if it fails, each row alone, so
+        an error reaches only the save that caused it."""
+        if len(batch) > 1:
+            ids = sorted(uuid.uuid4() for _ in batch)
+            with contextlib.suppress(psycopg.DataError, psycopg.IntegrityError):
+                rows = await self._fetch(self._sql(q.INSERT_MANY), _insert_columns(batch, ids))
+                by_id = {row["id"]: row for row in rows}
+                return [by_id[key] for key in ids]
+        return [await self._insert_one(values) for values in batch]
+
+    async def _insert_one(self, values: Row) -> Row | Exception:
+        try:
+            return (await self._fetch(self._sql(q.INSERT), values))[0]
+        except Exception as error:
+            return error
 
     async def _save_unique(
         self, job: JobParameters[Any], values: Row, now: datetime | None
@@ -361,6 +421,19 @@ class PostgresJobRepository(JobRepository):
                 f"job ID {job.id} (name: {job.name}) cannot be updated in the database, "
                 "maybe it does not exist anymore?"
             )
+
+    async def save_job_states(
+        self, jobs: Sequence[JobParameters[Any]], *, last_modified_by: str | None = None
+    ) -> list[JobId]:
+        """Every job's state fields in one statement; return the ids that no longer exist."""
+        latest = _latest_per_id(jobs)
+        keyed = {key: job for key, job in ((job_uuid(j.id), j) for j in latest) if key}
+        if not keyed:
+            return [JobId(str(job.id)) for job in latest]
+        rows = await self._fetch(self._sql(q.UPDATE_STATES),
+                                 _states_columns(keyed, last_modified_by))
+        written = {row["id"] for row in rows}
+        return [JobId(str(job.id)) for job in latest if job_uuid(job.id) not in written]
 
     # -- locking -------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
@@ -36,6 +36,7 @@ from agenda_decl._convert import (
     state_notification_from_json,
 )
 from agenda_decl._model import (
+    JobId,
     JobNotification,
     JobParameters,
     JobsOverview,
@@ -63,6 +64,8 @@ log = logging.getLogger("agenda_decl.backends.redis")
 
 #: Members of ``jobs:by_name:{name}`` each claim looks at for locks written by Node Agenda.
 SWEEP_COUNT = 100
+#: Connections of a client built from a connection string (one listens for notifications).
+MAX_CONNECTIONS = 64
 #: Notifications waiting for the subscribers; beyond this they are dropped (they are hints).
 MAX_PENDING = 10_000
 _NAME = re.compile(r"^[A-Za-z0-9_.:{}/-]{1,128}$")
@@ -80,10 +83,13 @@ def _check_name(value: str, *, field: str) -> str:
 
 
 def _client_from_url(url: str) -> Redis:
-    """An owned client: strings back, short retries (the scheduler polls again anyway)."""
+    """An owned client: strings back, short retries (the scheduler polls again anyway), and a
+    pool that makes a burst of commands wait for a connection instead of failing."""
     try:
-        return Redis.from_url(
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=30,
             decode_responses=True,
             socket_connect_timeout=5,
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 2),
@@ -93,6 +99,7 @@ def _client_from_url(url: str) -> Redis:
             f"invalid Redis connection string {base.redact_url(url)!r} "
             "(expected redis://, rediss:// or unix://)"
         ) from None
+    return Redis.from_pool(pool)
 
 
 def _where(client: Redis, url: str | None) -> str:
@@ -124,7 +131,7 @@ class RedisJobRepository(JobRepository):
         self._where = where or _where(client, None)
         self._scripts = {
             script: client.register_script(script)
-            for script in (lua.CLAIM, lua.LOCK_JOB, lua.UNLOCK, lua.SAVE_STATE, lua.INSERT,
+            for script in (lua.CLAIM, lua.LOCK_JOB, lua.UNLOCK, lua.SAVE_STATES, lua.INSERT,
                            lua.SAVE_BY_ID, lua.SAVE_SINGLE, lua.SAVE_UNIQUE, lua.MODIFY,
                            lua.QUERY, lua.OVERVIEW, lua.QUEUE_SIZE)
         }
@@ -138,11 +145,18 @@ class RedisJobRepository(JobRepository):
     async def connect(self) -> None:
         try:
             await self._client.ping()
-            info = await self._client.info("memory")
         except (RedisError, OSError) as error:
             raise BackendUnavailableError(
                 f"cannot reach Redis at {self._where}: {_explain(error, self._client)}"
             ) from None
+        await self._check_eviction()
+
+    async def _check_eviction(self) -> None:
+        """An evicting Redis drops jobs without a word: say so at connect."""
+        try:
+            info = await self._client.info("memory")
+        except RedisError:  # INFO may be denied by an ACL; the check is advice only
+            return
         policy = codec.text(info.get("maxmemory_policy"))
         if policy not in (None, "noeviction"):
             log.warning(
@@ -178,7 +192,7 @@ class RedisJobRepository(JobRepository):
             spec["data"] = codec.tagged(options.data)
         total, *page = await self._run(lua.QUERY, codec.encode_json(spec))
         jobs = [
-            codec.with_state(codec.job_from_hash(codec.pairs(page[i + 1])), page[i])
+            codec.with_state(codec.job_from_values(page[i + 1]), page[i])
             for i in range(0, len(page), 2)
         ]
         return JobsResult(jobs=jobs, total=int(total))
@@ -215,8 +229,9 @@ class RedisJobRepository(JobRepository):
     async def get_job_by_id(self, job_id: str) -> JobParameters[Any] | None:
         if not isinstance(job_id, str) or not job_id:
             return None
-        fields = codec.pairs(await self._client.hgetall(f"{self.key_prefix}job:{job_id}"))
-        return codec.job_from_hash(fields, job_id) if "name" in fields else None
+        values = await self._client.hmget(f"{self.key_prefix}job:{job_id}", lua.JOB_FIELDS)
+        fields = dict(zip(lua.JOB_FIELDS, codec.text(values), strict=True))
+        return codec.job_from_hash(fields, job_id) if fields["name"] is not None else None
 
     async def get_queue_size(self) -> int:
         return int(await self._run(lua.QUEUE_SIZE))
@@ -254,7 +269,7 @@ class RedisJobRepository(JobRepository):
         last_modified_by: str | None = None,
         now: datetime | None = None,
     ) -> JobParameters[Any]:
-        fields = codec.job_fields(job, base.check_job(job), last_modified_by)
+        data = base.check_job(job)
         if job.id is not None:
             script, job_id, options = lua.SAVE_BY_ID, str(job.id), {"type": job.type}
         else:
@@ -263,24 +278,35 @@ class RedisJobRepository(JobRepository):
                 options = codec.unique_options(job)
         stored = await self._run(
             script, job.name, job_id, codec.ms_arg(job.next_run_at), str(job.priority),
-            codec.ms_arg(now), codec.encode_json(options), *fields,
+            codec.ms_arg(now), codec.encode_json(options),
+            *codec.job_fields(job, data, last_modified_by),
         )
-        return job if stored is None else codec.job_from_hash(codec.pairs(stored))
+        if script == lua.INSERT:
+            return codec.inserted(job, job_id, data, last_modified_by)
+        return job if stored is None else codec.job_from_values(stored)
 
     async def save_job_state(
         self, job: JobParameters[Any], *, last_modified_by: str | None = None
     ) -> None:
         if job.id is None:
             raise ValueError("Cannot save job state without job ID")
-        found = await self._run(
-            lua.SAVE_STATE, str(job.id), job.name, codec.ms_arg(job.locked_at),
-            codec.ms_arg(job.next_run_at), *codec.state_fields(job, last_modified_by),
-        )
-        if not found:
+        if await self.save_job_states([job], last_modified_by=last_modified_by):
             raise JobNotFoundError(
                 f"job ID {job.id} (name: {job.name}) cannot be updated in the database, "
                 "maybe it does not exist anymore?"
             )
+
+    async def save_job_states(
+        self, jobs: Sequence[JobParameters[Any]], *, last_modified_by: str | None = None
+    ) -> list[JobId]:
+        """One script call per 500 jobs; returns the ids that no longer exist."""
+        if any(job.id is None for job in jobs):
+            raise ValueError("Cannot save job state without job ID")
+        missing: list[JobId] = []
+        for chunk in base.chunks(list(jobs), 500):
+            args = [arg for job in chunk for arg in codec.state_args(job, last_modified_by)]
+            missing += [JobId(job_id) for job_id in await self._run(lua.SAVE_STATES, *args)]
+        return missing
 
     # -- locking -----------------------------------------------------------------------------
 
@@ -297,7 +323,7 @@ class RedisJobRepository(JobRepository):
             lua.LOCK_JOB, str(job.id), job.name, codec.ms_arg(job.next_run_at), codec.ms_arg(now),
             codec.str_or_null(last_modified_by),
         )
-        return None if stored is None else codec.job_from_hash(codec.pairs(stored))
+        return None if stored is None else codec.job_from_values(stored)
 
     async def unlock_job(self, job: JobParameters[Any]) -> None:
         if job.id is not None:
@@ -338,7 +364,7 @@ class RedisJobRepository(JobRepository):
             lua.CLAIM, job_name, codec.ms_arg(next_scan_at), codec.ms_arg(lock_deadline),
             codec.ms_arg(now), codec.str_or_null(last_modified_by), str(limit), str(SWEEP_COUNT),
         )
-        return [codec.job_from_hash(codec.pairs(fields)) for fields in claimed]
+        return [codec.job_from_values(values) for values in claimed]
 
 
 def _id_criteria(options: JobsQueryOptions | RemoveJobsOptions) -> dict[str, Any]:
@@ -393,6 +419,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
         self._pubsub: PubSub | None = None
         self._saved_retry: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._connect_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         where = base.redact_url(self._url) if self._url else "shared client"
@@ -433,7 +460,15 @@ class RedisNotificationChannel(BaseNotificationChannel):
 
     # -- listening ---------------------------------------------------------------------------
 
+    async def connect(self) -> None:
+        """Connect and subscribe; a second call while connected (two schedulers sharing one
+        backend) does nothing."""
+        async with self._connect_lock:
+            if self.state != "connected":
+                await super().connect()
+
     async def _open(self) -> None:
+        await self._close()  # never two listeners
         client = self._publisher()
         self._pubsub = pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
@@ -452,9 +487,6 @@ class RedisNotificationChannel(BaseNotificationChannel):
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(MAX_PENDING)
         loop = asyncio.get_running_loop()
         self._probe_sent = False
-        import os, traceback
-        with open("/tmp/chanlog.txt", "a") as fh:
-            fh.write(f"OPEN {id(self)} {os.environ.get('PYTEST_CURRENT_TEST')}\n{''.join(traceback.format_stack(limit=14))}\n")
         self._tasks = [loop.create_task(self._listen(pubsub, queue)),
                        loop.create_task(self._dispatch(queue))]
 
@@ -512,9 +544,6 @@ class RedisNotificationChannel(BaseNotificationChannel):
                 log.warning("ignored a malformed message on %r: %s", channel, error)
 
     async def _close(self) -> None:
-        import os
-        with open("/tmp/chanlog.txt", "a") as fh:
-            fh.write(f"CLOSE {id(self)} {len(self._tasks)} {os.environ.get('PYTEST_CURRENT_TEST')}\n")
         tasks, self._tasks = self._tasks, []
         current = asyncio.current_task()
         for task in tasks:

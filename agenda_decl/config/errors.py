@@ -14,7 +14,6 @@ from collections.abc import Iterable
 import attrs
 from cattrs.errors import (
     ClassValidationError,
-    ForbiddenExtraKeysError,
     IterableValidationError,
 )
 
@@ -30,7 +29,7 @@ __all__ = [
 ]
 
 #: A position in the parsed file: mapping keys and list indexes from the top.
-Path = tuple[str | int, ...]
+KeyPath = tuple[str | int, ...]
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -83,7 +82,7 @@ class ImportRefError(AgendaError, ImportError):
     """A ``module:attribute`` reference (handler, payload class) that cannot be imported."""
 
 
-def render_path(path: Path) -> str:
+def render_path(path: KeyPath) -> str:
     """``("jobs", "send-invoice", "concurrency")`` -> ``jobs.send-invoice.concurrency``;
     list indexes as ``[1]``; keys that are not plain words are quoted (``jobs."a.b"``)."""
     text = ""
@@ -97,27 +96,30 @@ def render_path(path: Path) -> str:
 
 
 #: One problem found while structuring: where, what kind, and the exception.
-CattrsProblem = tuple[Path, BaseException]
+CattrsProblem = tuple[KeyPath, BaseException]
 
 
-def cattrs_problems(error: BaseException, path: Path = ()) -> list[CattrsProblem]:
+def cattrs_problems(error: BaseException, path: KeyPath = ()) -> list[CattrsProblem]:
     """Every leaf exception of a (detailed) cattrs validation error with its path.
 
     ``ForbiddenExtraKeysError`` and ``KeyError`` (a missing key) are reported at the path of
     the mapping they concern; everything else at the path of the offending value.
     """
-    if isinstance(error, ClassValidationError | IterableValidationError):
-        problems: list[CattrsProblem] = []
-        with_notes, without = error.group_exceptions()
-        for inner, note in with_notes:
-            step: str | int = note.name if isinstance(error, ClassValidationError) else note.index
-            if isinstance(inner, KeyError) and isinstance(error, ClassValidationError):
-                problems.append(((*path, step), inner))  # a missing key: its would-be path
-            else:
-                problems.extend(cattrs_problems(inner, (*path, step)))
-        for inner in without:
-            problems.extend(cattrs_problems(inner, path))
-        return problems
-    if isinstance(error, ForbiddenExtraKeysError):
+    steps: list[tuple[BaseException, str | int]] = []
+    if isinstance(error, ClassValidationError):
+        attributes, without = error.group_exceptions()
+        steps = [(inner, note.name) for inner, note in attributes]
+    elif isinstance(error, IterableValidationError):
+        items, without = error.group_exceptions()
+        steps = [(inner, note.index) for inner, note in items]
+    else:
         return [(path, error)]
-    return [(path, error)]
+    problems: list[CattrsProblem] = []
+    for inner, step in steps:
+        if isinstance(inner, KeyError) and isinstance(error, ClassValidationError):
+            problems.append(((*path, step), inner))  # a missing key: at its would-be path
+        else:
+            problems.extend(cattrs_problems(inner, (*path, step)))
+    for inner in without:
+        problems.extend(cattrs_problems(inner, path))
+    return problems

@@ -26,33 +26,24 @@ from __future__ import annotations
 import os
 import re
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import Any
 
 import attrs
 import yaml
-from cattrs.errors import (
-    AttributeValidationNote,
-    ClassValidationError,
-    ForbiddenExtraKeysError,
-    IterableValidationError,
-    IterableValidationNote,
-)
-from cattrs.gen import make_dict_structure_fn, override
 
 from agenda_decl._convert import converter
 from agenda_decl.backends.base import redact_url
-from agenda_decl.config import model
+from agenda_decl.config._structure import structure_parts
 from agenda_decl.config.errors import (
     ConfigError,
     ConfigIssue,
-    Path as KeyPath,
-    cattrs_problems,
+    KeyPath,
     render_path,
 )
-from agenda_decl.config.model import AgendaConfig, PayloadField
-from agenda_decl.config.payload import describe
+from agenda_decl.config.model import AgendaConfig
+from agenda_decl.config.payload import SHOWN_CHARS
 
 __all__ = [
     "MAX_ALIASES",
@@ -63,6 +54,7 @@ __all__ = [
     "ConfigSource",
     "issue_for",
     "load_config",
+    "read_yaml",
     "redacted",
     "source_of",
 ]
@@ -95,7 +87,7 @@ _SCALAR_TAGS = (_STR, _INT, _FLOAT, _BOOL, _NULL)
 
 
 class _LimitExceeded(Exception):
-    def __init__(self, mark: yaml.Mark | None, message: str) -> None:
+    def __init__(self, mark: Any, message: str) -> None:
         super().__init__(message)
         self.mark = mark
         self.message = message
@@ -104,7 +96,7 @@ class _LimitExceeded(Exception):
 class _Loader(yaml.SafeLoader):
     """Composes (never constructs) with YAML 1.2-like scalars and bounded aliases/nodes."""
 
-    yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {}
+    yaml_implicit_resolvers: dict[Any, Any] = {}
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -113,7 +105,7 @@ class _Loader(yaml.SafeLoader):
         self._depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
@@ -200,7 +192,8 @@ class ConfigSource:
         """``text`` with values from the environment and URL passwords masked."""
         for value in sorted(self.env_values, key=len, reverse=True):
             if len(value) >= _MIN_MASKED:
-                text = text.replace(value, "***")
+                # ... and the start of it that a message shows of a long value
+                text = text.replace(value, "***").replace(value[:SHOWN_CHARS], "***")
         return _URL.sub(lambda match: redact_url(match[0]), text)
 
 
@@ -372,215 +365,6 @@ def _number(text: str, integer: bool) -> int | float:
     return int(text)
 
 
-# -- strict structuring ----------------------------------------------------------------------
-
-
-class _Invalid(ValueError):
-    """A value of the wrong kind; the message says what was found and what is allowed."""
-
-
-_NONE = type(None)
-_TAGGED_UNIONS = {"storage": model.Storage, "notifications": model.Notifications}
-
-
-def _type_text(tp: Any) -> str:
-    """How a type is named in messages ("an integer", "a duration ...")."""
-    args = set(get_args(tp)) - {_NONE}
-    if get_origin(tp) in (Union, type(int | str)) and args == {int, str}:
-        return "a duration (milliseconds, or text like '5 minutes')"
-    if get_origin(tp) in (Union, type(int | str)):
-        return " or ".join(_type_text(arg) for arg in get_args(tp))
-    if get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(arg) for arg in get_args(tp))
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             _NONE: "null", list: "a list", dict: "a mapping"}
-    return names.get(get_origin(tp) or tp, "a mapping")
-
-
-def _kind_fits(tp: Any, value: Any) -> bool:
-    """Whether ``value`` has the shape of ``tp`` (used to pick a member of a union)."""
-    origin = get_origin(tp) or tp
-    if tp is Any:
-        return True
-    if origin is Literal:
-        return any(value == arg and type(value) is type(arg) for arg in get_args(tp))
-    if origin is bool:
-        return isinstance(value, bool)
-    if origin is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if origin is str:
-        return isinstance(value, str)
-    if origin is list:
-        return isinstance(value, list)
-    return isinstance(value, Mapping)  # dict[...] and attrs classes
-
-
-Hook = Callable[[Any, Any], Any]
-
-
-def _hook(tp: Any) -> Hook:
-    """A strict structuring function for ``tp``: no coercion ("5" is not an int)."""
-    origin, args = get_origin(tp), get_args(tp)
-    if origin in (Union, type(int | str)):
-        return _union_hook(tp, args)
-    if origin is list:
-        return _list_hook(_hook(args[0]))
-    if origin is dict:
-        return _dict_hook(_hook(args[1]))
-    if tp is Any:
-        return lambda value, _: value
-    if attrs.has(tp):
-        return lambda value, _: converter.structure(value, tp)
-
-    def scalar(value: Any, _: Any) -> Any:
-        if not _kind_fits(tp, value):
-            raise _Invalid(f"expected {_type_text(tp)}, got {describe(value)}")
-        return float(value) if tp is float else value
-
-    return scalar
-
-
-def _union_hook(tp: Any, args: tuple[Any, ...]) -> Hook:
-    members = [arg for arg in args if arg is not _NONE]
-    tagged = [arg for arg in members if attrs.has(arg) and hasattr(attrs.fields(arg), "type")]
-    if len(tagged) > 1:
-        return _tagged_hook(tagged, optional=_NONE in args)
-    hooks = [(member, _hook(member)) for member in members]
-
-    def structure(value: Any, _: Any) -> Any:
-        if value is None and _NONE in args:
-            return None
-        for member, hook in hooks:
-            if _kind_fits(member, value):
-                return hook(value, member)
-        raise _Invalid(f"expected {_type_text(tp)}, got {describe(value)}")
-
-    return structure
-
-
-def _tagged_hook(classes: list[type], *, optional: bool) -> Hook:
-    """A union of attrs classes told apart by their ``type`` field (storage, notifications)."""
-    by_type = {get_args(attrs.fields(cls).type.type)[0]: cls for cls in classes}
-    allowed = ", ".join(sorted(by_type))
-
-    def structure(value: Any, _: Any) -> Any:
-        if value is None and optional:
-            return None
-        if not isinstance(value, Mapping):
-            raise _Invalid(f"expected a mapping with a 'type' ({allowed}), got {describe(value)}")
-        if "type" not in value:
-            raise _Invalid(f"missing required key 'type' (one of {allowed})")
-        kind = value["type"]
-        if kind not in by_type:
-            error = _Invalid(f"unknown type {describe(kind)} (allowed: {allowed})")
-            error.add_note(AttributeValidationNote("type", "type", str))
-            raise ClassValidationError("unknown type", [error], dict)
-        return converter.structure(value, by_type[kind])
-
-    return structure
-
-
-def _list_hook(item: Hook) -> Hook:
-    def structure(value: Any, _: Any) -> list[Any]:
-        if not isinstance(value, list):
-            raise _Invalid(f"expected a list, got {describe(value)}")
-        result, errors = [], []
-        for index, element in enumerate(value):
-            try:
-                result.append(item(element, None))
-            except Exception as error:
-                error.add_note(IterableValidationNote(f"@ index {index}", index, None))
-                errors.append(error)
-        if errors:
-            raise IterableValidationError("invalid list items", errors, list)
-        return result
-
-    return structure
-
-
-def _dict_hook(item: Hook) -> Hook:
-    def structure(value: Any, _: Any) -> dict[str, Any]:
-        if not isinstance(value, Mapping):
-            raise _Invalid(f"expected a mapping, got {describe(value)}")
-        result, errors = {}, []
-        for key, element in value.items():
-            try:
-                result[key] = item(element, None)
-            except Exception as error:
-                error.add_note(IterableValidationNote(f"@ key {key!r}", key, None))
-                errors.append(error)
-        if errors:
-            raise IterableValidationError("invalid mapping values", errors, dict)
-        return result
-
-    return structure
-
-
-def _class_hook(cls: type) -> Hook:
-    attrs.resolve_types(cls)
-    overrides = {field.name: override(struct_hook=_hook(field.type))
-                 for field in attrs.fields(cls)}
-    generated = make_dict_structure_fn(
-        cls, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True,
-        **overrides,
-    )
-
-    def structure(value: Any, _: Any) -> Any:
-        if cls is PayloadField and isinstance(value, str):
-            return PayloadField(type=value)  # the shorthand `customer_id: int`
-        if not isinstance(value, Mapping):
-            shorthand = " or a type name" if cls is PayloadField else ""
-            raise _Invalid(f"expected a mapping{shorthand}, got {describe(value)}")
-        return generated(value, cls)
-
-    return structure
-
-
-_CONFIG_CLASSES = (
-    model.SQLiteStorage, model.PostgresStorage, model.RedisStorage, model.MongoStorage,
-    model.InMemoryNotifications, model.NoNotifications, model.PostgresNotifications,
-    model.RedisNotifications, model.MongoChangeStreamNotifications, model.BackendConfig,
-    model.SchedulerConfig, model.PayloadField, model.BackoffConfig, model.JobConfig,
-    model.ScheduleConfig, model.CodegenConfig, model.AgendaConfig,
-)  # fmt: skip
-for _cls in _CONFIG_CLASSES:
-    converter.register_structure_hook(_cls, _class_hook(_cls))
-
-
-def _allowed_keys(cls: type) -> list[str]:
-    return [field.name for field in attrs.fields(cls)]
-
-
-def _problem_issues(
-    error: BaseException, path: KeyPath, value: Any
-) -> list[tuple[KeyPath, bool, str]]:
-    """(path, at the key?, message) for every problem cattrs collected under ``path``."""
-    issues: list[tuple[KeyPath, bool, str]] = []
-    for where, problem in cattrs_problems(error, path):
-        if isinstance(problem, ForbiddenExtraKeysError):
-            allowed = _allowed_keys(problem.cl)
-            for key in sorted(problem.extra_fields):
-                issues.append(((*where, key), True, _unknown_key(key, allowed)))
-        elif isinstance(problem, KeyError):
-            issues.append((where[:-1], False, f"missing required key {where[-1]!r}"))
-        elif isinstance(problem, _Invalid):
-            issues.append((where, False, str(problem)))
-        else:
-            issues.append((where, False, f"invalid value ({type(problem).__name__}: "
-                           f"{problem})"))
-    return issues
-
-
-def _unknown_key(key: str, allowed: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown key {key!r} (allowed: {', '.join(allowed)}{hint})"
-
-
 # -- loading ---------------------------------------------------------------------------------
 
 
@@ -610,9 +394,13 @@ def load_config(
     )
     issues = [ConfigIssue(file, line, column, where, source.mask(message))
               for where, (line, column), message in reader.issues]
-    parts = _structure_parts(data, source, issues)
-    if not issues:
-        issues += check_config(parts, source, import_payload_classes=import_payload_classes)
+    later: list[ConfigIssue] = []
+    parts = structure_parts(data, source, later)
+    later += check_config(parts, source, import_payload_classes=import_payload_classes)
+    # A value the reader refused (a missing variable, a tag) is reported once, not again
+    # for what it left behind.
+    refused = {issue.path for issue in issues}
+    issues += [issue for issue in later if issue.path not in refused]
     if issues:
         raise ConfigError(_sorted(issues))
     config = converter.structure(data, AgendaConfig)
@@ -620,9 +408,23 @@ def load_config(
     return config
 
 
+def read_yaml(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> Any:
+    """The plain data of a YAML file read by the same rules (limits, tags, duplicate keys,
+    ``${ENV}``), without the model: for tools such as validating against the JSON Schema.
+    Raises :class:`ConfigError` for what the reader refuses."""
+    file = os.fspath(path)
+    reader = _Reader(os.environ if environ is None else environ)
+    data = _compose(file, _read(file), reader)
+    if reader.issues:
+        raise ConfigError([ConfigIssue(file, line, column, where, message)
+                           for where, (line, column), message in reader.issues])
+    return data
+
+
 def _sorted(issues: list[ConfigIssue]) -> list[ConfigIssue]:
-    unique = dict.fromkeys(issues)
-    return sorted(unique, key=lambda issue: (issue.line, issue.column, issue.path))
+    return sorted(dict.fromkeys(issues), key=lambda issue: (issue.line, issue.column))
 
 
 def _read(file: str) -> str:
@@ -665,65 +467,6 @@ def _compose(file: str, text: str, reader: _Reader) -> Any:
         loader.dispose()
 
 
-@attrs.define
-class Parts:
-    """The sections of a file that could be structured (None where they could not)."""
-
-    version: Any = None
-    backend: model.BackendConfig | None = None
-    scheduler: model.SchedulerConfig | None = None
-    jobs: dict[str, model.JobConfig | None] = attrs.field(factory=dict)
-    schedules: list[model.ScheduleConfig | None] = attrs.field(factory=list)
-    codegen: model.CodegenConfig | None = None
-
-
-def _structure_parts(data: Any, source: ConfigSource, issues: list[ConfigIssue]) -> Parts:
-    """Structure each section (each job, each schedule) on its own, so that one broken part
-    does not hide the problems of the others."""
-    parts = Parts()
-
-    def part(value: Any, tp: Any, path: KeyPath) -> Any:
-        try:
-            return _hook(tp)(value, tp)
-        except Exception as error:
-            for where, at_key, message in _problem_issues(error, path, value):
-                issues.append(source.issue(render_path(where), message, key=at_key))
-            return None
-
-    if not isinstance(data, Mapping):
-        issues.append(source.issue("", f"expected a mapping at the top level, got "
-                                       f"{describe(data)}"))
-        return parts
-    allowed = _allowed_keys(AgendaConfig)
-    for key in data:
-        if key not in allowed:
-            issues.append(source.issue(key, _unknown_key(key, allowed), key=True))
-    for key in ("version", "backend"):
-        if key not in data:
-            issues.append(source.issue("", f"missing required key {key!r}"))
-    if "version" in data:
-        parts.version = part(data["version"], Literal[1], ("version",))
-    if "backend" in data:
-        parts.backend = part(data["backend"], model.BackendConfig, ("backend",))
-    if "scheduler" in data:
-        parts.scheduler = part(data["scheduler"], model.SchedulerConfig, ("scheduler",))
-    if "codegen" in data:
-        parts.codegen = part(data["codegen"], model.CodegenConfig | None, ("codegen",))
-    jobs = data.get("jobs", {})
-    if isinstance(jobs, Mapping):
-        parts.jobs = {name: part(job, model.JobConfig, ("jobs", name))
-                      for name, job in jobs.items()}
-    else:
-        part(jobs, dict[str, model.JobConfig], ("jobs",))
-    schedules = data.get("schedules", [])
-    if isinstance(schedules, list):
-        parts.schedules = [part(item, model.ScheduleConfig, ("schedules", index))
-                           for index, item in enumerate(schedules)]
-    else:
-        part(schedules, list[model.ScheduleConfig], ("schedules",))
-    return parts
-
-
 # -- redaction -------------------------------------------------------------------------------
 
 
@@ -731,9 +474,8 @@ def redacted(config: AgendaConfig) -> dict[str, Any]:
     """The config as JSON data, safe to print: connection strings with the password masked,
     and every value that came from the environment masked (``***``)."""
     source = source_of(config)
-    plain = _plain(config)
-    assert isinstance(plain, dict)
-    return _mask_all(plain, source)
+    masked: dict[str, Any] = _mask_all(_plain(config), source)
+    return masked
 
 
 def _plain(value: Any) -> Any:

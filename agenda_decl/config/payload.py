@@ -61,6 +61,9 @@ MANAGED_BY_KEY = "__managed_by__"
 SCHEDULE_KEY_KEY = "__schedule_key__"
 RESERVED_DATA_KEYS = (MANAGED_BY_KEY, SCHEDULE_KEY_KEY)
 
+#: Strings longer than this are cut in messages (:func:`describe`).
+SHOWN_CHARS = 60
+
 _WORD = r"[A-Za-z_][A-Za-z0-9_]*"
 _IMPORT_REF = re.compile(rf"^{_WORD}(?:\.{_WORD})*:{_WORD}(?:\.{_WORD})*$")
 _TYPE_HINT = "str, int, float, bool, datetime, date, list[T] or T | None"
@@ -135,9 +138,9 @@ def describe(value: Any) -> str:
     )
     if value is None or isinstance(value, list | tuple | Mapping):
         return kind
+    if isinstance(value, str) and len(value) > SHOWN_CHARS:
+        value = value[:SHOWN_CHARS] + "..."  # cut before quoting: masking can still find it
     text = repr(value) if not isinstance(value, bool) else str(value).lower()
-    if len(text) > 60:
-        text = text[:57] + "..."
     return f"{text} ({kind})"
 
 
@@ -249,12 +252,24 @@ def check_field_value(field: PayloadField, value: Any) -> Any:
 
 def _field_value(field: PayloadField, value: Any) -> Any:
     result = _check_type(parse_payload_type(field.type), value)
-    if field.choices is not None and result is not None:
-        allowed = [_check_type(parse_payload_type(field.type), c) for c in field.choices]
-        if result not in allowed:
-            shown = ", ".join(repr(choice) for choice in field.choices)
-            raise _Mismatch([((), f"expected one of {shown}, got {describe(value)}")])
+    if field.choices is not None and result is not None and result not in _allowed_choices(
+        field
+    ):
+        shown = ", ".join(repr(choice) for choice in field.choices)
+        raise _Mismatch([((), f"expected one of {shown}, got {describe(value)}")])
     return result
+
+
+def _allowed_choices(field: PayloadField) -> list[Any]:
+    """The choices in stored form; a choice that does not fit the type is left out (the
+    loader reports it where it is written)."""
+    allowed = []
+    for choice in field.choices or []:
+        try:
+            allowed.append(_check_type(parse_payload_type(field.type), choice))
+        except _Mismatch:
+            continue
+    return allowed
 
 
 # -- job data --------------------------------------------------------------------------------
@@ -298,8 +313,8 @@ def _check_data(
         return {}
     for key in data:
         if key in RESERVED_DATA_KEYS:
-            report((key,), f"{key!r} is reserved for agenda-decl's ownership marker; "
-                   "rename the field")
+            report((key,), f"{key!r} is reserved for agenda-decl's ownership marker "
+                   "(use another key)")
     payload = job.payload
     if payload is None:
         return _json_fields(data, report)
@@ -330,6 +345,13 @@ def _check_fields(
             allowed = ", ".join(fields) or "none"
             report((key,), f"unknown field {key!r} (fields of job {job_name!r}: {allowed})")
     for name, field in fields.items():
+        if name in RESERVED_DATA_KEYS:
+            continue  # refused where the field is declared
+        try:
+            ptype = parse_payload_type(field.type)
+        except ValueError as error:  # the field's own type is unreadable
+            report((name,), f"cannot check field {name!r}: {error}")
+            continue
         if name in data:
             try:
                 result[name] = _field_value(field, data[name])
@@ -338,7 +360,7 @@ def _check_fields(
                     report((name, *where), text)
         elif field.default is not attrs.NOTHING:
             result[name] = to_json_ready(field.default)
-        elif parse_payload_type(field.type).kind == "optional":
+        elif ptype.kind == "optional":
             result[name] = None
         else:
             report((name,), f"required field {name!r} of job {job_name!r} is missing "
@@ -350,7 +372,7 @@ def _check_class_payload(
     job_name: str, ref: str, data: Mapping[str, Any], report: Report, base_dir: Path | None
 ) -> dict[str, Any]:
     try:
-        cls = import_object(ref, base_dir=base_dir, what=f"payload class of job {job_name!r}")
+        cls = import_object(ref, base_dir=base_dir, what="payload class")
     except ImportRefError as error:
         report((), str(error))
         return {}
@@ -466,13 +488,12 @@ def import_object(ref: str, *, base_dir: Path | None = None, what: str = "object
     try:
         target: Any = importlib.import_module(module_name)
     except Exception as error:  # a syntax error in the module is as fatal as a missing one
-        raise ImportRefError(f"cannot import module {module_name!r} for {what} {ref!r} "
-                             f"({type(error).__name__}: {error})") from error
+        raise ImportRefError(f"cannot import {what} {ref!r}: {type(error).__name__}: "
+                             f"{error}") from error
     for part in attribute.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise ImportRefError(
-                f"module {module_name!r} has no attribute {attribute!r} ({what} {ref!r})"
-            ) from None
+            raise ImportRefError(f"cannot import {what} {ref!r}: module {module_name!r} has no "
+                                 f"attribute {attribute!r}") from None
     return target

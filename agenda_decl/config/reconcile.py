@@ -10,9 +10,11 @@ never read as ours and never touched.
 ``plan`` reads the owner's jobs and compares, field by field, what is stored with what the file
 declares; it writes nothing. ``apply`` validates every schedule first (so a bad one stops the
 whole apply before any write), then creates, updates and deletes, writing only what differs: a
-second ``apply`` writes nothing. Two appliers racing on one store converge without a lock:
-after writing, each lists the owner's jobs again and, for any schedule key with more than one
-job, keeps the one with the smallest id and deletes the others (both pick the same one).
+second ``apply`` writes nothing. A schedule is identified by (job name, schedule key): moving
+a key to another job is a new schedule, and the old job is an orphan (kept unless pruned).
+Two appliers racing on one store converge without a lock: after writing, each lists the
+owner's jobs again and, for any declared schedule held by more than one job, keeps the one
+with the smallest id and deletes the others (both pick the same one).
 
 Next-run rules (what a user of Agenda or APScheduler expects):
 
@@ -33,7 +35,7 @@ it would move on every apply.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +45,8 @@ import attrs
 from agenda_decl import timing
 from agenda_decl._model import JobId, JobParameters, JobsQueryOptions, RemoveJobsOptions
 from agenda_decl.agenda import Agenda
-from agenda_decl.config.errors import ConfigError, ConfigIssue, PayloadError
+from agenda_decl.config.errors import ConfigError, PayloadError
+from agenda_decl.config.load import issue_for, source_of
 from agenda_decl.config.model import AgendaConfig, ScheduleConfig
 from agenda_decl.config.payload import (
     MANAGED_BY_KEY,
@@ -51,6 +54,7 @@ from agenda_decl.config.payload import (
     SCHEDULE_KEY_KEY,
     check_payload,
 )
+from agenda_decl.config.validate import parse_skip_days
 from agenda_decl.errors import AgendaError, InvalidDateError, InvalidOptionError
 from agenda_decl.job import Job
 
@@ -97,11 +101,6 @@ TIMING_FIELDS = frozenset(
 )
 NEXT_RUNS = 3
 
-_WEEKDAYS = {
-    "sun": 0, "sunday": 0, "mon": 1, "monday": 1, "tue": 2, "tues": 2, "tuesday": 2,
-    "wed": 3, "wednesday": 3, "thu": 4, "thur": 4, "thurs": 4, "thursday": 4,
-    "fri": 5, "friday": 5, "sat": 6, "saturday": 6,
-}  # fmt: skip
 
 
 # -- the plan -------------------------------------------------------------------------------
@@ -137,7 +136,7 @@ class Change:
     #: The next fire times once this change is applied (none when disabled or finished).
     next_runs: tuple[FireTime, ...] = ()
     timezone: str | None = None
-    #: Why a job is deleted: ``pruned``, ``duplicate`` or ``replaced``.
+    #: Why a job is deleted: ``pruned`` or ``duplicate``.
     reason: str | None = None
     disabled: bool = False
     #: What apply saves (create/update); internal.
@@ -208,36 +207,58 @@ async def plan(
     they are listed in ``orphaned`` and kept. ``base_dir`` (the config file's directory) is
     where payload classes are imported from.
     """
+    base_dir = _base_dir(config, base_dir)
     desired = _desired_schedules(agenda, config, base_dir)
     stored = await _managed_jobs(agenda, config.owner)
     now = agenda.clock.now()
-    groups = _by_key(stored)
+    groups = _by_identity(stored)
     changes: list[Change] = []
     for want in desired:
-        group = groups.pop(want.key, [])
-        same_job = [job for job in group if job.name == want.schedule.job]
-        for other in group:
-            if other.name != want.schedule.job:
-                changes.append(_delete(other, want.key, "replaced"))
-        for duplicate in same_job[1:]:
+        group = groups.pop((want.params.name, want.key), [])
+        for duplicate in group[1:]:
             changes.append(_delete(duplicate, want.key, "duplicate"))
-        current = same_job[0] if same_job else None
-        changes.append(_compare(agenda, want, current, now))
+        changes.append(_compare(agenda, want, group[0] if group else None, now))
     orphaned: list[Orphan] = []
-    for key in sorted(groups):
-        for job in groups[key]:
+    for name, key in sorted(groups):
+        for job in groups[(name, key)]:
             if prune:
                 changes.append(_delete(job, key, "pruned"))
             else:
-                orphaned.append(Orphan(key=key, job=job.name, id=_id(job)))
+                orphaned.append(Orphan(key=key, job=name, id=_id(job)))
     return Plan(config=config, owner=config.owner, prune=prune, now=now, changes=changes,
                 orphaned=orphaned, stored=len(stored), base_dir=base_dir)
 
 
-def check_schedules(agenda: Agenda, config: AgendaConfig, *, base_dir: Path | None = None) -> None:
-    """Validate every schedule as :func:`plan` does, without touching storage (what
-    ``agenda-decl validate`` adds to the loader's checks); raises :class:`ConfigError`."""
-    _desired_schedules(agenda, config, base_dir)
+def check_schedules(
+    config: AgendaConfig,
+    *,
+    agenda: Agenda | None = None,
+    base_dir: Path | None = None,
+    import_payload_classes: bool = True,
+) -> None:
+    """Validate every schedule as :func:`plan` does, without storage (what ``agenda-decl
+    validate`` adds to the loader's checks); raises :class:`ConfigError`.
+
+    Without ``agenda``, the jobs are declared on a scratch in-memory one, so no driver and
+    no database are needed. Without ``import_payload_classes``, data of a job whose payload
+    is a class is checked for shape only (no application code is imported).
+    """
+    if agenda is None:
+        from agenda_decl.config.build import job_options
+        from agenda_decl.testing import InMemoryBackend
+
+        agenda = Agenda(InMemoryBackend(notifications=False), name="agenda-decl-validate")
+        for name, job in config.jobs.items():
+            agenda.declare(name, **job_options(job))
+    _desired_schedules(agenda, config, _base_dir(config, base_dir),
+                       import_classes=import_payload_classes)
+
+
+def _base_dir(config: AgendaConfig, given: Path | None) -> Path | None:
+    if given is not None:
+        return given
+    source = source_of(config)
+    return source.base_dir if source is not None else None
 
 
 async def apply(
@@ -267,6 +288,7 @@ async def apply(
         if written is not None:
             done.append(written)
             _notify(on_change, written)
+    counts = {action: sum(1 for c in done if c.action == action) for action in _SYMBOLS}
     removed = await _remove_duplicates(agenda, config, wrote=bool(done))
     for change in removed:
         done.append(change)
@@ -274,9 +296,9 @@ async def apply(
     return ApplyResult(
         plan=fresh,
         done=done,
-        created=fresh.count("create"),
-        updated=fresh.count("update"),
-        deleted=fresh.count("delete"),
+        created=counts["create"],
+        updated=counts["update"],
+        deleted=counts["delete"],
         unchanged=fresh.count("unchanged"),
         duplicates_removed=len(removed),
         orphaned=fresh.orphaned,
@@ -302,7 +324,11 @@ class _Desired:
 
 
 class _Issues:
-    def __init__(self) -> None:
+    """Problems found, raised together; positioned in the file when the config was loaded
+    from one (``<config>:1:1`` for a config built in code)."""
+
+    def __init__(self, config: AgendaConfig) -> None:
+        self.config = config
         self.items: list[tuple[str, str]] = []
 
     def add(self, path: str, message: str) -> None:
@@ -310,31 +336,31 @@ class _Issues:
 
     def raise_if_any(self) -> None:
         if self.items:
-            raise ConfigError(
-                [ConfigIssue(file="<config>", line=0, column=0, path=path, message=message)
-                 for path, message in self.items]
-            )
+            raise ConfigError([issue_for(self.config, path, message)
+                               for path, message in self.items])
 
 
 def _desired_schedules(
-    agenda: Agenda, config: AgendaConfig, base_dir: Path | None
+    agenda: Agenda, config: AgendaConfig, base_dir: Path | None, *, import_classes: bool = True
 ) -> list[_Desired]:
     """Every declared schedule as the job it should be; all problems raised at once."""
-    issues = _Issues()
+    issues = _Issues(config)
     result: list[_Desired] = []
-    first_index: dict[str, int] = {}
+    first_index: dict[tuple[str, str], int] = {}
     for index, schedule in enumerate(config.schedules):
         path = f"schedules[{index}]"
-        key = schedule.schedule_key
-        if key in first_index:
+        identity = (schedule.job, schedule.schedule_key)
+        if identity in first_index:
             issues.add(
                 f"{path}.key",
-                f"duplicate schedule key {key!r} (also schedules[{first_index[key]}]); give "
-                "each schedule of one job a distinct key",
+                f"schedule key {schedule.schedule_key!r} of job {schedule.job!r} is already "
+                f"used by schedules[{first_index[identity]}]; give each schedule of a job its "
+                "own key",
             )
             continue
-        first_index[key] = index
-        desired = _desired_schedule(agenda, config, schedule, index, issues, base_dir)
+        first_index[identity] = index
+        desired = _desired_schedule(agenda, config, schedule, index, issues, base_dir,
+                                    import_classes)
         if desired is not None:
             result.append(desired)
     issues.raise_if_any()
@@ -348,6 +374,7 @@ def _desired_schedule(
     index: int,
     issues: _Issues,
     base_dir: Path | None,
+    import_classes: bool,
 ) -> _Desired | None:
     path = f"schedules[{index}]"
     before = len(issues.items)
@@ -359,6 +386,8 @@ def _desired_schedule(
     if schedule.job not in agenda.definitions:
         issues.add(f"{path}.job", f"job {schedule.job!r} is not defined or declared on the agenda")
         return None
+    if isinstance(job_config.payload, str) and not import_classes:
+        job_config = attrs.evolve(job_config, payload=None)  # shape only: import nothing
     payload: dict[str, Any] = {}
     try:
         payload = check_payload(schedule.job, job_config, schedule.data, path=f"{path}.data",
@@ -467,19 +496,11 @@ def _absolute_date(text: str, zone: str | None, field: str) -> datetime:
     return timing.parse_date(parsed, field=field)
 
 
-def _weekdays(days: Iterable[int | str]) -> list[int]:
-    numbers: list[int] = []
-    for day in days:
-        if isinstance(day, str):
-            number = _WEEKDAYS.get(day.strip().lower())
-            if number is None:
-                raise InvalidOptionError(
-                    f"invalid skip day {day!r} (0-6 with 0 = Sunday, or a name like 'sat')"
-                )
-            numbers.append(number)
-        else:
-            numbers.append(day)
-    return timing.validate_skip_days(numbers)
+def _weekdays(days: list[int | str]) -> list[int]:
+    try:
+        return parse_skip_days(days)
+    except ValueError as error:
+        raise InvalidOptionError(f"invalid skip_days: {error}") from None
 
 
 # -- stored state ---------------------------------------------------------------------------
@@ -495,10 +516,13 @@ async def _managed_jobs(agenda: Agenda, owner: str) -> list[JobParameters[Any]]:
     return sorted(jobs, key=lambda job: _id_order(_id(job)))
 
 
-def _by_key(jobs: Sequence[JobParameters[Any]]) -> dict[str, list[JobParameters[Any]]]:
-    groups: dict[str, list[JobParameters[Any]]] = {}
+def _by_identity(
+    jobs: Sequence[JobParameters[Any]],
+) -> dict[tuple[str, str], list[JobParameters[Any]]]:
+    """Jobs grouped by what identifies a schedule: (job name, schedule key)."""
+    groups: dict[tuple[str, str], list[JobParameters[Any]]] = {}
     for job in jobs:
-        groups.setdefault(_key_of(job), []).append(job)
+        groups.setdefault((job.name, _key_of(job)), []).append(job)
     return groups
 
 
@@ -577,6 +601,8 @@ def _normalized(name: str, value: Any) -> Any:
     another order, an empty list as null."""
     if name == "repeat_interval":
         return None if value in (None, "") else str(value)
+    if name in ("repeat_timezone", "repeat_at"):
+        return value or None
     if name == "skip_days":
         return sorted(value) if value else None
     if name == "data":
@@ -651,17 +677,13 @@ async def _remove_duplicates(agenda: Agenda, config: AgendaConfig, *, wrote: boo
     once), keep the smallest id and delete the others. Every applier picks the same one."""
     if not wrote:  # what was read at plan time had no duplicates of declared keys
         return []
-    declared = {schedule.schedule_key: schedule.job for schedule in config.schedules}
+    declared = {(schedule.job, schedule.schedule_key) for schedule in config.schedules}
     removed: list[Change] = []
-    for key, group in _by_key(await _managed_jobs(agenda, config.owner)).items():
-        name = declared.get(key)
-        if name is None or len(group) < 2:
+    for (_name, key), group in _by_identity(await _managed_jobs(agenda, config.owner)).items():
+        if (_name, key) not in declared:
             continue
-        keep = next((job for job in group if job.name == name), group[0])
-        for job in group:
-            if job is keep:
-                continue
-            change = _delete(job, key, "duplicate" if job.name == name else "replaced")
+        for job in group[1:]:  # smallest id first: every applier keeps the same one
+            change = _delete(job, key, "duplicate")
             if await agenda.cancel(RemoveJobsOptions(id=change.id,
                                                      data=_marker(config.owner, change))):
                 removed.append(change)
@@ -674,7 +696,6 @@ _SYMBOLS: dict[Action, str] = {"create": "+", "update": "~", "delete": "-", "unc
 _REASONS = {
     "pruned": "no longer declared (--prune)",
     "duplicate": "duplicate of a job of the same schedule",
-    "replaced": "the schedule now runs another job; its history does not carry over",
 }
 
 
@@ -689,10 +710,15 @@ def format_plan(plan: Plan, *, show_unchanged: bool = True) -> str:
         if change.action == "unchanged" and not show_unchanged:
             continue
         lines.extend(_change_lines(change, detailed=True))
+    created = {change.key: change.job for change in plan.changes if change.action == "create"}
     for orphan in plan.orphaned:
+        moved = created.get(orphan.key)
+        hint = (f" (key {orphan.key!r} now runs job {moved}; the old job runs on until pruned,"
+                " and its history does not carry over)" if moved not in (None, orphan.job)
+                else "")
         lines.append(
             f"! orphaned  {orphan.key} (job {orphan.job}, id {orphan.id}): no longer declared"
-            " - kept, use --prune to delete"
+            f" - kept, use --prune to delete{hint}"
         )
     if len(lines) > 2:
         lines.append("")
@@ -743,17 +769,17 @@ def _diff_lines(action: Action, diff: FieldDiff) -> list[str]:
         return [f"{diff.field}: {_show(diff.old)} -> {_show(diff.new)}"]
     new = _payload(diff.new)
     if action == "create":
-        return [f"data: {_show(new)}"]
+        return [f"data: {_json(new)}"]
     old = _payload(diff.old)
     lines = []
     for key in [*old, *(k for k in new if k not in old)]:
         if key not in new:
-            lines.append(f"data.{key}: {_show(old[key])} -> (removed)")
+            lines.append(f"data.{key}: {_json(old[key])} -> (removed)")
         elif key not in old:
-            lines.append(f"data.{key}: (absent) -> {_show(new[key])}")
+            lines.append(f"data.{key}: (absent) -> {_json(new[key])}")
         elif _normalized("data", old[key]) != _normalized("data", new[key]):
-            lines.append(f"data.{key}: {_show(old[key])} -> {_show(new[key])}")
-    return lines or [f"data: {_show(old)} -> {_show(new)}"]
+            lines.append(f"data.{key}: {_json(old[key])} -> {_json(new[key])}")
+    return lines or [f"data: {_json(old)} -> {_json(new)}"]
 
 
 def _payload(data: Any) -> dict[str, Any]:
@@ -786,6 +812,10 @@ def _show(value: Any) -> str:
         return "(none)"
     if isinstance(value, datetime):
         return _iso(value)
+    return _json(value)
+
+
+def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import attrs
 import psycopg
 import pytest
 from psycopg import sql
@@ -18,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from agenda_decl import Agenda, Job, JobId, JobNotification, JobStateNotification
 from agenda_decl._clock import utcnow
-from agenda_decl._model import JobParameters
+from agenda_decl._model import JobParameters, RemoveJobsOptions
 from agenda_decl.backends.postgres import (
     MAX_NOTIFY_BYTES,
     PostgresBackend,
@@ -263,6 +264,57 @@ async def test_claims_stamp_with_the_database_clock(backend: PostgresBackend) ->
     assert claimed.locked_at.microsecond % 1000 == 0
 
 
+async def test_batched_state_writes_in_one_statement(backend: PostgresBackend) -> None:
+    repository = backend.repository
+    first, second, third, gone = [
+        await repository.save_job(JobParameters(name="batch", next_run_at=utcnow()))
+        for _ in range(4)
+    ]
+    await repository.remove_jobs(RemoveJobsOptions(id=gone.id))
+    now = utcnow()
+    first.locked_at, first.progress = now, 10
+    later = attrs.evolve(first, locked_at=None, last_finished_at=now, progress=100.0)
+    second.fail_count, second.fail_reason, second.failed_at = 1, "x" * 20_000, now
+    wrong_name = attrs.evolve(third, name="other-name", fail_count=9)
+    missing = await repository.save_job_states(
+        [first, second, gone, later, wrong_name, attrs.evolve(gone, id=JobId("not-a-uuid"))],
+        last_modified_by="w1",
+    )
+    assert sorted(missing) == sorted([gone.id, third.id, "not-a-uuid"])
+    stored = [await repository.get_job_by_id(str(j.id)) for j in (first, second, third)]
+    assert stored[0] is not None and stored[1] is not None and stored[2] is not None
+    # The last write requested for a job wins.
+    assert (stored[0].locked_at, stored[0].last_finished_at, stored[0].progress) == (
+        None, now, 100.0)
+    assert (stored[1].fail_count, stored[1].last_modified_by) == (1, "w1")
+    assert stored[1].fail_reason is not None and len(stored[1].fail_reason) <= 8000
+    assert stored[2].fail_count is None
+    assert await repository.save_job_states([]) == []
+
+
+async def test_concurrent_inserts_keep_their_order_and_their_own_errors(
+    backend: PostgresBackend,
+) -> None:
+    repository = backend.repository
+    due = utcnow() - timedelta(seconds=1)
+
+    async def insert(i: int) -> JobParameters[Any]:
+        zone = "x" * 200 if i == 7 else None  # too long for VARCHAR(100): only this one fails
+        return await repository.save_job(JobParameters(
+            name="many", next_run_at=due, data={"i": i}, repeat_timezone=zone,
+            skip_days=[i % 7] if i % 2 else None,
+        ))
+
+    results = await asyncio.gather(*(insert(i) for i in range(60)), return_exceptions=True)
+    assert isinstance(results[7], psycopg.DataError)
+    saved = [r for r in results if isinstance(r, JobParameters)]
+    assert len({j.id for j in saved}) == 59
+    assert all(j.skip_days == ([j.data["i"] % 7] if j.data["i"] % 2 else None) for j in saved)
+    claimed = await repository.get_next_jobs_to_run(
+        "many", utcnow(), utcnow() - timedelta(minutes=10), 100)
+    assert [j.data["i"] for j in claimed] == [i for i in range(60) if i != 7]
+
+
 # -- connections, names and secrets ------------------------------------------------------------
 
 
@@ -414,6 +466,17 @@ async def test_payloads_stay_under_the_notify_limit(
     await publisher.publish(notification("small"))
     assert [n.job_name for n in await jobs.wait_for(1)] == ["small"]
     assert "NOTIFY limit" in caplog.text
+
+
+async def test_concurrent_publishes_all_arrive_in_order(
+    channels: tuple[PostgresNotificationChannel, ...],
+) -> None:
+    publisher, subscriber = channels
+    inbox = Inbox()
+    subscriber.subscribe(inbox)
+    await asyncio.gather(*(publisher.publish(notification(f"job-{i}")) for i in range(200)))
+    received = await inbox.wait_for(200)
+    assert [n.job_name for n in received] == [f"job-{i}" for i in range(200)]
 
 
 async def test_every_job_runs_while_the_listener_is_killed(backend: PostgresBackend) -> None:

@@ -5,7 +5,10 @@ across updates, validation before any write, concurrent applies, next-run rules.
 from __future__ import annotations
 
 import asyncio
+import sys
+import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -389,17 +392,30 @@ async def test_several_schedules_of_one_job_with_keys(agenda: Agenda) -> None:
     assert writes(agenda) == []
 
 
-async def test_a_schedule_moved_to_another_job_is_replaced(agenda: Agenda) -> None:
+async def test_a_schedule_moved_to_another_job_is_a_new_one(agenda: Agenda) -> None:
     await apply(agenda, config(attrs.evolve(REPORT, key="nightly")))
     old = await managed(agenda, "nightly")
     moved = ScheduleConfig(job="cleanup", key="nightly", cron="0 3 * * *")
     result = await plan(agenda, config(moved))
-    assert actions(result) == [("delete", "nightly"), ("create", "nightly")]
-    assert result.changes[0].reason == "replaced"
-    assert "history does not carry over" in reconcile.format_plan(result)
-    await apply(agenda, result)
-    new = await managed(agenda, "nightly")
-    assert (new.name, new.id != old.id) == ("cleanup", True)
+    assert actions(result) == [("create", "nightly")]
+    assert [(o.job, o.id) for o in result.orphaned] == [("nightly-report", old.id)]
+    assert "now runs job cleanup" in reconcile.format_plan(result)
+    pruned = await plan(agenda, config(moved), prune=True)
+    assert actions(pruned) == [("create", "nightly"), ("delete", "nightly")]
+    await apply(agenda, pruned)
+    jobs = await all_jobs(agenda)
+    assert [(job.name, job.id != old.id) for job in jobs] == [("cleanup", True)]
+
+
+async def test_one_key_for_schedules_of_different_jobs(agenda: Agenda) -> None:
+    first = ScheduleConfig(job="cleanup", key="daily", every="1 day")
+    second = ScheduleConfig(job="nightly-report", key="daily", every="1 day",
+                            data={"format": "csv"})
+    await apply(agenda, config(first, second))
+    writes(agenda).clear()
+    assert not (await apply(agenda, config(first, second))).changed
+    assert writes(agenda) == []
+    assert len(await all_jobs(agenda)) == 2
 
 
 async def test_duplicates_found_at_plan_time_keep_the_smallest_id(agenda: Agenda) -> None:
@@ -474,9 +490,12 @@ async def test_every_problem_of_every_schedule_is_reported_at_once(agenda: Agend
     assert "Mars/Olympus" in text
     assert "relative dates would move on every apply" in text
     assert writes(agenda) == []
-    reconcile.check_schedules(agenda, config(INVOICE, REPORT))  # no storage needed
+    reconcile.check_schedules(config(INVOICE, REPORT))  # no storage needed
     with pytest.raises(ConfigError):
-        reconcile.check_schedules(agenda, config(*schedules))
+        reconcile.check_schedules(config(*schedules), agenda=agenda)
+    with pytest.raises(ConfigError) as again:
+        reconcile.check_schedules(config(*schedules))
+    assert [issue.path for issue in again.value.issues] == paths
 
 
 async def test_a_job_not_declared_on_the_agenda_is_refused() -> None:
@@ -601,3 +620,25 @@ async def test_plan_json_is_plain_data(agenda: Agenda) -> None:
                                       "zone": "Europe/Berlin"}
     data_diff = next(d for d in change["diffs"] if d["field"] == "data")
     assert data_diff["new"] == {"format": "pdf"}  # the marker is not shown
+
+
+async def test_a_class_payload_is_imported_and_checked_by_plan_only(
+    agenda: Agenda, tmp_path: Path
+) -> None:
+    module = f"reconcile_payload_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(
+        "import attrs\n\n@attrs.define\nclass Report:\n    format: str\n    copies: int = 1\n"
+    )
+    jobs = {**JOBS, "nightly-report": JobConfig(payload=f"{module}:Report")}
+    good = attrs.evolve(config(REPORT), jobs=jobs)
+    bad = attrs.evolve(config(attrs.evolve(REPORT, data={"format": "pdf", "pages": 3})),
+                       jobs=jobs)
+    reconcile.check_schedules(bad, base_dir=tmp_path, import_payload_classes=False)
+    assert module not in sys.modules  # validate imports no application code
+    with pytest.raises(ConfigError, match="pages"):
+        await plan(agenda, bad, base_dir=tmp_path)
+    assert writes(agenda) == []
+    await apply(agenda, good, base_dir=tmp_path)
+    job = await managed(agenda, "nightly-report")
+    assert {k: v for k, v in job.data.items() if not k.startswith("__")} == {
+        "format": "pdf", "copies": 1}

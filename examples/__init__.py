@@ -1,0 +1,1 @@
+"""Runnable examples of agenda-decl; ``examples.handlers`` holds the demo jobs' handlers."""

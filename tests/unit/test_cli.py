@@ -1,0 +1,116 @@
+"""The CLI in-process: secret masking, the confirmation prompt on a terminal, argument errors.
+(The installed command is exercised end to end in tests/acceptance/test_cli.py.)"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import pytest
+
+from agenda_decl import cli
+from agenda_decl.config.load import load_config
+
+CONFIG = """\
+version: 1
+backend:
+  storage: {type: sqlite, path: jobs.db}
+  notifications: {type: redis, connection_string: "redis://:${REDIS_PW}@127.0.0.1:6379/0"}
+scheduler: {name: unit}
+jobs:
+  tick: {payload: {token: str}}
+schedules:
+  - {job: tick, every: 1 hour, data: {token: "${TOKEN}"}}
+"""
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "agenda.yaml"
+    path.write_text(CONFIG.replace("  notifications:", "  # notifications:"))
+    monkeypatch.setenv("TOKEN", "token-from-env-1234")
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_secrets_of_a_loaded_config(tmp_path: Path) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text(CONFIG)
+    config = load_config(path, environ={"REDIS_PW": "redis-pw-5678", "TOKEN": "tok-abcdef"})
+    secrets = cli.secrets_of(config)
+    assert secrets["redis-pw-5678"] == "***"
+    assert secrets["tok-abcdef"] == "***"
+    output = cli.Output(io.StringIO(), io.StringIO())
+    output.add_secrets(secrets)
+    text = "failed: redis://:redis-pw-5678@127.0.0.1:6379/0 with tok-abcdef; dsn password=xyz1"
+    assert output.mask(text) == (
+        "failed: redis://:***@127.0.0.1:6379/0 with ***; dsn password=***"
+    )
+
+
+def test_short_values_are_not_masked_in_free_text() -> None:
+    output = cli.Output(io.StringIO(), io.StringIO())
+    output.add_secrets({"ab": "***", "abcd": "***"})
+    assert output.mask("ab abcd") == "ab ***"
+
+
+def test_log_records_are_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    output = cli.Output()
+    output.add_secrets({"hunter2-pw": "***"})
+    with cli._logging_to(output, logging.WARNING):
+        logging.getLogger("agenda_decl").warning("lost %s at %s", "hunter2-pw",
+                                                 "postgresql://u:hunter2-pw@h/db")
+    err = capsys.readouterr().err
+    assert "hunter2-pw" not in err
+    assert "lost *** at postgresql://u:***@h/db" in err
+
+
+def test_apply_asks_on_a_terminal(
+    config_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", FakeTTY("no\n"))
+    code, out, err = run(capsys, "-c", str(config_file), "apply")
+    assert code == 1
+    assert "Apply these changes? Type 'yes' to confirm:" in out
+    assert "apply cancelled; nothing was written" in err
+    assert "token-from-env-1234" not in out + err
+    monkeypatch.setattr("sys.stdin", FakeTTY("yes\n"))
+    code, out, err = run(capsys, "plan", "-c", str(config_file), "--detailed-exitcode")
+    assert code == 2
+    code, out, err = run(capsys, "-c", str(config_file), "apply")
+    assert code == 0, err
+    assert "Applied: 1 created" in out
+    code, out, err = run(capsys, "-c", str(config_file), "plan", "--detailed-exitcode")
+    assert (code, "No changes" in out) == (0, True)
+
+
+def test_expected_errors_are_one_line_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text("version: 2\nbackend: {storage: {type: sqlite}}\n")
+    code, _out, err = run(capsys, "-c", str(path), "validate")
+    assert code == 1
+    assert err.startswith("agenda-decl: ")
+    assert f"{path}:1:10: version: unsupported version" in err
+    assert "Traceback" not in err
+
+
+def test_bad_arguments_exit_2_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["run", "--exit-after", "soon"])
+    assert exited.value.code == 2
+    assert "invalid duration" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main([])
