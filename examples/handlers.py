@@ -8,7 +8,6 @@ worker threads, and the demo's output is read through a pipe). A handler takes t
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 from agenda_decl import Job
@@ -17,13 +16,13 @@ __all__ = ["cleanup", "heartbeat", "report", "send_welcome"]
 
 
 def say(line: str) -> None:
-    sys.stdout.write(f"{datetime.now(UTC):%H:%M:%S} {line}\n")
+    sys.stdout.write(f"  {line}\n")
     sys.stdout.flush()
 
 
 async def send_welcome(job: Job[dict[str, Any]]) -> None:
     data = job.attrs.data
-    say(f"send-welcome: welcome mail to {data['email']} (plan {data['plan']})")
+    say(f"send-welcome: welcome mail to {data['email']} (plan {data.get('plan', 'free')})")
 
 
 def heartbeat(job: Job[dict[str, Any]]) -> None:
@@ -34,8 +33,8 @@ def heartbeat(job: Job[dict[str, Any]]) -> None:
 async def report(job: Job[dict[str, Any]]) -> None:
     data = job.attrs.data
     recipients = ", ".join(data.get("recipients") or []) or "nobody"
-    say(f"report: {data['format']} report for {recipients}")
+    say(f"report: {data.get('format', 'pdf')} report for {recipients}")
 
 
 async def cleanup(job: Job[dict[str, Any]]) -> None:
-    say(f"cleanup: removing files older than {job.attrs.data['older_than_days']} days")
+    say(f"cleanup: removing files older than {job.attrs.data.get('older_than_days', 30)} days")

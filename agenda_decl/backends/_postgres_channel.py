@@ -113,6 +113,7 @@ class Batcher(Generic[T, R]):
             await asyncio.wait({self._task})
 
     async def _run(self) -> None:
+        batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
             while self._pending:
                 batch, self._pending = self._pending[: self._limit], self._pending[self._limit :]
@@ -122,6 +123,11 @@ class Batcher(Generic[T, R]):
                     results = [error] * len(batch)
                 for (_, future), result in zip(batch, results, strict=True):
                     _settle(future, result)
+        except BaseException:  # cancelled (loop shutdown): nobody may wait forever
+            for _, future in batch + self._pending:
+                future.cancel()
+            self._pending = []
+            raise
         finally:
             self._task = None
 

@@ -237,6 +237,10 @@ class PostgresJobRepository(JobRepository):
     async def connect(self) -> None:
         if self._pool is None and self._conninfo is not None:
             self._pool = await self._open_pool(self._conninfo)
+        if self.pool.closed:
+            raise InvalidOptionError(
+                "the pool given to PostgresJobRepository is not open: await pool.open() first"
+            )
         if self._ensure_schema and not self._schema_ready:
             async with self.pool.connection() as conn:
                 await q.create_schema(conn, self._table)

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import re
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -484,13 +485,13 @@ class RedisNotificationChannel(BaseNotificationChannel):
             raise BackendUnavailableError(
                 f"cannot subscribe to {self.channel_name!r} at {where}: {_explain(error, client)}"
             ) from None
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(MAX_PENDING)
+        inbox = _Inbox()
         loop = asyncio.get_running_loop()
         self._probe_sent = False
-        self._tasks = [loop.create_task(self._listen(pubsub, queue)),
-                       loop.create_task(self._dispatch(queue))]
+        self._tasks = [loop.create_task(self._listen(pubsub, inbox)),
+                       loop.create_task(self._dispatch(inbox))]
 
-    async def _listen(self, pubsub: PubSub, queue: asyncio.Queue[tuple[str, Any]]) -> None:
+    async def _listen(self, pubsub: PubSub, inbox: _Inbox) -> None:
         loop = asyncio.get_running_loop()
         next_check = loop.time() + self._check_every
         try:
@@ -499,7 +500,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
                     ignore_subscribe_messages=True, timeout=min(1.0, self._check_every)
                 )
                 if message is not None:
-                    self._route(message, queue)
+                    self._route(message, inbox)
                 if loop.time() >= next_check:
                     await self._check_health()
                     next_check = loop.time() + self._check_every
@@ -508,14 +509,11 @@ class RedisNotificationChannel(BaseNotificationChannel):
         except Exception as error:  # the connection died (or worse): start over
             self.connection_lost(error)
 
-    def _route(self, message: Mapping[str, Any], queue: asyncio.Queue[tuple[str, Any]]) -> None:
+    def _route(self, message: Mapping[str, Any], inbox: _Inbox) -> None:
         channel = codec.text(message.get("channel"))
         if channel == self._probe_channel:
             self._probe_sent = False
-            return
-        try:
-            queue.put_nowait((channel, message.get("data")))
-        except asyncio.QueueFull:
+        elif not inbox.put((channel, message.get("data"))):
             log.debug("dropped a notification: %d are waiting for the subscribers", MAX_PENDING)
 
     async def _check_health(self) -> None:
@@ -532,9 +530,9 @@ class RedisNotificationChannel(BaseNotificationChannel):
         self._probe_sent = True
         await client.publish(self._probe_channel, "probe")
 
-    async def _dispatch(self, queue: asyncio.Queue[tuple[str, Any]]) -> None:
+    async def _dispatch(self, inbox: _Inbox) -> None:
         while True:
-            channel, payload = await queue.get()
+            channel, payload = await inbox.get()
             try:
                 if channel == self.channel_name:
                     await self.notify_handlers(notification_from_json(payload))
@@ -564,6 +562,29 @@ class RedisNotificationChannel(BaseNotificationChannel):
         if self._owns_client and self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
+
+
+class _Inbox:
+    """Messages waiting for the subscribers, in arrival order. It waits on a bare future, not
+    an ``asyncio.Queue``, so that a task dropped together with its event loop dies quietly."""
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[str, Any]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: tuple[str, Any]) -> bool:
+        if len(self._items) >= MAX_PENDING:
+            return False
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        return True
+
+    async def get(self) -> tuple[str, Any]:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._items.popleft()
 
 
 # -- the backend ------------------------------------------------------------------------------

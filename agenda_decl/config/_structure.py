@@ -40,14 +40,14 @@ class _Invalid(ValueError):
 
 
 _NONE = type(None)
-_TAGGED_UNIONS = {"storage": model.Storage, "notifications": model.Notifications}
+#: Fields of type ``int | str`` that hold durations (the others are priorities).
+_DURATION_FIELDS = frozenset({"process_every", "default_lock_lifetime", "lock_lifetime",
+                              "every", "delay", "max_delay", "increment"})
+_DURATION_TEXT = "a duration (milliseconds, or text like '5 minutes')"
 
 
 def _type_text(tp: Any) -> str:
     """How a type is named in messages ("an integer", "a duration ...")."""
-    args = set(get_args(tp)) - {_NONE}
-    if get_origin(tp) in (Union, type(int | str)) and args == {int, str}:
-        return "a duration (milliseconds, or text like '5 minutes')"
     if get_origin(tp) in (Union, type(int | str)):  # "or null" would be noise
         return " or ".join(_type_text(arg) for arg in get_args(tp) if arg is not _NONE)
     if get_origin(tp) is Literal:
@@ -80,11 +80,12 @@ def _kind_fits(tp: Any, value: Any) -> bool:
 Hook = Callable[[Any, Any], Any]
 
 
-def _hook(tp: Any) -> Hook:
-    """A strict structuring function for ``tp``: no coercion ("5" is not an int)."""
+def _hook(tp: Any, expected: str | None = None) -> Hook:
+    """A strict structuring function for ``tp``: no coercion ("5" is not an int).
+    ``expected`` names what is allowed in messages (default: from the type)."""
     origin, args = get_origin(tp), get_args(tp)
     if origin in (Union, type(int | str)):
-        return _union_hook(tp, args)
+        return _union_hook(tp, args, expected or _type_text(tp))
     if origin is list:
         return _list_hook(_hook(args[0]))
     if origin is dict:
@@ -102,7 +103,7 @@ def _hook(tp: Any) -> Hook:
     return scalar
 
 
-def _union_hook(tp: Any, args: tuple[Any, ...]) -> Hook:
+def _union_hook(tp: Any, args: tuple[Any, ...], expected: str) -> Hook:
     members = [arg for arg in args if arg is not _NONE]
     tagged = [arg for arg in members if attrs.has(arg) and hasattr(attrs.fields(arg), "type")]
     if len(tagged) > 1:
@@ -115,7 +116,7 @@ def _union_hook(tp: Any, args: tuple[Any, ...]) -> Hook:
         for member, hook in hooks:
             if _kind_fits(member, value):
                 return hook(value, member)
-        raise _Invalid(f"expected {_type_text(tp)}, got {describe(value)}")
+        raise _Invalid(f"expected {expected}, got {describe(value)}")
 
     return structure
 
@@ -180,8 +181,11 @@ def _dict_hook(item: Hook) -> Hook:
 
 def _class_hook(cls: type) -> Hook:
     attrs.resolve_types(cls)
-    overrides: dict[str, Any] = {field.name: override(struct_hook=_hook(field.type))
-                                 for field in attrs.fields(cls)}
+    overrides: dict[str, Any] = {
+        field.name: override(struct_hook=_hook(
+            field.type, _DURATION_TEXT if field.name in _DURATION_FIELDS else None))
+        for field in attrs.fields(cls)
+    }
     generated: Hook = make_dict_structure_fn(
         cls, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True,
         **overrides,
@@ -190,6 +194,8 @@ def _class_hook(cls: type) -> Hook:
     def structure(value: Any, _: Any) -> Any:
         if cls is PayloadField and isinstance(value, str):
             return PayloadField(type=value)  # the shorthand `customer_id: int`
+        if cls is model.JobConfig and value is None:
+            return model.JobConfig()  # `cleanup:` with nothing under it
         if not isinstance(value, Mapping):
             shorthand = " or a type name" if cls is PayloadField else ""
             raise _Invalid(f"expected a mapping{shorthand}, got {describe(value)}")
@@ -276,10 +282,13 @@ def structure_parts(data: Any, source: ConfigSource, issues: list[ConfigIssue]) 
         except Exception:
             return None
 
-    if not isinstance(data, Mapping):
+    if not isinstance(data, dict):
         issues.append(source.issue("", f"expected a mapping at the top level, got "
                                        f"{describe(data)}"))
         return parts
+    for key in ("jobs", "schedules"):  # `schedules:` with everything commented out
+        if key in data and data[key] is None:
+            del data[key]
     allowed = _allowed_keys(AgendaConfig)
     for key in data:
         if key not in allowed:

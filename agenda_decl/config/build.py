@@ -138,7 +138,6 @@ def _address_change_stream(address: str, collection: str) -> NotificationChannel
     class AddressChangeStreamChannel(MongoChangeStreamNotificationChannel):
         def __init__(self) -> None:
             super().__init__(collection=collection)
-            self.address = address
             self._client: MongoClient[dict[str, Any]] | None = None
 
         async def _open(self) -> None:

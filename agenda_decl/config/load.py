@@ -450,8 +450,9 @@ def _compose(file: str, text: str, reader: _Reader) -> Any:
         line, column = _position(mark)
         return ConfigError([ConfigIssue(file, line, column, "", message)])
 
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)  # checks every character first
         node = loader.get_single_node()
         return {} if node is None else reader.value(node, ())
     except _LimitExceeded as error:
@@ -459,12 +460,19 @@ def _compose(file: str, text: str, reader: _Reader) -> Any:
     except yaml.MarkedYAMLError as error:
         problem = " ".join(part for part in (error.context, error.problem) if part)
         raise fail(error.problem_mark, f"invalid YAML: {problem}") from None
-    except yaml.YAMLError as error:  # a ReaderError: a character YAML does not allow
+    except yaml.reader.ReaderError as error:  # a character YAML does not allow
+        before = text[: error.position]
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        raise ConfigError([ConfigIssue(file, line, column, "", "invalid YAML: control "
+                                       f"character U+{error.character:04X} is not allowed")]
+                          ) from None
+    except yaml.YAMLError as error:
         raise fail(None, f"invalid YAML: {error}") from None
     except RecursionError:
         raise fail(None, "refused: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 # -- redaction -------------------------------------------------------------------------------

@@ -280,7 +280,7 @@ async def test_batched_state_writes_in_one_statement(backend: PostgresBackend) -
         [first, second, gone, later, wrong_name, attrs.evolve(gone, id=JobId("not-a-uuid"))],
         last_modified_by="w1",
     )
-    assert sorted(missing) == sorted([gone.id, third.id, "not-a-uuid"])
+    assert sorted(missing) == sorted([str(gone.id), str(third.id), "not-a-uuid"])
     stored = [await repository.get_job_by_id(str(j.id)) for j in (first, second, third)]
     assert stored[0] is not None and stored[1] is not None and stored[2] is not None
     # The last write requested for a job wins.
@@ -336,6 +336,12 @@ async def test_a_pool_passed_in_is_never_closed() -> None:
     finally:
         await pool.close()
         await drop_table(table)
+
+
+async def test_a_pool_that_was_never_opened_is_a_clear_error() -> None:
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(POSTGRES_URL, open=False)
+    with pytest.raises(InvalidOptionError, match="not open"):
+        await PostgresBackend(pool=pool).connect()
 
 
 @pytest.mark.parametrize(

@@ -317,6 +317,18 @@ def test_file_that_is_not_utf8() -> None:
     ]
 
 
+def test_character_yaml_does_not_allow() -> None:
+    assert errors("version: 1\nname: a\x07b\n") == [
+        "agenda.yaml:2:8: invalid YAML: control character U+0007 is not allowed"
+    ]
+
+
+def test_empty_sections_are_allowed() -> None:
+    config = load_config(write(BASE + "jobs:\n  cleanup:\nschedules:\n"), environ={})
+    assert config.jobs == {"cleanup": JobConfig()}
+    assert config.schedules == []
+
+
 def test_missing_file() -> None:
     with pytest.raises(ConfigError) as info:
         load_config("nowhere.yaml")
