@@ -54,7 +54,7 @@ from agenda_decl.config.payload import (
     SCHEDULE_KEY_KEY,
     check_payload,
 )
-from agenda_decl.config.validate import parse_skip_days
+from agenda_decl.config.validate import absolute_date, parse_skip_days
 from agenda_decl.errors import AgendaError, InvalidDateError, InvalidOptionError
 from agenda_decl.job import Job
 
@@ -484,16 +484,13 @@ def _set_date(job: Job[Any], field: str, text: str | None, zone: str | None) -> 
 
 
 def _absolute_date(text: str, zone: str | None, field: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(str(text).strip())
-    except ValueError:
+    parsed = absolute_date(text, zone)
+    if parsed is None:
         raise InvalidDateError(
             f"invalid {field}: {text!r} (expected an ISO 8601 date or date-time such as "
             "2026-12-01 or 2026-12-01T09:00:00+01:00; relative dates would move on every apply)"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timing.get_zone(zone))
-    return timing.parse_date(parsed, field=field)
+        )
+    return parsed
 
 
 def _weekdays(days: list[int | str]) -> list[int]:

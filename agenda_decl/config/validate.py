@@ -402,7 +402,7 @@ def _check_dates(checker: _Checker, path: Path_, schedule: model.ScheduleConfig)
         value = getattr(schedule, name)
         if value is None:
             continue
-        parsed = _absolute_date(value)
+        parsed = absolute_date(value, schedule.timezone)
         if parsed is None:
             checker.report((*path, name), "expected an ISO 8601 date or date and time "
                            f"('2026-12-01' or '2026-12-01T09:00:00Z'), got {describe(value)}; "
@@ -414,12 +414,19 @@ def _check_dates(checker: _Checker, path: Path_, schedule: model.ScheduleConfig)
                        f"start_date {schedule.start_date!r}")
 
 
-def _absolute_date(value: str) -> datetime | None:
+def absolute_date(value: str, zone: str | None) -> datetime | None:
+    """An ISO 8601 date or date-time; one without an offset is read in the schedule's zone
+    (UTC when it has none), as ``apply`` stores it."""
     try:
-        datetime.fromisoformat(value.strip())
+        parsed = datetime.fromisoformat(str(value).strip())
     except ValueError:
         return None
-    return timing.parse_date(value)
+    if parsed.tzinfo is None:
+        try:
+            parsed = parsed.replace(tzinfo=timing.get_zone(zone))
+        except AgendaError:
+            parsed = parsed.replace(tzinfo=UTC)  # the bad zone is reported on its own
+    return timing.parse_date(parsed)
 
 
 def parse_skip_days(
