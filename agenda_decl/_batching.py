@@ -15,48 +15,62 @@ from agenda_decl.interfaces import JobRepository
 #: Bound on one batch, so one statement stays a reasonable size.
 MAX_BATCH = 500
 
-Pending = tuple[JobParameters[Any], "asyncio.Future[None]"]
+
+@attrs.define
+class _Pending:
+    job: JobParameters[Any]
+    futures: list[asyncio.Future[None]]
 
 
 class StateWriter:
     def __init__(self, repository: JobRepository, last_modified_by: str | None) -> None:
         self._repository = repository
         self._last_modified_by = last_modified_by
-        self._pending: list[Pending] = []
+        self._pending: dict[str, _Pending] = {}
         self._writer: asyncio.Task[None] | None = None
 
-    async def save(self, job: JobParameters[Any]) -> None:
-        """Store the job's state fields; raises ``JobNotFoundError`` like ``save_job_state``."""
+    def submit(self, job: JobParameters[Any]) -> asyncio.Future[None]:
+        """Queue the job's state fields now; the future fails like ``save_job_state``.
+
+        The state is copied at once (the caller may change the job before the batch goes
+        out). A newer write of a job still waiting replaces the older one: one batch never
+        holds a job twice, and the last state wins.
+        """
         if job.id is None:
             raise ValueError("Cannot save job state without job ID")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # A snapshot: the caller may change the job again before the batch is written.
-        self._pending.append((attrs.evolve(job), future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        waiting = self._pending.pop(job.id, None)
+        futures = [*(waiting.futures if waiting else []), future]
+        self._pending[job.id] = _Pending(job=attrs.evolve(job), futures=futures)
         if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
-        await future
+            self._writer = loop.create_task(self._drain())
+        return future
+
+    async def save(self, job: JobParameters[Any]) -> None:
+        await self.submit(job)
 
     async def _drain(self) -> None:
         try:
             while self._pending:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                await self._write(batch)
+                ids = list(self._pending)[:MAX_BATCH]
+                await self._write([self._pending.pop(job_id) for job_id in ids])
         finally:
             self._writer = None
 
-    async def _write(self, batch: list[Pending]) -> None:
+    async def _write(self, batch: list[_Pending]) -> None:
         try:
             missing = set(
                 await self._repository.save_job_states(
-                    [job for job, _ in batch], last_modified_by=self._last_modified_by
+                    [item.job for item in batch], last_modified_by=self._last_modified_by
                 )
             )
         except Exception as error:
-            for _, future in batch:
-                _settle(future, error)
+            for item in batch:
+                _settle(item.futures, error)
             return
-        for job, future in batch:
-            _settle(future, _not_found(job) if job.id in missing else None)
+        for item in batch:
+            _settle(item.futures, _not_found(item.job) if item.job.id in missing else None)
 
 
 def _not_found(job: JobParameters[Any]) -> JobNotFoundError:
@@ -66,10 +80,11 @@ def _not_found(job: JobParameters[Any]) -> JobNotFoundError:
     )
 
 
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)

@@ -358,6 +358,10 @@ class Agenda:
         await self.ready()
         await self._state_writer.save(params)
 
+    def submit_job_state(self, params: JobParameters[Any]) -> asyncio.Future[None]:
+        """Queue a state write without waiting for it (the processor's start write)."""
+        return self._state_writer.submit(params)
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def ready(self) -> None:

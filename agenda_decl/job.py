@@ -195,7 +195,10 @@ class Job(Generic[DATA]):
         """Run the handler once, saving state before and after and emitting the events."""
         definition = self.agenda.definitions.get(self.attrs.name)
         self._begin()
-        await self.agenda.save_job_state(self.attrs)
+        # The start state (last_run_at, the next run) is written while the handler starts:
+        # the job is already locked, so waiting for the write first would only add a round
+        # trip to every job's latency. The final write is queued after it.
+        started = self.agenda.submit_job_state(self.attrs)
         succeeded = False
         try:
             await self.agenda.emit_job_event("start", self)
@@ -206,6 +209,7 @@ class Job(Generic[DATA]):
         except Exception as error:
             await self._failed(error, definition)
         finally:
+            await _report_failed_write(started, self)
             await self._finish(succeeded, definition)
 
     def _success_time(self) -> datetime:
@@ -304,3 +308,10 @@ class Job(Generic[DATA]):
         if stored is None:
             raise AgendaError(f"job with id {self.attrs.id} not found in database")
         return stored
+
+
+async def _report_failed_write(write: asyncio.Future[None], job: Job[Any]) -> None:
+    try:
+        await write
+    except Exception as error:  # e.g. the job was removed after it was claimed
+        log.info("start state of job %s not saved: %s", job.attrs.id, error)

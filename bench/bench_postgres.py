@@ -5,9 +5,9 @@
 
 Throughput: N no-op jobs are enqueued by C concurrent producers (enqueue rate), then one
 worker (``max_concurrency`` and the job's ``concurrency`` = C) drains them: the time from
-``start()`` until the last handler returned. Latency: an idle worker; a separate producer
-(its own pool and channel, same process) calls ``now()`` ``--samples`` times, one after the
-other, ``--gap`` ms apart; the time from calling ``now()`` to the handler starting.
+``start()`` until the last handler returned. Latency: an idle worker; a producer in another
+process calls ``now()`` ``--samples`` times, one after the other, ``--gap`` ms apart; the
+time from calling ``now()`` to the handler starting.
 
 Each measurement runs in a fresh table that is dropped afterwards. With ``--repeat`` the
 median run is shown. Numbers only, never assertions; record them in bench/RESULTS.md.
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
+import multiprocessing
 import os
 import statistics
 import time
@@ -91,33 +93,48 @@ async def enqueue(agenda: Agenda, jobs: int, producers: int) -> float:
 
 async def latency(url: str, samples: int, gap_ms: int, channel: bool,
                   process_every: str) -> dict[str, float]:
+    """An idle worker here; the producer in a process of its own, as in production (one
+    event loop would make the two compete). Both read CLOCK_MONOTONIC, which Linux shares
+    between processes."""
     async with fresh_table(url) as (table, channel_name):
         worker = Agenda(backend(url, table, channel_name, channel), process_every=process_every)
-        producer = Agenda(backend(url, table, channel_name, channel))
         started_at: dict[int, float] = {}
-        arrived = asyncio.Event()
 
         async def probe(job: Job[Any]) -> None:
-            started_at[job.attrs.data["i"]] = time.perf_counter()
-            arrived.set()
+            started_at[job.attrs.data["i"]] = time.monotonic()
 
         worker.define("probe", probe)
-        producer.declare("probe")
         await worker.start()
-        await producer.ready()
         await asyncio.sleep(1.5)  # past the first poll: the worker is idle
-        delays = []
+        spec = (url, table, channel_name, channel, samples, gap_ms)
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+            sent = await asyncio.get_running_loop().run_in_executor(pool, produce, spec)
+        async with asyncio.timeout(60):
+            while len(started_at) < samples:
+                await asyncio.sleep(0.05)
+        await worker.drain(timeout="30 seconds")
+        return percentiles([(started_at[i] - sent[i]) * 1000 for i in range(samples)])
+
+
+def produce(spec: tuple[str, str, str, bool, int, int]) -> list[float]:
+    """The producer process: ``samples`` sequential now() calls, ``gap_ms`` apart; returns
+    when each call began."""
+    url, table, channel_name, channel, samples, gap_ms = spec
+
+    async def run() -> list[float]:
+        producer = Agenda(backend(url, table, channel_name, channel))
+        producer.declare("probe")
+        await producer.ready()
+        sent = []
         for i in range(samples):
             await asyncio.sleep(gap_ms / 1000)
-            sent = time.perf_counter()
+            sent.append(time.monotonic())
             await producer.now("probe", {"i": i})
-            while i not in started_at:
-                arrived.clear()
-                await asyncio.wait_for(arrived.wait(), timeout=60)
-            delays.append((started_at[i] - sent) * 1000)
         await producer.stop()
-        await worker.drain(timeout="30 seconds")
-        return percentiles(delays)
+        return sent
+
+    return asyncio.run(run())
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

@@ -11,12 +11,14 @@ absent; ``jobs:all``; ``jobs:by_name:{name}``; the global ``jobs:by_next_run_at`
 remain the source of truth. Our own additions are hints that Agenda-written jobs can do
 without:
 
-* ``decl:locked:{name}`` (sorted set, score = lock time in ms): the jobs of a name we saw
-  locked, so stale locks are found in O(log N + stale) instead of scanning the name. Agenda's
-  own locks are added when a claim meets them in the due range and by the sweep below.
-* ``decl:sweep:{name}``: the cursor of an incremental SSCAN of ``jobs:by_name:{name}`` (a few
-  members per claim) that adopts locks written by Node Agenda into ``decl:locked:{name}``, so a
-  crashed Node worker's lock on a job that is not due is still taken over eventually.
+* ``decl:locked:{name}`` (sorted set, score = lock time in ms): the jobs of a name locked by
+  us, so stale locks are found in O(log N + stale) instead of scanning the name. Entries are
+  checked against the hash before use (Node may have unlocked or touched the job since).
+* ``decl:sweep:{name}`` and ``decl:sweep_gate:{name}`` (expires after 1 s): the cursor of an
+  incremental SSCAN of ``jobs:by_name:{name}``, at most one slice a second per name, that adds
+  locks written by Node Agenda to ``decl:locked:{name}``. A Node lock on a due job is judged in
+  the due scan directly; the sweep is what finds a crashed Node worker's lock on a job that is
+  not due (a one-off whose nextRunAt was cleared when its run started).
 * ``decl:insert_order`` (counter) and the hash field ``insertOrder``: insertion order as the
   final tie-break (Agenda-written jobs fall back to ``createdAt``, then the id).
 * hash fields ``startDate``, ``endDate``, ``skipDays`` (JSON): stored and read back.
@@ -103,12 +105,22 @@ local function score(next_ms, priority)
   return next_ms + (100 - math.min(math.max(priority, 0), 99)) / 1000
 end
 
--- (locked?, lock time in ms) of a hash; see the module docstring for the two fields
-local function lock_of(locked_at, locked_at_ms)
-  local marker = locked_at
-  if locked_at == false then marker = locked_at_ms end
-  if not present(marker) then return false, nil end
-  return true, math.max(iso_ms(locked_at) or 0, tonumber(locked_at_ms) or 0)
+-- Agenda v6 marks a lock with lockedAt; a hash without that field (written by a later
+-- Agenda release) with lockedAtMs
+local function is_locked(locked_at, locked_at_ms)
+  if locked_at == false then return present(locked_at_ms) end
+  return present(locked_at) and true or false
+end
+
+-- the lock time: the later of lockedAt (which every touch rewrites) and lockedAtMs
+local function lock_time(locked_at, locked_at_ms)
+  return math.max(iso_ms(locked_at) or 0, tonumber(locked_at_ms) or 0)
+end
+
+-- lock_time(...) <= deadline, parsing lockedAt only when lockedAtMs does not settle it
+local function stale(locked_at, locked_at_ms, deadline)
+  if (tonumber(locked_at_ms) or 0) > deadline then return false end
+  return (iso_ms(locked_at) or 0) <= deadline
 end
 
 local function write_lock(key, has_locked_at, ms)
@@ -209,8 +221,7 @@ local STATE_FIELDS = {'name', 'disabled', 'lockedAt', 'lockedAtMs', 'failedAt',
   'lastFinishedAt', 'repeatInterval', 'nextRunAt'}
 
 local function state_row(id, f)
-  local locked = lock_of(f[3], f[4])
-  return {id = id, name = f[1], disabled = f[2] == 'true', locked = locked,
+  return {id = id, name = f[1], disabled = f[2] == 'true', locked = is_locked(f[3], f[4]),
     failed_ms = iso_ms(f[5]), finished_ms = iso_ms(f[6]), repeating = repeating(f[7]),
     next_ms = iso_ms(f[8])}
 end
@@ -221,10 +232,11 @@ end
 #: ARGV: prefix, name, next_scan_at ms, lock_deadline ms, now ms ('' = Redis TIME),
 #: last_modified_by, limit, sweep count. Returns each claimed job (JOB_FIELDS), in order.
 #:
-#: Cost: O(log N + D + S + K), N = all jobs, D = entries of the global sorted set that come due
-#: before next_scan_at and precede the claimed ones (due jobs of every name, including
-#: locked-but-not-started and disabled ones), S = stale locks of this name, K = sweep count.
-#: Jobs that are not due are never read (the reference read every job of the name).
+#: Cost: O(log N + D + S), N = all jobs, D = entries of the global sorted set that come due
+#: before next_scan_at and precede the claimed ones (due jobs of every name, including the
+#: claimed-but-not-started and disabled ones), S = stale locks of this name; plus, at most
+#: once a second per name, a sweep of `sweep count` members of the name. Jobs that are not
+#: due are never read (Agenda v6's script read every job of the name on every call).
 CLAIM = r"""
 local name = ARGV[2]
 local scan_ms, deadline = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -232,25 +244,20 @@ local now = tonumber(ARGV[5]) or server_ms()
 local by, limit, sweep = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local zset, locked_set = P .. 'jobs:by_next_run_at', locked_key(name)
 
-local function read(id)
-  local f = redis.call('HMGET', job_key(id), 'name', 'disabled', 'lockedAt', 'lockedAtMs',
-    'nextRunAt', 'priority', 'createdAt', 'insertOrder')
-  if not f[1] then return nil end
-  local locked, lock_ms = lock_of(f[3], f[4])
-  return {id = id, name = f[1], disabled = f[2] == 'true', locked = locked, lock_ms = lock_ms,
-    next_ms = iso_ms(f[5]), priority = tonumber(f[6]) or 0, created = f[7] or '',
-    seq = tonumber(f[8]) or 0, has_locked_at = f[3] ~= false}
+local function peek(id)
+  return redis.call('HMGET', job_key(id), 'name', 'disabled', 'lockedAt', 'lockedAtMs')
 end
 
--- 1. adopt locks that Node Agenda wrote on jobs of this name (a few members per call)
-if sweep > 0 then
+-- 1. adopt the locks Node Agenda wrote on jobs of this name, a slice of the name at a time
+local gate = P .. 'decl:sweep_gate:' .. name
+if sweep > 0 and redis.call('SET', gate, '1', 'PX', 1000, 'NX') then
   local cursor_key = P .. 'decl:sweep:' .. name
   local page = redis.call('SSCAN', P .. 'jobs:by_name:' .. name,
     redis.call('GET', cursor_key) or '0', 'COUNT', sweep)
   for _, id in ipairs(page[2]) do
-    local job = read(id)
-    if job and job.locked and job.name == name then
-      redis.call('ZADD', locked_set, 'NX', job.lock_ms, id)
+    local f = peek(id)
+    if f[1] == name and is_locked(f[3], f[4]) then
+      redis.call('ZADD', locked_set, 'NX', lock_time(f[3], f[4]), id)
     end
   end
   if page[1] == '0' then
@@ -261,19 +268,27 @@ if sweep > 0 then
 end
 
 local chosen, seen = {}, {}
+local function details(id, f)
+  local g = redis.call('HMGET', job_key(id), 'nextRunAt', 'priority', 'createdAt', 'insertOrder')
+  return {id = id, next_ms = iso_ms(g[1]), priority = tonumber(g[2]) or 0,
+    created = g[3] or '', seq = tonumber(g[4]) or 0, has_locked_at = f[3] ~= false}
+end
 local function choose(job)
-  if not seen[job.id] then seen[job.id] = true; table.insert(chosen, job) end
+  if seen[job.id] then return false end
+  seen[job.id] = true
+  table.insert(chosen, job)
+  return true
 end
 
 -- 2. stale locks, whatever their nextRunAt
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', locked_set, '-inf', deadline)) do
-  local job = read(id)
-  if not job or job.name ~= name or not job.locked then
+  local f = peek(id)
+  if f[1] ~= name or not is_locked(f[3], f[4]) then
     redis.call('ZREM', locked_set, id)
-  elseif job.lock_ms > deadline then
-    redis.call('ZADD', locked_set, job.lock_ms, id)  -- touched since: keep the newer time
-  elseif not job.disabled then
-    choose(job)
+  elseif not stale(f[3], f[4], deadline) then
+    redis.call('ZADD', locked_set, lock_time(f[3], f[4]), id)  -- touched since
+  elseif f[2] ~= 'true' then
+    choose(details(id, f))
   end
 end
 
@@ -285,19 +300,18 @@ local found, last_ms, rank = 0, nil, 0
 while rank < total do
   local page = redis.call('ZRANGE', zset, rank, math.min(rank + 99, total - 1), 'WITHSCORES')
   for i = 1, #page, 2 do
-    local ms = math.floor(tonumber(page[i + 1]))
+    local id, ms = page[i], math.floor(tonumber(page[i + 1]))
     if found >= limit and ms > last_ms then rank = total; break end
-    local job = read(page[i])
-    if job and job.name == name and not job.disabled then
-      if job.locked then
-        if job.lock_ms <= deadline then
-          choose(job); found = found + 1; last_ms = ms
-        else
-          redis.call('ZADD', locked_set, 'NX', job.lock_ms, job.id)
-        end
-      elseif job.next_ms and job.next_ms <= scan_ms then
-        choose(job); found = found + 1; last_ms = ms
+    local f = peek(id)
+    if f[1] == name and f[2] ~= 'true' then
+      local job = nil
+      if not is_locked(f[3], f[4]) then
+        job = details(id, f)
+        if not (job.next_ms and job.next_ms <= scan_ms) then job = nil end
+      elseif stale(f[3], f[4], deadline) then
+        job = details(id, f)
       end
+      if job and choose(job) then found, last_ms = found + 1, ms end
     end
   end
   rank = rank + 100
@@ -332,7 +346,7 @@ local id, name, expected = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local now = tonumber(ARGV[5]) or server_ms()
 local key = job_key(id)
 local f = redis.call('HMGET', key, 'name', 'disabled', 'lockedAt', 'lockedAtMs', 'nextRunAt')
-if f[1] ~= name or f[2] == 'true' or lock_of(f[3], f[4]) then return nil end
+if f[1] ~= name or f[2] == 'true' or is_locked(f[3], f[4]) then return nil end
 if iso_ms(f[5]) ~= expected then return nil end
 write_lock(key, f[3] ~= false, now)
 redis.call('HSET', key, 'lastModifiedBy', ARGV[6], 'updatedAt', ms_iso(now))
@@ -689,6 +703,13 @@ return out
 #: ARGV: prefix. Jobs whose nextRunAt is strictly before the Redis clock (ZCOUNT).
 QUEUE_SIZE = PRELUDE + r"""
 return redis.call('ZCOUNT', P .. 'jobs:by_next_run_at', '-inf', '(' .. fmt_int(server_ms()))
+"""
+
+#: ARGV: channel, payload, channel, payload, ... (no prefix: this one runs on the channel's
+#: client). Publishes them in order with one command.
+PUBLISH_MANY = r"""
+for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+return 0
 """
 
 CLAIM = PRELUDE + CLAIM

@@ -434,10 +434,19 @@ class PostgresJobRepository(JobRepository):
         keyed = {key: job for key, job in ((job_uuid(j.id), j) for j in latest) if key}
         if not keyed:
             return [JobId(str(job.id)) for job in latest]
+        if len(latest) == 1:  # the simpler statement is cheaper for the common lone write
+            return await self._save_one_state(latest[0], last_modified_by)
         rows = await self._fetch(self._sql(q.UPDATE_STATES),
                                  _states_columns(keyed, last_modified_by))
         written = {row["id"] for row in rows}
         return [JobId(str(job.id)) for job in latest if job_uuid(job.id) not in written]
+
+    async def _save_one_state(self, job: JobParameters[Any], by: str | None) -> list[JobId]:
+        try:
+            await self.save_job_state(job, last_modified_by=by)
+        except JobNotFoundError:
+            return [JobId(str(job.id))]
+        return []
 
     # -- locking -------------------------------------------------------------------------------
 

@@ -421,6 +421,8 @@ class RedisNotificationChannel(BaseNotificationChannel):
         self._saved_retry: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._connect_lock = asyncio.Lock()
+        self._outbox: list[tuple[str, str, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         where = base.redact_url(self._url) if self._url else "shared client"
@@ -451,13 +453,43 @@ class RedisNotificationChannel(BaseNotificationChannel):
         await self._send(self.state_channel, notification_to_json(notification))
 
     async def _send(self, channel: str, payload: str) -> None:
+        """Publish; the messages of callers that publish at the same moment (jobs finishing
+        together) go out in one pipeline, in call order."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._outbox.append((channel, payload, future))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._outbox:
+                batch, self._outbox = self._outbox[:500], self._outbox[500:]
+                error = await self._publish_batch([(ch, payload) for ch, payload, _ in batch])
+                for *_, future in batch:
+                    if future.done():
+                        continue
+                    if error is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(error)
+        finally:
+            self._flusher = None
+
+    async def _publish_batch(self, messages: list[tuple[str, str]]) -> Exception | None:
         client = self._publisher()
         try:
-            await client.publish(channel, payload)
+            if len(messages) == 1:
+                await client.publish(*messages[0])
+            else:  # one command for the lot (a pipeline would need cleaning up if dropped)
+                args = [item for message in messages for item in message]
+                await client.eval(lua.PUBLISH_MANY, 0, *args)
         except (RedisError, OSError) as error:
-            raise NotConnectedError(
+            return NotConnectedError(
                 f"Cannot publish: channel not connected ({_explain(error, client)})"
-            ) from None
+            )
+        return None
 
     # -- listening ---------------------------------------------------------------------------
 
