@@ -495,7 +495,12 @@ class RedisNotificationChannel(BaseNotificationChannel):
 
     async def connect(self) -> None:
         """Connect and subscribe; a second call while connected (two schedulers sharing one
-        backend) does nothing."""
+        backend) does nothing. Called from a task that is being cancelled (a job finishing
+        while its event loop shuts down), it raises ``CancelledError`` rather than start a
+        listener that would outlive the loop."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
         async with self._connect_lock:
             if self.state != "connected":
                 await super().connect()

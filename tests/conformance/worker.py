@@ -29,7 +29,7 @@ async def main(backend_name: str, spec: dict[str, Any], ledger: Path, stop_file:
 
     agenda.define("ledger", record, concurrency=10)
     await agenda.start()
-    while not stop_file.exists():
+    while not await asyncio.to_thread(stop_file.exists):
         await asyncio.sleep(0.1)
     await agenda.drain(timeout="10 seconds")
     os.close(fd)

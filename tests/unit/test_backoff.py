@@ -6,7 +6,9 @@ from agenda_decl import backoff
 from agenda_decl.backoff import BackoffContext
 
 
-def delays(strategy: backoff.BackoffStrategy, attempts: int, message: str = "x") -> list[int | None]:
+def delays(
+    strategy: backoff.BackoffStrategy, attempts: int, message: str = "x"
+) -> list[int | None]:
     error = RuntimeError(message)
     return [
         strategy(BackoffContext(attempt=a, error=error, job_name="j", job_data=None))
