@@ -208,9 +208,13 @@ class Job(Generic[DATA]):
             await self.agenda.emit_job_event("success", self)
         except Exception as error:
             await self._failed(error, definition)
-        finally:
-            await _report_failed_write(started, self)
-            await self._finish(succeeded, definition)
+        except asyncio.CancelledError:
+            # The loop is shutting down under the handler: writing now would reopen
+            # connections that nothing will close. The lock expires as after a crash.
+            started.add_done_callback(_ignore_result)
+            raise
+        await _report_failed_write(started, self)
+        await self._finish(succeeded, definition)
 
     def _success_time(self) -> datetime:
         """Now, but after the last failure: a success in the same millisecond as the
@@ -308,6 +312,11 @@ class Job(Generic[DATA]):
         if stored is None:
             raise AgendaError(f"job with id {self.attrs.id} not found in database")
         return stored
+
+
+def _ignore_result(write: asyncio.Future[None]) -> None:
+    if not write.cancelled():
+        write.exception()
 
 
 async def _report_failed_write(write: asyncio.Future[None], job: Job[Any]) -> None:
