@@ -22,6 +22,7 @@ from agenda_decl._model import (
 )
 from agenda_decl._sync import run_sync
 from agenda_decl.agenda import Agenda, JobDefinition, RetryDetails, RunningStats
+from agenda_decl.config import LoadedConfig, load
 from agenda_decl.errors import (
     AgendaError,
     BackendUnavailableError,
@@ -66,6 +67,7 @@ __all__ = [
     "JobsOverview",
     "JobsQueryOptions",
     "JobsResult",
+    "LoadedConfig",
     "NotConnectedError",
     "NotificationChannel",
     "NotificationChannelState",
@@ -77,6 +79,7 @@ __all__ = [
     "UnknownJobError",
     "backoff",
     "compute_job_state",
+    "load",
     "run_sync",
     "to_job_id",
 ]

@@ -64,6 +64,9 @@ class JobDefinition:
     priority: int
     backoff: BackoffStrategy | None = None
     remove_on_complete: bool | None = None
+    #: Called with the data of every job created with this name; returns the data to store
+    #: (defaults filled in, values made JSON) or raises. agenda.yaml's typed payloads use it.
+    validate_data: Callable[[Any], Any] | None = None
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -178,7 +181,9 @@ class Agenda:
         """Define how jobs called ``name`` run. Without ``handler`` it is a decorator.
 
         Options: ``concurrency``, ``lock_limit``, ``lock_lifetime``, ``priority``, ``backoff``,
-        ``remove_on_complete``. Defining a name again replaces the definition.
+        ``remove_on_complete``, ``validate_data`` (a function that checks the data of every
+        job created with this name and returns what to store). Defining a name again
+        replaces the definition.
         """
         if handler is None:
 
@@ -205,6 +210,7 @@ class Agenda:
         priority: int | str | None = None,
         backoff: BackoffStrategy | None = None,
         remove_on_complete: bool | None = None,
+        validate_data: Callable[[Any], Any] | None = None,
     ) -> JobDefinition:
         if not isinstance(name, str) or not name or len(name) > 255:
             raise InvalidOptionError(f"invalid job name {name!r} (1 to 255 characters)")
@@ -226,6 +232,7 @@ class Agenda:
             priority=timing.parse_priority(priority),
             backoff=backoff,
             remove_on_complete=remove_on_complete,
+            validate_data=validate_data,
         )
         self.definitions[name] = definition
         return definition
@@ -235,9 +242,13 @@ class Agenda:
 
     # -- creating jobs -------------------------------------------------------------------
 
-    def create(self, name: str, data: Any = None) -> Job[Any]:
-        """A new, unsaved job of a defined (or declared) name, due now."""
+    def create(self, name: str, data: Any = None, *, validate: bool = True) -> Job[Any]:
+        """A new, unsaved job of a defined (or declared) name, due now. The definition's
+        ``validate_data`` checks ``data`` first (``validate=False`` skips it, for data that
+        was checked already)."""
         definition = self._definition(name)
+        if validate and definition.validate_data is not None:
+            data = definition.validate_data(data)
         params: JobParameters[Any] = JobParameters(
             name=name, data=data, priority=definition.priority, next_run_at=self.clock.now()
         )

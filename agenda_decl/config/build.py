@@ -18,6 +18,7 @@ standard-library targets are refused. Relative SQLite paths are relative to the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import sys
@@ -31,7 +32,7 @@ from agenda_decl.backoff import BackoffStrategy
 from agenda_decl.config import model
 from agenda_decl.config.errors import ConfigError, ConfigIssue, ImportRefError, render_path
 from agenda_decl.config.load import source_of
-from agenda_decl.config.payload import import_object
+from agenda_decl.config.payload import check_payload, import_object
 from agenda_decl.interfaces import AgendaBackend, NotificationChannel
 from agenda_decl.notifications import InMemoryNotificationChannel
 
@@ -225,11 +226,15 @@ def build_agenda(
         remove_on_complete=scheduler.remove_on_complete,
     )
     for name, job in config.jobs.items():
+        # Application code enqueuing through this Agenda gets the payload checked (and its
+        # defaults filled in) before anything is stored.
+        validate = functools.partial(check_payload, name, job, path=f"{name}.data",
+                                     base_dir=base_dir)
         handler = handlers.get(name)
         if handler is not None:
-            agenda.define(name, handler, **job_options(job))
+            agenda.define(name, handler, **job_options(job), validate_data=validate)
         else:
-            agenda.declare(name, **job_options(job))
+            agenda.declare(name, **job_options(job), validate_data=validate)
     return agenda
 
 

@@ -308,6 +308,8 @@ Report = Callable[[tuple[str | int, ...], str], None]
 def _check_data(
     job_name: str, job: JobConfig, data: Any, report: Report, base_dir: Path | None
 ) -> dict[str, Any]:
+    if data is None:  # no data: every field takes its default (or is reported missing)
+        data = {}
     if not isinstance(data, Mapping):
         report((), f"expected a mapping of payload fields, got {describe(data)}")
         return {}

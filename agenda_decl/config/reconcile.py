@@ -397,7 +397,8 @@ def _desired_schedule(
             issues.add(problem_path, message)
     kind = _kind(schedule, path, issues)
     job = agenda.create(schedule.job, {**payload, MANAGED_BY_KEY: config.owner,
-                                       SCHEDULE_KEY_KEY: schedule.schedule_key})
+                                       SCHEDULE_KEY_KEY: schedule.schedule_key},
+                        validate=False)  # checked above, with the schedule's path
     zone_ok = _guard(issues, f"{path}.timezone", lambda: timing.get_zone(schedule.timezone))
     _guard(issues, f"{path}.priority", lambda: _set_priority(job, schedule.priority))
     _guard(issues, f"{path}.start_date",

@@ -322,6 +322,30 @@ def test_run_processes_a_schedule_and_prints_each_job(env: Env) -> None:
     assert boom["fail_count"] == 1 and boom["state"] == "failed"
 
 
+def test_the_readme_demo_on_the_shipped_agenda_yaml(tmp_path: Path) -> None:
+    """apply, enqueue from plain code, run, apply again: the README's demo command."""
+    root = Path(__file__).resolve().parents[2]
+    shutil.copy(root / "agenda.yaml", tmp_path / "agenda.yaml")
+    environ = {**base_environ(), "PYTHONPATH": str(root)}  # examples.handlers
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, cwd=tmp_path, env=environ, capture_output=True, text=True,
+                              timeout=90, check=False)
+
+    assert "Applied: 3 created" in call(CLI, "apply", "--yes").stdout
+    enqueued = call(sys.executable, str(root / "examples" / "enqueue.py"), "agenda.yaml")
+    assert enqueued.returncode == 0, enqueued.stderr
+    assert "refused, nothing stored: send-welcome.data.plan: expected one of" in enqueued.stdout
+    run = call(CLI, "run", "--exit-after", "8 seconds")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("welcome mail to") == 2
+    assert "welcome mail to ada@example.com (plan pro)" in run.stdout
+    assert "welcome mail to grace@example.com (plan free)" in run.stdout
+    assert "heartbeat: demo is alive" in run.stdout
+    again = call(CLI, "apply", "--yes")
+    assert "No changes" in again.stdout, again.stdout
+
+
 def test_sigterm_drains_running_jobs(env: Env) -> None:
     env.write("- {job: slow, every: 1 hour, data: {seconds: 2}}\n")
     assert env.run("apply", "--yes").returncode == 0

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from agenda_decl import Agenda
 from agenda_decl.backends.postgres import PostgresBackend
 from agenda_decl.backends.redis import RedisBackend, RedisNotificationChannel
-from agenda_decl.config import build_agenda, load_config
+from agenda_decl.config import PayloadError, build_agenda, load_config
 from agenda_decl.errors import BackendUnavailableError
 from tests.backends.postgres import drop_table
 from tests.backends.redis import delete_keys
@@ -109,4 +109,22 @@ async def test_a_job_runs_end_to_end(kind: str, tmp_path: Path) -> None:
                 await producer.stop()
             await worker.drain(timeout="10 seconds")
     run = next(run for run in config_handlers.RUNS if run.get("token") == token)
-    assert run == {"token": token}  # data as given: defaults are filled by check_payload
+    assert run == {"token": token, "n": 1}  # the payload's default filled in at enqueue
+
+
+async def test_enqueued_data_is_checked_against_the_payload_before_storing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text("version: 1\nbackend:\n" + storage_block("sqlite", "x") + JOBS)
+    agenda = build_agenda(load_config(path))
+    with pytest.raises(PayloadError) as caught:
+        await agenda.now("record", {"token": 7, "m": 2})
+    assert str(caught.value) == (
+        "record.data.m: unknown field 'm' (fields of job 'record': token, n)\n"
+        "record.data.token: expected a string, got 7 (a number)"
+    )
+    assert (await agenda.query_jobs()).total == 0
+    job = await agenda.now("record", {"token": "t"})
+    assert job.attrs.data == {"token": "t", "n": 1}
+    await agenda.stop()
