@@ -22,6 +22,8 @@ from agenda_decl._convert import format_datetime
 from agenda_decl._model import JobParameters
 from agenda_decl.backends.redis import RedisBackend, RedisNotificationChannel
 from agenda_decl.errors import BackendUnavailableError
+from agenda_decl.notifications.base import ReconnectOptions
+from agenda_decl.testing import EventRecorder
 from tests.backends import redis as redis_backends
 from tests.backends.servers import REDIS_URL
 
@@ -429,3 +431,105 @@ async def test_a_touching_handler_past_lock_lifetime_is_never_taken_over(
         for worker in workers:
             await worker.stop(close_connection=False)
         await other.disconnect()
+
+
+async def test_every_job_runs_while_the_subscriber_is_killed(client: Redis) -> None:
+    """CLIENT KILL of the subscriber connection, twice, while jobs are being enqueued. The
+    poll is an hour apart, so what the channel loses is found by the catch-up poll after
+    the reconnect (and the wake-ups of finishing jobs), never by a regular poll."""
+    client_name = f"agenda-test-{uuid.uuid4().hex}"
+    named = Redis.from_url(REDIS_URL, decode_responses=True, client_name=client_name)
+    prefix = redis_backends.unique_prefix()
+    backend = RedisBackend(client=named, key_prefix=prefix, channel_name=f"{prefix}jobs",
+                           health_check_interval=200)
+    channel = backend.notification_channel
+    assert isinstance(channel, RedisNotificationChannel)
+    states: list[str] = []
+    channel.on("stateChange", states.append)
+    agenda = Agenda(backend, process_every="1 hour")
+    runs: list[int] = []
+    total = 300
+    all_ran = asyncio.Event()
+    enqueued = 0
+
+    async def record(job: Job[Any]) -> None:
+        runs.append(job.attrs.data["i"])
+        if len(set(runs)) == total:
+            all_ran.set()
+
+    async def enqueue() -> None:
+        nonlocal enqueued
+        for i in range(total):
+            await agenda.now("work", {"i": i})
+            enqueued += 1
+            await asyncio.sleep(0.005)
+
+    async def kill_twice() -> list[str]:
+        killed: list[str] = []
+        for at in (total // 5, total // 2):
+            await wait_until(lambda at=at: _true(enqueued >= at and channel.state == "connected"))
+            (subscriber,) = await subscriber_ids(client, client_name)
+            assert subscriber not in killed
+            await client.client_kill_filter(_id=subscriber)
+            killed.append(subscriber)
+            await wait_until(lambda: _true(channel.state != "connected"))
+        return killed
+
+    agenda.define("work", record, concurrency=10)
+    await agenda.start()
+    try:
+        assert channel.state == "connected"
+        _, killed = await asyncio.gather(enqueue(), kill_twice())
+        assert enqueued == total
+        await asyncio.wait_for(all_ran.wait(), 30)
+        await wait_until(lambda: _true(channel.state == "connected"))
+        assert sorted(runs) == list(range(total))  # every job, each exactly once
+        assert states.count("reconnecting") >= 2
+        (subscriber,) = await subscriber_ids(client, client_name)
+        assert subscriber not in killed
+        result = await agenda.query_jobs(JobsQueryOptions(name="work", state="completed"))
+        assert result.total == total
+    finally:
+        await agenda.stop(close_connection=False)
+        await redis_backends.delete_keys(named, prefix)
+        await named.aclose()
+
+
+async def test_jobs_saved_while_the_subscriber_is_down_run_after_the_reconnect(
+    client: Redis,
+) -> None:
+    """An idle worker, the subscriber killed, jobs saved during the outage (their
+    notifications are never sent): only the catch-up poll after the reconnect can find them,
+    since the regular poll is an hour away and no running job will wake the name."""
+    client_name = f"agenda-test-{uuid.uuid4().hex}"
+    named = Redis.from_url(REDIS_URL, decode_responses=True, client_name=client_name)
+    prefix = redis_backends.unique_prefix()
+    backend = RedisBackend(client=named, key_prefix=prefix, channel_name=f"{prefix}jobs",
+                           health_check_interval=200)
+    channel = backend.notification_channel
+    assert isinstance(channel, RedisNotificationChannel)
+    channel.reconnect_options = ReconnectOptions(initial_delay=500, jitter=0)
+    agenda = Agenda(backend, process_every="1 hour")
+    events = EventRecorder(agenda)
+    agenda.define("work", lambda job: None)
+    await agenda.start()
+    try:
+        await agenda.now("work", {"i": -1})
+        await events.wait_for("complete", 1)  # the channel works; the worker is idle now
+        (subscriber,) = await subscriber_ids(client, client_name)
+        await client.client_kill_filter(_id=subscriber)
+        await wait_until(lambda: _true(channel.state == "reconnecting"))
+        for i in range(20):
+            await agenda.now("work", {"i": i})
+        assert channel.state == "reconnecting"  # every save above went unannounced
+        await events.wait_for("complete", 21)
+        assert channel.state == "connected"
+        assert sorted(e.data["i"] for e in events.of("complete")) == list(range(-1, 20))
+    finally:
+        await agenda.stop(close_connection=False)
+        await redis_backends.delete_keys(named, prefix)
+        await named.aclose()
+
+
+async def _true(value: bool) -> bool:
+    return value
