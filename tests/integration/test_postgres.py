@@ -26,7 +26,9 @@ from agenda_decl.backends.postgres import (
     PostgresJobRepository,
     PostgresNotificationChannel,
 )
-from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
+from agenda_decl.errors import BackendUnavailableError, InvalidOptionError, NotConnectedError
+from agenda_decl.notifications.base import ReconnectOptions
+from agenda_decl.testing import EventRecorder
 from tests.backends.postgres import drop_table, make_backend, unique_names
 from tests.backends.servers import POSTGRES_URL
 
@@ -488,7 +490,7 @@ async def test_concurrent_publishes_all_arrive_in_order(
 async def test_every_job_runs_while_the_listener_is_killed(backend: PostgresBackend) -> None:
     channel = backend.notification_channel
     assert isinstance(channel, PostgresNotificationChannel)
-    agenda = Agenda(backend, process_every="1 second")
+    agenda = Agenda(backend, process_every="1 hour")  # the channel must find them, not a poll
     ran: set[int] = set()
     done = asyncio.Event()
 
@@ -509,6 +511,67 @@ async def test_every_job_runs_while_the_listener_is_killed(backend: PostgresBack
         assert ran == set(range(100))
     finally:
         await agenda.stop(close_connection=False)
+
+
+async def test_jobs_saved_while_the_listener_is_down_run_after_the_reconnect(
+    tmp_path: Path,
+) -> None:
+    """An idle worker whose poll is an hour away; the LISTEN connection terminated; jobs
+    saved during the outage are never announced: only the catch-up poll after the reconnect
+    can find them."""
+    slow_reconnect = ReconnectOptions(initial_delay=500, jitter=0)
+    async with make_backend(tmp_path, reconnect=slow_reconnect) as backend:
+        channel = backend.notification_channel
+        assert isinstance(channel, PostgresNotificationChannel)
+        agenda = Agenda(backend, process_every="1 hour")
+        events = EventRecorder(agenda)
+        agenda.define("work", lambda job: None)
+        await agenda.start()
+        try:
+            await agenda.now("work", {"i": -1})
+            await events.wait_for("complete", 1)  # the channel works; the worker is idle now
+            killed = channel.listen_pid
+            await rows("SELECT pg_terminate_backend(%s)", (killed,))
+            await eventually(lambda: channel.state == "reconnecting")
+            for i in range(20):
+                await agenda.now("work", {"i": i})
+            assert channel.state == "reconnecting"  # every save above went unannounced
+            await events.wait_for("complete", 21)
+            assert channel.state == "connected"
+            assert channel.listen_pid not in (None, killed)
+            assert sorted(e.data["i"] for e in events.of("complete")) == list(range(-1, 20))
+        finally:
+            await agenda.stop(close_connection=False)
+
+
+async def test_reconnecting_gives_up_into_error_after_the_configured_attempts() -> None:
+    """The server goes away for good: a few growing delays, then ``error`` and no more
+    attempts (the reference retried every 100 ms forever)."""
+    _, name = unique_names()
+    errors: list[BaseException] = []
+    states: list[str] = []
+    async with FreezingProxy() as proxy:
+        channel = PostgresNotificationChannel(
+            connection_string=proxy.url, channel_name=name,
+            reconnect=ReconnectOptions(max_attempts=3, initial_delay=20, max_delay=80, jitter=0),
+        )
+        channel.on("error", errors.append)
+        channel.on("stateChange", states.append)
+        await channel.connect()
+        try:
+            proxy.close()  # the link drops and nothing listens on the port any more
+            await eventually(lambda: channel.state == "error")
+            assert "reconnecting" in states
+            assert any("Max reconnection attempts" in str(error) for error in errors)
+            failures = len(errors)
+            await asyncio.sleep(0.3)  # longer than every delay: nothing is retried
+            assert channel.state == "error"
+            assert len(errors) == failures
+            with pytest.raises(NotConnectedError):
+                await channel.publish(notification("after-giving-up"))
+        finally:
+            await channel.disconnect()
+        assert channel.state == "disconnected"
 
 
 # -- a TCP proxy that can go silent -------------------------------------------------------------
