@@ -587,6 +587,36 @@ async def test_a_change_event_makes_the_scheduler_run_a_job_written_elsewhere(
     assert channel.state == "disconnected"
 
 
+async def test_history_lost_ends_in_a_catch_up_poll_that_runs_the_missed_job(
+    backend: MongoBackend, raw: Any
+) -> None:
+    """A job written while the stream's history was lost has no event at all: the poll is
+    an hour away, so only the catch-up poll after the stream restarts can run it."""
+    server = FakeServer()
+    channel = MongoChangeStreamNotificationChannel(
+        db=raw.database, collection=raw.name, stream_factory=server, reconnect=FAST
+    )
+    channel.on("error", lambda error: None)
+    agenda = Agenda(backend, notification_channel=channel, process_every="1 hour")
+    agenda.define("warm-up", nothing)
+    agenda.define("missed", nothing)
+    events = EventRecorder(agenda)
+    await agenda.start()
+    try:
+        await agenda.now("warm-up")
+        await events.wait_for("complete", job_name="warm-up")  # the start-up poll is over
+        opened = len(server.calls)
+        server.history_starts = len(server.events) + 1  # every token we hold is gone
+        raw.insert_one(agenda_document("missed", utcnow()))  # its event fell off the oplog
+        server.fail_stream(OperationFailure("ChangeStreamHistoryLost", 286))
+        await events.wait_for("complete", job_name="missed")
+        assert len(server.calls) > opened
+        assert "resume_after" not in server.calls[-1][1]
+        assert channel.state == "connected"
+    finally:
+        await agenda.stop()
+
+
 async def test_without_a_replica_set_the_scheduler_keeps_polling(
     backend: MongoBackend, raw: Any
 ) -> None:
