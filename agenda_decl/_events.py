@@ -35,6 +35,10 @@ class EventEmitter:
     def listener_count(self, event: str) -> int:
         return len(self._listeners.get(event, []))
 
+    def events(self) -> list[str]:
+        """The events that have listeners now."""
+        return [event for event, listeners in self._listeners.items() if listeners]
+
     async def emit(self, event: str, *args: Any) -> None:
         """Call the listeners in order, awaiting async ones before the next is called."""
         for listener in list(self._listeners.get(event, [])):

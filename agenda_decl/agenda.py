@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, get_args, overload
 
 import attrs
 
@@ -51,6 +51,8 @@ H = TypeVar("H", bound=Callable[..., Any])
 #: How often the scheduler re-measures the skew between its clock and the store's.
 SKEW_REFRESH = timedelta(minutes=1)
 SKEW_WARNING = timedelta(seconds=60)
+#: The events other workers send on the channel's state side (``start``, ``complete``, ...).
+_STATE_EVENTS = frozenset(get_args(StateNotificationType))
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -149,6 +151,8 @@ class Agenda:
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._unsubscribe: list[Callable[[], None]] = []
+        self._channel_attached = False
+        self._unsubscribe_state: Callable[[], None] | None = None
         self._skew_checked_at: datetime | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._executor: ThreadPoolExecutor | None = None
@@ -406,8 +410,8 @@ class Agenda:
             return
         self.channel.on("stateChange", self._on_channel_state)
         self._unsubscribe.append(self.channel.subscribe(self._on_notification))
-        if self.channel.supports_state_notifications:
-            self._unsubscribe.append(self.channel.subscribe_state(self._on_state_notification))
+        self._channel_attached = True
+        self._sync_state_subscription()
         if self.channel.state != "connected":
             try:
                 await self.channel.connect()
@@ -493,6 +497,8 @@ class Agenda:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
+        self._channel_attached = False
+        self._sync_state_subscription()
         if self.channel is not None:
             self.channel.off("stateChange", self._on_channel_state)
             await self.channel.disconnect()
@@ -531,12 +537,15 @@ class Agenda:
         """Listen to ``ready``, ``error``, ``start``, ``success``, ``fail``, ``complete``,
         ``progress``, ``retry``, ``retry exhausted``, or ``EVENT:<job name>``."""
         self._events.on(event, listener)
+        self._sync_state_subscription()
 
     def once(self, event: str, listener: Callable[..., Any]) -> None:
         self._events.once(event, listener)
+        self._sync_state_subscription()
 
     def off(self, event: str, listener: Callable[..., Any]) -> None:
         self._events.off(event, listener)
+        self._sync_state_subscription()
 
     async def emit_error(self, error: BaseException) -> None:
         if self._events.listener_count("error"):
@@ -628,6 +637,22 @@ class Agenda:
     def _on_notification(self, notification: JobNotification) -> None:
         if self._processor is not None:
             self._processor.handle_notification(notification)
+
+    def _sync_state_subscription(self) -> None:
+        """Take other workers' state notifications from the channel only while something here
+        listens to a state event: nobody else reads them, and a busy worker would otherwise
+        decode three per job for nothing (its own among them)."""
+        channel = self.channel
+        wanted = (self._channel_attached and channel is not None
+                  and channel.supports_state_notifications
+                  and any(event.partition(":")[0] in _STATE_EVENTS
+                          for event in self._events.events()))
+        if wanted and self._unsubscribe_state is None:
+            assert channel is not None
+            self._unsubscribe_state = channel.subscribe_state(self._on_state_notification)
+        elif not wanted and self._unsubscribe_state is not None:
+            self._unsubscribe_state()
+            self._unsubscribe_state = None
 
     async def _on_state_notification(self, notification: JobStateNotification) -> None:
         if notification.source == self.name:

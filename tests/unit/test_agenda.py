@@ -149,6 +149,33 @@ async def test_remote_state_events_are_re_emitted_but_not_our_own() -> None:
     assert channel.state == "disconnected"
 
 
+async def test_state_notifications_are_taken_only_while_a_state_event_is_listened_to() -> None:
+    channel = InMemoryNotificationChannel()
+    agenda = Agenda(InMemoryBackend(notifications=False), notification_channel=channel)
+    seen: list[str] = []
+
+    async def publish(kind: Any) -> None:
+        await channel.publish_state(JobStateNotification(
+            type=kind, job_id=JobId("1"), job_name="report", timestamp=START, source="other",
+        ))
+
+    agenda.on("error", lambda error: None)  # not a state event
+    await agenda.ready()
+    await publish("start")
+    assert channel._state_handlers == []
+
+    def listener(notification: Any, remote: bool) -> None:
+        seen.append(notification.type)
+
+    agenda.on("complete:report", listener)  # added while connected: taken at once
+    await publish("complete")
+    agenda.off("complete:report", listener)
+    assert channel._state_handlers == []
+    await publish("complete")
+    assert seen == ["complete"]
+    await agenda.stop()
+
+
 async def test_events_reach_another_agenda_on_the_same_channel() -> None:
     channel = InMemoryNotificationChannel()
     backend = InMemoryBackend(notifications=False)
