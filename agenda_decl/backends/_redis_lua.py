@@ -369,21 +369,22 @@ return 0
 
 # -- writing ----------------------------------------------------------------------------------
 
-#: ARGV: prefix, then per job: id, name, lock ms ('' = unlocked), nextRunAt ms ('' = null)
-#: and STATE_PAIRS field/value pairs. Returns the ids that no job has (with this name).
+#: ARGV: prefix, then one JSON array with an array per job: id, name, lock ms ('' =
+#: unlocked), nextRunAt ms ('' = null) and STATE_PAIRS field/value pairs, all strings (one
+#: argument: packing thousands of them costs the client more than the script does). Returns
+#: the ids that no job has (with this name).
 STATE_PAIRS = 8
 SAVE_STATES = r"""
 local now_iso = ms_iso(server_ms())
 local missing, width = {}, 4 + 2 * """ + str(STATE_PAIRS) + r"""
-for i = 2, #ARGV, width do
-  local id, name, lock_ms, next_ms = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]),
-    tonumber(ARGV[i + 3])
+for _, job in ipairs(cjson.decode(ARGV[2])) do
+  local id, name, lock_ms, next_ms = job[1], job[2], tonumber(job[3]), tonumber(job[4])
   local key = job_key(id)
   local f = redis.call('HMGET', key, 'name', 'lockedAt', 'priority')
   if f[1] ~= name then
     table.insert(missing, id)
   else
-    redis.call('HSET', key, unpack(ARGV, i + 4, i + width - 1))
+    redis.call('HSET', key, unpack(job, 5, width))
     redis.call('HSET', key, 'updatedAt', now_iso)
     write_lock(key, f[2] ~= false, lock_ms)
     if lock_ms then

@@ -305,8 +305,8 @@ class RedisJobRepository(JobRepository):
             raise ValueError("Cannot save job state without job ID")
         missing: list[JobId] = []
         for chunk in base.chunks(list(jobs), 500):
-            args = [arg for job in chunk for arg in codec.state_args(job, last_modified_by)]
-            missing += [JobId(job_id) for job_id in await self._run(lua.SAVE_STATES, *args)]
+            states = codec.encode_json([codec.state_args(job, last_modified_by) for job in chunk])
+            missing += [JobId(job_id) for job_id in await self._run(lua.SAVE_STATES, states)]
         return missing
 
     # -- locking -----------------------------------------------------------------------------
@@ -484,7 +484,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
                 await client.publish(*messages[0])
             else:  # one command for the lot (a pipeline would need cleaning up if dropped)
                 args = [item for message in messages for item in message]
-                await client.eval(lua.PUBLISH_MANY, 0, *args)
+                await client.register_script(lua.PUBLISH_MANY)(keys=[], args=args)
         except (RedisError, OSError) as error:
             return NotConnectedError(
                 f"Cannot publish: channel not connected ({_explain(error, client)})"
@@ -570,10 +570,10 @@ class RedisNotificationChannel(BaseNotificationChannel):
     async def _dispatch(self, inbox: _Inbox) -> None:
         while True:
             channel, payload = await inbox.get()
-            try:
-                if channel == self.channel_name:
+            try:  # parsed only when someone subscribes to what arrived
+                if channel == self.channel_name and self._handlers:
                     await self.notify_handlers(notification_from_json(payload))
-                elif channel == self.state_channel:
+                elif channel == self.state_channel and self._state_handlers:
                     await self.notify_state_handlers(state_notification_from_json(payload))
             except Exception as error:  # a forged or malformed message: a hint at most
                 log.warning("ignored a malformed message on %r: %s", channel, error)
