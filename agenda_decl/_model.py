@@ -152,7 +152,9 @@ def compute_job_state(job: JobParameters[Any], now: datetime | None = None) -> J
 
 @attrs.define(kw_only=True, frozen=True)
 class JobsQueryOptions:
-    """Filters for :meth:`JobRepository.query_jobs`. All given criteria are ANDed.
+    """Filters for :meth:`JobRepository.query_jobs`. All given criteria are ANDed, within a
+    group too: ``id`` and ``ids`` both restrict the id, ``name`` and ``names`` both the name
+    (``name="a", names=["b"]`` finds nothing).
 
     ``data`` matches jobs whose data *contains* the given JSON value (an object matches when
     every key matches recursively; other values compare equal). ``search`` is a
@@ -216,6 +218,11 @@ class JobsOverview:
 @attrs.define(kw_only=True, frozen=True)
 class RemoveJobsOptions:
     """Criteria for remove/disable/enable. Every given criterion applies (AND).
+
+    That holds within a group too: a match has the id ``id`` *and* an id in ``ids``, the name
+    ``name`` *and* a name in ``names``, and no name in ``not_names`` (Agenda v6 uses only the
+    first of ``id``/``ids`` and of ``name``/``names``/``notNames``). So ``id=x, ids=[y]`` and
+    ``name="a", not_names=["a"]`` match nothing.
 
     Options that select nothing (all empty) match nothing, so ``cancel(RemoveJobsOptions())``
     is a no-op rather than a wipe. ``data={}`` also matches nothing.

@@ -89,7 +89,9 @@ class JobRepository(abc.ABC):
     async def remove_jobs(self, options: RemoveJobsOptions) -> int:
         """Delete the jobs matching every given criterion; return how many were deleted.
 
-        Options that select nothing (see ``RemoveJobsOptions.matches_nothing``) delete nothing.
+        Every criterion applies, ``id`` and ``ids`` (and ``name``, ``names`` and ``not_names``)
+        together, not the first one given. Options that select nothing (see
+        ``RemoveJobsOptions.matches_nothing``) delete nothing.
         """
 
     @abc.abstractmethod

@@ -88,9 +88,12 @@ class InMemoryJobRepository(JobRepository):
     async def query_jobs(self, options: JobsQueryOptions | None = None) -> JobsResult:
         options = options or JobsQueryOptions()
         base.check_data_filter(options.data)
+        criteria = base.id_name_criteria(options)
         now = utcnow()
         found = [
-            _with_state(job, now) for job in self._jobs.values() if _query_match(job, options)
+            _with_state(job, now)
+            for job in self._jobs.values()
+            if _query_match(job, options, criteria)
         ]
         found = [job for job in found if _state_match(job, options.state)]
         found.sort(key=lambda job: self._order[str(job.id)])
@@ -301,7 +304,10 @@ class InMemoryJobRepository(JobRepository):
         if options.matches_nothing():
             return []
         base.check_data_filter(options.data)
-        return [job_id for job_id, job in self._jobs.items() if _remove_match(job, options)]
+        criteria = base.id_name_criteria(options)
+        return [
+            job_id for job_id, job in self._jobs.items() if _remove_match(job, options, criteria)
+        ]
 
     def _set_disabled(self, options: RemoveJobsOptions, *, disabled: bool) -> int:
         matched = self._matching(options)
@@ -363,33 +369,27 @@ def _claimable(job: JobParameters[Any], next_scan_at: datetime, lock_deadline: d
     return job.locked_at <= lock_deadline
 
 
-def _name_match(name: str, options: RemoveJobsOptions | JobsQueryOptions) -> bool:
-    if options.name is not None:
-        return name == options.name
-    if options.names is not None:
-        return name in options.names
-    not_names = getattr(options, "not_names", None)
-    return not_names is None or name not in not_names
-
-
-def _id_match(job_id: str | None, options: RemoveJobsOptions | JobsQueryOptions) -> bool:
-    if options.id is not None:
-        return job_id == options.id
-    return options.ids is None or job_id in options.ids
-
-
-def _remove_match(job: JobParameters[Any], options: RemoveJobsOptions) -> bool:
+def _id_name_match(job: JobParameters[Any], criteria: base.IdNameCriteria) -> bool:
     return (
-        _id_match(job.id, options)
-        and _name_match(job.name, options)
-        and (options.data is None or base.data_contains(job.data, options.data))
+        (criteria.ids is None or str(job.id) in criteria.ids)
+        and (criteria.names is None or job.name in criteria.names)
+        and (criteria.not_names is None or job.name not in criteria.not_names)
     )
 
 
-def _query_match(job: JobParameters[Any], options: JobsQueryOptions) -> bool:
+def _remove_match(
+    job: JobParameters[Any], options: RemoveJobsOptions, criteria: base.IdNameCriteria
+) -> bool:
+    return _id_name_match(job, criteria) and (
+        options.data is None or base.data_contains(job.data, options.data)
+    )
+
+
+def _query_match(
+    job: JobParameters[Any], options: JobsQueryOptions, criteria: base.IdNameCriteria
+) -> bool:
     return (
-        _id_match(job.id, options)
-        and _name_match(job.name, options)
+        _id_name_match(job, criteria)
         and (options.search is None or options.search.lower() in job.name.lower())
         and (options.data is None or base.data_contains(job.data, options.data))
         and (options.include_disabled or not job.disabled)

@@ -153,9 +153,10 @@ def overview_from(document: Mapping[str, Any]) -> JobsOverview:
 
 
 def query_filter(options: JobsQueryOptions) -> Document | None:
-    """The ``$match`` of ``query_jobs``; ``None`` when nothing can match (a malformed id)."""
+    """The ``$match`` of ``query_jobs``; ``None`` when nothing can match (a malformed id,
+    disjoint id or name criteria)."""
     base.check_data_filter(options.data)
-    clauses = _id_clauses(options.id, options.ids) + _name_clauses(options.name, options.names)
+    clauses = _id_name_clauses(options)
     if options.search is not None:
         if len(options.search) > MAX_SEARCH_LENGTH or "\x00" in options.search:
             return None
@@ -177,9 +178,7 @@ def remove_filter(options: RemoveJobsOptions) -> Document | None:
     if options.matches_nothing():
         return None
     base.check_data_filter(options.data)
-    clauses = _id_clauses(options.id, options.ids) + _name_clauses(options.name, options.names)
-    if options.name is None and options.names is None and options.not_names is not None:
-        clauses.append({"name": {"$nin": _strings(options.not_names)}})
+    clauses = _id_name_clauses(options)
     if options.data is not None:
         clauses += data_clauses("data", options.data)
     if None in clauses or not clauses:
@@ -187,22 +186,27 @@ def remove_filter(options: RemoveJobsOptions) -> Document | None:
     return _all_of(clauses)
 
 
-def _id_clauses(job_id: str | None, job_ids: list[str] | None) -> list[Any]:
-    if job_id is not None:
-        oid = object_id(job_id)
-        return [{"_id": oid} if oid else None]
-    if job_ids is not None:
-        oids = object_ids(job_ids)
-        return [{"_id": {"$in": oids}} if oids else None]
-    return []
+def _canonical_id(value: Any) -> str | None:
+    oid = object_id(value)
+    return None if oid is None else str(oid)
 
 
-def _name_clauses(name: str | None, names: list[str] | None) -> list[Any]:
-    if name is not None:
-        return [{"name": {"$eq": _strings([name])[0]}}]
-    if names is not None:
-        return [{"name": {"$in": _strings(names)}}]
-    return []
+def _id_name_clauses(options: JobsQueryOptions | RemoveJobsOptions) -> list[Any]:
+    """The folded id and name criteria (``base.id_name_criteria``: every given one applies),
+    with typed values only; ``[None]`` when they can match nothing."""
+    criteria = base.id_name_criteria(options, id_key=_canonical_id)
+    if criteria.matches_nothing():
+        return [None]
+    clauses: list[Any] = []
+    if criteria.ids is not None:
+        oids = [ObjectId(key) for key in criteria.ids]
+        clauses.append({"_id": oids[0]} if len(oids) == 1 else {"_id": {"$in": oids}})
+    if criteria.names is not None:
+        names = _strings(list(criteria.names))
+        clauses.append({"name": {"$eq": names[0]}} if len(names) == 1 else {"name": {"$in": names}})
+    if criteria.not_names is not None:
+        clauses.append({"name": {"$nin": _strings(list(criteria.not_names))}})
+    return clauses
 
 
 def _strings(values: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ parameter (``%(name)s`` or ``%s``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, LiteralString
 
 import psycopg
@@ -402,26 +402,28 @@ class Where:
         return sql.SQL(" AND ").join(self.parts) if self.parts else sql.SQL("TRUE")
 
 
-def _filter_ids(where: Where, job_id: str | None, ids: Sequence[str] | None) -> bool:
-    """Add the id criterion; False when it can match nothing (a malformed single id)."""
-    if job_id is not None:
-        key = job_uuid(job_id)
-        if key is None:
-            return False
-        where.add("id = {}", key)
-    elif ids is not None:
-        where.add("id = ANY({}::uuid[])", [k for k in map(job_uuid, ids) if k is not None])
+def _canonical_id(value: Any) -> str | None:
+    key = job_uuid(value)
+    return None if key is None else str(key)
+
+
+def _filter_ids_and_names(where: Where, options: JobsQueryOptions | RemoveJobsOptions) -> bool:
+    """Add the folded id and name criteria (``base.id_name_criteria``: every given one applies);
+    False when they can match nothing (disjoint or malformed ids, disjoint names)."""
+    criteria = base.id_name_criteria(options, id_key=_canonical_id)
+    if criteria.matches_nothing():
+        return False
+    if criteria.ids is not None and len(criteria.ids) == 1:
+        where.add("id = {}", uuid.UUID(criteria.ids[0]))
+    elif criteria.ids is not None:
+        where.add("id = ANY({}::uuid[])", [uuid.UUID(key) for key in criteria.ids])
+    if criteria.names is not None and len(criteria.names) == 1:
+        where.add("name = {}", criteria.names[0])
+    elif criteria.names is not None:
+        where.add("name = ANY({}::text[])", list(criteria.names))
+    if criteria.not_names is not None:
+        where.add("name <> ALL({}::text[])", list(criteria.not_names))
     return True
-
-
-def _filter_names(where: Where, options: JobsQueryOptions | RemoveJobsOptions) -> None:
-    not_names = getattr(options, "not_names", None)
-    if options.name is not None:
-        where.add("name = {}", options.name)
-    elif options.names is not None:
-        where.add("name = ANY({}::text[])", list(options.names))
-    elif not_names is not None:
-        where.add("name <> ALL({}::text[])", list(not_names))
 
 
 def _filter_data(where: Where, data: Any) -> None:
@@ -443,9 +445,8 @@ def _escape_like(text: str) -> str:
 
 def query_where(options: JobsQueryOptions) -> Where | None:
     where = Where()
-    if not _filter_ids(where, options.id, options.ids):
+    if not _filter_ids_and_names(where, options):
         return None
-    _filter_names(where, options)
     if options.search is not None:
         where.add("name ILIKE {} ESCAPE '\\'", f"%{_escape_like(options.search)}%")
     _filter_data(where, options.data)
@@ -458,9 +459,8 @@ def remove_where(options: RemoveJobsOptions) -> Where | None:
     if options.matches_nothing():
         return None
     where = Where()
-    if not _filter_ids(where, options.id, options.ids):
+    if not _filter_ids_and_names(where, options):
         return None
-    _filter_names(where, options)
     _filter_data(where, options.data)
     return where
 

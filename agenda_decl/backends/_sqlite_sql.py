@@ -287,21 +287,26 @@ def _json_text(value: Any, what: str) -> str:
 
 
 def _common_criteria(options: JobsQueryOptions | RemoveJobsOptions) -> tuple[list[str], Params]:
-    """id else ids; name else names (else not_names, for removals); data containment."""
+    """Every given criterion ANDed: the folded id and name sets (``base.id_name_criteria``),
+    then data containment."""
+    criteria = base.id_name_criteria(options)
     clauses: list[str] = []
     params: Params = {}
-    if options.id is not None:
+    if criteria.ids is not None and len(criteria.ids) == 1:
         clauses.append(FILTERS["id"])
-        params["id"] = str(options.id)
-    elif options.ids is not None:
+        params["id"] = criteria.ids[0]
+    elif criteria.ids is not None:
         clauses.append(FILTERS["ids"])
-        params["ids"] = _json_text([str(i) for i in options.ids], "ids")
-    if options.name is not None:
+        params["ids"] = _json_text(list(criteria.ids), "ids")
+    if criteria.names is not None and len(criteria.names) == 1:
         clauses.append(FILTERS["name"])
-        params["name"] = options.name
-    elif options.names is not None:
+        params["name"] = criteria.names[0]
+    elif criteria.names is not None:
         clauses.append(FILTERS["names"])
-        params["names"] = _json_text(list(options.names), "names")
+        params["names"] = _json_text(list(criteria.names), "names")
+    if criteria.not_names is not None:
+        clauses.append(FILTERS["not_names"])
+        params["not_names"] = _json_text(list(criteria.not_names), "not_names")
     if options.data is not None:
         clauses.append(FILTERS["data"])
         params["data"] = _json_text(options.data, "the data filter")
@@ -309,11 +314,7 @@ def _common_criteria(options: JobsQueryOptions | RemoveJobsOptions) -> tuple[lis
 
 
 def remove_criteria(options: RemoveJobsOptions) -> tuple[list[str], Params]:
-    clauses, params = _common_criteria(options)
-    if options.name is None and options.names is None and options.not_names is not None:
-        clauses.append(FILTERS["not_names"])
-        params["not_names"] = _json_text(list(options.not_names), "not_names")
-    return clauses, params
+    return _common_criteria(options)
 
 
 def query_criteria(options: JobsQueryOptions) -> tuple[list[str], Params]:

@@ -174,7 +174,10 @@ class RedisJobRepository(JobRepository):
     async def query_jobs(self, options: JobsQueryOptions | None = None) -> JobsResult:
         options = options or JobsQueryOptions()
         base.check_data_filter(options.data)
-        names = await self._query_names(options)
+        criteria = base.id_name_criteria(options)
+        if criteria.matches_nothing():
+            return JobsResult(jobs=[], total=0)
+        names = await self._query_names(options, criteria.names)
         if names == []:
             return JobsResult(jobs=[], total=0)
         sort = list(options.sort.items()) if options.sort else [
@@ -184,7 +187,8 @@ class RedisJobRepository(JobRepository):
             "sort": sort, "skip": options.skip, "limit": options.limit,
             "includeDisabled": options.include_disabled,
         }
-        spec.update(_id_criteria(options))
+        if criteria.ids is not None:
+            spec["ids"] = list(criteria.ids)
         if names is not None:
             spec["names"] = names
         if options.state is not None:
@@ -198,9 +202,11 @@ class RedisJobRepository(JobRepository):
         ]
         return JobsResult(jobs=jobs, total=int(total))
 
-    async def _query_names(self, options: JobsQueryOptions) -> list[str] | None:
-        """The names to look at (``None`` = all); ``search`` is matched here, on the names."""
-        names = [options.name] if options.name is not None else options.names
+    async def _query_names(
+        self, options: JobsQueryOptions, names: Sequence[str] | None
+    ) -> list[str] | None:
+        """The names to look at (``None`` = all) among the folded ``names`` of the criteria;
+        ``search`` is matched here, on the names."""
         if options.search is None:
             return None if names is None else list(names)
         needle = options.search.lower()
@@ -252,13 +258,16 @@ class RedisJobRepository(JobRepository):
         if options.matches_nothing():
             return 0
         base.check_data_filter(options.data)
-        spec = _id_criteria(options)
-        if options.name is not None:
-            spec["names"] = [options.name]
-        elif options.names is not None:
-            spec["names"] = list(options.names)
-        elif options.not_names is not None:
-            spec["notNames"] = list(options.not_names)
+        criteria = base.id_name_criteria(options)
+        if criteria.matches_nothing():
+            return 0
+        spec: dict[str, Any] = {}
+        if criteria.ids is not None:
+            spec["ids"] = list(criteria.ids)
+        if criteria.names is not None:
+            spec["names"] = list(criteria.names)
+        if criteria.not_names is not None:
+            spec["notNames"] = list(criteria.not_names)
         if options.data is not None:
             spec["data"] = codec.tagged(options.data)
         return int(await self._run(lua.MODIFY, action, codec.encode_json(spec)))
@@ -366,14 +375,6 @@ class RedisJobRepository(JobRepository):
             codec.ms_arg(now), codec.str_or_null(last_modified_by), str(limit), str(SWEEP_COUNT),
         )
         return [codec.job_from_values(values) for values in claimed]
-
-
-def _id_criteria(options: JobsQueryOptions | RemoveJobsOptions) -> dict[str, Any]:
-    if options.id is not None:
-        return {"id": str(options.id)}
-    if options.ids is not None:
-        return {"ids": [str(job_id) for job_id in options.ids]}
-    return {}
 
 
 def _save_script(job: JobParameters[Any]) -> str:

@@ -492,6 +492,152 @@ async def test_disable_and_enable(repository: JobRepository) -> None:
     assert await names_of(repository, state="paused") == []
 
 
+# -- every criterion applies (AND), for remove/disable/enable and query -------------------------
+
+#: The jobs of the criteria tests: label -> (name, data).
+CRITERIA_JOBS = {
+    "a1": ("a", {"k": 1}),
+    "a2": ("a", {"k": 2}),
+    "b1": ("b", {"k": 1}),
+    "c1": ("c", {"k": 1}),
+}
+
+#: (test id, criteria with job labels in place of ids, labels of the jobs that must match).
+REMOVE_CRITERIA = [
+    ("id+ids-overlapping", {"id": "a1", "ids": ["a1", "b1"]}, {"a1"}),
+    ("id+ids-disjoint", {"id": "a1", "ids": ["b1", "c1"]}, set()),
+    ("id+name-mismatch", {"id": "a1", "name": "b"}, set()),
+    ("malformed-id+ids", {"id": "not-an-id", "ids": ["a1"]}, set()),
+    ("ids-with-a-malformed-one", {"ids": ["a1", "not-an-id"]}, {"a1"}),
+    ("name+names-overlapping", {"name": "a", "names": ["a", "b"]}, {"a1", "a2"}),
+    ("name+names-disjoint", {"name": "a", "names": ["b", "c"]}, set()),
+    ("names+not_names", {"names": ["a", "b"], "not_names": ["a"]}, {"b1"}),
+    ("name+not_names-excluding-it", {"name": "a", "not_names": ["a"]}, set()),
+    ("name+not_names-other", {"name": "a", "not_names": ["b"]}, {"a1", "a2"}),
+    ("ids+not_names", {"ids": ["a1", "b1"], "not_names": ["a"]}, {"b1"}),
+    (
+        "ids+names+data",
+        {"ids": ["a1", "a2", "b1", "c1"], "names": ["a", "c"], "data": {"k": 1}},
+        {"a1", "c1"},
+    ),
+    ("not_names-alone", {"not_names": ["a", "c"]}, {"b1"}),
+    (
+        "every-criterion",
+        {"id": "a1", "ids": ["a1", "a2"], "name": "a", "names": ["a", "b"],
+         "not_names": ["b"], "data": {"k": 1}},
+        {"a1"},
+    ),
+    (
+        "every-criterion-but-data",
+        {"id": "a1", "ids": ["a1", "a2"], "name": "a", "names": ["a", "b"],
+         "not_names": ["b"], "data": {"k": 2}},
+        set(),
+    ),
+]
+
+QUERY_CRITERIA = [
+    ("id+ids-overlapping", {"id": "a1", "ids": ["a1", "b1"]}, {"a1"}),
+    ("id+ids-disjoint", {"id": "a1", "ids": ["b1"]}, set()),
+    ("malformed-id+ids", {"id": "not-an-id", "ids": ["a1"]}, set()),
+    ("name+names-overlapping", {"name": "a", "names": ["a", "b"]}, {"a1", "a2"}),
+    ("name+names-disjoint", {"name": "a", "names": ["b"]}, set()),
+    ("ids+name", {"ids": ["a1", "b1"], "name": "b"}, {"b1"}),
+    (
+        "ids+names+data",
+        {"ids": ["a1", "a2", "b1", "c1"], "names": ["a", "c"], "data": {"k": 1}},
+        {"a1", "c1"},
+    ),
+    ("name+names+search", {"name": "a", "names": ["a", "b"], "search": "B"}, set()),
+    ("names+search", {"names": ["a", "b"], "search": "B"}, {"b1"}),
+    (
+        "every-criterion",
+        {"id": "a1", "ids": ["a1", "a2"], "name": "a", "names": ["a", "b"], "data": {"k": 1}},
+        {"a1"},
+    ),
+]
+
+
+async def seed_criteria_jobs(repository: JobRepository) -> dict[str, str]:
+    """Save :data:`CRITERIA_JOBS`; return label -> id."""
+    ids: dict[str, str] = {}
+    for label, (name, data) in CRITERIA_JOBS.items():
+        saved = await save(repository, name, data=data)
+        assert saved.id
+        ids[label] = saved.id
+    return ids
+
+
+def with_ids(criteria: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
+    """The criteria with job labels replaced by the jobs' ids (unknown labels kept as is)."""
+    resolved = dict(criteria)
+    if "id" in resolved:
+        resolved["id"] = ids.get(resolved["id"], resolved["id"])
+    if "ids" in resolved:
+        resolved["ids"] = [ids.get(label, label) for label in resolved["ids"]]
+    return resolved
+
+
+async def stored_labels(
+    repository: JobRepository, ids: dict[str, str], *, disabled: bool | None = None
+) -> set[str]:
+    """Labels of the stored jobs (only those with ``disabled`` equal to it, when given)."""
+    labels = {job_id: label for label, job_id in ids.items()}
+    jobs = (await repository.query_jobs()).jobs
+    return {
+        labels[str(j.id)] for j in jobs if disabled is None or j.disabled is disabled
+    }
+
+
+def criteria_cases(cases: list[tuple[str, dict[str, Any], set[str]]]) -> Any:
+    return pytest.mark.parametrize(
+        ("criteria", "expected"),
+        [(criteria, expected) for _, criteria, expected in cases],
+        ids=[case_id for case_id, _, _ in cases],
+    )
+
+
+@criteria_cases(REMOVE_CRITERIA)
+async def test_remove_applies_every_criterion(
+    repository: JobRepository, criteria: dict[str, Any], expected: set[str]
+) -> None:
+    ids = await seed_criteria_jobs(repository)
+    options = RemoveJobsOptions(**with_ids(criteria, ids))
+    assert await repository.remove_jobs(options) == len(expected)
+    assert await stored_labels(repository, ids) == set(CRITERIA_JOBS) - expected
+
+
+@criteria_cases(REMOVE_CRITERIA)
+async def test_disable_applies_every_criterion(
+    repository: JobRepository, criteria: dict[str, Any], expected: set[str]
+) -> None:
+    ids = await seed_criteria_jobs(repository)
+    options = RemoveJobsOptions(**with_ids(criteria, ids))
+    assert await repository.disable_jobs(options) == len(expected)
+    assert await stored_labels(repository, ids, disabled=True) == expected
+
+
+@criteria_cases(REMOVE_CRITERIA)
+async def test_enable_applies_every_criterion(
+    repository: JobRepository, criteria: dict[str, Any], expected: set[str]
+) -> None:
+    ids = await seed_criteria_jobs(repository)
+    assert await repository.disable_jobs(RemoveJobsOptions(names=["a", "b", "c"])) == 4
+    options = RemoveJobsOptions(**with_ids(criteria, ids))
+    assert await repository.enable_jobs(options) == len(expected)
+    assert await stored_labels(repository, ids, disabled=False) == expected
+
+
+@criteria_cases(QUERY_CRITERIA)
+async def test_query_applies_every_criterion(
+    repository: JobRepository, criteria: dict[str, Any], expected: set[str]
+) -> None:
+    ids = await seed_criteria_jobs(repository)
+    labels = {job_id: label for label, job_id in ids.items()}
+    result = await repository.query_jobs(JobsQueryOptions(**with_ids(criteria, ids)))
+    assert {labels[str(j.id)] for j in result.jobs} == expected
+    assert result.total == len(expected)
+
+
 # -- state writes --------------------------------------------------------------------------------
 
 
