@@ -50,6 +50,11 @@ class StateWriter:
     async def save(self, job: JobParameters[Any]) -> None:
         await self.submit(job)
 
+    async def flush(self) -> None:
+        """Wait until every write submitted so far is stored (or failed)."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
     async def _drain(self) -> None:
         try:
             while self._pending:

@@ -150,6 +150,8 @@ class Agenda:
         self._processor: JobProcessor | None = None
         self._ready = False
         self._ready_lock = asyncio.Lock()
+        #: Counts stops: a job that started under an earlier value outlived its scheduler.
+        self.generation = 0
         self._unsubscribe: list[Callable[[], None]] = []
         self._channel_attached = False
         self._unsubscribe_state: Callable[[], None] | None = None
@@ -369,8 +371,14 @@ class Agenda:
             params, last_modified_by=self.name, now=self.clock.now()
         )
 
-    async def save_job_state(self, params: JobParameters[Any]) -> None:
-        await self.ready()
+    async def save_job_state(
+        self, params: JobParameters[Any], *, started_in: int | None = None
+    ) -> None:
+        """Write the state fields of a job. A job started before the last stop
+        (``started_in`` older than :attr:`generation`) writes only if the store is still open:
+        it never reconnects what ``stop()`` closed (its loop may be shutting down)."""
+        if started_in is None or started_in == self.generation:
+            await self.ready()
         await self._state_writer.save(params)
 
     def submit_job_state(self, params: JobParameters[Any]) -> asyncio.Future[None]:
@@ -450,6 +458,8 @@ class Agenda:
         processor = self._processor
         if processor is not None:
             processor.stop_polling()
+            # A start-state write still in flight would lock the job again after the unlock.
+            await self._state_writer.flush()
             held = list(processor.locked)
             processor.release_queued()
             if held:
@@ -506,6 +516,7 @@ class Agenda:
         if close:
             await self.backend.disconnect()
         self._ready = False
+        self.generation += 1
 
     async def get_running_stats(self, full_details: bool = False) -> RunningStats:
         processor = self._processor

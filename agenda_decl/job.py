@@ -44,6 +44,8 @@ class Job(Generic[DATA]):
         self.agenda = agenda
         self.attrs = attrs
         self._canceled: str | None = None
+        #: The scheduler's generation when this run started (None: not run here).
+        self._generation: int | None = None
 
     def __repr__(self) -> str:
         return f"<Job {self.attrs.name!r} id={self.attrs.id} next_run_at={self.attrs.next_run_at}>"
@@ -159,7 +161,7 @@ class Job(Generic[DATA]):
             raise JobCanceledError(f"job {self.attrs.name} got canceled already: {self._canceled}!")
         self.attrs.locked_at = self.agenda.clock.now()
         self.attrs.progress = progress
-        await self.agenda.save_job_state(self.attrs)
+        await self.agenda.save_job_state(self.attrs, started_in=self._generation)
         if progress is not None:
             await self.agenda.emit_job_event("progress", self, progress=progress)
 
@@ -194,6 +196,7 @@ class Job(Generic[DATA]):
     async def run(self) -> None:
         """Run the handler once, saving state before and after and emitting the events."""
         definition = self.agenda.definitions.get(self.attrs.name)
+        self._generation = self.agenda.generation
         self._begin()
         # The start state (last_run_at, the next run) is written while the handler starts:
         # the job is already locked, so waiting for the write first would only add a round
@@ -271,14 +274,15 @@ class Job(Generic[DATA]):
     async def _finish(self, succeeded: bool, definition: JobDefinition | None) -> None:
         self.attrs.locked_at = None
         try:
-            await self.agenda.save_job_state(self.attrs)
-        except Exception as error:  # the job may have been removed while it ran
+            await self.agenda.save_job_state(self.attrs, started_in=self._generation)
+        except Exception as error:  # removed while it ran, or its scheduler stopped
             log.info("final state of job %s not saved: %s", self.attrs.id, error)
         await self.agenda.emit_job_event("complete", self)
         remove = definition.remove_on_complete if definition else None
         if remove is None:
             remove = self.agenda.remove_on_complete
-        if succeeded and remove and self.attrs.next_run_at is None:
+        outlived = self._generation != self.agenda.generation  # don't reconnect to remove
+        if succeeded and remove and self.attrs.next_run_at is None and not outlived:
             try:
                 await self.remove()
             except Exception:

@@ -392,6 +392,32 @@ async def test_stop_releases_the_lock_of_a_running_job(make_agenda: MakeAgenda) 
     assert (await stored(agenda, job)).locked_at is None
 
 
+async def test_a_job_that_outlives_stop_never_reconnects_the_store(
+    make_agenda: MakeAgenda,
+) -> None:
+    agenda, started, release = make_agenda(), asyncio.Event(), asyncio.Event()
+    readies: list[bool] = []
+    agenda.on("ready", lambda: readies.append(True))
+    completed = EventRecorder(agenda)
+
+    async def slow(job: Job[Any]) -> None:
+        started.set()
+        await release.wait()
+        await job.touch(50)
+
+    agenda.define("slow", slow, remove_on_complete=True)
+    job = await agenda.now("slow")
+    await agenda.start()
+    await asyncio.wait_for(started.wait(), 10)
+    await agenda.stop(close_connection=False)  # the store stays open: the run still reports
+    release.set()
+    await completed.wait_for("complete")
+    assert readies == [True]  # no reconnect after stop, not even to remove the job
+    final = await stored(agenda, job)
+    assert final is not None and final.last_finished_at is not None
+    assert final.progress == 50 and final.locked_at is None
+
+
 async def test_drain_waits_for_running_jobs(make_agenda: MakeAgenda) -> None:
     agenda, started = make_agenda(), asyncio.Event()
 
