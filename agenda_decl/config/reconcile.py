@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -83,6 +83,9 @@ Action = Literal["create", "update", "delete", "unchanged"]
 ScheduleKind = Literal["every", "cron", "at"]
 
 #: The stored fields a declared schedule sets, in the order diffs are shown.
+#: Slack for store rounding and clock skew before a late next run counts as drift.
+DRIFT_TOLERANCE = timedelta(seconds=1)
+
 COMPARED_FIELDS: tuple[str, ...] = (
     "repeat_interval",
     "repeat_timezone",
@@ -568,16 +571,32 @@ def _compare(
         params.next_run_at = _first_run(want, current, now)
     else:
         params.next_run_at = current.next_run_at
-        if current.next_run_at is None and not params.disabled:
+        if not params.disabled and _drifted(params, current, now):
             recomputed = _first_run(want, current, now)
-            if recomputed is not None:  # lost its next run (edited by hand?): give it one
+            if recomputed != current.next_run_at:
                 params.next_run_at = recomputed
-                diffs += (FieldDiff(field="next_run_at", old=None, new=recomputed),)
+                diffs += (FieldDiff(field="next_run_at", old=current.next_run_at,
+                                    new=recomputed),)
     params.id = current.id
     action: Action = "update" if diffs else "unchanged"
     return Change(action=action, key=want.key, job=params.name, id=current.id, diffs=diffs,
                   next_runs=_fire_times(params, now), timezone=zone, disabled=params.disabled,
                   target=Job(agenda, params) if diffs else None)
+
+
+def _drifted(params: JobParameters[Any], current: JobParameters[Any], now: datetime) -> bool:
+    """A next run the declared schedule cannot explain: none at all (edited by hand), or
+    later than its next tick from now. The second is what a run's final write leaves when an
+    apply changed the schedule while the job ran (the run computed its next run from the old
+    schedule). A failed last run is left alone: its retry backoff may push it further."""
+    if current.next_run_at is None:
+        return True
+    failed_last = current.failed_at is not None and (
+        current.last_finished_at is None or current.failed_at >= current.last_finished_at)
+    if failed_last:
+        return False
+    latest = timing.compute_next_run_at(attrs.evolve(params, last_run_at=now), now)
+    return latest is not None and current.next_run_at > latest + DRIFT_TOLERANCE
 
 
 def _value(job: JobParameters[Any], name: str) -> Any:

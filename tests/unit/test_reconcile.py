@@ -328,6 +328,35 @@ async def test_a_job_that_lost_its_next_run_gets_one(agenda: Agenda) -> None:
     assert [d.field for d in change.diffs] == ["next_run_at"]
 
 
+async def test_a_change_undone_by_a_running_jobs_final_write_is_drift(agenda: Agenda) -> None:
+    daily = attrs.evolve(INVOICE, every="1 day")
+    await apply(agenda, config(daily))
+    running = await managed(agenda, "send-invoice")  # claimed by a worker at START
+    clock_of(agenda).advance(timedelta(minutes=1))
+    await apply(agenda, config(INVOICE))  # every 1 hour, while the job runs
+    assert (await managed(agenda, "send-invoice")).next_run_at == START + timedelta(minutes=1)
+    # The run ends and writes the next run it computed from the old schedule.
+    running.last_run_at, running.next_run_at = START, START + timedelta(days=1)
+    await agenda.repository.save_job_state(running)
+
+    (change,) = (await plan(agenda, config(INVOICE))).changes
+    assert change.action == "update"
+    assert [(d.field, d.old, d.new) for d in change.diffs] == [
+        ("next_run_at", START + timedelta(days=1), START + timedelta(hours=1))]
+    await apply(agenda, config(INVOICE))
+    assert (await managed(agenda, "send-invoice")).next_run_at == START + timedelta(hours=1)
+    assert actions(await plan(agenda, config(INVOICE))) == [("unchanged", "send-invoice")]
+
+
+async def test_a_retry_backoff_past_the_next_tick_is_not_drift(agenda: Agenda) -> None:
+    await apply(agenda, config(INVOICE))
+    job = await managed(agenda, "send-invoice")
+    job.last_run_at, job.failed_at = START, START + timedelta(seconds=1)
+    job.fail_count, job.next_run_at = 3, START + timedelta(hours=4)  # backing off
+    await agenda.repository.save_job_state(job)
+    assert actions(await plan(agenda, config(INVOICE))) == [("unchanged", "send-invoice")]
+
+
 # -- ownership, orphans, prune -----------------------------------------------------------------
 
 
