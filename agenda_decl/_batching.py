@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from agenda_decl._model import JobParameters
-from agenda_decl.errors import JobNotFoundError
+from agenda_decl.backends.base import job_not_found
 from agenda_decl.interfaces import JobRepository
 
 #: Bound on one batch, so one statement stays a reasonable size.
@@ -75,14 +75,7 @@ class StateWriter:
                 _settle(item.futures, error)
             return
         for item in batch:
-            _settle(item.futures, _not_found(item.job) if item.job.id in missing else None)
-
-
-def _not_found(job: JobParameters[Any]) -> JobNotFoundError:
-    return JobNotFoundError(
-        f"job ID {job.id} (name: {job.name}) cannot be updated in the database, "
-        "maybe it does not exist anymore?"
-    )
+            _settle(item.futures, job_not_found(item.job) if item.job.id in missing else None)
 
 
 def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:

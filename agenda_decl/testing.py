@@ -35,8 +35,7 @@ from agenda_decl._model import (
     compute_job_state,
 )
 from agenda_decl.backends import base
-from agenda_decl.errors import JobNotFoundError
-from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
+from agenda_decl.interfaces import AgendaBackend, NotificationChannel
 from agenda_decl.notifications.memory import InMemoryNotificationChannel
 
 if TYPE_CHECKING:
@@ -72,7 +71,7 @@ class FakeClock:
         self._now = truncate_ms(instant)
 
 
-class InMemoryJobRepository(JobRepository):
+class InMemoryJobRepository(base.ClaimsInBatches):
     """A complete :class:`JobRepository` in a dict. Every call is atomic (no awaits inside)."""
 
     def __init__(self) -> None:
@@ -163,10 +162,7 @@ class InMemoryJobRepository(JobRepository):
         if job.id is None:
             raise ValueError("Cannot save job state without job ID")
         if stored is None or stored.name != job.name:
-            raise JobNotFoundError(
-                f"job ID {job.id} (name: {job.name}) cannot be updated in the database, "
-                "maybe it does not exist anymore?"
-            )
+            raise base.job_not_found(job)
         for field in STATE_FIELDS:
             setattr(stored, field, copy.deepcopy(getattr(job, field)))
         stored.fail_reason = base.truncate_reason(stored.fail_reason)
@@ -201,20 +197,6 @@ class InMemoryJobRepository(JobRepository):
         for job_id in job_ids:
             if job_id in self._jobs:
                 self._jobs[job_id].locked_at = None
-
-    async def get_next_job_to_run(
-        self,
-        job_name: str,
-        next_scan_at: datetime,
-        lock_deadline: datetime,
-        now: datetime | None = None,
-        *,
-        last_modified_by: str | None = None,
-    ) -> JobParameters[Any] | None:
-        claimed = await self.get_next_jobs_to_run(
-            job_name, next_scan_at, lock_deadline, 1, now, last_modified_by=last_modified_by
-        )
-        return claimed[0] if claimed else None
 
     async def get_next_jobs_to_run(
         self,

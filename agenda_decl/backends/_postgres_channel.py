@@ -1,7 +1,7 @@
 """LISTEN/NOTIFY on Agenda v6's channels, with a liveness probe of the LISTEN connection.
 
-Also the plumbing the repository shares: connecting with a clear error, keeping passwords out
-of every message, and grouping concurrent writes into one statement.
+Also the plumbing the repository shares: connecting with a clear error and keeping passwords
+out of every message.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import contextlib
 import inspect
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -28,14 +28,13 @@ from agenda_decl._convert import (
 from agenda_decl._model import JobNotification, JobStateNotification
 from agenda_decl.backends import _postgres_sql as q
 from agenda_decl.backends import base
+from agenda_decl.backends.base import Batcher
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOptions
 
 log = logging.getLogger("agenda_decl.backends.postgres")
 
 Pool = AsyncConnectionPool[Any]
-T = TypeVar("T")
-R = TypeVar("R")
 
 #: PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
 MAX_NOTIFY_BYTES = 7999
@@ -85,60 +84,6 @@ async def _resolve(value: Any) -> Any:
     """A pool's conninfo/kwargs may be a value, a function, or an async function."""
     value = value() if callable(value) else value
     return await value if inspect.isawaitable(value) else value
-
-
-class Batcher(Generic[T, R]):
-    """Group commit: what is submitted while one batch is being sent goes out together in the
-    next, so a burst costs one round trip instead of one per call. An idle caller waits for
-    nothing but its own round trip."""
-
-    def __init__(
-        self, send: Callable[[list[T]], Awaitable[Sequence[R | Exception]]], *, limit: int = 500
-    ) -> None:
-        self._send = send
-        self._limit = limit
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def submit(self, item: T) -> R:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        return await future
-
-    async def flush(self) -> None:
-        """Wait until everything submitted so far has been sent."""
-        if self._task is not None:
-            await asyncio.wait({self._task})
-
-    async def _run(self) -> None:
-        batch: list[tuple[T, asyncio.Future[R]]] = []
-        try:
-            while self._pending:
-                batch, self._pending = self._pending[: self._limit], self._pending[self._limit :]
-                try:
-                    results = await self._send([item for item, _ in batch])
-                except Exception as error:
-                    results = [error] * len(batch)
-                for (_, future), result in zip(batch, results, strict=True):
-                    _settle(future, result)
-        except BaseException:  # cancelled (loop shutdown): nobody may wait forever
-            for _, future in batch + self._pending:
-                future.cancel()
-            self._pending = []
-            raise
-        finally:
-            self._task = None
-
-
-def _settle(future: asyncio.Future[R], result: R | Exception) -> None:
-    if future.done():  # the caller gave up waiting
-        return
-    if isinstance(result, Exception):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
 
 
 # -- the channel ----------------------------------------------------------------------------------

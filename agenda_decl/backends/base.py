@@ -1,5 +1,6 @@
 """What every storage backend shares: input checks, the save-job rules (single upserts,
-unique keys, debounce), the JSON data filter, and secret-free connection strings.
+unique keys, debounce), the JSON data filter, secret-free connection strings, the single-job
+methods of stores that work in batches, and group commit of concurrent writes.
 
 Backends keep only what is specific to their technology; the rules that decide *what* is
 written live here once, so every store behaves the same.
@@ -7,18 +8,24 @@ written live here once, so every store behaves the same.
 
 from __future__ import annotations
 
+import abc
+import asyncio
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from agenda_decl._model import JobParameters, JobsQueryOptions, RemoveJobsOptions
-from agenda_decl.errors import InvalidOptionError
+from agenda_decl._model import JobId, JobParameters, JobsQueryOptions, RemoveJobsOptions
+from agenda_decl.errors import InvalidOptionError, JobNotFoundError
+from agenda_decl.interfaces import JobRepository
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Job data larger than this (as JSON text) is refused at save time.
 MAX_DATA_BYTES = 1_000_000
@@ -291,3 +298,122 @@ def ms(value: timedelta) -> int:
 
 def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def job_not_found(job: JobParameters[Any]) -> JobNotFoundError:
+    """The error of a state write whose job is gone (removed while it was claimed or ran)."""
+    return JobNotFoundError(
+        f"job ID {job.id} (name: {job.name}) cannot be updated in the database, "
+        "maybe it does not exist anymore?"
+    )
+
+
+# -- stores that work in batches ------------------------------------------------------------------
+
+
+class ClaimsInBatches(JobRepository):
+    """A store whose claim takes several jobs in one round trip: claiming one job is a batch
+    of one."""
+
+    async def get_next_job_to_run(
+        self,
+        job_name: str,
+        next_scan_at: datetime,
+        lock_deadline: datetime,
+        now: datetime | None = None,
+        *,
+        last_modified_by: str | None = None,
+    ) -> JobParameters[Any] | None:
+        claimed = await self.get_next_jobs_to_run(
+            job_name, next_scan_at, lock_deadline, 1, now, last_modified_by=last_modified_by
+        )
+        return claimed[0] if claimed else None
+
+    @abc.abstractmethod
+    async def get_next_jobs_to_run(
+        self,
+        job_name: str,
+        next_scan_at: datetime,
+        lock_deadline: datetime,
+        limit: int,
+        now: datetime | None = None,
+        *,
+        last_modified_by: str | None = None,
+    ) -> list[JobParameters[Any]]:
+        """See :meth:`JobRepository.get_next_jobs_to_run`."""
+
+
+class WritesStatesInBatches(JobRepository):
+    """A store whose state write takes several jobs at once: writing one job's state is a
+    batch of one."""
+
+    async def save_job_state(
+        self, job: JobParameters[Any], *, last_modified_by: str | None = None
+    ) -> None:
+        if job.id is None:
+            raise ValueError("Cannot save job state without job ID")
+        if await self.save_job_states([job], last_modified_by=last_modified_by):
+            raise job_not_found(job)
+
+    @abc.abstractmethod
+    async def save_job_states(
+        self, jobs: Sequence[JobParameters[Any]], *, last_modified_by: str | None = None
+    ) -> list[JobId]:
+        """See :meth:`JobRepository.save_job_states`."""
+
+
+# -- group commit -----------------------------------------------------------------------------
+
+
+class Batcher(Generic[T, R]):
+    """Group commit: what is submitted while one batch is being sent goes out together in the
+    next, so a burst costs one round trip instead of one per call. An idle caller waits for
+    nothing but its own round trip. ``send`` returns one result (or exception) per item."""
+
+    def __init__(
+        self, send: Callable[[list[T]], Awaitable[Sequence[R | Exception]]], *, limit: int = 500
+    ) -> None:
+        self._send = send
+        self._limit = limit
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return await future
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far has been sent."""
+        if self._task is not None:
+            await asyncio.wait({self._task})
+
+    async def _run(self) -> None:
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[: self._limit], self._pending[self._limit :]
+                try:
+                    results = await self._send([item for item, _ in batch])
+                except Exception as error:
+                    results = [error] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    _settle(future, result)
+        except BaseException:  # cancelled (loop shutdown): nobody may wait forever
+            for _, future in batch + self._pending:
+                future.cancel()
+            self._pending = []
+            raise
+        finally:
+            self._task = None
+
+
+def _settle(future: asyncio.Future[R], result: R | Exception) -> None:
+    if future.done():  # the caller gave up waiting
+        return
+    if isinstance(result, Exception):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

@@ -48,8 +48,8 @@ from agenda_decl.backends._mongo_stream import (
     StreamFactory,
     watch_collection,
 )
-from agenda_decl.errors import BackendUnavailableError, InvalidOptionError, JobNotFoundError
-from agenda_decl.interfaces import AgendaBackend, JobRepository
+from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
+from agenda_decl.interfaces import AgendaBackend
 
 __all__ = [
     "ChangeStreamLike",
@@ -75,7 +75,7 @@ def _normalize_address(address: str) -> str:
     return f"mongodb://{address}"
 
 
-class MongoJobRepository(JobRepository):
+class MongoJobRepository(base.ClaimsInBatches):
     """Jobs in one MongoDB collection, in Agenda v6's document layout."""
 
     def __init__(
@@ -343,10 +343,7 @@ class MongoJobRepository(JobRepository):
                 lambda: self._collection.update_one(query, {"$set": fields}).matched_count
             )
         if matched != 1:
-            raise JobNotFoundError(
-                f"job ID {job.id} (name: {job.name}) cannot be updated in the database, "
-                "maybe it does not exist anymore?"
-            )
+            raise base.job_not_found(job)
 
     # -- locking -------------------------------------------------------------------------
 
@@ -384,20 +381,6 @@ class MongoJobRepository(JobRepository):
             return
         query = {"_id": {"$in": oids}}
         await self._run(lambda: self._collection.update_many(query, {"$unset": {"lockedAt": ""}}))
-
-    async def get_next_job_to_run(
-        self,
-        job_name: str,
-        next_scan_at: datetime,
-        lock_deadline: datetime,
-        now: datetime | None = None,
-        *,
-        last_modified_by: str | None = None,
-    ) -> JobParameters[Any] | None:
-        claimed = await self.get_next_jobs_to_run(
-            job_name, next_scan_at, lock_deadline, 1, now, last_modified_by=last_modified_by
-        )
-        return claimed[0] if claimed else None
 
     async def get_next_jobs_to_run(
         self,

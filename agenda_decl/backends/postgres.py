@@ -41,7 +41,6 @@ from agenda_decl.backends import _postgres_sql as q
 from agenda_decl.backends import base
 from agenda_decl.backends._postgres_channel import (
     MAX_NOTIFY_BYTES,
-    Batcher,
     Pool,
     PostgresNotificationChannel,
     check_channel_name,
@@ -49,7 +48,7 @@ from agenda_decl.backends._postgres_channel import (
 )
 from agenda_decl.backends._postgres_sql import Row, job_uuid
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError, JobNotFoundError
-from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
+from agenda_decl.interfaces import AgendaBackend, NotificationChannel
 from agenda_decl.notifications.base import ReconnectOptions
 
 __all__ = [
@@ -193,7 +192,7 @@ def _states_columns(jobs: Mapping[uuid.UUID, JobParameters[Any]], by: str | None
 # -- the repository -------------------------------------------------------------------------------
 
 
-class PostgresJobRepository(JobRepository):
+class PostgresJobRepository(base.ClaimsInBatches):
     """Jobs in one PostgreSQL table (Agenda v6's layout). Built from a connection string (the
     repository owns and closes its pool) or from an ``AsyncConnectionPool`` (never closed
     here; pass it open)."""
@@ -218,7 +217,7 @@ class PostgresJobRepository(JobRepository):
         self._schema_ready = False
         self._max_pool_size = max_pool_size
         self._connect_timeout = connect_timeout
-        self._inserts: Batcher[Row, Row] = Batcher(self._insert_batch)
+        self._inserts: base.Batcher[Row, Row] = base.Batcher(self._insert_batch)
 
     def __repr__(self) -> str:
         where = base.redact_url(self._conninfo) if self._conninfo else "<pool>"
@@ -421,10 +420,7 @@ class PostgresJobRepository(JobRepository):
         key = job_uuid(job.id)
         values = _state_values(job, key, last_modified_by) if key else None
         if values is None or await self._execute(self._sql(q.UPDATE_STATE), values) != 1:
-            raise JobNotFoundError(
-                f"job ID {job.id} (name: {job.name}) cannot be updated in the database, "
-                "maybe it does not exist anymore?"
-            )
+            raise base.job_not_found(job)
 
     async def save_job_states(
         self, jobs: Sequence[JobParameters[Any]], *, last_modified_by: str | None = None
@@ -474,20 +470,6 @@ class PostgresJobRepository(JobRepository):
         keys = [key for key in map(job_uuid, job_ids) if key is not None]
         if keys:
             await self._execute(self._sql(q.UNLOCK_MANY), (keys,))
-
-    async def get_next_job_to_run(
-        self,
-        job_name: str,
-        next_scan_at: datetime,
-        lock_deadline: datetime,
-        now: datetime | None = None,
-        *,
-        last_modified_by: str | None = None,
-    ) -> JobParameters[Any] | None:
-        jobs = await self.get_next_jobs_to_run(
-            job_name, next_scan_at, lock_deadline, 1, now, last_modified_by=last_modified_by
-        )
-        return jobs[0] if jobs else None
 
     async def get_next_jobs_to_run(
         self,

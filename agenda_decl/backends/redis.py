@@ -52,10 +52,9 @@ from agenda_decl.backends import base
 from agenda_decl.errors import (
     BackendUnavailableError,
     InvalidOptionError,
-    JobNotFoundError,
     NotConnectedError,
 )
-from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
+from agenda_decl.interfaces import AgendaBackend, NotificationChannel
 from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOptions
 from agenda_decl.timing import parse_duration
 
@@ -123,7 +122,7 @@ def _explain(error: BaseException, client: Redis) -> str:
 # -- the repository ---------------------------------------------------------------------------
 
 
-class RedisJobRepository(JobRepository):
+class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     """Jobs in Agenda v6's Redis layout under ``key_prefix``. Never closes ``client``."""
 
     def __init__(self, client: Redis, *, key_prefix: str = "agenda:", where: str | None = None):
@@ -295,17 +294,6 @@ class RedisJobRepository(JobRepository):
             return codec.inserted(job, job_id, data, last_modified_by)
         return job if stored is None else codec.job_from_values(stored)
 
-    async def save_job_state(
-        self, job: JobParameters[Any], *, last_modified_by: str | None = None
-    ) -> None:
-        if job.id is None:
-            raise ValueError("Cannot save job state without job ID")
-        if await self.save_job_states([job], last_modified_by=last_modified_by):
-            raise JobNotFoundError(
-                f"job ID {job.id} (name: {job.name}) cannot be updated in the database, "
-                "maybe it does not exist anymore?"
-            )
-
     async def save_job_states(
         self, jobs: Sequence[JobParameters[Any]], *, last_modified_by: str | None = None
     ) -> list[JobId]:
@@ -342,20 +330,6 @@ class RedisJobRepository(JobRepository):
     async def unlock_jobs(self, job_ids: Sequence[str]) -> None:
         for chunk in base.chunks([str(job_id) for job_id in job_ids], 1000):
             await self._run(lua.UNLOCK, "0", *chunk)
-
-    async def get_next_job_to_run(
-        self,
-        job_name: str,
-        next_scan_at: datetime,
-        lock_deadline: datetime,
-        now: datetime | None = None,
-        *,
-        last_modified_by: str | None = None,
-    ) -> JobParameters[Any] | None:
-        claimed = await self.get_next_jobs_to_run(
-            job_name, next_scan_at, lock_deadline, 1, now, last_modified_by=last_modified_by
-        )
-        return claimed[0] if claimed else None
 
     async def get_next_jobs_to_run(
         self,
@@ -422,8 +396,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
         self._saved_retry: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._connect_lock = asyncio.Lock()
-        self._outbox: list[tuple[str, str, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._outbox: base.Batcher[tuple[str, str], None] = base.Batcher(self._publish_batch)
 
     def __repr__(self) -> str:
         where = base.redact_url(self._url) if self._url else "shared client"
@@ -455,30 +428,10 @@ class RedisNotificationChannel(BaseNotificationChannel):
 
     async def _send(self, channel: str, payload: str) -> None:
         """Publish; the messages of callers that publish at the same moment (jobs finishing
-        together) go out in one pipeline, in call order."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._outbox.append((channel, payload, future))
-        if self._flusher is None:
-            self._flusher = loop.create_task(self._flush())
-        await future
+        together) go out in one command, in call order."""
+        await self._outbox.submit((channel, payload))
 
-    async def _flush(self) -> None:
-        try:
-            while self._outbox:
-                batch, self._outbox = self._outbox[:500], self._outbox[500:]
-                error = await self._publish_batch([(ch, payload) for ch, payload, _ in batch])
-                for *_, future in batch:
-                    if future.done():
-                        continue
-                    if error is None:
-                        future.set_result(None)
-                    else:
-                        future.set_exception(error)
-        finally:
-            self._flusher = None
-
-    async def _publish_batch(self, messages: list[tuple[str, str]]) -> Exception | None:
+    async def _publish_batch(self, messages: list[tuple[str, str]]) -> list[Exception | None]:
         client = self._publisher()
         try:
             if len(messages) == 1:
@@ -487,10 +440,11 @@ class RedisNotificationChannel(BaseNotificationChannel):
                 args = [item for message in messages for item in message]
                 await client.register_script(lua.PUBLISH_MANY)(keys=[], args=args)
         except (RedisError, OSError) as error:
-            return NotConnectedError(
+            failure = NotConnectedError(
                 f"Cannot publish: channel not connected ({_explain(error, client)})"
             )
-        return None
+            return [failure] * len(messages)
+        return [None] * len(messages)
 
     # -- listening ---------------------------------------------------------------------------
 

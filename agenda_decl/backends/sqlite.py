@@ -52,8 +52,8 @@ from agenda_decl._model import (
 )
 from agenda_decl.backends import _sqlite_sql as sql
 from agenda_decl.backends import base
-from agenda_decl.errors import BackendUnavailableError, InvalidOptionError, JobNotFoundError
-from agenda_decl.interfaces import AgendaBackend, JobRepository
+from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
+from agenda_decl.interfaces import AgendaBackend
 from agenda_decl.timing import parse_duration
 
 __all__ = ["SQLiteBackend", "SQLiteJobRepository"]
@@ -81,7 +81,7 @@ _IN_MEMORY = ("", ":memory:")
 _FORK_ORPHANS: list[sqlite3.Connection | None] = []
 
 
-class SQLiteJobRepository(JobRepository):
+class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     """Jobs in one SQLite table; safe for several worker processes on one local file."""
 
     def __init__(
@@ -223,19 +223,6 @@ class SQLiteJobRepository(JobRepository):
         saved = await self._write(lambda c: self._save(c, job, values, stamp))
         return job if saved is None else saved
 
-    async def save_job_state(
-        self, job: JobParameters[Any], *, last_modified_by: str | None = None
-    ) -> None:
-        if job.id is None:
-            raise ValueError("Cannot save job state without job ID")
-        params = sql.state_params(job, last_modified_by)
-        statement = self._sql(sql.UPDATE_STATE)
-        if await self._write(lambda c: c.execute(statement, params).rowcount) == 0:
-            raise JobNotFoundError(
-                f"job ID {job.id} (name: {job.name}) cannot be updated in the database, "
-                "maybe it does not exist anymore?"
-            )
-
     async def save_job_states(
         self, jobs: Sequence[JobParameters[Any]], *, last_modified_by: str | None = None
     ) -> list[JobId]:
@@ -282,20 +269,6 @@ class SQLiteJobRepository(JobRepository):
         if job_ids:
             statement, ids = self._sql(sql.UNLOCK_MANY), json.dumps([str(i) for i in job_ids])
             await self._write(lambda c: c.execute(statement, (ids,)).rowcount)
-
-    async def get_next_job_to_run(
-        self,
-        job_name: str,
-        next_scan_at: datetime,
-        lock_deadline: datetime,
-        now: datetime | None = None,
-        *,
-        last_modified_by: str | None = None,
-    ) -> JobParameters[Any] | None:
-        claimed = await self.get_next_jobs_to_run(
-            job_name, next_scan_at, lock_deadline, 1, now, last_modified_by=last_modified_by
-        )
-        return claimed[0] if claimed else None
 
     async def get_next_jobs_to_run(
         self,
