@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +42,7 @@ from agenda_decl.errors import (
 )
 from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
 from agenda_decl.job import Job
+from agenda_decl.notifications.base import BaseNotificationChannel
 from agenda_decl.processor import JobProcessor
 
 log = logging.getLogger("agenda_decl")
@@ -51,6 +54,8 @@ H = TypeVar("H", bound=Callable[..., Any])
 #: How often the scheduler re-measures the skew between its clock and the store's.
 SKEW_REFRESH = timedelta(minutes=1)
 SKEW_WARNING = timedelta(seconds=60)
+#: Seconds between tries of a channel that gave up reconnecting (polling goes on meanwhile).
+CHANNEL_RETRY_SECONDS = 60.0
 #: The events other workers send on the channel's state side (``start``, ``complete``, ...).
 _STATE_EVENTS = frozenset(get_args(StateNotificationType))
 
@@ -152,6 +157,7 @@ class Agenda:
         self._ready_lock = asyncio.Lock()
         #: Counts stops: a job that started under an earlier value outlived its scheduler.
         self.generation = 0
+        self._channel_failed_at = 0.0
         self._unsubscribe: list[Callable[[], None]] = []
         self._channel_attached = False
         self._unsubscribe_state: Callable[[], None] | None = None
@@ -417,6 +423,7 @@ class Agenda:
         if self.channel is None:
             return
         self.channel.on("stateChange", self._on_channel_state)
+        self.channel.on("error", self._on_channel_error)
         self._unsubscribe.append(self.channel.subscribe(self._on_notification))
         self._channel_attached = True
         self._sync_state_subscription()
@@ -424,7 +431,8 @@ class Agenda:
             try:
                 await self.channel.connect()
             except Exception as error:
-                await self.emit_error(error)
+                if not isinstance(self.channel, BaseNotificationChannel):  # those report it
+                    await self.emit_error(error)
 
     async def _measure_skew(self) -> None:
         if not isinstance(self.clock, StoreAlignedClock):
@@ -511,6 +519,7 @@ class Agenda:
         self._sync_state_subscription()
         if self.channel is not None:
             self.channel.off("stateChange", self._on_channel_state)
+            self.channel.off("error", self._on_channel_error)
             await self.channel.disconnect()
         close = self.backend.owns_connection if close_connection is None else close_connection
         if close:
@@ -565,6 +574,13 @@ class Agenda:
             log.error("agenda error: %s", error)
         else:  # not one of ours: the traceback helps
             log.error("agenda error: %s", error, exc_info=error)
+
+    def _on_channel_error(self, error: BaseException) -> None:
+        """Channel errors become Agenda ``error`` events at once (in the channel's call)."""
+        if self._events.listener_count("error"):
+            self._events.emit_sync("error", error)
+        else:
+            log.warning("notification channel: %s", error)
 
     def emit_error_soon(self, error: BaseException) -> None:
         self._spawn(self.emit_error(error))
@@ -673,6 +689,8 @@ class Agenda:
 
     def _on_channel_state(self, state: str) -> None:
         """After a reconnect, poll at once: what was published while away is lost."""
+        if state == "error":
+            self._channel_failed_at = time.monotonic()
         if state == "connected" and self._processor is not None:
             for name in self.runnable_names():
                 self._processor.wake(name)
@@ -681,6 +699,19 @@ class Agenda:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def revive_channel(self) -> None:
+        """Try a channel that gave up reconnecting once more, every
+        :data:`CHANNEL_RETRY_SECONDS` (called by the poll): a worker that outlives an outage
+        of its notification server gets its instant wake-ups back."""
+        channel = self.channel
+        if channel is None or channel.state != "error":
+            return
+        if time.monotonic() - self._channel_failed_at < CHANNEL_RETRY_SECONDS:
+            return
+        self._channel_failed_at = time.monotonic()
+        with contextlib.suppress(Exception):  # connect() reported it as an error event
+            await channel.connect()
 
     async def refresh_skew(self) -> None:
         """Re-measure the store clock skew when the last measurement is old."""

@@ -122,6 +122,7 @@ class JobProcessor:
         while self.is_running:
             try:
                 await self.agenda.refresh_skew()
+                await self.agenda.revive_channel()
                 await self.process()
                 self._check_expired_locks()
             except Exception as error:  # a store outage must not end the loop

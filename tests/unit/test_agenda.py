@@ -18,6 +18,8 @@ from agenda_decl import (
     JobStateNotification,
     run_sync,
 )
+from agenda_decl import agenda as agenda_module
+from agenda_decl.notifications.base import ReconnectOptions
 from agenda_decl.testing import EventRecorder, FakeClock, InMemoryBackend
 
 START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -194,6 +196,41 @@ async def test_events_reach_another_agenda_on_the_same_channel() -> None:
     await recorder.wait_for("complete")
     assert remote == ["complete"]
     await worker.stop()
+
+
+class OutageChannel(InMemoryNotificationChannel):
+    """Cannot connect while ``down``; gives up after one reconnect attempt."""
+
+    def __init__(self) -> None:
+        super().__init__(reconnect=ReconnectOptions(max_attempts=1, initial_delay=1, jitter=0))
+        self.down = True
+
+    async def _open(self) -> None:
+        if self.down:
+            raise ConnectionError("notification server down")
+
+
+async def test_a_channel_that_gave_up_is_tried_again_by_the_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(agenda_module, "CHANNEL_RETRY_SECONDS", 0.05)
+    channel = OutageChannel()
+    agenda = Agenda(InMemoryBackend(notifications=False), notification_channel=channel,
+                    process_every="20 ms")
+    errors: list[BaseException] = []
+    agenda.on("error", errors.append)
+    agenda.define("tick", lambda job: None)
+    await agenda.start()
+    async with asyncio.timeout(5):
+        while "Max reconnection attempts reached" not in map(str, errors):
+            await asyncio.sleep(0.01)
+    assert channel.state == "error"
+    assert "notification server down" in map(str, errors)  # channel errors reach the agenda
+    channel.down = False
+    async with asyncio.timeout(5):
+        while channel.state != "connected":
+            await asyncio.sleep(0.01)
+    await agenda.stop()
 
 
 def test_run_sync_from_plain_code() -> None:
