@@ -162,13 +162,23 @@ def _optional(payload: dict[str, Any], key: str, read: Callable[[Any], T]) -> T 
 def notification_from_json(text: str | bytes) -> JobNotification:
     payload = _object(text)
     return JobNotification(
-        job_id=JobId(str(payload["jobId"])),
-        job_name=str(payload["jobName"]),
+        job_id=JobId(_text(payload, "jobId")),
+        job_name=_text(payload, "jobName"),
         next_run_at=_optional(payload, "nextRunAt", parse_datetime),
         priority=int(payload["priority"]),
         timestamp=parse_datetime(payload["timestamp"]),
         source=_optional(payload, "source", str),
     )
+
+
+def _text(payload: dict[str, Any], key: str) -> str:
+    """A required id or name: a non-empty string (a forged ``null`` must not become 'None')."""
+    value = payload[key]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{key} must be a non-empty string, got {value!r}")
+    return value
 
 
 def state_notification_from_json(text: str | bytes) -> JobStateNotification:
@@ -179,6 +189,6 @@ def state_notification_from_json(text: str | bytes) -> JobStateNotification:
     optional = {name: _optional(payload, camel(name), read)
                 for name, read in _STATE_READERS.items()}
     return JobStateNotification(
-        type=kind, job_id=JobId(str(payload["jobId"])), job_name=str(payload["jobName"]),
+        type=kind, job_id=JobId(_text(payload, "jobId")), job_name=_text(payload, "jobName"),
         timestamp=parse_datetime(payload["timestamp"]), **optional,
     )

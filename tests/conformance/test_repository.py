@@ -771,11 +771,12 @@ async def test_batch_claim_takes_each_job_once(repository: JobRepository) -> Non
 
     batches = await asyncio.gather(*(claim_batch() for _ in range(4)))
     ids = [j.id for batch in batches for j in batch]
-    assert sorted(len(b) for b in batches) == [0, 5, 10, 10]
-    assert len(set(ids)) == 25
-    first = next(b for b in batches if len(b) == 10)
-    times = [j.next_run_at for j in first if j.next_run_at]
-    assert times == sorted(times)
+    # Concurrent claims skip each other's rows, so how the 25 split is up to the store.
+    assert all(len(batch) <= 10 for batch in batches)
+    assert len(ids) == len(set(ids)) == 25
+    for batch in batches:
+        times = [j.next_run_at for j in batch if j.next_run_at]
+        assert times == sorted(times)
 
 
 async def test_concurrent_single_claims_never_share_a_job(repository: JobRepository) -> None:

@@ -68,6 +68,8 @@ def test_values_are_coerced_like_the_converter_does() -> None:
 @pytest.mark.parametrize("text", [
     "not json", "[]", "null", '{"jobId": 1}', '{"jobName": "x", "timestamp": "yesterday"}',
     '{"jobId":"a","jobName":"x","priority":null,"timestamp":"2026-03-01T09:30:15Z"}',
+    '{"jobId":null,"jobName":"x","priority":0,"timestamp":"2026-03-01T09:30:15Z"}',
+    '{"jobId":"a","jobName":"","priority":0,"timestamp":"2026-03-01T09:30:15Z"}',
 ])
 def test_malformed_job_notifications_raise(text: str) -> None:
     with pytest.raises(Exception):  # noqa: B017, PT011 - any error: the channel logs and skips
@@ -79,6 +81,7 @@ def test_malformed_job_notifications_raise(text: str) -> None:
     '{"type": "start", "jobId": "a", "jobName": "x", "timestamp": "2026-03-01T09:30:15Z",'
     ' "progress": "x"}',
     '{"type": "start"}',
+    '{"type": "start", "jobId": null, "jobName": "x", "timestamp": "2026-03-01T09:30:15Z"}',
 ])
 def test_malformed_state_notifications_raise(text: str) -> None:
     with pytest.raises(Exception):  # noqa: B017, PT011
