@@ -225,7 +225,8 @@ class RemoveJobsOptions:
     ``name="a", not_names=["a"]`` match nothing.
 
     Options that select nothing (all empty) match nothing, so ``cancel(RemoveJobsOptions())``
-    is a no-op rather than a wipe. ``data={}`` also matches nothing.
+    is a no-op rather than a wipe. ``data={}`` also matches nothing, and so does
+    ``not_names=[]`` on its own (it excludes nothing, so it restricts nothing).
     """
 
     id: str | None = None
@@ -242,7 +243,7 @@ class RemoveJobsOptions:
             and self.ids is None
             and self.name is None
             and self.names is None
-            and self.not_names is None
+            and not self.not_names
             and self.data is None
         )
 

@@ -468,8 +468,8 @@ async def test_remove_with_not_names(repository: JobRepository) -> None:
 @pytest.mark.parametrize(
     "options",
     [RemoveJobsOptions(), RemoveJobsOptions(data={}), RemoveJobsOptions(ids=[]),
-     RemoveJobsOptions(names=[])],
-    ids=["empty", "empty-data", "empty-ids", "empty-names"],
+     RemoveJobsOptions(names=[]), RemoveJobsOptions(not_names=[])],
+    ids=["empty", "empty-data", "empty-ids", "empty-names", "empty-not-names"],
 )
 async def test_options_that_select_nothing_touch_nothing(
     repository: JobRepository, options: RemoveJobsOptions
