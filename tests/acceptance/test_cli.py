@@ -147,6 +147,8 @@ def drop_postgres_table(table: str) -> None:
     try:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+            function = sql.Identifier(f"update_{table.lower()}_updated_at")
+            conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(function))
     except psycopg.OperationalError as error:
         server_missing("PostgreSQL", error)
 
