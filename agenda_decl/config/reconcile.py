@@ -47,7 +47,7 @@ from agenda_decl._model import JobId, JobParameters, JobsQueryOptions, RemoveJob
 from agenda_decl.agenda import Agenda
 from agenda_decl.config.errors import ConfigError, PayloadError
 from agenda_decl.config.load import issue_for, source_of
-from agenda_decl.config.model import AgendaConfig, ScheduleConfig
+from agenda_decl.config.model import AgendaConfig, JobConfig, ScheduleConfig
 from agenda_decl.config.payload import (
     MANAGED_BY_KEY,
     RESERVED_DATA_KEYS,
@@ -381,6 +381,26 @@ def _desired_schedule(
 ) -> _Desired | None:
     path = f"schedules[{index}]"
     before = len(issues.items)
+    job_config = _declared_job(agenda, config, schedule, path, issues)
+    if job_config is None:
+        return None
+    if isinstance(job_config.payload, str) and not import_classes:
+        job_config = attrs.evolve(job_config, payload=None)  # shape only: import nothing
+    payload = _checked_payload(schedule, job_config, path, issues, base_dir)
+    kind = _kind(schedule, path, issues)
+    job = agenda.create(schedule.job, {**payload, MANAGED_BY_KEY: config.owner,
+                                       SCHEDULE_KEY_KEY: schedule.schedule_key},
+                        validate=False)  # checked above, with the schedule's path
+    _set_schedule_fields(job, schedule, kind, path, issues)
+    if len(issues.items) > before or kind is None:
+        return None
+    return _Desired(index=index, schedule=schedule, key=schedule.schedule_key, kind=kind,
+                    params=job.attrs)
+
+
+def _declared_job(
+    agenda: Agenda, config: AgendaConfig, schedule: ScheduleConfig, path: str, issues: _Issues
+) -> JobConfig | None:
     job_config = config.jobs.get(schedule.job)
     if job_config is None:
         known = ", ".join(sorted(config.jobs)) or "none"
@@ -389,19 +409,27 @@ def _desired_schedule(
     if schedule.job not in agenda.definitions:
         issues.add(f"{path}.job", f"job {schedule.job!r} is not defined or declared on the agenda")
         return None
-    if isinstance(job_config.payload, str) and not import_classes:
-        job_config = attrs.evolve(job_config, payload=None)  # shape only: import nothing
-    payload: dict[str, Any] = {}
+    return job_config
+
+
+def _checked_payload(
+    schedule: ScheduleConfig, job_config: JobConfig, path: str, issues: _Issues,
+    base_dir: Path | None,
+) -> dict[str, Any]:
     try:
-        payload = check_payload(schedule.job, job_config, schedule.data, path=f"{path}.data",
-                                base_dir=base_dir)
+        return check_payload(schedule.job, job_config, schedule.data, path=f"{path}.data",
+                             base_dir=base_dir)
     except PayloadError as error:
         for problem_path, message in error.problems:
             issues.add(problem_path, message)
-    kind = _kind(schedule, path, issues)
-    job = agenda.create(schedule.job, {**payload, MANAGED_BY_KEY: config.owner,
-                                       SCHEDULE_KEY_KEY: schedule.schedule_key},
-                        validate=False)  # checked above, with the schedule's path
+        return {}
+
+
+def _set_schedule_fields(
+    job: Job[Any], schedule: ScheduleConfig, kind: ScheduleKind | None, path: str,
+    issues: _Issues,
+) -> None:
+    """Timing, dates, skip days, priority and ``disabled``; each problem added to ``issues``."""
     zone_ok = _guard(issues, f"{path}.timezone", lambda: timing.get_zone(schedule.timezone))
     _guard(issues, f"{path}.priority", lambda: _set_priority(job, schedule.priority))
     _guard(issues, f"{path}.start_date",
@@ -415,16 +443,9 @@ def _desired_schedule(
         _guard(issues, f"{path}.{kind}", lambda: _set_timing(job, schedule, kind))
     job.attrs.disabled = schedule.disabled
     job.attrs.type = "normal"
-    if (
-        job.attrs.start_date is not None
-        and job.attrs.end_date is not None
-        and job.attrs.end_date < job.attrs.start_date
-    ):
+    start, end = job.attrs.start_date, job.attrs.end_date
+    if start is not None and end is not None and end < start:
         issues.add(f"{path}.end_date", "end_date is before start_date")
-    if len(issues.items) > before or kind is None:
-        return None
-    return _Desired(index=index, schedule=schedule, key=schedule.schedule_key, kind=kind,
-                    params=job.attrs)
 
 
 def _kind(schedule: ScheduleConfig, path: str, issues: _Issues) -> ScheduleKind | None:
