@@ -34,6 +34,7 @@ from agenda_decl.errors import (
     NotConnectedError,
     UnknownJobError,
 )
+from agenda_decl.handles import ConfigAgenda, JobHandle
 from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
 from agenda_decl.job import Job
 from agenda_decl.notifications import BaseNotificationChannel, InMemoryNotificationChannel
@@ -47,6 +48,7 @@ __all__ = [
     "BackendUnavailableError",
     "BaseNotificationChannel",
     "Clock",
+    "ConfigAgenda",
     "DebounceOptions",
     "DrainResult",
     "InMemoryNotificationChannel",
@@ -56,6 +58,7 @@ __all__ = [
     "InvalidTimezoneError",
     "Job",
     "JobDefinition",
+    "JobHandle",
     "JobId",
     "JobNotFoundError",
     "JobNotification",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar, get_args
 
 import attrs
@@ -47,6 +47,17 @@ def parse_datetime(value: str | datetime) -> datetime:
 
 converter.register_unstructure_hook(datetime, format_datetime)
 converter.register_structure_hook(datetime, lambda value, _: parse_datetime(value))
+
+
+def parse_date(value: str | date) -> date:
+    """A calendar date stored as ``YYYY-MM-DD`` (payload fields of type ``date``)."""
+    if isinstance(value, datetime):
+        raise ValueError(f"expected a date, got a datetime ({value!r})")
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+converter.register_unstructure_hook(date, date.isoformat)
+converter.register_structure_hook(date, lambda value, _: parse_date(value))
 # An interval is a string (human or cron) or a number of milliseconds: keep whichever it is.
 converter.register_structure_hook_func(
     lambda type_: type_ in (str | int, str | int | None), lambda value, _: value

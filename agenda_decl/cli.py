@@ -1,4 +1,5 @@
-"""The ``agenda-decl`` command: validate, plan, apply, run and inspect an ``agenda.yaml``.
+"""The ``agenda-decl`` command: validate, plan, apply, run, generate handles for and inspect an
+``agenda.yaml``.
 
 Exit codes: 0 success; 1 an error (a broken file, an unreachable backend, a refused or
 cancelled apply, a worker that had to abandon running jobs); 2 with ``plan
@@ -26,7 +27,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 import attrs
@@ -38,6 +39,9 @@ from agenda_decl.backends.base import redact_url
 from agenda_decl.config.errors import ConfigError
 from agenda_decl.errors import AgendaError
 from agenda_decl.job import Job
+
+if TYPE_CHECKING:
+    from agenda_decl.config.codegen import Generated
 
 DEFAULT_CONFIG = "agenda.yaml"
 EXIT_OK = 0
@@ -250,6 +254,17 @@ def build_parser() -> argparse.ArgumentParser:
                      "seconds)")
     run.add_argument("--exit-after", type=_duration, default=None, metavar="DURATION",
                      help="drain and exit after this long (for demos), e.g. '10 seconds'")
+
+    generate = commands.add_parser(
+        "generate", parents=[common], help="write the module of typed job handles",
+        description="Write the module of typed job handles (codegen.output, relative to the "
+        "config file; default agenda_jobs.py) that application code imports. Needs no "
+        "database and imports nothing.",
+    )
+    generate.add_argument("--check", action="store_true",
+                          help="write nothing; exit 1 when the file is missing or stale")
+    generate.add_argument("--output", metavar="PATH",
+                          help="write here instead of codegen.output")
 
     jobs = commands.add_parser(
         "jobs", parents=[common], help="list jobs and their state",
@@ -548,6 +563,44 @@ def _short_time(value: datetime | None) -> str:
     return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+# -- generate ---------------------------------------------------------------------------------
+
+
+def cmd_generate(context: _Context) -> int:
+    from agenda_decl.config.codegen import generate
+
+    config = _load(context)
+    args = context.args
+    result = generate(config, context.path, output=args.output, check=args.check)
+    if args.check:
+        return _report_check(context, result)
+    verb = "wrote" if result.stale else "unchanged:"
+    context.output.print(f"{verb} {_shown_path(result.path)} ({result.handles} job handles)")
+    return EXIT_OK
+
+
+def _report_check(context: _Context, result: Generated) -> int:
+    """``generate --check``: 0 when the file matches the config, else 1 with a diff."""
+    shown = _shown_path(result.path)
+    if not result.stale:
+        context.output.print(f"{shown} is up to date ({result.handles} job handles)")
+        return EXIT_OK
+    what = ("is missing" if result.previous is None
+            else f"is stale (it does not match {context.path})")
+    context.output.error(f"{shown} {what}; run: agenda-decl generate -c {context.path}")
+    if result.previous is not None:
+        context.output.err.write("\n".join(result.diff()) + "\n")
+    return EXIT_ERROR
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the current directory when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 # -- run --------------------------------------------------------------------------------------
 
 
@@ -670,6 +723,7 @@ COMMANDS: dict[str, Callable[[_Context], int]] = {
     "plan": cmd_plan,
     "apply": cmd_apply,
     "run": cmd_run,
+    "generate": cmd_generate,
     "jobs": cmd_jobs,
 }
 

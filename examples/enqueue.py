@@ -1,41 +1,44 @@
 """Application code enqueuing jobs declared in agenda.yaml: a script, a web view, a command.
 
-    python examples/enqueue.py [CONFIG]  # then a worker runs them: agenda-decl run
+    python -m examples.enqueue [CONFIG]  # then a worker runs them: agenda-decl run
 
-CONFIG defaults to the repository's agenda.yaml.
-
-It loads agenda.yaml without importing any handler (this process only enqueues), so the
-payload types declared there check the data before anything is stored. It is plain,
-synchronous code: every call goes through ``run_sync``, agenda-decl's one synchronous entry
-point.
+It uses the typed handles ``agenda-decl generate`` wrote to ``examples/agenda_jobs.py``: one
+per job, with a payload class per job. By default the handles load the agenda.yaml they were
+generated from (without importing any handler: this process only enqueues); given CONFIG (a
+copy of agenda.yaml elsewhere), they are bound to the Agenda of that file instead. The payload
+types declared there check the data before anything is stored. It is plain, synchronous code:
+every call goes through ``run_sync``, agenda-decl's one synchronous entry point.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import agenda_decl
 from agenda_decl import run_sync
 from agenda_decl.config import PayloadError
-
-CONFIG = Path(__file__).resolve().parent.parent / "agenda.yaml"
+from examples.agenda_jobs import CONFIG, SendWelcomePayload, send_welcome
 
 
 def main() -> None:
-    agenda = agenda_decl.load(sys.argv[1] if len(sys.argv) > 1 else CONFIG).agenda
+    if len(sys.argv) > 1:
+        CONFIG.bind(agenda_decl.load(sys.argv[1]).agenda)
     try:
-        job = run_sync(agenda.now("send-welcome", {"email": "ada@example.com", "plan": "pro"}))
+        welcome = SendWelcomePayload(email="ada@example.com", plan="pro")
+        job = run_sync(send_welcome.now(welcome))
         print(f"enqueued send-welcome {job.attrs.data} id={job.attrs.id}")
-        job = run_sync(agenda.schedule("in 4 seconds", "send-welcome",
-                                       {"email": "grace@example.com"}))
+        later = SendWelcomePayload(email="grace@example.com")  # plan: the default, "free"
+        job = run_sync(send_welcome.schedule("in 4 seconds", later))
         print(f"scheduled send-welcome {job.attrs.data} at {job.attrs.next_run_at:%H:%M:%S}")
         try:
-            run_sync(agenda.now("send-welcome", {"email": "eve@example.com", "plan": "gold"}))
+            # mypy refuses plan="gold" (not a declared choice); at run time the declared
+            # payload check refuses it before anything is stored.
+            gold = SendWelcomePayload(email="eve@example.com", plan="gold")  # type: ignore[arg-type]
+            run_sync(send_welcome.now(gold))
         except PayloadError as error:
             print(f"refused, nothing stored: {error}")
     finally:
-        run_sync(agenda.stop())
+        run_sync(CONFIG.agenda.stop())
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Each prints one line saying what it does (one write, flushed: plain ``def`` handlers run in
 worker threads, and the demo's output is read through a pipe). A handler takes the Job; its
-``attrs.data`` holds the payload (plus agenda-decl's ownership marker for declared schedules).
+``attrs.data`` holds the payload (plus agenda-decl's ownership marker for declared schedules);
+the typed handles of ``examples/agenda_jobs.py`` read it as a payload class.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from typing import Any
 
 from agenda_decl import Job
+from examples import agenda_jobs
 
 __all__ = ["cleanup", "heartbeat", "report", "send_welcome"]
 
@@ -21,8 +23,9 @@ def say(line: str) -> None:
 
 
 async def send_welcome(job: Job[dict[str, Any]]) -> None:
-    data = job.attrs.data
-    say(f"send-welcome: welcome mail to {data['email']} (plan {data.get('plan', 'free')})")
+    """Reads its payload typed, through the generated handle (``examples/agenda_jobs.py``)."""
+    payload = agenda_jobs.send_welcome.payload(job)  # a SendWelcomePayload
+    say(f"send-welcome: welcome mail to {payload.email} (plan {payload.plan})")
 
 
 def heartbeat(job: Job[dict[str, Any]]) -> None:
