@@ -152,8 +152,8 @@ class JobHandle(Generic[P]):
         if not isinstance(payload, self.payload_type):
             raise TypeError(f"job {self.name!r} takes a {self.payload_type.__name__} payload, "
                             f"got {type(payload).__name__}")
-        unstructured: dict[str, Any] = converter.unstructure(payload)
-        return unstructured
+        # Values stay Python objects (a naive datetime is refused by the check, not guessed).
+        return attrs.asdict(cast(attrs.AttrsInstance, payload), recurse=True)
 
     def payload(self, job: Job[Any]) -> P:
         """The typed payload of ``job`` (a job of this name), e.g. in its handler."""

@@ -361,13 +361,22 @@ def _check_fields(
                 for where, text in mismatch.problems:
                     report((name, *where), text)
         elif field.default is not attrs.NOTHING:
-            result[name] = to_json_ready(field.default)
+            result[name] = _stored_default(field)
         elif ptype.kind == "optional":
             result[name] = None
         else:
             report((name,), f"required field {name!r} of job {job_name!r} is missing "
                    f"(type {field.type})")
     return result
+
+
+def _stored_default(field: PayloadField) -> Any:
+    """The default in stored form (``2026-12-01T09:00:00+02:00`` as UTC, as a given value
+    would be); a default that does not fit (refused when a file is loaded) is kept as JSON."""
+    try:
+        return _field_value(field, field.default)
+    except _Mismatch:
+        return to_json_ready(field.default)
 
 
 def _check_class_payload(

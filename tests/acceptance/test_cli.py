@@ -348,6 +348,35 @@ def test_the_readme_demo_on_the_shipped_agenda_yaml(tmp_path: Path) -> None:
     assert "No changes" in again.stdout, again.stdout
 
 
+def test_generate_check_and_the_handles_in_application_code(sqlite_env: Env) -> None:
+    """generate writes agenda_jobs.py; --check passes; a script enqueues through a handle (the
+    handles load agenda.yaml themselves); after an edit of the file --check fails."""
+    sqlite_env.write(TICK)
+    assert sqlite_env.run("generate", "--check").returncode == 1  # not generated yet
+    written = sqlite_env.run("generate")
+    assert written.returncode == 0, written.stderr
+    assert written.stdout == "wrote agenda_jobs.py (3 job handles)\n"
+    assert not (sqlite_env.dir / "jobs.db").exists()  # no database needed
+    checked = sqlite_env.run("generate", "--check")
+    assert checked.returncode == 0, checked.stderr
+    script = ("from agenda_decl import run_sync\n"
+              "from agenda_jobs import CONFIG, TickPayload, tick\n"
+              "job = run_sync(tick.now(TickPayload(n=41)))\n"
+              "run_sync(CONFIG.agenda.stop())\n")
+    enqueued = subprocess.run([sys.executable, "-c", script], cwd=sqlite_env.dir,
+                              env=sqlite_env.environ, capture_output=True, text=True,
+                              timeout=60, check=False)
+    assert enqueued.returncode == 0, enqueued.stderr
+    assert [job["data"] for job in sqlite_env.jobs()] == [{"n": 41}]
+    sqlite_env.write(TICK, jobs="extra: {payload: {flag: bool}}\n")
+    stale = sqlite_env.run("generate", "--check")
+    assert stale.returncode == 1
+    assert "agenda_jobs.py is stale (it does not match agenda.yaml); run: agenda-decl " \
+        "generate -c agenda.yaml" in stale.stderr
+    assert "+class ExtraPayload:" in stale.stderr
+    assert sqlite_env.run("generate").stdout == "wrote agenda_jobs.py (4 job handles)\n"
+
+
 def test_sigterm_drains_running_jobs(env: Env) -> None:
     env.write("- {job: slow, every: 1 hour, data: {seconds: 2}}\n")
     assert env.run("apply", "--yes").returncode == 0
