@@ -127,6 +127,19 @@ STATE_FIELDS: tuple[str, ...] = (
     "last_modified_by",
 )
 
+#: The timing definition of a job. A state write writes ``next_run_at`` only while the stored
+#: values of these fields still equal the written job's (the values it was claimed with): a
+#: schedule changed during the run (a reschedule, ``agenda-decl apply``) set its own
+#: ``next_run_at``, which the run must not put back to one computed from the old timing (W-7).
+TIMING_FIELDS: tuple[str, ...] = (
+    "repeat_interval",
+    "repeat_at",
+    "repeat_timezone",
+    "start_date",
+    "end_date",
+    "skip_days",
+)
+
 
 @attrs.define(kw_only=True, eq=True)
 class JobWithState(JobParameters[DATA]):

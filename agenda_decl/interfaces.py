@@ -128,6 +128,10 @@ class JobRepository(abc.ABC):
     ) -> None:
         """Write exactly the state fields (``_model.STATE_FIELDS``) of the job with this id.
 
+        ``next_run_at`` is written only if the stored timing (``_model.TIMING_FIELDS``) still
+        equals the job's: otherwise the schedule was changed since the job was read (while it
+        ran) and the stored ``next_run_at`` is kept; the other state fields are written anyway.
+
         Raises ``JobNotFoundError`` when no job has this id and name, ``ValueError`` without id.
         """
 

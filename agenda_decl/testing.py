@@ -25,6 +25,7 @@ from agenda_decl._clock import truncate_ms, utcnow
 from agenda_decl._model import (
     PROCESSOR_FIELDS,
     STATE_FIELDS,
+    TIMING_FIELDS,
     JobId,
     JobParameters,
     JobsOverview,
@@ -163,8 +164,10 @@ class InMemoryJobRepository(base.ClaimsInBatches):
             raise ValueError("Cannot save job state without job ID")
         if stored is None or stored.name != job.name:
             raise base.job_not_found(job)
+        same_timing = all(getattr(stored, f) == getattr(job, f) for f in TIMING_FIELDS)
         for field in STATE_FIELDS:
-            setattr(stored, field, copy.deepcopy(getattr(job, field)))
+            if field != "next_run_at" or same_timing:
+                setattr(stored, field, copy.deepcopy(getattr(job, field)))
         stored.fail_reason = base.truncate_reason(stored.fail_reason)
         stored.last_modified_by = last_modified_by
 

@@ -24,6 +24,7 @@ from agenda_decl._convert import CAMEL_NAMES, job_from_document, job_to_document
 from agenda_decl._model import (
     JOB_STATES,
     PROCESSOR_FIELDS,
+    TIMING_FIELDS,
     JobParameters,
     JobsOverview,
     JobsQueryOptions,
@@ -128,6 +129,15 @@ def state_fields(job: JobParameters[Any], last_modified_by: str | None) -> Docum
         "lastFinishedAt": to_bson_date(job.last_finished_at),
         "lastModifiedBy": last_modified_by,
     }
+
+
+def timing_filter(job: JobParameters[Any]) -> Document:
+    """Matches a document whose timing (``_model.TIMING_FIELDS``) is the job's, in the form the
+    job was read from: numbers match whatever their BSON type, ``None`` matches null or missing."""
+    values = {name: getattr(job, name) for name in TIMING_FIELDS}
+    for name in ("start_date", "end_date"):
+        values[name] = to_bson_date(values[name])
+    return {CAMEL_NAMES[name]: {"$eq": value} for name, value in values.items()}
 
 
 def job_from_mongo(document: Mapping[str, Any]) -> JobParameters[Any]:

@@ -245,9 +245,20 @@ SELECT * FROM {table} WHERE name = %s AND {conditions}
 ORDER BY created_at, id LIMIT 1 FOR UPDATE
 """
 
+#: ``next_run_at`` is written only while the stored timing is the job's
+#: (``_model.TIMING_FIELDS``): a schedule changed during the run keeps its own (W-7).
 UPDATE_STATE = """
 UPDATE {table} SET
-    locked_at = %(locked_at)s, next_run_at = %(next_run_at)s, last_run_at = %(last_run_at)s,
+    locked_at = %(locked_at)s,
+    next_run_at = CASE
+        WHEN repeat_interval IS NOT DISTINCT FROM %(repeat_interval)s::text
+            AND repeat_at IS NOT DISTINCT FROM %(repeat_at)s::text
+            AND repeat_timezone IS NOT DISTINCT FROM %(repeat_timezone)s::text
+            AND start_date IS NOT DISTINCT FROM %(start_date)s::timestamptz
+            AND end_date IS NOT DISTINCT FROM %(end_date)s::timestamptz
+            AND skip_days IS NOT DISTINCT FROM %(skip_days)s::integer[]
+        THEN %(next_run_at)s::timestamptz ELSE next_run_at END,
+    last_run_at = %(last_run_at)s,
     progress = %(progress)s, fail_reason = %(fail_reason)s, fail_count = %(fail_count)s,
     failed_at = %(failed_at)s, last_finished_at = %(last_finished_at)s,
     last_modified_by = %(last_modified_by)s
@@ -255,10 +266,20 @@ WHERE id = %(id)s AND name = %(name)s
 """
 
 #: ``save_job_states``: the state fields of many jobs in one statement (one array per column,
-#: one element per job, sent binary). RETURNING tells which jobs still exist.
+#: one element per job, sent binary). RETURNING tells which jobs still exist. ``next_run_at``
+#: as in UPDATE_STATE; ``skip_days`` travels as JSON (see INSERT_MANY).
 UPDATE_STATES = """
 UPDATE {table} AS t SET
-    locked_at = v.locked_at, next_run_at = v.next_run_at, last_run_at = v.last_run_at,
+    locked_at = v.locked_at,
+    next_run_at = CASE
+        WHEN t.repeat_interval IS NOT DISTINCT FROM v.repeat_interval
+            AND t.repeat_at IS NOT DISTINCT FROM v.repeat_at
+            AND t.repeat_timezone IS NOT DISTINCT FROM v.repeat_timezone
+            AND t.start_date IS NOT DISTINCT FROM v.start_date
+            AND t.end_date IS NOT DISTINCT FROM v.end_date
+            AND to_jsonb(t.skip_days) IS NOT DISTINCT FROM v.skip_days
+        THEN v.next_run_at ELSE t.next_run_at END,
+    last_run_at = v.last_run_at,
     progress = v.progress, fail_reason = v.fail_reason, fail_count = v.fail_count,
     failed_at = v.failed_at, last_finished_at = v.last_finished_at,
     last_modified_by = %(last_modified_by)s
@@ -266,9 +287,12 @@ FROM unnest(
     %(id)b::uuid[], %(name)b::text[], %(locked_at)b::timestamptz[],
     %(next_run_at)b::timestamptz[], %(last_run_at)b::timestamptz[], %(progress)b::real[],
     %(fail_reason)b::text[], %(fail_count)b::integer[], %(failed_at)b::timestamptz[],
-    %(last_finished_at)b::timestamptz[]
+    %(last_finished_at)b::timestamptz[], %(repeat_interval)b::text[], %(repeat_at)b::text[],
+    %(repeat_timezone)b::text[], %(start_date)b::timestamptz[], %(end_date)b::timestamptz[],
+    %(skip_days)b::jsonb[]
 ) AS v(id, name, locked_at, next_run_at, last_run_at, progress, fail_reason, fail_count,
-       failed_at, last_finished_at)
+       failed_at, last_finished_at, repeat_interval, repeat_at, repeat_timezone, start_date,
+       end_date, skip_days)
 WHERE t.id = v.id AND t.name = v.name
 RETURNING t.id
 """

@@ -91,12 +91,19 @@ def job_fields(job: JobParameters[Any], data: str, by: str | None) -> list[str]:
 
 
 def state_args(job: JobParameters[Any], by: str | None) -> list[str]:
-    """One job's arguments of ``SAVE_STATES``: id, name, lock ms, nextRunAt ms, field pairs."""
+    """One job's arguments of ``SAVE_STATES``: id, name, lock ms, nextRunAt ms, the timing
+    the state write compares (``TIMING_ARGS``), field pairs."""
     head = [str(job.id), job.name, ms_arg(job.locked_at), ms_arg(job.next_run_at)]
-    return head + _state_fields(job, by)
+    skip_days = NULL if job.skip_days is None else encode_json(job.skip_days)
+    timing = [
+        str_or_null(job.repeat_interval), str_or_null(job.repeat_at),
+        str_or_null(job.repeat_timezone), ms_arg(job.start_date), ms_arg(job.end_date), skip_days,
+    ]
+    return head + timing + _state_fields(job, by)
 
 
 def _state_fields(job: JobParameters[Any], by: str | None) -> list[str]:
+    # nextRunAt stays the first pair: SAVE_STATES leaves it out when the timing changed.
     values = {
         "nextRunAt": _iso(job.next_run_at), "lastRunAt": _iso(job.last_run_at),
         "progress": _number(job.progress),

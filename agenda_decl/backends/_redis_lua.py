@@ -370,21 +370,50 @@ return 0
 # -- writing ----------------------------------------------------------------------------------
 
 #: ARGV: prefix, then one JSON array with an array per job: id, name, lock ms ('' =
-#: unlocked), nextRunAt ms ('' = null) and STATE_PAIRS field/value pairs, all strings (one
-#: argument: packing thousands of them costs the client more than the script does). Returns
-#: the ids that no job has (with this name).
+#: unlocked), nextRunAt ms ('' = null), the job's timing (TIMING_ARGS: repeatInterval,
+#: repeatAt, repeatTimezone, startDate ms, endDate ms, skipDays JSON) and STATE_PAIRS
+#: field/value pairs, nextRunAt first, all strings (one argument: packing thousands of them
+#: costs the client more than the script does). nextRunAt is written only while the stored
+#: timing equals the job's, each compared in a normal form (absent = 'null', an interval of
+#: digits without leading zeros, dates as ms, skipDays re-encoded); otherwise the schedule was
+#: changed during the run and keeps its own nextRunAt (W-7). Returns the ids that no job has
+#: (with this name).
+TIMING_ARGS = 6
 STATE_PAIRS = 8
 SAVE_STATES = r"""
 local now_iso = ms_iso(server_ms())
-local missing, width = {}, 4 + 2 * """ + str(STATE_PAIRS) + r"""
+local first_pair = 5 + """ + str(TIMING_ARGS) + r"""
+local width = first_pair - 1 + 2 * """ + str(STATE_PAIRS) + r"""
+local missing = {}
+
+local function text_of(v) if present(v) then return v end return 'null' end
+local function interval_of(v)
+  v = text_of(v)
+  return string.match(v, '^0*(%d+)$') or v
+end
+local function json_of(v)
+  if not present(v) then return 'null' end
+  local ok, decoded = pcall(cjson.decode, v)
+  if ok then return cjson.encode(decoded) end
+  return v
+end
+local function same_timing(job, f)
+  return interval_of(f[4]) == interval_of(job[5]) and text_of(f[5]) == text_of(job[6])
+    and text_of(f[6]) == text_of(job[7]) and iso_ms(f[7]) == tonumber(job[8])
+    and iso_ms(f[8]) == tonumber(job[9])
+    and (f[9] == job[10] or json_of(f[9]) == json_of(job[10]))
+end
+
 for _, job in ipairs(cjson.decode(ARGV[2])) do
   local id, name, lock_ms, next_ms = job[1], job[2], tonumber(job[3]), tonumber(job[4])
   local key = job_key(id)
-  local f = redis.call('HMGET', key, 'name', 'lockedAt', 'priority')
+  local f = redis.call('HMGET', key, 'name', 'lockedAt', 'priority', 'repeatInterval',
+    'repeatAt', 'repeatTimezone', 'startDate', 'endDate', 'skipDays')
   if f[1] ~= name then
     table.insert(missing, id)
   else
-    redis.call('HSET', key, unpack(job, 5, width))
+    local same = same_timing(job, f)
+    redis.call('HSET', key, unpack(job, same and first_pair or first_pair + 2, width))
     redis.call('HSET', key, 'updatedAt', now_iso)
     write_lock(key, f[2] ~= false, lock_ms)
     if lock_ms then
@@ -392,7 +421,9 @@ for _, job in ipairs(cjson.decode(ARGV[2])) do
     else
       redis.call('ZREM', locked_key(name), id)
     end
-    redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, tonumber(f[3]) or 0), id)
+    if same then
+      redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, tonumber(f[3]) or 0), id)
+    end
   end
 end
 return missing

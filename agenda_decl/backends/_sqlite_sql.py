@@ -184,11 +184,19 @@ WHERE id = :id AND name = :name
 RETURNING *, rowid AS row_order
 """
 
-#: Exactly the STATE_COLUMNS.
+#: Exactly the STATE_COLUMNS; ``next_run_at`` only while the stored timing is the job's
+#: (``_model.TIMING_FIELDS``, compared in the stored form: ``IS`` is equality with NULL equal to
+#: NULL, and ``json()`` makes both skip_days texts compact).
 UPDATE_STATE = """
 UPDATE {table} SET
     updated_at = :stamp,
-    locked_at = :locked_at, next_run_at = :next_run_at, last_run_at = :last_run_at,
+    locked_at = :locked_at,
+    next_run_at = CASE
+        WHEN repeat_interval IS :repeat_interval AND repeat_at IS :repeat_at
+            AND repeat_timezone IS :repeat_timezone AND start_date IS :start_date
+            AND end_date IS :end_date AND json(skip_days) IS json(:skip_days)
+        THEN :next_run_at ELSE next_run_at END,
+    last_run_at = :last_run_at,
     progress = :progress, fail_reason = :fail_reason, fail_count = :fail_count,
     failed_at = :failed_at, last_finished_at = :last_finished_at,
     last_modified_by = :last_modified_by
@@ -437,7 +445,7 @@ def save_params(job: JobParameters[Any], data: str, last_modified_by: str | None
 
 
 def state_params(job: JobParameters[Any], last_modified_by: str | None) -> Params:
-    """The STATE_COLUMNS parameters of a job plus its key, as SQLite values."""
+    """The STATE_COLUMNS parameters of a job plus its key and timing, as SQLite values."""
     return {
         "id": str(job.id),
         "name": job.name,
@@ -451,4 +459,10 @@ def state_params(job: JobParameters[Any], last_modified_by: str | None) -> Param
         "failed_at": to_ms(job.failed_at),
         "last_finished_at": to_ms(job.last_finished_at),
         "last_modified_by": last_modified_by,
+        "repeat_interval": _interval(job.repeat_interval),
+        "repeat_at": job.repeat_at,
+        "repeat_timezone": job.repeat_timezone,
+        "start_date": to_ms(job.start_date),
+        "end_date": to_ms(job.end_date),
+        "skip_days": _skip_days(job.skip_days),
     }

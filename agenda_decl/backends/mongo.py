@@ -335,15 +335,20 @@ class MongoJobRepository(base.ClaimsInBatches):
         if job.id is None:
             raise ValueError("Cannot save job state without job ID")
         oid = q.object_id(job.id)
-        fields = q.state_fields(job, last_modified_by)
-        query = {"_id": oid, "name": {"$eq": job.name}}
-        matched = 0
-        if oid is not None:
-            matched = await self._run(
-                lambda: self._collection.update_one(query, {"$set": fields}).matched_count
-            )
-        if matched != 1:
+        if oid is None or not await self._run(self._write_state, oid, job, last_modified_by):
             raise base.job_not_found(job)
+
+    def _write_state(self, oid: ObjectId, job: JobParameters[Any], by: str | None) -> bool:
+        """The state fields, ``nextRunAt`` only if the stored timing is still the job's (else a
+        schedule changed during the run keeps its own, W-7). Each update is atomic, and the
+        second never writes ``nextRunAt``, so none can put back a stale one."""
+        fields = q.state_fields(job, by)
+        query = {"_id": oid, "name": {"$eq": job.name}}
+        if self._collection.update_one({**query, **q.timing_filter(job)},
+                                       {"$set": fields}).matched_count:
+            return True
+        del fields["nextRunAt"]
+        return self._collection.update_one(query, {"$set": fields}).matched_count == 1
 
     # -- locking -------------------------------------------------------------------------
 

@@ -148,6 +148,20 @@ def _state_values(job: JobParameters[Any], key: uuid.UUID, by: str | None) -> Ro
         "failed_at": job.failed_at,
         "last_finished_at": job.last_finished_at,
         "last_modified_by": by,
+        **_timing_values(job),
+    }
+
+
+def _timing_values(job: JobParameters[Any]) -> Row:
+    """The job's ``TIMING_FIELDS`` as stored (the interval as text); state writes compare them."""
+    interval = job.repeat_interval
+    return {
+        "repeat_interval": None if interval is None else str(interval),
+        "repeat_at": job.repeat_at,
+        "repeat_timezone": job.repeat_timezone,
+        "start_date": job.start_date,
+        "end_date": job.end_date,
+        "skip_days": None if job.skip_days is None else list(job.skip_days),
     }
 
 
@@ -186,6 +200,14 @@ def _states_columns(jobs: Mapping[uuid.UUID, JobParameters[Any]], by: str | None
         "failed_at": [job.failed_at for job in values],
         "last_finished_at": [job.last_finished_at for job in values],
         "last_modified_by": by,
+        "repeat_interval": [None if job.repeat_interval is None else str(job.repeat_interval)
+                            for job in values],
+        "repeat_at": [job.repeat_at for job in values],
+        "repeat_timezone": [job.repeat_timezone for job in values],
+        "start_date": [job.start_date for job in values],
+        "end_date": [job.end_date for job in values],
+        "skip_days": [None if job.skip_days is None else json.dumps(list(job.skip_days))
+                      for job in values],
     }
 
 

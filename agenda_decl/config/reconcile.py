@@ -607,9 +607,9 @@ def _compare(
 
 def _drifted(params: JobParameters[Any], current: JobParameters[Any], now: datetime) -> bool:
     """A next run the declared schedule cannot explain: none at all (edited by hand), or
-    later than its next tick from now. The second is what a run's final write leaves when an
-    apply changed the schedule while the job ran (the run computed its next run from the old
-    schedule). A failed last run is left alone: its retry backoff may push it further."""
+    later than its next tick from now. The second is what a writer without the timing check of
+    state writes (W-7; e.g. Node Agenda) leaves when an apply changed the schedule while the job
+    ran. A failed last run is left alone: its retry backoff may push it further."""
     if current.next_run_at is None:
         return True
     failed_last = current.failed_at is not None and (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -665,6 +665,88 @@ async def test_save_job_state_of_a_missing_job_raises(repository: JobRepository)
         await repository.save_job_state(saved)
     with pytest.raises(ValueError, match="without job ID"):
         await repository.save_job_state(job())
+
+
+async def test_save_job_state_keeps_a_next_run_at_set_by_a_timing_change(
+    repository: JobRepository,
+) -> None:
+    """W-7: while a job runs, its schedule is changed (interval and next_run_at); the run's
+    state write, which carries the old interval, keeps the new next_run_at and writes the rest.
+    The same in a batch next to a job whose timing did not change."""
+    changed = await save(repository, "w7", next_run_at=at(-1), repeat_interval="1 day")
+    steady = await save(repository, "w7-steady", next_run_at=at(-1), repeat_interval="1 day")
+    running = await claim(repository, "w7")
+    other = await claim(repository, "w7-steady")
+    assert running is not None and other is not None and changed.id
+    assert (running.id, other.id) == (changed.id, steady.id)
+    rescheduled = await repository.get_job_by_id(changed.id)
+    assert rescheduled is not None
+    rescheduled.repeat_interval, rescheduled.next_run_at = "1 minute", at(60)
+    new_next = (await repository.save_job(rescheduled)).next_run_at
+    started, day_later = utcnow(), at(86_400)
+    for state in (running, other):
+        state.last_run_at, state.next_run_at, state.progress = started, day_later, 10
+    await repository.save_job_state(running, last_modified_by="w1")
+    stored = await repository.get_job_by_id(changed.id)
+    assert stored is not None
+    assert (stored.next_run_at, stored.repeat_interval) == (new_next, "1 minute")
+    assert (stored.last_run_at, stored.progress, stored.locked_at) == (
+        started, 10, running.locked_at,
+    )
+    assert stored.last_modified_by == "w1"
+    running.locked_at, running.last_finished_at = None, at(1)
+    running.fail_count, running.fail_reason, running.failed_at = 1, "boom", at(1)
+    assert await repository.save_job_states([running, other]) == []
+    stored = await repository.get_job_by_id(changed.id)
+    assert stored is not None
+    assert (stored.next_run_at, stored.locked_at) == (new_next, None)
+    assert stored.last_finished_at == running.last_finished_at
+    assert (stored.fail_count, stored.fail_reason) == (1, "boom")
+    assert stored.failed_at == running.failed_at
+    assert other.id
+    unchanged = await repository.get_job_by_id(other.id)
+    assert unchanged is not None and unchanged.next_run_at == day_later
+    assert unchanged.last_run_at == started
+
+
+TIMINGS: list[dict[str, Any]] = [
+    {},
+    {"repeat_interval": 60_000},
+    {"repeat_interval": "60000"},
+    {"repeat_interval": "5 minutes"},
+    {"repeat_interval": "*/5 * * * *", "repeat_timezone": "America/New_York"},
+    {"repeat_at": "3:30pm", "repeat_timezone": "Europe/Paris"},
+    {"repeat_interval": "1 hour", "start_date": datetime(2020, 1, 2, 3, 4, 5, 678000, UTC),
+     "end_date": datetime(2999, 1, 1, tzinfo=UTC), "skip_days": [0, 6]},
+    {"repeat_interval": "1 hour", "skip_days": []},
+]
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one", "batch"])
+async def test_save_job_state_with_unchanged_timing_writes_next_run_at(
+    repository: JobRepository, batched: bool
+) -> None:
+    """The timing a claimed job carries compares equal to what is stored, whatever its form,
+    so the run's next_run_at is written (a false mismatch would make the job run forever)."""
+    for timing in TIMINGS:
+        await save(repository, "timed", next_run_at=at(-1), **timing)
+    claimed = await repository.get_next_jobs_to_run(
+        "timed", at(5), at(-600), len(TIMINGS), utcnow()
+    )
+    assert len(claimed) == len(TIMINGS)
+    later = at(3600)
+    for state in claimed:
+        state.next_run_at, state.last_run_at = later, utcnow()
+    if batched:
+        assert await repository.save_job_states(claimed) == []
+    else:
+        for state in claimed:
+            await repository.save_job_state(state)
+    for state in claimed:
+        assert state.id
+        stored = await repository.get_job_by_id(state.id)
+        assert stored is not None
+        assert stored.next_run_at == later, (state.repeat_interval, state.repeat_at)
 
 
 async def test_long_fail_reasons_are_truncated(repository: JobRepository) -> None:

@@ -281,6 +281,33 @@ async def test_every_twice_keeps_one_job(make_agenda: MakeAgenda) -> None:
     assert result.jobs[0].repeat_timezone == "America/New_York"
 
 
+async def test_a_schedule_changed_while_the_job_runs_is_kept(make_agenda: MakeAgenda) -> None:
+    """W-7: a repeating job's interval is changed (as ``agenda-decl apply`` does: the stored
+    job with a new interval and next_run_at, saved) while it runs. The run's final state write
+    keeps the new next_run_at instead of putting back the one of the old interval."""
+    clock = FakeClock(utcnow())
+    agenda, started, release = make_agenda(clock=clock), asyncio.Event(), asyncio.Event()
+
+    async def wait(job: Job[Any]) -> None:
+        started.set()
+        await release.wait()
+
+    agenda.define("daily", wait)
+    events = EventRecorder(agenda)
+    job = await agenda.every("1 day", "daily")
+    await agenda.start()
+    await asyncio.wait_for(started.wait(), 10)
+    current = await stored(agenda, job)
+    changed = await Job(agenda, current).repeat_every("1 minute").save()
+    new_next = changed.attrs.next_run_at
+    assert new_next is not None and new_next <= clock.now() + timedelta(minutes=1)
+    release.set()
+    await events.wait_for("complete")
+    final = await stored(agenda, job)
+    assert (final.repeat_interval, final.next_run_at) == ("1 minute", new_next)
+    assert final.last_finished_at is not None and final.locked_at is None
+
+
 async def test_every_with_skip_immediate_waits_one_interval(make_agenda: MakeAgenda) -> None:
     agenda = make_agenda()
     agenda.define("later", lambda job: None)

@@ -328,17 +328,27 @@ async def test_a_job_that_lost_its_next_run_gets_one(agenda: Agenda) -> None:
     assert [d.field for d in change.diffs] == ["next_run_at"]
 
 
-async def test_a_change_undone_by_a_running_jobs_final_write_is_drift(agenda: Agenda) -> None:
+async def test_a_running_jobs_final_write_keeps_the_change_and_drift_is_repaired(
+    agenda: Agenda,
+) -> None:
     daily = attrs.evolve(INVOICE, every="1 day")
     await apply(agenda, config(daily))
     running = await managed(agenda, "send-invoice")  # claimed by a worker at START
     clock_of(agenda).advance(timedelta(minutes=1))
     await apply(agenda, config(INVOICE))  # every 1 hour, while the job runs
     assert (await managed(agenda, "send-invoice")).next_run_at == START + timedelta(minutes=1)
-    # The run ends and writes the next run it computed from the old schedule.
+    # The run ends with the next run it computed from the old schedule: its state write
+    # carries the old interval, so it keeps the apply's next run (W-7) and writes the rest.
     running.last_run_at, running.next_run_at = START, START + timedelta(days=1)
     await agenda.repository.save_job_state(running)
+    stored = await managed(agenda, "send-invoice")
+    assert (stored.next_run_at, stored.last_run_at) == (START + timedelta(minutes=1), START)
+    assert actions(await plan(agenda, config(INVOICE))) == [("unchanged", "send-invoice")]
 
+    # A writer without that check (Node Agenda v6 on the same store) can still leave a next
+    # run later than the schedule's next tick: plan reports it as drift, apply repairs it.
+    stored.next_run_at = START + timedelta(days=1)
+    await agenda.repository.save_job_state(stored)
     (change,) = (await plan(agenda, config(INVOICE))).changes
     assert change.action == "update"
     assert [(d.field, d.old, d.new) for d in change.diffs] == [
