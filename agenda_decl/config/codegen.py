@@ -30,7 +30,7 @@ import keyword
 import os
 import re
 import textwrap
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from typing import Any
 import attrs
 
 from agenda_decl._convert import parse_datetime
-from agenda_decl.config.errors import ConfigError
+from agenda_decl.config.errors import ConfigError, ConfigIssue
 from agenda_decl.config.load import issue_for
 from agenda_decl.config.model import AgendaConfig, CodegenConfig, JobConfig, PayloadField
 from agenda_decl.config.payload import PayloadType, check_field_value, parse_payload_type
@@ -94,50 +94,44 @@ class _ClassRef:
         return cls(module, attribute.split(".")[0], attribute)
 
 
-def _payload_names(config: AgendaConfig) -> dict[str, str]:
-    """Job name -> the name the module gives its payload type (generated or imported)."""
-    names = {}
+def _defined_names(config: AgendaConfig) -> Iterator[tuple[str, str]]:
+    """(module-level name, job) for every name the module defines or imports for a job."""
+    imported: set[tuple[str, str]] = set()
     for job_name, job in config.jobs.items():
+        yield handle_name(job_name), job_name
         if isinstance(job.payload, str):
-            names[job_name] = _ClassRef.parse(job.payload).imported
+            ref = _ClassRef.parse(job.payload)
+            if (ref.module, ref.imported) not in imported:  # one import serves every job
+                imported.add((ref.module, ref.imported))
+                yield ref.imported, job_name
         elif job.payload is not None:
-            names[job_name] = class_name(job_name)
-    return names
+            yield class_name(job_name), job_name
 
 
 def _check_names(config: AgendaConfig) -> None:
-    """Refuse two jobs whose handles or payload classes would share a module-level name."""
-    owners: dict[str, str] = {}
-    issues = []
-    payloads = _payload_names(config)
-    for job_name in config.jobs:
-        for name in (handle_name(job_name), payloads.get(job_name)):
-            if name is None:
-                continue
-            owner = owners.setdefault(name, job_name)
-            shared_class = name == payloads.get(owner) == payloads.get(job_name)
-            if owner != job_name and not (shared_class and _same_ref(config, owner, job_name)):
-                issues.append(issue_for(config, f"jobs.{job_name}", _clash(owner, job_name,
-                                                                           name)))
-            elif name in MODULE_NAMES:
-                issues.append(issue_for(config, f"jobs.{job_name}.payload",
-                                        f"payload class {name!r} would hide a name the "
-                                        "generated module uses; import it under another name"))
-    issues += _field_issues(config)
+    """Refuse module-level names shared by two jobs or hiding the module's own names."""
+    issues = _name_issues(config) + _field_issues(config)
     if issues:
         raise ConfigError(issues)
 
 
-def _same_ref(config: AgendaConfig, first: str, second: str) -> bool:
-    return config.jobs[first].payload == config.jobs[second].payload
+def _name_issues(config: AgendaConfig) -> list[ConfigIssue]:
+    owners: dict[str, str] = {}
+    issues = []
+    for name, job_name in _defined_names(config):
+        owner = owners.setdefault(name, job_name)
+        if owner != job_name:
+            issues.append(issue_for(config, f"jobs.{job_name}", (
+                f"jobs {owner!r} and {job_name!r} would both be named {name!r} in the "
+                "generated module; rename one of them")))
+        elif name in MODULE_NAMES:
+            issues.append(issue_for(config, f"jobs.{job_name}.payload", (
+                f"payload class {name!r} would hide a name the generated module uses; "
+                "give the class another name")))
+    return issues
 
 
-def _clash(first: str, second: str, name: str) -> str:
-    return (f"jobs {first!r} and {second!r} would both be named {name!r} in the generated "
-            "module; rename one of them")
-
-
-def _field_issues(config: AgendaConfig) -> list[Any]:
+def _field_issues(config: AgendaConfig) -> list[ConfigIssue]:
     issues = []
     for job_name, job in config.jobs.items():
         if not isinstance(job.payload, Mapping):
