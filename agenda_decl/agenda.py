@@ -378,18 +378,26 @@ class Agenda:
         )
 
     async def save_job_state(
-        self, params: JobParameters[Any], *, started_in: int | None = None
+        self,
+        params: JobParameters[Any],
+        *,
+        started_in: int | None = None,
+        lock_token: datetime | None = None,
     ) -> None:
         """Write the state fields of a job. A job started before the last stop
         (``started_in`` older than :attr:`generation`) writes only if the store is still open:
-        it never reconnects what ``stop()`` closed (its loop may be shutting down)."""
+        it never reconnects what ``stop()`` closed (its loop may be shutting down). With a
+        ``lock_token`` (the lock the running job holds) the write is fenced: it raises
+        ``LockLostError`` and stores nothing when the stored lock is another one."""
         if started_in is None or started_in == self.generation:
             await self.ready()
-        await self._state_writer.save(params)
+        await self._state_writer.save(params, lock_token=lock_token)
 
-    def submit_job_state(self, params: JobParameters[Any]) -> asyncio.Future[None]:
+    def submit_job_state(
+        self, params: JobParameters[Any], *, lock_token: datetime | None = None
+    ) -> asyncio.Future[None]:
         """Queue a state write without waiting for it (the processor's start write)."""
-        return self._state_writer.submit(params)
+        return self._state_writer.submit(params, lock_token=lock_token)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -461,17 +469,19 @@ class Agenda:
         self._processor.start()
 
     async def stop(self, *, close_connection: bool | None = None) -> None:
-        """Stop processing, release every job this instance holds and close the connections
-        (running handlers are not awaited: use :meth:`drain` to let them finish)."""
+        """Stop processing, release the claimed jobs that have not started and close the
+        connections. Running handlers are not awaited (use :meth:`drain` to let them finish)
+        and keep their locks: another worker takes such a job over only once its lock
+        expires (Agenda unlocks them, so a second worker could run them at once). A run that
+        outlives ``stop()`` still writes its state if the store stays open."""
         processor = self._processor
         if processor is not None:
             processor.stop_polling()
-            # A start-state write still in flight would lock the job again after the unlock.
+            released = processor.release_queued()
+            # State writes already submitted go out before the connection closes.
             await self._state_writer.flush()
-            held = list(processor.locked)
-            processor.release_queued()
-            if held:
-                await self.repository.unlock_jobs(held)
+            if released:
+                await self.repository.unlock_jobs(released)
         if self._ready:
             await self._teardown(close_connection)
 

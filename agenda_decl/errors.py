@@ -48,3 +48,16 @@ class AgendaNotRunningError(AgendaError, RuntimeError):
 
 class JobCanceledError(AgendaError, RuntimeError):
     """``touch()`` on a run that the processor abandoned (its lock expired)."""
+
+
+class LockLostError(JobCanceledError):
+    """A worker-owned state write (start, ``touch()``, end) whose lock is no longer the one the
+    run holds: the lock expired and another worker claimed the job (fencing). Nothing of the
+    write was stored. ``touch()`` raises it so the handler can stop; the scheduler reports a
+    rejected start or end write as an ``error`` event instead."""
+
+    def __init__(self, message: str, *, job_id: str | None = None,
+                 job_name: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.job_name = job_name

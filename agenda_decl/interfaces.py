@@ -8,7 +8,7 @@ suite (``tests/conformance``) checks every implementation against the guarantees
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -23,7 +23,7 @@ from agenda_decl._model import (
     NotificationChannelState,
     RemoveJobsOptions,
 )
-from agenda_decl.errors import JobNotFoundError
+from agenda_decl.errors import JobNotFoundError, LockLostError
 
 NotificationHandler = Callable[[JobNotification], Awaitable[None] | None]
 StateNotificationHandler = Callable[[JobStateNotification], Awaitable[None] | None]
@@ -124,7 +124,11 @@ class JobRepository(abc.ABC):
 
     @abc.abstractmethod
     async def save_job_state(
-        self, job: JobParameters[Any], *, last_modified_by: str | None = None
+        self,
+        job: JobParameters[Any],
+        *,
+        last_modified_by: str | None = None,
+        lock_token: datetime | None = None,
     ) -> None:
         """Write exactly the state fields (``_model.STATE_FIELDS``) of the job with this id.
 
@@ -132,23 +136,41 @@ class JobRepository(abc.ABC):
         equals the job's: otherwise the schedule was changed since the job was read (while it
         ran) and the stored ``next_run_at`` is kept; the other state fields are written anyway.
 
+        Fencing: with a ``lock_token`` (the ``locked_at`` the writer holds: the one its claim
+        stored, or the one its last successful ``touch()`` wrote), the write is applied only if
+        the stored ``locked_at`` equals the token at millisecond precision, in the same
+        statement or script; otherwise nothing of it is written and ``LockLostError`` is raised
+        (the lock expired and another worker claimed the job, or it was released). ``None``
+        writes whatever the stored lock (writes that do not come from a lock holder).
+
         Raises ``JobNotFoundError`` when no job has this id and name, ``ValueError`` without id.
         """
 
     async def save_job_states(
-        self, jobs: Sequence[JobParameters[Any]], *, last_modified_by: str | None = None
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        lock_tokens: Mapping[str, datetime] | None = None,
     ) -> list[JobId]:
-        """:meth:`save_job_state` for several jobs at once; return the ids that no longer
-        exist (nothing is raised for them). Stores override this to write in one round trip:
-        the scheduler batches the state writes of jobs that finish together."""
-        missing: list[JobId] = []
+        """:meth:`save_job_state` for several jobs at once, each job fenced by its id's entry in
+        ``lock_tokens`` (jobs without one are unfenced). Return the ids whose write was not
+        applied: the job no longer exists, or it was fenced out; nothing is raised for them
+        (``backends.base.rejected_state_write`` tells the two apart). Stores override this to
+        write in one round trip: the scheduler batches the state writes of jobs that finish
+        together."""
+        tokens = lock_tokens or {}
+        rejected: list[JobId] = []
         for job in jobs:
             try:
-                await self.save_job_state(job, last_modified_by=last_modified_by)
-            except JobNotFoundError:
+                await self.save_job_state(
+                    job, last_modified_by=last_modified_by,
+                    lock_token=tokens.get(job.id) if job.id is not None else None,
+                )
+            except (JobNotFoundError, LockLostError):
                 assert job.id is not None
-                missing.append(job.id)
-        return missing
+                rejected.append(job.id)
+        return rejected
 
     # -- locking -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self
 import attrs
 
 from agenda_decl import timing
+from agenda_decl._clock import truncate_ms
 from agenda_decl._model import (
     DATA,
     DebounceOptions,
@@ -27,7 +28,7 @@ from agenda_decl._model import (
 )
 from agenda_decl.backends.base import check_unique_keys, truncate_reason
 from agenda_decl.backoff import BackoffContext
-from agenda_decl.errors import AgendaError, JobCanceledError, UnknownJobError
+from agenda_decl.errors import AgendaError, JobCanceledError, LockLostError, UnknownJobError
 
 if TYPE_CHECKING:
     from agenda_decl.agenda import Agenda, JobDefinition
@@ -40,10 +41,16 @@ Duration = int | float | timedelta | str
 class Job(Generic[DATA]):
     """One stored job. ``attrs`` holds its :class:`JobParameters`."""
 
-    def __init__(self, agenda: Agenda, attrs: JobParameters[DATA]) -> None:
+    def __init__(
+        self, agenda: Agenda, attrs: JobParameters[DATA], *, lock_token: datetime | None = None
+    ) -> None:
         self.agenda = agenda
         self.attrs = attrs
         self._canceled: str | None = None
+        #: The lock this worker holds on the job (fencing token): the ``locked_at`` its claim
+        #: stored, then the one of each successful ``touch()``. Its state writes are applied
+        #: only while the stored lock is this one. ``None``: not claimed here (unfenced).
+        self._lock_token = lock_token
         #: The scheduler's generation when this run started (None: not run here).
         self._generation: int | None = None
 
@@ -159,9 +166,18 @@ class Job(Generic[DATA]):
         """Renew the lock of a running job (call it in long handlers); optionally set progress."""
         if self._canceled is not None:
             raise JobCanceledError(f"job {self.attrs.name} got canceled already: {self._canceled}!")
-        self.attrs.locked_at = self.agenda.clock.now()
+        previous = self.attrs.locked_at
+        self.attrs.locked_at = truncate_ms(self.agenda.clock.now())
         self.attrs.progress = progress
-        await self.agenda.save_job_state(self.attrs, started_in=self._generation)
+        try:
+            await self.agenda.save_job_state(
+                self.attrs, started_in=self._generation, lock_token=self._lock_token
+            )
+        except LockLostError:  # taken over: the write changed nothing, the handler should stop
+            self.attrs.locked_at = previous
+            raise
+        if self._lock_token is not None:
+            self._lock_token = self.attrs.locked_at
         if progress is not None:
             await self.agenda.emit_job_event("progress", self, progress=progress)
 
@@ -183,6 +199,18 @@ class Job(Generic[DATA]):
         """The same check on the in-memory lock (what the processor holds)."""
         return self._lock_expired(self.attrs.locked_at, now)
 
+    def adopt_lock(self, locked_at: datetime | None) -> None:
+        """This worker claimed the job again after its own lock went stale: the new lock is
+        the one it holds from now on (the fencing token). ``attrs.locked_at`` is left to the
+        caller: a running job keeps its own, so its overrun is still reported and canceled."""
+        if self._lock_token is not None:
+            self._lock_token = locked_at
+
+    @property
+    def lock_token(self) -> datetime | None:
+        """The lock this worker holds on the job (``None``: not claimed here)."""
+        return self._lock_token
+
     def cancel(self, reason: str) -> None:
         """Mark a run as abandoned: later ``touch()`` calls raise."""
         self._canceled = reason
@@ -201,7 +229,7 @@ class Job(Generic[DATA]):
         # The start state (last_run_at, the next run) is written while the handler starts:
         # the job is already locked, so waiting for the write first would only add a round
         # trip to every job's latency. The final write is queued after it.
-        started = self.agenda.submit_job_state(self.attrs)
+        started = self.agenda.submit_job_state(self.attrs, lock_token=self._lock_token)
         succeeded = False
         try:
             await self.agenda.emit_job_event("start", self)
@@ -273,8 +301,18 @@ class Job(Generic[DATA]):
 
     async def _finish(self, succeeded: bool, definition: JobDefinition | None) -> None:
         self.attrs.locked_at = None
+        taken_over = False
         try:
-            await self.agenda.save_job_state(self.attrs, started_in=self._generation)
+            await self.agenda.save_job_state(
+                self.attrs, started_in=self._generation, lock_token=self._lock_token
+            )
+        except LockLostError:  # fenced out: another worker holds the job now
+            taken_over = True
+            await self.agenda.emit_error(LockLostError(
+                f"job {self.attrs.name} (ID {self.attrs.id}) was taken over by another worker "
+                "while this run went on (its lock expired): this run's result is dropped",
+                job_id=self.attrs.id, job_name=self.attrs.name,
+            ))
         except Exception as error:  # removed while it ran, or its scheduler stopped
             log.info("final state of job %s not saved: %s", self.attrs.id, error)
         await self.agenda.emit_job_event("complete", self)
@@ -282,7 +320,8 @@ class Job(Generic[DATA]):
         if remove is None:
             remove = self.agenda.remove_on_complete
         outlived = self._generation != self.agenda.generation  # don't reconnect to remove
-        if succeeded and remove and self.attrs.next_run_at is None and not outlived:
+        if (succeeded and remove and self.attrs.next_run_at is None and not outlived
+                and not taken_over):
             try:
                 await self.remove()
             except Exception:
@@ -326,5 +365,7 @@ def _ignore_result(write: asyncio.Future[None]) -> None:
 async def _report_failed_write(write: asyncio.Future[None], job: Job[Any]) -> None:
     try:
         await write
+    except LockLostError as error:  # the final write is fenced out too, and reports it
+        log.warning("start state of job %s rejected: %s", job.attrs.id, error)
     except Exception as error:  # e.g. the job was removed after it was claimed
         log.info("start state of job %s not saved: %s", job.attrs.id, error)

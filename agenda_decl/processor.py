@@ -193,10 +193,14 @@ class JobProcessor:
         return max(0, min(limits))
 
     def _accept(self, params: JobParameters[Any]) -> None:
-        job: Job[Any] = Job(self.agenda, params)
         assert params.id is not None
-        if params.id in self.locked:  # our own lock taken over after it went stale
+        held = self.locked.get(params.id)
+        if held is not None:  # our own stale lock, claimed again: the new lock is ours
+            held.adopt_lock(params.locked_at)
+            if params.id not in self.running:  # still queued: it may run on the new lock
+                held.attrs.locked_at = params.locked_at
             return
+        job: Job[Any] = Job(self.agenda, params, lock_token=params.locked_at)
         self.locked[params.id] = job
         self.status.setdefault(params.name, NameStatus()).locked += 1
         self._queues.setdefault(params.name, _NameQueue()).push(job)

@@ -157,13 +157,19 @@ class InMemoryJobRepository(base.ClaimsInBatches):
         return self._insert(incoming)
 
     async def save_job_state(
-        self, job: JobParameters[Any], *, last_modified_by: str | None = None
+        self,
+        job: JobParameters[Any],
+        *,
+        last_modified_by: str | None = None,
+        lock_token: datetime | None = None,
     ) -> None:
         stored = self._jobs.get(str(job.id)) if job.id else None
         if job.id is None:
             raise ValueError("Cannot save job state without job ID")
         if stored is None or stored.name != job.name:
             raise base.job_not_found(job)
+        if not base.holds_lock(stored.locked_at, lock_token):
+            raise base.lock_lost(job, lock_token)
         same_timing = all(getattr(stored, f) == getattr(job, f) for f in TIMING_FIELDS)
         for field in STATE_FIELDS:
             if field != "next_run_at" or same_timing:

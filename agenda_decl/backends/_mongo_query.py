@@ -140,6 +140,14 @@ def timing_filter(job: JobParameters[Any]) -> Document:
     return {CAMEL_NAMES[name]: {"$eq": value} for name, value in values.items()}
 
 
+def fence_filter(lock_token: datetime | None) -> Document:
+    """Fencing: matches a document locked with this token (BSON dates are milliseconds);
+    nothing to add for an unfenced write."""
+    if lock_token is None:
+        return {}
+    return {"lockedAt": {"$eq": to_bson_date(truncate_ms(lock_token))}}
+
+
 def job_from_mongo(document: Mapping[str, Any]) -> JobParameters[Any]:
     """A stored document (ours or Node Agenda's) as job parameters; the id is the hex string."""
     values = {key: value for key, value in document.items() if key != "_id"}

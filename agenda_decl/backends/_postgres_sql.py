@@ -246,7 +246,9 @@ ORDER BY created_at, id LIMIT 1 FOR UPDATE
 """
 
 #: ``next_run_at`` is written only while the stored timing is the job's
-#: (``_model.TIMING_FIELDS``): a schedule changed during the run keeps its own (W-7).
+#: (``_model.TIMING_FIELDS``): a schedule changed during the run keeps its own (W-7). Fenced
+#: (``lock_token`` truncated to ms, NULL = unfenced): applied only while the stored lock, at
+#: millisecond precision, is the token.
 UPDATE_STATE = """
 UPDATE {table} SET
     locked_at = %(locked_at)s,
@@ -263,10 +265,13 @@ UPDATE {table} SET
     failed_at = %(failed_at)s, last_finished_at = %(last_finished_at)s,
     last_modified_by = %(last_modified_by)s
 WHERE id = %(id)s AND name = %(name)s
+  AND (%(lock_token)s::timestamptz IS NULL
+       OR date_trunc('milliseconds', locked_at) = %(lock_token)s::timestamptz)
 """
 
 #: ``save_job_states``: the state fields of many jobs in one statement (one array per column,
-#: one element per job, sent binary). RETURNING tells which jobs still exist. ``next_run_at``
+#: one element per job, sent binary). RETURNING tells which jobs were written (the others are
+#: gone or fenced out: ``lock_token`` as in UPDATE_STATE). ``next_run_at``
 #: as in UPDATE_STATE; ``skip_days`` travels as JSON (see INSERT_MANY).
 UPDATE_STATES = """
 UPDATE {table} AS t SET
@@ -289,11 +294,12 @@ FROM unnest(
     %(fail_reason)b::text[], %(fail_count)b::integer[], %(failed_at)b::timestamptz[],
     %(last_finished_at)b::timestamptz[], %(repeat_interval)b::text[], %(repeat_at)b::text[],
     %(repeat_timezone)b::text[], %(start_date)b::timestamptz[], %(end_date)b::timestamptz[],
-    %(skip_days)b::jsonb[]
+    %(skip_days)b::jsonb[], %(lock_token)b::timestamptz[]
 ) AS v(id, name, locked_at, next_run_at, last_run_at, progress, fail_reason, fail_count,
        failed_at, last_finished_at, repeat_interval, repeat_at, repeat_timezone, start_date,
-       end_date, skip_days)
+       end_date, skip_days, lock_token)
 WHERE t.id = v.id AND t.name = v.name
+  AND (v.lock_token IS NULL OR date_trunc('milliseconds', t.locked_at) = v.lock_token)
 RETURNING t.id
 """
 

@@ -90,10 +90,13 @@ def job_fields(job: JobParameters[Any], data: str, by: str | None) -> list[str]:
     return [item for pair in values.items() for item in pair]
 
 
-def state_args(job: JobParameters[Any], by: str | None) -> list[str]:
-    """One job's arguments of ``SAVE_STATES``: id, name, lock ms, nextRunAt ms, the timing
-    the state write compares (``TIMING_ARGS``), field pairs."""
-    head = [str(job.id), job.name, ms_arg(job.locked_at), ms_arg(job.next_run_at)]
+def state_args(
+    job: JobParameters[Any], by: str | None, lock_token: datetime | None = None
+) -> list[str]:
+    """One job's arguments of ``SAVE_STATES``: id, name, lock ms, nextRunAt ms, lock token ms
+    ('' = unfenced), the timing the state write compares (``TIMING_ARGS``), field pairs."""
+    head = [str(job.id), job.name, ms_arg(job.locked_at), ms_arg(job.next_run_at),
+            ms_arg(lock_token)]
     skip_days = NULL if job.skip_days is None else encode_json(job.skip_days)
     timing = [
         str_or_null(job.repeat_interval), str_or_null(job.repeat_at),

@@ -370,21 +370,24 @@ return 0
 # -- writing ----------------------------------------------------------------------------------
 
 #: ARGV: prefix, then one JSON array with an array per job: id, name, lock ms ('' =
-#: unlocked), nextRunAt ms ('' = null), the job's timing (TIMING_ARGS: repeatInterval,
-#: repeatAt, repeatTimezone, startDate ms, endDate ms, skipDays JSON) and STATE_PAIRS
+#: unlocked), nextRunAt ms ('' = null), lock token ms ('' = unfenced), the job's timing
+#: (TIMING_ARGS: repeatInterval, repeatAt, repeatTimezone, startDate ms, endDate ms, skipDays
+#: JSON) and STATE_PAIRS
 #: field/value pairs, nextRunAt first, all strings (one argument: packing thousands of them
 #: costs the client more than the script does). nextRunAt is written only while the stored
 #: timing equals the job's, each compared in a normal form (absent = 'null', an interval of
 #: digits without leading zeros, dates as ms, skipDays re-encoded); otherwise the schedule was
-#: changed during the run and keeps its own nextRunAt (W-7). Returns the ids that no job has
-#: (with this name).
+#: changed during the run and keeps its own nextRunAt (W-7). Fencing: a job with a lock token
+#: is written only while its stored lock time (lock_time of lockedAt and lockedAtMs) is the
+#: token; otherwise nothing of it is written. Returns the ids not written: no job has them
+#: (with this name), or they were fenced out.
 TIMING_ARGS = 6
 STATE_PAIRS = 8
 SAVE_STATES = r"""
 local now_iso = ms_iso(server_ms())
-local first_pair = 5 + """ + str(TIMING_ARGS) + r"""
+local first_pair = 6 + """ + str(TIMING_ARGS) + r"""
 local width = first_pair - 1 + 2 * """ + str(STATE_PAIRS) + r"""
-local missing = {}
+local missing = {}  -- or fenced out
 
 local function text_of(v) if present(v) then return v end return 'null' end
 local function interval_of(v)
@@ -398,18 +401,19 @@ local function json_of(v)
   return v
 end
 local function same_timing(job, f)
-  return interval_of(f[4]) == interval_of(job[5]) and text_of(f[5]) == text_of(job[6])
-    and text_of(f[6]) == text_of(job[7]) and iso_ms(f[7]) == tonumber(job[8])
-    and iso_ms(f[8]) == tonumber(job[9])
-    and (f[9] == job[10] or json_of(f[9]) == json_of(job[10]))
+  return interval_of(f[4]) == interval_of(job[6]) and text_of(f[5]) == text_of(job[7])
+    and text_of(f[6]) == text_of(job[8]) and iso_ms(f[7]) == tonumber(job[9])
+    and iso_ms(f[8]) == tonumber(job[10])
+    and (f[9] == job[11] or json_of(f[9]) == json_of(job[11]))
 end
 
 for _, job in ipairs(cjson.decode(ARGV[2])) do
   local id, name, lock_ms, next_ms = job[1], job[2], tonumber(job[3]), tonumber(job[4])
+  local token = tonumber(job[5])
   local key = job_key(id)
   local f = redis.call('HMGET', key, 'name', 'lockedAt', 'priority', 'repeatInterval',
-    'repeatAt', 'repeatTimezone', 'startDate', 'endDate', 'skipDays')
-  if f[1] ~= name then
+    'repeatAt', 'repeatTimezone', 'startDate', 'endDate', 'skipDays', 'lockedAtMs')
+  if f[1] ~= name or (token and lock_time(f[2], f[10]) ~= token) then
     table.insert(missing, id)
   else
     local same = same_timing(job, f)

@@ -186,7 +186,8 @@ RETURNING *, rowid AS row_order
 
 #: Exactly the STATE_COLUMNS; ``next_run_at`` only while the stored timing is the job's
 #: (``_model.TIMING_FIELDS``, compared in the stored form: ``IS`` is equality with NULL equal to
-#: NULL, and ``json()`` makes both skip_days texts compact).
+#: NULL, and ``json()`` makes both skip_days texts compact). Fenced (``:lock_token``, integer
+#: ms like ``locked_at``, NULL = unfenced): applied only while the stored lock is the token.
 UPDATE_STATE = """
 UPDATE {table} SET
     updated_at = :stamp,
@@ -200,7 +201,7 @@ UPDATE {table} SET
     progress = :progress, fail_reason = :fail_reason, fail_count = :fail_count,
     failed_at = :failed_at, last_finished_at = :last_finished_at,
     last_modified_by = :last_modified_by
-WHERE id = :id AND name = :name
+WHERE id = :id AND name = :name AND (:lock_token IS NULL OR locked_at = :lock_token)
 """
 
 #: The atomic claim: pick the best eligible rows and stamp them, in one statement (run inside
@@ -444,9 +445,13 @@ def save_params(job: JobParameters[Any], data: str, last_modified_by: str | None
     }
 
 
-def state_params(job: JobParameters[Any], last_modified_by: str | None) -> Params:
-    """The STATE_COLUMNS parameters of a job plus its key and timing, as SQLite values."""
+def state_params(
+    job: JobParameters[Any], last_modified_by: str | None, lock_token: datetime | None = None
+) -> Params:
+    """The STATE_COLUMNS parameters of a job plus its key, timing and lock token, as SQLite
+    values."""
     return {
+        "lock_token": to_ms(lock_token),
         "id": str(job.id),
         "name": job.name,
         "stamp": to_ms(utcnow()),

@@ -20,8 +20,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
+from agenda_decl._clock import truncate_ms
 from agenda_decl._model import JobId, JobParameters, JobsQueryOptions, RemoveJobsOptions
-from agenda_decl.errors import InvalidOptionError, JobNotFoundError
+from agenda_decl.errors import AgendaError, InvalidOptionError, JobNotFoundError, LockLostError
 from agenda_decl.interfaces import JobRepository
 
 T = TypeVar("T")
@@ -308,6 +309,40 @@ def job_not_found(job: JobParameters[Any]) -> JobNotFoundError:
     )
 
 
+def lock_lost(job: JobParameters[Any], lock_token: datetime | None) -> LockLostError:
+    """The error of a fenced state write whose lock is no longer the writer's."""
+    token = "none" if lock_token is None else truncate_ms(lock_token).isoformat()
+    return LockLostError(
+        f"job {job.name} (ID {job.id}) was taken over by another worker: its lock is no longer "
+        f"the one this run holds ({token}); this write was rejected and nothing of it stored",
+        job_id=None if job.id is None else str(job.id), job_name=job.name,
+    )
+
+
+def holds_lock(stored_locked_at: datetime | None, lock_token: datetime | None) -> bool:
+    """Whether a fenced write may go ahead: no token (unfenced), or the stored lock is the
+    token at millisecond precision."""
+    if lock_token is None:
+        return True
+    return stored_locked_at is not None and truncate_ms(stored_locked_at) == truncate_ms(
+        lock_token
+    )
+
+
+async def rejected_state_write(
+    repository: JobRepository, job: JobParameters[Any], lock_token: datetime | None
+) -> AgendaError:
+    """Why a state write was not applied: the job is gone (``JobNotFoundError``) or, for a
+    fenced write, its lock belongs to someone else now (``LockLostError``). Read only on this
+    rare path; the write itself decided atomically."""
+    if lock_token is None or job.id is None:
+        return job_not_found(job)
+    stored = await repository.get_job_by_id(str(job.id))
+    if stored is None or stored.name != job.name:
+        return job_not_found(job)
+    return lock_lost(job, lock_token)
+
+
 # -- stores that work in batches ------------------------------------------------------------------
 
 
@@ -348,16 +383,26 @@ class WritesStatesInBatches(JobRepository):
     batch of one."""
 
     async def save_job_state(
-        self, job: JobParameters[Any], *, last_modified_by: str | None = None
+        self,
+        job: JobParameters[Any],
+        *,
+        last_modified_by: str | None = None,
+        lock_token: datetime | None = None,
     ) -> None:
         if job.id is None:
             raise ValueError("Cannot save job state without job ID")
-        if await self.save_job_states([job], last_modified_by=last_modified_by):
-            raise job_not_found(job)
+        tokens = None if lock_token is None else {str(job.id): lock_token}
+        if await self.save_job_states([job], last_modified_by=last_modified_by,
+                                      lock_tokens=tokens):
+            raise await rejected_state_write(self, job, lock_token)
 
     @abc.abstractmethod
     async def save_job_states(
-        self, jobs: Sequence[JobParameters[Any]], *, last_modified_by: str | None = None
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        lock_tokens: Mapping[str, datetime] | None = None,
     ) -> list[JobId]:
         """See :meth:`JobRepository.save_job_states`."""
 

@@ -330,20 +330,29 @@ class MongoJobRepository(base.ClaimsInBatches):
         return self._upsert(query, {"$set": fields})
 
     async def save_job_state(
-        self, job: JobParameters[Any], *, last_modified_by: str | None = None
+        self,
+        job: JobParameters[Any],
+        *,
+        last_modified_by: str | None = None,
+        lock_token: datetime | None = None,
     ) -> None:
         if job.id is None:
             raise ValueError("Cannot save job state without job ID")
         oid = q.object_id(job.id)
-        if oid is None or not await self._run(self._write_state, oid, job, last_modified_by):
+        if oid is None:
             raise base.job_not_found(job)
+        if not await self._run(self._write_state, oid, job, last_modified_by, lock_token):
+            raise await base.rejected_state_write(self, job, lock_token)
 
-    def _write_state(self, oid: ObjectId, job: JobParameters[Any], by: str | None) -> bool:
+    def _write_state(
+        self, oid: ObjectId, job: JobParameters[Any], by: str | None, token: datetime | None
+    ) -> bool:
         """The state fields, ``nextRunAt`` only if the stored timing is still the job's (else a
         schedule changed during the run keeps its own, W-7). Each update is atomic, and the
-        second never writes ``nextRunAt``, so none can put back a stale one."""
+        second never writes ``nextRunAt``, so none can put back a stale one. Both are fenced
+        by the lock token (``lockedAt`` must equal it) when there is one."""
         fields = q.state_fields(job, by)
-        query = {"_id": oid, "name": {"$eq": job.name}}
+        query = {"_id": oid, "name": {"$eq": job.name}, **q.fence_filter(token)}
         if self._collection.update_one({**query, **q.timing_filter(job)},
                                        {"$set": fields}).matched_count:
             return True

@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from agenda_decl._clock import utcnow
+from agenda_decl._clock import truncate_ms, utcnow
 from agenda_decl._convert import job_from_row, parse_datetime
 from agenda_decl._model import (
     JobId,
@@ -47,7 +47,7 @@ from agenda_decl.backends._postgres_channel import (
     connect,
 )
 from agenda_decl.backends._postgres_sql import Row, job_uuid
-from agenda_decl.errors import BackendUnavailableError, InvalidOptionError, JobNotFoundError
+from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 from agenda_decl.interfaces import AgendaBackend, NotificationChannel
 from agenda_decl.notifications.base import ReconnectOptions
 
@@ -135,8 +135,11 @@ def _save_values(job: JobParameters[Any], data: str, last_modified_by: str | Non
     }
 
 
-def _state_values(job: JobParameters[Any], key: uuid.UUID, by: str | None) -> Row:
+def _state_values(
+    job: JobParameters[Any], key: uuid.UUID, by: str | None, lock_token: datetime | None
+) -> Row:
     return {
+        "lock_token": None if lock_token is None else truncate_ms(lock_token),
         "id": key,
         "name": job.name,
         "locked_at": job.locked_at,
@@ -185,10 +188,15 @@ def _latest_per_id(jobs: Sequence[JobParameters[Any]]) -> list[JobParameters[Any
     return list(latest.values())
 
 
-def _states_columns(jobs: Mapping[uuid.UUID, JobParameters[Any]], by: str | None) -> Row:
+def _states_columns(
+    jobs: Mapping[uuid.UUID, JobParameters[Any]], by: str | None,
+    lock_tokens: Mapping[str, datetime],
+) -> Row:
     """``save_job_states`` parameters: one array per column, in the same job order."""
     values = list(jobs.values())
+    tokens = [lock_tokens.get(str(job.id)) for job in values]
     return {
+        "lock_token": [None if token is None else truncate_ms(token) for token in tokens],
         "id": list(jobs),
         "name": [job.name for job in values],
         "locked_at": [job.locked_at for job in values],
@@ -435,34 +443,50 @@ class PostgresJobRepository(base.ClaimsInBatches):
         return _job(rows[0]) if rows else None
 
     async def save_job_state(
-        self, job: JobParameters[Any], *, last_modified_by: str | None = None
+        self,
+        job: JobParameters[Any],
+        *,
+        last_modified_by: str | None = None,
+        lock_token: datetime | None = None,
     ) -> None:
         if job.id is None:
             raise ValueError("Cannot save job state without job ID")
         key = job_uuid(job.id)
-        values = _state_values(job, key, last_modified_by) if key else None
-        if values is None or await self._execute(self._sql(q.UPDATE_STATE), values) != 1:
+        if key is None:
             raise base.job_not_found(job)
+        values = _state_values(job, key, last_modified_by, lock_token)
+        if await self._execute(self._sql(q.UPDATE_STATE), values) != 1:
+            raise await base.rejected_state_write(self, job, lock_token)
 
     async def save_job_states(
-        self, jobs: Sequence[JobParameters[Any]], *, last_modified_by: str | None = None
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        lock_tokens: Mapping[str, datetime] | None = None,
     ) -> list[JobId]:
-        """Every job's state fields in one statement; return the ids that no longer exist."""
+        """Every job's state fields in one statement; return the ids not written (gone or
+        fenced out)."""
+        tokens = lock_tokens or {}
         latest = _latest_per_id(jobs)
         keyed = {key: job for key, job in ((job_uuid(j.id), j) for j in latest) if key}
         if not keyed:
             return [JobId(str(job.id)) for job in latest]
         if len(latest) == 1:  # the simpler statement is cheaper for the common lone write
-            return await self._save_one_state(latest[0], last_modified_by)
+            return await self._save_one_state(latest[0], last_modified_by, tokens)
         rows = await self._fetch(self._sql(q.UPDATE_STATES),
-                                 _states_columns(keyed, last_modified_by))
+                                 _states_columns(keyed, last_modified_by, tokens))
         written = {row["id"] for row in rows}
         return [JobId(str(job.id)) for job in latest if job_uuid(job.id) not in written]
 
-    async def _save_one_state(self, job: JobParameters[Any], by: str | None) -> list[JobId]:
-        try:
-            await self.save_job_state(job, last_modified_by=by)
-        except JobNotFoundError:
+    async def _save_one_state(
+        self, job: JobParameters[Any], by: str | None, tokens: Mapping[str, datetime]
+    ) -> list[JobId]:
+        key = job_uuid(job.id)
+        token = tokens.get(str(job.id))
+        if key is None or await self._execute(
+            self._sql(q.UPDATE_STATE), _state_values(job, key, by, token)
+        ) != 1:
             return [JobId(str(job.id))]
         return []
 

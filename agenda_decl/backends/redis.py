@@ -295,14 +295,22 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         return job if stored is None else codec.job_from_values(stored)
 
     async def save_job_states(
-        self, jobs: Sequence[JobParameters[Any]], *, last_modified_by: str | None = None
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        lock_tokens: Mapping[str, datetime] | None = None,
     ) -> list[JobId]:
-        """One script call per 500 jobs; returns the ids that no longer exist."""
+        """One script call per 500 jobs; returns the ids not written (gone or fenced out)."""
         if any(job.id is None for job in jobs):
             raise ValueError("Cannot save job state without job ID")
+        tokens = lock_tokens or {}
         missing: list[JobId] = []
         for chunk in base.chunks(list(jobs), 500):
-            states = codec.encode_json([codec.state_args(job, last_modified_by) for job in chunk])
+            states = codec.encode_json([
+                codec.state_args(job, last_modified_by, tokens.get(str(job.id)))
+                for job in chunk
+            ])
             missing += [JobId(job_id) for job_id in await self._run(lua.SAVE_STATES, states)]
         return missing
 

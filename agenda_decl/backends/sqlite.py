@@ -31,7 +31,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -224,11 +224,20 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         return job if saved is None else saved
 
     async def save_job_states(
-        self, jobs: Sequence[JobParameters[Any]], *, last_modified_by: str | None = None
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        lock_tokens: Mapping[str, datetime] | None = None,
     ) -> list[JobId]:
         """All the state writes in one transaction (one commit, one fsync)."""
         statement = self._sql(sql.UPDATE_STATE)
-        batch = [(job, sql.state_params(job, last_modified_by)) for job in jobs]
+        tokens = lock_tokens or {}
+        batch = [
+            (job, sql.state_params(job, last_modified_by,
+                                   tokens.get(job.id) if job.id is not None else None))
+            for job in jobs
+        ]
 
         def write(c: sqlite3.Connection) -> list[JobId]:
             return [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -665,6 +666,68 @@ async def test_save_job_state_of_a_missing_job_raises(repository: JobRepository)
         await repository.save_job_state(saved)
     with pytest.raises(ValueError, match="without job ID"):
         await repository.save_job_state(job())
+
+
+async def test_a_fenced_state_write_needs_the_lock_it_holds(repository: JobRepository) -> None:
+    """Fencing: a state write with a lock token is applied only while the stored lock is that
+    token (compared at millisecond precision); otherwise nothing of it is written. Without a
+    token the write is unfenced, as before."""
+    await save(repository, "fenced", next_run_at=at(-1))
+    claimed = await claim(repository, "fenced")
+    assert claimed is not None and claimed.id and claimed.locked_at is not None
+    token = claimed.locked_at
+    stale = attrs_copy(claimed, locked_at=None, progress=10, last_finished_at=at(0),
+                       fail_count=3, next_run_at=None)
+    with pytest.raises(errors.LockLostError, match="fenced") as lost:
+        await repository.save_job_state(stale, lock_token=token - timedelta(seconds=1))
+    assert lost.value.job_id == claimed.id
+    stored = await repository.get_job_by_id(claimed.id)
+    assert stored is not None
+    assert (stored.locked_at, stored.progress, stored.fail_count) == (token, None, None)
+    assert stored.next_run_at == claimed.next_run_at and stored.last_finished_at is None
+    # The right token (sub-millisecond digits are not compared) writes.
+    touched = attrs_copy(claimed, locked_at=token + timedelta(seconds=1), progress=20)
+    await repository.save_job_state(touched, lock_token=token + timedelta(microseconds=400))
+    stored = await repository.get_job_by_id(claimed.id)
+    assert stored is not None and (stored.locked_at, stored.progress) == (touched.locked_at, 20)
+    # The old token is stale now.
+    with pytest.raises(errors.LockLostError):
+        await repository.save_job_state(stale, lock_token=token)
+    # Unfenced: written whatever the stored lock.
+    await repository.save_job_state(attrs_copy(claimed, locked_at=None, progress=30))
+    stored = await repository.get_job_by_id(claimed.id)
+    assert stored is not None and (stored.locked_at, stored.progress) == (None, 30)
+    # An unlocked job rejects every token; a removed one is missing, not fenced out.
+    with pytest.raises(errors.LockLostError):
+        await repository.save_job_state(stale, lock_token=token)
+    await repository.remove_jobs(RemoveJobsOptions(id=claimed.id))
+    with pytest.raises(errors.JobNotFoundError):
+        await repository.save_job_state(stale, lock_token=token)
+
+
+async def test_fenced_state_writes_in_a_batch(repository: JobRepository) -> None:
+    """save_job_states with lock_tokens: each job with a token is written only while its
+    stored lock is that token; the ids not written (fenced out or missing) are returned."""
+    for name in ("kept", "lost", "free"):
+        await save(repository, name, next_run_at=at(-1))
+    kept, lost, free = [await claim(repository, name) for name in ("kept", "lost", "free")]
+    assert kept and lost and free and kept.id and lost.id and free.id
+    assert kept.locked_at and lost.locked_at
+    tokens = {kept.id: kept.locked_at, lost.id: lost.locked_at - timedelta(milliseconds=1)}
+    writes = [attrs_copy(j, locked_at=None, progress=50) for j in (kept, lost, free)]
+    assert await repository.save_job_states(writes, lock_tokens=tokens) == [lost.id]
+    for state, expected in ((kept, (None, 50)), (lost, (lost.locked_at, None)),
+                            (free, (None, 50))):
+        assert state.id
+        stored = await repository.get_job_by_id(state.id)
+        assert stored is not None and (stored.locked_at, stored.progress) == expected
+
+
+def attrs_copy(params: JobParameters[Any], **changes: Any) -> JobParameters[Any]:
+    copied = copy.deepcopy(params)
+    for name, value in changes.items():
+        setattr(copied, name, value)
+    return copied
 
 
 async def test_save_job_state_keeps_a_next_run_at_set_by_a_timing_change(

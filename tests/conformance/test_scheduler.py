@@ -19,6 +19,7 @@ from agenda_decl import (
     InvalidTimezoneError,
     Job,
     JobsQueryOptions,
+    LockLostError,
     RemoveJobsOptions,
     UnknownJobError,
     backoff,
@@ -308,6 +309,91 @@ async def test_a_schedule_changed_while_the_job_runs_is_kept(make_agenda: MakeAg
     assert final.last_finished_at is not None and final.locked_at is None
 
 
+class Takeover:
+    """Worker A claims a job whose handler blocks past the lock lifetime without touch();
+    worker B (same store, same fake clock moved past the lifetime) takes the job over and
+    blocks in its handler. A polls only once, so it never re-claims or cancels its own run."""
+
+    def __init__(self, make_agenda: MakeAgenda) -> None:
+        self.clock = FakeClock(utcnow())
+        self.a = make_agenda(clock=self.clock, process_every="1 hour", name="worker-a")
+        self.b = make_agenda(clock=self.clock, name="worker-b")
+        self.runs: list[str] = []
+        self.a_started, self.b_started = asyncio.Event(), asyncio.Event()
+        self.a_go, self.b_go = asyncio.Event(), asyncio.Event()
+        self.touch_errors: list[BaseException] = []
+        self.a_errors: list[BaseException] = []
+        self.a.on("error", self.a_errors.append)
+        self.a_events, self.b_events = EventRecorder(self.a), EventRecorder(self.b)
+
+    async def start(self, *, a_touches: bool = False) -> Job[Any]:
+        async def on_a(job: Job[Any]) -> None:
+            self.runs.append("a")
+            self.a_started.set()
+            await self.a_go.wait()
+            if a_touches:
+                try:
+                    await job.touch(99)
+                except Exception as error:
+                    self.touch_errors.append(error)
+
+        async def on_b(job: Job[Any]) -> None:
+            self.runs.append("b")
+            self.b_started.set()
+            await self.b_go.wait()
+
+        self.a.define("long", on_a, lock_lifetime="1 minute")
+        self.b.define("long", on_b, lock_lifetime="1 minute")
+        job = await self.a.now("long")
+        await self.a.start()
+        await asyncio.wait_for(self.a_started.wait(), 10)
+        self.clock.advance(timedelta(minutes=2))  # A's lock is stale now
+        await self.b.start()
+        await asyncio.wait_for(self.b_started.wait(), 10)
+        return job
+
+
+async def test_a_stale_holders_final_write_is_rejected(make_agenda: MakeAgenda) -> None:
+    """Fencing (L4, G4): after a takeover, the old holder's final write changes nothing (it
+    would clear the new holder's lock) and is reported as an error naming the job; the new
+    holder's final write is stored. The job ran twice (at-least-once)."""
+    takeover = Takeover(make_agenda)
+    job = await takeover.start()
+    b_lock = (await stored(takeover.a, job)).locked_at
+    assert b_lock == takeover.clock.now()
+    takeover.a_go.set()
+    await takeover.a_events.wait_for("complete", job_name="long")
+    after_a = await stored(takeover.a, job)
+    assert after_a.locked_at == b_lock
+    assert after_a.last_modified_by == "worker-b"
+    assert after_a.last_finished_at is None  # A's result was dropped
+    lost = [e for e in takeover.a_errors if isinstance(e, LockLostError)]
+    assert len(lost) == 1 and job.attrs.id in str(lost[0]) and "long" in str(lost[0])
+    takeover.b_go.set()
+    await takeover.b_events.wait_for("complete", job_name="long")
+    final = await stored(takeover.a, job)
+    assert (final.locked_at, final.last_modified_by) == (None, "worker-b")
+    assert final.last_finished_at is not None
+    assert takeover.runs == ["a", "b"]
+
+
+async def test_a_zombie_touch_is_rejected(make_agenda: MakeAgenda) -> None:
+    """L8: touch() of a run whose lock was taken over raises LockLostError and does not take
+    the lock back."""
+    takeover = Takeover(make_agenda)
+    job = await takeover.start(a_touches=True)
+    b_lock = (await stored(takeover.a, job)).locked_at
+    takeover.clock.advance(timedelta(seconds=1))
+    takeover.a_go.set()
+    await takeover.a_events.wait_for("complete", job_name="long")
+    assert [type(e) for e in takeover.touch_errors] == [LockLostError]
+    assert "long" in str(takeover.touch_errors[0])
+    current = await stored(takeover.a, job)
+    assert (current.locked_at, current.progress) == (b_lock, None)
+    takeover.b_go.set()
+    await takeover.b_events.wait_for("complete", job_name="long")
+
+
 async def test_every_with_skip_immediate_waits_one_interval(make_agenda: MakeAgenda) -> None:
     agenda = make_agenda()
     agenda.define("later", lambda job: None)
@@ -403,20 +489,38 @@ async def test_a_run_past_its_lock_lifetime_is_reported(make_agenda: MakeAgenda)
     assert any("took more than 100ms" in str(e) for e in errors)
 
 
-async def test_stop_releases_the_lock_of_a_running_job(make_agenda: MakeAgenda) -> None:
-    agenda, started = make_agenda(), asyncio.Event()
+async def test_stop_keeps_the_lock_of_a_running_job_and_releases_queued_ones(
+    make_agenda: MakeAgenda,
+) -> None:
+    """L7: stop() does not unlock a job whose handler still runs (another worker would run it
+    a second time meanwhile); it releases the claimed jobs that have not started."""
+    agenda, started, release = make_agenda(), asyncio.Event(), asyncio.Event()
 
     async def slow(job: Job[Any]) -> None:
         started.set()
-        await asyncio.sleep(2)
+        await release.wait()
 
-    agenda.define("slow", slow)
+    agenda.define("slow", slow, concurrency=1)
+    events = EventRecorder(agenda)
+    first, second = await agenda.now("slow", {"n": 1}), await agenda.now("slow", {"n": 2})
     await agenda.start()
-    job = await agenda.now("slow")
     await asyncio.wait_for(started.wait(), 10)
-    assert (await stored(agenda, job)).locked_at is not None
+
+    async def both_locked() -> bool:
+        return all([(await stored(agenda, j)).locked_at is not None for j in (first, second)])
+
+    await wait_until(both_locked)
+    states = [await stored(agenda, j) for j in (first, second)]
+    running = next(s for s in states if s.last_run_at is not None)
+    queued = next(s for s in states if s.last_run_at is None)
     await agenda.stop(close_connection=False)
-    assert (await stored(agenda, job)).locked_at is None
+    after_stop = {s.id: await agenda.repository.get_job_by_id(s.id) for s in states}
+    assert after_stop[running.id].locked_at == running.locked_at
+    assert after_stop[queued.id].locked_at is None
+    release.set()  # the store stays open: the run's own final write releases its lock
+    await events.wait_for("complete")
+    final = await agenda.repository.get_job_by_id(running.id)
+    assert final is not None and final.locked_at is None and final.last_finished_at is not None
 
 
 async def test_a_job_that_outlives_stop_never_reconnects_the_store(
