@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from agenda_decl import __version__, timing
-from agenda_decl._model import JOB_STATES, JobsQueryOptions, JobWithState
+from agenda_decl._model import JOB_STATES, DrainResult, JobsQueryOptions, JobWithState
 from agenda_decl.agenda import Agenda
 from agenda_decl.backends.base import redact_url
 from agenda_decl.config.errors import ConfigError
@@ -611,34 +611,50 @@ def cmd_run(context: _Context) -> int:
 
 
 async def _run_worker(context: _Context, agenda: Agenda, config: Any) -> int:
-    output = context.output
-    args = context.args
-    stop = asyncio.Event()
-    abort = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(name: str) -> None:
-        if stop.is_set():
-            output.print(f"{name} again: stopping without waiting for running jobs")
-            abort.set()
-        else:
-            output.print(f"{name}: draining (no new jobs; up to "
-                         f"{_seconds(args.drain_timeout)} for running ones)")
-            stop.set()
-
-    installed = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, on_signal, signal.Signals(signum).name)
-            installed.append(signum)
-    _report_job_events(agenda, output)
-    try:
+    output, args = context.output, context.args
+    with _ShutdownSignals(output, args.drain_timeout) as signals:
+        _report_job_events(agenda, output)
         await agenda.start()
-    except BaseException:
-        for signum in installed:
+        context.errors.go_live()
+        _announce_worker(agenda, config, output)
+        await _wait_for_stop(signals.stop, args.exit_after, output)
+        result = await agenda.drain(timeout=args.drain_timeout, abort=signals.abort)
+    return _report_drain(result, output)
+
+
+class _ShutdownSignals:
+    """SIGTERM/SIGINT: the first sets ``stop`` (drain), a second sets ``abort`` (stop now).
+    The handlers are removed on leaving, however the worker ends."""
+
+    def __init__(self, output: Output, drain_timeout: int) -> None:
+        self.stop, self.abort = asyncio.Event(), asyncio.Event()
+        self._output, self._drain_timeout = output, drain_timeout
+        self._installed: list[int] = []
+
+    def __enter__(self) -> _ShutdownSignals:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, self._on_signal, signal.Signals(signum).name)
+                self._installed.append(signum)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in self._installed:
             loop.remove_signal_handler(signum)
-        raise
-    context.errors.go_live()
+
+    def _on_signal(self, name: str) -> None:
+        if self.stop.is_set():
+            self._output.print(f"{name} again: stopping without waiting for running jobs")
+            self.abort.set()
+            return
+        self._output.print(f"{name}: draining (no new jobs; up to "
+                           f"{_seconds(self._drain_timeout)} for running ones)")
+        self.stop.set()
+
+
+def _announce_worker(agenda: Agenda, config: Any, output: Output) -> None:
     runnable = agenda.runnable_names()
     idle = sorted(set(agenda.definitions) - set(runnable))
     output.print(
@@ -648,18 +664,19 @@ async def _run_worker(context: _Context, agenda: Agenda, config: Any) -> int:
     )
     if idle:
         output.print(f"no handler here for: {', '.join(idle)} (not run by this worker)")
-    try:
-        if args.exit_after is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), args.exit_after / 1000)
-            if not stop.is_set():
-                output.print(f"--exit-after {_seconds(args.exit_after)} reached: draining")
-        else:
-            await stop.wait()
-        result = await agenda.drain(timeout=args.drain_timeout, abort=abort)
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+
+
+async def _wait_for_stop(stop: asyncio.Event, exit_after: int | None, output: Output) -> None:
+    if exit_after is None:
+        await stop.wait()
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), exit_after / 1000)
+    if not stop.is_set():
+        output.print(f"--exit-after {_seconds(exit_after)} reached: draining")
+
+
+def _report_drain(result: DrainResult, output: Output) -> int:
     if result.timed_out or result.aborted:
         why = "drain timed out" if result.timed_out else "stopped by a second signal"
         output.error(
