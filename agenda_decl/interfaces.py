@@ -115,8 +115,10 @@ class JobRepository(abc.ABC):
         Branches, in order: (1) ``id`` set: update that job (matched on id and name), never
         touching processor fields; a missing job returns the input unchanged. (2) ``type ==
         "single"``: atomic upsert on the name; an incoming ``next_run_at <= now`` does not
-        replace a stored non-null one. (3) ``unique`` set: upsert on the unique key (field paths
-        such as ``data.user_id``) plus the name; ``insert_only`` returns an existing match
+        replace a stored non-null one while the stored timing (``_model.TIMING_FIELDS``)
+        equals the incoming one (a changed timing takes the incoming ``next_run_at``). (3)
+        ``unique`` set: upsert on the unique key (field paths such as ``data.user_id``) plus
+        the name; ``insert_only`` returns an existing match
         unchanged; ``debounce`` moves ``next_run_at`` as described in the docs. (4) insert.
         ``unique`` and ``unique_opts`` themselves are not stored. ``start_date``, ``end_date`` and
         ``skip_days`` are stored and read back.

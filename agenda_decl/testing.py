@@ -267,7 +267,8 @@ class InMemoryJobRepository(base.ClaimsInBatches):
         if stored is None:
             return self._insert(incoming)
         incoming.next_run_at = base.single_next_run_at(
-            incoming.next_run_at, stored.next_run_at, now
+            incoming.next_run_at, stored.next_run_at, now,
+            same_timing=all(getattr(stored, f) == getattr(incoming, f) for f in TIMING_FIELDS),
         )
         _overwrite(stored, incoming)
         return _copy(stored)

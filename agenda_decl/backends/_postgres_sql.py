@@ -207,7 +207,9 @@ RETURNING *
 """
 
 #: The atomic upsert of a ``single`` job on the partial unique index. The CASE is
-#: ``base.single_next_run_at``: a due incoming time does not replace a pending stored one.
+#: ``base.single_next_run_at``: a due incoming time does not replace a pending stored one,
+#: unless the timing (``_model.TIMING_FIELDS``) changed (the stored values are the row's
+#: before the update).
 UPSERT_SINGLE = """
 INSERT INTO {table} AS stored (
     name, priority, next_run_at, type, repeat_timezone, repeat_interval, data, repeat_at,
@@ -229,6 +231,12 @@ ON CONFLICT (name) WHERE type = 'single' DO UPDATE SET
         WHEN EXCLUDED.next_run_at <= COALESCE(
                 %(now)s::timestamptz, date_trunc('milliseconds', clock_timestamp()))
             AND stored.next_run_at IS NOT NULL
+            AND stored.repeat_interval IS NOT DISTINCT FROM EXCLUDED.repeat_interval
+            AND stored.repeat_at IS NOT DISTINCT FROM EXCLUDED.repeat_at
+            AND stored.repeat_timezone IS NOT DISTINCT FROM EXCLUDED.repeat_timezone
+            AND stored.start_date IS NOT DISTINCT FROM EXCLUDED.start_date
+            AND stored.end_date IS NOT DISTINCT FROM EXCLUDED.end_date
+            AND stored.skip_days IS NOT DISTINCT FROM EXCLUDED.skip_days
         THEN stored.next_run_at
         ELSE EXCLUDED.next_run_at
     END

@@ -47,6 +47,20 @@ local MAX_SAFE = '9007199254740991'
 -- HMGET gives false for a missing field; Agenda writes 'null' for an absent value
 local function present(v) return v and v ~= 'null' and v ~= '' end
 
+-- normal forms of stored timing values (W-7): absent = 'null', an interval of digits without
+-- leading zeros, JSON re-encoded
+local function text_of(v) if present(v) then return v end return 'null' end
+local function interval_of(v)
+  v = text_of(v)
+  return string.match(v, '^0*(%d+)$') or v
+end
+local function json_of(v)
+  if not present(v) then return 'null' end
+  local ok, decoded = pcall(cjson.decode, v)
+  if ok then return cjson.encode(decoded) end
+  return v
+end
+
 local function fmt_int(n) return string.format('%d', n) end
 
 local function server_ms()
@@ -389,17 +403,6 @@ local first_pair = 6 + """ + str(TIMING_ARGS) + r"""
 local width = first_pair - 1 + 2 * """ + str(STATE_PAIRS) + r"""
 local missing = {}  -- or fenced out
 
-local function text_of(v) if present(v) then return v end return 'null' end
-local function interval_of(v)
-  v = text_of(v)
-  return string.match(v, '^0*(%d+)$') or v
-end
-local function json_of(v)
-  if not present(v) then return 'null' end
-  local ok, decoded = pcall(cjson.decode, v)
-  if ok then return cjson.encode(decoded) end
-  return v
-end
 local function same_timing(job, f)
   return interval_of(f[4]) == interval_of(job[6]) and text_of(f[5]) == text_of(job[7])
     and text_of(f[6]) == text_of(job[8]) and iso_ms(f[7]) == tonumber(job[9])
@@ -496,13 +499,25 @@ end
 return update(id)
 """
 
-#: Upsert of a 'single' job by name; a due incoming nextRunAt keeps a stored one.
+#: Upsert of a 'single' job by name; a due incoming nextRunAt keeps a stored one, unless the
+#: timing (repeatInterval, repeatAt, repeatTimezone, startDate, endDate, skipDays, in their
+#: normal forms) differs from the stored one: then the job follows its new schedule.
 SAVE_SINGLE = _SAVE + r"""
+local incoming = {}
+for i = 8, #ARGV, 2 do incoming[ARGV[i]] = ARGV[i + 1] end
+local function same_timing(f)
+  return interval_of(f[4]) == interval_of(incoming.repeatInterval)
+    and text_of(f[5]) == text_of(incoming.repeatAt)
+    and text_of(f[6]) == text_of(incoming.repeatTimezone)
+    and iso_ms(f[7]) == iso_ms(incoming.startDate) and iso_ms(f[8]) == iso_ms(incoming.endDate)
+    and (f[9] == incoming.skipDays or json_of(f[9]) == json_of(incoming.skipDays))
+end
 local existing = redis.call('GET', P .. 'jobs:single:' .. name)
 if existing then
-  local f = redis.call('HMGET', job_key(existing), 'name', 'type', 'nextRunAt')
+  local f = redis.call('HMGET', job_key(existing), 'name', 'type', 'nextRunAt',
+    'repeatInterval', 'repeatAt', 'repeatTimezone', 'startDate', 'endDate', 'skipDays')
   if f[1] == name and f[2] == 'single' then
-    if next_ms and next_ms <= now and present(f[3]) then
+    if next_ms and next_ms <= now and present(f[3]) and same_timing(f) then
       next_ms = iso_ms(f[3])
       return update(existing, f[3])
     end

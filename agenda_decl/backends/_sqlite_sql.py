@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -471,3 +472,17 @@ def state_params(
         "end_date": to_ms(job.end_date),
         "skip_days": _skip_days(job.skip_days),
     }
+
+
+_TIMING_COLUMNS = ("repeat_interval", "repeat_at", "repeat_timezone", "start_date", "end_date")
+
+
+def same_timing(row: Mapping[str, Any], values: Params) -> bool:
+    """Whether a stored row's timing (``_model.TIMING_FIELDS``) is the one in ``values`` (the
+    parameters of a save, in the stored form)."""
+    if any(row[column] != values[column] for column in _TIMING_COLUMNS):
+        return False
+    stored, incoming = row["skip_days"], values["skip_days"]
+    return stored == incoming or (
+        stored is not None and incoming is not None and json.loads(stored) == json.loads(incoming)
+    )

@@ -277,10 +277,12 @@ def debounce_outcome(
 
 
 def single_next_run_at(
-    incoming: datetime | None, stored: datetime | None, now: datetime
+    incoming: datetime | None, stored: datetime | None, now: datetime, *, same_timing: bool = True
 ) -> datetime | None:
-    """A re-``every()`` keeps a pending schedule: a due incoming time does not replace it."""
-    if incoming is not None and incoming <= now and stored is not None:
+    """A re-``every()`` with the same timing keeps a pending schedule: a due incoming time does
+    not replace it (Agenda's ``$setOnInsert``). When the timing (``_model.TIMING_FIELDS``)
+    differs from the stored one, the incoming time wins: the job follows its new schedule."""
+    if same_timing and incoming is not None and incoming <= now and stored is not None:
         return stored
     return incoming
 

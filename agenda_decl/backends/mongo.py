@@ -299,10 +299,12 @@ class MongoJobRepository(base.ClaimsInBatches):
         query: Document = {"name": {"$eq": job.name}, "type": "single"}
         if job.next_run_at is not None and job.next_run_at <= now:
             # A due re-save keeps a pending (non-null) schedule: update without nextRunAt
-            # only where one is stored; otherwise fall through to the full upsert.
+            # only where one is stored with the same timing; otherwise (none, or a new
+            # timing the job must follow) fall through to the full upsert.
             keep = {key: value for key, value in fields.items() if key != "nextRunAt"}
             found = self._collection.find_one_and_update(
-                {**query, "nextRunAt": {"$ne": None}}, {"$set": keep}, return_document=_AFTER
+                {**query, "nextRunAt": {"$ne": None}, **q.timing_filter(job)},
+                {"$set": keep}, return_document=_AFTER,
             )
             if found is not None:
                 return q.job_from_mongo(found)

@@ -335,7 +335,8 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         if row is None:
             return self._insert(c, values, now)
         incoming = sql.from_ms(values["next_run_at"])
-        kept = base.single_next_run_at(incoming, sql.from_ms(row["next_run_at"]), now)
+        kept = base.single_next_run_at(incoming, sql.from_ms(row["next_run_at"]), now,
+                                       same_timing=sql.same_timing(row, values))
         return self._update_saved(c, row["id"], {**values, "next_run_at": sql.to_ms(kept)}, now)
 
     def _upsert_unique(

@@ -176,12 +176,45 @@ async def test_single_jobs_upsert_by_name(repository: JobRepository) -> None:
 async def test_single_keeps_a_pending_schedule_when_the_new_time_is_due(
     repository: JobRepository,
 ) -> None:
+    """Agenda's rule, while the timing stays the same: a due incoming next_run_at does not
+    replace a pending stored one (a process restarted with the same every() keeps its
+    schedule). Other fields are updated."""
     later = at(300)
-    await save(repository, "s", type="single", repeat_interval="1 minute", next_run_at=later)
-    again = await save(repository, "s", type="single", repeat_interval="5 minutes",
-                       next_run_at=at(-1))
-    assert again.next_run_at == later
-    assert again.repeat_interval == "5 minutes"
+    await save(repository, "s", type="single", repeat_interval="1 minute", next_run_at=later,
+               repeat_timezone="Europe/Paris", skip_days=[0], data={"v": 1})
+    again = await save(repository, "s", type="single", repeat_interval="1 minute",
+                       repeat_timezone="Europe/Paris", skip_days=[0], next_run_at=at(-1),
+                       data={"v": 2})
+    assert (again.next_run_at, again.data) == (later, {"v": 2})
+
+
+TIMING_CHANGES: list[dict[str, Any]] = [
+    {"repeat_interval": "1 minute"},
+    {"repeat_interval": "*/5 * * * *"},
+    {"repeat_timezone": "America/New_York"},
+    {"repeat_at": "3:30pm"},
+    {"start_date": datetime(2020, 1, 2, tzinfo=UTC)},
+    {"end_date": datetime(2999, 1, 1, tzinfo=UTC)},
+    {"skip_days": [6]},
+]
+
+
+@pytest.mark.parametrize("change", TIMING_CHANGES, ids=lambda c: next(iter(c)))
+async def test_single_with_a_new_timing_follows_it(
+    repository: JobRepository, change: dict[str, Any]
+) -> None:
+    """A re-save of a single job whose timing (_model.TIMING_FIELDS) differs from the stored
+    one takes the incoming next_run_at even when it is due: the job follows its new schedule
+    (every("1 day") then every("1 minute") must not leave the next run a day away)."""
+    timing: dict[str, Any] = {"repeat_interval": "1 day", "skip_days": [0]}
+    await save(repository, "s", type="single", next_run_at=at(86_400), **timing)
+    due = at(-1)
+    again = await save(repository, "s", type="single", next_run_at=due, **{**timing, **change})
+    assert again.next_run_at == due
+    assert again.id
+    stored = await repository.get_job_by_id(again.id)
+    assert stored is not None and stored.next_run_at == due
+    assert (await repository.query_jobs(JobsQueryOptions(name="s"))).total == 1
 
 
 async def test_single_and_normal_jobs_of_one_name_coexist(repository: JobRepository) -> None:

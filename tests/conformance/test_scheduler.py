@@ -282,6 +282,26 @@ async def test_every_twice_keeps_one_job(make_agenda: MakeAgenda) -> None:
     assert result.jobs[0].repeat_timezone == "America/New_York"
 
 
+async def test_every_with_a_new_interval_follows_it(make_agenda: MakeAgenda) -> None:
+    """every("1 day") ran once (its next run is a day away); every("1 minute") for the same
+    name makes the next run at most a minute away. every() again with the same interval keeps
+    the pending next run (Agenda's rule)."""
+    clock = FakeClock(utcnow())
+    agenda = make_agenda(clock=clock)
+    agenda.define("report", lambda job: None)
+    daily = await agenda.every("1 day", "report")
+    current = await stored(agenda, daily)
+    current.next_run_at = clock.now() + timedelta(days=1)  # as the first run leaves it
+    await agenda.repository.save_job_state(current)
+    again = await agenda.every("1 day", "report")
+    assert again.attrs.next_run_at == clock.now() + timedelta(days=1)
+    minutely = await agenda.every("1 minute", "report")
+    assert minutely.attrs.id == daily.attrs.id
+    final = await stored(agenda, minutely)
+    assert final.repeat_interval == "1 minute"
+    assert final.next_run_at <= clock.now() + timedelta(minutes=1)
+
+
 async def test_a_schedule_changed_while_the_job_runs_is_kept(make_agenda: MakeAgenda) -> None:
     """W-7: a repeating job's interval is changed (as ``agenda-decl apply`` does: the stored
     job with a new interval and next_run_at, saved) while it runs. The run's final state write
