@@ -526,10 +526,13 @@ async def test_stop_keeps_the_lock_of_a_running_job_and_releases_queued_ones(
     await agenda.start()
     await asyncio.wait_for(started.wait(), 10)
 
-    async def both_locked() -> bool:
-        return all([(await stored(agenda, j)).locked_at is not None for j in (first, second)])
+    async def both_locked_one_started() -> bool:
+        states = [await stored(agenda, j) for j in (first, second)]
+        # The start write (last_run_at) is not awaited before the handler: wait for it too.
+        return all(s.locked_at is not None for s in states) and any(
+            s.last_run_at is not None for s in states)
 
-    await wait_until(both_locked)
+    await wait_until(both_locked_one_started)
     states = [await stored(agenda, j) for j in (first, second)]
     running = next(s for s in states if s.last_run_at is not None)
     queued = next(s for s in states if s.last_run_at is None)
