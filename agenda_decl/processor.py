@@ -134,7 +134,12 @@ class JobProcessor:
         now = self.agenda.clock.now()
         self.next_scan_at = now + timedelta(milliseconds=self.process_every)
         targets = list(names) if names is not None else self.agenda.runnable_names()
-        await asyncio.gather(*(self._fill_once(name) for name in targets))
+        # Through wake(): one claim per name at a time. Two concurrent claims of one name
+        # interleave their SKIP LOCKED picks and mix up the arrival order of equal jobs.
+        for name in targets:
+            self.wake(name)
+        filling = [task for name in targets if (task := self._filling.get(name)) is not None]
+        await asyncio.gather(*filling, return_exceptions=True)
         self.dispatch()
 
     def wake(self, name: str) -> None:
@@ -159,11 +164,6 @@ class JobProcessor:
             await self.agenda.emit_error(error)
         finally:
             self._filling.pop(name, None)
-
-    async def _fill_once(self, name: str) -> None:
-        if name in self._filling:  # a claim for this name is already running
-            return
-        await self._fill(name)
 
     async def _fill(self, name: str) -> None:
         definition = self.agenda.definitions[name]

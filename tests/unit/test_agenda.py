@@ -20,7 +20,7 @@ from agenda_decl import (
 )
 from agenda_decl import agenda as agenda_module
 from agenda_decl.notifications.base import ReconnectOptions
-from agenda_decl.testing import EventRecorder, FakeClock, InMemoryBackend
+from agenda_decl.testing import EventRecorder, FakeClock, InMemoryBackend, InMemoryJobRepository
 
 START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
@@ -231,6 +231,44 @@ async def test_a_channel_that_gave_up_is_tried_again_by_the_poll(
         while channel.state != "connected":
             await asyncio.sleep(0.01)
     await agenda.stop()
+
+
+class SlowClaims(InMemoryJobRepository):
+    """Claims that take a while, counting how many of one name are in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = self.most_in_flight = 0
+
+    async def get_next_jobs_to_run(self, *args: Any, **kwargs: Any) -> Any:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.005)
+            return await super().get_next_jobs_to_run(*args, **kwargs)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_one_claim_per_name_at_a_time_while_polls_and_wakes_overlap() -> None:
+    backend = InMemoryBackend()
+    backend._repository = repository = SlowClaims()
+    agenda = Agenda(backend, process_every="10 ms")
+    ran: list[int] = []
+    agenda.define("fifo", lambda job: ran.append(job.attrs.data["i"]), concurrency=1)
+    producer = Agenda(backend)  # another process, as far as notifications go
+    producer.declare("fifo")
+    await agenda.start()
+    for i in range(60):  # every save wakes the worker while its polls keep coming
+        await producer.now("fifo", {"i": i})
+        await asyncio.sleep(0.002)
+    async with asyncio.timeout(10):
+        while len(ran) < 60:
+            await asyncio.sleep(0.01)
+    await agenda.stop()
+    await producer.stop()
+    assert repository.most_in_flight == 1
+    assert ran == list(range(60))
 
 
 def test_run_sync_from_plain_code() -> None:
