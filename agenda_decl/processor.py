@@ -79,6 +79,8 @@ class JobProcessor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._filling: dict[str, asyncio.Task[None]] = {}
         self._refill: set[str] = set()
+        #: Names whose last claim found fewer due jobs than it had room for.
+        self._drained: set[str] = set()
         self._poll_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.completed = 0
@@ -167,6 +169,7 @@ class JobProcessor:
 
     async def _fill(self, name: str) -> None:
         definition = self.agenda.definitions[name]
+        self._drained.discard(name)
         while self.is_running and (room := self._room(definition)) > 0:
             now = self.agenda.clock.now()
             deadline = now - timedelta(milliseconds=definition.lock_lifetime)
@@ -181,6 +184,7 @@ class JobProcessor:
             for params in claimed:
                 self._accept(params)
             if len(claimed) < room:
+                self._drained.add(name)
                 return
 
     def _room(self, definition: JobDefinition) -> int:
@@ -302,8 +306,18 @@ class JobProcessor:
             self._forget(job)
             if not self.running:
                 self._idle.set()
-            self.wake(job.attrs.name)
+            if self._may_have_more(job):
+                self.wake(job.attrs.name)
             self.dispatch()
+
+    def _may_have_more(self, job: Job[Any]) -> bool:
+        """Whether a freed slot is worth a claim: not when the last claim of the name came
+        back short and this job's own next run is beyond the poll window (new jobs announce
+        themselves, and the poll covers the rest), so a trickle of jobs costs one claim each."""
+        name, next_run_at = job.attrs.name, job.attrs.next_run_at
+        if name not in self._drained:
+            return True
+        return next_run_at is not None and next_run_at <= self.next_scan_at
 
     def _check_expired_locks(self) -> None:
         """Tell about runs that outlived their lock without ``touch()``: another worker may

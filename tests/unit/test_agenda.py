@@ -271,6 +271,47 @@ async def test_one_claim_per_name_at_a_time_while_polls_and_wakes_overlap() -> N
     assert ran == list(range(60))
 
 
+async def test_a_trickle_of_jobs_costs_one_claim_each() -> None:
+    backend = InMemoryBackend()
+    backend._repository = repository = CountingClaims()
+    worker = Agenda(backend, process_every="1 hour")  # only notifications wake it
+    done = asyncio.Event()
+    worker.define("trickle", lambda job: None)
+    worker.on("complete:trickle", lambda job: done.set())
+    producer = Agenda(backend)
+    producer.declare("trickle")
+    await worker.start()
+    claims_at_start = repository.claims
+    for _ in range(5):
+        done.clear()
+        await producer.now("trickle")
+        await asyncio.wait_for(done.wait(), 5)
+        await asyncio.sleep(0.01)  # room for a claim after the run, if one were made
+    await worker.stop()
+    await producer.stop()
+    assert repository.claims - claims_at_start == 5
+
+
+async def test_a_repeating_job_due_within_the_poll_window_is_claimed_after_its_run() -> None:
+    agenda = Agenda(InMemoryBackend(), process_every="1 hour")
+    recorder = EventRecorder(agenda)
+    agenda.define("tick", lambda job: None)
+    await agenda.every(100, "tick")  # every 100 ms, far inside the hour between polls
+    await agenda.start()
+    await recorder.wait_for("complete", 3, timeout=5)
+    await agenda.stop()
+
+
+class CountingClaims(InMemoryJobRepository):
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims = 0
+
+    async def get_next_jobs_to_run(self, *args: Any, **kwargs: Any) -> Any:
+        self.claims += 1
+        return await super().get_next_jobs_to_run(*args, **kwargs)
+
+
 def test_run_sync_from_plain_code() -> None:
     agenda = Agenda(InMemoryBackend())
     agenda.declare("send-email")
