@@ -106,9 +106,14 @@ class JobProcessor:
             task.cancel()
 
     def release_queued(self) -> list[str]:
-        """Forget every claimed job that has not started; return their ids to unlock."""
+        """Forget every claimed job that has not started; return the ids to unlock: those
+        whose lock is still live. An expired one may belong to another worker by now, and
+        unlocking by id would clear that worker's lock; if nobody took it, it is stale anyway
+        and the next claim takes it."""
         self.dispatching = False
-        ids = [job_id for job_id in self.locked if job_id not in self.running]
+        now = self.agenda.clock.now()
+        ids = [job_id for job_id, job in self.locked.items()
+               if job_id not in self.running and not job.lock_expired(now)]
         for queue in self._queues.values():
             for job in queue.jobs():
                 self._forget(job)

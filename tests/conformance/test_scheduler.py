@@ -414,6 +414,44 @@ async def test_a_zombie_touch_is_rejected(make_agenda: MakeAgenda) -> None:
     await takeover.b_events.wait_for("complete", job_name="long")
 
 
+async def test_stop_does_not_unlock_a_queued_job_another_worker_took_over(
+    make_agenda: MakeAgenda,
+) -> None:
+    """A job that waited in A's local queue past its lock lifetime may be B's by now:
+    A's stop() must not clear B's lock (an unlock by id is not fenced)."""
+    clock, release = FakeClock(utcnow()), asyncio.Event()
+    a = make_agenda(clock=clock, process_every="1 hour", name="worker-a")
+    b = make_agenda(clock=clock, name="worker-b")
+    started: list[str] = []
+
+    async def blocks(job: Job[Any]) -> None:
+        started.append(job.attrs.data["who"])
+        await release.wait()
+
+    a.define("q", blocks, concurrency=1, lock_lifetime="1 minute")
+    b.define("q", blocks, lock_lifetime="1 minute")
+    await a.now("q", {"who": "1"})
+    queued = await a.now("q", {"who": "2"})
+    await a.start()
+    await wait_until(lambda: _locked(a, queued))  # claimed by A, waiting behind the first
+    clock.advance(timedelta(minutes=2))  # every lock of A is stale now
+    await b.start()
+    await wait_until(lambda: _held_by(a, queued, "worker-b"))
+    b_lock = (await stored(a, queued)).locked_at
+    await a.stop(close_connection=False)
+    assert (await stored(a, queued)).locked_at == b_lock
+    release.set()
+
+
+async def _locked(agenda: Agenda, job: Job[Any]) -> bool:
+    return (await stored(agenda, job)).locked_at is not None
+
+
+async def _held_by(agenda: Agenda, job: Job[Any], worker: str) -> bool:
+    current = await stored(agenda, job)
+    return current.locked_at is not None and current.last_modified_by == worker
+
+
 async def test_every_with_skip_immediate_waits_one_interval(make_agenda: MakeAgenda) -> None:
     agenda = make_agenda()
     agenda.define("later", lambda job: None)
