@@ -412,7 +412,7 @@ def _check_schedules(context: _Context) -> None:
 
 
 def cmd_plan(context: _Context) -> int:
-    from agenda_decl.config import reconcile
+    from agenda_decl.config import plan_output, reconcile
 
     _load(context)
     agenda = _agenda(context)
@@ -422,9 +422,9 @@ def cmd_plan(context: _Context) -> int:
         result = await reconcile.plan(agenda, context.config, prune=args.prune,
                                       base_dir=context.base_dir)
         if args.json:
-            context.output.json(reconcile.plan_to_json(result))
+            context.output.json(plan_output.plan_to_json(result))
         else:
-            context.output.print(reconcile.format_plan(result), end="")
+            context.output.print(plan_output.format_plan(result), end="")
         if args.detailed_exitcode and result.has_changes:
             return EXIT_CHANGES
         return EXIT_OK
@@ -433,7 +433,7 @@ def cmd_plan(context: _Context) -> int:
 
 
 def cmd_apply(context: _Context) -> int:
-    from agenda_decl.config import reconcile
+    from agenda_decl.config import plan_output, reconcile
 
     _load(context)
     agenda = _agenda(context)
@@ -444,7 +444,7 @@ def cmd_apply(context: _Context) -> int:
         planned = await reconcile.plan(agenda, context.config, prune=args.prune,
                                        base_dir=context.base_dir)
         if not args.json:
-            output.print(reconcile.format_plan(planned, show_unchanged=False), end="")
+            output.print(plan_output.format_plan(planned, show_unchanged=False), end="")
         if planned.has_changes and not args.yes:
             if not _confirm(output):
                 return EXIT_ERROR
@@ -453,7 +453,7 @@ def cmd_apply(context: _Context) -> int:
 
         def progress(change: reconcile.Change) -> None:
             if not args.json:
-                output.print(f"  done: {reconcile.format_change(change)}")
+                output.print(f"  done: {plan_output.format_change(change)}")
 
         result = await reconcile.apply(agenda, planned, on_change=progress,
                                        base_dir=context.base_dir)
@@ -463,11 +463,11 @@ def cmd_apply(context: _Context) -> int:
                 "created": result.created, "updated": result.updated,
                 "deleted": result.deleted, "unchanged": result.unchanged,
                 "duplicates_removed": result.duplicates_removed,
-                "done": [reconcile.change_to_json(change) for change in result.done],
+                "done": [plan_output.change_to_json(change) for change in result.done],
                 "orphaned": [attrs.asdict(orphan) for orphan in result.orphaned],
             })
         else:
-            output.print(reconcile.format_apply_result(result), end="")
+            output.print(plan_output.format_apply_result(result), end="")
         return EXIT_OK
 
     return asyncio.run(_closing(context, agenda, work))

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +59,7 @@ from agenda_decl.errors import AgendaError, InvalidDateError, InvalidOptionError
 from agenda_decl.job import Job
 
 __all__ = [
+    "ACTIONS",
     "COMPARED_FIELDS",
     "MANAGED_BY_KEY",
     "RESERVED_DATA_KEYS",
@@ -70,22 +71,18 @@ __all__ = [
     "Orphan",
     "Plan",
     "apply",
-    "change_to_json",
     "check_schedules",
-    "format_apply_result",
-    "format_change",
-    "format_plan",
     "plan",
-    "plan_to_json",
 ]
 
 Action = Literal["create", "update", "delete", "unchanged"]
+ACTIONS: tuple[Action, ...] = ("create", "update", "delete", "unchanged")
 ScheduleKind = Literal["every", "cron", "at"]
 
-#: The stored fields a declared schedule sets, in the order diffs are shown.
 #: Slack for store rounding and clock skew before a late next run counts as drift.
 DRIFT_TOLERANCE = timedelta(seconds=1)
 
+#: The stored fields a declared schedule sets, in the order diffs are shown.
 COMPARED_FIELDS: tuple[str, ...] = (
     "repeat_interval",
     "repeat_timezone",
@@ -291,7 +288,7 @@ async def apply(
         if written is not None:
             done.append(written)
             _notify(on_change, written)
-    counts = {action: sum(1 for c in done if c.action == action) for action in _SYMBOLS}
+    counts = {action: sum(1 for c in done if c.action == action) for action in ACTIONS}
     removed = await _remove_duplicates(agenda, config, wrote=bool(done))
     for change in removed:
         done.append(change)
@@ -583,8 +580,7 @@ def _compare(
                       disabled=params.disabled, target=Job(agenda, params))
     diffs = tuple(
         FieldDiff(field=name, old=_value(current, name), new=_value(params, name))
-        for name in COMPARED_FIELDS
-        if _normalized(name, _value(current, name)) != _normalized(name, _value(params, name))
+        for name in COMPARED_FIELDS if _differs(name, current, params)
     )
     changed = {diff.field for diff in diffs}
     reenabled = current.disabled and not params.disabled
@@ -620,6 +616,11 @@ def _drifted(params: JobParameters[Any], current: JobParameters[Any], now: datet
     return latest is not None and current.next_run_at > latest + DRIFT_TOLERANCE
 
 
+def _differs(name: str, current: JobParameters[Any], wanted: JobParameters[Any]) -> bool:
+    old, new = (normalized_field(name, _value(job, name)) for job in (current, wanted))
+    return bool(old != new)
+
+
 def _value(job: JobParameters[Any], name: str) -> Any:
     return getattr(job, name)
 
@@ -634,7 +635,7 @@ def _shown_on_create(name: str, value: Any) -> bool:
     return value not in (None, False, [])
 
 
-def _normalized(name: str, value: Any) -> Any:
+def normalized_field(name: str, value: Any) -> Any:
     """Stored values as compared: stores may hand an interval back as text, skip days in
     another order, an empty list as null."""
     if name == "repeat_interval":
@@ -726,197 +727,3 @@ async def _remove_duplicates(agenda: Agenda, config: AgendaConfig, *, wrote: boo
                                                      data=_marker(config.owner, change))):
                 removed.append(change)
     return removed
-
-
-# -- output ---------------------------------------------------------------------------------
-
-_SYMBOLS: dict[Action, str] = {"create": "+", "update": "~", "delete": "-", "unchanged": "="}
-_REASONS = {
-    "pruned": "no longer declared (--prune)",
-    "duplicate": "duplicate of a job of the same schedule",
-}
-
-
-def format_plan(plan: Plan, *, show_unchanged: bool = True) -> str:
-    """The plan as plain text (what ``agenda-decl plan`` prints)."""
-    lines = [
-        f'Owner "{plan.owner}": {len(plan.config.schedules)} schedule(s) declared, '
-        f"{plan.stored} managed job(s) in storage.",
-        "",
-    ]
-    for change in plan.changes:
-        if change.action == "unchanged" and not show_unchanged:
-            continue
-        lines.extend(_change_lines(change, detailed=True))
-    created = {change.key: change.job for change in plan.changes if change.action == "create"}
-    for orphan in plan.orphaned:
-        moved = created.get(orphan.key)
-        hint = (f" (key {orphan.key!r} now runs job {moved}; the old job runs on until pruned,"
-                " and its history does not carry over)" if moved not in (None, orphan.job)
-                else "")
-        lines.append(
-            f"! orphaned  {orphan.key} (job {orphan.job}, id {orphan.id}): no longer declared"
-            f" - kept, use --prune to delete{hint}"
-        )
-    if len(lines) > 2:
-        lines.append("")
-    lines.append(_summary(plan))
-    return "\n".join(lines) + "\n"
-
-
-def _summary(plan: Plan) -> str:
-    kept = ""
-    if plan.orphaned:
-        count = len(plan.orphaned)
-        kept = f" {count} orphaned job{'s' if count != 1 else ''} kept (use --prune to delete)."
-    if not plan.has_changes:
-        return f"No changes: storage matches the declared schedules.{kept}"
-    return (
-        f"Plan: {plan.count('create')} to create, {plan.count('update')} to update, "
-        f"{plan.count('delete')} to delete, {plan.count('unchanged')} unchanged.{kept}"
-    )
-
-
-def format_change(change: Change) -> str:
-    """One line for a change as it is applied (``agenda-decl apply`` progress)."""
-    return _change_lines(change, detailed=False)[0]
-
-
-def _change_lines(change: Change, *, detailed: bool) -> list[str]:
-    where = f"job {change.job}" + (f", id {change.id}" if change.id is not None else "")
-    head = f"{_SYMBOLS[change.action]} {change.action:<9} {change.key} ({where})"
-    if change.action == "delete":
-        return [f"{head}: {_REASONS.get(change.reason or '', change.reason)}"]
-    if change.action == "unchanged":
-        first = change.next_runs[0] if change.next_runs else None
-        when = _when(first) if first else ("disabled" if change.disabled else "no further runs")
-        return [f"{head}: next run {when}" if first else f"{head}: {when}"]
-    if not detailed:
-        return [head]
-    lines = [head]
-    for diff in change.diffs:
-        lines.extend(f"    {line}" for line in _diff_lines(change.action, diff))
-    lines.extend(f"    {line}" for line in _next_run_lines(change))
-    return lines
-
-
-def _diff_lines(action: Action, diff: FieldDiff) -> list[str]:
-    if diff.field != "data":
-        if action == "create":
-            return [f"{diff.field}: {_show(diff.new)}"]
-        return [f"{diff.field}: {_show(diff.old)} -> {_show(diff.new)}"]
-    new = _payload(diff.new)
-    if action == "create":
-        return [f"data: {_json(new)}"]
-    old = _payload(diff.old)
-    lines = []
-    for key in [*old, *(k for k in new if k not in old)]:
-        if key not in new:
-            lines.append(f"data.{key}: {_json(old[key])} -> (removed)")
-        elif key not in old:
-            lines.append(f"data.{key}: (absent) -> {_json(new[key])}")
-        elif _normalized("data", old[key]) != _normalized("data", new[key]):
-            lines.append(f"data.{key}: {_json(old[key])} -> {_json(new[key])}")
-    return lines or [f"data: {_json(old)} -> {_json(new)}"]
-
-
-def _payload(data: Any) -> dict[str, Any]:
-    if not isinstance(data, Mapping):
-        return {"(data)": data}
-    return {key: value for key, value in data.items() if key not in RESERVED_DATA_KEYS}
-
-
-def _next_run_lines(change: Change) -> list[str]:
-    if change.disabled:
-        return ["next runs: none (disabled)"]
-    if not change.next_runs:
-        return ["next runs: none (no allowed time left)"]
-    label = "next runs: "
-    return [
-        ("next runs: " if i == 0 else " " * len(label)) + _when(fire)
-        for i, fire in enumerate(change.next_runs)
-    ]
-
-
-def _when(fire: FireTime) -> str:
-    text = f"{fire.utc.strftime('%Y-%m-%d %H:%M:%S')} UTC"
-    if fire.zone != "UTC":
-        text += f"  ({fire.local.strftime('%Y-%m-%d %H:%M:%S %Z')}, {fire.zone})"
-    return text
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "(none)"
-    if isinstance(value, datetime):
-        return _iso(value)
-    return _json(value)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def format_apply_result(result: ApplyResult) -> str:
-    """The closing line of ``agenda-decl apply``."""
-    kept = ""
-    if result.orphaned:
-        count = len(result.orphaned)
-        kept = f" {count} orphaned job{'s' if count != 1 else ''} kept (use --prune to delete)."
-    if not result.changed:
-        return f"No changes: storage already matches the declared schedules.{kept}\n"
-    extra = (f", {result.duplicates_removed} duplicate(s) removed"
-             if result.duplicates_removed else "")
-    return (
-        f"Applied: {result.created} created, {result.updated} updated, {result.deleted} deleted,"
-        f" {result.unchanged} unchanged{extra}.{kept}\n"
-    )
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return _iso(value)
-    return value
-
-
-def change_to_json(change: Change) -> dict[str, Any]:
-    return {
-        "action": change.action,
-        "key": change.key,
-        "job": change.job,
-        "id": change.id,
-        "reason": change.reason,
-        "disabled": change.disabled,
-        "timezone": change.timezone,
-        "diffs": [
-            {"field": d.field, "old": _json_value(_shown_data(d.field, d.old)),
-             "new": _json_value(_shown_data(d.field, d.new))}
-            for d in change.diffs
-        ],
-        "next_runs": [
-            {"utc": _iso(f.utc), "local": f.local.isoformat(timespec="milliseconds"),
-             "zone": f.zone}
-            for f in change.next_runs
-        ],
-    }
-
-
-def _shown_data(field: str, value: Any) -> Any:
-    return _payload(value) if field == "data" and value is not None else value
-
-
-def plan_to_json(plan: Plan) -> dict[str, Any]:
-    """The plan as JSON-ready data (``agenda-decl plan --json``)."""
-    return {
-        "owner": plan.owner,
-        "now": _iso(plan.now),
-        "prune": plan.prune,
-        "has_changes": plan.has_changes,
-        "summary": {action: plan.count(action) for action in _SYMBOLS},
-        "changes": [change_to_json(change) for change in plan.changes],
-        "orphaned": [{"key": o.key, "job": o.job, "id": o.id} for o in plan.orphaned],
-    }

@@ -20,7 +20,7 @@ import pytest
 from agenda_decl import Agenda
 from agenda_decl.backends import sqlite
 from agenda_decl.backends.sqlite import SQLiteBackend
-from agenda_decl.config import reconcile
+from agenda_decl.config import plan_output, reconcile
 from agenda_decl.config.model import (
     AgendaConfig,
     BackendConfig,
@@ -102,7 +102,7 @@ def check(name: str, text: str) -> None:
 
 async def test_plan_of_new_schedules(agenda: Agenda) -> None:
     result = await reconcile.plan(agenda, config(SCHEDULES))
-    check("plan_create.txt", reconcile.format_plan(result))
+    check("plan_create.txt", plan_output.format_plan(result))
 
 
 async def test_plan_without_changes(agenda: Agenda) -> None:
@@ -110,7 +110,7 @@ async def test_plan_without_changes(agenda: Agenda) -> None:
     assert isinstance(agenda.clock, FakeClock)
     agenda.clock.advance(timedelta(minutes=5))
     result = await reconcile.plan(agenda, config(SCHEDULES))
-    check("plan_unchanged.txt", reconcile.format_plan(result))
+    check("plan_unchanged.txt", plan_output.format_plan(result))
 
 
 async def test_plan_of_updates_and_an_orphan(agenda: Agenda) -> None:
@@ -118,14 +118,14 @@ async def test_plan_of_updates_and_an_orphan(agenda: Agenda) -> None:
     assert isinstance(agenda.clock, FakeClock)
     agenda.clock.advance(timedelta(minutes=5))
     result = await reconcile.plan(agenda, config(changed_schedules()))
-    check("plan_update.txt", reconcile.format_plan(result))
+    check("plan_update.txt", plan_output.format_plan(result))
 
 
 async def test_plan_with_prune(agenda: Agenda) -> None:
     await reconcile.apply(agenda, config(SCHEDULES))
     result = await reconcile.plan(agenda, config(changed_schedules()), prune=True)
-    check("plan_prune.txt", reconcile.format_plan(result))
+    check("plan_prune.txt", plan_output.format_plan(result))
     applied = await reconcile.apply(agenda, result)
     check("apply_prune.txt", "".join(
-        f"{reconcile.format_change(change)}\n" for change in applied.done
-    ) + reconcile.format_apply_result(applied))
+        f"{plan_output.format_change(change)}\n" for change in applied.done
+    ) + plan_output.format_apply_result(applied))

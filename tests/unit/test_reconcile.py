@@ -15,7 +15,7 @@ import attrs
 import pytest
 
 from agenda_decl import Agenda, JobParameters, JobsQueryOptions
-from agenda_decl.config import reconcile
+from agenda_decl.config import plan_output, reconcile
 from agenda_decl.config.errors import ConfigError
 from agenda_decl.config.model import (
     AgendaConfig,
@@ -214,8 +214,8 @@ async def test_second_apply_changes_nothing_and_writes_nothing(agenda: Agenda) -
     assert result.unchanged == 3
     assert writes(agenda) == []
     assert await all_jobs(agenda) == before
-    assert "No changes" in reconcile.format_plan(again)
-    assert "No changes" in reconcile.format_apply_result(result)
+    assert "No changes" in plan_output.format_plan(again)
+    assert "No changes" in plan_output.format_apply_result(result)
 
 
 async def test_apply_is_idempotent_after_the_jobs_ran(agenda: Agenda) -> None:
@@ -242,7 +242,7 @@ async def test_data_change_updates_in_place_and_keeps_progress(agenda: Agenda) -
     assert change.action == "update"
     assert change.id == ran.id
     assert {diff.field for diff in change.diffs} == {"data", "priority"}
-    assert "data.amount_cents: 900 -> 1000" in reconcile.format_plan(result)
+    assert "data.amount_cents: 900 -> 1000" in plan_output.format_plan(result)
     await apply(agenda, result)
     after = await managed(agenda, "send-invoice")
     assert after.id == ran.id
@@ -376,7 +376,7 @@ async def test_removed_schedule_is_orphaned_and_kept_without_prune(agenda: Agend
     assert actions(result) == [("unchanged", "send-invoice")]
     assert [(o.key, o.job) for o in result.orphaned] == [("nightly-report", "nightly-report")]
     assert not result.has_changes
-    text = reconcile.format_plan(result)
+    text = plan_output.format_plan(result)
     assert "orphaned" in text and "kept, use --prune" in text
     writes(agenda).clear()
     applied = await apply(agenda, config(INVOICE))
@@ -438,7 +438,7 @@ async def test_a_schedule_moved_to_another_job_is_a_new_one(agenda: Agenda) -> N
     result = await plan(agenda, config(moved))
     assert actions(result) == [("create", "nightly")]
     assert [(o.job, o.id) for o in result.orphaned] == [("nightly-report", old.id)]
-    assert "now runs job cleanup" in reconcile.format_plan(result)
+    assert "now runs job cleanup" in plan_output.format_plan(result)
     pruned = await plan(agenda, config(moved), prune=True)
     assert actions(pruned) == [("create", "nightly"), ("delete", "nightly")]
     await apply(agenda, pruned)
@@ -609,7 +609,7 @@ async def test_on_change_reports_each_write_as_it_happens(agenda: Agenda) -> Non
     assert [(action, key) for action, key, _ in seen] == [
         ("create", "send-invoice"), ("update", "nightly-report")]
     assert [count for _, _, count in seen] == [2, 3]  # called after each write
-    assert [reconcile.format_change(c) for c in result.done][1].startswith(
+    assert [plan_output.format_change(c) for c in result.done][1].startswith(
         "~ update    nightly-report (job nightly-report, id ")
 
 
@@ -650,7 +650,7 @@ async def test_plan_json_is_plain_data(agenda: Agenda) -> None:
     import json
 
     result = await plan(agenda, config(REPORT))
-    data = reconcile.plan_to_json(result)
+    data = plan_output.plan_to_json(result)
     assert json.loads(json.dumps(data)) == data
     (change,) = data["changes"]
     assert change["action"] == "create"
