@@ -59,16 +59,19 @@ def format_plan(plan: Plan, *, show_unchanged: bool = True) -> str:
 
 
 def _summary(plan: Plan) -> str:
-    kept = ""
-    if plan.orphaned:
-        count = len(plan.orphaned)
-        kept = f" {count} orphaned job{'s' if count != 1 else ''} kept (use --prune to delete)."
+    kept = _orphans_kept(len(plan.orphaned))
     if not plan.has_changes:
         return f"No changes: storage matches the declared schedules.{kept}"
     return (
         f"Plan: {plan.count('create')} to create, {plan.count('update')} to update, "
         f"{plan.count('delete')} to delete, {plan.count('unchanged')} unchanged.{kept}"
     )
+
+
+def _orphans_kept(count: int) -> str:
+    if not count:
+        return ""
+    return f" {count} orphaned job{'s' if count != 1 else ''} kept (use --prune to delete)."
 
 
 def format_change(change: Change) -> str:
@@ -157,10 +160,7 @@ def _iso(value: datetime) -> str:
 
 def format_apply_result(result: ApplyResult) -> str:
     """The closing line of ``agenda-decl apply``."""
-    kept = ""
-    if result.orphaned:
-        count = len(result.orphaned)
-        kept = f" {count} orphaned job{'s' if count != 1 else ''} kept (use --prune to delete)."
+    kept = _orphans_kept(len(result.orphaned))
     if not result.changed:
         return f"No changes: storage already matches the declared schedules.{kept}\n"
     extra = (f", {result.duplicates_removed} duplicate(s) removed"
