@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import attrs
 from bson import ObjectId
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -158,8 +157,7 @@ def job_from_mongo(document: Mapping[str, Any]) -> JobParameters[Any]:
 
 
 def job_with_state(document: Mapping[str, Any]) -> JobWithState[Any]:
-    job = job_from_mongo(document)
-    return JobWithState(**attrs.asdict(job, recurse=False), state=document[STATE_FIELD])
+    return base.with_state(job_from_mongo(document), document[STATE_FIELD])
 
 
 def overview_from(document: Mapping[str, Any]) -> JobsOverview:

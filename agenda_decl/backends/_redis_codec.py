@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from agenda_decl._convert import CAMEL_NAMES, format_datetime, parse_datetime
-from agenda_decl._model import JobId, JobParameters, JobState, JobWithState
+from agenda_decl._model import JobId, JobParameters
 from agenda_decl.backends import base
 from agenda_decl.backends._redis_lua import JOB_FIELDS
 from agenda_decl.errors import InvalidOptionError
@@ -269,10 +269,6 @@ def job_from_hash(
         end_date=_date(fields, "endDate"),
         skip_days=None if skip_days is None else json.loads(skip_days),
     )
-
-
-def with_state(job: JobParameters[Any], state: JobState) -> JobWithState[Any]:
-    return JobWithState(**attrs.asdict(job, recurse=False), state=state)
 
 
 def glob_escape(text: str) -> str:

@@ -1,6 +1,7 @@
 """What every storage backend shares: input checks, the save-job rules (single upserts,
-unique keys, debounce), the JSON data filter, secret-free connection strings, the single-job
-methods of stores that work in batches, and group commit of concurrent writes.
+unique keys, debounce), the JSON data filter, secret-free connection strings, query results
+with their state, the single-job methods of stores that work in batches, and group commit of
+concurrent writes.
 
 Backends keep only what is specific to their technology; the rules that decide *what* is
 written live here once, so every store behaves the same.
@@ -21,7 +22,14 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 
 from agenda_decl._clock import truncate_ms
-from agenda_decl._model import JobId, JobParameters, JobsQueryOptions, RemoveJobsOptions
+from agenda_decl._model import (
+    JobId,
+    JobParameters,
+    JobsQueryOptions,
+    JobState,
+    JobWithState,
+    RemoveJobsOptions,
+)
 from agenda_decl.errors import AgendaError, InvalidOptionError, JobNotFoundError, LockLostError
 from agenda_decl.interfaces import JobRepository
 
@@ -293,6 +301,11 @@ def is_debounced(job: JobParameters[Any]) -> bool:
 
 def is_insert_only(job: JobParameters[Any]) -> bool:
     return bool(job.unique_opts and job.unique_opts.insert_only and not is_debounced(job))
+
+
+def with_state(job: JobParameters[Any], state: JobState) -> JobWithState[Any]:
+    """``job`` as a query returns it: with the state the store computed."""
+    return JobWithState(**attrs.asdict(job, recurse=False), state=state)
 
 
 def ms(value: timedelta) -> int:

@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, LiteralString
 
-import attrs
 import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
@@ -34,7 +33,6 @@ from agenda_decl._model import (
     JobsOverview,
     JobsQueryOptions,
     JobsResult,
-    JobWithState,
     RemoveJobsOptions,
 )
 from agenda_decl.backends import _postgres_sql as q
@@ -96,11 +94,6 @@ def _job(row: Mapping[str, Any]) -> JobParameters[Any]:
     if isinstance(interval, str) and interval.isascii() and interval.isdigit():
         values["repeat_interval"] = int(interval)
     return job_from_row(values)
-
-
-def _with_state(row: Mapping[str, Any]) -> JobWithState[Any]:
-    fields = attrs.asdict(_job(row), recurse=False)
-    return JobWithState(**fields, state=row["state"])
 
 
 def _claim_order(row: Mapping[str, Any]) -> tuple[bool, datetime, int, datetime, str]:
@@ -329,7 +322,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         rows = await self._fetch(page, {**params, "limit": options.limit or None,
                                         "skip": options.skip})
         if rows or not options.skip:
-            return JobsResult(jobs=[_with_state(r) for r in rows],
+            return JobsResult(jobs=[base.with_state(_job(r), r["state"]) for r in rows],
                               total=rows[0]["total"] if rows else 0)
         count = q.render(q.COUNT, table=table, where=where.sql(), state_filter=state)
         return JobsResult(jobs=[], total=(await self._fetch(count, params))[0]["total"])

@@ -6,7 +6,8 @@ A Node Agenda v6 process and agenda-decl workers can share one Redis: jobs live 
 and notifications go to Agenda's channels (``agenda:jobs`` and ``agenda:jobs:state``) as
 Agenda's JSON. Every write and multi-key read is one Lua script (``_redis_lua``), so it is
 atomic; a claim reads only the jobs that are due (plus stale locks), never every job of a
-name. Redis Cluster is not supported (the scripts address job hashes by id).
+name. Redis Cluster is not supported (the scripts address job hashes by id). The notification
+channel lives in ``_redis_channel`` and is re-exported here.
 
     backend = RedisBackend(connection_string="redis://localhost:6379/0")
     agenda = Agenda(backend=backend)
@@ -14,49 +15,36 @@ name. Redis Cluster is not supported (the scripts address job hashes by id).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import re
 import uuid
-from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agenda_decl._clock import truncate_ms
-from agenda_decl._convert import (
-    notification_from_json,
-    notification_to_json,
-    state_notification_from_json,
-)
 from agenda_decl._model import (
     JobId,
-    JobNotification,
     JobParameters,
     JobsOverview,
     JobsQueryOptions,
     JobsResult,
-    JobStateNotification,
     RemoveJobsOptions,
 )
 from agenda_decl.backends import _redis_codec as codec
 from agenda_decl.backends import _redis_lua as lua
 from agenda_decl.backends import base
-from agenda_decl.errors import (
-    BackendUnavailableError,
-    InvalidOptionError,
-    NotConnectedError,
+from agenda_decl.backends._redis_channel import RedisNotificationChannel
+from agenda_decl.backends._redis_connection import (
+    check_name,
+    client_from_url,
+    redacted_address,
+    redacted_error,
 )
+from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 from agenda_decl.interfaces import AgendaBackend, NotificationChannel
-from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOptions
-from agenda_decl.timing import parse_duration
 
 __all__ = ["RedisBackend", "RedisJobRepository", "RedisNotificationChannel"]
 
@@ -64,59 +52,6 @@ log = logging.getLogger("agenda_decl.backends.redis")
 
 #: Members of ``jobs:by_name:{name}`` each claim looks at for locks written by Node Agenda.
 SWEEP_COUNT = 100
-#: Connections of a client built from a connection string (one listens for notifications).
-MAX_CONNECTIONS = 64
-#: Notifications waiting for the subscribers; beyond this they are dropped (they are hints).
-MAX_PENDING = 10_000
-_NAME = re.compile(r"^[A-Za-z0-9_.:{}/-]{1,128}$")
-
-
-# -- connections and secrets ------------------------------------------------------------------
-
-
-def _check_name(value: str, *, field: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise InvalidOptionError(
-            f"invalid {field}: {value!r} (1 to 128 letters, digits or _ . : {{ }} / -)"
-        )
-    return value
-
-
-def _client_from_url(url: str) -> Redis:
-    """An owned client: strings back, short retries (the scheduler polls again anyway), and a
-    pool that makes a burst of commands wait for a connection instead of failing."""
-    try:
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=30,
-            decode_responses=True,
-            socket_connect_timeout=5,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 2),
-        )
-    except ValueError:
-        raise InvalidOptionError(
-            f"invalid Redis connection string {base.redact_url(url)!r} "
-            "(expected redis://, rediss:// or unix://)"
-        ) from None
-    return Redis.from_pool(pool)
-
-
-def _where(client: Redis, url: str | None) -> str:
-    """Where the client points, for messages (never with the password)."""
-    if url is not None:
-        return base.redact_url(url)
-    kwargs = client.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}"
-    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
-
-
-def _explain(error: BaseException, client: Redis) -> str:
-    """An error message with any password of ``client`` blanked out."""
-    text = f"{type(error).__name__}: {error}"
-    password = client.connection_pool.connection_kwargs.get("password")
-    return text.replace(password, "***") if isinstance(password, str) and password else text
 
 
 # -- the repository ---------------------------------------------------------------------------
@@ -127,8 +62,8 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
 
     def __init__(self, client: Redis, *, key_prefix: str = "agenda:", where: str | None = None):
         self._client = client
-        self.key_prefix = _check_name(key_prefix, field="key_prefix")
-        self._where = where or _where(client, None)
+        self.key_prefix = check_name(key_prefix, field="key_prefix")
+        self._where = where or redacted_address(client, None)
         self._scripts = {
             script: client.register_script(script)
             for script in (lua.CLAIM, lua.LOCK_JOB, lua.UNLOCK, lua.SAVE_STATES, lua.INSERT,
@@ -147,7 +82,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             await self._client.ping()
         except (RedisError, OSError) as error:
             raise BackendUnavailableError(
-                f"cannot reach Redis at {self._where}: {_explain(error, self._client)}"
+                f"cannot reach Redis at {self._where}: {redacted_error(error, self._client)}"
             ) from None
         await self._check_eviction()
 
@@ -196,7 +131,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             spec["data"] = codec.tagged(options.data)
         total, *page = await self._run(lua.QUERY, codec.encode_json(spec))
         jobs = [
-            codec.with_state(codec.job_from_values(page[i + 1]), page[i])
+            base.with_state(codec.job_from_values(page[i + 1]), page[i])
             for i in range(0, len(page), 2)
         ]
         return JobsResult(jobs=jobs, total=int(total))
@@ -365,228 +300,6 @@ def _save_script(job: JobParameters[Any]) -> str:
     return lua.SAVE_UNIQUE if job.unique else lua.INSERT
 
 
-# -- the notification channel -----------------------------------------------------------------
-
-
-class RedisNotificationChannel(BaseNotificationChannel):
-    """Redis pub/sub on Agenda's channels: ``channel_name`` for jobs, ``<channel_name>:state``
-    for job states. Listens on a connection of its own; publishes through ``client``.
-
-    Every ``health_check_interval`` (ms) it checks that the server still counts a subscriber
-    (``PUBSUB NUMSUB``) and that a probe published on a private channel comes back through
-    the subscriber connection; a dead, half-open or unsubscribed connection is thus noticed
-    within two intervals and replaced (the scheduler polls at once after a reconnect).
-    """
-
-    def __init__(
-        self,
-        *,
-        connection_string: str | None = None,
-        client: Redis | None = None,
-        channel_name: str = "agenda:jobs",
-        reconnect: ReconnectOptions | None = None,
-        health_check_interval: int | float | timedelta | str = 30_000,
-    ) -> None:
-        super().__init__(channel_name=_check_name(channel_name, field="channel_name"),
-                         reconnect=reconnect)
-        if (connection_string is None) == (client is None):
-            raise InvalidOptionError(
-                "RedisNotificationChannel requires client or connection_string (one of them)"
-            )
-        self._url = connection_string
-        self._client = client
-        self._owns_client = client is None
-        interval = parse_duration(health_check_interval, field="health_check_interval")
-        self._check_every = max(interval, 10) / 1000
-        self._probe_channel = f"{channel_name}:probe:{uuid.uuid4().hex}"
-        self._probe_sent = False
-        self._pubsub: PubSub | None = None
-        self._saved_retry: Any = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._connect_lock = asyncio.Lock()
-        self._outbox: base.Batcher[tuple[str, str], None] = base.Batcher(self._publish_batch)
-
-    def __repr__(self) -> str:
-        where = base.redact_url(self._url) if self._url else "shared client"
-        return f"RedisNotificationChannel({where}, channel_name={self.channel_name!r})"
-
-    @property
-    def state_channel(self) -> str:
-        return f"{self.channel_name}:state"
-
-    @property
-    def supports_state_notifications(self) -> bool:
-        return True
-
-    def _publisher(self) -> Redis:
-        if self._client is None:
-            assert self._url is not None
-            self._client = _client_from_url(self._url)
-        return self._client
-
-    # -- publishing --------------------------------------------------------------------------
-
-    async def publish(self, notification: JobNotification) -> None:
-        self.require_connected("publish")
-        await self._send(self.channel_name, notification_to_json(notification))
-
-    async def publish_state(self, notification: JobStateNotification) -> None:
-        self.require_connected("publish state")
-        await self._send(self.state_channel, notification_to_json(notification))
-
-    async def _send(self, channel: str, payload: str) -> None:
-        """Publish; the messages of callers that publish at the same moment (jobs finishing
-        together) go out in one command, in call order."""
-        await self._outbox.submit((channel, payload))
-
-    async def _publish_batch(self, messages: list[tuple[str, str]]) -> list[Exception | None]:
-        client = self._publisher()
-        try:
-            if len(messages) == 1:
-                await client.publish(*messages[0])
-            else:  # one command for the lot (a pipeline would need cleaning up if dropped)
-                args = [item for message in messages for item in message]
-                await client.register_script(lua.PUBLISH_MANY)(keys=[], args=args)
-        except (RedisError, OSError) as error:
-            failure = NotConnectedError(
-                f"Cannot publish: channel not connected ({_explain(error, client)})"
-            )
-            return [failure] * len(messages)
-        return [None] * len(messages)
-
-    # -- listening ---------------------------------------------------------------------------
-
-    async def connect(self) -> None:
-        """Connect and subscribe; a second call while connected (two schedulers sharing one
-        backend) does nothing. Called from a task that is being cancelled (a job finishing
-        while its event loop shuts down), it raises ``CancelledError`` rather than start a
-        listener that would outlive the loop."""
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise asyncio.CancelledError
-        async with self._connect_lock:
-            if self.state != "connected":
-                await super().connect()
-
-    async def _open(self) -> None:
-        await self._close()  # never two listeners
-        client = self._publisher()
-        self._pubsub = pubsub = client.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.connect()  # type: ignore[no-untyped-call]
-            # Errors must reach us rather than be retried away inside redis-py: a reconnect
-            # goes through connection_lost(), so the scheduler sees it and polls at once.
-            assert pubsub.connection is not None
-            self._saved_retry = pubsub.connection.retry
-            pubsub.connection.retry = Retry(NoBackoff(), 0)
-            await pubsub.subscribe(self.channel_name, self.state_channel, self._probe_channel)
-        except (RedisError, OSError) as error:
-            where = base.redact_url(self._url) if self._url else _where(client, None)
-            raise BackendUnavailableError(
-                f"cannot subscribe to {self.channel_name!r} at {where}: {_explain(error, client)}"
-            ) from None
-        inbox = _Inbox()
-        loop = asyncio.get_running_loop()
-        self._probe_sent = False
-        self._tasks = [loop.create_task(self._listen(pubsub, inbox)),
-                       loop.create_task(self._dispatch(inbox))]
-
-    async def _listen(self, pubsub: PubSub, inbox: _Inbox) -> None:
-        loop = asyncio.get_running_loop()
-        next_check = loop.time() + self._check_every
-        try:
-            while True:
-                message = await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=min(1.0, self._check_every)
-                )
-                if message is not None:
-                    self._route(message, inbox)
-                if loop.time() >= next_check:
-                    await self._check_health()
-                    next_check = loop.time() + self._check_every
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # the connection died (or worse): start over
-            self.connection_lost(error)
-
-    def _route(self, message: Mapping[str, Any], inbox: _Inbox) -> None:
-        channel = codec.text(message.get("channel"))
-        if channel == self._probe_channel:
-            self._probe_sent = False
-        elif not inbox.put((channel, message.get("data"))):
-            log.debug("dropped a notification: %d are waiting for the subscribers", MAX_PENDING)
-
-    async def _check_health(self) -> None:
-        if self._probe_sent:
-            raise ConnectionError(
-                f"the Redis subscriber connection did not deliver a probe within "
-                f"{self._check_every:g}s"
-            )
-        client = self._publisher()
-        counts = dict(codec.text([list(item) for item in
-                             await client.pubsub_numsub(self.channel_name, self.state_channel)]))
-        if not all(counts.get(name) for name in (self.channel_name, self.state_channel)):
-            raise ConnectionError(f"the subscription to {self.channel_name!r} was lost")
-        self._probe_sent = True
-        await client.publish(self._probe_channel, "probe")
-
-    async def _dispatch(self, inbox: _Inbox) -> None:
-        while True:
-            channel, payload = await inbox.get()
-            try:  # parsed only when someone subscribes to what arrived
-                if channel == self.channel_name and self._handlers:
-                    await self.notify_handlers(notification_from_json(payload))
-                elif channel == self.state_channel and self._state_handlers:
-                    await self.notify_state_handlers(state_notification_from_json(payload))
-            except Exception as error:  # a forged or malformed message: a hint at most
-                log.warning("ignored a malformed message on %r: %s", channel, error)
-
-    async def _close(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        current = asyncio.current_task()
-        for task in tasks:
-            if task is not current:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is None:
-            return
-        if pubsub.connection is not None and self._saved_retry is not None:
-            pubsub.connection.retry = self._saved_retry  # it goes back to the client's pool
-        with contextlib.suppress(RedisError, OSError):  # closing ends the subscriptions
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def disconnect(self) -> None:
-        await super().disconnect()
-        if self._owns_client and self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
-
-
-class _Inbox:
-    """Messages waiting for the subscribers, in arrival order. It waits on a bare future, not
-    an ``asyncio.Queue``, so that a task dropped together with its event loop dies quietly."""
-
-    def __init__(self) -> None:
-        self._items: deque[tuple[str, Any]] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-
-    def put(self, item: tuple[str, Any]) -> bool:
-        if len(self._items) >= MAX_PENDING:
-            return False
-        self._items.append(item)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-        return True
-
-    async def get(self) -> tuple[str, Any]:
-        while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        return self._items.popleft()
-
-
 # -- the backend ------------------------------------------------------------------------------
 
 
@@ -615,9 +328,9 @@ class RedisBackend(AgendaBackend):
         self._owns_client = client is None
         if client is None:
             assert connection_string is not None
-            client = _client_from_url(connection_string)
+            client = client_from_url(connection_string)
         self._client = client
-        self._where = _where(client, connection_string)
+        self._where = redacted_address(client, connection_string)
         self._repository = RedisJobRepository(client, key_prefix=key_prefix, where=self._where)
         self._channel = None if disable_notifications else RedisNotificationChannel(
             client=client, channel_name=channel_name, health_check_interval=health_check_interval

@@ -1,0 +1,63 @@
+"""Redis clients as the repository and the notification channel both use them: built from a
+connection string, named in messages without the password, and checked key and channel names.
+"""
+
+from __future__ import annotations
+
+import re
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from agenda_decl.backends import base
+from agenda_decl.errors import InvalidOptionError
+
+#: Connections of a client built from a connection string (one listens for notifications).
+MAX_CONNECTIONS = 64
+_NAME = re.compile(r"^[A-Za-z0-9_.:{}/-]{1,128}$")
+
+
+def check_name(value: str, *, field: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidOptionError(
+            f"invalid {field}: {value!r} (1 to 128 letters, digits or _ . : {{ }} / -)"
+        )
+    return value
+
+
+def client_from_url(url: str) -> Redis:
+    """An owned client: strings back, short retries (the scheduler polls again anyway), and a
+    pool that makes a burst of commands wait for a connection instead of failing."""
+    try:
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=30,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 2),
+        )
+    except ValueError:
+        raise InvalidOptionError(
+            f"invalid Redis connection string {base.redact_url(url)!r} "
+            "(expected redis://, rediss:// or unix://)"
+        ) from None
+    return Redis.from_pool(pool)
+
+
+def redacted_address(client: Redis, url: str | None) -> str:
+    """Where the client points, for messages (never with the password)."""
+    if url is not None:
+        return base.redact_url(url)
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+def redacted_error(error: BaseException, client: Redis) -> str:
+    """An error message with any password of ``client`` blanked out."""
+    text = f"{type(error).__name__}: {error}"
+    password = client.connection_pool.connection_kwargs.get("password")
+    return text.replace(password, "***") if isinstance(password, str) and password else text

@@ -1,0 +1,250 @@
+"""The connection of a SQLite repository, in a worker thread of its own.
+
+The stdlib ``sqlite3`` module blocks, so each repository owns one worker thread that owns its
+connection: calls are serialized there and the event loop never waits on the disk. The
+database runs in WAL mode; each call is one transaction (``BEGIN IMMEDIATE`` for writes: see
+``sqlite`` for why), run again with a growing, capped backoff while another connection holds
+the database locked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from agenda_decl.backends import base
+from agenda_decl.errors import BackendUnavailableError
+
+T = TypeVar("T")
+Row = dict[str, Any]
+Work = Callable[[sqlite3.Connection], T]
+
+_FIRST_BACKOFF, _MAX_BACKOFF = 0.005, 1.0
+#: SQLITE_BUSY and SQLITE_LOCKED (primary result codes; the extended ones share the low byte).
+_BUSY_CODES = (5, 6)
+IN_MEMORY = ("", ":memory:")
+#: Connections inherited through fork(): never touched, never garbage-collected (closing one
+#: in the child could disturb the parent's locks).
+_FORK_ORPHANS: list[sqlite3.Connection | None] = []
+
+
+class SQLiteWorker:
+    """One connection to the file at ``path`` and the one thread that uses it.
+
+    ``check_path`` vets the path before the file is opened (it raises to refuse it);
+    ``create_schema`` runs once the connection is in WAL mode. Both run in the worker thread.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout_ms: float,
+        retry_window: float,
+        check_path: Callable[[str], None],
+        create_schema: Callable[[sqlite3.Connection], None],
+    ) -> None:
+        self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._retry_window = retry_window
+        self._check_path = check_path
+        self._create_schema = create_schema
+        self._executor: ThreadPoolExecutor | None = None
+        self._connection: sqlite3.Connection | None = None
+        self._connect_lock = asyncio.Lock()
+        self._closing = False
+        self._pid = os.getpid()
+        #: How many times a call found the database locked and retried (for tests and metrics).
+        self.busy_retries = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Start the thread and open the file in it. Idempotent."""
+        if self._pid != os.getpid():
+            self._forget_parent_connection()
+        if self._executor is not None:
+            return
+        async with self._connect_lock:
+            if self._executor is None:
+                self._executor = await self._start_thread()
+
+    def _forget_parent_connection(self) -> None:
+        """In a forked child: the worker thread did not survive the fork, and the parent's
+        connection must not be used or even closed here (SQLite forbids it), so keep it
+        referenced and open a connection of our own."""
+        _FORK_ORPHANS.append(self._connection)
+        self._executor, self._connection = None, None
+        self._connect_lock = asyncio.Lock()
+        self._pid = os.getpid()
+
+    async def _start_thread(self) -> ThreadPoolExecutor:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agenda-sqlite")
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, self._open)
+        except BaseException:
+            executor.submit(self._close_connection)
+            executor.shutdown(wait=False)
+            raise
+        return executor
+
+    async def close(self) -> None:
+        """Close the connection and stop the worker thread (queued calls finish first)."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        self._closing = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, self._close_connection)
+        finally:
+            executor.shutdown(wait=False)
+            self._closing = False
+
+    # -- calls ---------------------------------------------------------------------------
+
+    async def write(self, work: Work[T]) -> T:
+        return await self._submit(work, "BEGIN IMMEDIATE")
+
+    async def read(self, work: Work[T]) -> T:
+        return await self._submit(work, "BEGIN")
+
+    async def _submit(self, work: Work[T], begin: str) -> T:
+        await self.connect()
+        executor = self._executor
+        if executor is None:  # closed while we waited
+            raise BackendUnavailableError(f"SQLite database {self._path} is closed")
+        call = functools.partial(self._transaction, work, begin)
+        return await asyncio.get_running_loop().run_in_executor(executor, call)
+
+    # -- the worker thread ---------------------------------------------------------------
+
+    def _transaction(self, work: Work[T], begin: str) -> T:
+        connection = self._connection
+        if connection is None:
+            raise BackendUnavailableError(f"SQLite database {self._path} is closed")
+        return self._retrying(lambda: in_transaction(connection, work, begin))
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """Run ``attempt``; while the database is locked by another connection, back off and
+        run it again (the transaction was rolled back, so nothing happened twice)."""
+        deadline = time.monotonic() + self._retry_window
+        delay = _FIRST_BACKOFF
+        while True:
+            try:
+                return attempt()
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error):
+                    message = f"SQLite database {self._path}: {error}"
+                    raise BackendUnavailableError(message) from error
+                if self._closing or time.monotonic() + delay > deadline:
+                    raise BackendUnavailableError(
+                        f"SQLite database {self._path} stayed locked by another connection "
+                        f"for {self._retry_window:g} s"
+                    ) from error
+            self.busy_retries += 1
+            time.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
+            delay = min(delay * 2, _MAX_BACKOFF)
+
+    def _open(self) -> None:
+        self._check_path(self._path)
+        try:
+            self._connection = sqlite3.connect(
+                self._path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
+            )
+        except sqlite3.Error as error:
+            raise BackendUnavailableError(
+                f"cannot open SQLite database {self._path}: {error}"
+            ) from error
+        _register_functions(self._connection)
+        self._retrying(functools.partial(self._prepare, self._connection))
+
+    def _prepare(self, c: sqlite3.Connection) -> None:
+        c.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        mode = c.execute("PRAGMA journal_mode = WAL").fetchone()["journal_mode"]
+        if mode != "wal" and self._path not in IN_MEMORY:
+            raise BackendUnavailableError(
+                f"SQLite database {self._path} cannot use WAL mode (journal mode {mode})"
+            )
+        c.execute("PRAGMA synchronous = NORMAL")
+        self._create_schema(c)
+
+    def _close_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+# -- connection helpers (worker thread) ----------------------------------------------------------
+
+
+def in_transaction(c: sqlite3.Connection, work: Work[T], begin: str) -> T:
+    c.execute(begin)
+    try:
+        result = work(c)
+        c.execute("COMMIT")
+    except BaseException:
+        if c.in_transaction:
+            c.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _BUSY_CODES
+    message = str(error).lower()
+    return "database is locked" in message or "database is busy" in message
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
+    return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
+
+
+def _register_functions(c: sqlite3.Connection) -> None:
+    c.row_factory = _dict_row
+    c.create_function("agenda_lower", 1, _lower, deterministic=True)
+    c.create_function("agenda_data_contains", 2, _data_contains, deterministic=True)
+
+
+def _lower(text: Any) -> Any:
+    """Unicode-aware lowercase (SQLite's own ``lower`` folds ASCII only)."""
+    return text.lower() if isinstance(text, str) else text
+
+
+@functools.lru_cache(maxsize=64)
+def _needle(text: str) -> Any:
+    return json.loads(text)
+
+
+def _data_contains(stored: Any, needle: Any) -> int:
+    """``base.data_contains`` inside SQLite, so the filter runs where the rows are."""
+    if not isinstance(stored, str) or not isinstance(needle, str):
+        return 0
+    try:
+        return int(base.data_contains(json.loads(stored), _needle(needle)))
+    except ValueError:
+        return 0
+
+
+def fetch_all(c: sqlite3.Connection, statement: str, params: Any) -> list[Row]:
+    return list(c.execute(statement, params).fetchall())
+
+
+def fetch_first(c: sqlite3.Connection, statement: str, params: Any) -> Row | None:
+    rows = c.execute(statement, params).fetchall()  # fetch all: RETURNING finishes its work
+    return rows[0] if rows else None
+
+
+def fetch_one(c: sqlite3.Connection, statement: str, params: Any) -> Row:
+    row = fetch_first(c, statement, params)
+    assert row is not None, "statement returned no row"
+    return row
