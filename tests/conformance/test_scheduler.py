@@ -331,8 +331,8 @@ async def test_a_schedule_changed_while_the_job_runs_is_kept(make_agenda: MakeAg
 
 class Takeover:
     """Worker A claims a job whose handler blocks past the lock lifetime without touch();
-    worker B (same store, same fake clock moved past the lifetime) takes the job over and
-    blocks in its handler. A polls only once, so it never re-claims or cancels its own run."""
+    worker B (same store, same fake clock moved past B's lifetime) takes the job over and
+    blocks in its handler. A polls only once, so it never re-claims its own run."""
 
     def __init__(self, make_agenda: MakeAgenda) -> None:
         self.clock = FakeClock(utcnow())
@@ -362,7 +362,9 @@ class Takeover:
             self.b_started.set()
             await self.b_go.wait()
 
-        self.a.define("long", on_a, lock_lifetime="1 minute")
+        # B judges A's lock stale after a minute; A itself believes in an hour, so its own
+        # expiry check never cancels the run first (what is tested is the fencing).
+        self.a.define("long", on_a, lock_lifetime="1 hour")
         self.b.define("long", on_b, lock_lifetime="1 minute")
         job = await self.a.now("long")
         await self.a.start()
