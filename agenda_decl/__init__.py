@@ -24,6 +24,7 @@ from agenda_decl._sync import run_sync
 from agenda_decl.agenda import Agenda, JobDefinition, RetryDetails, RunningStats
 from agenda_decl.config import LoadedConfig, load
 from agenda_decl.errors import (
+    AbandonedRunError,
     AgendaError,
     BackendUnavailableError,
     InvalidDateError,
@@ -44,6 +45,7 @@ from agenda_decl.notifications import BaseNotificationChannel, InMemoryNotificat
 __version__ = "0.1.0"
 
 __all__ = [
+    "AbandonedRunError",
     "Agenda",
     "AgendaBackend",
     "AgendaError",

@@ -50,6 +50,12 @@ class JobCanceledError(AgendaError, RuntimeError):
     """``touch()`` on a run that the processor abandoned (its lock expired)."""
 
 
+class AbandonedRunError(AgendaError, RuntimeError):
+    """The previous run of a job started and never finished: its worker stopped (a crash, a
+    kill) or the run outlived its lock without ``touch()``. Counted as a failed attempt when
+    the job is claimed again."""
+
+
 class LockLostError(JobCanceledError):
     """A worker-owned state write (start, ``touch()``, end) whose lock is no longer the one the
     run holds: the lock expired and another worker claimed the job (fencing). Nothing of the

@@ -28,7 +28,13 @@ from agenda_decl._model import (
 )
 from agenda_decl.backends.base import check_unique_keys, truncate_reason
 from agenda_decl.backoff import BackoffContext
-from agenda_decl.errors import AgendaError, JobCanceledError, LockLostError, UnknownJobError
+from agenda_decl.errors import (
+    AbandonedRunError,
+    AgendaError,
+    JobCanceledError,
+    LockLostError,
+    UnknownJobError,
+)
 
 if TYPE_CHECKING:
     from agenda_decl.agenda import Agenda, JobDefinition
@@ -225,7 +231,13 @@ class Job(Generic[DATA]):
         """Run the handler once, saving state before and after and emitting the events."""
         definition = self.agenda.definitions.get(self.attrs.name)
         self._generation = self.agenda.generation
+        abandoned = self._abandoned_run()
+        if abandoned is not None:
+            self.fail(abandoned)  # before the start: this run's start must read as later
         self._begin()
+        if abandoned is not None and not await self._retry_abandoned(abandoned, definition):
+            await self._finish(False, definition)  # retries exhausted: give up, do not run
+            return
         # The start state (last_run_at, the next run) is written while the handler starts:
         # the job is already locked, so waiting for the write first would only add a round
         # trip to every job's latency. The final write is queued after it.
@@ -247,6 +259,33 @@ class Job(Generic[DATA]):
         await _report_failed_write(started, self)
         await self._finish(succeeded, definition)
 
+    def _abandoned_run(self) -> AbandonedRunError | None:
+        """The previous run, if it started and never recorded an end (success or failure)."""
+        started, ended = self.attrs.last_run_at, self.attrs.last_finished_at
+        if started is None or (ended is not None and ended >= started):
+            return None
+        return AbandonedRunError(
+            f"the run started at {started.isoformat(timespec='milliseconds')} never finished: "
+            "its worker stopped (crash?) or it ran past lock_lifetime without touch()"
+        )
+
+    async def _retry_abandoned(
+        self, error: AbandonedRunError, definition: JobDefinition | None
+    ) -> bool:
+        """An abandoned run counts as a failed attempt (``fail()`` was called), so a job that
+        kills its worker does not loop unseen forever; whether to run again now is the
+        definition's retry policy (no policy: run, as Agenda does)."""
+        log.warning("job %s (ID %s): %s", self.attrs.name, self.attrs.id, error)
+        await self.agenda.emit_job_event("fail", self, error=error)
+        if definition is None or definition.backoff is None:
+            return True
+        context = BackoffContext(attempt=self.attrs.fail_count or 1, error=error,
+                                 job_name=self.attrs.name, job_data=self.attrs.data)
+        if definition.backoff(context) is not None:
+            return True
+        await self.agenda.emit_job_event("retry exhausted", self, error=error)
+        return False
+
     def _success_time(self) -> datetime:
         """Now, but after the last failure: a success in the same millisecond as the
         previous failure must not read as failed (state compares the two times)."""
@@ -258,6 +297,9 @@ class Job(Generic[DATA]):
 
     def _begin(self) -> None:
         now = self.agenda.clock.now()
+        ended = self.attrs.last_finished_at
+        if ended is not None and now <= ended:  # a start must read as after the last end
+            now = ended + timedelta(milliseconds=1)
         self.attrs.last_run_at = now
         try:
             self.attrs.next_run_at = timing.compute_next_run_at(self.attrs, now)

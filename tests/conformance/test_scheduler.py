@@ -388,7 +388,9 @@ async def test_a_stale_holders_final_write_is_rejected(make_agenda: MakeAgenda) 
     after_a = await stored(takeover.a, job)
     assert after_a.locked_at == b_lock
     assert after_a.last_modified_by == "worker-b"
-    assert after_a.last_finished_at is None  # A's result was dropped
+    # B counted A's unfinished run as a failed attempt; A's success was dropped.
+    assert after_a.fail_count == 1 and "never finished" in (after_a.fail_reason or "")
+    assert after_a.last_finished_at == after_a.failed_at
     lost = [e for e in takeover.a_errors if isinstance(e, LockLostError)]
     assert len(lost) == 1 and job.attrs.id in str(lost[0]) and "long" in str(lost[0])
     takeover.b_go.set()
@@ -452,6 +454,53 @@ async def _locked(agenda: Agenda, job: Job[Any]) -> bool:
 async def _held_by(agenda: Agenda, job: Job[Any], worker: str) -> bool:
     current = await stored(agenda, job)
     return current.locked_at is not None and current.last_modified_by == worker
+
+
+async def crashed_run(agenda: Agenda, name: str, *, fail_count: int = 0) -> Job[Any]:
+    """A job whose worker died mid-run ten minutes ago: started, locked, never finished."""
+    job = await agenda.create(name, {"n": 1}).schedule(utcnow() - timedelta(minutes=10)).save()
+    job.attrs.last_run_at = job.attrs.locked_at = utcnow() - timedelta(minutes=10)
+    job.attrs.fail_count = fail_count
+    await agenda.repository.save_job_state(job.attrs)
+    return job
+
+
+async def test_a_run_that_never_finished_counts_as_a_failed_attempt(
+    make_agenda: MakeAgenda,
+) -> None:
+    """Crash recovery counts the crash (reliability §0.5): the job runs again, and its
+    fail_count and reason show what happened."""
+    agenda, ledger = make_agenda(), Ledger()
+    agenda.define("crashy", ledger.handler, lock_lifetime="1 minute")
+    events = EventRecorder(agenda)
+    job = await crashed_run(agenda, "crashy")
+    await agenda.start()
+    await events.wait_for("complete", job_name="crashy")
+    assert ledger.runs == [("crashy", {"n": 1})]
+    (fail,) = events.of("fail")
+    assert fail.error is not None and "never finished" in fail.error
+    final = await stored(agenda, job)
+    assert final.fail_count == 1 and "never finished" in (final.fail_reason or "")
+    assert final.state == "completed" and final.locked_at is None
+
+
+async def test_an_abandoned_run_past_the_retry_limit_is_given_up(
+    make_agenda: MakeAgenda,
+) -> None:
+    """With a retry policy, crashes count against it: a job that keeps killing its worker
+    ends failed instead of looping forever."""
+    agenda, ledger = make_agenda(), Ledger()
+    agenda.define("crashy", ledger.handler, lock_lifetime="1 minute",
+                  backoff=backoff.constant(delay=1000, max_retries=1))
+    events = EventRecorder(agenda)
+    job = await crashed_run(agenda, "crashy", fail_count=1)  # it crashed once already
+    await agenda.start()
+    await events.wait_for("complete", job_name="crashy")
+    assert ledger.runs == []
+    assert [e.event for e in events.of("retry exhausted")] == ["retry exhausted"]
+    final = await stored(agenda, job)
+    assert (final.fail_count, final.state, final.next_run_at) == (2, "failed", None)
+    assert final.locked_at is None
 
 
 async def test_every_with_skip_immediate_waits_one_interval(make_agenda: MakeAgenda) -> None:
