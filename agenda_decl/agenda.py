@@ -717,6 +717,8 @@ class Agenda:
         channel = self.channel
         if channel is None or channel.state != "error":
             return
+        if isinstance(channel, BaseNotificationChannel) and not channel.reconnect_options.enabled:
+            return  # reconnecting was switched off for this channel
         if time.monotonic() - self._channel_failed_at < CHANNEL_RETRY_SECONDS:
             return
         self._channel_failed_at = time.monotonic()

@@ -169,7 +169,10 @@ class BaseNotificationChannel(NotificationChannel):
 
     def _schedule_reconnect(self) -> None:
         options = self.reconnect_options
-        if not options.enabled or self._reconnect_task is not None:
+        if not options.enabled:
+            self.set_state("error")  # no reconnect coming: never pretend to be connected
+            return
+        if self._reconnect_task is not None:
             return
         if self._reconnect_attempts >= options.max_attempts:
             self.set_state("error")

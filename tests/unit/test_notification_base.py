@@ -64,6 +64,16 @@ async def test_it_gives_up_into_error_after_max_attempts() -> None:
         await channel.publish(NOTE)
 
 
+async def test_without_reconnect_a_lost_connection_is_an_error_state() -> None:
+    channel, errors = FlakyChannel(ReconnectOptions(enabled=False)), []
+    channel.on("error", errors.append)
+    await channel.connect()
+    channel.connection_lost(ConnectionError("reset by peer"))
+    assert channel.state == "error"  # not "connected": nothing will reconnect it
+    assert [str(e) for e in errors] == ["reset by peer"]
+    assert channel.opens == 1
+
+
 async def test_the_attempt_counter_resets_only_after_success() -> None:
     channel = FlakyChannel(ReconnectOptions(max_attempts=5, initial_delay=10, max_delay=40,
                                             jitter=0))
