@@ -28,14 +28,15 @@ def backend_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def start_workers(name: str, spec: dict[str, object], ledger: Path, stop: Path) -> list[
-    subprocess.Popen[bytes]
-]:
+def start_workers(
+    name: str, spec: dict[str, object], ledger: Path, stop: Path, *, count: int = WORKERS,
+    **environ: str,
+) -> list[subprocess.Popen[bytes]]:
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    env = {**os.environ, "PYTHONPATH": str(root), **environ}
     command = [sys.executable, "-m", "tests.conformance.worker", name, json.dumps(spec),
                str(ledger), str(stop)]
-    return [subprocess.Popen(command, cwd=root, env=env) for _ in range(WORKERS)]
+    return [subprocess.Popen(command, cwd=root, env=env) for _ in range(count)]
 
 
 def read_ledger(ledger: Path) -> list[list[str]]:
@@ -72,6 +73,38 @@ async def test_two_workers_run_every_job_exactly_once(backend_name: str, tmp_pat
         assert sorted(int(i) for _, i, _ in runs) == list(range(JOBS))
         result = await Agenda(backend).query_jobs(name="ledger", state="completed")
         assert result.total == JOBS
+
+
+async def test_a_job_whose_worker_is_killed_runs_again_and_the_crash_is_counted(
+    backend_name: str, tmp_path: Path
+) -> None:
+    """SIGKILL a worker in the middle of a run: once the lock expires another worker runs the
+    job, and the lost run shows as a failed attempt."""
+    module = load(backend_name)
+    async with module.make_backend(tmp_path) as backend:
+        producer = Agenda(backend)
+        producer.declare("ledger")
+        job = await producer.now("ledger", {"i": 7})
+        ledger, stop = tmp_path / "ledger.txt", tmp_path / "stop"
+        spec = module.backend_spec(backend)
+        (doomed,) = start_workers(backend_name, spec, ledger, stop, count=1,
+                                  AGENDA_TEST_HANG="1", AGENDA_TEST_LOCK_LIFETIME="2 seconds")
+        await wait_for_lines(ledger, 1, [doomed])
+        doomed.kill()
+        doomed.wait(timeout=30)
+        (survivor,) = start_workers(backend_name, spec, ledger, stop, count=1,
+                                    AGENDA_TEST_LOCK_LIFETIME="2 seconds")
+        try:
+            await wait_for_lines(ledger, 2, [survivor])
+        finally:
+            stop.touch()
+            assert survivor.wait(timeout=60) == 0
+        assert [(job_id, pid) for job_id, _, pid in read_ledger(ledger)] == [
+            (job.attrs.id, str(doomed.pid)), (job.attrs.id, str(survivor.pid))]
+        (final,) = (await producer.query_jobs(id=job.attrs.id)).jobs
+        assert (final.state, final.fail_count, final.locked_at) == ("completed", 1, None)
+        assert "never finished" in (final.fail_reason or "")
+        await producer.stop()
 
 
 async def enqueue(backend: AgendaBackend) -> None:
