@@ -658,6 +658,8 @@ class Agenda:
             fail_count=params.fail_count if error else None,
             last_run_at=params.last_run_at, last_finished_at=params.last_finished_at,
             retry_at=params.next_run_at if kind == "retry" else None,
+            retry_attempt=(params.fail_count or 1) if kind == "retry" else None,
+            duration=_duration_ms(params) if kind in ("success", "complete") else None,
         )
         self._spawn(self._send_state(channel, notification))
 
@@ -694,8 +696,23 @@ class Agenda:
     async def _on_state_notification(self, notification: JobStateNotification) -> None:
         if notification.source == self.name:
             return  # our own event, already emitted locally
-        await self._events.emit(notification.type, notification, True)
-        await self._events.emit(f"{notification.type}:{notification.job_name}", notification, True)
+        args = self._remote_event_args(notification)
+        await self._events.emit(notification.type, *args)
+        await self._events.emit(f"{notification.type}:{notification.job_name}", *args)
+
+    def _remote_event_args(self, notification: JobStateNotification) -> tuple[Any, ...]:
+        """Agenda's shapes, ``remote=True`` last: ``fail`` gets the error text first, as a
+        local ``fail`` gets the error; ``retry`` gets details, as a local one does."""
+        if notification.type == "fail":
+            return (notification.error or "", notification, True)
+        if notification.type == "retry":
+            details = RetryDetails(
+                attempt=notification.retry_attempt or 1, delay=0,
+                next_run_at=notification.retry_at or self.clock.now(),
+                error=AgendaError(notification.error or "Unknown error"),
+            )
+            return (notification, details, True)
+        return (notification, True)
 
     def _on_channel_state(self, state: str) -> None:
         """After a reconnect, poll at once: what was published while away is lost."""
@@ -730,6 +747,13 @@ class Agenda:
         checked = self._skew_checked_at
         if checked is None or self.clock.now() - checked > SKEW_REFRESH:
             await self._measure_skew()
+
+
+def _duration_ms(params: JobParameters[Any]) -> int | None:
+    started, ended = params.last_run_at, params.last_finished_at
+    if started is None or ended is None or ended < started:
+        return None
+    return int((ended - started).total_seconds() * 1000)
 
 
 def _as_list(names: str | Sequence[str]) -> list[str]:

@@ -16,6 +16,7 @@ from agenda_decl import (
     Job,
     JobId,
     JobStateNotification,
+    backoff,
     run_sync,
 )
 from agenda_decl import agenda as agenda_module
@@ -196,6 +197,38 @@ async def test_events_reach_another_agenda_on_the_same_channel() -> None:
     await recorder.wait_for("complete")
     assert remote == ["complete"]
     await worker.stop()
+
+
+async def test_remote_fail_and_retry_have_agendas_argument_shapes() -> None:
+    channel = InMemoryNotificationChannel()
+    backend = InMemoryBackend(notifications=False)
+    worker = Agenda(backend, notification_channel=channel, process_every="50 ms")
+    watcher = Agenda(backend, notification_channel=channel)
+    calls = {"n": 0}
+
+    def flaky(job: Job[Any]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("first try fails")
+
+    worker.define("flaky", flaky, backoff=backoff.constant(delay=10, max_retries=2))
+    watcher.declare("flaky")
+    heard: list[tuple[Any, ...]] = []
+    done = asyncio.Event()
+    watcher.on("fail:flaky", lambda *args: heard.append(("fail", *args)))
+    watcher.on("retry:flaky", lambda *args: heard.append(("retry", *args)))
+    watcher.on("success:flaky", lambda *args: (heard.append(("success", *args)), done.set()))
+    await watcher.ready()
+    await worker.start()
+    await watcher.now("flaky")
+    await asyncio.wait_for(done.wait(), 5)
+    await worker.stop()
+    (fail, retry, success) = heard
+    assert fail[0] == "fail" and fail[1] == "first try fails" and fail[3] is True
+    assert fail[2].type == "fail" and fail[2].fail_count == 1
+    assert retry[0] == "retry" and retry[1].type == "retry" and retry[3] is True
+    assert (retry[2].attempt, str(retry[2].error)) == (1, "first try fails")
+    assert success[1].duration is not None and success[2] is True
 
 
 class OutageChannel(InMemoryNotificationChannel):
