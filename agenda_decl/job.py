@@ -212,11 +212,6 @@ class Job(Generic[DATA]):
         if self._lock_token is not None:
             self._lock_token = locked_at
 
-    @property
-    def lock_token(self) -> datetime | None:
-        """The lock this worker holds on the job (``None``: not claimed here)."""
-        return self._lock_token
-
     def cancel(self, reason: str) -> None:
         """Mark a run as abandoned: later ``touch()`` calls raise."""
         self._canceled = reason
@@ -279,12 +274,18 @@ class Job(Generic[DATA]):
         await self.agenda.emit_job_event("fail", self, error=error)
         if definition is None or definition.backoff is None:
             return True
-        context = BackoffContext(attempt=self.attrs.fail_count or 1, error=error,
-                                 job_name=self.attrs.name, job_data=self.attrs.data)
-        if definition.backoff(context) is not None:
+        if self._backoff_delay(error, definition) is not None:
             return True
         await self.agenda.emit_job_event("retry exhausted", self, error=error)
         return False
+
+    def _backoff_delay(self, error: Exception, definition: JobDefinition) -> int | None:
+        """The definition's retry policy for this failure (``None``: retries exhausted)."""
+        assert definition.backoff is not None
+        return definition.backoff(BackoffContext(
+            attempt=self.attrs.fail_count or 1, error=error,
+            job_name=self.attrs.name, job_data=self.attrs.data,
+        ))
 
     def _success_time(self) -> datetime:
         """Now, but after the last failure: a success in the same millisecond as the
@@ -327,14 +328,7 @@ class Job(Generic[DATA]):
             await self._retry(error, definition)
 
     async def _retry(self, error: Exception, definition: JobDefinition) -> None:
-        assert definition.backoff is not None
-        context = BackoffContext(
-            attempt=self.attrs.fail_count or 1,
-            error=error,
-            job_name=self.attrs.name,
-            job_data=self.attrs.data,
-        )
-        delay = definition.backoff(context)
+        delay = self._backoff_delay(error, definition)
         if delay is None:
             await self.agenda.emit_job_event("retry exhausted", self, error=error)
             return

@@ -290,7 +290,8 @@ def test_backend_constructors_take_the_documented_keywords(tmp_path: Path) -> No
 
 
 def test_mongo_backend_and_change_stream_channel_on_a_db_object() -> None:
-    mongomock = pytest.importorskip("mongomock")
+    import mongomock  # a dev dependency: always installed where the tests run
+
     from agenda_decl.backends.mongo import MongoBackend, MongoChangeStreamNotificationChannel
 
     db = mongomock.MongoClient().get_database("agenda")
