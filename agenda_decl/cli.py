@@ -185,6 +185,12 @@ def _duration(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _python_file(text: str) -> str:
+    if not text.endswith(".py"):
+        raise argparse.ArgumentTypeError(f"expected a path to a .py file, got {text!r}")
+    return text
+
+
 def _limit(text: str) -> int:
     try:
         value = int(text)
@@ -263,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--check", action="store_true",
                           help="write nothing; exit 1 when the file is missing or stale")
-    generate.add_argument("--output", metavar="PATH",
+    generate.add_argument("--output", metavar="PATH", type=_python_file,
                           help="write here instead of codegen.output")
 
     jobs = commands.add_parser(

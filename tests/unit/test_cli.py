@@ -114,3 +114,14 @@ def test_bad_arguments_exit_2_with_usage(capsys: pytest.CaptureFixture[str]) -> 
     assert "invalid duration" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main([])
+
+
+def test_generate_output_must_be_a_python_file(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = config_file.parent / "handles.txt"
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["-c", str(config_file), "generate", "--output", str(target)])
+    assert exited.value.code == 2
+    assert "expected a path to a .py file, got" in capsys.readouterr().err
+    assert not target.exists()
