@@ -151,7 +151,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
         client = self._publisher()
         self._pubsub = pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.connect()  # type: ignore[no-untyped-call]
+            await pubsub.connect()  # type: ignore[no-untyped-call, unused-ignore]
             # Errors must reach us rather than be retried away inside redis-py: a reconnect
             # goes through connection_lost(), so the scheduler sees it and polls at once.
             assert pubsub.connection is not None
@@ -234,7 +234,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
         if pubsub.connection is not None and self._saved_retry is not None:
             pubsub.connection.retry = self._saved_retry  # it goes back to the client's pool
         with contextlib.suppress(RedisError, OSError):  # closing ends the subscriptions
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     async def disconnect(self) -> None:
         await super().disconnect()

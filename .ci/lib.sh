@@ -1,0 +1,76 @@
+# Shared by .ci/run, .ci/compat and .ci/lock: starting the servers the tests need, making a
+# virtual environment from a requirements file, and the checks themselves.
+# shellcheck shell=bash
+
+say() { printf '\n== %s\n' "$*"; }
+die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
+
+# The uv that resolves the lock and the compatibility runs; pinned so that a uv release cannot
+# change what a refresh produces.
+UV_VERSION=0.13.9
+
+postgres_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+redis_up() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ]; }
+
+wait_for() {  # wait_for NAME CHECK: up to 30 s
+  for _ in $(seq 1 60); do "$2" && return 0; sleep 0.5; done
+  die "$1 is not reachable on 127.0.0.1 and could not be started; the tests need the real server"
+}
+
+need_command() {  # need_command CMD WHY
+  command -v "$1" >/dev/null 2>&1 || die "'$1' is not installed; $2"
+}
+
+start_servers() {
+  say "PostgreSQL on 127.0.0.1:5432"
+  if ! postgres_up; then
+    echo "down: starting it"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+  fi
+  wait_for PostgreSQL postgres_up
+  psql -h 127.0.0.1 -U postgres -d test -Atc 'select 1' >/dev/null \
+    || die "PostgreSQL answers but database 'test' (user postgres, trust auth) is not usable"
+
+  say "Redis on 127.0.0.1:6379"
+  if ! redis_up; then
+    echo "down: starting it"
+    local redis_args=(--daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no)
+    [ -d /var/lib/redis ] && redis_args+=(--dir /var/lib/redis)
+    redis-server "${redis_args[@]}" || true
+  fi
+  wait_for Redis redis_up
+}
+
+# make_venv DIR PYTHON REQUIREMENTS [pip options...]: a fresh environment with exactly the
+# requirements, then the project itself, editable, without resolving anything more.
+make_venv() {
+  local venv=$1 python=$2 requirements=$3
+  shift 3
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$venv/bin/python" -m pip install -q "$@" -r "$requirements"
+  "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e .
+}
+
+# uv_tool: a private uv of the pinned version (only the lock and compat scripts need it).
+uv_tool() {
+  local tools="${AGENDA_CI_TOOLS:-${TMPDIR:-/tmp}/agenda-decl-ci-tools}"
+  if [ ! -x "$tools/bin/uv" ] || [ "$("$tools/bin/uv" --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
+    python3 -m venv "$tools"
+    "$tools/bin/python" -m pip install -q "uv==$UV_VERSION"
+  fi
+  echo "$tools/bin/uv"
+}
+
+# run_checks VENV [pytest args...]: ruff, mypy --strict, then every test.
+run_checks() {
+  local venv=$1
+  shift
+  say "ruff"
+  "$venv/bin/ruff" check .
+  say "mypy --strict"
+  "$venv/bin/mypy" agenda_decl
+  say "tests"
+  # pytest exits 5 when it collected no test: with `set -e` that fails the run, as it must.
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
+}
