@@ -62,12 +62,17 @@ uv_tool() {
   echo "$tools/bin/uv"
 }
 
-# run_checks VENV [pytest args...]: ruff, mypy --strict, then every test.
+# run_checks VENV [pytest args...]: ruff, then run_typed_tests.
 run_checks() {
+  say "ruff"
+  "$1/bin/ruff" check .
+  run_typed_tests "$@"
+}
+
+# run_typed_tests VENV [pytest args...]: mypy --strict, then every test.
+run_typed_tests() {
   local venv=$1
   shift
-  say "ruff"
-  "$venv/bin/ruff" check .
   say "mypy --strict"
   "$venv/bin/mypy" agenda_decl
   say "tests"

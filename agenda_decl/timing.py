@@ -48,7 +48,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterError, croniter
+from croniter import croniter
 
 from agenda_decl._clock import truncate_ms, utcnow
 from agenda_decl._model import JobParameters
@@ -371,7 +371,8 @@ def _cached_cron_spec(expr: str) -> _CronSpec:
     spec = _CronSpec(expr, " ".join(fields), len(fields) == 6, fields[-4].startswith("*"))
     try:  # a valid expression that can never fire (Feb 30) is as useless as a typo
         _walls(spec, datetime(2000, 1, 1)).get_next(datetime)
-    except (CroniterError, ValueError, KeyError, TypeError, OverflowError) as error:
+    # croniter's own errors are ValueErrors (it exports their base only from 4.0 on).
+    except (ValueError, KeyError, TypeError, OverflowError) as error:
         raise _cron_error(expr, str(error) or type(error).__name__) from error
     return spec
 
@@ -451,7 +452,7 @@ def _wall_times(spec: _CronSpec, start: datetime) -> Iterator[datetime]:
     while True:
         try:
             yield walls.get_next(datetime)
-        except (CroniterError, OverflowError, ValueError) as error:
+        except (OverflowError, ValueError) as error:
             raise _cron_error(spec.source, f"no next fire time ({error})") from error
 
 

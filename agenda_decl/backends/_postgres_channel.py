@@ -26,6 +26,7 @@ from agenda_decl._convert import (
     state_notification_from_json,
 )
 from agenda_decl._model import JobNotification, JobStateNotification
+from agenda_decl._tasks import cancel_and_wait
 from agenda_decl.backends import _postgres_sql as q
 from agenda_decl.backends import base
 from agenda_decl.backends.base import Batcher
@@ -181,14 +182,8 @@ class _Listener:
     async def close(self) -> None:
         """Stop; a probe still in flight is cancelled before the connection is closed (closing
         first would pull the socket from under it)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        if self._probe_task is not None and not self._probe_task.done():
-            self._probe_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._probe_task
+        await cancel_and_wait(self._task)
+        await cancel_and_wait(self._probe_task)
         with contextlib.suppress(Exception):
             await self.conn.close()
 
@@ -289,11 +284,8 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         finally:
             await self._outbox.flush()
             await asyncio.gather(*self._disposals, return_exceptions=True)
-            if self._dispatcher is not None:
-                self._dispatcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._dispatcher
-                self._dispatcher = None
+            await cancel_and_wait(self._dispatcher)
+            self._dispatcher = None
             while not self._queue.empty():  # nothing stale for the next connect
                 self._queue.get_nowait()
             if self._own_pool is not None:

@@ -27,6 +27,7 @@ from agenda_decl._convert import (
     state_notification_from_json,
 )
 from agenda_decl._model import JobNotification, JobStateNotification
+from agenda_decl._tasks import cancel_and_wait
 from agenda_decl.backends import _redis_codec as codec
 from agenda_decl.backends import _redis_lua as lua
 from agenda_decl.backends import base
@@ -225,9 +226,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
         current = asyncio.current_task()
         for task in tasks:
             if task is not current:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                await cancel_and_wait(task)
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is None:
             return

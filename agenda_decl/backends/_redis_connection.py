@@ -43,7 +43,8 @@ def client_from_url(url: str) -> Redis:
             f"invalid Redis connection string {base.redact_url(url)!r} "
             "(expected redis://, rediss:// or unix://)"
         ) from None
-    return Redis.from_pool(pool)
+    # redis 6.0-6.3 type from_pool as returning Any.
+    return Redis.from_pool(pool)  # type: ignore[no-any-return, unused-ignore]
 
 
 def redacted_address(client: Redis, url: str | None) -> str:

@@ -79,7 +79,8 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
 
     async def connect(self) -> None:
         try:
-            await self._client.ping()
+            # redis < 8 types async commands as `Awaitable[T] | T` (the ignores below too).
+            await self._client.ping()  # type: ignore[misc, unused-ignore]
         except (RedisError, OSError) as error:
             raise BackendUnavailableError(
                 f"cannot reach Redis at {self._where}: {redacted_error(error, self._client)}"
@@ -170,7 +171,10 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     async def get_job_by_id(self, job_id: str) -> JobParameters[Any] | None:
         if not isinstance(job_id, str) or not job_id:
             return None
-        values = await self._client.hmget(f"{self.key_prefix}job:{job_id}", lua.JOB_FIELDS)
+        values = await self._client.hmget(  # type: ignore[misc, unused-ignore]
+            f"{self.key_prefix}job:{job_id}",
+            lua.JOB_FIELDS,  # type: ignore[arg-type, unused-ignore]
+        )
         fields = dict(zip(lua.JOB_FIELDS, codec.text(values), strict=True))
         return codec.job_from_hash(fields, job_id) if fields["name"] is not None else None
 

@@ -170,7 +170,7 @@ def _as_str(value: Any) -> str:
     return value
 
 
-def _as_int(value: Any) -> int:
+def _as_int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _fail("an integer", value)
     return value
