@@ -3,7 +3,8 @@
 
 Exit codes: 0 success; 1 an error (a broken file, an unreachable backend, a refused or
 cancelled apply, a worker that had to abandon running jobs); 2 with ``plan
---detailed-exitcode`` when there are changes to apply. Errors go to stderr, one line each,
+--detailed-exitcode`` when storage does not match the file (changes to apply, or orphaned jobs
+that only ``--prune`` deletes). Errors go to stderr, one line each,
 without a traceback (set ``AGENDA_DECL_DEBUG=1`` to get one for an unexpected error).
 
 Nothing secret is printed: connection strings appear with the password masked, and every line
@@ -210,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agenda-decl",
         description="A typed job queue and scheduler driven by agenda.yaml.",
-        epilog="Exit codes: 0 ok, 1 error, 2 changes pending (plan --detailed-exitcode).",
+        epilog="Exit codes: 0 ok, 1 error, 2 storage differs from the file (plan "
+        "--detailed-exitcode).",
     )
     parser.add_argument("--version", action="version", version=f"agenda-decl {__version__}")
     parser.add_argument(
@@ -234,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--prune", action="store_true",
                       help="plan deleting this file's jobs that are no longer declared")
     plan.add_argument("--detailed-exitcode", action="store_true",
-                      help="exit 0 when there is nothing to change, 2 when there is, 1 on error")
+                      help="exit 0 when storage matches the file, 2 when it does not (changes "
+                      "to apply, or orphaned jobs only --prune deletes), 1 on error")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
 
     apply = commands.add_parser(
@@ -431,7 +434,7 @@ def cmd_plan(context: _Context) -> int:
             context.output.json(plan_output.plan_to_json(result))
         else:
             context.output.print(plan_output.format_plan(result), end="")
-        if args.detailed_exitcode and result.has_changes:
+        if args.detailed_exitcode and not result.in_sync:
             return EXIT_CHANGES
         return EXIT_OK
 

@@ -60,8 +60,10 @@ def format_plan(plan: Plan, *, show_unchanged: bool = True) -> str:
 
 def _summary(plan: Plan) -> str:
     kept = _orphans_kept(len(plan.orphaned))
+    if plan.in_sync:
+        return "No changes: storage matches the declared schedules."
     if not plan.has_changes:
-        return f"No changes: storage matches the declared schedules.{kept}"
+        return f"Storage does not match the declared schedules:{kept}"
     return (
         f"Plan: {plan.count('create')} to create, {plan.count('update')} to update, "
         f"{plan.count('delete')} to delete, {plan.count('unchanged')} unchanged.{kept}"
@@ -162,7 +164,9 @@ def format_apply_result(result: ApplyResult) -> str:
     """The closing line of ``agenda-decl apply``."""
     kept = _orphans_kept(len(result.orphaned))
     if not result.changed:
-        return f"No changes: storage already matches the declared schedules.{kept}\n"
+        if result.orphaned:
+            return f"Nothing written; storage still does not match the file:{kept}\n"
+        return "No changes: storage already matches the declared schedules.\n"
     extra = (f", {result.duplicates_removed} duplicate(s) removed"
              if result.duplicates_removed else "")
     return (
@@ -210,6 +214,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "now": _iso(plan.now),
         "prune": plan.prune,
         "has_changes": plan.has_changes,
+        "in_sync": plan.in_sync,
         "summary": {action: plan.count(action) for action in ACTIONS},
         "changes": [change_to_json(change) for change in plan.changes],
         "orphaned": [{"key": o.key, "job": o.job, "id": o.id} for o in plan.orphaned],

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from pathlib import Path
 
@@ -125,3 +126,36 @@ def test_generate_output_must_be_a_python_file(
     assert exited.value.code == 2
     assert "expected a path to a .py file, got" in capsys.readouterr().err
     assert not target.exists()
+
+
+# -- plan: storage that does not match the file ------------------------------------------------
+
+TWO_SCHEDULES = """\
+version: 1
+backend: {storage: {type: sqlite, path: jobs.db}}
+scheduler: {name: drift}
+jobs:
+  tick: {}
+schedules:
+  - {job: tick, key: kept, every: 1 hour}
+  - {job: tick, key: removed, every: 1 hour}
+"""
+
+
+def test_an_orphaned_job_is_drift_for_detailed_exitcode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text(TWO_SCHEDULES)
+    assert run(capsys, "-c", str(path), "apply", "--yes")[0] == 0
+    path.write_text(TWO_SCHEDULES.replace("  - {job: tick, key: removed, every: 1 hour}\n", ""))
+    code, out, _err = run(capsys, "-c", str(path), "plan", "--detailed-exitcode")
+    assert code == 2
+    assert "No changes" not in out
+    assert "! orphaned  removed (job tick" in out
+    assert "1 orphaned job kept (use --prune to delete)" in out
+    code, out, _err = run(capsys, "-c", str(path), "plan", "--json", "--detailed-exitcode")
+    assert (code, json.loads(out)["in_sync"]) == (2, False)
+    assert run(capsys, "-c", str(path), "apply", "--yes", "--prune")[0] == 0
+    code, out, _err = run(capsys, "-c", str(path), "plan", "--detailed-exitcode")
+    assert (code, "No changes" in out) == (0, True)
