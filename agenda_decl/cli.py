@@ -223,8 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser(
         "validate", parents=[common], help="check the file (no database needed)",
-        description="Check the config file: syntax, types, durations, cron, time zones and "
-        "schedule data. Connects to nothing.",
+        description="Check the config file: syntax, types, durations, cron, time zones, "
+        "payload classes (imported) and schedule data. Connects to nothing and imports no "
+        "handler.",
     )
     validate.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -312,13 +313,16 @@ class _Context:
         return self.path.resolve().parent
 
 
-def _load(context: _Context) -> Any:
+def _load(context: _Context, *, import_payload_classes: bool = False) -> Any:
+    """The config file, checked; ``import_payload_classes`` for the commands that need the
+    classes anyway (validate, plan, apply), so a class that cannot be imported is reported at
+    its ``payload:`` value."""
     from agenda_decl.config.load import load_config
 
     if not context.path.is_file():
         context.output.error(f"config file not found: {context.path}")
         raise _Failure
-    config = load_config(context.path)
+    config = load_config(context.path, import_payload_classes=import_payload_classes)
     context.output.add_secrets(secrets_of(config))
     context.config = config
     return config
@@ -385,7 +389,7 @@ def cmd_validate(context: _Context) -> int:
 
     output = context.output
     try:
-        config = _load(context)
+        config = _load(context, import_payload_classes=True)
         _check_schedules(context)
     except ConfigError as error:
         if context.args.json:
@@ -414,16 +418,17 @@ def _describe_store(storage: Mapping[str, Any]) -> str:
 
 
 def _check_schedules(context: _Context) -> None:
-    """The schedule checks of plan, without a database or a driver, importing nothing."""
+    """The schedule checks of plan, without a database or a driver. Payload classes are
+    imported (as plan does); handlers are not (they may need the application's environment)."""
     from agenda_decl.config.reconcile import check_schedules
 
-    check_schedules(context.config, base_dir=context.base_dir, import_payload_classes=False)
+    check_schedules(context.config, base_dir=context.base_dir)
 
 
 def cmd_plan(context: _Context) -> int:
     from agenda_decl.config import plan_output, reconcile
 
-    _load(context)
+    _load(context, import_payload_classes=True)
     agenda = _agenda(context)
     args = context.args
 
@@ -444,7 +449,7 @@ def cmd_plan(context: _Context) -> int:
 def cmd_apply(context: _Context) -> int:
     from agenda_decl.config import plan_output, reconcile
 
-    _load(context)
+    _load(context, import_payload_classes=True)
     agenda = _agenda(context)
     args = context.args
     output = context.output

@@ -10,11 +10,13 @@ may be null and is then optional). ``choices`` restricts a field to listed value
 datetimes as ISO 8601 UTC text with milliseconds (``2026-12-01T00:00:00.000Z``), dates as
 ``YYYY-MM-DD``; unknown keys, missing required fields and wrong types are refused.
 
-Import of payload classes: a class payload is imported only by :func:`check_payload` (which
-``plan``/``apply`` call before writing) and by the builder with ``import_handlers=True``;
-``load_config`` imports nothing unless asked (``import_payload_classes=True``), so
-``agenda-decl validate`` never runs application code. Imports come from ``base_dir`` (the
-config file's directory) and ``sys.path``; standard-library modules are refused.
+Import of payload classes: a class payload is imported by :func:`check_payload` (which
+``plan``/``apply`` and enqueueing call before writing), by the builder with
+``import_handlers=True``, and by ``load_config(import_payload_classes=True)``, which
+``agenda-decl validate``, ``plan`` and ``apply`` use so that a class that cannot be imported is
+reported at its ``payload:`` value. Handlers are never imported there (only by the worker).
+Imports come from ``base_dir`` (the config file's directory) and ``sys.path``;
+standard-library modules are refused.
 """
 
 from __future__ import annotations

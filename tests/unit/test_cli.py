@@ -159,3 +159,52 @@ def test_an_orphaned_job_is_drift_for_detailed_exitcode(
     assert run(capsys, "-c", str(path), "apply", "--yes", "--prune")[0] == 0
     code, out, _err = run(capsys, "-c", str(path), "plan", "--detailed-exitcode")
     assert (code, "No changes" in out) == (0, True)
+
+
+# -- validate: every check that needs no database --------------------------------------------
+
+
+def class_payload_config(tmp_path: Path, ref: str, data: str = "{format: pdf}") -> Path:
+    path = tmp_path / "agenda.yaml"
+    path.write_text(
+        "version: 1\nbackend: {storage: {type: sqlite, path: jobs.db}}\njobs:\n"
+        f"  nightly-report:\n    handler: billing_{tmp_path.name}.jobs:nightly\n"
+        f"    payload: {ref}\n"
+        f"schedules:\n  - {{job: nightly-report, cron: '0 3 * * *', data: {data}}}\n"
+    )
+    return path
+
+
+def test_validate_imports_payload_classes_as_plan_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = class_payload_config(tmp_path, "billing.models:ReportRequest")
+    code, _out, err = run(capsys, "-c", str(path), "validate")
+    assert code == 1
+    assert err.splitlines() == [
+        f"agenda-decl: {path}:6:14: jobs.nightly-report.payload: cannot import payload class "
+        "'billing.models:ReportRequest': ModuleNotFoundError: No module named 'billing'"
+    ]
+    assert run(capsys, "-c", str(path), "plan")[0] == 1
+
+
+def test_validate_checks_schedule_data_against_an_imported_class(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = f"validate_models_{tmp_path.name}".replace("-", "_")
+    (tmp_path / f"{module}.py").write_text(
+        "import attrs\n\n@attrs.define\nclass Report:\n    format: str\n    copies: int = 1\n\n"
+        "class Plain:\n    pass\n")
+    path = class_payload_config(tmp_path, f"{module}:Report", "{format: pdf, copies: many}")
+    code, _out, err = run(capsys, "-c", str(path), "validate")
+    assert code == 1
+    assert "schedules[0].data.copies: invalid value" in err
+    path = class_payload_config(tmp_path, f"{module}:Plain")
+    code, _out, err = run(capsys, "-c", str(path), "validate")
+    assert code == 1
+    assert f"6:14: jobs.nightly-report.payload: payload '{module}:Plain' of job " \
+        "'nightly-report' is not an attrs class" in err
+    path = class_payload_config(tmp_path, f"{module}:Report")
+    code, out, err = run(capsys, "-c", str(path), "validate")
+    assert (code, err) == (0, "")
+    assert "valid." in out
