@@ -4,6 +4,7 @@ lines; the hardened YAML reader; ${ENV} interpolation and the masking of secrets
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -470,7 +471,7 @@ def test_check_payload_returns_stored_form() -> None:
         "ratio": PayloadField(type="float", default=1),
     })
     data = check_payload("j", job, {"n": 1, "due": "2026-12-01T10:00:00+02:00"}, path="data")
-    assert data == {"n": 1, "due": "2026-12-01T08:00:00.000Z", "day": None, "tags": ["a"],
+    assert data == {"n": 1, "due": "2026-12-01T10:00:00.000+02:00", "day": None, "tags": ["a"],
                     "kind": "x", "ratio": 1}
     with pytest.raises(PayloadError) as info:
         check_payload("j", job, {"n": True, "due": "x", "tags": ["a", 2], "kind": "z"},
@@ -499,6 +500,30 @@ def test_check_payload_with_an_attrs_class(tmp_path: Path) -> None:
     ]
     with pytest.raises(PayloadError, match="cannot import payload class 'nomodule:X'"):
         check_payload("r", JobConfig(payload="nomodule:X"), {}, path="d", base_dir=tmp_path)
+
+
+@pytest.mark.parametrize(("given", "stored"), [
+    ("2026-12-01T10:30:00.123456+02:00", "2026-12-01T10:30:00.123456+02:00"),
+    ("2026-12-01T10:30:00-03:30", "2026-12-01T10:30:00.000-03:30"),
+    ("2026-12-01T10:30:00.5Z", "2026-12-01T10:30:00.500Z"),
+    ("2026-12-01T10:30:00+00:00", "2026-12-01T10:30:00.000Z"),
+    ("2026-12-01T10:30:00", "2026-12-01T10:30:00.000Z"),  # no offset: UTC
+])
+def test_a_datetime_field_keeps_its_offset_and_microseconds(given: str, stored: str) -> None:
+    job = JobConfig(payload={"due": PayloadField(type="datetime")})
+    data = check_payload("j", job, {"due": given}, path="data")
+    assert data == {"due": stored}
+    assert datetime.fromisoformat(stored) == datetime.fromisoformat(given).replace(
+        tzinfo=datetime.fromisoformat(given).tzinfo or UTC)
+
+
+def test_a_class_payload_datetime_keeps_its_offset_and_microseconds(tmp_path: Path) -> None:
+    (tmp_path / "stampmodels.py").write_text(
+        "import datetime\nimport attrs\n@attrs.define\nclass Stamp:\n"
+        "    at: datetime.datetime\n")
+    job = JobConfig(payload="stampmodels:Stamp")
+    given = "2026-12-01T10:30:00.123456+02:00"
+    assert check_payload("s", job, {"at": given}, path="d", base_dir=tmp_path) == {"at": given}
 
 
 def test_class_payload_is_imported_only_when_asked(tmp_path: Path) -> None:
