@@ -34,7 +34,15 @@ from urllib.parse import urlsplit
 import attrs
 
 from agenda_decl import __version__, timing
-from agenda_decl._model import JOB_STATES, DrainResult, JobsQueryOptions, JobWithState
+from agenda_decl._model import (
+    JOB_STATES,
+    DrainResult,
+    JobsQueryOptions,
+    JobsResult,
+    JobWithState,
+    SortDirection,
+    SortKey,
+)
 from agenda_decl.agenda import Agenda
 from agenda_decl.backends.base import redact_url
 from agenda_decl.config.errors import ConfigError
@@ -278,11 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     jobs = commands.add_parser(
         "jobs", parents=[common], help="list jobs and their state",
-        description="List the jobs in storage with their computed state.",
+        description="List the jobs in storage with their computed state (repeating: an "
+        "interval, cron or time of day) and whether they are disabled (a flag of its own: a "
+        "disabled job keeps its state).",
     )
     jobs.add_argument("--name", help="only jobs of this name")
-    jobs.add_argument("--state", choices=[*JOB_STATES, "paused"],
-                      help="only jobs in this state (paused = disabled)")
+    jobs.add_argument("--state", choices=JOB_STATES,
+                      help="only jobs in this computed state (the STATE column)")
+    enabled = jobs.add_mutually_exclusive_group()
+    enabled.add_argument("--disabled", action="store_true",
+                         help="only disabled jobs (the DISABLED column; any state)")
+    enabled.add_argument("--enabled", action="store_true", help="only jobs not disabled")
     jobs.add_argument("--limit", type=_limit, default=100,
                       help="show at most this many (default 100; 0 = all)")
     jobs.add_argument("--json", action="store_true", help="print the jobs as JSON")
@@ -511,10 +525,7 @@ def cmd_jobs(context: _Context) -> int:
     args = context.args
 
     async def work() -> int:
-        result = await agenda.query_jobs(JobsQueryOptions(
-            name=args.name, state=args.state, limit=args.limit,
-            sort={"name": "asc", "next_run_at": "asc"},
-        ))
+        result = await _query_jobs(agenda, args)
         if args.json:
             context.output.json({"total": result.total,
                                  "jobs": [_job_json(job) for job in result.jobs]})
@@ -523,6 +534,21 @@ def cmd_jobs(context: _Context) -> int:
         return EXIT_OK
 
     return asyncio.run(_closing(context, agenda, work))
+
+
+async def _query_jobs(agenda: Agenda, args: argparse.Namespace) -> JobsResult:
+    sort: dict[SortKey, SortDirection] = {"name": "asc", "next_run_at": "asc"}
+    if not (args.disabled and args.state):
+        return await agenda.query_jobs(JobsQueryOptions(
+            name=args.name, state="paused" if args.disabled else args.state,
+            include_disabled=not args.enabled, limit=args.limit, sort=sort,
+        ))
+    # A state and --disabled: the store filters one of them (its "paused" filter selects the
+    # disabled jobs, usually few); the state is matched here, then the page is cut.
+    disabled = await agenda.query_jobs(JobsQueryOptions(name=args.name, state="paused",
+                                                        sort=sort))
+    jobs = [job for job in disabled.jobs if job.state == args.state]
+    return JobsResult(jobs=jobs[: args.limit or None], total=len(jobs))
 
 
 def _job_json(job: JobWithState[Any]) -> dict[str, Any]:
@@ -553,12 +579,13 @@ def _print_jobs(output: Output, jobs: list[JobWithState[Any]], total: int) -> No
     if not jobs:
         output.print("No jobs." if total == 0 else f"No jobs on this page ({total} in all).")
         return
-    header = ("ID", "NAME", "STATE", "NEXT RUN (UTC)", "LAST RUN (UTC)", "FAILS")
+    header = ("ID", "NAME", "STATE", "DISABLED", "NEXT RUN (UTC)", "LAST RUN (UTC)", "FAILS")
     rows = [
         (
             str(job.id),
             job.name,
-            job.state + (" (disabled)" if job.disabled else ""),
+            job.state,
+            "yes" if job.disabled else "no",
             _short_time(job.next_run_at),
             _short_time(job.last_run_at),
             str(job.fail_count or 0),

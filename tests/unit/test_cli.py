@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -208,3 +209,49 @@ def test_validate_checks_schedule_data_against_an_imported_class(
     code, out, err = run(capsys, "-c", str(path), "validate")
     assert (code, err) == (0, "")
     assert "valid." in out
+
+
+# -- jobs: one state vocabulary ------------------------------------------------------------------
+
+STATES = """\
+version: 1
+backend: {storage: {type: sqlite, path: jobs.db}}
+scheduler: {name: states}
+jobs:
+  tick: {}
+schedules:
+  - {job: tick, key: at, at: "3:30pm"}
+  - {job: tick, key: every, every: 1 hour, disabled: true}
+"""
+
+
+def jobs_listed(capsys: pytest.CaptureFixture[str], path: Path, *args: str) -> list[Any]:
+    code, out, err = run(capsys, "-c", str(path), "jobs", "--json", *args)
+    assert code == 0, err
+    return [(job["schedule_key"], job["state"], job["disabled"])
+            for job in json.loads(out)["jobs"]]
+
+
+def test_jobs_states_and_disabled_read_and_filter_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text(STATES)
+    assert run(capsys, "-c", str(path), "apply", "--yes")[0] == 0
+    both = [("at", "repeating", False), ("every", "repeating", True)]
+    assert sorted(jobs_listed(capsys, path, "--state", "repeating")) == both
+    assert jobs_listed(capsys, path, "--disabled") == [("every", "repeating", True)]
+    assert jobs_listed(capsys, path, "--state", "repeating", "--enabled") == [
+        ("at", "repeating", False)]
+    assert jobs_listed(capsys, path, "--state", "repeating", "--disabled") == [
+        ("every", "repeating", True)]
+    assert jobs_listed(capsys, path, "--state", "scheduled", "--disabled") == []
+    code, out, _err = run(capsys, "-c", str(path), "jobs", "--state", "repeating")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split() == ["ID", "NAME", "STATE", "DISABLED", "NEXT", "RUN", "(UTC)",
+                              "LAST", "RUN", "(UTC)", "FAILS"]
+    assert sorted(row.split()[2:4] for row in rows) == [["repeating", "no"],
+                                                        ["repeating", "yes"]]
+    with pytest.raises(SystemExit):
+        cli.main(["-c", str(path), "jobs", "--state", "paused"])  # not a state
