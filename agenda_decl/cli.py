@@ -342,11 +342,15 @@ def _load(context: _Context, *, import_payload_classes: bool = False) -> Any:
     return config
 
 
-def _agenda(context: _Context, *, import_handlers: bool = False) -> Agenda:
+def _agenda(
+    context: _Context, *, import_handlers: bool = False, read_only: bool = False
+) -> Agenda:
+    """The Agenda of the file; ``read_only`` for the commands that only look (plan, jobs):
+    they create nothing in storage, and a store that does not exist yet reads as empty."""
     from agenda_decl.config.build import build_agenda
 
     agenda = build_agenda(context.config, import_handlers=import_handlers,
-                          base_dir=context.base_dir)
+                          base_dir=context.base_dir, read_only=read_only)
     agenda.on("error", context.errors.add)
     return agenda
 
@@ -443,7 +447,7 @@ def cmd_plan(context: _Context) -> int:
     from agenda_decl.config import plan_output, reconcile
 
     _load(context, import_payload_classes=True)
-    agenda = _agenda(context)
+    agenda = _agenda(context, read_only=True)
     args = context.args
 
     async def work() -> int:
@@ -521,7 +525,7 @@ def _confirm(output: Output) -> bool:
 
 def cmd_jobs(context: _Context) -> int:
     _load(context)
-    agenda = _agenda(context)
+    agenda = _agenda(context, read_only=True)
     args = context.args
 
     async def work() -> int:

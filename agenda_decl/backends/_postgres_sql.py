@@ -154,6 +154,12 @@ END"""
 
 SERVER_NOW = "SELECT date_trunc('milliseconds', clock_timestamp()) AS now"
 
+#: Whether the jobs table exists (``%(table)s``: its quoted name), as the search path finds it.
+TABLE_PRESENT = "SELECT to_regclass(%(table)s) IS NOT NULL AS present"
+
+#: Every later statement of a read-only session is refused by the server if it writes.
+READ_ONLY_SESSION = "SET default_transaction_read_only = on"
+
 SELECT_BY_ID = "SELECT * FROM {table} WHERE id = %s"
 
 INSERT = """

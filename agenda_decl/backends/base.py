@@ -69,6 +69,15 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
+def refuse_write(read_only: bool, where: str) -> None:
+    """Raise before a write reaches a store opened with ``read_only=True`` (what ``plan``
+    and ``jobs`` use: inspecting must never change storage)."""
+    if read_only:
+        raise InvalidOptionError(
+            f"{where} is open read-only (read_only=True): it refuses every write"
+        )
+
+
 def encode_data(data: Any, *, name: str) -> str:
     """Job data as compact JSON text; anything that is not plain JSON is a clear error."""
     try:
