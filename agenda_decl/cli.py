@@ -7,10 +7,11 @@ cancelled apply, a worker that had to abandon running jobs); 2 with ``plan
 that only ``--prune`` deletes). Errors go to stderr, one line each,
 without a traceback (set ``AGENDA_DECL_DEBUG=1`` to get one for an unexpected error).
 
-Nothing secret is printed: connection strings appear with the password masked, and every line
-written (including log records and error messages from drivers) passes through a filter that
-masks the passwords of the file's connection strings and the values it took from the
-environment.
+Nothing secret is printed, by one rule (``agenda_decl._secrets``): connection strings appear
+with only their password masked, values the file took from the environment as the file wrote
+them (``${TOKEN}``), and every line written (log records and drivers' error messages too)
+passes through a filter that masks the password of each connection string and ``password=``
+field in it, where it sits.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlsplit
 
 import attrs
 
@@ -43,8 +43,8 @@ from agenda_decl._model import (
     SortDirection,
     SortKey,
 )
+from agenda_decl._secrets import mask_text, shown
 from agenda_decl.agenda import Agenda
-from agenda_decl.backends.base import redact_url
 from agenda_decl.config.errors import ConfigError
 from agenda_decl.errors import AgendaError
 from agenda_decl.job import Job
@@ -56,38 +56,24 @@ DEFAULT_CONFIG = "agenda.yaml"
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
-_MASK = "***"
-#: Secrets shorter than this are not masked in free text (they would mask ordinary words);
-#: connection strings are still printed through ``redact_url``.
-_MIN_SECRET = 4
-_PASSWORD_RE = re.compile(r"\b(password\s*=\s*)(?!\*\*\*)[^\s&;'\"]+", re.IGNORECASE)
-_URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
 
 
 # -- output -----------------------------------------------------------------------------------
 
 
 class Output:
-    """stdout/stderr with every secret masked."""
+    """stdout/stderr; every line passes through :meth:`mask` (a driver's message may quote a
+    connection string)."""
 
     def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
-        self.secrets: dict[str, str] = {}
         #: The last log messages written (masked), so an error event is not printed twice.
         self.logged: collections.deque[str] = collections.deque(maxlen=20)
 
-    def add_secrets(self, secrets: Mapping[str, str]) -> None:
-        for secret, shown in secrets.items():
-            if len(secret) >= _MIN_SECRET and secret != shown:
-                self.secrets[secret] = shown
-
     def mask(self, text: str) -> str:
-        text = _URL_RE.sub(lambda match: redact_url(match[0]), text)
-        text = _PASSWORD_RE.sub(r"\1***", text)
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            text = text.replace(secret, self.secrets[secret])
-        return text
+        """The password of each connection string and ``password=`` field masked."""
+        return mask_text(text)
 
     def print(self, text: str = "", *, end: str = "\n") -> None:
         self.out.write(self.mask(text) + end)
@@ -146,42 +132,6 @@ def _logging_to(output: Output, level: int) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         root.setLevel(previous)
-
-
-# -- secrets ----------------------------------------------------------------------------------
-
-
-def secrets_of(config: Any) -> dict[str, str]:
-    """What must never be printed, mapped to what is shown instead: every value the file took
-    from the environment, and the passwords of connection strings anywhere in it."""
-    from agenda_decl.config.load import redacted, source_of
-
-    source = source_of(config)
-    found: dict[str, str] = dict.fromkeys(source.env_values if source else (), _MASK)
-    for text in _strings(redacted(config)), _strings(attrs.asdict(config)):
-        for value in text:
-            for url in [value, *_URL_RE.findall(value)]:
-                try:
-                    password = urlsplit(url).password
-                except ValueError:
-                    password = None
-                if password and password != _MASK:
-                    found[password] = _MASK
-            for match in re.finditer(r"password=([^\s&;]+)", value):
-                if match[1] != _MASK:
-                    found[match[1]] = _MASK
-    return found
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _strings(item)
 
 
 # -- the parser -------------------------------------------------------------------------------
@@ -337,7 +287,6 @@ def _load(context: _Context, *, import_payload_classes: bool = False) -> Any:
         context.output.error(f"config file not found: {context.path}")
         raise _Failure
     config = load_config(context.path, import_payload_classes=import_payload_classes)
-    context.output.add_secrets(secrets_of(config))
     context.config = config
     return config
 
@@ -417,11 +366,11 @@ def cmd_validate(context: _Context) -> int:
     if context.args.json:
         output.json({"valid": True, "config": redacted(config)})
         return EXIT_OK
-    shown = redacted(config)
-    storage = shown.get("backend", {}).get("storage", {})
-    notifications = (shown.get("backend", {}).get("notifications") or {}).get("type")
+    printable = redacted(config)
+    storage = printable.get("backend", {}).get("storage", {})
+    notifications = (printable.get("backend", {}).get("notifications") or {}).get("type")
     output.print(f"{context.path}: valid.")
-    output.print(f"  owner:         {config.owner}")
+    output.print(f"  owner:         {shown(config.owner)}")
     output.print(f"  storage:       {_describe_store(storage)}")
     output.print(f"  notifications: {notifications or 'the storage channel, if it has one'}")
     output.print(f"  jobs:          {len(config.jobs)} ({', '.join(config.jobs) or 'none'})")
@@ -495,7 +444,8 @@ def cmd_apply(context: _Context) -> int:
                 "created": result.created, "updated": result.updated,
                 "deleted": result.deleted, "unchanged": result.unchanged,
                 "duplicates_removed": result.duplicates_removed,
-                "done": [plan_output.change_to_json(change) for change in result.done],
+                "done": [plan_output.change_to_json(change, context.config)
+                         for change in result.done],
                 "orphaned": [attrs.asdict(orphan) for orphan in result.orphaned],
             })
         else:
@@ -531,8 +481,8 @@ def cmd_jobs(context: _Context) -> int:
     async def work() -> int:
         result = await _query_jobs(agenda, args)
         if args.json:
-            context.output.json({"total": result.total,
-                                 "jobs": [_job_json(job) for job in result.jobs]})
+            context.output.json({"total": result.total, "jobs": [
+                _job_json(job, context.config) for job in result.jobs]})
         else:
             _print_jobs(context.output, result.jobs, result.total)
         return EXIT_OK
@@ -555,7 +505,7 @@ async def _query_jobs(agenda: Agenda, args: argparse.Namespace) -> JobsResult:
     return JobsResult(jobs=jobs[: args.limit or None], total=len(jobs))
 
 
-def _job_json(job: JobWithState[Any]) -> dict[str, Any]:
+def _job_json(job: JobWithState[Any], config: Any) -> dict[str, Any]:
     data = job.data if isinstance(job.data, Mapping) else None
     return {
         "id": job.id,
@@ -575,8 +525,20 @@ def _job_json(job: JobWithState[Any]) -> dict[str, Any]:
         "repeat_at": job.repeat_at,
         "managed_by": data.get("__managed_by__") if data else None,
         "schedule_key": data.get("__schedule_key__") if data else None,
-        "data": job.data,
+        "data": _shown_job_data(job, config),
     }
+
+
+def _shown_job_data(job: JobWithState[Any], config: Any) -> Any:
+    """The data of a job of one of this file's schedules prints as the file would: the
+    values at positions it fills from the environment as their ``${VAR}`` reference."""
+    from agenda_decl.config.load import shown_data
+    from agenda_decl.config.payload import MANAGED_BY_KEY, SCHEDULE_KEY_KEY
+
+    data = job.data
+    if not isinstance(data, Mapping) or data.get(MANAGED_BY_KEY) != config.owner:
+        return data
+    return shown_data(config, job.name, str(data.get(SCHEDULE_KEY_KEY)), data)
 
 
 def _print_jobs(output: Output, jobs: list[JobWithState[Any]], total: int) -> None:
@@ -702,10 +664,13 @@ class _ShutdownSignals:
 def _announce_worker(agenda: Agenda, config: Any, output: Output) -> None:
     runnable = agenda.runnable_names()
     idle = sorted(set(agenda.definitions) - set(runnable))
+    owner = shown(config.owner)
+    # The worker's name starts with the owner (build._worker_name): that part as the owner.
+    name = f"{owner}{agenda.name[len(config.owner):]}"
     output.print(
-        f'worker "{agenda.name}" running {len(runnable)} job type(s): '
+        f'worker "{name}" running {len(runnable)} job type(s): '
         f"{', '.join(runnable) or 'none'} (storage: {agenda.backend.name}; "
-        f"owner: {config.owner}). SIGTERM/Ctrl-C drains."
+        f"owner: {owner}). SIGTERM/Ctrl-C drains."
     )
     if idle:
         output.print(f"no handler here for: {', '.join(idle)} (not run by this worker)")

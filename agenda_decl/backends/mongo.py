@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 from bson import ObjectId
 from pymongo import MongoClient, ReadPreference, ReturnDocument, WriteConcern
@@ -39,6 +38,7 @@ from agenda_decl._model import (
     JobsResult,
     RemoveJobsOptions,
 )
+from agenda_decl._secrets import mask_text, mask_url
 from agenda_decl.backends import _mongo_query as q
 from agenda_decl.backends import base
 from agenda_decl.backends._mongo_stream import (
@@ -104,7 +104,7 @@ class MongoJobRepository(base.ClaimsInBatches):
         self._executor: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
-        where = base.redact_url(self._address) if self._address else "<database passed in>"
+        where = mask_url(self._address) if self._address else "<database passed in>"
         return f"MongoJobRepository({where}, collection={self._collection_name!r})"
 
     @property
@@ -148,18 +148,11 @@ class MongoJobRepository(base.ClaimsInBatches):
         except PyMongoError as error:
             client.close()
             raise BackendUnavailableError(
-                f"MongoDB at {base.redact_url(self._address)} is not reachable "
-                f"({type(error).__name__}: {self._scrub(str(error))})"
+                f"MongoDB at {mask_url(self._address)} is not reachable "
+                f"({type(error).__name__}: {mask_text(str(error))})"
             ) from None
         self._client = client
         return db
-
-    def _scrub(self, text: str) -> str:
-        """Driver messages name hosts, not passwords; make sure of it anyway."""
-        password = urlsplit(self._address or "").password
-        for form in {password, unquote(password)} if password else ():
-            text = text.replace(form, "***")
-        return text
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None  # new calls fail from here on

@@ -35,6 +35,7 @@ from agenda_decl._model import (
     JobsResult,
     RemoveJobsOptions,
 )
+from agenda_decl._secrets import mask_url
 from agenda_decl.backends import _postgres_sql as q
 from agenda_decl.backends import base
 from agenda_decl.backends._postgres_channel import (
@@ -257,7 +258,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         self._inserts: base.Batcher[Row, Row] = base.Batcher(self._insert_batch)
 
     def __repr__(self) -> str:
-        where = base.redact_url(self._conninfo) if self._conninfo else "<pool>"
+        where = mask_url(self._conninfo) if self._conninfo else "<pool>"
         return f"PostgresJobRepository({where!r}, table_name={self._table!r})"
 
     @property
@@ -610,7 +611,7 @@ class PostgresBackend(AgendaBackend):
             reconnect=reconnect, connect_timeout=connect_timeout,
         )
         self._owns = pool is None
-        self._where = base.redact_url(connection_string) if connection_string else "<pool>"
+        self._where = mask_url(connection_string) if connection_string else "<pool>"
 
     def __repr__(self) -> str:
         return f"PostgresBackend({self._where!r}, table_name={self._repository.table_name!r})"

@@ -94,7 +94,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             await self._client.ping()
         except (RedisError, OSError) as error:
             raise BackendUnavailableError(
-                f"cannot reach Redis at {self._where}: {redacted_error(error, self._client)}"
+                f"cannot reach Redis at {self._where}: {redacted_error(error)}"
             ) from None
         await self._check_eviction()
 

@@ -39,6 +39,7 @@ from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.gen import make_dict_structure_fn
 
 from agenda_decl._convert import format_payload_datetime, payload_converter
+from agenda_decl._secrets import EnvText
 from agenda_decl.config.errors import (
     ImportRefError,
     PayloadError,
@@ -131,7 +132,11 @@ def _split_union(text: str) -> list[str]:
 
 
 def describe(value: Any) -> str:
-    """``'abc' (a string)`` — how a found value is quoted in messages (shortened)."""
+    """``'abc' (a string)`` — how a found value is quoted in messages (shortened). A value
+    from the environment is quoted as the file wrote it: ``'${TOKEN}' (a string from the
+    environment)``."""
+    if isinstance(value, EnvText):
+        return f"{value!r} (a string from the environment)"
     kind = (
         "null" if value is None
         else "a boolean" if isinstance(value, bool)
@@ -144,7 +149,7 @@ def describe(value: Any) -> str:
     if value is None or isinstance(value, list | tuple | Mapping):
         return kind
     if isinstance(value, str) and len(value) > SHOWN_CHARS:
-        value = value[:SHOWN_CHARS] + "..."  # cut before quoting: masking can still find it
+        value = value[:SHOWN_CHARS] + "..."
     text = repr(value) if not isinstance(value, bool) else str(value).lower()
     return f"{text} ({kind})"
 

@@ -1,14 +1,22 @@
 """How a plan and an apply read: the text ``agenda-decl plan``/``apply`` print (Terraform-like
 ``+``/``~``/``-``/``=`` lines with per-field differences and the next fire times) and the
-plain-data form of ``--json``."""
+plain-data form of ``--json``.
+
+Values the file takes from the environment print as the file wrote them (``${TOKEN}``): the
+owner and schedule keys through ``shown``, job data by position (``load.shown_data``), for
+the stored value at such a position too.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from agenda_decl._secrets import shown
+from agenda_decl.config.load import shown_data
+from agenda_decl.config.model import AgendaConfig
 from agenda_decl.config.payload import RESERVED_DATA_KEYS
 from agenda_decl.config.reconcile import (
     ACTIONS,
@@ -25,6 +33,8 @@ __all__ = ["change_to_json", "format_apply_result", "format_change", "format_pla
            "plan_to_json"]
 
 _SYMBOLS: dict[Action, str] = {"create": "+", "update": "~", "delete": "-", "unchanged": "="}
+#: Job data as it may be printed (see the module docstring).
+Show = Callable[[Any], Any]
 _REASONS = {
     "pruned": "no longer declared (--prune)",
     "duplicate": "duplicate of a job of the same schedule",
@@ -34,14 +44,14 @@ _REASONS = {
 def format_plan(plan: Plan, *, show_unchanged: bool = True) -> str:
     """The plan as plain text (what ``agenda-decl plan`` prints)."""
     lines = [
-        f'Owner "{plan.owner}": {len(plan.config.schedules)} schedule(s) declared, '
+        f'Owner "{shown(plan.owner)}": {len(plan.config.schedules)} schedule(s) declared, '
         f"{plan.stored} managed job(s) in storage.",
         "",
     ]
     for change in plan.changes:
         if change.action == "unchanged" and not show_unchanged:
             continue
-        lines.extend(_change_lines(change, detailed=True))
+        lines.extend(_change_lines(change, detailed=True, show=_shower(plan.config, change)))
     created = {change.key: change.job for change in plan.changes if change.action == "create"}
     for orphan in plan.orphaned:
         moved = created.get(orphan.key)
@@ -78,12 +88,16 @@ def _orphans_kept(count: int) -> str:
 
 def format_change(change: Change) -> str:
     """One line for a change as it is applied (``agenda-decl apply`` progress)."""
-    return _change_lines(change, detailed=False)[0]
+    return _change_lines(change, detailed=False, show=lambda data: data)[0]
 
 
-def _change_lines(change: Change, *, detailed: bool) -> list[str]:
+def _shower(config: AgendaConfig, change: Change) -> Show:
+    return lambda data: shown_data(config, change.job, change.key, data)
+
+
+def _change_lines(change: Change, *, detailed: bool, show: Show) -> list[str]:
     where = f"job {change.job}" + (f", id {change.id}" if change.id is not None else "")
-    head = f"{_SYMBOLS[change.action]} {change.action:<9} {change.key} ({where})"
+    head = f"{_SYMBOLS[change.action]} {change.action:<9} {shown(change.key)} ({where})"
     if change.action == "delete":
         return [f"{head}: {_REASONS.get(change.reason or '', change.reason)}"]
     if change.action == "unchanged":
@@ -94,29 +108,39 @@ def _change_lines(change: Change, *, detailed: bool) -> list[str]:
         return [head]
     lines = [head]
     for diff in change.diffs:
-        lines.extend(f"    {line}" for line in _diff_lines(change.action, diff))
+        lines.extend(f"    {line}" for line in _diff_lines(change.action, diff, show))
     lines.extend(f"    {line}" for line in _next_run_lines(change))
     return lines
 
 
-def _diff_lines(action: Action, diff: FieldDiff) -> list[str]:
+def _diff_lines(action: Action, diff: FieldDiff, show: Show) -> list[str]:
     if diff.field != "data":
         if action == "create":
             return [f"{diff.field}: {_show(diff.new)}"]
         return [f"{diff.field}: {_show(diff.old)} -> {_show(diff.new)}"]
-    new = _payload(diff.new)
+    new = _payload(show(diff.new))
     if action == "create":
         return [f"data: {_json(new)}"]
-    old = _payload(diff.old)
+    return _data_lines(_payload(diff.old), _payload(diff.new), _payload(show(diff.old)), new)
+
+
+def _data_lines(old: dict[str, Any], new: dict[str, Any], shown_old: dict[str, Any],
+                shown_new: dict[str, Any]) -> list[str]:
+    """One line per changed key: compared on the values, printed as shown (a value from the
+    environment that changed prints as its reference, once)."""
     lines = []
     for key in [*old, *(k for k in new if k not in old)]:
         if key not in new:
-            lines.append(f"data.{key}: {_json(old[key])} -> (removed)")
+            lines.append(f"data.{key}: {_json(shown_old[key])} -> (removed)")
         elif key not in old:
-            lines.append(f"data.{key}: (absent) -> {_json(new[key])}")
-        elif normalized_field("data", old[key]) != normalized_field("data", new[key]):
-            lines.append(f"data.{key}: {_json(old[key])} -> {_json(new[key])}")
-    return lines or [f"data: {_json(old)} -> {_json(new)}"]
+            lines.append(f"data.{key}: (absent) -> {_json(shown_new[key])}")
+        elif normalized_field("data", old[key]) == normalized_field("data", new[key]):
+            continue
+        elif shown_old[key] == shown_new[key]:
+            lines.append(f"data.{key}: {_json(shown_new[key])} (value changed)")
+        else:
+            lines.append(f"data.{key}: {_json(shown_old[key])} -> {_json(shown_new[key])}")
+    return lines or [f"data: {_json(shown_old)} -> {_json(shown_new)}"]
 
 
 def _payload(data: Any) -> dict[str, Any]:
@@ -181,18 +205,21 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def change_to_json(change: Change) -> dict[str, Any]:
+def change_to_json(change: Change, config: AgendaConfig) -> dict[str, Any]:
+    """A change as JSON-ready data; ``config`` is the file it was planned from (what it takes
+    from the environment prints as the file wrote it)."""
+    show = _shower(config, change)
     return {
         "action": change.action,
-        "key": change.key,
+        "key": shown(change.key),
         "job": change.job,
         "id": change.id,
         "reason": change.reason,
         "disabled": change.disabled,
         "timezone": change.timezone,
         "diffs": [
-            {"field": d.field, "old": _json_value(_shown_data(d.field, d.old)),
-             "new": _json_value(_shown_data(d.field, d.new))}
+            {"field": d.field, "old": _json_value(_shown_data(d.field, d.old, show)),
+             "new": _json_value(_shown_data(d.field, d.new, show))}
             for d in change.diffs
         ],
         "next_runs": [
@@ -203,19 +230,19 @@ def change_to_json(change: Change) -> dict[str, Any]:
     }
 
 
-def _shown_data(field: str, value: Any) -> Any:
-    return _payload(value) if field == "data" and value is not None else value
+def _shown_data(field: str, value: Any, show: Show) -> Any:
+    return _payload(show(value)) if field == "data" and value is not None else value
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     """The plan as JSON-ready data (``agenda-decl plan --json``)."""
     return {
-        "owner": plan.owner,
+        "owner": shown(plan.owner),
         "now": _iso(plan.now),
         "prune": plan.prune,
         "has_changes": plan.has_changes,
         "in_sync": plan.in_sync,
         "summary": {action: plan.count(action) for action in ACTIONS},
-        "changes": [change_to_json(change) for change in plan.changes],
+        "changes": [change_to_json(change, plan.config) for change in plan.changes],
         "orphaned": [{"key": o.key, "job": o.job, "id": o.id} for o in plan.orphaned],
     }

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from agenda_decl import timing
-from agenda_decl.backends.base import redact_url
+from agenda_decl._secrets import mask_url
 from agenda_decl.config import model
 from agenda_decl.config.errors import ConfigIssue, ImportRefError, PayloadError, render_path
 from agenda_decl.config.payload import (
@@ -133,7 +133,7 @@ class _Checker:
         elif conninfo and "=" in value:
             return  # libpq's "host=... dbname=..." form
         else:
-            found = repr(redact_url(value)) if value else "an empty string"
+            found = repr(mask_url(value)) if value else "an empty string"
         allowed = " or ".join(f"{scheme}://" for scheme in schemes)
         self.report(path, f"expected a {kind} connection string ({allowed}, e.g. {example}), "
                     f"got {found}")
@@ -230,7 +230,7 @@ def _mongo(checker: _Checker, path: Path_, address: str | None, collection: str 
     elif address is not None and not re.match(r"^[A-Za-z0-9_.\[\]:-]+(/[A-Za-z0-9_-]*)?$",
                                               address):
         checker.report((*path, "address"), "expected a MongoDB address (mongodb://host/db or "
-                       f"host:port/db), got {describe(redact_url(address))}")
+                       f"host:port/db), got {describe(mask_url(address))}")
     if collection is not None and (not collection or "$" in collection or "\x00" in collection
                                    or collection.startswith("system.")):
         checker.report((*path, "collection"), "expected a MongoDB collection name (no '$', "

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from agenda_decl import cli
-from agenda_decl.config.load import load_config
 
 CONFIG = """\
 version: 1
@@ -46,36 +45,102 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_secrets_of_a_loaded_config(tmp_path: Path) -> None:
-    path = tmp_path / "agenda.yaml"
-    path.write_text(CONFIG)
-    config = load_config(path, environ={"REDIS_PW": "redis-pw-5678", "TOKEN": "tok-abcdef"})
-    secrets = cli.secrets_of(config)
-    assert secrets["redis-pw-5678"] == "***"
-    assert secrets["tok-abcdef"] == "***"
+def test_printed_text_masks_passwords_where_they_sit() -> None:
     output = cli.Output(io.StringIO(), io.StringIO())
-    output.add_secrets(secrets)
-    text = "failed: redis://:redis-pw-5678@127.0.0.1:6379/0 with tok-abcdef; dsn password=xyz1"
+    text = ("failed: redis://:redis-pw-5678@127.0.0.1:6379/0 for job postgres; "
+            "dsn host=db password=xyz1 dbname=postgres")
     assert output.mask(text) == (
-        "failed: redis://:***@127.0.0.1:6379/0 with ***; dsn password=***"
+        "failed: redis://:***@127.0.0.1:6379/0 for job postgres; "
+        "dsn host=db password=*** dbname=postgres"
     )
-
-
-def test_short_values_are_not_masked_in_free_text() -> None:
-    output = cli.Output(io.StringIO(), io.StringIO())
-    output.add_secrets({"ab": "***", "abcd": "***"})
-    assert output.mask("ab abcd") == "ab ***"
 
 
 def test_log_records_are_masked(capsys: pytest.CaptureFixture[str]) -> None:
     output = cli.Output()
-    output.add_secrets({"hunter2-pw": "***"})
     with cli._logging_to(output, logging.WARNING):
-        logging.getLogger("agenda_decl").warning("lost %s at %s", "hunter2-pw",
+        logging.getLogger("agenda_decl").warning("lost %s at %s", "the listener",
                                                  "postgresql://u:hunter2-pw@h/db")
     err = capsys.readouterr().err
     assert "hunter2-pw" not in err
-    assert "lost *** at postgresql://u:***@h/db" in err
+    assert "lost the listener at postgresql://u:***@h/db" in err
+
+
+# -- the one masking rule, in what the commands print ------------------------------------------
+
+
+def test_a_dev_url_prints_with_only_its_password_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text("version: 1\nbackend:\n  storage: {type: postgres, connection_string: "
+                    "'postgresql://postgres:postgres@127.0.0.1/db'}\n"
+                    "jobs:\n  postgres: {}\n")
+    code, out, _err = run(capsys, "-c", str(path), "validate")
+    assert code == 0
+    assert "  storage:       postgres (postgresql://postgres:***@127.0.0.1/db)\n" in out
+    assert "  jobs:          1 (postgres)\n" in out
+
+
+def test_a_password_equal_to_a_job_name_leaves_the_plan_readable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text(CONFIG.replace("${REDIS_PW}", "tick").replace("${TOKEN}", "abc"))
+    code, out, err = run(capsys, "-c", str(path), "plan")
+    assert code == 0, err
+    assert "+ create    tick (job tick)" in out
+    assert "***" not in out
+
+
+def test_values_from_the_environment_print_by_one_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text(CONFIG.replace("{name: unit}", "{name: '${APP}'}"))
+    monkeypatch.setenv("APP", "billing-app")
+    monkeypatch.setenv("REDIS_PW", "redis-pw-5678")
+    monkeypatch.setenv("TOKEN", "token-from-env-1234")
+    code, out, _err = run(capsys, "-c", str(path), "validate")
+    assert code == 0
+    assert "  owner:         ${APP}\n" in out
+    code, out, _err = run(capsys, "-c", str(path), "validate", "--json")
+    shown = json.loads(out)["config"]
+    assert shown["backend"]["notifications"]["connection_string"] == (
+        "redis://:***@127.0.0.1:6379/0")
+    assert shown["scheduler"]["name"] == "${APP}"
+    assert shown["schedules"][0]["data"] == {"token": "${TOKEN}"}
+    code, out, _err = run(capsys, "-c", str(path), "plan")
+    assert 'Owner "${APP}"' in out
+    assert 'data: {"token": "${TOKEN}"}' in out
+    assert run(capsys, "-c", str(path), "apply", "--yes")[0] == 0
+    code, out, _err = run(capsys, "-c", str(path), "jobs", "--json")
+    (job,) = json.loads(out)["jobs"]
+    assert job["data"]["token"] == "${TOKEN}"
+    monkeypatch.setenv("TOKEN", "another-token-5678")
+    code, out, _err = run(capsys, "-c", str(path), "plan", "--json")
+    (change,) = json.loads(out)["changes"]
+    assert change["diffs"] == [{"field": "data", "old": {"token": "${TOKEN}"},
+                                "new": {"token": "${TOKEN}"}}]
+    code, out, _err = run(capsys, "-c", str(path), "plan")
+    assert '    data.token: "${TOKEN}" (value changed)\n' in out
+    for value in ("billing-app", "redis-pw-5678", "token-from-env-1234", "another-token"):
+        assert value not in out
+
+
+def test_a_url_from_the_environment_shows_host_user_and_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text("version: 1\nbackend:\n  storage: {type: postgres, connection_string: "
+                    "'${DATABASE_URL}'}\n")
+    for url, printed in (("postgresql://app@db.internal/billing",
+                          "postgresql://app@db.internal/billing"),
+                         ("postgresql://app:pw-4711@db.internal/billing",
+                          "postgresql://app:***@db.internal/billing")):
+        monkeypatch.setenv("DATABASE_URL", url)
+        code, out, _err = run(capsys, "-c", str(path), "validate")
+        assert code == 0
+        assert f"  storage:       postgres ({printed})\n" in out
 
 
 def test_apply_asks_on_a_terminal(

@@ -414,7 +414,9 @@ def test_secrets_from_the_environment_never_show() -> None:
     assert view["backend"]["storage"]["connection_string"] == (
         "postgresql://app:***@db.internal:5432/billing")
     assert view["backend"]["notifications"]["connection_string"] == "redis://:***@r:6379"
-    assert view["scheduler"]["name"] == "***"
+    assert view["scheduler"]["name"] == "${TOKEN}"
+    assert repr(config.scheduler.name) == "'${TOKEN}'"
+    assert config.scheduler.name == "tok-9876543"  # the value itself, wherever it is used
 
 
 def test_secrets_never_show_in_errors() -> None:
@@ -427,16 +429,23 @@ def test_secrets_never_show_in_errors() -> None:
         "agenda.yaml:5:24: backend.storage.connection_string: expected a Redis connection "
         "string (redis:// or rediss:// or unix://, e.g. redis://user@host/...), got a "
         "postgresql:// URL\n"
-        "agenda.yaml:6:48: scheduler.max_concurrency: expected an integer, got '***' (a string)"
+        "agenda.yaml:6:48: scheduler.max_concurrency: expected an integer, got '${TOKEN}' "
+        "(a string from the environment)"
     )
 
 
-def test_long_secrets_cut_in_messages_are_still_masked() -> None:
+def test_a_value_from_the_environment_is_quoted_as_the_file_wrote_it() -> None:
     token = "t0k3n-" + "x" * 100
-    text = BASE + "scheduler: {max_concurrency: '${TOKEN}'}\n"
+    text = BASE + "scheduler: {max_concurrency: 'Bearer ${TOKEN}'}\njobs:\n  x: {priority: " \
+        "'${TOKEN}'}\nschedules:\n  - {job: x, every: '${TOKEN}'}\n"
     assert errors(text, {"TOKEN": token}) == [
-        "agenda.yaml:4:30: scheduler.max_concurrency: expected an integer, got '***...' "
-        "(a string)"
+        "agenda.yaml:4:30: scheduler.max_concurrency: expected an integer, got "
+        "'Bearer ${TOKEN}' (a string from the environment)",
+        "agenda.yaml:6:17: jobs.x.priority: expected an integer or one of lowest, low, "
+        "normal, high, highest, got '${TOKEN}' (a string from the environment)",
+        "agenda.yaml:8:21: schedules[0].every: expected a duration (milliseconds, or text like "
+        "'5 minutes' or '1 hour and 30 minutes'), got '${TOKEN}' (a string from the "
+        "environment)",
     ]
 
 
