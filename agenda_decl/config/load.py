@@ -57,6 +57,7 @@ __all__ = [
     "read_yaml",
     "redacted",
     "shown_data",
+    "shown_field",
     "source_of",
 ]
 
@@ -479,16 +480,48 @@ def redacted(config: AgendaConfig) -> dict[str, Any]:
     return shown
 
 
+#: The stored job fields a schedule option sets (what plan shows as field differences).
+_FIELD_OPTIONS = {
+    "repeat_interval": ("every", "cron"), "repeat_timezone": ("timezone",),
+    "repeat_at": ("at",), "start_date": ("start_date",), "end_date": ("end_date",),
+    "priority": ("priority",),
+}  # fmt: skip
+
+
 def shown_data(config: AgendaConfig, job: str, key: str, data: Any) -> Any:
     """``data`` of the job of schedule (``job``, ``key``), stored or about to be, with every
     value at a position the file fills from the environment printed as its reference
     (``${TOKEN}``): by position, so a stored value there is hidden too, whatever it is."""
+    found = _schedule_refs(config, job, key)
+    if found is None:
+        return data
+    index, refs = found
+    return _replace_at(data, ("schedules", index, "data"), refs)
+
+
+def shown_field(config: AgendaConfig, job: str, key: str, field: str, value: Any) -> Any:
+    """A stored job ``field`` of that schedule as it may be printed: the reference of the
+    schedule option that sets it when the file takes that option from the environment."""
+    found = _schedule_refs(config, job, key)
+    if found is None:
+        return value
+    index, refs = found
+    options = _FIELD_OPTIONS.get(field, ())
+    return next((refs[path] for path in (render_path(("schedules", index, option))
+                                         for option in options) if path in refs), value)
+
+
+def _schedule_refs(
+    config: AgendaConfig, job: str, key: str
+) -> tuple[int, Mapping[str, str]] | None:
+    """The index of schedule (``job``, ``key``) and the file's references to the environment,
+    when there are any."""
     source = source_of(config)
+    if source is None or not source.env_refs:
+        return None
     index = next((i for i, schedule in enumerate(config.schedules)
                   if (schedule.job, schedule.schedule_key) == (job, key)), None)
-    if source is None or index is None or not source.env_refs:
-        return data
-    return _replace_at(data, ("schedules", index, "data"), source.env_refs)
+    return None if index is None else (index, source.env_refs)
 
 
 def _replace_at(value: Any, path: KeyPath, refs: Mapping[str, str]) -> Any:

@@ -3,19 +3,21 @@
 plain-data form of ``--json``.
 
 Values the file takes from the environment print as the file wrote them (``${TOKEN}``): the
-owner and schedule keys through ``shown``, job data by position (``load.shown_data``), for
-the stored value at such a position too.
+owner and schedule keys through ``shown``, job data and the fields schedule options set by
+position (``load.shown_data``, ``load.shown_field``), for the stored value there too.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
+
 from agenda_decl._secrets import shown
-from agenda_decl.config.load import shown_data
+from agenda_decl.config.load import shown_data, shown_field
 from agenda_decl.config.model import AgendaConfig
 from agenda_decl.config.payload import RESERVED_DATA_KEYS
 from agenda_decl.config.reconcile import (
@@ -33,8 +35,25 @@ __all__ = ["change_to_json", "format_apply_result", "format_change", "format_pla
            "plan_to_json"]
 
 _SYMBOLS: dict[Action, str] = {"create": "+", "update": "~", "delete": "-", "unchanged": "="}
-#: Job data as it may be printed (see the module docstring).
-Show = Callable[[Any], Any]
+
+
+@attrs.frozen
+class _Shown:
+    """How the values of one change print (see the module docstring); without a config
+    (progress lines), as they are."""
+
+    config: AgendaConfig | None
+    change: Change
+
+    def data(self, value: Any) -> Any:
+        if self.config is None:
+            return value
+        return shown_data(self.config, self.change.job, self.change.key, value)
+
+    def field(self, name: str, value: Any) -> Any:
+        if self.config is None:
+            return value
+        return shown_field(self.config, self.change.job, self.change.key, name, value)
 _REASONS = {
     "pruned": "no longer declared (--prune)",
     "duplicate": "duplicate of a job of the same schedule",
@@ -51,7 +70,7 @@ def format_plan(plan: Plan, *, show_unchanged: bool = True) -> str:
     for change in plan.changes:
         if change.action == "unchanged" and not show_unchanged:
             continue
-        lines.extend(_change_lines(change, detailed=True, show=_shower(plan.config, change)))
+        lines.extend(_change_lines(change, detailed=True, show=_Shown(plan.config, change)))
     created = {change.key: change.job for change in plan.changes if change.action == "create"}
     for orphan in plan.orphaned:
         moved = created.get(orphan.key)
@@ -88,40 +107,41 @@ def _orphans_kept(count: int) -> str:
 
 def format_change(change: Change) -> str:
     """One line for a change as it is applied (``agenda-decl apply`` progress)."""
-    return _change_lines(change, detailed=False, show=lambda data: data)[0]
+    return _change_lines(change, detailed=False, show=_Shown(None, change))[0]
 
 
-def _shower(config: AgendaConfig, change: Change) -> Show:
-    return lambda data: shown_data(config, change.job, change.key, data)
-
-
-def _change_lines(change: Change, *, detailed: bool, show: Show) -> list[str]:
+def _change_lines(change: Change, *, detailed: bool, show: _Shown) -> list[str]:
     where = f"job {change.job}" + (f", id {change.id}" if change.id is not None else "")
     head = f"{_SYMBOLS[change.action]} {change.action:<9} {shown(change.key)} ({where})"
     if change.action == "delete":
         return [f"{head}: {_REASONS.get(change.reason or '', change.reason)}"]
     if change.action == "unchanged":
         first = change.next_runs[0] if change.next_runs else None
-        when = _when(first) if first else ("disabled" if change.disabled else "no further runs")
+        when = _when(first, show) if first else (
+            "disabled" if change.disabled else "no further runs")
         return [f"{head}: next run {when}" if first else f"{head}: {when}"]
     if not detailed:
         return [head]
     lines = [head]
     for diff in change.diffs:
         lines.extend(f"    {line}" for line in _diff_lines(change.action, diff, show))
-    lines.extend(f"    {line}" for line in _next_run_lines(change))
+    lines.extend(f"    {line}" for line in _next_run_lines(change, show))
     return lines
 
 
-def _diff_lines(action: Action, diff: FieldDiff, show: Show) -> list[str]:
+def _diff_lines(action: Action, diff: FieldDiff, show: _Shown) -> list[str]:
     if diff.field != "data":
+        old, new = show.field(diff.field, diff.old), show.field(diff.field, diff.new)
         if action == "create":
-            return [f"{diff.field}: {_show(diff.new)}"]
-        return [f"{diff.field}: {_show(diff.old)} -> {_show(diff.new)}"]
-    new = _payload(show(diff.new))
+            return [f"{diff.field}: {_show(new)}"]
+        if old == new:  # both are the same reference to the environment
+            return [f"{diff.field}: {_show(new)} (value changed)"]
+        return [f"{diff.field}: {_show(old)} -> {_show(new)}"]
+    shown_new = _payload(show.data(diff.new))
     if action == "create":
-        return [f"data: {_json(new)}"]
-    return _data_lines(_payload(diff.old), _payload(diff.new), _payload(show(diff.old)), new)
+        return [f"data: {_json(shown_new)}"]
+    return _data_lines(_payload(diff.old), _payload(diff.new), _payload(show.data(diff.old)),
+                       shown_new)
 
 
 def _data_lines(old: dict[str, Any], new: dict[str, Any], shown_old: dict[str, Any],
@@ -149,22 +169,23 @@ def _payload(data: Any) -> dict[str, Any]:
     return {key: value for key, value in data.items() if key not in RESERVED_DATA_KEYS}
 
 
-def _next_run_lines(change: Change) -> list[str]:
+def _next_run_lines(change: Change, show: _Shown) -> list[str]:
     if change.disabled:
         return ["next runs: none (disabled)"]
     if not change.next_runs:
         return ["next runs: none (no allowed time left)"]
     label = "next runs: "
     return [
-        ("next runs: " if i == 0 else " " * len(label)) + _when(fire)
+        ("next runs: " if i == 0 else " " * len(label)) + _when(fire, show)
         for i, fire in enumerate(change.next_runs)
     ]
 
 
-def _when(fire: FireTime) -> str:
+def _when(fire: FireTime, show: _Shown) -> str:
     text = f"{fire.utc.strftime('%Y-%m-%d %H:%M:%S')} UTC"
     if fire.zone != "UTC":
-        text += f"  ({fire.local.strftime('%Y-%m-%d %H:%M:%S %Z')}, {fire.zone})"
+        zone = show.field("repeat_timezone", fire.zone)
+        text += f"  ({fire.local.strftime('%Y-%m-%d %H:%M:%S %Z')}, {zone})"
     return text
 
 
@@ -208,7 +229,7 @@ def _json_value(value: Any) -> Any:
 def change_to_json(change: Change, config: AgendaConfig) -> dict[str, Any]:
     """A change as JSON-ready data; ``config`` is the file it was planned from (what it takes
     from the environment prints as the file wrote it)."""
-    show = _shower(config, change)
+    show = _Shown(config, change)
     return {
         "action": change.action,
         "key": shown(change.key),
@@ -216,22 +237,24 @@ def change_to_json(change: Change, config: AgendaConfig) -> dict[str, Any]:
         "id": change.id,
         "reason": change.reason,
         "disabled": change.disabled,
-        "timezone": change.timezone,
+        "timezone": show.field("repeat_timezone", change.timezone),
         "diffs": [
-            {"field": d.field, "old": _json_value(_shown_data(d.field, d.old, show)),
-             "new": _json_value(_shown_data(d.field, d.new, show))}
+            {"field": d.field, "old": _json_value(_shown_value(d.field, d.old, show)),
+             "new": _json_value(_shown_value(d.field, d.new, show))}
             for d in change.diffs
         ],
         "next_runs": [
             {"utc": _iso(f.utc), "local": f.local.isoformat(timespec="milliseconds"),
-             "zone": f.zone}
+             "zone": show.field("repeat_timezone", f.zone)}
             for f in change.next_runs
         ],
     }
 
 
-def _shown_data(field: str, value: Any, show: Show) -> Any:
-    return _payload(show(value)) if field == "data" and value is not None else value
+def _shown_value(field: str, value: Any, show: _Shown) -> Any:
+    if field != "data":
+        return show.field(field, value)
+    return _payload(show.data(value)) if value is not None else value
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:

@@ -127,6 +127,25 @@ def test_values_from_the_environment_print_by_one_rule(
         assert value not in out
 
 
+def test_schedule_options_from_the_environment_print_as_references(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text(CONFIG.replace("every: 1 hour", "every: '${EVERY}', timezone: '${ZONE}'"))
+    for name, value in (("REDIS_PW", "pw-5678"), ("TOKEN", "tok-1234"), ("EVERY", "2 hours"),
+                        ("ZONE", "Asia/Kolkata")):
+        monkeypatch.setenv(name, value)
+    code, out, _err = run(capsys, "-c", str(path), "plan")
+    assert code == 0
+    assert '    repeat_interval: "${EVERY}"\n    repeat_timezone: "${ZONE}"\n' in out
+    assert "IST, ${ZONE})" in out
+    assert run(capsys, "-c", str(path), "apply", "--yes")[0] == 0
+    monkeypatch.setenv("EVERY", "3 hours")
+    code, out, _err = run(capsys, "-c", str(path), "plan")
+    assert '    repeat_interval: "${EVERY}" (value changed)\n' in out
+    assert "hours" not in out and "Kolkata" not in out
+
+
 def test_a_url_from_the_environment_shows_host_user_and_database(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
