@@ -507,6 +507,7 @@ async def _query_jobs(agenda: Agenda, args: argparse.Namespace) -> JobsResult:
 
 def _job_json(job: JobWithState[Any], config: Any) -> dict[str, Any]:
     data = job.data if isinstance(job.data, Mapping) else None
+    field = _shown_field(job, config)
     return {
         "id": job.id,
         "name": job.name,
@@ -518,27 +519,54 @@ def _job_json(job: JobWithState[Any], config: Any) -> dict[str, Any]:
         "failed_at": job.failed_at,
         "fail_count": job.fail_count or 0,
         "fail_reason": job.fail_reason,
-        "priority": job.priority,
+        "priority": field("priority", job.priority),
         "type": job.type,
-        "repeat_interval": job.repeat_interval,
-        "repeat_timezone": job.repeat_timezone,
-        "repeat_at": job.repeat_at,
-        "managed_by": data.get("__managed_by__") if data else None,
+        "repeat_interval": field("repeat_interval", job.repeat_interval),
+        "repeat_timezone": field("repeat_timezone", job.repeat_timezone),
+        "repeat_at": field("repeat_at", job.repeat_at),
+        "managed_by": _managed_by(job, config),
         "schedule_key": data.get("__schedule_key__") if data else None,
         "data": _shown_job_data(job, config),
     }
+
+
+def _schedule_key(job: JobWithState[Any], config: Any) -> str | None:
+    """The key of the schedule of this file that ``job`` belongs to, if it is one of them."""
+    from agenda_decl.config.payload import MANAGED_BY_KEY, SCHEDULE_KEY_KEY
+
+    data = job.data
+    if not isinstance(data, Mapping) or data.get(MANAGED_BY_KEY) != config.owner:
+        return None
+    return str(data.get(SCHEDULE_KEY_KEY))
 
 
 def _shown_job_data(job: JobWithState[Any], config: Any) -> Any:
     """The data of a job of one of this file's schedules prints as the file would: the
     values at positions it fills from the environment as their ``${VAR}`` reference."""
     from agenda_decl.config.load import shown_data
-    from agenda_decl.config.payload import MANAGED_BY_KEY, SCHEDULE_KEY_KEY
+    from agenda_decl.config.payload import MANAGED_BY_KEY
 
-    data = job.data
-    if not isinstance(data, Mapping) or data.get(MANAGED_BY_KEY) != config.owner:
-        return data
-    return shown_data(config, job.name, str(data.get(SCHEDULE_KEY_KEY)), data)
+    key = _schedule_key(job, config)
+    if key is None:
+        return job.data
+    # The owner marker is scheduler.name: printed as the file has it.
+    return {**shown_data(config, job.name, key, job.data), MANAGED_BY_KEY: shown(config.owner)}
+
+
+def _managed_by(job: JobWithState[Any], config: Any) -> Any:
+    if _schedule_key(job, config) is not None:
+        return shown(config.owner)
+    return job.data.get("__managed_by__") if isinstance(job.data, Mapping) else None
+
+
+def _shown_field(job: JobWithState[Any], config: Any) -> Callable[[str, Any], Any]:
+    """The same for the fields its schedule's options set (``every``, ``timezone``, ...)."""
+    from agenda_decl.config.load import shown_field
+
+    key = _schedule_key(job, config)
+    if key is None:
+        return lambda _name, value: value
+    return lambda name, value: shown_field(config, job.name, key, name, value)
 
 
 def _print_jobs(output: Output, jobs: list[JobWithState[Any]], total: int) -> None:

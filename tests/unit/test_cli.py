@@ -123,6 +123,9 @@ def test_values_from_the_environment_print_by_one_rule(
                                 "new": {"token": "${TOKEN}"}}]
     code, out, _err = run(capsys, "-c", str(path), "plan")
     assert '    data.token: "${TOKEN}" (value changed)\n' in out
+    code, out, _err = run(capsys, "-c", str(path), "jobs", "--json")
+    (job,) = json.loads(out)["jobs"]
+    assert (job["data"]["token"], job["repeat_interval"]) == ("${TOKEN}", "1 hour")
     for value in ("billing-app", "redis-pw-5678", "token-from-env-1234", "another-token"):
         assert value not in out
 
@@ -144,6 +147,9 @@ def test_schedule_options_from_the_environment_print_as_references(
     code, out, _err = run(capsys, "-c", str(path), "plan")
     assert '    repeat_interval: "${EVERY}" (value changed)\n' in out
     assert "hours" not in out and "Kolkata" not in out
+    code, out, _err = run(capsys, "-c", str(path), "jobs", "--json")
+    (job,) = json.loads(out)["jobs"]
+    assert (job["repeat_interval"], job["repeat_timezone"]) == ("${EVERY}", "${ZONE}")
 
 
 def test_a_url_from_the_environment_shows_host_user_and_database(
