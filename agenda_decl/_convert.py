@@ -1,7 +1,9 @@
 """The one configured cattrs converter for every boundary (rows, documents, payloads).
 
-Datetimes travel as ISO 8601 strings with milliseconds and a ``Z``; job fields keep Agenda
-v6's camelCase names in documents (MongoDB, Redis) and snake_case in SQL rows.
+Datetimes of job fields travel as ISO 8601 strings in UTC with milliseconds and a ``Z``; job
+fields keep Agenda v6's camelCase names in documents (MongoDB, Redis) and snake_case in SQL
+rows. Datetimes inside job data (typed payloads) keep their offset and microseconds:
+:data:`payload_converter` is the shared converter with that one difference.
 """
 
 from __future__ import annotations
@@ -49,6 +51,26 @@ converter.register_unstructure_hook(datetime, format_datetime)
 converter.register_structure_hook(datetime, lambda value, _: parse_datetime(value))
 
 
+def format_payload_datetime(value: datetime) -> str:
+    """A datetime of job data (a payload field) as ISO 8601 that reads back equal: its own
+    UTC offset (``Z`` for UTC) and its microseconds (milliseconds when it has no finer part,
+    the form JavaScript writes). Job fields are instants in UTC; a payload value is what the
+    application gave, so nothing of it is dropped."""
+    offset = value.utcoffset()
+    if offset is None:
+        raise ValueError(f"expected an aware datetime, got a naive one ({value!r})")
+    spec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
+    text = value.isoformat(timespec=spec)
+    return text[: -len("+00:00")] + "Z" if not offset else text
+
+
+def parse_payload_datetime(value: str | datetime) -> datetime:
+    """The inverse of :func:`format_payload_datetime`: the offset and microseconds as stored;
+    text without an offset is UTC (as everywhere in agenda-decl)."""
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def parse_date(value: str | date) -> date:
     """A calendar date stored as ``YYYY-MM-DD`` (payload fields of type ``date``)."""
     if isinstance(value, datetime):
@@ -62,6 +84,13 @@ converter.register_structure_hook(date, lambda value, _: parse_date(value))
 converter.register_structure_hook_func(
     lambda type_: type_ in (str | int, str | int | None), lambda value, _: value
 )
+
+#: Job data of typed payloads (attrs payload classes, generated handles): the shared rules,
+#: except that datetimes keep their offset and microseconds (see format_payload_datetime).
+payload_converter = converter.copy()
+payload_converter.register_unstructure_hook(datetime, format_payload_datetime)
+payload_converter.register_structure_hook(datetime,
+                                          lambda value, _: parse_payload_datetime(value))
 
 
 def camel(name: str) -> str:

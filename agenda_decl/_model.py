@@ -149,14 +149,19 @@ class JobWithState(JobParameters[DATA]):
 
 
 def compute_job_state(job: JobParameters[Any], now: datetime | None = None) -> JobState:
-    """The state of a job at ``now``; the first matching rule wins (Agenda v6's order)."""
+    """The state of a job at ``now``; the first matching rule wins (Agenda v6's order).
+
+    A repeating job is one with a ``repeat_interval`` or a ``repeat_at`` (Agenda v6 looks at
+    the interval only, so its ``repeatAt`` jobs show as scheduled or queued). ``disabled`` is
+    not a state: a disabled job keeps its computed state, and the ``paused`` filter (Agenda's
+    name) selects disabled jobs."""""
     if job.locked_at is not None:
         return "running"
     if job.failed_at is not None and (
         job.last_finished_at is None or job.failed_at >= job.last_finished_at
     ):
         return "failed"
-    if job.repeat_interval:
+    if job.repeat_interval or job.repeat_at:  # an `every`/cron job, or an `at` one
         return "repeating"
     if job.next_run_at is not None:
         return "scheduled" if job.next_run_at > (now or utcnow()) else "queued"

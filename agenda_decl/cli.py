@@ -3,13 +3,15 @@
 
 Exit codes: 0 success; 1 an error (a broken file, an unreachable backend, a refused or
 cancelled apply, a worker that had to abandon running jobs); 2 with ``plan
---detailed-exitcode`` when there are changes to apply. Errors go to stderr, one line each,
+--detailed-exitcode`` when storage does not match the file (changes to apply, or orphaned jobs
+that only ``--prune`` deletes). Errors go to stderr, one line each,
 without a traceback (set ``AGENDA_DECL_DEBUG=1`` to get one for an unexpected error).
 
-Nothing secret is printed: connection strings appear with the password masked, and every line
-written (including log records and error messages from drivers) passes through a filter that
-masks the passwords of the file's connection strings and the values it took from the
-environment.
+Nothing secret is printed, by one rule (``agenda_decl._secrets``): connection strings appear
+with only their password masked, values the file took from the environment as the file wrote
+them (``${TOKEN}``), and every line written (log records and drivers' error messages too)
+passes through a filter that masks the password of each connection string and ``password=``
+field in it, where it sits.
 """
 
 from __future__ import annotations
@@ -28,14 +30,21 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlsplit
 
 import attrs
 
 from agenda_decl import __version__, timing
-from agenda_decl._model import JOB_STATES, DrainResult, JobsQueryOptions, JobWithState
+from agenda_decl._model import (
+    JOB_STATES,
+    DrainResult,
+    JobsQueryOptions,
+    JobsResult,
+    JobWithState,
+    SortDirection,
+    SortKey,
+)
+from agenda_decl._secrets import mask_text, shown
 from agenda_decl.agenda import Agenda
-from agenda_decl.backends.base import redact_url
 from agenda_decl.config.errors import ConfigError
 from agenda_decl.errors import AgendaError
 from agenda_decl.job import Job
@@ -47,38 +56,24 @@ DEFAULT_CONFIG = "agenda.yaml"
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
-_MASK = "***"
-#: Secrets shorter than this are not masked in free text (they would mask ordinary words);
-#: connection strings are still printed through ``redact_url``.
-_MIN_SECRET = 4
-_PASSWORD_RE = re.compile(r"\b(password\s*=\s*)(?!\*\*\*)[^\s&;'\"]+", re.IGNORECASE)
-_URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
 
 
 # -- output -----------------------------------------------------------------------------------
 
 
 class Output:
-    """stdout/stderr with every secret masked."""
+    """stdout/stderr; every line passes through :meth:`mask` (a driver's message may quote a
+    connection string)."""
 
     def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
-        self.secrets: dict[str, str] = {}
         #: The last log messages written (masked), so an error event is not printed twice.
         self.logged: collections.deque[str] = collections.deque(maxlen=20)
 
-    def add_secrets(self, secrets: Mapping[str, str]) -> None:
-        for secret, shown in secrets.items():
-            if len(secret) >= _MIN_SECRET and secret != shown:
-                self.secrets[secret] = shown
-
     def mask(self, text: str) -> str:
-        text = _URL_RE.sub(lambda match: redact_url(match[0]), text)
-        text = _PASSWORD_RE.sub(r"\1***", text)
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            text = text.replace(secret, self.secrets[secret])
-        return text
+        """The password of each connection string and ``password=`` field masked."""
+        return mask_text(text)
 
     def print(self, text: str = "", *, end: str = "\n") -> None:
         self.out.write(self.mask(text) + end)
@@ -139,42 +134,6 @@ def _logging_to(output: Output, level: int) -> Iterator[None]:
         root.setLevel(previous)
 
 
-# -- secrets ----------------------------------------------------------------------------------
-
-
-def secrets_of(config: Any) -> dict[str, str]:
-    """What must never be printed, mapped to what is shown instead: every value the file took
-    from the environment, and the passwords of connection strings anywhere in it."""
-    from agenda_decl.config.load import redacted, source_of
-
-    source = source_of(config)
-    found: dict[str, str] = dict.fromkeys(source.env_values if source else (), _MASK)
-    for text in _strings(redacted(config)), _strings(attrs.asdict(config)):
-        for value in text:
-            for url in [value, *_URL_RE.findall(value)]:
-                try:
-                    password = urlsplit(url).password
-                except ValueError:
-                    password = None
-                if password and password != _MASK:
-                    found[password] = _MASK
-            for match in re.finditer(r"password=([^\s&;]+)", value):
-                if match[1] != _MASK:
-                    found[match[1]] = _MASK
-    return found
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _strings(item)
-
-
 # -- the parser -------------------------------------------------------------------------------
 
 
@@ -210,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agenda-decl",
         description="A typed job queue and scheduler driven by agenda.yaml.",
-        epilog="Exit codes: 0 ok, 1 error, 2 changes pending (plan --detailed-exitcode).",
+        epilog="Exit codes: 0 ok, 1 error, 2 storage differs from the file (plan "
+        "--detailed-exitcode).",
     )
     parser.add_argument("--version", action="version", version=f"agenda-decl {__version__}")
     parser.add_argument(
@@ -221,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser(
         "validate", parents=[common], help="check the file (no database needed)",
-        description="Check the config file: syntax, types, durations, cron, time zones and "
-        "schedule data. Connects to nothing.",
+        description="Check the config file: syntax, types, durations, cron, time zones, "
+        "payload classes (imported) and schedule data. Connects to nothing and imports no "
+        "handler.",
     )
     validate.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -234,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--prune", action="store_true",
                       help="plan deleting this file's jobs that are no longer declared")
     plan.add_argument("--detailed-exitcode", action="store_true",
-                      help="exit 0 when there is nothing to change, 2 when there is, 1 on error")
+                      help="exit 0 when storage matches the file, 2 when it does not (changes "
+                      "to apply, or orphaned jobs only --prune deletes), 1 on error")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
 
     apply = commands.add_parser(
@@ -274,11 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     jobs = commands.add_parser(
         "jobs", parents=[common], help="list jobs and their state",
-        description="List the jobs in storage with their computed state.",
+        description="List the jobs in storage with their computed state (repeating: an "
+        "interval, cron or time of day) and whether they are disabled (a flag of its own: a "
+        "disabled job keeps its state).",
     )
     jobs.add_argument("--name", help="only jobs of this name")
-    jobs.add_argument("--state", choices=[*JOB_STATES, "paused"],
-                      help="only jobs in this state (paused = disabled)")
+    jobs.add_argument("--state", choices=JOB_STATES,
+                      help="only jobs in this computed state (the STATE column)")
+    enabled = jobs.add_mutually_exclusive_group()
+    enabled.add_argument("--disabled", action="store_true",
+                         help="only disabled jobs (the DISABLED column; any state)")
+    enabled.add_argument("--enabled", action="store_true", help="only jobs not disabled")
     jobs.add_argument("--limit", type=_limit, default=100,
                       help="show at most this many (default 100; 0 = all)")
     jobs.add_argument("--json", action="store_true", help="print the jobs as JSON")
@@ -309,23 +277,29 @@ class _Context:
         return self.path.resolve().parent
 
 
-def _load(context: _Context) -> Any:
+def _load(context: _Context, *, import_payload_classes: bool = False) -> Any:
+    """The config file, checked; ``import_payload_classes`` for the commands that need the
+    classes anyway (validate, plan, apply), so a class that cannot be imported is reported at
+    its ``payload:`` value."""
     from agenda_decl.config.load import load_config
 
     if not context.path.is_file():
         context.output.error(f"config file not found: {context.path}")
         raise _Failure
-    config = load_config(context.path)
-    context.output.add_secrets(secrets_of(config))
+    config = load_config(context.path, import_payload_classes=import_payload_classes)
     context.config = config
     return config
 
 
-def _agenda(context: _Context, *, import_handlers: bool = False) -> Agenda:
+def _agenda(
+    context: _Context, *, import_handlers: bool = False, read_only: bool = False
+) -> Agenda:
+    """The Agenda of the file; ``read_only`` for the commands that only look (plan, jobs):
+    they create nothing in storage, and a store that does not exist yet reads as empty."""
     from agenda_decl.config.build import build_agenda
 
     agenda = build_agenda(context.config, import_handlers=import_handlers,
-                          base_dir=context.base_dir)
+                          base_dir=context.base_dir, read_only=read_only)
     agenda.on("error", context.errors.add)
     return agenda
 
@@ -382,7 +356,7 @@ def cmd_validate(context: _Context) -> int:
 
     output = context.output
     try:
-        config = _load(context)
+        config = _load(context, import_payload_classes=True)
         _check_schedules(context)
     except ConfigError as error:
         if context.args.json:
@@ -392,11 +366,11 @@ def cmd_validate(context: _Context) -> int:
     if context.args.json:
         output.json({"valid": True, "config": redacted(config)})
         return EXIT_OK
-    shown = redacted(config)
-    storage = shown.get("backend", {}).get("storage", {})
-    notifications = (shown.get("backend", {}).get("notifications") or {}).get("type")
+    printable = redacted(config)
+    storage = printable.get("backend", {}).get("storage", {})
+    notifications = (printable.get("backend", {}).get("notifications") or {}).get("type")
     output.print(f"{context.path}: valid.")
-    output.print(f"  owner:         {config.owner}")
+    output.print(f"  owner:         {shown(config.owner)}")
     output.print(f"  storage:       {_describe_store(storage)}")
     output.print(f"  notifications: {notifications or 'the storage channel, if it has one'}")
     output.print(f"  jobs:          {len(config.jobs)} ({', '.join(config.jobs) or 'none'})")
@@ -411,17 +385,18 @@ def _describe_store(storage: Mapping[str, Any]) -> str:
 
 
 def _check_schedules(context: _Context) -> None:
-    """The schedule checks of plan, without a database or a driver, importing nothing."""
+    """The schedule checks of plan, without a database or a driver. Payload classes are
+    imported (as plan does); handlers are not (they may need the application's environment)."""
     from agenda_decl.config.reconcile import check_schedules
 
-    check_schedules(context.config, base_dir=context.base_dir, import_payload_classes=False)
+    check_schedules(context.config, base_dir=context.base_dir)
 
 
 def cmd_plan(context: _Context) -> int:
     from agenda_decl.config import plan_output, reconcile
 
-    _load(context)
-    agenda = _agenda(context)
+    _load(context, import_payload_classes=True)
+    agenda = _agenda(context, read_only=True)
     args = context.args
 
     async def work() -> int:
@@ -431,7 +406,7 @@ def cmd_plan(context: _Context) -> int:
             context.output.json(plan_output.plan_to_json(result))
         else:
             context.output.print(plan_output.format_plan(result), end="")
-        if args.detailed_exitcode and result.has_changes:
+        if args.detailed_exitcode and not result.in_sync:
             return EXIT_CHANGES
         return EXIT_OK
 
@@ -441,7 +416,7 @@ def cmd_plan(context: _Context) -> int:
 def cmd_apply(context: _Context) -> int:
     from agenda_decl.config import plan_output, reconcile
 
-    _load(context)
+    _load(context, import_payload_classes=True)
     agenda = _agenda(context)
     args = context.args
     output = context.output
@@ -469,7 +444,8 @@ def cmd_apply(context: _Context) -> int:
                 "created": result.created, "updated": result.updated,
                 "deleted": result.deleted, "unchanged": result.unchanged,
                 "duplicates_removed": result.duplicates_removed,
-                "done": [plan_output.change_to_json(change) for change in result.done],
+                "done": [plan_output.change_to_json(change, context.config)
+                         for change in result.done],
                 "orphaned": [attrs.asdict(orphan) for orphan in result.orphaned],
             })
         else:
@@ -499,17 +475,14 @@ def _confirm(output: Output) -> bool:
 
 def cmd_jobs(context: _Context) -> int:
     _load(context)
-    agenda = _agenda(context)
+    agenda = _agenda(context, read_only=True)
     args = context.args
 
     async def work() -> int:
-        result = await agenda.query_jobs(JobsQueryOptions(
-            name=args.name, state=args.state, limit=args.limit,
-            sort={"name": "asc", "next_run_at": "asc"},
-        ))
+        result = await _query_jobs(agenda, args)
         if args.json:
-            context.output.json({"total": result.total,
-                                 "jobs": [_job_json(job) for job in result.jobs]})
+            context.output.json({"total": result.total, "jobs": [
+                _job_json(job, context.config) for job in result.jobs]})
         else:
             _print_jobs(context.output, result.jobs, result.total)
         return EXIT_OK
@@ -517,8 +490,24 @@ def cmd_jobs(context: _Context) -> int:
     return asyncio.run(_closing(context, agenda, work))
 
 
-def _job_json(job: JobWithState[Any]) -> dict[str, Any]:
+async def _query_jobs(agenda: Agenda, args: argparse.Namespace) -> JobsResult:
+    sort: dict[SortKey, SortDirection] = {"name": "asc", "next_run_at": "asc"}
+    if not (args.disabled and args.state):
+        return await agenda.query_jobs(JobsQueryOptions(
+            name=args.name, state="paused" if args.disabled else args.state,
+            include_disabled=not args.enabled, limit=args.limit, sort=sort,
+        ))
+    # A state and --disabled: the store filters one of them (its "paused" filter selects the
+    # disabled jobs, usually few); the state is matched here, then the page is cut.
+    disabled = await agenda.query_jobs(JobsQueryOptions(name=args.name, state="paused",
+                                                        sort=sort))
+    jobs = [job for job in disabled.jobs if job.state == args.state]
+    return JobsResult(jobs=jobs[: args.limit or None], total=len(jobs))
+
+
+def _job_json(job: JobWithState[Any], config: Any) -> dict[str, Any]:
     data = job.data if isinstance(job.data, Mapping) else None
+    field = _shown_field(job, config)
     return {
         "id": job.id,
         "name": job.name,
@@ -530,27 +519,67 @@ def _job_json(job: JobWithState[Any]) -> dict[str, Any]:
         "failed_at": job.failed_at,
         "fail_count": job.fail_count or 0,
         "fail_reason": job.fail_reason,
-        "priority": job.priority,
+        "priority": field("priority", job.priority),
         "type": job.type,
-        "repeat_interval": job.repeat_interval,
-        "repeat_timezone": job.repeat_timezone,
-        "repeat_at": job.repeat_at,
-        "managed_by": data.get("__managed_by__") if data else None,
+        "repeat_interval": field("repeat_interval", job.repeat_interval),
+        "repeat_timezone": field("repeat_timezone", job.repeat_timezone),
+        "repeat_at": field("repeat_at", job.repeat_at),
+        "managed_by": _managed_by(job, config),
         "schedule_key": data.get("__schedule_key__") if data else None,
-        "data": job.data,
+        "data": _shown_job_data(job, config),
     }
+
+
+def _schedule_key(job: JobWithState[Any], config: Any) -> str | None:
+    """The key of the schedule of this file that ``job`` belongs to, if it is one of them."""
+    from agenda_decl.config.payload import MANAGED_BY_KEY, SCHEDULE_KEY_KEY
+
+    data = job.data
+    if not isinstance(data, Mapping) or data.get(MANAGED_BY_KEY) != config.owner:
+        return None
+    return str(data.get(SCHEDULE_KEY_KEY))
+
+
+def _shown_job_data(job: JobWithState[Any], config: Any) -> Any:
+    """The data of a job of one of this file's schedules prints as the file would: the
+    values at positions it fills from the environment as their ``${VAR}`` reference."""
+    from agenda_decl.config.load import shown_data
+    from agenda_decl.config.payload import MANAGED_BY_KEY
+
+    key = _schedule_key(job, config)
+    if key is None:
+        return job.data
+    # The owner marker is scheduler.name: printed as the file has it.
+    return {**shown_data(config, job.name, key, job.data), MANAGED_BY_KEY: shown(config.owner)}
+
+
+def _managed_by(job: JobWithState[Any], config: Any) -> Any:
+    if _schedule_key(job, config) is not None:
+        return shown(config.owner)
+    return job.data.get("__managed_by__") if isinstance(job.data, Mapping) else None
+
+
+def _shown_field(job: JobWithState[Any], config: Any) -> Callable[[str, Any], Any]:
+    """The same for the fields its schedule's options set (``every``, ``timezone``, ...)."""
+    from agenda_decl.config.load import shown_field
+
+    key = _schedule_key(job, config)
+    if key is None:
+        return lambda _name, value: value
+    return lambda name, value: shown_field(config, job.name, key, name, value)
 
 
 def _print_jobs(output: Output, jobs: list[JobWithState[Any]], total: int) -> None:
     if not jobs:
         output.print("No jobs." if total == 0 else f"No jobs on this page ({total} in all).")
         return
-    header = ("ID", "NAME", "STATE", "NEXT RUN (UTC)", "LAST RUN (UTC)", "FAILS")
+    header = ("ID", "NAME", "STATE", "DISABLED", "NEXT RUN (UTC)", "LAST RUN (UTC)", "FAILS")
     rows = [
         (
             str(job.id),
             job.name,
-            job.state + (" (disabled)" if job.disabled else ""),
+            job.state,
+            "yes" if job.disabled else "no",
             _short_time(job.next_run_at),
             _short_time(job.last_run_at),
             str(job.fail_count or 0),
@@ -663,10 +692,13 @@ class _ShutdownSignals:
 def _announce_worker(agenda: Agenda, config: Any, output: Output) -> None:
     runnable = agenda.runnable_names()
     idle = sorted(set(agenda.definitions) - set(runnable))
+    owner = shown(config.owner)
+    # The worker's name starts with the owner (build._worker_name): that part as the owner.
+    name = f"{owner}{agenda.name[len(config.owner):]}"
     output.print(
-        f'worker "{agenda.name}" running {len(runnable)} job type(s): '
+        f'worker "{name}" running {len(runnable)} job type(s): '
         f"{', '.join(runnable) or 'none'} (storage: {agenda.backend.name}; "
-        f"owner: {config.owner}). SIGTERM/Ctrl-C drains."
+        f"owner: {owner}). SIGTERM/Ctrl-C drains."
     )
     if idle:
         output.print(f"no handler here for: {', '.join(idle)} (not run by this worker)")

@@ -35,7 +35,7 @@ import attrs
 from attrs import field as field
 from attrs import frozen as frozen
 
-from agenda_decl._convert import converter
+from agenda_decl._convert import payload_converter
 from agenda_decl.agenda import Agenda
 from agenda_decl.config.payload import RESERVED_DATA_KEYS
 from agenda_decl.job import Job
@@ -164,7 +164,7 @@ class JobHandle(Generic[P]):
         if self._is_mapping:
             return cast(P, data)
         attrs.resolve_types(cast(type, self.payload_type))
-        return converter.structure(data, self.payload_type)
+        return payload_converter.structure(data, self.payload_type)
 
     @property
     def _is_mapping(self) -> bool:

@@ -336,6 +336,11 @@ def _not_null(field: str) -> Document:
     return {"$ne": [{"$ifNull": [field, None]}, None]}
 
 
+def _truthy(field: str) -> Document:
+    return {"$and": [_not_null(field)]
+            + [{"$ne": [field, falsy]} for falsy in ("", 0, False)]}
+
+
 def state_expression(now: datetime) -> Document:
     """``compute_job_state`` as an aggregation expression (the first matching rule wins)."""
     failed = {
@@ -344,11 +349,9 @@ def state_expression(now: datetime) -> Document:
             {"$or": [_is_null("$lastFinishedAt"), {"$gte": ["$failedAt", "$lastFinishedAt"]}]},
         ]
     }
-    # Python truthiness of repeatInterval; ($not [..] is broken in mongomock, so no $in form).
-    repeating = {
-        "$and": [_not_null("$repeatInterval")]
-        + [{"$ne": ["$repeatInterval", falsy]} for falsy in ("", 0, False)]
-    }
+    # Python truthiness of repeatInterval or repeatAt (a time of day also repeats); ($not
+    # [..] is broken in mongomock, so no $in form).
+    repeating = {"$or": [_truthy("$repeatInterval"), _truthy("$repeatAt")]}
     return {
         "$switch": {
             "branches": [

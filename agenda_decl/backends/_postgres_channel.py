@@ -13,7 +13,6 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 import psycopg
@@ -26,9 +25,9 @@ from agenda_decl._convert import (
     state_notification_from_json,
 )
 from agenda_decl._model import JobNotification, JobStateNotification
+from agenda_decl._secrets import mask_text, mask_url
 from agenda_decl._tasks import cancel_and_wait
 from agenda_decl.backends import _postgres_sql as q
-from agenda_decl.backends import base
 from agenda_decl.backends.base import Batcher
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOptions
@@ -47,20 +46,12 @@ _PROBE = q.render(q.PROBE)
 # -- shared plumbing ----------------------------------------------------------------------------
 
 
-def scrub(text: str, conninfo: str) -> str:
-    """``text`` without the password of ``conninfo`` (libpq echoes parts of bad conninfos)."""
-    secrets = set(re.findall(r"password\s*=\s*'?([^\s']+)", conninfo))
-    with contextlib.suppress(ValueError):
-        secrets.add(urlsplit(conninfo).password or "")
-    for secret in sorted(secrets - {""}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
 def unavailable(conninfo: str, error: BaseException) -> BackendUnavailableError:
-    reason = scrub(str(error).strip() or type(error).__name__, conninfo)
+    """The driver's reason, with the password of any connection string or ``password=``
+    field in it masked where it sits (libpq quotes parts of a bad conninfo)."""
+    reason = mask_text(str(error).strip() or type(error).__name__)
     return BackendUnavailableError(
-        f"cannot reach PostgreSQL at {base.redact_url(conninfo)}: {reason}"
+        f"cannot reach PostgreSQL at {mask_url(conninfo)}: {reason}"
     )
 
 
@@ -226,7 +217,7 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         self._outbox: Batcher[tuple[str, str], None] = Batcher(self._send)
 
     def __repr__(self) -> str:
-        where = base.redact_url(self._conninfo) if self._conninfo else "<pool>"
+        where = mask_url(self._conninfo) if self._conninfo else "<pool>"
         return (f"PostgresNotificationChannel({where!r}, channel_name={self.channel_name!r}, "
                 f"state={self.state!r})")
 

@@ -137,13 +137,13 @@ SORT_EXPRESSIONS: dict[str, LiteralString] = {
 #: time (one transaction per save), then the id for rows inserted by one transaction.
 TIE_BREAK = "created_at, id"
 
-#: ``compute_job_state`` in SQL, against one bound ``now``. An interval is truthy unless it is
-#: NULL or '' (the column is text).
+#: ``compute_job_state`` in SQL, against one bound ``now``. An interval or a time of day is
+#: truthy unless it is NULL or '' (the columns are text).
 STATE_CASE = """CASE
     WHEN locked_at IS NOT NULL THEN 'running'
     WHEN failed_at IS NOT NULL
         AND (last_finished_at IS NULL OR failed_at >= last_finished_at) THEN 'failed'
-    WHEN repeat_interval IS NOT NULL AND repeat_interval <> '' THEN 'repeating'
+    WHEN COALESCE(repeat_interval, '') <> '' OR COALESCE(repeat_at, '') <> '' THEN 'repeating'
     WHEN next_run_at > %(now)s::timestamptz THEN 'scheduled'
     WHEN next_run_at IS NOT NULL THEN 'queued'
     ELSE 'completed'
@@ -153,6 +153,12 @@ END"""
 # Written out in full so each reads as it runs. ``{state}`` is STATE_CASE, filled in by render.
 
 SERVER_NOW = "SELECT date_trunc('milliseconds', clock_timestamp()) AS now"
+
+#: Whether the jobs table exists (``%(table)s``: its quoted name), as the search path finds it.
+TABLE_PRESENT = "SELECT to_regclass(%(table)s) IS NOT NULL AS present"
+
+#: Every later statement of a read-only session is refused by the server if it writes.
+READ_ONLY_SESSION = "SET default_transaction_read_only = on"
 
 SELECT_BY_ID = "SELECT * FROM {table} WHERE id = %s"
 

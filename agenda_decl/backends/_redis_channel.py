@@ -27,6 +27,7 @@ from agenda_decl._convert import (
     state_notification_from_json,
 )
 from agenda_decl._model import JobNotification, JobStateNotification
+from agenda_decl._secrets import mask_url
 from agenda_decl._tasks import cancel_and_wait
 from agenda_decl.backends import _redis_codec as codec
 from agenda_decl.backends import _redis_lua as lua
@@ -86,7 +87,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
         self._outbox: base.Batcher[tuple[str, str], None] = base.Batcher(self._publish_batch)
 
     def __repr__(self) -> str:
-        where = base.redact_url(self._url) if self._url else "shared client"
+        where = mask_url(self._url) if self._url else "shared client"
         return f"RedisNotificationChannel({where}, channel_name={self.channel_name!r})"
 
     @property
@@ -128,7 +129,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
                 await client.register_script(lua.PUBLISH_MANY)(keys=[], args=args)
         except (RedisError, OSError) as error:
             failure = NotConnectedError(
-                f"Cannot publish: channel not connected ({redacted_error(error, client)})"
+                f"Cannot publish: channel not connected ({redacted_error(error)})"
             )
             return [failure] * len(messages)
         return [None] * len(messages)
@@ -160,8 +161,8 @@ class RedisNotificationChannel(BaseNotificationChannel):
             pubsub.connection.retry = Retry(NoBackoff(), 0)
             await pubsub.subscribe(self.channel_name, self.state_channel, self._probe_channel)
         except (RedisError, OSError) as error:
-            where = base.redact_url(self._url) if self._url else redacted_address(client, None)
-            reason = redacted_error(error, client)
+            where = mask_url(self._url) if self._url else redacted_address(client, None)
+            reason = redacted_error(error)
             raise BackendUnavailableError(
                 f"cannot subscribe to {self.channel_name!r} at {where}: {reason}"
             ) from None

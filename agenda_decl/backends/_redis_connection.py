@@ -10,7 +10,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from agenda_decl.backends import base
+from agenda_decl._secrets import mask_text, mask_url
 from agenda_decl.errors import InvalidOptionError
 
 #: Connections of a client built from a connection string (one listens for notifications).
@@ -40,7 +40,7 @@ def client_from_url(url: str) -> Redis:
         )
     except ValueError:
         raise InvalidOptionError(
-            f"invalid Redis connection string {base.redact_url(url)!r} "
+            f"invalid Redis connection string {mask_url(url)!r} "
             "(expected redis://, rediss:// or unix://)"
         ) from None
     # redis 6.0-6.3 type from_pool as returning Any.
@@ -50,15 +50,13 @@ def client_from_url(url: str) -> Redis:
 def redacted_address(client: Redis, url: str | None) -> str:
     """Where the client points, for messages (never with the password)."""
     if url is not None:
-        return base.redact_url(url)
+        return mask_url(url)
     kwargs = client.connection_pool.connection_kwargs
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"
     return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
-def redacted_error(error: BaseException, client: Redis) -> str:
-    """An error message with any password of ``client`` blanked out."""
-    text = f"{type(error).__name__}: {error}"
-    password = client.connection_pool.connection_kwargs.get("password")
-    return text.replace(password, "***") if isinstance(password, str) and password else text
+def redacted_error(error: BaseException) -> str:
+    """An error message with the password of any connection string in it masked."""
+    return f"{type(error).__name__}: {mask_text(str(error))}"

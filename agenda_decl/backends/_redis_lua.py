@@ -231,13 +231,14 @@ local function state_of(j, now)
   return 'completed'
 end
 
+-- a repeating job has an interval or a time of day (repeatAt), as in compute_job_state
 local STATE_FIELDS = {'name', 'disabled', 'lockedAt', 'lockedAtMs', 'failedAt',
-  'lastFinishedAt', 'repeatInterval', 'nextRunAt'}
+  'lastFinishedAt', 'repeatInterval', 'nextRunAt', 'repeatAt'}
 
 local function state_row(id, f)
   return {id = id, name = f[1], disabled = f[2] == 'true', locked = is_locked(f[3], f[4]),
-    failed_ms = iso_ms(f[5]), finished_ms = iso_ms(f[6]), repeating = repeating(f[7]),
-    next_ms = iso_ms(f[8])}
+    failed_ms = iso_ms(f[5]), finished_ms = iso_ms(f[6]),
+    repeating = repeating(f[7]) or present(f[9]), next_ms = iso_ms(f[8])}
 end
 """
 
@@ -671,8 +672,8 @@ local rows = {}
 for _, id in ipairs(candidate_ids(spec)) do
   local key = job_key(id)
   local f = redis.call('HMGET', key, 'name', 'disabled', 'lockedAt', 'lockedAtMs', 'failedAt',
-    'lastFinishedAt', 'repeatInterval', 'nextRunAt', 'lastRunAt', 'priority', 'createdAt',
-    'insertOrder')
+    'lastFinishedAt', 'repeatInterval', 'nextRunAt', 'repeatAt', 'lastRunAt', 'priority',
+    'createdAt', 'insertOrder')  -- STATE_FIELDS first, in their order (state_row)
   local j = f[1] and (not names or names[f[1]]) and state_row(id, f)
   if j and (spec.includeDisabled or not j.disabled) then
     j.state = state_of(j, now)
@@ -687,8 +688,8 @@ for _, id in ipairs(candidate_ids(spec)) do
     end
     if wanted then
       j.next_run_at, j.last_finished_at = j.next_ms, j.finished_ms
-      j.last_run_at, j.priority = iso_ms(f[9]), tonumber(f[10]) or 0
-      j.created, j.seq = f[11] or '', tonumber(f[12]) or 0
+      j.last_run_at, j.priority = iso_ms(f[10]), tonumber(f[11]) or 0
+      j.created, j.seq = f[12] or '', tonumber(f[13]) or 0
       table.insert(rows, j)
     end
   end

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+from urllib.request import pathname2url
 
 from agenda_decl.backends import base
 from agenda_decl.errors import BackendUnavailableError
@@ -41,6 +42,10 @@ class SQLiteWorker:
 
     ``check_path`` vets the path before the file is opened (it raises to refuse it);
     ``create_schema`` runs once the connection is in WAL mode. Both run in the worker thread.
+
+    With ``read_only`` the file is opened with ``mode=ro``: nothing is created (no file, no
+    table, no WAL switch) and writes are refused. A file, or a table (``has_schema``), that
+    does not exist yet reads as an empty store: an in-memory database with the schema.
     """
 
     def __init__(
@@ -51,12 +56,16 @@ class SQLiteWorker:
         retry_window: float,
         check_path: Callable[[str], None],
         create_schema: Callable[[sqlite3.Connection], None],
+        has_schema: Callable[[sqlite3.Connection], bool],
+        read_only: bool = False,
     ) -> None:
         self._path = path
         self._busy_timeout_ms = busy_timeout_ms
         self._retry_window = retry_window
         self._check_path = check_path
         self._create_schema = create_schema
+        self._has_schema = has_schema
+        self._read_only = read_only
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
         self._connect_lock = asyncio.Lock()
@@ -111,6 +120,7 @@ class SQLiteWorker:
     # -- calls ---------------------------------------------------------------------------
 
     async def write(self, work: Work[T]) -> T:
+        base.refuse_write(self._read_only, f"SQLite database {self._path}")
         return await self._submit(work, "BEGIN IMMEDIATE")
 
     async def read(self, work: Work[T]) -> T:
@@ -155,16 +165,38 @@ class SQLiteWorker:
 
     def _open(self) -> None:
         self._check_path(self._path)
+        if self._read_only:
+            self._connection = self._open_read_only()
+            return
+        self._connection = self._connect(self._path)
+        self._retrying(functools.partial(self._prepare, self._connection))
+
+    def _connect(self, target: str, *, uri: bool = False) -> sqlite3.Connection:
         try:
-            self._connection = sqlite3.connect(
-                self._path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
+            connection = sqlite3.connect(
+                target, timeout=self._busy_timeout_ms / 1000, isolation_level=None, uri=uri
             )
         except sqlite3.Error as error:
             raise BackendUnavailableError(
                 f"cannot open SQLite database {self._path}: {error}"
             ) from error
-        _register_functions(self._connection)
-        self._retrying(functools.partial(self._prepare, self._connection))
+        _register_functions(connection)
+        return connection
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """The file as it is, or an empty in-memory store when it (or its table) does not
+        exist yet. SQLite's own -wal/-shm files may appear beside a WAL database, as for any
+        reader; the database file is never written."""
+        if self._path not in IN_MEMORY and os.path.exists(self._path):
+            target = f"file:{pathname2url(os.path.abspath(self._path))}?mode=ro"
+            connection = self._connect(target, uri=True)
+            connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            if self._retrying(lambda: self._has_schema(connection)):
+                return connection
+            connection.close()
+        empty = self._connect(":memory:")
+        self._create_schema(empty)
+        return empty
 
     def _prepare(self, c: sqlite3.Connection) -> None:
         c.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")

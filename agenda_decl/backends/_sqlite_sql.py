@@ -139,12 +139,14 @@ SORT_EXPRESSIONS = {
 }
 
 #: ``compute_job_state`` in SQL, evaluated against one bound ``:now``. An interval is truthy
-#: unless it is NULL, '' or 0 (the column keeps integers and text apart, so '0' is truthy).
+#: unless it is NULL, '' or 0 (the column keeps integers and text apart, so '0' is truthy); a
+#: time of day unless it is NULL or ''.
 STATE_CASE = """CASE
     WHEN locked_at IS NOT NULL THEN 'running'
     WHEN failed_at IS NOT NULL
         AND (last_finished_at IS NULL OR failed_at >= last_finished_at) THEN 'failed'
-    WHEN repeat_interval IS NOT NULL AND repeat_interval <> '' AND repeat_interval <> 0
+    WHEN (repeat_interval IS NOT NULL AND repeat_interval <> '' AND repeat_interval <> 0)
+        OR COALESCE(repeat_at, '') <> ''
         THEN 'repeating'
     WHEN next_run_at > :now THEN 'scheduled'
     WHEN next_run_at IS NOT NULL THEN 'queued'

@@ -1,5 +1,5 @@
 """What every storage backend shares: input checks, the save-job rules (single upserts,
-unique keys, debounce), the JSON data filter, secret-free connection strings, query results
+unique keys, debounce), the JSON data filter, the refusal of writes when read-only, query results
 with their state, the single-job methods of stores that work in batches, and group commit of
 concurrent writes.
 
@@ -17,7 +17,6 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
@@ -54,19 +53,13 @@ def validate_identifier(value: str, *, field: str) -> str:
     return value
 
 
-def redact_url(url: str) -> str:
-    """The connection string with its password replaced by ``***`` (for logs and errors)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable connection string>"
-    if parts.password is None:
-        return url if "password=" not in url else re.sub(r"password=\S+", "password=***", url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+def refuse_write(read_only: bool, where: str) -> None:
+    """Raise before a write reaches a store opened with ``read_only=True`` (what ``plan``
+    and ``jobs`` use: inspecting must never change storage)."""
+    if read_only:
+        raise InvalidOptionError(
+            f"{where} is open read-only (read_only=True): it refuses every write"
+        )
 
 
 def encode_data(data: Any, *, name: str) -> str:

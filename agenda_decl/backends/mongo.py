@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 from bson import ObjectId
 from pymongo import MongoClient, ReadPreference, ReturnDocument, WriteConcern
@@ -39,6 +38,7 @@ from agenda_decl._model import (
     JobsResult,
     RemoveJobsOptions,
 )
+from agenda_decl._secrets import mask_text, mask_url
 from agenda_decl.backends import _mongo_query as q
 from agenda_decl.backends import base
 from agenda_decl.backends._mongo_stream import (
@@ -76,7 +76,11 @@ def _normalize_address(address: str) -> str:
 
 
 class MongoJobRepository(base.ClaimsInBatches):
-    """Jobs in one MongoDB collection, in Agenda v6's document layout."""
+    """Jobs in one MongoDB collection, in Agenda v6's document layout.
+
+    ``read_only=True`` (inspecting: ``agenda-decl plan``, ``jobs``) creates no index (whatever
+    ``ensure_index`` says) and refuses every write; a collection that does not exist reads as
+    an empty one (MongoDB creates collections on the first write only)."""
 
     def __init__(
         self,
@@ -85,20 +89,22 @@ class MongoJobRepository(base.ClaimsInBatches):
         mongo: MongoDatabase | None = None,
         collection: str = "agendaJobs",
         ensure_index: bool = True,
+        read_only: bool = False,
     ) -> None:
         if (address is None) == (mongo is None):
             raise InvalidOptionError("MongoBackend needs exactly one of address=... or mongo=...")
         self._address = _normalize_address(address) if address is not None else None
         self._given_db = mongo
         self._collection_name = q.check_collection_name(collection)
-        self._ensure_index = ensure_index
+        self._ensure_index = ensure_index and not read_only
+        self._read_only = read_only
         self._client: MongoClient[Document] | None = None
         self._jobs: MongoCollection | None = None
         self._claims: MongoCollection | None = None
         self._executor: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
-        where = base.redact_url(self._address) if self._address else "<database passed in>"
+        where = mask_url(self._address) if self._address else "<database passed in>"
         return f"MongoJobRepository({where}, collection={self._collection_name!r})"
 
     @property
@@ -142,18 +148,11 @@ class MongoJobRepository(base.ClaimsInBatches):
         except PyMongoError as error:
             client.close()
             raise BackendUnavailableError(
-                f"MongoDB at {base.redact_url(self._address)} is not reachable "
-                f"({type(error).__name__}: {self._scrub(str(error))})"
+                f"MongoDB at {mask_url(self._address)} is not reachable "
+                f"({type(error).__name__}: {mask_text(str(error))})"
             ) from None
         self._client = client
         return db
-
-    def _scrub(self, text: str) -> str:
-        """Driver messages name hosts, not passwords; make sure of it anyway."""
-        password = urlsplit(self._address or "").password
-        for form in {password, unquote(password)} if password else ():
-            text = text.replace(form, "***")
-        return text
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None  # new calls fail from here on
@@ -162,6 +161,11 @@ class MongoJobRepository(base.ClaimsInBatches):
         client, self._client, self._jobs, self._claims = self._client, None, None, None
         if client is not None:  # only a client we opened; a database passed in stays open
             await asyncio.to_thread(client.close)
+
+    async def _write(self, function: Callable[..., T], *args: Any) -> T:
+        """:meth:`_run` for every call that writes (refused when read-only)."""
+        base.refuse_write(self._read_only, repr(self))
+        return await self._run(function, *args)
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
@@ -232,7 +236,7 @@ class MongoJobRepository(base.ClaimsInBatches):
         query = q.remove_filter(options)
         if query is None:
             return 0
-        return await self._run(lambda: self._collection.delete_many(query).deleted_count)
+        return await self._write(lambda: self._collection.delete_many(query).deleted_count)
 
     async def disable_jobs(self, options: RemoveJobsOptions) -> int:
         return await self._set_disabled(options, disabled=True)
@@ -245,7 +249,8 @@ class MongoJobRepository(base.ClaimsInBatches):
         if query is None:
             return 0
         update = {"$set": {"disabled": disabled}}
-        return await self._run(lambda: self._collection.update_many(query, update).matched_count)
+        return await self._write(
+            lambda: self._collection.update_many(query, update).matched_count)
 
     async def save_job(
         self,
@@ -256,7 +261,7 @@ class MongoJobRepository(base.ClaimsInBatches):
     ) -> JobParameters[Any]:
         base.check_job(job)
         fields = q.job_fields(job, last_modified_by)
-        return await self._run(self._save, job, fields, now or utcnow())
+        return await self._write(self._save, job, fields, now or utcnow())
 
     def _save(self, job: JobParameters[Any], fields: Document, now: datetime) -> JobParameters[Any]:
         if job.id is not None:
@@ -343,7 +348,7 @@ class MongoJobRepository(base.ClaimsInBatches):
         oid = q.object_id(job.id)
         if oid is None:
             raise base.job_not_found(job)
-        if not await self._run(self._write_state, oid, job, last_modified_by, lock_token):
+        if not await self._write(self._write_state, oid, job, last_modified_by, lock_token):
             raise await base.rejected_state_write(self, job, lock_token)
 
     def _write_state(
@@ -376,7 +381,7 @@ class MongoJobRepository(base.ClaimsInBatches):
         query = q.lock_filter(oid, job)
         update = {"$set": {"lockedAt": q.to_bson_date(now or utcnow()),
                            "lastModifiedBy": last_modified_by}}
-        found = await self._run(
+        found = await self._write(
             lambda: self._claim_collection.find_one_and_update(
                 query, update, return_document=_AFTER
             )
@@ -389,14 +394,16 @@ class MongoJobRepository(base.ClaimsInBatches):
             return
         # A one-off that finished (nextRunAt null) keeps its lock, as in Agenda.
         query = {"_id": oid, "nextRunAt": {"$ne": None}}
-        await self._run(lambda: self._collection.update_one(query, {"$unset": {"lockedAt": ""}}))
+        unset = {"$unset": {"lockedAt": ""}}
+        await self._write(lambda: self._collection.update_one(query, unset))
 
     async def unlock_jobs(self, job_ids: Sequence[str]) -> None:
         oids = q.object_ids(list(job_ids))
         if not oids:
             return
         query = {"_id": {"$in": oids}}
-        await self._run(lambda: self._collection.update_many(query, {"$unset": {"lockedAt": ""}}))
+        unset = {"$unset": {"lockedAt": ""}}
+        await self._write(lambda: self._collection.update_many(query, unset))
 
     async def get_next_jobs_to_run(
         self,
@@ -421,7 +428,7 @@ class MongoJobRepository(base.ClaimsInBatches):
         # When now is None this is the application clock (mongomock has no $$NOW).
         update = {"$set": {"lockedAt": q.to_bson_date(now or utcnow()),
                            "lastModifiedBy": last_modified_by}}
-        return await self._run(self._claim_many, filters, update, limit)
+        return await self._write(self._claim_many, filters, update, limit)
 
     def _claim_many(self, filters: list[Document], update: Document, limit: int) -> list[Any]:
         claimed: list[JobParameters[Any]] = []
@@ -455,9 +462,11 @@ class MongoBackend(AgendaBackend):
         mongo: MongoDatabase | None = None,
         collection: str = "agendaJobs",
         ensure_index: bool = True,
+        read_only: bool = False,
     ) -> None:
         self._repository = MongoJobRepository(
-            address=address, mongo=mongo, collection=collection, ensure_index=ensure_index
+            address=address, mongo=mongo, collection=collection, ensure_index=ensure_index,
+            read_only=read_only,
         )
         self._owns_connection = mongo is None
 

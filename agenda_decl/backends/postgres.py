@@ -35,6 +35,7 @@ from agenda_decl._model import (
     JobsResult,
     RemoveJobsOptions,
 )
+from agenda_decl._secrets import mask_url
 from agenda_decl.backends import _postgres_sql as q
 from agenda_decl.backends import base
 from agenda_decl.backends._postgres_channel import (
@@ -212,13 +213,23 @@ def _states_columns(
     }
 
 
+async def _read_only_session(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Each pooled connection of a read-only repository: the server refuses its writes too."""
+    await conn.execute(q.READ_ONLY_SESSION)
+
+
 # -- the repository -------------------------------------------------------------------------------
 
 
 class PostgresJobRepository(base.ClaimsInBatches):
     """Jobs in one PostgreSQL table (Agenda v6's layout). Built from a connection string (the
     repository owns and closes its pool) or from an ``AsyncConnectionPool`` (never closed
-    here; pass it open)."""
+    here; pass it open).
+
+    ``read_only=True`` (inspecting: ``agenda-decl plan``, ``jobs``) creates nothing (no table,
+    index, function or trigger, whatever ``ensure_schema`` says), reads a missing table as an
+    empty one and refuses writes; the sessions of an owned pool are read-only on the server
+    too."""
 
     def __init__(
         self,
@@ -229,6 +240,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         ensure_schema: bool = True,
         max_pool_size: int = 10,
         connect_timeout: float = 10.0,
+        read_only: bool = False,
     ) -> None:
         if (connection_string is None) == (pool is None):
             raise InvalidOptionError("PostgresJobRepository needs connection_string or pool")
@@ -236,14 +248,17 @@ class PostgresJobRepository(base.ClaimsInBatches):
         self._pool = pool
         self._owns_pool = pool is None
         self._table = check_table_name(table_name)
-        self._ensure_schema = ensure_schema
+        self._read_only = read_only
+        self._ensure_schema = ensure_schema and not read_only
         self._schema_ready = False
+        #: A read-only repository found no table: it reads as empty.
+        self._absent = False
         self._max_pool_size = max_pool_size
         self._connect_timeout = connect_timeout
         self._inserts: base.Batcher[Row, Row] = base.Batcher(self._insert_batch)
 
     def __repr__(self) -> str:
-        where = base.redact_url(self._conninfo) if self._conninfo else "<pool>"
+        where = mask_url(self._conninfo) if self._conninfo else "<pool>"
         return f"PostgresJobRepository({where!r}, table_name={self._table!r})"
 
     @property
@@ -267,6 +282,9 @@ class PostgresJobRepository(base.ClaimsInBatches):
             async with self.pool.connection() as conn:
                 await q.create_schema(conn, self._table)
             self._schema_ready = True
+        if self._read_only:
+            async with self.pool.connection() as conn:
+                self._absent = not await self._table_present(conn)
 
     async def _open_pool(self, conninfo: str) -> Pool:
         # One direct connection first: a clear, fast error when the server is unreachable.
@@ -280,9 +298,15 @@ class PostgresJobRepository(base.ClaimsInBatches):
         pool: Pool = AsyncConnectionPool(
             conninfo, min_size=1, max_size=self._max_pool_size, open=False,
             kwargs={"autocommit": True}, name=f"agenda-decl:{self._table}",
+            configure=_read_only_session if self._read_only else None,
         )
         await pool.open()
         return pool
+
+    async def _table_present(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        name = sql.Identifier(self._table).as_string(conn)
+        rows = await q.fetch(conn, q.TABLE_PRESENT, {"table": name})
+        return bool(rows[0]["present"])
 
     async def close(self) -> None:
         if self._owns_pool and self._pool is not None:
@@ -302,7 +326,15 @@ class PostgresJobRepository(base.ClaimsInBatches):
         async with self.pool.connection() as conn:
             return await q.fetch(conn, statement, params)
 
+    async def _read(self, statement: sql.Composable, params: Any) -> list[Row]:
+        """Rows of a read of the table; none when a read-only repository found no table."""
+        return [] if self._absent else await self._fetch(statement, params)
+
+    def _writable(self) -> None:
+        base.refuse_write(self._read_only, repr(self))
+
     async def _execute(self, statement: sql.Composable, params: Any) -> int:
+        self._writable()
         async with self.pool.connection() as conn:
             cursor = await conn.execute(statement, params)
             return int(cursor.rowcount)
@@ -319,32 +351,35 @@ class PostgresJobRepository(base.ClaimsInBatches):
         table = sql.Identifier(self._table)
         page = q.render(q.QUERY, table=table, where=where.sql(), state_filter=state,
                         order=q.order_by(options.sort))
-        rows = await self._fetch(page, {**params, "limit": options.limit or None,
-                                        "skip": options.skip})
+        rows = await self._read(page, {**params, "limit": options.limit or None,
+                                       "skip": options.skip})
         if rows or not options.skip:
             return JobsResult(jobs=[base.with_state(_job(r), r["state"]) for r in rows],
                               total=rows[0]["total"] if rows else 0)
         count = q.render(q.COUNT, table=table, where=where.sql(), state_filter=state)
-        return JobsResult(jobs=[], total=(await self._fetch(count, params))[0]["total"])
+        counted = await self._read(count, params)
+        return JobsResult(jobs=[], total=counted[0]["total"] if counted else 0)
 
     async def get_jobs_overview(self) -> list[JobsOverview]:
-        rows = await self._fetch(self._sql(q.OVERVIEW), {"now": utcnow()})
+        rows = await self._read(self._sql(q.OVERVIEW), {"now": utcnow()})
         return [JobsOverview(**row) for row in rows]
 
     async def get_distinct_job_names(self) -> list[str]:
-        return [row["name"] for row in await self._fetch(self._sql(q.DISTINCT_NAMES), ())]
+        return [row["name"] for row in await self._read(self._sql(q.DISTINCT_NAMES), ())]
 
     async def get_job_by_id(self, job_id: str) -> JobParameters[Any] | None:
         key = job_uuid(job_id)
-        rows = await self._fetch(self._sql(q.SELECT_BY_ID), (key,)) if key else []
+        rows = await self._read(self._sql(q.SELECT_BY_ID), (key,)) if key else []
         return _job(rows[0]) if rows else None
 
     async def get_queue_size(self) -> int:
-        return int((await self._fetch(self._sql(q.QUEUE_SIZE), ()))[0]["size"])
+        rows = await self._read(self._sql(q.QUEUE_SIZE), ())
+        return int(rows[0]["size"]) if rows else 0
 
     # -- writing -------------------------------------------------------------------------------
 
     async def remove_jobs(self, options: RemoveJobsOptions) -> int:
+        self._writable()
         where = q.remove_where(options)
         if where is None:
             return 0
@@ -358,6 +393,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         return await self._set_disabled(options, disabled=False)
 
     async def _set_disabled(self, options: RemoveJobsOptions, *, disabled: bool) -> int:
+        self._writable()
         where = q.remove_where(options)
         if where is None:
             return 0
@@ -372,6 +408,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         last_modified_by: str | None = None,
         now: datetime | None = None,
     ) -> JobParameters[Any]:
+        self._writable()
         values = _save_values(job, base.check_job(job), last_modified_by)
         if job.id is not None:
             key = job_uuid(job.id)
@@ -460,6 +497,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
     ) -> list[JobId]:
         """Every job's state fields in one statement; return the ids not written (gone or
         fenced out)."""
+        self._writable()
         tokens = lock_tokens or {}
         latest = _latest_per_id(jobs)
         keyed = {key: job for key, job in ((job_uuid(j.id), j) for j in latest) if key}
@@ -492,6 +530,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         last_modified_by: str | None = None,
         now: datetime | None = None,
     ) -> JobParameters[Any] | None:
+        self._writable()
         key = job_uuid(job.id) if job.id else None
         if key is None:
             return None
@@ -520,6 +559,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         *,
         last_modified_by: str | None = None,
     ) -> list[JobParameters[Any]]:
+        self._writable()
         if limit <= 0:
             return []
         params = {"name": job_name, "next_scan_at": next_scan_at, "lock_deadline": lock_deadline,
@@ -536,6 +576,7 @@ class PostgresBackend(AgendaBackend):
 
     Give ``connection_string`` (the backend owns its pool and closes it on ``disconnect``) or
     an open ``pool`` (``psycopg_pool.AsyncConnectionPool``, never closed here).
+    ``read_only=True`` is for inspecting: see :class:`PostgresJobRepository`; no channel.
     """
 
     name = "PostgreSQL"
@@ -552,6 +593,7 @@ class PostgresBackend(AgendaBackend):
         max_pool_size: int = 10,
         connect_timeout: float = 10.0,
         reconnect: ReconnectOptions | None = None,
+        read_only: bool = False,
     ) -> None:
         if (connection_string is None) == (pool is None):
             raise InvalidOptionError(
@@ -560,14 +602,16 @@ class PostgresBackend(AgendaBackend):
         self._repository = PostgresJobRepository(
             connection_string=connection_string, pool=pool, table_name=table_name,
             ensure_schema=ensure_schema, max_pool_size=max_pool_size,
-            connect_timeout=connect_timeout,
+            connect_timeout=connect_timeout, read_only=read_only,
         )
-        self._channel = None if disable_notifications else PostgresNotificationChannel(
+        # Inspecting needs no notifications (and listening would hold a connection).
+        off = disable_notifications or read_only
+        self._channel = None if off else PostgresNotificationChannel(
             connection_string=connection_string, pool=pool, channel_name=channel_name,
             reconnect=reconnect, connect_timeout=connect_timeout,
         )
         self._owns = pool is None
-        self._where = base.redact_url(connection_string) if connection_string else "<pool>"
+        self._where = mask_url(connection_string) if connection_string else "<pool>"
 
     def __repr__(self) -> str:
         return f"PostgresBackend({self._where!r}, table_name={self._repository.table_name!r})"

@@ -57,13 +57,23 @@ SWEEP_COUNT = 100
 # -- the repository ---------------------------------------------------------------------------
 
 
-class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
-    """Jobs in Agenda v6's Redis layout under ``key_prefix``. Never closes ``client``."""
+#: The scripts that only read; a read-only repository runs no other.
+_READ_SCRIPTS = frozenset({lua.QUERY, lua.OVERVIEW, lua.QUEUE_SIZE})
 
-    def __init__(self, client: Redis, *, key_prefix: str = "agenda:", where: str | None = None):
+
+class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
+    """Jobs in Agenda v6's Redis layout under ``key_prefix``. Never closes ``client``.
+
+    ``read_only=True`` (inspecting: ``agenda-decl plan``, ``jobs``) refuses every write; Redis
+    has no schema, so nothing is created anyway, and keys that do not exist read as no jobs.
+    """
+
+    def __init__(self, client: Redis, *, key_prefix: str = "agenda:", where: str | None = None,
+                 read_only: bool = False):
         self._client = client
         self.key_prefix = check_name(key_prefix, field="key_prefix")
         self._where = where or redacted_address(client, None)
+        self._read_only = read_only
         self._scripts = {
             script: client.register_script(script)
             for script in (lua.CLAIM, lua.LOCK_JOB, lua.UNLOCK, lua.SAVE_STATES, lua.INSERT,
@@ -75,6 +85,8 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         return f"RedisJobRepository({self._where}, key_prefix={self.key_prefix!r})"
 
     async def _run(self, script: str, *args: str) -> Any:
+        if script not in _READ_SCRIPTS:  # every write is a script
+            base.refuse_write(self._read_only, repr(self))
         return codec.text(await self._scripts[script](keys=[], args=[self.key_prefix, *args]))
 
     async def connect(self) -> None:
@@ -83,7 +95,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             await self._client.ping()  # type: ignore[misc, unused-ignore]
         except (RedisError, OSError) as error:
             raise BackendUnavailableError(
-                f"cannot reach Redis at {self._where}: {redacted_error(error, self._client)}"
+                f"cannot reach Redis at {self._where}: {redacted_error(error)}"
             ) from None
         await self._check_eviction()
 
@@ -309,9 +321,10 @@ def _save_script(job: JobParameters[Any]) -> str:
 
 class RedisBackend(AgendaBackend):
     """Agenda v6's Redis backend: storage under ``key_prefix`` and pub/sub notifications on
-    ``channel_name`` (none with ``disable_notifications``). A ``client`` passed in is shared
-    by both and never closed; one built from ``connection_string`` is closed by
-    :meth:`disconnect` (and reopens on the next use)."""
+    ``channel_name`` (none with ``disable_notifications`` or ``read_only``). A ``client``
+    passed in is shared by both and never closed; one built from ``connection_string`` is
+    closed by :meth:`disconnect` (and reopens on the next use). ``read_only=True`` is for
+    inspecting: see :class:`RedisJobRepository`."""
 
     name = "Redis"
 
@@ -324,6 +337,7 @@ class RedisBackend(AgendaBackend):
         channel_name: str = "agenda:jobs",
         disable_notifications: bool = False,
         health_check_interval: int | float | timedelta | str = 30_000,
+        read_only: bool = False,
     ) -> None:
         if (connection_string is None) == (client is None):
             raise InvalidOptionError(
@@ -335,8 +349,11 @@ class RedisBackend(AgendaBackend):
             client = client_from_url(connection_string)
         self._client = client
         self._where = redacted_address(client, connection_string)
-        self._repository = RedisJobRepository(client, key_prefix=key_prefix, where=self._where)
-        self._channel = None if disable_notifications else RedisNotificationChannel(
+        self._repository = RedisJobRepository(client, key_prefix=key_prefix, where=self._where,
+                                              read_only=read_only)
+        # Inspecting needs no notifications.
+        off = disable_notifications or read_only
+        self._channel = None if off else RedisNotificationChannel(
             client=client, channel_name=channel_name, health_check_interval=health_check_interval
         )
 

@@ -79,6 +79,7 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         *,
         table_name: str = "agenda_jobs",
         busy_timeout: int | float | timedelta | str = "5 seconds",
+        read_only: bool = False,
     ) -> None:
         self._path = os.fspath(path)
         self._table_name = base.validate_identifier(table_name, field="table_name")
@@ -88,6 +89,8 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             retry_window=BUSY_RETRY_WINDOW,
             check_path=_require_local_disk,
             create_schema=self._create_schema,
+            has_schema=self._has_table,
+            read_only=read_only,
         )
 
     def __repr__(self) -> str:
@@ -109,7 +112,8 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Open the file (creating it, the table and the indexes if missing). Idempotent."""
+        """Open the file (creating it, the table and the indexes if missing; with
+        ``read_only``, nothing: see ``SQLiteWorker``). Idempotent."""
         await self._worker.connect()
 
     async def close(self) -> None:
@@ -349,6 +353,11 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             schema = [self._sql(sql.CREATE_TABLE), *(self._sql(i) for i in sql.CREATE_INDEXES)]
             in_transaction(c, lambda conn: [conn.execute(s) for s in schema], "BEGIN IMMEDIATE")
 
+    def _has_table(self, c: sqlite3.Connection) -> bool:
+        """Whether the jobs table exists (all a reader needs)."""
+        found = c.execute(sql.SCHEMA_OBJECTS, (json.dumps([self._table_name]),)).fetchall()
+        return bool(found)
+
     def _schema_exists(self, c: sqlite3.Connection) -> bool:
         table = self._table_name
         names = [table, *(f"{table}_{suffix}" for suffix in sql.INDEX_SUFFIXES)]
@@ -357,7 +366,11 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
 
 
 class SQLiteBackend(AgendaBackend):
-    """The embedded default backend: storage only (no notification channel of its own)."""
+    """The embedded default backend: storage only (no notification channel of its own).
+
+    ``read_only=True`` is for inspecting (``agenda-decl plan``, ``jobs``): the file is never
+    created or written, a missing file or table reads as an empty store, writes are refused.
+    """
 
     name = "SQLite"
 
@@ -367,9 +380,10 @@ class SQLiteBackend(AgendaBackend):
         *,
         table_name: str = "agenda_jobs",
         busy_timeout: int | float | timedelta | str = "5 seconds",
+        read_only: bool = False,
     ) -> None:
         self._repository = SQLiteJobRepository(
-            path, table_name=table_name, busy_timeout=busy_timeout
+            path, table_name=table_name, busy_timeout=busy_timeout, read_only=read_only
         )
 
     def __repr__(self) -> str:

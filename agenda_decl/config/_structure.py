@@ -62,8 +62,9 @@ def _kind_fits(tp: Any, value: Any) -> bool:
     origin = get_origin(tp) or tp
     if tp is Any:
         return True
-    if origin is Literal:
-        return any(value == arg and type(value) is type(arg) for arg in get_args(tp))
+    if origin is Literal:  # a str subclass (a value from the environment) is a string
+        return any(value == arg and (type(value) is type(arg) or (isinstance(arg, str)
+                                     and isinstance(value, str))) for arg in get_args(tp))
     if origin is bool:
         return isinstance(value, bool)
     if origin is int:

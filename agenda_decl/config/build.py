@@ -57,19 +57,23 @@ def _own_channel_off(config: model.AgendaConfig) -> bool:
     return config.backend.notifications is not None
 
 
-def build_backend(config: model.AgendaConfig, *, base_dir: Path | None = None) -> AgendaBackend:
-    """The storage backend of ``config`` (not connected)."""
+def build_backend(
+    config: model.AgendaConfig, *, base_dir: Path | None = None, read_only: bool = False
+) -> AgendaBackend:
+    """The storage backend of ``config`` (not connected). ``read_only`` for inspecting (plan,
+    jobs): it creates nothing in storage, reads a store that does not exist yet as empty,
+    refuses writes and has no notification channel."""
     storage = config.backend.storage
     off = _own_channel_off(config)
     if isinstance(storage, model.SQLiteStorage):
-        return _sqlite(storage, base_dir or config_dir(config))
+        return _sqlite(storage, base_dir or config_dir(config), read_only)
     if isinstance(storage, model.PostgresStorage):
         from agenda_decl.backends.postgres import PostgresBackend
 
         return PostgresBackend(
             connection_string=storage.connection_string, table_name=storage.table_name,
             ensure_schema=storage.ensure_schema, channel_name=storage.channel_name,
-            disable_notifications=storage.disable_notifications or off,
+            disable_notifications=storage.disable_notifications or off, read_only=read_only,
         )
     if isinstance(storage, model.RedisStorage):
         from agenda_decl.backends.redis import RedisBackend
@@ -77,23 +81,25 @@ def build_backend(config: model.AgendaConfig, *, base_dir: Path | None = None) -
         return RedisBackend(
             connection_string=storage.connection_string, key_prefix=storage.key_prefix,
             channel_name=storage.channel_name,
-            disable_notifications=storage.disable_notifications or off,
+            disable_notifications=storage.disable_notifications or off, read_only=read_only,
         )
     from agenda_decl.backends.mongo import MongoBackend
 
     return MongoBackend(address=storage.address, collection=storage.collection,
-                        ensure_index=storage.ensure_index)
+                        ensure_index=storage.ensure_index, read_only=read_only)
 
 
-def _sqlite(storage: model.SQLiteStorage, base_dir: Path) -> AgendaBackend:
+def _sqlite(storage: model.SQLiteStorage, base_dir: Path, read_only: bool) -> AgendaBackend:
     from agenda_decl.backends.sqlite import SQLiteBackend
 
     if storage.path == ":memory:":
-        return SQLiteBackend(path=storage.path, table_name=storage.table_name)
+        return SQLiteBackend(path=storage.path, table_name=storage.table_name,
+                             read_only=read_only)
     path = Path(os.path.expanduser(storage.path))
     path = path if path.is_absolute() else base_dir / path
-    path.parent.mkdir(parents=True, exist_ok=True)  # `.agenda/agenda.db` on a fresh clone
-    return SQLiteBackend(path=path, table_name=storage.table_name)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)  # `.agenda/agenda.db` on a fresh clone
+    return SQLiteBackend(path=path, table_name=storage.table_name, read_only=read_only)
 
 
 def build_channel(config: model.AgendaConfig) -> NotificationChannel | None:
@@ -204,9 +210,12 @@ def build_agenda(
     *,
     import_handlers: bool = False,
     base_dir: Path | None = None,
+    read_only: bool = False,
 ) -> Agenda:
     """An :class:`Agenda` on the configured backend and channel with every job declared (or,
     with ``import_handlers``, defined with its imported handler). Nothing connects yet.
+    ``read_only`` (``agenda-decl plan`` and ``jobs``): storage is only read (see
+    :func:`build_backend`) and no notification channel is built.
 
     Raises :class:`ConfigError` naming every handler or payload class that cannot be imported.
     """
@@ -214,8 +223,8 @@ def build_agenda(
     handlers = _import_handlers(config, base_dir) if import_handlers else {}
     scheduler = config.scheduler
     agenda = Agenda(
-        build_backend(config, base_dir=base_dir),
-        notification_channel=build_channel(config),
+        build_backend(config, base_dir=base_dir, read_only=read_only),
+        notification_channel=None if read_only else build_channel(config),
         name=_worker_name(config),
         process_every=scheduler.process_every,
         max_concurrency=scheduler.max_concurrency,

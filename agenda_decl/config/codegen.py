@@ -31,13 +31,13 @@ import os
 import re
 import textwrap
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from agenda_decl._convert import parse_datetime
+from agenda_decl._convert import parse_payload_datetime
 from agenda_decl.config.errors import ConfigError, ConfigIssue
 from agenda_decl.config.load import issue_for
 from agenda_decl.config.model import AgendaConfig, CodegenConfig, JobConfig, PayloadField
@@ -200,7 +200,7 @@ def _value_text(ptype: PayloadType, value: Any, uses: _Uses) -> str:
         return f"[{', '.join(_value_text(item, element, uses) for element in value)}]"
     if ptype.name == "datetime":
         uses.datetime = True
-        return _datetime_text(parse_datetime(value))
+        return _datetime_text(parse_payload_datetime(value))
     if ptype.name == "date":
         uses.datetime = True
         year, month, day = (int(part) for part in value.split("-"))
@@ -209,12 +209,26 @@ def _value_text(ptype: PayloadType, value: Any, uses: _Uses) -> str:
 
 
 def _datetime_text(value: datetime) -> str:
+    """The stored default as written (its offset kept), so that a handle's default stores
+    the same text as a default the payload check fills in."""
     parts = [value.year, value.month, value.day, value.hour, value.minute]
     if value.second or value.microsecond:
         parts.append(value.second)
     if value.microsecond:
         parts.append(value.microsecond)
-    return f"datetime.datetime({', '.join(map(str, parts))}, tzinfo=datetime.UTC)"
+    return f"datetime.datetime({', '.join(map(str, parts))}, tzinfo={_zone_text(value)})"
+
+
+def _zone_text(value: datetime) -> str:
+    offset = value.utcoffset() or timedelta(0)
+    if not offset:
+        return "datetime.UTC"
+    sign, size = ("-", -offset) if offset < timedelta(0) else ("", offset)
+    minutes, seconds = divmod(int(size.total_seconds()), 60)
+    hours, minutes = divmod(minutes, 60)
+    units = {"hours": hours, "minutes": minutes, "seconds": seconds}
+    delta = ", ".join(f"{unit}={amount}" for unit, amount in units.items() if amount)
+    return f"datetime.timezone({sign}datetime.timedelta({delta}))"
 
 
 def _default_text(field: PayloadField, ptype: PayloadType, uses: _Uses) -> str | None:
@@ -284,11 +298,22 @@ def _field_lines(name: str, field: PayloadField, uses: _Uses) -> list[str]:
     default = _default_text(field, ptype, uses)
     tail = "" if default is None else f" = {default}"
     line = f"    {name}: {annotation}{tail}"
-    if len(line) <= LINE_LIMIT or not annotation.startswith("Literal["):
+    if len(line) <= LINE_LIMIT:
         return [line]
+    if not annotation.startswith("Literal["):
+        return _call_lines(f"    {name}: {annotation} = ", default or "")
     items = _literal_items(field.choices or [])
     rest = annotation[annotation.index("]"):]
     return _fit(f"    {name}: Literal[", items, f"{rest}{tail}", "    ")
+
+
+def _call_lines(head: str, call: str) -> list[str]:
+    """A default that is a call (a datetime with its offset, a factory) with its arguments
+    on a line of their own, as a formatter breaks it."""
+    if "(" not in call or not call.endswith(")"):
+        return [f"{head}{call}"]
+    callee, arguments = call[:-1].split("(", 1)
+    return [f"{head}{callee}(", f"        {arguments}", "    )"]
 
 
 def _payload_expression(job_name: str, job: JobConfig, uses: _Uses) -> str:

@@ -16,9 +16,10 @@ position) with our own small set of scalar rules, YAML 1.2 style:
 
 ``${VAR}`` and ``${VAR:-default}`` inside string values read the environment (``$${`` is a
 literal ``${``); a missing variable without a default is an error that names it. The result is
-always a string and is never expanded again. Values read from the environment are remembered:
-:func:`redacted` and every error message mask them, and connection strings are shown with
-the password masked.
+always a string and is never expanded again. A value that took something from the
+environment is an :class:`~agenda_decl._secrets.EnvText`: it prints as the file wrote it
+(``${TOKEN}``) in :func:`redacted`, :func:`shown_data` and every message, except connection
+strings, which print with only their password masked (the rule of ``agenda_decl._secrets``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import attrs
 import yaml
 
 from agenda_decl._convert import converter
-from agenda_decl.backends.base import redact_url
+from agenda_decl._secrets import EnvText, mask_text, mask_url
 from agenda_decl.config._structure import structure_parts
 from agenda_decl.config.errors import (
     ConfigError,
@@ -43,7 +44,6 @@ from agenda_decl.config.errors import (
     render_path,
 )
 from agenda_decl.config.model import AgendaConfig
-from agenda_decl.config.payload import SHOWN_CHARS
 
 __all__ = [
     "MAX_ALIASES",
@@ -56,6 +56,8 @@ __all__ = [
     "load_config",
     "read_yaml",
     "redacted",
+    "shown_data",
+    "shown_field",
     "source_of",
 ]
 
@@ -69,10 +71,6 @@ MAX_DEPTH = 64
 #: Fields holding connection strings: shown with the password masked, everywhere.
 SECRET_FIELDS = frozenset({"connection_string", "address"})
 
-#: Environment values shorter than this are not masked in output (they cannot be secrets
-#: worth the name, and masking "1" everywhere would garble messages).
-_MIN_MASKED = 4
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 _LAST_SEGMENT = re.compile(r'^(.*?)(\[\d+\]|\.(?:"(?:[^"\\]|\\.)*"|[A-Za-z0-9_-]+))$')
 _ENV_REF = re.compile(r"\$\$\{|\$\{([^}]*)(\}?)")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -150,17 +148,17 @@ def _position(mark: yaml.Mark | None) -> tuple[int, int]:
 
 @attrs.define(frozen=True, eq=False)
 class ConfigSource:
-    """Where a loaded config came from: positions of every value, and what came from the
-    environment (to mask it). ``source_of(config)`` returns it; paths are rendered strings
+    """Where a loaded config came from: positions of every value, and which values came from
+    the environment. ``source_of(config)`` returns it; paths are rendered strings
     (``schedules[1].data.due``), as in :class:`ConfigIssue`."""
 
     file: str
     path: Path
     marks: Mapping[str, tuple[int, int]]
     key_marks: Mapping[str, tuple[int, int]]
-    env_values: frozenset[str] = frozenset()
-    #: Paths whose string value took something from the environment.
-    env_paths: frozenset[str] = frozenset()
+    #: Paths whose string value took something from the environment, and the value as the
+    #: file wrote it (``${TOKEN}``): what is printed in its place.
+    env_refs: Mapping[str, str] = attrs.Factory(dict)
 
     @property
     def base_dir(self) -> Path:
@@ -185,16 +183,10 @@ class ConfigSource:
         return self.marks[path]
 
     def issue(self, path: str, message: str, *, key: bool = False) -> ConfigIssue:
+        """An issue at ``path``. Values from the environment are quoted by their reference
+        already (EnvText); connection strings quoted in the message are masked here."""
         line, column = self.position(path, key=key)
-        return ConfigIssue(self.file, line, column, path, self.mask(message))
-
-    def mask(self, text: str) -> str:
-        """``text`` with values from the environment and URL passwords masked."""
-        for value in sorted(self.env_values, key=len, reverse=True):
-            if len(value) >= _MIN_MASKED:
-                # ... and the start of it that a message shows of a long value
-                text = text.replace(value, "***").replace(value[:SHOWN_CHARS], "***")
-        return _URL.sub(lambda match: redact_url(match[0]), text)
+        return ConfigIssue(self.file, line, column, path, mask_text(message))
 
 
 _SOURCES: dict[int, ConfigSource] = {}
@@ -229,8 +221,7 @@ class _Reader:
         self.environ = environ
         self.marks: dict[str, tuple[int, int]] = {}
         self.key_marks: dict[str, tuple[int, int]] = {}
-        self.env_values: set[str] = set()
-        self.env_paths: set[str] = set()
+        self.env_refs: dict[str, str] = {}
         self.issues: list[tuple[str, tuple[int, int], str]] = []
         self._values = 0
         self._depth = 0
@@ -330,6 +321,7 @@ class _Reader:
     def _interpolate(self, text: str, node: yaml.Node, path: KeyPath) -> str:
         if "${" not in text:
             return text
+        from_environment = False
 
         def substitute(match: re.Match[str]) -> str:
             if match[0] == "$${":
@@ -349,12 +341,15 @@ class _Reader:
                             f"environment variable {name} is not set (set it, or write "
                             f"${{{name}:-default}})")
                 return ""
-            if value:
-                self.env_values.add(value)
-                self.env_paths.add(render_path(path))
+            nonlocal from_environment
+            from_environment = True
             return value
 
-        return _ENV_REF.sub(substitute, text)
+        value = _ENV_REF.sub(substitute, text)
+        if not from_environment:
+            return value
+        self.env_refs[render_path(path)] = text
+        return EnvText(value, text)
 
 
 def _number(text: str, integer: bool) -> int | float:
@@ -389,10 +384,9 @@ def load_config(
     data = _compose(file, text, reader)
     source = ConfigSource(
         file=file, path=Path(file).resolve(), marks=dict(reader.marks),
-        key_marks=dict(reader.key_marks), env_values=frozenset(reader.env_values),
-        env_paths=frozenset(reader.env_paths),
+        key_marks=dict(reader.key_marks), env_refs=dict(reader.env_refs),
     )
-    issues = [ConfigIssue(file, line, column, where, source.mask(message))
+    issues = [ConfigIssue(file, line, column, where, message)
               for where, (line, column), message in reader.issues]
     later: list[ConfigIssue] = []
     parts = structure_parts(data, source, later)
@@ -475,15 +469,70 @@ def _compose(file: str, text: str, reader: _Reader) -> Any:
             loader.dispose()
 
 
-# -- redaction -------------------------------------------------------------------------------
+# -- printing values of the file --------------------------------------------------------------
 
 
 def redacted(config: AgendaConfig) -> dict[str, Any]:
-    """The config as JSON data, safe to print: connection strings with the password masked,
-    and every value that came from the environment masked (``***``)."""
+    """The config as JSON data, safe to print: connection strings with only their password
+    masked, other values from the environment as the file wrote them (``${TOKEN}``), and the
+    passwords of connection strings inside other values masked."""
+    shown: dict[str, Any] = _shown(_plain(config))
+    return shown
+
+
+#: The stored job fields a schedule option sets (what plan shows as field differences).
+_FIELD_OPTIONS = {
+    "repeat_interval": ("every", "cron"), "repeat_timezone": ("timezone",),
+    "repeat_at": ("at",), "start_date": ("start_date",), "end_date": ("end_date",),
+    "priority": ("priority",),
+}  # fmt: skip
+
+
+def shown_data(config: AgendaConfig, job: str, key: str, data: Any) -> Any:
+    """``data`` of the job of schedule (``job``, ``key``), stored or about to be, with every
+    value at a position the file fills from the environment printed as its reference
+    (``${TOKEN}``): by position, so a stored value there is hidden too, whatever it is."""
+    found = _schedule_refs(config, job, key)
+    if found is None:
+        return data
+    index, refs = found
+    return _replace_at(data, ("schedules", index, "data"), refs)
+
+
+def shown_field(config: AgendaConfig, job: str, key: str, field: str, value: Any) -> Any:
+    """A stored job ``field`` of that schedule as it may be printed: the reference of the
+    schedule option that sets it when the file takes that option from the environment."""
+    found = _schedule_refs(config, job, key)
+    if found is None:
+        return value
+    index, refs = found
+    options = _FIELD_OPTIONS.get(field, ())
+    return next((refs[path] for path in (render_path(("schedules", index, option))
+                                         for option in options) if path in refs), value)
+
+
+def _schedule_refs(
+    config: AgendaConfig, job: str, key: str
+) -> tuple[int, Mapping[str, str]] | None:
+    """The index of schedule (``job``, ``key``) and the file's references to the environment,
+    when there are any."""
     source = source_of(config)
-    masked: dict[str, Any] = _mask_all(_plain(config), source)
-    return masked
+    if source is None or not source.env_refs:
+        return None
+    index = next((i for i, schedule in enumerate(config.schedules)
+                  if (schedule.job, schedule.schedule_key) == (job, key)), None)
+    return None if index is None else (index, source.env_refs)
+
+
+def _replace_at(value: Any, path: KeyPath, refs: Mapping[str, str]) -> Any:
+    rendered = render_path(path)
+    if rendered in refs:
+        return refs[rendered]
+    if isinstance(value, Mapping):
+        return {k: _replace_at(item, (*path, k), refs) for k, item in value.items()}
+    if isinstance(value, list):
+        return [_replace_at(item, (*path, i), refs) for i, item in enumerate(value)]
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -498,14 +547,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _mask_all(value: Any, source: ConfigSource | None, key: str = "") -> Any:
+def _shown(value: Any, key: str = "") -> Any:
     if isinstance(value, dict):
-        return {k: _mask_all(item, source, k) for k, item in value.items()}
+        return {k: _shown(item, k) for k, item in value.items()}
     if isinstance(value, list):
-        return [_mask_all(item, source, key) for item in value]
+        return [_shown(item, key) for item in value]
     if isinstance(value, str):
         if key in SECRET_FIELDS:
-            value = redact_url(value)
-        return source.mask(value) if source is not None else _URL.sub(
-            lambda match: redact_url(match[0]), value)
+            return mask_url(value)
+        if isinstance(value, EnvText):
+            return value.reference
+        return mask_text(value)
     return value

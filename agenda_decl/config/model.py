@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import attrs
 
-from agenda_decl.backends.base import redact_url
+from agenda_decl._secrets import mask_url
 
 #: A duration as written in the file: milliseconds or text ("5 minutes").
 Duration = int | str
@@ -23,7 +23,7 @@ BASE_PAYLOAD_TYPES = ("str", "int", "float", "bool", "datetime", "date")
 
 def _secret_repr(value: str | None) -> str:
     """Connection strings in ``repr()``: the password masked (they often come from ``${ENV}``)."""
-    return repr(value if value is None else redact_url(value))
+    return repr(value if value is None else mask_url(value))
 
 
 # -- storage -------------------------------------------------------------------------------

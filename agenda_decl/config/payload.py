@@ -7,14 +7,19 @@ Field types: ``str int float bool datetime date``, ``list[T]``, and ``T | None``
 may be null and is then optional). ``choices`` restricts a field to listed values.
 
 :func:`check_payload` returns the data in the form that is stored (JSON): defaults filled in,
-datetimes as ISO 8601 UTC text with milliseconds (``2026-12-01T00:00:00.000Z``), dates as
-``YYYY-MM-DD``; unknown keys, missing required fields and wrong types are refused.
+dates as ``YYYY-MM-DD``, datetimes as ISO 8601 text that reads back equal: the value's own UTC
+offset (``Z`` for UTC; a time zone becomes its offset at that instant) and its microseconds
+(``2026-12-01T10:30:00.123456+02:00``; milliseconds when it has no finer part:
+``2026-12-01T00:00:00.000Z``); text without an offset is UTC. Unknown keys, missing required
+fields and wrong types are refused.
 
-Import of payload classes: a class payload is imported only by :func:`check_payload` (which
-``plan``/``apply`` call before writing) and by the builder with ``import_handlers=True``;
-``load_config`` imports nothing unless asked (``import_payload_classes=True``), so
-``agenda-decl validate`` never runs application code. Imports come from ``base_dir`` (the
-config file's directory) and ``sys.path``; standard-library modules are refused.
+Import of payload classes: a class payload is imported by :func:`check_payload` (which
+``plan``/``apply`` and enqueueing call before writing), by the builder with
+``import_handlers=True``, and by ``load_config(import_payload_classes=True)``, which
+``agenda-decl validate``, ``plan`` and ``apply`` use so that a class that cannot be imported is
+reported at its ``payload:`` value. Handlers are never imported there (only by the worker).
+Imports come from ``base_dir`` (the config file's directory) and ``sys.path``;
+standard-library modules are refused.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ import attrs
 from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.gen import make_dict_structure_fn
 
-from agenda_decl._convert import converter, format_datetime
+from agenda_decl._convert import format_payload_datetime, payload_converter
+from agenda_decl._secrets import EnvText
 from agenda_decl.config.errors import (
     ImportRefError,
     PayloadError,
@@ -126,7 +132,11 @@ def _split_union(text: str) -> list[str]:
 
 
 def describe(value: Any) -> str:
-    """``'abc' (a string)`` — how a found value is quoted in messages (shortened)."""
+    """``'abc' (a string)`` — how a found value is quoted in messages (shortened). A value
+    from the environment is quoted as the file wrote it: ``'${TOKEN}' (a string from the
+    environment)``."""
+    if isinstance(value, EnvText):
+        return f"{value!r} (a string from the environment)"
     kind = (
         "null" if value is None
         else "a boolean" if isinstance(value, bool)
@@ -139,7 +149,7 @@ def describe(value: Any) -> str:
     if value is None or isinstance(value, list | tuple | Mapping):
         return kind
     if isinstance(value, str) and len(value) > SHOWN_CHARS:
-        value = value[:SHOWN_CHARS] + "..."  # cut before quoting: masking can still find it
+        value = value[:SHOWN_CHARS] + "..."
     text = repr(value) if not isinstance(value, bool) else str(value).lower()
     return f"{text} ({kind})"
 
@@ -193,7 +203,7 @@ def _as_datetime(value: Any) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise _Mismatch([((), "expected an aware datetime, got a naive one (no time zone)")])
-        return format_datetime(value)
+        return format_payload_datetime(value)
     if isinstance(value, date) or not isinstance(value, str):
         raise _fail(expected, value)
     try:
@@ -201,7 +211,7 @@ def _as_datetime(value: Any) -> str:
     except ValueError:
         raise _fail(expected, value) from None
     # As everywhere in agenda-decl: ISO text without an offset is UTC.
-    return format_datetime(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+    return format_payload_datetime(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
 
 
 def _as_date(value: Any) -> str:
@@ -371,8 +381,8 @@ def _check_fields(
 
 
 def _stored_default(field: PayloadField) -> Any:
-    """The default in stored form (``2026-12-01T09:00:00+02:00`` as UTC, as a given value
-    would be); a default that does not fit (refused when a file is loaded) is kept as JSON."""
+    """The default in stored form (``2026-12-01T09:00:00.000+02:00``, as a given value would
+    be); a default that does not fit (refused when a file is loaded) is kept as JSON."""
     try:
         return _field_value(field, field.default)
     except _Mismatch:
@@ -398,7 +408,7 @@ def _check_class_payload(
             report(where, _cattrs_message(problem, cls))
         return {}
     try:
-        unstructured: dict[str, Any] = to_json_ready(converter.unstructure(value))
+        unstructured: dict[str, Any] = to_json_ready(payload_converter.unstructure(value))
     except _Mismatch as mismatch:
         for where, text in mismatch.problems:
             report(where, text)
@@ -408,9 +418,9 @@ def _check_class_payload(
 
 @cache
 def _strict_structure(cls: type) -> Callable[[Any, Any], Any]:
-    """The shared converter's structuring of ``cls`` that also refuses unknown keys."""
+    """The payload converter's structuring of ``cls`` that also refuses unknown keys."""
     attrs.resolve_types(cls)
-    return make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True)
+    return make_dict_structure_fn(cls, payload_converter, _cattrs_forbid_extra_keys=True)
 
 
 def _cattrs_message(error: BaseException, cls: type) -> str:

@@ -1,6 +1,11 @@
 """How a plan and an apply read: the text ``agenda-decl plan``/``apply`` print (Terraform-like
 ``+``/``~``/``-``/``=`` lines with per-field differences and the next fire times) and the
-plain-data form of ``--json``."""
+plain-data form of ``--json``.
+
+Values the file takes from the environment print as the file wrote them (``${TOKEN}``): the
+owner and schedule keys through ``shown``, job data and the fields schedule options set by
+position (``load.shown_data``, ``load.shown_field``), for the stored value there too.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
+
+from agenda_decl._secrets import shown
+from agenda_decl.config.load import shown_data, shown_field
+from agenda_decl.config.model import AgendaConfig
 from agenda_decl.config.payload import RESERVED_DATA_KEYS
 from agenda_decl.config.reconcile import (
     ACTIONS,
@@ -25,6 +35,25 @@ __all__ = ["change_to_json", "format_apply_result", "format_change", "format_pla
            "plan_to_json"]
 
 _SYMBOLS: dict[Action, str] = {"create": "+", "update": "~", "delete": "-", "unchanged": "="}
+
+
+@attrs.frozen
+class _Shown:
+    """How the values of one change print (see the module docstring); without a config
+    (progress lines), as they are."""
+
+    config: AgendaConfig | None
+    change: Change
+
+    def data(self, value: Any) -> Any:
+        if self.config is None:
+            return value
+        return shown_data(self.config, self.change.job, self.change.key, value)
+
+    def field(self, name: str, value: Any) -> Any:
+        if self.config is None:
+            return value
+        return shown_field(self.config, self.change.job, self.change.key, name, value)
 _REASONS = {
     "pruned": "no longer declared (--prune)",
     "duplicate": "duplicate of a job of the same schedule",
@@ -34,14 +63,14 @@ _REASONS = {
 def format_plan(plan: Plan, *, show_unchanged: bool = True) -> str:
     """The plan as plain text (what ``agenda-decl plan`` prints)."""
     lines = [
-        f'Owner "{plan.owner}": {len(plan.config.schedules)} schedule(s) declared, '
+        f'Owner "{shown(plan.owner)}": {len(plan.config.schedules)} schedule(s) declared, '
         f"{plan.stored} managed job(s) in storage.",
         "",
     ]
     for change in plan.changes:
         if change.action == "unchanged" and not show_unchanged:
             continue
-        lines.extend(_change_lines(change, detailed=True))
+        lines.extend(_change_lines(change, detailed=True, show=_Shown(plan.config, change)))
     created = {change.key: change.job for change in plan.changes if change.action == "create"}
     for orphan in plan.orphaned:
         moved = created.get(orphan.key)
@@ -60,8 +89,10 @@ def format_plan(plan: Plan, *, show_unchanged: bool = True) -> str:
 
 def _summary(plan: Plan) -> str:
     kept = _orphans_kept(len(plan.orphaned))
+    if plan.in_sync:
+        return "No changes: storage matches the declared schedules."
     if not plan.has_changes:
-        return f"No changes: storage matches the declared schedules.{kept}"
+        return f"Storage does not match the declared schedules:{kept}"
     return (
         f"Plan: {plan.count('create')} to create, {plan.count('update')} to update, "
         f"{plan.count('delete')} to delete, {plan.count('unchanged')} unchanged.{kept}"
@@ -76,45 +107,60 @@ def _orphans_kept(count: int) -> str:
 
 def format_change(change: Change) -> str:
     """One line for a change as it is applied (``agenda-decl apply`` progress)."""
-    return _change_lines(change, detailed=False)[0]
+    return _change_lines(change, detailed=False, show=_Shown(None, change))[0]
 
 
-def _change_lines(change: Change, *, detailed: bool) -> list[str]:
+def _change_lines(change: Change, *, detailed: bool, show: _Shown) -> list[str]:
     where = f"job {change.job}" + (f", id {change.id}" if change.id is not None else "")
-    head = f"{_SYMBOLS[change.action]} {change.action:<9} {change.key} ({where})"
+    head = f"{_SYMBOLS[change.action]} {change.action:<9} {shown(change.key)} ({where})"
     if change.action == "delete":
         return [f"{head}: {_REASONS.get(change.reason or '', change.reason)}"]
     if change.action == "unchanged":
         first = change.next_runs[0] if change.next_runs else None
-        when = _when(first) if first else ("disabled" if change.disabled else "no further runs")
+        when = _when(first, show) if first else (
+            "disabled" if change.disabled else "no further runs")
         return [f"{head}: next run {when}" if first else f"{head}: {when}"]
     if not detailed:
         return [head]
     lines = [head]
     for diff in change.diffs:
-        lines.extend(f"    {line}" for line in _diff_lines(change.action, diff))
-    lines.extend(f"    {line}" for line in _next_run_lines(change))
+        lines.extend(f"    {line}" for line in _diff_lines(change.action, diff, show))
+    lines.extend(f"    {line}" for line in _next_run_lines(change, show))
     return lines
 
 
-def _diff_lines(action: Action, diff: FieldDiff) -> list[str]:
+def _diff_lines(action: Action, diff: FieldDiff, show: _Shown) -> list[str]:
     if diff.field != "data":
+        old, new = show.field(diff.field, diff.old), show.field(diff.field, diff.new)
         if action == "create":
-            return [f"{diff.field}: {_show(diff.new)}"]
-        return [f"{diff.field}: {_show(diff.old)} -> {_show(diff.new)}"]
-    new = _payload(diff.new)
+            return [f"{diff.field}: {_show(new)}"]
+        if old == new:  # both are the same reference to the environment
+            return [f"{diff.field}: {_show(new)} (value changed)"]
+        return [f"{diff.field}: {_show(old)} -> {_show(new)}"]
+    shown_new = _payload(show.data(diff.new))
     if action == "create":
-        return [f"data: {_json(new)}"]
-    old = _payload(diff.old)
+        return [f"data: {_json(shown_new)}"]
+    return _data_lines(_payload(diff.old), _payload(diff.new), _payload(show.data(diff.old)),
+                       shown_new)
+
+
+def _data_lines(old: dict[str, Any], new: dict[str, Any], shown_old: dict[str, Any],
+                shown_new: dict[str, Any]) -> list[str]:
+    """One line per changed key: compared on the values, printed as shown (a value from the
+    environment that changed prints as its reference, once)."""
     lines = []
     for key in [*old, *(k for k in new if k not in old)]:
         if key not in new:
-            lines.append(f"data.{key}: {_json(old[key])} -> (removed)")
+            lines.append(f"data.{key}: {_json(shown_old[key])} -> (removed)")
         elif key not in old:
-            lines.append(f"data.{key}: (absent) -> {_json(new[key])}")
-        elif normalized_field("data", old[key]) != normalized_field("data", new[key]):
-            lines.append(f"data.{key}: {_json(old[key])} -> {_json(new[key])}")
-    return lines or [f"data: {_json(old)} -> {_json(new)}"]
+            lines.append(f"data.{key}: (absent) -> {_json(shown_new[key])}")
+        elif normalized_field("data", old[key]) == normalized_field("data", new[key]):
+            continue
+        elif shown_old[key] == shown_new[key]:
+            lines.append(f"data.{key}: {_json(shown_new[key])} (value changed)")
+        else:
+            lines.append(f"data.{key}: {_json(shown_old[key])} -> {_json(shown_new[key])}")
+    return lines or [f"data: {_json(shown_old)} -> {_json(shown_new)}"]
 
 
 def _payload(data: Any) -> dict[str, Any]:
@@ -123,22 +169,23 @@ def _payload(data: Any) -> dict[str, Any]:
     return {key: value for key, value in data.items() if key not in RESERVED_DATA_KEYS}
 
 
-def _next_run_lines(change: Change) -> list[str]:
+def _next_run_lines(change: Change, show: _Shown) -> list[str]:
     if change.disabled:
         return ["next runs: none (disabled)"]
     if not change.next_runs:
         return ["next runs: none (no allowed time left)"]
     label = "next runs: "
     return [
-        ("next runs: " if i == 0 else " " * len(label)) + _when(fire)
+        ("next runs: " if i == 0 else " " * len(label)) + _when(fire, show)
         for i, fire in enumerate(change.next_runs)
     ]
 
 
-def _when(fire: FireTime) -> str:
+def _when(fire: FireTime, show: _Shown) -> str:
     text = f"{fire.utc.strftime('%Y-%m-%d %H:%M:%S')} UTC"
     if fire.zone != "UTC":
-        text += f"  ({fire.local.strftime('%Y-%m-%d %H:%M:%S %Z')}, {fire.zone})"
+        zone = show.field("repeat_timezone", fire.zone)
+        text += f"  ({fire.local.strftime('%Y-%m-%d %H:%M:%S %Z')}, {zone})"
     return text
 
 
@@ -162,7 +209,9 @@ def format_apply_result(result: ApplyResult) -> str:
     """The closing line of ``agenda-decl apply``."""
     kept = _orphans_kept(len(result.orphaned))
     if not result.changed:
-        return f"No changes: storage already matches the declared schedules.{kept}\n"
+        if result.orphaned:
+            return f"Nothing written; storage still does not match the file:{kept}\n"
+        return "No changes: storage already matches the declared schedules.\n"
     extra = (f", {result.duplicates_removed} duplicate(s) removed"
              if result.duplicates_removed else "")
     return (
@@ -177,40 +226,46 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def change_to_json(change: Change) -> dict[str, Any]:
+def change_to_json(change: Change, config: AgendaConfig) -> dict[str, Any]:
+    """A change as JSON-ready data; ``config`` is the file it was planned from (what it takes
+    from the environment prints as the file wrote it)."""
+    show = _Shown(config, change)
     return {
         "action": change.action,
-        "key": change.key,
+        "key": shown(change.key),
         "job": change.job,
         "id": change.id,
         "reason": change.reason,
         "disabled": change.disabled,
-        "timezone": change.timezone,
+        "timezone": show.field("repeat_timezone", change.timezone),
         "diffs": [
-            {"field": d.field, "old": _json_value(_shown_data(d.field, d.old)),
-             "new": _json_value(_shown_data(d.field, d.new))}
+            {"field": d.field, "old": _json_value(_shown_value(d.field, d.old, show)),
+             "new": _json_value(_shown_value(d.field, d.new, show))}
             for d in change.diffs
         ],
         "next_runs": [
             {"utc": _iso(f.utc), "local": f.local.isoformat(timespec="milliseconds"),
-             "zone": f.zone}
+             "zone": show.field("repeat_timezone", f.zone)}
             for f in change.next_runs
         ],
     }
 
 
-def _shown_data(field: str, value: Any) -> Any:
-    return _payload(value) if field == "data" and value is not None else value
+def _shown_value(field: str, value: Any, show: _Shown) -> Any:
+    if field != "data":
+        return show.field(field, value)
+    return _payload(show.data(value)) if value is not None else value
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     """The plan as JSON-ready data (``agenda-decl plan --json``)."""
     return {
-        "owner": plan.owner,
+        "owner": shown(plan.owner),
         "now": _iso(plan.now),
         "prune": plan.prune,
         "has_changes": plan.has_changes,
+        "in_sync": plan.in_sync,
         "summary": {action: plan.count(action) for action in ACTIONS},
-        "changes": [change_to_json(change) for change in plan.changes],
+        "changes": [change_to_json(change, plan.config) for change in plan.changes],
         "orphaned": [{"key": o.key, "job": o.job, "id": o.id} for o in plan.orphaned],
     }

@@ -171,7 +171,15 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
+        """Whether :func:`apply` would write anything."""
         return any(change.action != "unchanged" for change in self.changes)
+
+    @property
+    def in_sync(self) -> bool:
+        """Whether storage matches the file: nothing to write and no orphaned job of this
+        owner (an orphan keeps running although the file no longer declares it, so a drift
+        check must see it even when ``apply`` without ``--prune`` has nothing to do)."""
+        return not self.has_changes and not self.orphaned
 
 
 @attrs.define(kw_only=True, frozen=True)

@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from agenda_decl import timing
-from agenda_decl.backends.base import redact_url
+from agenda_decl._secrets import mask_url
 from agenda_decl.config import model
-from agenda_decl.config.errors import ConfigIssue, PayloadError, render_path
+from agenda_decl.config.errors import ConfigIssue, ImportRefError, PayloadError, render_path
 from agenda_decl.config.payload import (
     RESERVED_DATA_KEYS,
     check_field_value,
     check_payload,
     describe,
+    import_object,
     is_import_ref,
     parse_payload_type,
     stdlib_module,
@@ -61,6 +62,9 @@ class _Checker:
     source: ConfigSource
     import_payload_classes: bool
     issues: list[ConfigIssue] = attrs.field(factory=list)
+    #: Jobs whose payload class could not be used: reported once, at the payload value, so
+    #: their schedules' data is checked for shape only.
+    broken_classes: set[str] = attrs.field(factory=set)
 
     def report(self, path: Path_, message: str, *, key: bool = False) -> None:
         self.issues.append(self.source.issue(render_path(path), message, key=key))
@@ -98,13 +102,17 @@ class _Checker:
             self.report(path, f"expected {what} of 1 to {limit} characters without control "
                         f"characters, got {describe(value)}")
 
-    def import_ref(self, path: Path_, value: str, what: str) -> None:
+    def import_ref(self, path: Path_, value: str, what: str) -> bool:
+        """Whether ``value`` is an import path worth importing (else reported)."""
         if not is_import_ref(value):
             self.report(path, f"expected a {what} as 'package.module:name', got "
                         f"{describe(value)}")
-        elif stdlib_module(value):
+            return False
+        if stdlib_module(value):
             self.report(path, f"{what} {value!r} points into the standard library module "
                         f"{stdlib_module(value)!r}; it must be your own code")
+            return False
+        return True
 
     def name(self, path: Path_, value: str, pattern: re.Pattern[str], rule: str,
              limit: int) -> None:
@@ -125,7 +133,7 @@ class _Checker:
         elif conninfo and "=" in value:
             return  # libpq's "host=... dbname=..." form
         else:
-            found = repr(redact_url(value)) if value else "an empty string"
+            found = repr(mask_url(value)) if value else "an empty string"
         allowed = " or ".join(f"{scheme}://" for scheme in schemes)
         self.report(path, f"expected a {kind} connection string ({allowed}, e.g. {example}), "
                     f"got {found}")
@@ -222,7 +230,7 @@ def _mongo(checker: _Checker, path: Path_, address: str | None, collection: str 
     elif address is not None and not re.match(r"^[A-Za-z0-9_.\[\]:-]+(/[A-Za-z0-9_-]*)?$",
                                               address):
         checker.report((*path, "address"), "expected a MongoDB address (mongodb://host/db or "
-                       f"host:port/db), got {describe(redact_url(address))}")
+                       f"host:port/db), got {describe(mask_url(address))}")
     if collection is not None and (not collection or "$" in collection or "\x00" in collection
                                    or collection.startswith("system.")):
         checker.report((*path, "collection"), "expected a MongoDB collection name (no '$', "
@@ -254,7 +262,8 @@ def _check_job(checker: _Checker, name: str, job: model.JobConfig) -> None:
     if job.handler is not None:
         checker.import_ref((*path, "handler"), job.handler, "handler")
     if isinstance(job.payload, str):
-        checker.import_ref((*path, "payload"), job.payload, "payload class")
+        if checker.import_ref((*path, "payload"), job.payload, "payload class"):
+            _check_payload_class(checker, (*path, "payload"), name, job.payload)
     elif job.payload is not None:
         for field_name, field in job.payload.items():
             _check_field(checker, (*path, "payload", field_name), field_name, field)
@@ -269,6 +278,23 @@ def _check_job(checker: _Checker, name: str, job: model.JobConfig) -> None:
                        f"{describe(job.backoff)}")
     elif isinstance(job.backoff, model.BackoffConfig):
         _check_backoff(checker, (*path, "backoff"), job.backoff)
+
+
+def _check_payload_class(checker: _Checker, path: Path_, job_name: str, ref: str) -> None:
+    """Import the payload class (with ``import_payload_classes``), as plan and enqueueing do:
+    a class that cannot be used is reported at the payload value, not at each schedule."""
+    if not checker.import_payload_classes:
+        checker.broken_classes.add(job_name)  # not imported: schedules get a shape check
+        return
+    try:
+        cls = import_object(ref, base_dir=checker.source.base_dir, what="payload class")
+    except ImportRefError as error:
+        checker.report(path, str(error))
+        checker.broken_classes.add(job_name)
+        return
+    if not (isinstance(cls, type) and attrs.has(cls)):
+        checker.report(path, f"payload {ref!r} of job {job_name!r} is not an attrs class")
+        checker.broken_classes.add(job_name)
 
 
 def _check_field(checker: _Checker, path: Path_, name: str, field: model.PayloadField) -> None:
@@ -465,8 +491,8 @@ def _weekday(day: int | str) -> int | None:
 
 def _check_data(checker: _Checker, path: Path_, job_name: str, job: model.JobConfig,
                 data: dict[str, Any]) -> None:
-    if isinstance(job.payload, str) and not checker.import_payload_classes:
-        job = attrs.evolve(job, payload=None)  # shape only: no import during validation
+    if isinstance(job.payload, str) and job_name in checker.broken_classes:
+        job = attrs.evolve(job, payload=None)  # shape only: the class is reported already
     base_dir: Path | None = checker.source.base_dir
     try:
         check_payload(job_name, job, data, path=render_path(path), base_dir=base_dir)

@@ -458,6 +458,22 @@ async def test_query_state_filter_and_states(repository: JobRepository) -> None:
     assert (await repository.query_jobs(JobsQueryOptions(state="queued", limit=1))).total == 2
 
 
+async def test_a_job_repeating_at_a_time_of_day_is_repeating(repository: JobRepository) -> None:
+    """One vocabulary: a repeating job has repeat_interval or repeat_at (an `at:` schedule),
+    in the computed state, the state filter and the overview of every store."""
+    await save(repository, "at-job", next_run_at=at(3600), repeat_at="3:30pm")
+    await save(repository, "at-job", next_run_at=at(3600), repeat_at="")  # empty: not repeating
+    await save(repository, "once", next_run_at=at(3600))
+    repeating = await repository.query_jobs(JobsQueryOptions(state="repeating"))
+    assert [(j.name, j.repeat_at, j.state) for j in repeating.jobs] == [
+        ("at-job", "3:30pm", "repeating")]
+    scheduled = await repository.query_jobs(JobsQueryOptions(state="scheduled",
+                                                             sort={"name": "asc"}))
+    assert [j.name for j in scheduled.jobs] == ["at-job", "once"]
+    overview = {entry.name: entry for entry in await repository.get_jobs_overview()}
+    assert (overview["at-job"].repeating, overview["at-job"].scheduled) == (1, 1)
+
+
 async def test_overview_counts_per_name(repository: JobRepository) -> None:
     now = utcnow()
     await save(repository, "overview-job", next_run_at=at(60))

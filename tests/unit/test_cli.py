@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agenda_decl import cli
-from agenda_decl.config.load import load_config
 
 CONFIG = """\
 version: 1
@@ -44,36 +45,127 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_secrets_of_a_loaded_config(tmp_path: Path) -> None:
-    path = tmp_path / "agenda.yaml"
-    path.write_text(CONFIG)
-    config = load_config(path, environ={"REDIS_PW": "redis-pw-5678", "TOKEN": "tok-abcdef"})
-    secrets = cli.secrets_of(config)
-    assert secrets["redis-pw-5678"] == "***"
-    assert secrets["tok-abcdef"] == "***"
+def test_printed_text_masks_passwords_where_they_sit() -> None:
     output = cli.Output(io.StringIO(), io.StringIO())
-    output.add_secrets(secrets)
-    text = "failed: redis://:redis-pw-5678@127.0.0.1:6379/0 with tok-abcdef; dsn password=xyz1"
+    text = ("failed: redis://:redis-pw-5678@127.0.0.1:6379/0 for job postgres; "
+            "dsn host=db password=xyz1 dbname=postgres")
     assert output.mask(text) == (
-        "failed: redis://:***@127.0.0.1:6379/0 with ***; dsn password=***"
+        "failed: redis://:***@127.0.0.1:6379/0 for job postgres; "
+        "dsn host=db password=*** dbname=postgres"
     )
-
-
-def test_short_values_are_not_masked_in_free_text() -> None:
-    output = cli.Output(io.StringIO(), io.StringIO())
-    output.add_secrets({"ab": "***", "abcd": "***"})
-    assert output.mask("ab abcd") == "ab ***"
 
 
 def test_log_records_are_masked(capsys: pytest.CaptureFixture[str]) -> None:
     output = cli.Output()
-    output.add_secrets({"hunter2-pw": "***"})
     with cli._logging_to(output, logging.WARNING):
-        logging.getLogger("agenda_decl").warning("lost %s at %s", "hunter2-pw",
+        logging.getLogger("agenda_decl").warning("lost %s at %s", "the listener",
                                                  "postgresql://u:hunter2-pw@h/db")
     err = capsys.readouterr().err
     assert "hunter2-pw" not in err
-    assert "lost *** at postgresql://u:***@h/db" in err
+    assert "lost the listener at postgresql://u:***@h/db" in err
+
+
+# -- the one masking rule, in what the commands print ------------------------------------------
+
+
+def test_a_dev_url_prints_with_only_its_password_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text("version: 1\nbackend:\n  storage: {type: postgres, connection_string: "
+                    "'postgresql://postgres:postgres@127.0.0.1/db'}\n"
+                    "jobs:\n  postgres: {}\n")
+    code, out, _err = run(capsys, "-c", str(path), "validate")
+    assert code == 0
+    assert "  storage:       postgres (postgresql://postgres:***@127.0.0.1/db)\n" in out
+    assert "  jobs:          1 (postgres)\n" in out
+
+
+def test_a_password_equal_to_a_job_name_leaves_the_plan_readable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text(CONFIG.replace("${REDIS_PW}", "tick").replace("${TOKEN}", "abc"))
+    code, out, err = run(capsys, "-c", str(path), "plan")
+    assert code == 0, err
+    assert "+ create    tick (job tick)" in out
+    assert "***" not in out
+
+
+def test_values_from_the_environment_print_by_one_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text(CONFIG.replace("{name: unit}", "{name: '${APP}'}"))
+    monkeypatch.setenv("APP", "billing-app")
+    monkeypatch.setenv("REDIS_PW", "redis-pw-5678")
+    monkeypatch.setenv("TOKEN", "token-from-env-1234")
+    code, out, _err = run(capsys, "-c", str(path), "validate")
+    assert code == 0
+    assert "  owner:         ${APP}\n" in out
+    code, out, _err = run(capsys, "-c", str(path), "validate", "--json")
+    shown = json.loads(out)["config"]
+    assert shown["backend"]["notifications"]["connection_string"] == (
+        "redis://:***@127.0.0.1:6379/0")
+    assert shown["scheduler"]["name"] == "${APP}"
+    assert shown["schedules"][0]["data"] == {"token": "${TOKEN}"}
+    code, out, _err = run(capsys, "-c", str(path), "plan")
+    assert 'Owner "${APP}"' in out
+    assert 'data: {"token": "${TOKEN}"}' in out
+    assert run(capsys, "-c", str(path), "apply", "--yes")[0] == 0
+    code, out, _err = run(capsys, "-c", str(path), "jobs", "--json")
+    (job,) = json.loads(out)["jobs"]
+    assert job["data"]["token"] == "${TOKEN}"
+    monkeypatch.setenv("TOKEN", "another-token-5678")
+    code, out, _err = run(capsys, "-c", str(path), "plan", "--json")
+    (change,) = json.loads(out)["changes"]
+    assert change["diffs"] == [{"field": "data", "old": {"token": "${TOKEN}"},
+                                "new": {"token": "${TOKEN}"}}]
+    code, out, _err = run(capsys, "-c", str(path), "plan")
+    assert '    data.token: "${TOKEN}" (value changed)\n' in out
+    code, out, _err = run(capsys, "-c", str(path), "jobs", "--json")
+    (job,) = json.loads(out)["jobs"]
+    assert (job["data"]["token"], job["repeat_interval"]) == ("${TOKEN}", "1 hour")
+    for value in ("billing-app", "redis-pw-5678", "token-from-env-1234", "another-token"):
+        assert value not in out
+
+
+def test_schedule_options_from_the_environment_print_as_references(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text(CONFIG.replace("every: 1 hour", "every: '${EVERY}', timezone: '${ZONE}'"))
+    for name, value in (("REDIS_PW", "pw-5678"), ("TOKEN", "tok-1234"), ("EVERY", "2 hours"),
+                        ("ZONE", "Asia/Kolkata")):
+        monkeypatch.setenv(name, value)
+    code, out, _err = run(capsys, "-c", str(path), "plan")
+    assert code == 0
+    assert '    repeat_interval: "${EVERY}"\n    repeat_timezone: "${ZONE}"\n' in out
+    assert "IST, ${ZONE})" in out
+    assert run(capsys, "-c", str(path), "apply", "--yes")[0] == 0
+    monkeypatch.setenv("EVERY", "3 hours")
+    code, out, _err = run(capsys, "-c", str(path), "plan")
+    assert '    repeat_interval: "${EVERY}" (value changed)\n' in out
+    assert "hours" not in out and "Kolkata" not in out
+    code, out, _err = run(capsys, "-c", str(path), "jobs", "--json")
+    (job,) = json.loads(out)["jobs"]
+    assert (job["repeat_interval"], job["repeat_timezone"]) == ("${EVERY}", "${ZONE}")
+
+
+def test_a_url_from_the_environment_shows_host_user_and_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text("version: 1\nbackend:\n  storage: {type: postgres, connection_string: "
+                    "'${DATABASE_URL}'}\n")
+    for url, printed in (("postgresql://app@db.internal/billing",
+                          "postgresql://app@db.internal/billing"),
+                         ("postgresql://app:pw-4711@db.internal/billing",
+                          "postgresql://app:***@db.internal/billing")):
+        monkeypatch.setenv("DATABASE_URL", url)
+        code, out, _err = run(capsys, "-c", str(path), "validate")
+        assert code == 0
+        assert f"  storage:       postgres ({printed})\n" in out
 
 
 def test_apply_asks_on_a_terminal(
@@ -125,3 +217,131 @@ def test_generate_output_must_be_a_python_file(
     assert exited.value.code == 2
     assert "expected a path to a .py file, got" in capsys.readouterr().err
     assert not target.exists()
+
+
+# -- plan: storage that does not match the file ------------------------------------------------
+
+TWO_SCHEDULES = """\
+version: 1
+backend: {storage: {type: sqlite, path: jobs.db}}
+scheduler: {name: drift}
+jobs:
+  tick: {}
+schedules:
+  - {job: tick, key: kept, every: 1 hour}
+  - {job: tick, key: removed, every: 1 hour}
+"""
+
+
+def test_an_orphaned_job_is_drift_for_detailed_exitcode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text(TWO_SCHEDULES)
+    assert run(capsys, "-c", str(path), "apply", "--yes")[0] == 0
+    path.write_text(TWO_SCHEDULES.replace("  - {job: tick, key: removed, every: 1 hour}\n", ""))
+    code, out, _err = run(capsys, "-c", str(path), "plan", "--detailed-exitcode")
+    assert code == 2
+    assert "No changes" not in out
+    assert "! orphaned  removed (job tick" in out
+    assert "1 orphaned job kept (use --prune to delete)" in out
+    code, out, _err = run(capsys, "-c", str(path), "plan", "--json", "--detailed-exitcode")
+    assert (code, json.loads(out)["in_sync"]) == (2, False)
+    assert run(capsys, "-c", str(path), "apply", "--yes", "--prune")[0] == 0
+    code, out, _err = run(capsys, "-c", str(path), "plan", "--detailed-exitcode")
+    assert (code, "No changes" in out) == (0, True)
+
+
+# -- validate: every check that needs no database --------------------------------------------
+
+
+def class_payload_config(tmp_path: Path, ref: str, data: str = "{format: pdf}") -> Path:
+    path = tmp_path / "agenda.yaml"
+    path.write_text(
+        "version: 1\nbackend: {storage: {type: sqlite, path: jobs.db}}\njobs:\n"
+        f"  nightly-report:\n    handler: billing_{tmp_path.name}.jobs:nightly\n"
+        f"    payload: {ref}\n"
+        f"schedules:\n  - {{job: nightly-report, cron: '0 3 * * *', data: {data}}}\n"
+    )
+    return path
+
+
+def test_validate_imports_payload_classes_as_plan_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = class_payload_config(tmp_path, "billing.models:ReportRequest")
+    code, _out, err = run(capsys, "-c", str(path), "validate")
+    assert code == 1
+    assert err.splitlines() == [
+        f"agenda-decl: {path}:6:14: jobs.nightly-report.payload: cannot import payload class "
+        "'billing.models:ReportRequest': ModuleNotFoundError: No module named 'billing'"
+    ]
+    assert run(capsys, "-c", str(path), "plan")[0] == 1
+
+
+def test_validate_checks_schedule_data_against_an_imported_class(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = f"validate_models_{tmp_path.name}".replace("-", "_")
+    (tmp_path / f"{module}.py").write_text(
+        "import attrs\n\n@attrs.define\nclass Report:\n    format: str\n    copies: int = 1\n\n"
+        "class Plain:\n    pass\n")
+    path = class_payload_config(tmp_path, f"{module}:Report", "{format: pdf, copies: many}")
+    code, _out, err = run(capsys, "-c", str(path), "validate")
+    assert code == 1
+    assert "schedules[0].data.copies: invalid value" in err
+    path = class_payload_config(tmp_path, f"{module}:Plain")
+    code, _out, err = run(capsys, "-c", str(path), "validate")
+    assert code == 1
+    assert f"6:14: jobs.nightly-report.payload: payload '{module}:Plain' of job " \
+        "'nightly-report' is not an attrs class" in err
+    path = class_payload_config(tmp_path, f"{module}:Report")
+    code, out, err = run(capsys, "-c", str(path), "validate")
+    assert (code, err) == (0, "")
+    assert "valid." in out
+
+
+# -- jobs: one state vocabulary ------------------------------------------------------------------
+
+STATES = """\
+version: 1
+backend: {storage: {type: sqlite, path: jobs.db}}
+scheduler: {name: states}
+jobs:
+  tick: {}
+schedules:
+  - {job: tick, key: at, at: "3:30pm"}
+  - {job: tick, key: every, every: 1 hour, disabled: true}
+"""
+
+
+def jobs_listed(capsys: pytest.CaptureFixture[str], path: Path, *args: str) -> list[Any]:
+    code, out, err = run(capsys, "-c", str(path), "jobs", "--json", *args)
+    assert code == 0, err
+    return [(job["schedule_key"], job["state"], job["disabled"])
+            for job in json.loads(out)["jobs"]]
+
+
+def test_jobs_states_and_disabled_read_and_filter_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text(STATES)
+    assert run(capsys, "-c", str(path), "apply", "--yes")[0] == 0
+    both = [("at", "repeating", False), ("every", "repeating", True)]
+    assert sorted(jobs_listed(capsys, path, "--state", "repeating")) == both
+    assert jobs_listed(capsys, path, "--disabled") == [("every", "repeating", True)]
+    assert jobs_listed(capsys, path, "--state", "repeating", "--enabled") == [
+        ("at", "repeating", False)]
+    assert jobs_listed(capsys, path, "--state", "repeating", "--disabled") == [
+        ("every", "repeating", True)]
+    assert jobs_listed(capsys, path, "--state", "scheduled", "--disabled") == []
+    code, out, _err = run(capsys, "-c", str(path), "jobs", "--state", "repeating")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split() == ["ID", "NAME", "STATE", "DISABLED", "NEXT", "RUN", "(UTC)",
+                              "LAST", "RUN", "(UTC)", "FAILS"]
+    assert sorted(row.split()[2:4] for row in rows) == [["repeating", "no"],
+                                                        ["repeating", "yes"]]
+    with pytest.raises(SystemExit):
+        cli.main(["-c", str(path), "jobs", "--state", "paused"])  # not a state

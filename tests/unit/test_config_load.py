@@ -4,6 +4,7 @@ lines; the hardened YAML reader; ${ENV} interpolation and the masking of secrets
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -413,7 +414,9 @@ def test_secrets_from_the_environment_never_show() -> None:
     assert view["backend"]["storage"]["connection_string"] == (
         "postgresql://app:***@db.internal:5432/billing")
     assert view["backend"]["notifications"]["connection_string"] == "redis://:***@r:6379"
-    assert view["scheduler"]["name"] == "***"
+    assert view["scheduler"]["name"] == "${TOKEN}"
+    assert repr(config.scheduler.name) == "'${TOKEN}'"
+    assert config.scheduler.name == "tok-9876543"  # the value itself, wherever it is used
 
 
 def test_secrets_never_show_in_errors() -> None:
@@ -426,16 +429,23 @@ def test_secrets_never_show_in_errors() -> None:
         "agenda.yaml:5:24: backend.storage.connection_string: expected a Redis connection "
         "string (redis:// or rediss:// or unix://, e.g. redis://user@host/...), got a "
         "postgresql:// URL\n"
-        "agenda.yaml:6:48: scheduler.max_concurrency: expected an integer, got '***' (a string)"
+        "agenda.yaml:6:48: scheduler.max_concurrency: expected an integer, got '${TOKEN}' "
+        "(a string from the environment)"
     )
 
 
-def test_long_secrets_cut_in_messages_are_still_masked() -> None:
+def test_a_value_from_the_environment_is_quoted_as_the_file_wrote_it() -> None:
     token = "t0k3n-" + "x" * 100
-    text = BASE + "scheduler: {max_concurrency: '${TOKEN}'}\n"
+    text = BASE + "scheduler: {max_concurrency: 'Bearer ${TOKEN}'}\njobs:\n  x: {priority: " \
+        "'${TOKEN}'}\nschedules:\n  - {job: x, every: '${TOKEN}'}\n"
     assert errors(text, {"TOKEN": token}) == [
-        "agenda.yaml:4:30: scheduler.max_concurrency: expected an integer, got '***...' "
-        "(a string)"
+        "agenda.yaml:4:30: scheduler.max_concurrency: expected an integer, got "
+        "'Bearer ${TOKEN}' (a string from the environment)",
+        "agenda.yaml:6:17: jobs.x.priority: expected an integer or one of lowest, low, "
+        "normal, high, highest, got '${TOKEN}' (a string from the environment)",
+        "agenda.yaml:8:21: schedules[0].every: expected a duration (milliseconds, or text like "
+        "'5 minutes' or '1 hour and 30 minutes'), got '${TOKEN}' (a string from the "
+        "environment)",
     ]
 
 
@@ -470,7 +480,7 @@ def test_check_payload_returns_stored_form() -> None:
         "ratio": PayloadField(type="float", default=1),
     })
     data = check_payload("j", job, {"n": 1, "due": "2026-12-01T10:00:00+02:00"}, path="data")
-    assert data == {"n": 1, "due": "2026-12-01T08:00:00.000Z", "day": None, "tags": ["a"],
+    assert data == {"n": 1, "due": "2026-12-01T10:00:00.000+02:00", "day": None, "tags": ["a"],
                     "kind": "x", "ratio": 1}
     with pytest.raises(PayloadError) as info:
         check_payload("j", job, {"n": True, "due": "x", "tags": ["a", 2], "kind": "z"},
@@ -499,6 +509,30 @@ def test_check_payload_with_an_attrs_class(tmp_path: Path) -> None:
     ]
     with pytest.raises(PayloadError, match="cannot import payload class 'nomodule:X'"):
         check_payload("r", JobConfig(payload="nomodule:X"), {}, path="d", base_dir=tmp_path)
+
+
+@pytest.mark.parametrize(("given", "stored"), [
+    ("2026-12-01T10:30:00.123456+02:00", "2026-12-01T10:30:00.123456+02:00"),
+    ("2026-12-01T10:30:00-03:30", "2026-12-01T10:30:00.000-03:30"),
+    ("2026-12-01T10:30:00.5Z", "2026-12-01T10:30:00.500Z"),
+    ("2026-12-01T10:30:00+00:00", "2026-12-01T10:30:00.000Z"),
+    ("2026-12-01T10:30:00", "2026-12-01T10:30:00.000Z"),  # no offset: UTC
+])
+def test_a_datetime_field_keeps_its_offset_and_microseconds(given: str, stored: str) -> None:
+    job = JobConfig(payload={"due": PayloadField(type="datetime")})
+    data = check_payload("j", job, {"due": given}, path="data")
+    assert data == {"due": stored}
+    assert datetime.fromisoformat(stored) == datetime.fromisoformat(given).replace(
+        tzinfo=datetime.fromisoformat(given).tzinfo or UTC)
+
+
+def test_a_class_payload_datetime_keeps_its_offset_and_microseconds(tmp_path: Path) -> None:
+    (tmp_path / "stampmodels.py").write_text(
+        "import datetime\nimport attrs\n@attrs.define\nclass Stamp:\n"
+        "    at: datetime.datetime\n")
+    job = JobConfig(payload="stampmodels:Stamp")
+    given = "2026-12-01T10:30:00.123456+02:00"
+    assert check_payload("s", job, {"at": given}, path="d", base_dir=tmp_path) == {"at": given}
 
 
 def test_class_payload_is_imported_only_when_asked(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -53,7 +53,7 @@ async def stored(agenda: Agenda, name: str) -> list[Any]:
 
 STORED_INVOICE = {
     "customer_id": 7, "amount": 12.5, "paid": False, "due": "2026-12-01T09:30:00.000Z",
-    "reminder_at": "2026-12-01T07:00:00.000Z", "day": "2026-01-31", "currency": "EUR",
+    "reminder_at": "2026-12-01T09:00:00.000+02:00", "day": "2026-01-31", "currency": "EUR",
     "copies": 1, "tags": ["vip", "b2b"], "lines": [1, 2], "note": None, "channel": None,
     "holidays": None, "fee": 1.0, "level": "aaaaaaaaaaaaaaaaaa",
 }  # fmt: skip
@@ -85,6 +85,18 @@ async def test_payload_round_trips_every_type(agenda: Agenda, jobs: ModuleType) 
     (found,) = (await agenda.query_jobs(JobsQueryOptions(id=job.attrs.id))).jobs
     assert jobs.send_invoice.payload(job) == sent
     assert jobs.send_invoice.payload(agenda.create("send-invoice", found.data)) == sent
+
+
+async def test_a_datetime_reads_back_equal_with_its_offset_and_microseconds(
+    agenda: Agenda, jobs: ModuleType
+) -> None:
+    due = datetime(2026, 12, 1, 10, 30, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    job = await jobs.send_invoice.now(invoice(jobs, due=due))
+    assert job.attrs.data["due"] == "2026-12-01T10:30:00.123456+02:00"
+    (found,) = (await agenda.query_jobs(JobsQueryOptions(id=job.attrs.id))).jobs
+    back = jobs.send_invoice.payload(agenda.create("send-invoice", found.data)).due
+    assert (back, back.utcoffset(), back.microsecond) == (due, timedelta(hours=2), 123456)
+    assert jobs.send_invoice.payload(job) == invoice(jobs, due=due)
 
 
 async def test_class_payloads_and_plain_dicts(agenda: Agenda, jobs: ModuleType) -> None:

@@ -129,3 +129,10 @@ async def test_plan_with_prune(agenda: Agenda) -> None:
     check("apply_prune.txt", "".join(
         f"{plan_output.format_change(change)}\n" for change in applied.done
     ) + plan_output.format_apply_result(applied))
+
+
+async def test_plan_with_only_an_orphan(agenda: Agenda) -> None:
+    await reconcile.apply(agenda, config(SCHEDULES))
+    result = await reconcile.plan(agenda, config(SCHEDULES[:3]))
+    assert not result.has_changes and not result.in_sync
+    check("plan_orphan.txt", plan_output.format_plan(result))

@@ -673,7 +673,7 @@ async def test_a_class_payload_is_imported_and_checked_by_plan_only(
     bad = attrs.evolve(config(attrs.evolve(REPORT, data={"format": "pdf", "pages": 3})),
                        jobs=jobs)
     reconcile.check_schedules(bad, base_dir=tmp_path, import_payload_classes=False)
-    assert module not in sys.modules  # validate imports no application code
+    assert module not in sys.modules  # import_payload_classes=False imports nothing
     with pytest.raises(ConfigError, match="pages"):
         await plan(agenda, bad, base_dir=tmp_path)
     assert writes(agenda) == []
