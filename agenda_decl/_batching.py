@@ -9,28 +9,29 @@ from typing import Any
 
 import attrs
 
+from agenda_decl._group_commit import GroupCommit
 from agenda_decl._model import JobParameters
-from agenda_decl.backends.base import job_not_found, rejected_state_write
+from agenda_decl.backends.base import rejected_state_write
 from agenda_decl.interfaces import JobRepository
 
-#: Bound on one batch, so one statement stays a reasonable size.
-MAX_BATCH = 500
 
-
-@attrs.define
-class _Pending:
+@attrs.frozen
+class _StateWrite:
     job: JobParameters[Any]
-    futures: list[asyncio.Future[None]]
     #: The lock the writer holds (fencing), ``None`` for an unfenced write.
     lock_token: datetime | None = None
 
 
 class StateWriter:
+    """Job state writes through one group commit: many jobs finishing at once cost one round
+    trip."""
+
     def __init__(self, repository: JobRepository, last_modified_by: str | None) -> None:
         self._repository = repository
         self._last_modified_by = last_modified_by
-        self._pending: dict[str, _Pending] = {}
-        self._writer: asyncio.Task[None] | None = None
+        self._writes: GroupCommit[_StateWrite, None] = GroupCommit(
+            self._write, key=lambda write: write.job.id
+        )
 
     def submit(
         self, job: JobParameters[Any], *, lock_token: datetime | None = None
@@ -45,65 +46,31 @@ class StateWriter:
         """
         if job.id is None:
             raise ValueError("Cannot save job state without job ID")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        waiting = self._pending.pop(job.id, None)
-        futures = [*(waiting.futures if waiting else []), future]
-        self._pending[job.id] = _Pending(job=attrs.evolve(job), futures=futures,
-                                         lock_token=lock_token)
-        if self._writer is None:
-            self._writer = loop.create_task(self._drain())
-        return future
+        return self._writes.submit_nowait(_StateWrite(attrs.evolve(job), lock_token))
 
     async def save(self, job: JobParameters[Any], *, lock_token: datetime | None = None) -> None:
         await self.submit(job, lock_token=lock_token)
 
     async def flush(self) -> None:
         """Wait until every write submitted so far is stored (or failed)."""
-        while self._writer is not None:
-            await asyncio.shield(self._writer)
+        await self._writes.flush()
 
-    async def _drain(self) -> None:
-        try:
-            while self._pending:
-                ids = list(self._pending)[:MAX_BATCH]
-                await self._write([self._pending.pop(job_id) for job_id in ids])
-        finally:
-            self._writer = None
-
-    async def _write(self, batch: list[_Pending]) -> None:
-        tokens = {str(item.job.id): item.lock_token for item in batch
-                  if item.lock_token is not None}
-        try:
-            rejected = set(
-                await self._repository.save_job_states(
-                    [item.job for item in batch], last_modified_by=self._last_modified_by,
-                    lock_tokens=tokens or None,
-                )
+    async def _write(self, batch: list[_StateWrite]) -> list[Exception | None]:
+        tokens = {str(write.job.id): write.lock_token for write in batch
+                  if write.lock_token is not None}
+        rejected = set(
+            await self._repository.save_job_states(
+                [write.job for write in batch], last_modified_by=self._last_modified_by,
+                lock_tokens=tokens or None,
             )
-        except Exception as error:
-            for item in batch:
-                _settle(item.futures, error)
-            return
-        for item in batch:
-            failure: BaseException | None = None
-            if item.job.id in rejected:
-                failure = (job_not_found(item.job) if item.lock_token is None
-                           else await self._why_rejected(item))
-            _settle(item.futures, failure)
+        )
+        return [
+            await self._why_rejected(write) if write.job.id in rejected else None
+            for write in batch
+        ]
 
-    async def _why_rejected(self, item: _Pending) -> BaseException:
+    async def _why_rejected(self, write: _StateWrite) -> Exception:
         try:
-            return await rejected_state_write(self._repository, item.job, item.lock_token)
+            return await rejected_state_write(self._repository, write.job, write.lock_token)
         except Exception as error:  # the store failed while we asked: report that
             return error
-
-
-def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
-    for future in futures:
-        if future.done():
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)

@@ -24,11 +24,11 @@ from agenda_decl._convert import (
     notification_to_json,
     state_notification_from_json,
 )
+from agenda_decl._group_commit import GroupCommit
 from agenda_decl._model import JobNotification, JobStateNotification
 from agenda_decl._secrets import mask_text, mask_url
 from agenda_decl._tasks import cancel_and_wait
 from agenda_decl.backends import _postgres_sql as q
-from agenda_decl.backends.base import Batcher
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOptions
 
@@ -214,7 +214,7 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         self._dispatcher: asyncio.Task[None] | None = None
         self._dropped = 0
         self._disposals: set[asyncio.Task[None]] = set()
-        self._outbox: Batcher[tuple[str, str], None] = Batcher(self._send)
+        self._outbox: GroupCommit[tuple[str, str], None] = GroupCommit(self._send)
 
     def __repr__(self) -> str:
         where = mask_url(self._conninfo) if self._conninfo else "<pool>"

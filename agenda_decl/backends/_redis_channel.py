@@ -26,12 +26,12 @@ from agenda_decl._convert import (
     notification_to_json,
     state_notification_from_json,
 )
+from agenda_decl._group_commit import GroupCommit
 from agenda_decl._model import JobNotification, JobStateNotification
 from agenda_decl._secrets import mask_url
 from agenda_decl._tasks import cancel_and_wait
 from agenda_decl.backends import _redis_codec as codec
 from agenda_decl.backends import _redis_lua as lua
-from agenda_decl.backends import base
 from agenda_decl.backends._redis_connection import (
     check_name,
     client_from_url,
@@ -84,7 +84,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
         self._saved_retry: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._connect_lock = asyncio.Lock()
-        self._outbox: base.Batcher[tuple[str, str], None] = base.Batcher(self._publish_batch)
+        self._outbox: GroupCommit[tuple[str, str], None] = GroupCommit(self._publish_batch)
 
     def __repr__(self) -> str:
         where = mask_url(self._url) if self._url else "shared client"

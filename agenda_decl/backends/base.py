@@ -10,13 +10,12 @@ written live here once, so every store behaves the same.
 from __future__ import annotations
 
 import abc
-import asyncio
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import attrs
 
@@ -31,9 +30,6 @@ from agenda_decl._model import (
 )
 from agenda_decl.errors import AgendaError, InvalidOptionError, JobNotFoundError, LockLostError
 from agenda_decl.interfaces import JobRepository
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 #: Job data larger than this (as JSON text) is refused at save time.
 MAX_DATA_BYTES = 1_000_000
@@ -416,57 +412,3 @@ class WritesStatesInBatches(JobRepository):
 
 
 # -- group commit -----------------------------------------------------------------------------
-
-
-class Batcher(Generic[T, R]):
-    """Group commit: what is submitted while one batch is being sent goes out together in the
-    next, so a burst costs one round trip instead of one per call. An idle caller waits for
-    nothing but its own round trip. ``send`` returns one result (or exception) per item."""
-
-    def __init__(
-        self, send: Callable[[list[T]], Awaitable[Sequence[R | Exception]]], *, limit: int = 500
-    ) -> None:
-        self._send = send
-        self._limit = limit
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def submit(self, item: T) -> R:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        return await future
-
-    async def flush(self) -> None:
-        """Wait until everything submitted so far has been sent."""
-        if self._task is not None:
-            await asyncio.wait({self._task})
-
-    async def _run(self) -> None:
-        batch: list[tuple[T, asyncio.Future[R]]] = []
-        try:
-            while self._pending:
-                batch, self._pending = self._pending[: self._limit], self._pending[self._limit :]
-                try:
-                    results = await self._send([item for item, _ in batch])
-                except Exception as error:
-                    results = [error] * len(batch)
-                for (_, future), result in zip(batch, results, strict=True):
-                    _settle(future, result)
-        except BaseException:  # cancelled (loop shutdown): nobody may wait forever
-            for _, future in batch + self._pending:
-                future.cancel()
-            self._pending = []
-            raise
-        finally:
-            self._task = None
-
-
-def _settle(future: asyncio.Future[R], result: R | Exception) -> None:
-    if future.done():  # the caller gave up waiting
-        return
-    if isinstance(result, Exception):
-        future.set_exception(result)
-    else:
-        future.set_result(result)

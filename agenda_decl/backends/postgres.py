@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from agenda_decl._clock import truncate_ms, utcnow
 from agenda_decl._convert import job_from_row, parse_datetime
+from agenda_decl._group_commit import GroupCommit
 from agenda_decl._model import (
     JobId,
     JobParameters,
@@ -255,7 +256,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         self._absent = False
         self._max_pool_size = max_pool_size
         self._connect_timeout = connect_timeout
-        self._inserts: base.Batcher[Row, Row] = base.Batcher(self._insert_batch)
+        self._inserts: GroupCommit[Row, Row] = GroupCommit(self._insert_batch)
 
     def __repr__(self) -> str:
         where = mask_url(self._conninfo) if self._conninfo else "<pool>"

@@ -1,0 +1,132 @@
+"""Group commit: what is submitted while one batch is being sent goes out together in the next,
+so a burst costs one round trip instead of one per call, and an idle caller waits for nothing
+but its own round trip. Used for job state writes, inserts and notifications."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Generic, TypeVar
+
+import attrs
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Bound on one batch, so one statement or script stays a reasonable size.
+MAX_BATCH = 500
+
+#: ``send(batch)`` stores a batch and returns one result, or the exception of that item, per
+#: item in order. An exception raised by ``send`` itself fails every item of the batch.
+Send = Callable[[list[T]], Awaitable[Sequence[R | Exception]]]
+
+
+@attrs.define
+class _Waiting(Generic[T, R]):
+    item: T
+    futures: list[asyncio.Future[R]]
+
+
+class GroupCommit(Generic[T, R]):
+    """Batches items for ``send``.
+
+    Guarantees:
+
+    - every future returned by ``submit_nowait`` (and every ``submit``) is settled: with its
+      item's result, with the exception of its item or batch, or cancelled when the sender
+      task itself is cancelled (loop shutdown) or ``close`` is called. Nobody waits forever.
+    - with ``key``, an item submitted while another with the same key still waits replaces
+      it (the newer goes to the back of the queue) and both waiters get the newer's result:
+      one batch never holds a key twice, and the last write wins.
+    - items go out in submission order, at most ``limit`` per batch, one batch at a time.
+    """
+
+    def __init__(
+        self,
+        send: Send[T, R],
+        *,
+        limit: int = MAX_BATCH,
+        key: Callable[[T], Hashable] | None = None,
+    ) -> None:
+        self._send = send
+        self._limit = limit
+        self._key = key
+        self._waiting: dict[Hashable, _Waiting[T, R]] = {}
+        self._sender: asyncio.Task[None] | None = None
+        self._unkeyed = 0
+
+    def submit_nowait(self, item: T) -> asyncio.Future[R]:
+        """Queue ``item``; the returned future settles when its batch has been sent."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        key = self._key_of(item)
+        replaced = self._waiting.pop(key, None)
+        futures = [*(replaced.futures if replaced else []), future]
+        self._waiting[key] = _Waiting(item, futures)
+        if self._sender is None:
+            self._sender = loop.create_task(self._run())
+        return future
+
+    async def submit(self, item: T) -> R:
+        return await self.submit_nowait(item)
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far has been sent (or failed)."""
+        while self._sender is not None:
+            await asyncio.wait({self._sender})
+
+    async def close(self) -> None:
+        """Stop sending; every waiter not yet settled is cancelled."""
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            sender.cancel()
+            await asyncio.wait({sender})
+        self._cancel_all(list(self._waiting.values()))
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def _key_of(self, item: T) -> Hashable:
+        if self._key is not None:
+            return self._key(item)
+        self._unkeyed += 1
+        return self._unkeyed
+
+    async def _run(self) -> None:
+        batch: list[_Waiting[T, R]] = []
+        try:
+            while self._waiting:
+                keys = list(self._waiting)[: self._limit]
+                batch = [self._waiting.pop(key) for key in keys]
+                await self._send_batch(batch)
+                batch = []
+        except BaseException:  # cancelled: nobody may wait forever
+            self._cancel_all(batch + list(self._waiting.values()))
+            raise
+        finally:
+            if self._sender is asyncio.current_task():
+                self._sender = None
+
+    async def _send_batch(self, batch: list[_Waiting[T, R]]) -> None:
+        try:
+            results: Sequence[R | Exception] = await self._send([w.item for w in batch])
+        except Exception as error:
+            results = [error] * len(batch)
+        for waiting, result in zip(batch, results, strict=True):
+            for future in waiting.futures:
+                _settle(future, result)
+
+    def _cancel_all(self, waiting: list[_Waiting[T, R]]) -> None:
+        self._waiting.clear()
+        for entry in waiting:
+            for future in entry.futures:
+                future.cancel()
+
+
+def _settle(future: asyncio.Future[R], result: R | Exception) -> None:
+    if future.done():  # the caller gave up waiting
+        return
+    if isinstance(result, Exception):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

@@ -1,0 +1,97 @@
+"""The one group-commit primitive: batching, last write wins per key, errors per item and per
+batch, and no waiter left unsettled when the sender is cancelled or closed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agenda_decl._group_commit import GroupCommit
+
+
+class Store:
+    """Records each batch; a batch waits for ``gate`` while it is set up to."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def send(self, batch: list[str]) -> list[str | Exception]:
+        self.batches.append(batch)
+        await self.gate.wait()
+        return [ValueError(item) if item.startswith("bad") else item.upper() for item in batch]
+
+
+async def test_a_burst_goes_out_in_one_batch_after_the_first() -> None:
+    store = Store()
+    store.gate.clear()
+    commit: GroupCommit[str, str] = GroupCommit(store.send)
+    first = commit.submit_nowait("a")
+    await asyncio.sleep(0)  # "a" is in flight, waiting for the store
+    burst = [commit.submit_nowait(item) for item in ["b", "c", "d"]]
+    store.gate.set()
+    assert [await f for f in [first, *burst]] == ["A", "B", "C", "D"]
+    assert store.batches == [["a"], ["b", "c", "d"]]
+
+
+async def test_limit_bounds_a_batch() -> None:
+    store = Store()
+    commit: GroupCommit[str, str] = GroupCommit(store.send, limit=2)
+    results = await asyncio.gather(*(commit.submit(x) for x in "abcde"))
+    assert results == list("ABCDE")
+    assert store.batches == [["a", "b"], ["c", "d"], ["e"]]
+
+
+async def test_an_item_error_fails_only_its_waiter() -> None:
+    commit: GroupCommit[str, str] = GroupCommit(Store().send)
+    good, bad = commit.submit_nowait("ok"), commit.submit_nowait("bad-1")
+    assert await good == "OK"
+    with pytest.raises(ValueError, match="bad-1"):
+        await bad
+
+
+async def test_a_failed_send_fails_the_whole_batch() -> None:
+    async def send(batch: list[str]) -> list[str | Exception]:
+        raise ConnectionError("store down")
+
+    commit: GroupCommit[str, str] = GroupCommit(send)
+    futures = [commit.submit_nowait(x) for x in "ab"]
+    for future in futures:
+        with pytest.raises(ConnectionError, match="store down"):
+            await future
+
+
+async def test_with_a_key_the_newer_item_replaces_a_waiting_one() -> None:
+    store = Store()
+    store.gate.clear()
+    commit: GroupCommit[str, str] = GroupCommit(store.send, key=lambda item: item[0])
+    first = commit.submit_nowait("x1")  # in flight
+    await asyncio.sleep(0)
+    older, other, newer = (commit.submit_nowait(i) for i in ["y1", "z1", "y2"])
+    store.gate.set()
+    assert (await first, await older, await other, await newer) == ("X1", "Y2", "Z1", "Y2")
+    assert store.batches == [["x1"], ["z1", "y2"]]
+
+
+async def test_cancelling_the_sender_settles_every_waiter() -> None:
+    store = Store()
+    store.gate.clear()
+    commit: GroupCommit[str, str] = GroupCommit(store.send)
+    in_flight = commit.submit_nowait("a")
+    await asyncio.sleep(0)
+    queued = commit.submit_nowait("b")
+    await commit.close()
+    assert in_flight.cancelled()
+    assert queued.cancelled()
+    assert len(commit) == 0
+
+
+async def test_flush_waits_for_everything_submitted() -> None:
+    store = Store()
+    commit: GroupCommit[str, str] = GroupCommit(store.send)
+    futures = [commit.submit_nowait(x) for x in "abc"]
+    await commit.flush()
+    assert all(f.done() for f in futures)
+    await commit.flush()  # nothing pending: returns at once
