@@ -2,9 +2,10 @@
 ``agenda.yaml``.
 
 Exit codes: 0 success; 1 an error (a broken file, an unreachable backend, a refused or
-cancelled apply, a worker that had to abandon running jobs); 2 with ``plan
---detailed-exitcode`` when there are changes to apply. Errors go to stderr, one line each,
-without a traceback (set ``AGENDA_DECL_DEBUG=1`` to get one for an unexpected error).
+cancelled apply, a worker that had to abandon running jobs, a usage error such as an unknown
+option: never 2, unlike argparse's default); 2 with ``plan --detailed-exitcode`` when there are
+changes to apply. Errors go to stderr, one line each, without a traceback (set
+``AGENDA_DECL_DEBUG=1`` to get one for an unexpected error).
 
 Nothing secret is printed: connection strings appear with the password masked, and every line
 written (including log records and error messages from drivers) passes through a filter that
@@ -27,7 +28,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from urllib.parse import urlsplit
 
 import attrs
@@ -201,16 +202,36 @@ def _limit(text: str) -> int:
     return value
 
 
+class _UsageError(Exception):
+    """A command line argparse refuses; ``usage`` is the usage text of the (sub)command."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error, which is also the "changes pending" answer of
+    ``plan --detailed-exitcode``: a typo in a CI script would read as pending changes. Errors
+    are raised instead, and :func:`main` reports them with exit code 1."""
+
+    def error(self, message: str) -> NoReturn:
+        # "argument --exit-after: ..." -> "--exit-after: ...": the option first, as
+        # config errors put the field first.
+        raise _UsageError(message.removeprefix("argument "), self.format_usage())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "-c", "--config", default=argparse.SUPPRESS, metavar="FILE",
         help=f"the config file (default: ./{DEFAULT_CONFIG})",
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="agenda-decl",
         description="A typed job queue and scheduler driven by agenda.yaml.",
-        epilog="Exit codes: 0 ok, 1 error, 2 changes pending (plan --detailed-exitcode).",
+        epilog="Exit codes: 0 ok, 1 error (a usage error too), 2 changes pending (plan "
+        "--detailed-exitcode).",
     )
     parser.add_argument("--version", action="version", version=f"agenda-decl {__version__}")
     parser.add_argument(
@@ -752,8 +773,15 @@ COMMANDS: dict[str, Callable[[_Context], int]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     output = Output()
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as error:
+        output.err.write(output.mask(error.usage))
+        output.error(str(error))
+        return EXIT_ERROR
+    except SystemExit as done:  # --help and --version, printed: their code is 0
+        return done.code if isinstance(done.code, int) else EXIT_ERROR
     context = _Context(args=args, output=output, path=Path(args.config),
                        errors=_ErrorSink(output))
     with _logging_to(output, logging.WARNING):

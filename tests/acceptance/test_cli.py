@@ -273,6 +273,15 @@ def test_plan_exit_codes_and_apply_twice(env: Env) -> None:
     assert "agenda.yaml:2:" in broken.stderr
 
 
+def test_a_usage_error_exits_1_not_2(sqlite_env: Env) -> None:
+    """A CI step `plan --detailed-exitcode` treats 2 as "changes pending": a typo must fail."""
+    sqlite_env.write(TICK)
+    result = sqlite_env.run("plan", "--detailed-exitcode", "--prnue")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "agenda-decl: unrecognized arguments: --prnue" in result.stderr
+
+
 def test_apply_without_a_terminal_needs_yes(sqlite_env: Env) -> None:
     sqlite_env.write(TICK)
     refused = sqlite_env.run("apply")
