@@ -7,6 +7,9 @@ option: never 2, unlike argparse's default); 2 with ``plan --detailed-exitcode``
 changes to apply. Errors go to stderr, one line each, without a traceback (set
 ``AGENDA_DECL_DEBUG=1`` to get one for an unexpected error).
 
+Durations on the command line need a unit (``--exit-after "10 seconds"``): a bare number is
+refused, where the Python API would read it as milliseconds.
+
 Nothing secret is printed: connection strings appear with the password masked, and every line
 written (including log records and error messages from drivers) passes through a filter that
 masks the passwords of the file's connection strings and the values it took from the
@@ -54,6 +57,7 @@ _MASK = "***"
 _MIN_SECRET = 4
 _PASSWORD_RE = re.compile(r"\b(password\s*=\s*)(?!\*\*\*)[^\s&;'\"]+", re.IGNORECASE)
 _URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+_BARE_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
 
 
 # -- output -----------------------------------------------------------------------------------
@@ -180,10 +184,18 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def _duration(text: str) -> int:
+    """A command-line duration in ms. A bare number is refused: the Python API reads it as
+    milliseconds, which on a command line (``--exit-after 5``) is never what was meant."""
+    text = text.strip()
+    if _BARE_NUMBER.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} needs a unit; did you mean '{text} seconds'?")
     try:
-        return timing.parse_duration(text, field="duration")
-    except AgendaError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+        return timing.parse_duration(text)
+    except AgendaError:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: expected a number with a unit, e.g. '30 seconds', "
+            "'500 ms' or '2 minutes'") from None
 
 
 def _python_file(text: str) -> str:

@@ -119,11 +119,27 @@ def test_usage_errors_exit_1_not_the_changes_pending_2(
     assert "agenda-decl: unrecognized arguments: --prnue" in err
     code, _out, err = run(capsys, "run", "--exit-after", "soon")
     assert code == 1
-    assert "agenda-decl: --exit-after: invalid duration for duration: 'soon'" in err
+    assert "agenda-decl: --exit-after: invalid duration 'soon'" in err
     code, _out, err = run(capsys)
     assert code == 1
     assert "the following arguments are required: COMMAND" in err
     assert run(capsys, "--version")[0] == 0
+
+
+def test_command_line_durations_need_a_unit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bare number would be milliseconds (the Python API's rule): `--exit-after 5` meant
+    5 ms. On the command line it is refused, naming the option and a likely meaning."""
+    missing = str(tmp_path / "missing.yaml")  # had the number been taken, nothing runs
+    for option in ("--exit-after", "--drain-timeout"):
+        code, _out, err = run(capsys, "-c", missing, "run", option, "5")
+        assert code == 1
+        assert f"agenda-decl: {option}: '5' needs a unit; did you mean '5 seconds'?" in err
+    code, _out, err = run(capsys, "-c", missing, "run", "--drain-timeout", " 1.5 ")
+    assert "'1.5' needs a unit; did you mean '1.5 seconds'?" in err
+    assert cli._duration("500 ms") == 500
+    assert cli._duration("2 minutes") == 120_000
 
 
 def test_generate_output_must_be_a_python_file(
