@@ -4,8 +4,10 @@
 Exit codes: 0 success; 1 an error (a broken file, an unreachable backend, a refused or
 cancelled apply, a worker that had to abandon running jobs, a usage error such as an unknown
 option: never 2, unlike argparse's default); 2 with ``plan --detailed-exitcode`` when there are
-changes to apply. Errors go to stderr, one line each, without a traceback (set
-``AGENDA_DECL_DEBUG=1`` to get one for an unexpected error).
+changes to apply; 141 (128 + SIGPIPE, what a shell reports for a command SIGPIPE ended) when
+stdout's reader went away (``agenda-decl jobs | head -2``): the rest of the output is dropped
+without a message, and a worker drains as on SIGTERM. Errors go to stderr, one line each,
+without a traceback (set ``AGENDA_DECL_DEBUG=1`` to get one for an unexpected error).
 
 Durations on the command line need a unit (``--exit-after "10 seconds"``): a bare number is
 refused, where the Python API would read it as milliseconds.
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -51,6 +54,9 @@ DEFAULT_CONFIG = "agenda.yaml"
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
+#: What a shell reports for a command that SIGPIPE ended (128 + 13): stdout's reader went
+#: away before the output was written (``| head``).
+EXIT_STDOUT_CLOSED = 141
 _MASK = "***"
 #: Secrets shorter than this are not masked in free text (they would mask ordinary words);
 #: connection strings are still printed through ``redact_url``.
@@ -72,6 +78,10 @@ class Output:
         self.secrets: dict[str, str] = {}
         #: The last log messages written (masked), so an error event is not printed twice.
         self.logged: collections.deque[str] = collections.deque(maxlen=20)
+        #: Whether stdout's reader went away (``agenda-decl jobs | head -2``).
+        self.stdout_closed = False
+        #: Called once when it does (a worker then drains).
+        self.on_stdout_closed: Callable[[], None] | None = None
 
     def add_secrets(self, secrets: Mapping[str, str]) -> None:
         for secret, shown in secrets.items():
@@ -86,8 +96,26 @@ class Output:
         return text
 
     def print(self, text: str = "", *, end: str = "\n") -> None:
-        self.out.write(self.mask(text) + end)
-        self.out.flush()
+        try:
+            self.out.write(self.mask(text) + end)
+            self.out.flush()
+        except BrokenPipeError:
+            self.stdout_gone()
+
+    def stdout_gone(self) -> None:
+        """The reader of stdout has gone: the rest of the output is discarded without a
+        message, as a command that SIGPIPE ends says nothing either. stdout's descriptor is
+        pointed at the null device (Python's "Note on SIGPIPE"), so neither a later write nor
+        the flush at exit raises again."""
+        if self.stdout_closed:
+            return
+        self.stdout_closed = True
+        with contextlib.suppress(OSError, ValueError):  # not a real file (a test's StringIO)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.out.fileno())
+            os.close(devnull)
+        if self.on_stdout_closed is not None:
+            self.on_stdout_closed()
 
     def error(self, text: str) -> None:
         for line in self.mask(text).splitlines() or [""]:
@@ -663,7 +691,9 @@ async def _run_worker(context: _Context, agenda: Agenda, config: Any) -> int:
 
 class _ShutdownSignals:
     """SIGTERM/SIGINT: the first sets ``stop`` (drain), a second sets ``abort`` (stop now).
-    The handlers are removed on leaving, however the worker ends."""
+    A closed stdout sets ``stop`` too: a worker whose output nobody reads (``run | head``)
+    drains rather than running on unseen. The handlers are removed on leaving, however the
+    worker ends."""
 
     def __init__(self, output: Output, drain_timeout: int) -> None:
         self.stop, self.abort = asyncio.Event(), asyncio.Event()
@@ -676,12 +706,18 @@ class _ShutdownSignals:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self._on_signal, signal.Signals(signum).name)
                 self._installed.append(signum)
+        self._output.on_stdout_closed = functools.partial(self._stop_soon, loop)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         loop = asyncio.get_running_loop()
         for signum in self._installed:
             loop.remove_signal_handler(signum)
+        self._output.on_stdout_closed = None
+
+    def _stop_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Through the loop: safe whichever thread was printing.
+        loop.call_soon_threadsafe(self.stop.set)
 
     def _on_signal(self, name: str) -> None:
         if self.stop.is_set():
@@ -787,39 +823,54 @@ COMMANDS: dict[str, Callable[[_Context], int]] = {
 def main(argv: list[str] | None = None) -> int:
     output = Output()
     try:
+        code = _main(argv, output)
+    except BrokenPipeError:  # stdout written by argparse (--help), not through Output
+        output.stdout_gone()
+        code = EXIT_OK
+    return EXIT_STDOUT_CLOSED if output.stdout_closed and code == EXIT_OK else code
+
+
+def _main(argv: list[str] | None, output: Output) -> int:
+    try:
         args = build_parser().parse_args(argv)
     except _UsageError as error:
         output.err.write(output.mask(error.usage))
         output.error(str(error))
         return EXIT_ERROR
     except SystemExit as done:  # --help and --version, printed: their code is 0
+        output.out.flush()  # a closed stdout shows here, not as a complaint at exit
         return done.code if isinstance(done.code, int) else EXIT_ERROR
     context = _Context(args=args, output=output, path=Path(args.config),
                        errors=_ErrorSink(output))
     with _logging_to(output, logging.WARNING):
-        try:
-            return COMMANDS[args.command](context)
-        except _Failure as failure:
-            return failure.code
-        except AgendaError as error:
-            context.errors.drop_causes_of(error)
-            context.errors.go_live()
-            output.error(str(error) if isinstance(error, ConfigError) else _one_line(str(error)))
-            return EXIT_ERROR
-        except KeyboardInterrupt:
-            output.error("interrupted")
-            return 130
-        except Exception as error:
-            if os.environ.get("AGENDA_DECL_DEBUG"):
-                import traceback
+        return _run_command(context)
 
-                output.error(traceback.format_exc())
-            else:
-                output.error(
-                    f"unexpected error: {type(error).__name__}: {error} "
-                    "(set AGENDA_DECL_DEBUG=1 for a traceback)"
-                )
-            return EXIT_ERROR
+
+def _run_command(context: _Context) -> int:
+    output = context.output
+    try:
+        return COMMANDS[context.args.command](context)
+    except _Failure as failure:
+        return failure.code
+    except AgendaError as error:
+        context.errors.drop_causes_of(error)
+        context.errors.go_live()
+        output.error(str(error) if isinstance(error, ConfigError) else _one_line(str(error)))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        output.error("interrupted")
+        return 130
+    except Exception as error:
+        if os.environ.get("AGENDA_DECL_DEBUG"):
+            import traceback
+
+            output.error(traceback.format_exc())
+        else:
+            output.error(
+                f"unexpected error: {type(error).__name__}: {error} "
+                "(set AGENDA_DECL_DEBUG=1 for a traceback)"
+            )
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

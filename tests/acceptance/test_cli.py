@@ -454,6 +454,45 @@ def test_jobs_lists_state_as_a_table_and_as_json(env: Env) -> None:
     assert "1 of 2 shown" in env.run("jobs", "--limit", "1").stdout
 
 
+def run_with_closed_stdout(
+    env: Env, *args: str, environ: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The command with a stdout whose reader has gone, as in `agenda-decl jobs | head -2`
+    once head has its lines (closed before the command starts, so every write finds it
+    closed, not only those that outrun the pipe's buffer)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([CLI, *args], cwd=env.dir, env=environ or env.environ,
+                              stdout=write, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              text=True, timeout=60, check=False)
+    finally:
+        os.close(write)
+
+
+def test_a_closed_stdout_ends_a_command_quietly(sqlite_env: Env) -> None:
+    sqlite_env.write(TWO)
+    assert sqlite_env.run("apply", "--yes").returncode == 0
+    # Buffered (a user's default) fails at the flush on exit, unbuffered at the first write.
+    buffered = {k: v for k, v in sqlite_env.environ.items() if k != "PYTHONUNBUFFERED"}
+    for environ in (buffered, sqlite_env.environ):
+        for args in (("jobs",), ("jobs", "--json"), ("plan",), ("validate",)):
+            result = run_with_closed_stdout(sqlite_env, *args, environ=environ)
+            assert (result.returncode, result.stderr) == (141, ""), args
+    result = run_with_closed_stdout(sqlite_env, "--help", environ=buffered)  # argparse's
+    assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_a_worker_whose_stdout_closes_drains_and_exits_quietly(sqlite_env: Env) -> None:
+    """`agenda-decl run | head`: without a reader the worker stops as on SIGTERM (no new
+    jobs, running ones finish) instead of running on unseen or dying mid-job."""
+    sqlite_env.write(TICK)
+    assert sqlite_env.run("apply", "--yes").returncode == 0
+    result = run_with_closed_stdout(sqlite_env, "run")  # no --exit-after: only EPIPE stops it
+    assert result.returncode == 141, result.stderr
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
 # -- secrets ------------------------------------------------------------------------------------
 
 
