@@ -1,13 +1,22 @@
 """The ``agenda-decl`` command: validate, plan, apply, run, generate handles for and inspect an
 ``agenda.yaml``.
 
-Exit codes: 0 success; 1 an error (a broken file, an unreachable backend, a refused or
-cancelled apply, a worker that had to abandon running jobs, a usage error such as an unknown
-option: never 2, unlike argparse's default); 2 with ``plan --detailed-exitcode`` when there are
-changes to apply; 141 (128 + SIGPIPE, what a shell reports for a command SIGPIPE ended) when
-stdout's reader went away (``agenda-decl jobs | head -2``): the rest of the output is dropped
-without a message, and a worker drains as on SIGTERM. Errors go to stderr, one line each,
-without a traceback (set ``AGENDA_DECL_DEBUG=1`` to get one for an unexpected error).
+Exit codes:
+
+* 0 success;
+* 1 an error: a broken file, an unreachable backend, a refused or cancelled apply, a worker
+  whose ``--exit-after`` drain timed out with jobs still running, a usage error such as an
+  unknown option (never 2, unlike argparse's default);
+* 2 with ``plan --detailed-exitcode`` when there are changes to apply;
+* 128 + the signal's number (130 SIGINT, 143 SIGTERM, as a shell reports a process a signal
+  ended) when a worker stopped by a signal left jobs running: a second signal, or the first
+  one's drain timing out. The worker exits at once, even with plain ``def`` handlers still
+  running in their threads;
+* 141 (128 + SIGPIPE) when stdout's reader went away (``agenda-decl jobs | head -2``): the
+  rest of the output is dropped without a message, and a worker drains as on SIGTERM.
+
+Errors go to stderr, one line each, without a traceback (set ``AGENDA_DECL_DEBUG=1`` to get
+one for an unexpected error).
 
 Durations on the command line need a unit (``--exit-after "10 seconds"``): a bare number is
 refused, where the Python API would read it as milliseconds.
@@ -40,7 +49,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from agenda_decl import __version__, timing
-from agenda_decl._model import JOB_STATES, DrainResult, JobsQueryOptions, JobWithState
+from agenda_decl._model import JOB_STATES, JobsQueryOptions, JobWithState
 from agenda_decl.agenda import Agenda
 from agenda_decl.backends.base import redact_url
 from agenda_decl.config.errors import ConfigError
@@ -686,25 +695,36 @@ async def _run_worker(context: _Context, agenda: Agenda, config: Any) -> int:
         _announce_worker(agenda, config, output)
         await _wait_for_stop(signals.stop, args.exit_after, output)
         result = await agenda.drain(timeout=args.drain_timeout, abort=signals.abort)
-    return _report_drain(result, output)
+        if result.timed_out or result.aborted:
+            signals.exit_abandoning(result.running, None if result.timed_out else signals.second)
+    output.print(f"stopped: {result.completed} job(s) finished while draining.")
+    return EXIT_OK
+
+
+#: After a second signal the worker only closes its connections before it exits; a store that
+#: does not answer must not keep it alive longer than this.
+_ABORT_GRACE_S = 3.0
 
 
 class _ShutdownSignals:
-    """SIGTERM/SIGINT: the first sets ``stop`` (drain), a second sets ``abort`` (stop now).
-    A closed stdout sets ``stop`` too: a worker whose output nobody reads (``run | head``)
-    drains rather than running on unseen. The handlers are removed on leaving, however the
-    worker ends."""
+    """SIGTERM/SIGINT: the first sets ``stop`` (drain), a second sets ``abort`` (stop now;
+    a third, or a teardown longer than ``_ABORT_GRACE_S``, exits at once). A closed stdout
+    sets ``stop`` too: a worker whose output nobody reads (``run | head``) drains rather than
+    running on unseen. The handlers are removed on leaving, however the worker ends."""
 
     def __init__(self, output: Output, drain_timeout: int) -> None:
         self.stop, self.abort = asyncio.Event(), asyncio.Event()
         self._output, self._drain_timeout = output, drain_timeout
         self._installed: list[int] = []
+        #: The signal that started the drain, and the one that cut it short.
+        self.first: signal.Signals | None = None
+        self.second: signal.Signals | None = None
 
     def __enter__(self) -> _ShutdownSignals:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, self._on_signal, signal.Signals(signum).name)
+                loop.add_signal_handler(signum, self._on_signal, signal.Signals(signum))
                 self._installed.append(signum)
         self._output.on_stdout_closed = functools.partial(self._stop_soon, loop)
         return self
@@ -719,14 +739,50 @@ class _ShutdownSignals:
         # Through the loop: safe whichever thread was printing.
         loop.call_soon_threadsafe(self.stop.set)
 
-    def _on_signal(self, name: str) -> None:
+    def _on_signal(self, signum: signal.Signals) -> None:
+        if self.second is not None:  # a third: closing the connections takes too long
+            self.exit_abandoning(None, signum)
         if self.stop.is_set():
-            self._output.print(f"{name} again: stopping without waiting for running jobs")
-            self.abort.set()
+            self.second = signum
+            self.abort.set()  # drain() returns at once and closes the connections
+            asyncio.get_running_loop().call_later(
+                _ABORT_GRACE_S, self.exit_abandoning, None, signum)
             return
-        self._output.print(f"{name}: draining (no new jobs; up to "
+        self.first = signum
+        self._output.print(f"{signum.name}: draining (no new jobs; up to "
                            f"{_seconds(self._drain_timeout)} for running ones)")
         self.stop.set()
+
+    def exit_abandoning(self, running: int | None, by: signal.Signals | None) -> NoReturn:
+        """One line on stderr, then exit. ``by`` is the signal that cut the drain short (None:
+        the drain timed out). The exit code is 128 + the number of the signal that ended the
+        worker, as a shell reports a process a signal ended; 1 when none did (a drain that
+        --exit-after started timed out)."""
+        if by is None:
+            why, code = "drain timed out", EXIT_ERROR if self.first is None else 128 + self.first
+        elif self.first is None:  # --exit-after or a closed stdout started the drain
+            why, code = f"stopped by {by.name} while draining", 128 + by
+        else:
+            why, code = f"stopped by a second signal ({by.name})", 128 + by
+        jobs = "running jobs were" if running is None else f"{running} job(s) still running were"
+        _exit_now(self._output, f"{why}: {jobs} abandoned; their locks stay until lock_lifetime "
+                  "runs out, then another worker runs them (this run counts as a failed attempt)",
+                  code)
+
+
+def _exit_now(output: Output, text: str, code: int) -> NoReturn:
+    """End the process without waiting for the handlers still running. The thread of a plain
+    ``def`` handler cannot be stopped, and the interpreter waits for it at exit (where a
+    further Ctrl-C ends in a traceback). Leaving it is safe: the worker ends as a killed one
+    does (SIGKILL, which the lock expiry is made and tested for), after drain() has released
+    the jobs it had claimed but not started and closed the connections. Only buffered output
+    would be lost: it is flushed first."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()  # a handler's own print()s
+        output.out.flush()
+    with contextlib.suppress(OSError, ValueError):
+        output.error(text)
+    os._exit(code)
 
 
 def _announce_worker(agenda: Agenda, config: Any, output: Output) -> None:
@@ -749,18 +805,7 @@ async def _wait_for_stop(stop: asyncio.Event, exit_after: int | None, output: Ou
         await asyncio.wait_for(stop.wait(), exit_after / 1000)
     if not stop.is_set():
         output.print(f"--exit-after {_seconds(exit_after)} reached: draining")
-
-
-def _report_drain(result: DrainResult, output: Output) -> int:
-    if result.timed_out or result.aborted:
-        why = "drain timed out" if result.timed_out else "stopped by a second signal"
-        output.error(
-            f"{why}: {result.running} job(s) still running were abandoned; their locks expire "
-            "and another worker runs them again"
-        )
-        return EXIT_ERROR
-    output.print(f"stopped: {result.completed} job(s) finished while draining.")
-    return EXIT_OK
+        stop.set()  # a signal now cuts the drain short, as a second one does
 
 
 def _seconds(ms: int) -> str:

@@ -413,12 +413,76 @@ def test_sigterm_drains_running_jobs(env: Env) -> None:
     assert "stopped: 1 job(s) finished while draining." in out
 
 
-def test_a_drain_that_times_out_exits_non_zero(sqlite_env: Env) -> None:
-    sqlite_env.write("- {job: slow, every: 1 hour, data: {seconds: 30}}\n")
+def start_slow_worker(env: Env, *args: str) -> subprocess.Popen[str]:
+    """A worker running `slow`, a plain `def` handler (so in a thread) sleeping 60 seconds;
+    returned once the job has started."""
+    env.write("- {job: slow, every: 1 hour, data: {seconds: 60}}\n")
+    assert env.run("apply", "--yes").returncode == 0
+    worker = env.start("run", *args)
+    wait_for_line(worker, "start   slow")
+    return worker
+
+
+def wait_for_line(worker: subprocess.Popen[str], text: str) -> None:
+    assert worker.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and worker.poll() is None:
+        lines.append(worker.stdout.readline())
+        if text in lines[-1]:
+            return
+    pytest.fail(f"no {text!r} from the worker: {lines}")
+
+
+def finish(worker: subprocess.Popen[str]) -> tuple[str, str]:
+    """The rest of the worker's output; it must end long before its handler would."""
+    try:
+        return worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_ends_a_worker_at_once(
+    sqlite_env: Env, signum: signal.Signals
+) -> None:
+    """Even with a plain `def` handler still sleeping in its thread (the interpreter would
+    wait for that thread at exit, and a third Ctrl-C ended in a traceback)."""
+    worker = start_slow_worker(sqlite_env)
+    worker.send_signal(signum)
+    wait_for_line(worker, f"{signum.name}: draining")
+    worker.send_signal(signum)
+    _out, err = finish(worker)
+    assert worker.returncode == 128 + signum  # 130 for SIGINT, 143 for SIGTERM
+    assert "Traceback" not in err
+    assert err.splitlines() == [
+        f"agenda-decl: stopped by a second signal ({signum.name}): 1 job(s) still running "
+        "were abandoned; their locks stay until lock_lifetime runs out, then another worker "
+        "runs them (this run counts as a failed attempt)"]
+    (job,) = sqlite_env.jobs()
+    assert job["state"] == "running"  # still locked: no other worker starts it meanwhile
+
+
+def test_a_drain_that_times_out_after_a_signal_ends_the_worker(sqlite_env: Env) -> None:
+    worker = start_slow_worker(sqlite_env, "--drain-timeout", "1 second")
+    worker.send_signal(signal.SIGTERM)
+    _out, err = finish(worker)
+    assert worker.returncode == 128 + signal.SIGTERM
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1
+    assert "drain timed out: 1 job(s) still running were abandoned" in err
+
+
+def test_a_drain_that_times_out_after_exit_after_exits_1(sqlite_env: Env) -> None:
+    sqlite_env.write("- {job: slow, every: 1 hour, data: {seconds: 60}}\n")
     assert sqlite_env.run("apply", "--yes").returncode == 0
-    result = sqlite_env.run("run", "--exit-after", "2 seconds", "--drain-timeout", "1 second")
+    result = sqlite_env.run("run", "--exit-after", "2 seconds", "--drain-timeout", "1 second",
+                            timeout=40)  # well before the handler's 60 seconds
     assert result.returncode == 1
     assert "drain timed out: 1 job(s) still running were abandoned" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_run_reports_a_bad_handler_path(sqlite_env: Env) -> None:
