@@ -453,7 +453,7 @@ def cmd_validate(context: _Context) -> int:
     output = context.output
     try:
         config = _load(context)
-        _check_schedules(context)
+        _check_offline(context)
     except ConfigError as error:
         if context.args.json:
             output.json({"valid": False, "issues": [attrs.asdict(i) for i in error.issues]})
@@ -480,11 +480,21 @@ def _describe_store(storage: Mapping[str, Any]) -> str:
     return f"{kind} ({where})" if where else str(kind)
 
 
-def _check_schedules(context: _Context) -> None:
-    """The schedule checks of plan, without a database or a driver, importing nothing."""
+def _check_offline(context: _Context) -> None:
+    """What validate adds to loading, all problems at once: the drivers the backend needs are
+    installed, and the schedule checks of plan (without a database, importing no payload
+    class)."""
+    from agenda_decl.config.drivers import missing_drivers
     from agenda_decl.config.reconcile import check_schedules
 
-    check_schedules(context.config, base_dir=context.base_dir, import_payload_classes=False)
+    issues = missing_drivers(context.config)
+    try:
+        check_schedules(context.config, base_dir=context.base_dir,
+                        import_payload_classes=False)
+    except ConfigError as error:
+        issues += error.issues
+    if issues:
+        raise ConfigError(sorted(issues, key=lambda issue: (issue.line, issue.column)))
 
 
 def cmd_plan(context: _Context) -> int:

@@ -229,6 +229,56 @@ def test_validate_a_broken_file_names_file_line_and_column(sqlite_env: Env) -> N
     assert {"file", "line", "column", "path", "message"} <= set(issues[0])
 
 
+MISSING_DRIVERS = [
+    # backend as written, the module made missing, the extra, where the problem is reported
+    ("storage: {type: postgres, connection_string: 'postgresql://h/db'}", "psycopg", "postgres",
+     "storage: {type: postgres"),
+    ("storage: {type: postgres, connection_string: 'postgresql://h/db'}", "psycopg_pool",
+     "postgres", "storage: {type: postgres"),
+    ("storage: {type: redis, connection_string: 'redis://h'}", "redis", "redis",
+     "storage: {type: redis"),
+    ("storage: {type: sqlite}\n  notifications: {type: redis, connection_string: 'redis://h'}",
+     "redis", "redis", "notifications: {type: redis"),
+    # once, though the change stream needs pymongo too
+    ("storage: {type: mongo, address: 'mongodb://h/db'}\n  notifications: "
+     "{type: mongo-changestream}", "pymongo", "mongo", "storage: {type: mongo"),
+]
+
+
+def without_module(env: Env, module: str) -> dict[str, str]:
+    """The environment of a Python without ``module``: a sitecustomize on PYTHONPATH sets
+    ``sys.modules[module] = None``, which makes ``import module`` raise ModuleNotFoundError as
+    if it were not installed (nothing is uninstalled)."""
+    shim = env.dir / "no_driver"
+    shim.mkdir(exist_ok=True)
+    (shim / "sitecustomize.py").write_text(f"import sys\nsys.modules[{module!r}] = None\n")
+    return {**env.environ, "PYTHONPATH": str(shim)}
+
+
+@pytest.mark.parametrize(("backend", "module", "extra", "at"), MISSING_DRIVERS)
+def test_a_missing_driver_names_the_extra_to_install(
+    tmp_path: Path, backend: str, module: str, extra: str, at: str
+) -> None:
+    env = Env(tmp_path, "{type: sqlite}", base_environ())
+    path = env.write(TICK)
+    text = path.read_text().replace("  storage: {type: sqlite}", "  " + backend)
+    path.write_text(text)
+    line, column = next((number, line.index(at) + len(at) - len(at.split()[-1]) + 1)
+                        for number, line in enumerate(text.splitlines(), 1) if at in line)
+    where, kind = at.split(": {type: ")
+    expected = (f"agenda.yaml:{line}:{column}: backend.{where}.type: {kind} needs the {module} "
+                f"driver: pip install 'agenda-decl[{extra}]'")
+    environ = without_module(env, module)
+    commands = [("validate",)]
+    if module == "psycopg":  # the commands that build a backend say the same
+        commands += [("plan",), ("jobs",), ("run", "--exit-after", "1 second")]
+    for args in commands:
+        result = subprocess.run([CLI, *args], cwd=env.dir, env=environ, capture_output=True,
+                                text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+        assert result.returncode == 1, (args, result.stdout)
+        assert result.stderr == f"agenda-decl: {expected}\n", args
+
+
 def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     env = Env(tmp_path, "{type: sqlite}", base_environ())
     result = env.run("-c", "missing.yaml", "plan")
