@@ -16,7 +16,9 @@ Exit codes:
   rest of the output is dropped without a message, and a worker drains as on SIGTERM.
 
 Errors go to stderr, one line each, without a traceback (set ``AGENDA_DECL_DEBUG=1`` to get
-one for an unexpected error).
+one for an unexpected error). With ``--json`` every error is also one JSON object on stdout
+(see :func:`_report`), so that a script reading stdout always gets JSON; the text stays on
+stderr for whoever watches the terminal or the log.
 
 Durations on the command line need a unit (``--exit-after "10 seconds"``): a bare number is
 refused, where the Python API would read it as milliseconds.
@@ -378,12 +380,38 @@ class _Context:
     def base_dir(self) -> Path:
         return self.path.resolve().parent
 
+    def report(self, kind: str, message: str, problems: list[dict[str, Any]] | None = None,
+               *, human: str | None = None) -> None:
+        """An error of the command (see :func:`_report`). validate's JSON keeps its own shape
+        as well: ``valid`` and ``issues`` beside ``error``."""
+        extra = ({"valid": False, "issues": problems or []}
+                 if self.args.command == "validate" else {})
+        _report(self.output, bool(getattr(self.args, "json", False)), kind, message, problems,
+                human=human, extra=extra)
+
+
+def _report(
+    output: Output, as_json: bool, kind: str, message: str,
+    problems: list[dict[str, Any]] | None = None, *, human: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """An error: its text on stderr (``human``, else ``message``) and, with ``--json``, also
+    on stdout as one JSON object, so that a script reading stdout never gets nothing:
+    ``{"error": {"kind": ..., "message": ..., "problems": [...]}}``. ``problems`` are the
+    config problems, each with file, line, column, path and message."""
+    output.error(human if human is not None else message)
+    if as_json:
+        output.json({**(extra or {}), "error": {
+            "kind": kind, "message": output.mask(message), "problems": problems or []}})
+
 
 def _load(context: _Context) -> Any:
     from agenda_decl.config.load import load_config
 
     if not context.path.is_file():
-        context.output.error(f"config file not found: {context.path}")
+        context.report("config", f"config file not found: {context.path}", [
+            {"file": str(context.path), "line": None, "column": None, "path": "",
+             "message": "file not found"}])
         raise _Failure
     config = load_config(context.path)
     context.output.add_secrets(secrets_of(config))
@@ -451,14 +479,8 @@ def cmd_validate(context: _Context) -> int:
     from agenda_decl.config.load import redacted
 
     output = context.output
-    try:
-        config = _load(context)
-        _check_offline(context)
-    except ConfigError as error:
-        if context.args.json:
-            output.json({"valid": False, "issues": [attrs.asdict(i) for i in error.issues]})
-            raise _Failure from None
-        raise
+    config = _load(context)
+    _check_offline(context)
     if context.args.json:
         output.json({"valid": True, "config": redacted(config)})
         return EXIT_OK
@@ -532,7 +554,7 @@ def cmd_apply(context: _Context) -> int:
         if not args.json:
             output.print(plan_output.format_plan(planned, show_unchanged=False), end="")
         if planned.has_changes and not args.yes:
-            if not _confirm(output):
+            if not _confirm(context):
                 return EXIT_ERROR
         elif not planned.has_changes and not args.json:
             return EXIT_OK
@@ -559,11 +581,13 @@ def cmd_apply(context: _Context) -> int:
     return asyncio.run(_closing(context, agenda, work))
 
 
-def _confirm(output: Output) -> bool:
+def _confirm(context: _Context) -> bool:
+    output = context.output
     if not sys.stdin.isatty():
-        output.error(
+        context.report(
+            "not_confirmed",
             "refusing to apply without confirmation: stdin is not a terminal. "
-            "Pass --yes (or --auto-approve) to apply non-interactively."
+            "Pass --yes (or --auto-approve) to apply non-interactively.",
         )
         return False
     output.print("Apply these changes? Type 'yes' to confirm: ", end="")
@@ -572,7 +596,7 @@ def _confirm(output: Output) -> bool:
     except (EOFError, KeyboardInterrupt):
         answer = ""
     if answer not in ("y", "yes"):
-        output.error("apply cancelled; nothing was written.")
+        context.report("not_confirmed", "apply cancelled; nothing was written.")
         return False
     return True
 
@@ -890,7 +914,8 @@ def _main(argv: list[str] | None, output: Output) -> int:
         args = build_parser().parse_args(argv)
     except _UsageError as error:
         output.err.write(output.mask(error.usage))
-        output.error(str(error))
+        _report(output, _wants_json(sys.argv[1:] if argv is None else argv), "usage",
+                str(error))
         return EXIT_ERROR
     except SystemExit as done:  # --help and --version, printed: their code is 0
         output.out.flush()  # a closed stdout shows here, not as a complaint at exit
@@ -901,8 +926,13 @@ def _main(argv: list[str] | None, output: Output) -> int:
         return _run_command(context)
 
 
+def _wants_json(argv: list[str]) -> bool:
+    """Whether a command line that argparse refused asked for JSON (``--json``, or a prefix of
+    it, which argparse accepts)."""
+    return any(len(arg) > 3 and "--json".startswith(arg) for arg in argv)
+
+
 def _run_command(context: _Context) -> int:
-    output = context.output
     try:
         return COMMANDS[context.args.command](context)
     except _Failure as failure:
@@ -910,22 +940,33 @@ def _run_command(context: _Context) -> int:
     except AgendaError as error:
         context.errors.drop_causes_of(error)
         context.errors.go_live()
-        output.error(str(error) if isinstance(error, ConfigError) else _one_line(str(error)))
+        _report_agenda_error(context, error)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        output.error("interrupted")
+        context.report("interrupted", "interrupted")
         return 130
     except Exception as error:
-        if os.environ.get("AGENDA_DECL_DEBUG"):
-            import traceback
-
-            output.error(traceback.format_exc())
-        else:
-            output.error(
-                f"unexpected error: {type(error).__name__}: {error} "
-                "(set AGENDA_DECL_DEBUG=1 for a traceback)"
-            )
+        _report_unexpected(context, error)
         return EXIT_ERROR
+
+
+def _report_agenda_error(context: _Context, error: AgendaError) -> None:
+    if isinstance(error, ConfigError):
+        context.report("config", str(error), [attrs.asdict(issue) for issue in error.issues])
+    else:
+        kind = "backend" if isinstance(error, ConnectionError) else "agenda"
+        context.report(kind, _one_line(str(error)))
+
+
+def _report_unexpected(context: _Context, error: Exception) -> None:
+    message = f"{type(error).__name__}: {error}"
+    if os.environ.get("AGENDA_DECL_DEBUG"):
+        import traceback
+
+        human = traceback.format_exc()
+    else:
+        human = f"unexpected error: {message} (set AGENDA_DECL_DEBUG=1 for a traceback)"
+    context.report("unexpected", message, human=human)
 
 
 if __name__ == "__main__":

@@ -654,6 +654,9 @@ def test_no_secret_from_the_environment_is_ever_printed(tmp_path: Path) -> None:
             result = run("-c", "redis.yaml", *args, REDIS_DOWN=redis_down)
             assert result.returncode == 1, (args, result.stdout, result.stderr)
             assert "Traceback" not in result.stderr
+        down_json = run("-c", "redis.yaml", "jobs", "--json", REDIS_DOWN=redis_down)
+        error = json.loads(down_json.stdout)["error"]  # with --json, on stdout as well
+        assert error["kind"] == "backend" and "redis://:***@127.0.0.1" in error["message"]
     finally:
         drop_postgres_table(table)
     text = "\n".join(outputs)
