@@ -224,7 +224,7 @@ def _strings(value: Any) -> Iterator[str]:
 
 def _duration(text: str) -> int:
     """A command-line duration in ms. A bare number is refused: the Python API reads it as
-    milliseconds, which on a command line (``--exit-after 5``) is never what was meant."""
+    milliseconds, which on a command line (``--exit-after 5``) is rarely what was meant."""
     text = text.strip()
     if _BARE_NUMBER.fullmatch(text):
         raise argparse.ArgumentTypeError(
@@ -798,6 +798,8 @@ class _ShutdownSignals:
             why, code = f"stopped by {by.name} while draining", 128 + by
         else:
             why, code = f"stopped by a second signal ({by.name})", 128 + by
+        if running == 0:
+            _exit_now(self._output, f"{why}: no job was running", code)
         jobs = "running jobs were" if running is None else f"{running} job(s) still running were"
         _exit_now(self._output, f"{why}: {jobs} abandoned; their locks stay until lock_lifetime "
                   "runs out, then another worker runs them (this run counts as a failed attempt)",
