@@ -811,8 +811,8 @@ def _exit_now(output: Output, text: str, code: int) -> NoReturn:
     ``def`` handler cannot be stopped, and the interpreter waits for it at exit (where a
     further Ctrl-C ends in a traceback). Leaving it is safe: the worker ends as a killed one
     does (SIGKILL, which the lock expiry is made and tested for), after drain() has released
-    the jobs it had claimed but not started and closed the connections. Only buffered output
-    would be lost: it is flushed first."""
+    the jobs it had claimed but not started and closed the connections. ``atexit`` hooks do
+    not run; buffered output would be lost, so it is flushed first."""
     with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()  # a handler's own print()s
         output.out.flush()
