@@ -728,6 +728,7 @@ async def _run_worker(context: _Context, agenda: Agenda, config: Any) -> int:
         context.errors.go_live()
         _announce_worker(agenda, config, output)
         await _wait_for_stop(signals.stop, args.exit_after, output)
+        signals.bound_drain(args.drain_timeout)
         result = await agenda.drain(timeout=args.drain_timeout, abort=signals.abort)
         if result.timed_out or result.aborted:
             signals.exit_abandoning(result.running, None if result.timed_out else signals.second)
@@ -735,14 +736,16 @@ async def _run_worker(context: _Context, agenda: Agenda, config: Any) -> int:
     return EXIT_OK
 
 
-#: After a second signal the worker only closes its connections before it exits; a store that
-#: does not answer must not keep it alive longer than this.
+#: How long closing the connections may take once the running jobs are given up on (after a
+#: second signal, or the drain timeout): a store that does not answer must not keep a stopping
+#: worker alive.
 _ABORT_GRACE_S = 3.0
 
 
 class _ShutdownSignals:
     """SIGTERM/SIGINT: the first sets ``stop`` (drain), a second sets ``abort`` (stop now;
-    a third, or a teardown longer than ``_ABORT_GRACE_S``, exits at once). A closed stdout
+    a third, or closing the connections for longer than ``_ABORT_GRACE_S``, exits at once;
+    so does a drain that overruns its timeout by that much). A closed stdout
     sets ``stop`` too: a worker whose output nobody reads (``run | head``) drains rather than
     running on unseen. The handlers are removed on leaving, however the worker ends."""
 
@@ -753,6 +756,7 @@ class _ShutdownSignals:
         #: The signal that started the drain, and the one that cut it short.
         self.first: signal.Signals | None = None
         self.second: signal.Signals | None = None
+        self._deadline: asyncio.TimerHandle | None = None
 
     def __enter__(self) -> _ShutdownSignals:
         loop = asyncio.get_running_loop()
@@ -768,6 +772,15 @@ class _ShutdownSignals:
         for signum in self._installed:
             loop.remove_signal_handler(signum)
         self._output.on_stdout_closed = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+
+    def bound_drain(self, drain_timeout: int) -> None:
+        """drain() stops waiting for the jobs after ``drain_timeout``, but then closes the
+        connections, which a store that does not answer can hold up: past the timeout and
+        the grace for closing, the worker exits anyway."""
+        self._deadline = asyncio.get_running_loop().call_later(
+            drain_timeout / 1000 + _ABORT_GRACE_S, self.exit_abandoning, None, None)
 
     def _stop_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         # Through the loop: safe whichever thread was printing.
@@ -800,7 +813,8 @@ class _ShutdownSignals:
             why, code = f"stopped by a second signal ({by.name})", 128 + by
         if running == 0:
             _exit_now(self._output, f"{why}: no job was running", code)
-        jobs = "running jobs were" if running is None else f"{running} job(s) still running were"
+        jobs = ("any jobs still running were" if running is None
+                else f"{running} job(s) still running were")
         _exit_now(self._output, f"{why}: {jobs} abandoned; their locks stay until lock_lifetime "
                   "runs out, then another worker runs them (this run counts as a failed attempt)",
                   code)

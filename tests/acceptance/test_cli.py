@@ -92,9 +92,9 @@ class Env:
             text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False,
         )
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [CLI, *args], cwd=self.dir, env=self.environ, stdout=subprocess.PIPE,
+            [CLI, *args], cwd=self.dir, env={**self.environ, **env}, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
         )
 
@@ -463,12 +463,12 @@ def test_sigterm_drains_running_jobs(env: Env) -> None:
     assert "stopped: 1 job(s) finished while draining." in out
 
 
-def start_slow_worker(env: Env, *args: str) -> subprocess.Popen[str]:
+def start_slow_worker(env: Env, *args: str, **environ: str) -> subprocess.Popen[str]:
     """A worker running `slow`, a plain `def` handler (so in a thread) sleeping 60 seconds;
     returned once the job has started."""
     env.write("- {job: slow, every: 1 hour, data: {seconds: 60}}\n")
     assert env.run("apply", "--yes").returncode == 0
-    worker = env.start("run", *args)
+    worker = env.start("run", *args, **environ)
     wait_for_line(worker, "start   slow")
     return worker
 
@@ -523,6 +523,45 @@ def test_a_drain_that_times_out_after_a_signal_ends_the_worker(sqlite_env: Env) 
     assert "Traceback" not in err
     assert len(err.splitlines()) == 1
     assert "drain timed out: 1 job(s) still running were abandoned" in err
+
+
+def with_a_store_that_hangs_on_close(env: Env) -> dict[str, str]:
+    """PYTHONPATH for a worker whose connections never finish closing (a store that stopped
+    answering): a sitecustomize makes drain()'s teardown wait forever."""
+    site = env.dir / "hung_close"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(textwrap.dedent("""\
+        import asyncio
+        from agenda_decl.agenda import Agenda
+
+        async def _never(self, close_connection):
+            await asyncio.sleep(3600)
+
+        Agenda._teardown = _never
+        """))
+    return {"PYTHONPATH": str(site)}
+
+
+def test_closing_connections_cannot_hold_up_a_second_signal(sqlite_env: Env) -> None:
+    """After a second signal the connections get a few seconds to close, no more."""
+    worker = start_slow_worker(sqlite_env, **with_a_store_that_hangs_on_close(sqlite_env))
+    worker.send_signal(signal.SIGINT)
+    wait_for_line(worker, "SIGINT: draining")
+    worker.send_signal(signal.SIGINT)
+    _out, err = finish(worker)
+    assert worker.returncode == 130
+    assert err.startswith("agenda-decl: stopped by a second signal (SIGINT): any jobs still "
+                          "running were abandoned; their locks stay")
+
+
+def test_closing_connections_cannot_hold_up_a_drain_that_timed_out(sqlite_env: Env) -> None:
+    """After the first signal: the drain timeout plus those few seconds, no more."""
+    worker = start_slow_worker(sqlite_env, "--drain-timeout", "1 second",
+                               **with_a_store_that_hangs_on_close(sqlite_env))
+    worker.send_signal(signal.SIGTERM)
+    _out, err = finish(worker)
+    assert worker.returncode == 143
+    assert err.startswith("agenda-decl: drain timed out: any jobs still running were abandoned")
 
 
 def test_a_drain_that_times_out_after_exit_after_exits_1(sqlite_env: Env) -> None:
