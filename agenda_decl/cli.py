@@ -745,9 +745,9 @@ _ABORT_GRACE_S = 3.0
 class _ShutdownSignals:
     """SIGTERM/SIGINT: the first sets ``stop`` (drain), a second sets ``abort`` (stop now;
     a third, or closing the connections for longer than ``_ABORT_GRACE_S``, exits at once;
-    so does a drain that overruns its timeout by that much). A closed stdout
-    sets ``stop`` too: a worker whose output nobody reads (``run | head``) drains rather than
-    running on unseen. The handlers are removed on leaving, however the worker ends."""
+    so does a drain that overruns its timeout by that much). A closed stdout sets ``stop``
+    too: a worker whose output nobody reads (``run | head``) drains rather than running on
+    unseen. The handlers are removed on leaving, however the worker ends."""
 
     def __init__(self, output: Output, drain_timeout: int) -> None:
         self.stop, self.abort = asyncio.Event(), asyncio.Event()
