@@ -1,10 +1,11 @@
-"""Strict structuring of ``agenda.yaml`` into the model, through the one shared converter.
+"""Strict structuring of ``agenda.yaml`` into the model, through the config's own converter.
 
-Hooks are registered on :data:`agenda_decl._convert.converter` for the config classes only:
-no coercion (``"5"`` is not an integer), unknown keys refused, storage and notifications told
-apart by their ``type``, the payload shorthand ``name: int``. Each section of a file (each job,
-each schedule) is structured on its own, so one broken part does not hide the problems of
-the others.
+:data:`converter` is a cattrs converter of its own (one per boundary, as cattrs recommends):
+storage conversion (``agenda_decl._convert``) never sees these hooks, so importing the config
+package changes nothing there. Its hooks are strict: no coercion (``"5"`` is not an
+integer), unknown keys refused, storage and notifications told apart by their ``type``, the
+payload shorthand ``name: int``. Each section of a file (each job, each schedule) is
+structured on its own, so one broken part does not hide the problems of the others.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 import attrs
+import cattrs
 from cattrs.errors import (
     AttributeValidationNote,
     ClassValidationError,
@@ -23,7 +25,6 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, override
 
-from agenda_decl._convert import converter
 from agenda_decl.config import model
 from agenda_decl.config.errors import ConfigIssue, KeyPath, cattrs_problems, render_path
 from agenda_decl.config.model import AgendaConfig, PayloadField
@@ -32,7 +33,10 @@ from agenda_decl.config.payload import describe
 if TYPE_CHECKING:
     from agenda_decl.config.load import ConfigSource
 
-__all__ = ["Parts", "structure_parts"]
+__all__ = ["Parts", "converter", "structure_parts"]
+
+#: The config's converter: every config class gets a strict hook below.
+converter = cattrs.Converter()
 
 
 class _Invalid(ValueError):

@@ -34,9 +34,8 @@ from typing import Any
 import attrs
 import yaml
 
-from agenda_decl._convert import converter
 from agenda_decl._secrets import EnvText, mask_text, mask_url
-from agenda_decl.config._structure import structure_parts
+from agenda_decl.config._structure import converter, structure_parts
 from agenda_decl.config.errors import (
     ConfigError,
     ConfigIssue,

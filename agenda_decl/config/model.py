@@ -1,9 +1,9 @@
 """The typed model of ``agenda.yaml`` (version 1): frozen attrs classes, one per block.
 
-The loader (``load.py``) turns YAML into these classes through the one configured cattrs
-converter, refusing unknown keys; semantic checks (durations, cron, zones, payloads) happen in
-``validate.py`` so every error can name its file:line:column. The JSON Schema in
-``schemas/agenda.schema.json`` is kept equal to this model by a test.
+The loader (``load.py``) turns YAML into these classes through the config's own cattrs
+converter (``_structure.converter``), refusing unknown keys; semantic checks (durations, cron,
+zones, payloads) happen in ``validate.py`` so every error can name its file:line:column. The
+JSON Schema in ``schemas/agenda.schema.json`` is kept equal to this model by a test.
 """
 
 from __future__ import annotations

@@ -20,7 +20,13 @@ from agenda_decl.config import (
     source_of,
 )
 from agenda_decl.config.load import MAX_FILE_BYTES, read_yaml
-from agenda_decl.config.model import JobConfig, PayloadField, PostgresStorage, SQLiteStorage
+from agenda_decl.config.model import (
+    JobConfig,
+    PayloadField,
+    PostgresStorage,
+    SchedulerConfig,
+    SQLiteStorage,
+)
 
 BASE = "version: 1\nbackend:\n  storage: {type: sqlite, path: jobs.db}\n"
 INVOICE = "jobs:\n  send-invoice:\n    payload: {customer_id: int, due: datetime}\n"
@@ -555,3 +561,20 @@ def test_loaded_model_defaults() -> None:
     assert config.backend.notifications is None
     assert config.owner == "agenda-decl"
     assert config.jobs == {} and config.schedules == []
+
+
+def test_config_has_its_own_converter_and_storage_conversion_stays_as_it_was() -> None:
+    """The strict hooks of the config classes live on the config's converter: a file refuses
+    "5" for an integer, while the storage converter (one per boundary) is left alone and
+    structures the same classes by cattrs' ordinary rules."""
+    from agenda_decl._convert import converter as storage_converter
+    from agenda_decl.config._structure import converter as config_converter
+
+    assert errors(BASE + "jobs:\n  send-invoice:\n    concurrency: '5'\n") == [
+        "agenda.yaml:6:18: jobs.send-invoice.concurrency: expected an integer, got '5' "
+        "(a string)",
+    ]
+    assert config_converter is not storage_converter
+    lenient = storage_converter.structure({"max_concurrency": "5", "unknown": 1},
+                                          SchedulerConfig)
+    assert lenient == SchedulerConfig(max_concurrency=5)
