@@ -202,12 +202,13 @@ def _remember(config: AgendaConfig, source: ConfigSource) -> None:
     weakref.finalize(config, _SOURCES.pop, key, None)
 
 
-def issue_for(config: AgendaConfig, path: str, message: str) -> ConfigIssue:
-    """A :class:`ConfigIssue` at ``path`` of a loaded config (e.g. from a PayloadError)."""
+def issue_for(config: AgendaConfig, path: str, message: str, *, key: bool = False) -> ConfigIssue:
+    """A :class:`ConfigIssue` at ``path`` of a loaded config (e.g. from a PayloadError), at its
+    key with ``key=True``; ``<config>:1:1`` for a config built in code."""
     source = source_of(config)
     if source is None:
         return ConfigIssue("<config>", 1, 1, path, message)
-    return source.issue(path, message)
+    return source.issue(path, message, key=key)
 
 
 # -- nodes to plain values -------------------------------------------------------------------

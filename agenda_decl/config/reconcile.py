@@ -45,17 +45,22 @@ import attrs
 from agenda_decl import timing
 from agenda_decl._model import JobId, JobParameters, JobsQueryOptions, RemoveJobsOptions
 from agenda_decl.agenda import Agenda
-from agenda_decl.config.errors import ConfigError, PayloadError
+from agenda_decl.config.errors import ConfigError
 from agenda_decl.config.load import issue_for, source_of
-from agenda_decl.config.model import AgendaConfig, JobConfig, ScheduleConfig
+from agenda_decl.config.model import AgendaConfig, ScheduleConfig
 from agenda_decl.config.payload import (
     MANAGED_BY_KEY,
     RESERVED_DATA_KEYS,
     SCHEDULE_KEY_KEY,
     check_payload,
 )
-from agenda_decl.config.validate import absolute_date, parse_skip_days
-from agenda_decl.errors import AgendaError, InvalidDateError, InvalidOptionError
+from agenda_decl.config.rules import (
+    ScheduleKind,
+    absolute_date,
+    parse_skip_days,
+    schedule_problems,
+    timing_kind,
+)
 from agenda_decl.job import Job
 
 __all__ = [
@@ -77,7 +82,6 @@ __all__ = [
 
 Action = Literal["create", "update", "delete", "unchanged"]
 ACTIONS: tuple[Action, ...] = ("create", "update", "delete", "unchanged")
-ScheduleKind = Literal["every", "cron", "at"]
 
 #: Slack for store rounding and clock skew before a late next run counts as drift.
 DRIFT_TOLERANCE = timedelta(seconds=1)
@@ -244,22 +248,32 @@ def check_schedules(
     base_dir: Path | None = None,
     import_payload_classes: bool = True,
 ) -> None:
-    """Validate every schedule as :func:`plan` does, without storage (what ``agenda-decl
-    validate`` adds to the loader's checks); raises :class:`ConfigError`.
+    """Check every schedule by the rule set that ``validate`` applies (:mod:`rules`), without
+    storage or an Agenda; raise :class:`ConfigError` listing every problem.
 
-    Without ``agenda``, the jobs are declared on a scratch in-memory one, so no driver and
-    no database are needed. Without ``import_payload_classes``, data of a job whose payload
-    is a class is checked for shape only (no application code is imported).
+    With ``agenda``, each schedule's job must also be defined or declared on it (what
+    :func:`plan` needs). Without ``import_payload_classes``, data of a job whose payload is a
+    class is checked for shape only (no application code is imported).
     """
-    if agenda is None:
-        from agenda_decl.config.build import job_options
-        from agenda_decl.testing import InMemoryBackend
-
-        agenda = Agenda(InMemoryBackend(notifications=False), name="agenda-decl-validate")
-        for name, job in config.jobs.items():
-            agenda.declare(name, **job_options(job))
-    _desired_schedules(agenda, config, _base_dir(config, base_dir),
-                       import_classes=import_payload_classes)
+    base_dir = _base_dir(config, base_dir)
+    source = source_of(config)
+    shape_only = () if import_payload_classes else [
+        name for name, job in config.jobs.items() if isinstance(job.payload, str)]
+    problems = schedule_problems(
+        config.schedules, config.jobs, shape_only=shape_only, base_dir=base_dir,
+        written=source.has if source is not None else lambda _path: False,
+    )
+    issues = [issue_for(config, problem.path, problem.message, key=problem.at_key)
+              for problem in problems]
+    if agenda is not None:
+        issues += [
+            issue_for(config, f"schedules[{index}].job",
+                      f"job {schedule.job!r} is not defined or declared on the agenda")
+            for index, schedule in enumerate(config.schedules)
+            if schedule.job in config.jobs and schedule.job not in agenda.definitions
+        ]
+    if issues:
+        raise ConfigError(issues)
 
 
 def _base_dir(config: AgendaConfig, given: Path | None) -> Path | None:
@@ -331,203 +345,56 @@ class _Desired:
     params: JobParameters[Any] = attrs.field(eq=False)
 
 
-class _Issues:
-    """Problems found, raised together; positioned in the file when the config was loaded
-    from one (``<config>:1:1`` for a config built in code)."""
-
-    def __init__(self, config: AgendaConfig) -> None:
-        self.config = config
-        self.items: list[tuple[str, str]] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.items.append((path, message))
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise ConfigError([issue_for(self.config, path, message)
-                               for path, message in self.items])
-
-
 def _desired_schedules(
-    agenda: Agenda, config: AgendaConfig, base_dir: Path | None, *, import_classes: bool = True
+    agenda: Agenda, config: AgendaConfig, base_dir: Path | None
 ) -> list[_Desired]:
-    """Every declared schedule as the job it should be; all problems raised at once."""
-    issues = _Issues(config)
-    result: list[_Desired] = []
-    first_index: dict[tuple[str, str], int] = {}
-    for index, schedule in enumerate(config.schedules):
-        path = f"schedules[{index}]"
-        identity = (schedule.job, schedule.schedule_key)
-        if identity in first_index:
-            issues.add(
-                f"{path}.key",
-                f"schedule key {schedule.schedule_key!r} of job {schedule.job!r} is already "
-                f"used by schedules[{first_index[identity]}]; give each schedule of a job its "
-                "own key",
-            )
-            continue
-        first_index[identity] = index
-        desired = _desired_schedule(agenda, config, schedule, index, issues, base_dir,
-                                    import_classes)
-        if desired is not None:
-            result.append(desired)
-    issues.raise_if_any()
-    return result
+    """Every declared schedule as the job it should be; every problem raised at once (the
+    rule set of :func:`check_schedules`) before anything is built."""
+    check_schedules(config, agenda=agenda, base_dir=base_dir)
+    return [_desired_schedule(agenda, config, schedule, index, base_dir)
+            for index, schedule in enumerate(config.schedules)]
 
 
 def _desired_schedule(
-    agenda: Agenda,
-    config: AgendaConfig,
-    schedule: ScheduleConfig,
-    index: int,
-    issues: _Issues,
+    agenda: Agenda, config: AgendaConfig, schedule: ScheduleConfig, index: int,
     base_dir: Path | None,
-    import_classes: bool,
-) -> _Desired | None:
-    path = f"schedules[{index}]"
-    before = len(issues.items)
-    job_config = _declared_job(agenda, config, schedule, path, issues)
-    if job_config is None:
-        return None
-    if isinstance(job_config.payload, str) and not import_classes:
-        job_config = attrs.evolve(job_config, payload=None)  # shape only: import nothing
-    payload = _checked_payload(schedule, job_config, path, issues, base_dir)
-    kind = _kind(schedule, path, issues)
+) -> _Desired:
+    """The job a schedule that passed the rules stands for (built by Job's own builders, so
+    it is stored as a job made in code would be)."""
+    payload = check_payload(schedule.job, config.jobs[schedule.job], schedule.data,
+                            path=f"schedules[{index}].data", base_dir=base_dir)
     job = agenda.create(schedule.job, {**payload, MANAGED_BY_KEY: config.owner,
                                        SCHEDULE_KEY_KEY: schedule.schedule_key},
-                        validate=False)  # checked above, with the schedule's path
-    _set_schedule_fields(job, schedule, kind, path, issues)
-    if len(issues.items) > before or kind is None:
-        return None
+                        validate=False)  # checked by the rules, with the schedule's path
+    kind = timing_kind(schedule)
+    if schedule.priority is not None:
+        job.priority(schedule.priority)
+    job.attrs.start_date = _date(schedule.start_date, schedule.timezone)
+    job.attrs.end_date = _date(schedule.end_date, schedule.timezone)
+    if schedule.skip_days is not None:
+        job.skip_days(parse_skip_days(schedule.skip_days))
+    _set_timing(job, schedule, kind)
+    job.attrs.disabled = schedule.disabled
+    job.attrs.type = "normal"
     return _Desired(index=index, schedule=schedule, key=schedule.schedule_key, kind=kind,
                     params=job.attrs)
 
 
-def _declared_job(
-    agenda: Agenda, config: AgendaConfig, schedule: ScheduleConfig, path: str, issues: _Issues
-) -> JobConfig | None:
-    job_config = config.jobs.get(schedule.job)
-    if job_config is None:
-        known = ", ".join(sorted(config.jobs)) or "none"
-        issues.add(f"{path}.job", f"unknown job {schedule.job!r} (jobs: {known})")
-        return None
-    if schedule.job not in agenda.definitions:
-        issues.add(f"{path}.job", f"job {schedule.job!r} is not defined or declared on the agenda")
-        return None
-    return job_config
-
-
-def _checked_payload(
-    schedule: ScheduleConfig, job_config: JobConfig, path: str, issues: _Issues,
-    base_dir: Path | None,
-) -> dict[str, Any]:
-    try:
-        return check_payload(schedule.job, job_config, schedule.data, path=f"{path}.data",
-                             base_dir=base_dir)
-    except PayloadError as error:
-        for problem_path, message in error.problems:
-            issues.add(problem_path, message)
-        return {}
-
-
-def _set_schedule_fields(
-    job: Job[Any], schedule: ScheduleConfig, kind: ScheduleKind | None, path: str,
-    issues: _Issues,
-) -> None:
-    """Timing, dates, skip days, priority and ``disabled``; each problem added to ``issues``."""
-    zone_ok = _guard(issues, f"{path}.timezone", lambda: timing.get_zone(schedule.timezone))
-    _guard(issues, f"{path}.priority", lambda: _set_priority(job, schedule.priority))
-    _guard(issues, f"{path}.start_date",
-           lambda: _set_date(job, "start_date", schedule.start_date, schedule.timezone))
-    _guard(issues, f"{path}.end_date",
-           lambda: _set_date(job, "end_date", schedule.end_date, schedule.timezone))
-    if schedule.skip_days is not None:
-        _guard(issues, f"{path}.skip_days",
-               lambda: job.skip_days(_weekdays(schedule.skip_days or [])))
-    if kind is not None and zone_ok:
-        _guard(issues, f"{path}.{kind}", lambda: _set_timing(job, schedule, kind))
-    job.attrs.disabled = schedule.disabled
-    job.attrs.type = "normal"
-    start, end = job.attrs.start_date, job.attrs.end_date
-    if start is not None and end is not None and end < start:
-        issues.add(f"{path}.end_date", "end_date is before start_date")
-
-
-def _kind(schedule: ScheduleConfig, path: str, issues: _Issues) -> ScheduleKind | None:
-    given: list[ScheduleKind] = []
-    if schedule.every is not None:
-        given.append("every")
-    if schedule.cron is not None:
-        given.append("cron")
-    if schedule.at is not None:
-        given.append("at")
-    if len(given) != 1:
-        found = ", ".join(given) if given else "none"
-        issues.add(path, f"give exactly one of every, cron, at (found: {found})")
-        return None
-    if given[0] != "every" and schedule.skip_immediate:
-        issues.add(f"{path}.skip_immediate", "only an `every` schedule can skip its first run")
-    return given[0]
-
-
-def _guard(issues: _Issues, path: str, action: Callable[[], object]) -> bool:
-    try:
-        action()
-    except AgendaError as error:
-        issues.add(path, str(error))
-        return False
-    return True
-
-
-def _set_priority(job: Job[Any], priority: int | str | None) -> None:
-    if priority is not None:
-        job.priority(priority)
+def _date(text: str | None, zone: str | None) -> datetime | None:
+    return None if text is None else absolute_date(text, zone)
 
 
 def _set_timing(job: Job[Any], schedule: ScheduleConfig, kind: ScheduleKind) -> None:
     zone = schedule.timezone
-    if kind == "every":
-        assert schedule.every is not None
-        if isinstance(schedule.every, str) and timing.is_cron(schedule.every):
-            raise InvalidOptionError(
-                f"invalid every: {schedule.every!r} is a cron expression (use `cron:`)"
-            )
-        if timing.parse_duration(schedule.every, field="every") <= 0:
-            raise InvalidOptionError(f"invalid every: {schedule.every!r} (must be more than 0)")
-        job.repeat_every(schedule.every, timezone=zone)
-    elif kind == "cron":
-        assert schedule.cron is not None
-        timing.next_cron_time(schedule.cron, job.agenda.clock.now(), zone)  # validates
-        job.repeat_every(schedule.cron, timezone=zone)
-    else:
+    if kind == "at":
         assert schedule.at is not None
         job.repeat_at(schedule.at)
-        timing.get_zone(zone)
         job.attrs.repeat_timezone = zone
         job.attrs.repeat_interval = None
-
-
-def _set_date(job: Job[Any], field: str, text: str | None, zone: str | None) -> None:
-    if text is None:
         return
-    setattr(job.attrs, field, _absolute_date(text, zone, field))
-
-
-def _absolute_date(text: str, zone: str | None, field: str) -> datetime:
-    parsed = absolute_date(text, zone)
-    if parsed is None:
-        raise InvalidDateError(
-            f"invalid {field}: {text!r} (expected an ISO 8601 date or date-time such as "
-            "2026-12-01 or 2026-12-01T09:00:00+01:00; relative dates would move on every apply)"
-        )
-    return parsed
-
-
-def _weekdays(days: list[int | str]) -> list[int]:
-    try:
-        return parse_skip_days(days)
-    except ValueError as error:
-        raise InvalidOptionError(f"invalid skip_days: {error}") from None
+    interval = schedule.every if kind == "every" else schedule.cron
+    assert interval is not None
+    job.repeat_every(interval, timezone=zone)
 
 
 # -- stored state ---------------------------------------------------------------------------

@@ -23,7 +23,8 @@ import attrs
 
 from agenda_decl import timing
 from agenda_decl.config import model
-from agenda_decl.config.validate import BACKOFF_PRESETS, WEEKDAYS
+from agenda_decl.config.rules import WEEKDAYS
+from agenda_decl.config.validate import BACKOFF_PRESETS
 
 __all__ = ["CONSTRAINTS", "DESCRIPTIONS", "build_schema", "main", "schema_text"]
 

@@ -1,9 +1,9 @@
 """Semantic checks of a structured ``agenda.yaml``: what types alone cannot say.
 
 Durations, cron expressions, times of day, time zones, dates, weekdays, priorities, counts,
-identifiers, handler paths, payload types and defaults, schedule references and keys, and
-schedule ``data`` against the job's payload. Every problem becomes a :class:`ConfigIssue` at
-the position of the offending value; all of them are returned together.
+identifiers, handler paths, payload types and defaults; the schedules by the one rule set
+that ``plan`` applies too (:mod:`agenda_decl.config.rules`). Every problem becomes a
+:class:`ConfigIssue` at the position of the offending value; all of them are returned together.
 
 The name rules mirror the backends' own checks (which run again when a backend is built), so
 that ``agenda-decl validate`` needs no driver installed and no database.
@@ -11,48 +11,43 @@ that ``agenda-decl validate`` needs no driver installed and no database.
 
 from __future__ import annotations
 
-import difflib
 import keyword
 import re
-from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
-from agenda_decl import timing
 from agenda_decl._secrets import mask_url
 from agenda_decl.config import model
-from agenda_decl.config.errors import ConfigIssue, ImportRefError, PayloadError, render_path
+from agenda_decl.config.errors import ConfigIssue, ImportRefError, render_path
 from agenda_decl.config.payload import (
     RESERVED_DATA_KEYS,
     check_field_value,
-    check_payload,
     describe,
     import_object,
     is_import_ref,
     parse_payload_type,
     stdlib_module,
 )
-from agenda_decl.errors import AgendaError
+from agenda_decl.config.rules import (
+    duration_problem,
+    priority_problem,
+    schedule_problems,
+    text_problem,
+)
 
 if TYPE_CHECKING:
     from agenda_decl.config._structure import Parts
     from agenda_decl.config.load import ConfigSource
 
-__all__ = ["BACKOFF_PRESETS", "WEEKDAYS", "check_config", "parse_skip_days"]
+__all__ = ["BACKOFF_PRESETS", "check_config"]
 
 BACKOFF_PRESETS = ("aggressive", "standard", "relaxed")
-#: Weekday names for ``skip_days`` (0 = Sunday, as in Agenda), full and three-letter.
-WEEKDAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
 
 _SQL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PG_CHANNEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.-]*$")
 _REDIS_NAME = re.compile(r"^[A-Za-z0-9_.:{}/-]{1,128}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_DURATION_HINT = "a duration (milliseconds, or text like '5 minutes' or '1 hour and 30 minutes')"
-_TIME_HINT = "a time of day like '3:30pm', '15:30', '3pm', 'noon' or 'midnight'"
 
 Path_ = tuple[str | int, ...]
 
@@ -62,8 +57,8 @@ class _Checker:
     source: ConfigSource
     import_payload_classes: bool
     issues: list[ConfigIssue] = attrs.field(factory=list)
-    #: Jobs whose payload class could not be used: reported once, at the payload value, so
-    #: their schedules' data is checked for shape only.
+    #: Jobs whose payload class could not be used (or was not imported): reported once, at
+    #: the payload value, so their schedules' data is checked for shape only.
     broken_classes: set[str] = attrs.field(factory=set)
 
     def report(self, path: Path_, message: str, *, key: bool = False) -> None:
@@ -79,28 +74,19 @@ class _Checker:
             self.report(path, f"expected an integer >= {minimum}, got {value}")
 
     def duration(self, path: Path_, value: int | str | None, *, positive: bool = True) -> None:
-        if value is None:
-            return
-        try:
-            ms = timing.parse_duration(value)
-        except AgendaError:
-            hint = "; for a cron expression write cron: instead" if _is_cron(value) else ""
-            self.report(path, f"expected {_DURATION_HINT}, got {describe(value)}{hint}")
-            return
-        if positive and ms <= 0:
-            self.report(path, f"expected a duration > 0, got {describe(value)}")
+        problem = duration_problem(value, positive=positive)
+        if problem is not None:
+            self.report(path, problem)
 
     def priority(self, path: Path_, value: int | str | None) -> None:
-        try:
-            timing.parse_priority(value)
-        except AgendaError:
-            names = ", ".join(timing.PRIORITY_NAMES)
-            self.report(path, f"expected an integer or one of {names}, got {describe(value)}")
+        problem = priority_problem(value)
+        if problem is not None:
+            self.report(path, problem)
 
     def text(self, path: Path_, value: str | None, what: str, *, limit: int = 255) -> None:
-        if value is not None and (not value or len(value) > limit or _CONTROL.search(value)):
-            self.report(path, f"expected {what} of 1 to {limit} characters without control "
-                        f"characters, got {describe(value)}")
+        problem = text_problem(value, what, limit=limit)
+        if problem is not None:
+            self.report(path, problem)
 
     def import_ref(self, path: Path_, value: str, what: str) -> bool:
         """Whether ``value`` is an import path worth importing (else reported)."""
@@ -139,10 +125,6 @@ class _Checker:
                     f"got {found}")
 
 
-def _is_cron(value: object) -> bool:
-    return isinstance(value, str) and timing.is_cron(value)
-
-
 def check_config(
     parts: Parts, source: ConfigSource, *, import_payload_classes: bool = False
 ) -> list[ConfigIssue]:
@@ -156,10 +138,10 @@ def check_config(
         _check_job_name(checker, name)
         if job is not None:
             _check_job(checker, name, job)
-    keys: dict[tuple[str, str], int] = {}
-    for index, schedule in enumerate(parts.schedules):
-        if schedule is not None:
-            _check_schedule(checker, parts, index, schedule, keys)
+    for problem in schedule_problems(parts.schedules, parts.jobs, written=source.has,
+                                     shape_only=checker.broken_classes,
+                                     base_dir=source.base_dir):
+        checker.issues.append(source.issue(problem.path, problem.message, key=problem.at_key))
     if parts.codegen is not None and not parts.codegen.output.endswith(".py"):
         checker.report(("codegen", "output"), f"expected a path to a .py file, got "
                        f"{describe(parts.codegen.output)}")
@@ -339,163 +321,3 @@ def _check_backoff(checker: _Checker, path: Path_, backoff: model.BackoffConfig)
         if checker.given((*path, option)) and backoff.strategy != strategy:
             checker.report((*path, option), f"{option} applies to the {strategy} strategy only "
                            f"(this one is {backoff.strategy})", key=True)
-
-
-# -- schedules -------------------------------------------------------------------------------
-
-
-def _check_schedule(
-    checker: _Checker,
-    parts: Parts,
-    index: int,
-    schedule: model.ScheduleConfig,
-    keys: dict[tuple[str, str], int],
-) -> None:
-    path: Path_ = ("schedules", index)
-    if schedule.job not in parts.jobs:
-        defined = ", ".join(parts.jobs) or "none"
-        close = difflib.get_close_matches(schedule.job, list(parts.jobs), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        checker.report((*path, "job"), f"unknown job {schedule.job!r} (jobs defined in this "
-                       f"file: {defined}{hint})")
-    _check_key(checker, path, schedule, keys, index)
-    _check_timing(checker, path, schedule)
-    if schedule.priority is not None:
-        checker.priority((*path, "priority"), schedule.priority)
-    _check_dates(checker, path, schedule)
-    if schedule.skip_days is not None:
-        parse_skip_days(schedule.skip_days,
-                        lambda i, message: checker.report((*path, "skip_days", *i), message))
-    job = parts.jobs.get(schedule.job)
-    if job is not None:
-        _check_data(checker, (*path, "data"), schedule.job, job, schedule.data)
-
-
-def _check_key(checker: _Checker, path: Path_, schedule: model.ScheduleConfig,
-               keys: dict[tuple[str, str], int], index: int) -> None:
-    checker.text((*path, "key"), schedule.key, "a key")
-    identity = (schedule.job, schedule.schedule_key)
-    if identity in keys:
-        first = keys[identity]
-        checker.report((*path, "key") if schedule.key else path,
-                       f"schedule key {schedule.schedule_key!r} of job {schedule.job!r} is "
-                       f"already used by schedules[{first}]; give each schedule of a job its "
-                       "own key")
-    else:
-        keys[identity] = index
-
-
-def _check_timing(checker: _Checker, path: Path_, schedule: model.ScheduleConfig) -> None:
-    # Presence as written (a value dropped for its type still counts as given).
-    given = [name for name in ("every", "cron", "at")
-             if getattr(schedule, name) is not None or checker.given((*path, name))]
-    if not given:
-        checker.report(path, "a schedule needs one of every, cron or at (none given)")
-    elif len(given) > 1:
-        checker.report((*path, given[1]), f"give only one of every, cron and at (found "
-                       f"{' and '.join(given)})", key=True)
-    zone_ok = True
-    if schedule.timezone is not None:
-        try:
-            timing.get_zone(schedule.timezone)
-        except AgendaError as error:
-            checker.report((*path, "timezone"), str(error))
-            zone_ok = False
-    checker.duration((*path, "every"), schedule.every)
-    now = datetime.now(UTC)
-    zone = schedule.timezone if zone_ok else None
-    if schedule.cron is not None:
-        try:
-            timing.next_cron_time(schedule.cron, now, zone)
-        except AgendaError as error:
-            hint = "" if "expected" in str(error) else (
-                " (expected 5 fields 'minute hour day month weekday', 6 with seconds first, "
-                "or @hourly, @daily, @weekly, @monthly, @yearly)")
-            checker.report((*path, "cron"), f"{error}{hint}")
-    if schedule.at is not None:
-        try:
-            timing.next_time_of_day(schedule.at, now, zone)
-        except AgendaError:
-            checker.report((*path, "at"), f"expected {_TIME_HINT}, got {describe(schedule.at)}")
-    if schedule.skip_immediate and schedule.every is None:
-        checker.report((*path, "skip_immediate"), "skip_immediate applies to every: schedules "
-                       "only", key=True)
-
-
-def _check_dates(checker: _Checker, path: Path_, schedule: model.ScheduleConfig) -> None:
-    dates: dict[str, datetime] = {}
-    for name in ("start_date", "end_date"):
-        value = getattr(schedule, name)
-        if value is None:
-            continue
-        parsed = absolute_date(value, schedule.timezone)
-        if parsed is None:
-            checker.report((*path, name), "expected an ISO 8601 date or date and time "
-                           f"('2026-12-01' or '2026-12-01T09:00:00Z'), got {describe(value)}; "
-                           "relative dates would change on every apply")
-        else:
-            dates[name] = parsed
-    if len(dates) == 2 and dates["end_date"] <= dates["start_date"]:
-        checker.report((*path, "end_date"), f"end_date {schedule.end_date!r} is not after "
-                       f"start_date {schedule.start_date!r}")
-
-
-def absolute_date(value: str, zone: str | None) -> datetime | None:
-    """An ISO 8601 date or date-time; one without an offset is read in the schedule's zone
-    (UTC when it has none), as ``apply`` stores it."""
-    try:
-        parsed = datetime.fromisoformat(str(value).strip())
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        try:
-            parsed = parsed.replace(tzinfo=timing.get_zone(zone))
-        except AgendaError:
-            parsed = parsed.replace(tzinfo=UTC)  # the bad zone is reported on its own
-    return timing.parse_date(parsed)
-
-
-def parse_skip_days(
-    days: list[int | str], report: Callable[[tuple[int, ...], str], None] | None = None
-) -> list[int]:
-    """Weekday numbers (0 = Sunday) from numbers 0-6 and names ("sat", "Sunday"); problems go
-    to ``report(index_path, message)`` (ValueError when no reporter is given)."""
-    def problem(where: tuple[int, ...], message: str) -> None:
-        if report is None:
-            raise ValueError(message)
-        report(where, message)
-
-    result: list[int] = []
-    for index, day in enumerate(days):
-        number = _weekday(day)
-        if number is None:
-            problem((index,), "expected a weekday: 0-6 (0 = Sunday) or a name like 'sat' or "
-                    f"'sunday', got {describe(day)}")
-        else:
-            result.append(number)
-    if len(set(result)) == 7:
-        problem((), "every weekday is skipped: the schedule would never run")
-    return sorted(set(result))
-
-
-def _weekday(day: int | str) -> int | None:
-    if isinstance(day, int) and not isinstance(day, bool):
-        return day if 0 <= day <= 6 else None
-    if isinstance(day, str):
-        text = day.strip().lower()
-        for number, name in enumerate(WEEKDAYS):
-            if text in (name, name[:3]):
-                return number
-    return None
-
-
-def _check_data(checker: _Checker, path: Path_, job_name: str, job: model.JobConfig,
-                data: dict[str, Any]) -> None:
-    if isinstance(job.payload, str) and job_name in checker.broken_classes:
-        job = attrs.evolve(job, payload=None)  # shape only: the class is reported already
-    base_dir: Path | None = checker.source.base_dir
-    try:
-        check_payload(job_name, job, data, path=render_path(path), base_dir=base_dir)
-    except PayloadError as error:
-        for where, message in error.problems:
-            checker.issues.append(checker.source.issue(where, message))

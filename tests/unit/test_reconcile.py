@@ -511,12 +511,12 @@ async def test_every_problem_of_every_schedule_is_reported_at_once(agenda: Agend
     paths = [issue.path for issue in caught.value.issues]
     assert paths == [
         "schedules[0].job",
-        "schedules[1]",
+        "schedules[1].cron",
         "schedules[2].cron",
         "schedules[3].every",
         "schedules[4].timezone",
         "schedules[5].start_date",
-        "schedules[6].skip_days",
+        "schedules[6].skip_days[0]",
         "schedules[7].at",
         "schedules[8].end_date",
         "schedules[9].key",
@@ -527,7 +527,7 @@ async def test_every_problem_of_every_schedule_is_reported_at_once(agenda: Agend
     text = str(caught.value)
     assert "unknown job 'nope'" in text
     assert "Mars/Olympus" in text
-    assert "relative dates would move on every apply" in text
+    assert "relative dates would change on every apply" in text
     assert writes(agenda) == []
     reconcile.check_schedules(config(INVOICE, REPORT))  # no storage needed
     with pytest.raises(ConfigError):
