@@ -24,6 +24,7 @@ __all__ = [
     "ConfigIssue",
     "ImportRefError",
     "PayloadError",
+    "StalePlanError",
     "cattrs_problems",
     "render_path",
 ]
@@ -46,6 +47,12 @@ class ConfigIssue:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}"
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class StalePlanError(AgendaError, RuntimeError):
+    """``apply`` was given a plan made on other stored jobs than the ones storage holds now
+    (another apply ran, or a managed job was paused, edited or deleted in between). Nothing
+    was written; make a new plan."""
 
 
 class ConfigError(AgendaError, ValueError):

@@ -17,19 +17,12 @@ from typing import Any
 import attrs
 
 from agenda_decl._secrets import shown
+from agenda_decl.config.apply import ApplyResult
 from agenda_decl.config.load import shown_data, shown_field
 from agenda_decl.config.model import AgendaConfig
 from agenda_decl.config.payload import RESERVED_DATA_KEYS
-from agenda_decl.config.reconcile import (
-    ACTIONS,
-    Action,
-    ApplyResult,
-    Change,
-    FieldDiff,
-    FireTime,
-    Plan,
-    normalized_field,
-)
+from agenda_decl.config.plan import ACTIONS, Action, Change, FieldDiff, FireTime, Plan
+from agenda_decl.config.stored import normalized_field
 
 __all__ = ["change_to_json", "format_apply_result", "format_change", "format_plan",
            "plan_to_json"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,9 @@ from typing import Any
 import attrs
 import pytest
 
-from agenda_decl import Agenda, JobParameters, JobsQueryOptions
+from agenda_decl import Agenda, Job, JobParameters, JobsQueryOptions, RemoveJobsOptions
 from agenda_decl.config import plan_output, reconcile
-from agenda_decl.config.errors import ConfigError
+from agenda_decl.config.errors import ConfigError, StalePlanError
 from agenda_decl.config.model import (
     AgendaConfig,
     BackendConfig,
@@ -27,6 +28,7 @@ from agenda_decl.config.model import (
     SQLiteStorage,
 )
 from agenda_decl.config.reconcile import MANAGED_BY_KEY, SCHEDULE_KEY_KEY, apply, plan
+from agenda_decl.config.stored import id_order
 from agenda_decl.testing import FakeClock, InMemoryBackend, InMemoryJobRepository
 
 START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday
@@ -464,13 +466,105 @@ async def test_duplicates_found_at_plan_time_keep_the_smallest_id(agenda: Agenda
     copy.id = None
     await agenda.repository.save_job(copy)
     jobs = (await agenda.query_jobs(JobsQueryOptions(name="send-invoice"))).jobs
-    ids = sorted((str(job.id) for job in jobs), key=reconcile._id_order)
+    ids = sorted((str(job.id) for job in jobs), key=id_order)
     result = await plan(agenda, config(INVOICE))
     assert actions(result) == [("delete", "send-invoice"), ("unchanged", "send-invoice")]
     assert result.changes[0].id == ids[1]
     assert result.changes[0].reason == "duplicate"
     await apply(agenda, result)
     assert (await managed(agenda, "send-invoice")).id == ids[0]
+
+
+# -- plans as data, and stale plans ------------------------------------------------------------
+
+
+def _values(value: Any) -> list[Any]:
+    """Every value inside an attrs value, a mapping or a sequence, recursively."""
+    if attrs.has(type(value)):
+        inner = [getattr(value, field.name) for field in attrs.fields(type(value))]
+    elif isinstance(value, Mapping):
+        inner = list(value.values())
+    elif isinstance(value, list | tuple):
+        inner = list(value)
+    else:
+        return [value]
+    return [value, *(found for item in inner for found in _values(item))]
+
+
+async def test_a_plan_is_an_immutable_value_without_live_jobs(agenda: Agenda) -> None:
+    await apply(agenda, config(REPORT))
+    result = await plan(agenda, config(INVOICE, attrs.evolve(REPORT, data={"format": "csv"})))
+    assert [change.action for change in result.changes] == ["create", "update"]
+    assert not any(isinstance(value, Job | Agenda) for value in _values(result))
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        result.changes[0].key = "other"  # type: ignore[misc]
+    write = result.changes[1].write
+    assert write is not None
+    assert write.fields["data"]["format"] == "csv"
+    with pytest.raises(TypeError):
+        write.fields["priority"] = 5  # type: ignore[index]
+    await apply(agenda, result)
+    assert write.fields["data"]["format"] == "csv"  # applying wrote copies
+    assert result.changes[1].id == (await managed(agenda, "nightly-report")).id
+
+
+async def test_apply_refuses_a_plan_made_on_another_state(agenda: Agenda) -> None:
+    await apply(agenda, config(INVOICE, REPORT))
+    shown = await plan(agenda, config(attrs.evolve(INVOICE, every="2 hours"), REPORT))
+    await apply(agenda, config(attrs.evolve(INVOICE, priority="high"), REPORT))  # another apply
+    writes(agenda).clear()
+    with pytest.raises(StalePlanError, match=r"storage changed since the plan was made.*plan "
+                       r"again"):
+        await apply(agenda, shown)
+    assert writes(agenda) == []
+    assert (await managed(agenda, "send-invoice")).repeat_interval == "1 hour"
+    await apply(agenda, await plan(agenda, config(attrs.evolve(INVOICE, every="2 hours"),
+                                                  REPORT)))
+    assert (await managed(agenda, "send-invoice")).repeat_interval == "2 hours"
+
+
+@pytest.mark.parametrize("change", ["paused", "deleted", "created"])
+async def test_any_change_to_the_managed_jobs_makes_a_plan_stale(
+    agenda: Agenda, change: str
+) -> None:
+    await apply(agenda, config(INVOICE))
+    shown = await plan(agenda, config(INVOICE, REPORT), prune=True)
+    if change == "paused":  # `agenda-decl jobs pause`, or a disable() in code
+        await agenda.disable(RemoveJobsOptions(name="send-invoice"))
+    elif change == "deleted":
+        await agenda.cancel(RemoveJobsOptions(name="send-invoice"))
+    else:  # another apply created the same schedule: applying too would make a copy
+        await apply(agenda, config(INVOICE, REPORT))
+    writes(agenda).clear()
+    with pytest.raises(StalePlanError):
+        await apply(agenda, shown)
+    assert writes(agenda) == []
+
+
+async def test_runs_between_plan_and_apply_do_not_make_it_stale(agenda: Agenda) -> None:
+    """Workers write run state, which the plan does not decide from: the plan applies, and a
+    next run it keeps is the one storage has then, not the one it saw."""
+    await apply(agenda, config(INVOICE))
+    shown = await plan(agenda, config(attrs.evolve(INVOICE, priority="high")))
+    await simulate_run(agenda, "send-invoice", at=START)  # next run: START + 1 hour
+    result = await apply(agenda, shown)
+    assert result.updated == 1
+    after = await managed(agenda, "send-invoice")
+    assert (after.priority, after.next_run_at, after.last_run_at) == (
+        10, START + timedelta(hours=1), START)
+
+
+async def test_a_plan_applied_later_schedules_from_the_time_of_the_apply(
+    agenda: Agenda,
+) -> None:
+    """A confirmation prompt may keep a plan waiting: a new cron schedule then starts at its
+    next tick after the apply, not at a tick that passed while waiting (no catch-up run)."""
+    shown = await plan(agenda, config(REPORT))
+    assert shown.changes[0].next_runs[0].utc == datetime(2026, 1, 6, 2, 0, tzinfo=UTC)
+    clock_of(agenda).advance(timedelta(days=1))
+    await apply(agenda, shown)
+    assert (await managed(agenda, "nightly-report")).next_run_at == datetime(
+        2026, 1, 7, 2, 0, tzinfo=UTC)
 
 
 # -- validation before writing -----------------------------------------------------------------
