@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 
 from agenda_decl import cli
+from agenda_decl.cli.commands import COMMANDS
+from agenda_decl.cli.output import Output, logging_to
+from agenda_decl.cli.parser import parse_duration
 
 CONFIG = """\
 version: 1
@@ -46,7 +49,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 def test_printed_text_masks_passwords_where_they_sit() -> None:
-    output = cli.Output(io.StringIO(), io.StringIO())
+    output = Output(io.StringIO(), io.StringIO())
     text = ("failed: redis://:redis-pw-5678@127.0.0.1:6379/0 for job postgres; "
             "dsn host=db password=xyz1 dbname=postgres")
     assert output.mask(text) == (
@@ -56,8 +59,8 @@ def test_printed_text_masks_passwords_where_they_sit() -> None:
 
 
 def test_log_records_are_masked(capsys: pytest.CaptureFixture[str]) -> None:
-    output = cli.Output()
-    with cli._logging_to(output, logging.WARNING):
+    output = Output()
+    with logging_to(output, logging.WARNING):
         logging.getLogger("agenda_decl").warning("lost %s at %s", "the listener",
                                                  "postgresql://u:hunter2-pw@h/db")
     err = capsys.readouterr().err
@@ -230,8 +233,8 @@ def test_command_line_durations_need_a_unit(
         assert f"agenda-decl: {option}: '5' needs a unit; did you mean '5 seconds'?" in err
     code, _out, err = run(capsys, "-c", missing, "run", "--drain-timeout", " 1.5 ")
     assert "'1.5' needs a unit; did you mean '1.5 seconds'?" in err
-    assert cli._duration("500 ms") == 500
-    assert cli._duration("2 minutes") == 120_000
+    assert parse_duration("500 ms") == 500
+    assert parse_duration("2 minutes") == 120_000
 
 
 def json_error(out: str) -> dict[str, Any]:
@@ -297,7 +300,7 @@ def test_with_json_usage_backend_refusal_and_unexpected_errors_are_json(
     def broken(context: Any) -> int:
         raise RuntimeError("kaboom")
 
-    monkeypatch.setitem(cli.COMMANDS, "jobs", broken)
+    monkeypatch.setitem(COMMANDS, "jobs", broken)
     code, out, _err = run(capsys, "-c", str(config_file), "jobs", "--json")
     assert (code, json_error(out)) == (1, {"kind": "unexpected",
                                            "message": "RuntimeError: kaboom", "problems": []})

@@ -340,7 +340,8 @@ async def test_a_running_jobs_final_write_keeps_the_change_and_drift_is_repaired
     await apply(agenda, config(INVOICE))  # every 1 hour, while the job runs
     assert (await managed(agenda, "send-invoice")).next_run_at == START + timedelta(minutes=1)
     # The run ends with the next run it computed from the old schedule: its state write
-    # carries the old interval, so it keeps the apply's next run (W-7) and writes the rest.
+    # carries the old interval, so the store keeps the apply's next run (a state write writes
+    # next_run_at only while the stored timing is the one it read) and writes the rest.
     running.last_run_at, running.next_run_at = START, START + timedelta(days=1)
     await agenda.repository.save_job_state(running)
     stored = await managed(agenda, "send-invoice")

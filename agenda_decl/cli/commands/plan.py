@@ -1,0 +1,110 @@
+"""``agenda-decl plan`` and ``agenda-decl apply``: compare the declared schedules with storage,
+and make storage match them.
+
+``apply`` makes the plan, shows it, asks for confirmation on a terminal (``--yes`` without
+one) and applies that plan; storage changing in between (another apply) refuses it with
+"storage changed since the plan was made".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import attrs
+
+from agenda_decl.cli.context import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_OK,
+    CommandContext,
+    build_command_agenda,
+    load_checked_config,
+    with_ready_agenda,
+)
+from agenda_decl.config import plan_output
+from agenda_decl.config.apply import ApplyResult, apply
+from agenda_decl.config.plan import Change, plan
+
+__all__ = ["cmd_apply", "cmd_plan"]
+
+
+def cmd_plan(context: CommandContext) -> int:
+    load_checked_config(context, import_payload_classes=True)
+    agenda = build_command_agenda(context, read_only=True)
+    args = context.args
+
+    async def work() -> int:
+        result = await plan(agenda, context.config, prune=args.prune,
+                            base_dir=context.base_dir)
+        if args.json:
+            context.output.json(plan_output.plan_to_json(result))
+        else:
+            context.output.print(plan_output.format_plan(result), end="")
+        if args.detailed_exitcode and not result.in_sync:
+            return EXIT_CHANGES
+        return EXIT_OK
+
+    return asyncio.run(with_ready_agenda(context, agenda, work))
+
+
+def cmd_apply(context: CommandContext) -> int:
+    load_checked_config(context, import_payload_classes=True)
+    agenda = build_command_agenda(context)
+    args = context.args
+    output = context.output
+
+    def progress(change: Change) -> None:
+        if not args.json:
+            output.print(f"  done: {plan_output.format_change(change)}")
+
+    async def work() -> int:
+        planned = await plan(agenda, context.config, prune=args.prune,
+                             base_dir=context.base_dir)
+        if not args.json:
+            output.print(plan_output.format_plan(planned, show_unchanged=False), end="")
+        if planned.has_changes and not args.yes:
+            if not _confirm(context):
+                return EXIT_ERROR
+        elif not planned.has_changes and not args.json:
+            return EXIT_OK
+        result = await apply(agenda, planned, on_change=progress)
+        if args.json:
+            output.json(_apply_json(result, context.config))
+        else:
+            output.print(plan_output.format_apply_result(result), end="")
+        return EXIT_OK
+
+    return asyncio.run(with_ready_agenda(context, agenda, work))
+
+
+def _apply_json(result: ApplyResult, config: Any) -> dict[str, Any]:
+    return {
+        "changed": result.changed,
+        "created": result.created, "updated": result.updated,
+        "deleted": result.deleted, "unchanged": result.unchanged,
+        "duplicates_removed": result.duplicates_removed,
+        "done": [plan_output.change_to_json(change, config) for change in result.done],
+        "orphaned": [attrs.asdict(orphan) for orphan in result.orphaned],
+    }
+
+
+def _confirm(context: CommandContext) -> bool:
+    output = context.output
+    if not sys.stdin.isatty():
+        context.report(
+            "not_confirmed",
+            "refusing to apply without confirmation: stdin is not a terminal. "
+            "Pass --yes (or --auto-approve) to apply non-interactively.",
+        )
+        return False
+    output.print("Apply these changes? Type 'yes' to confirm: ", end="")
+    try:
+        answer = sys.stdin.readline().strip().lower()
+    except (EOFError, KeyboardInterrupt):
+        answer = ""
+    if answer not in ("y", "yes"):
+        context.report("not_confirmed", "apply cancelled; nothing was written.")
+        return False
+    return True
