@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,29 @@ def test_apply_asks_on_a_terminal(
     assert "Applied: 1 created" in out
     code, out, err = run(capsys, "-c", str(config_file), "plan", "--detailed-exitcode")
     assert (code, "No changes" in out) == (0, True)
+
+
+def test_apply_refuses_its_plan_when_storage_changed_during_the_prompt(
+    config_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan shown is the plan applied: a job paused while the prompt waited makes it
+    stale, and apply writes nothing rather than planning again unseen."""
+    assert run(capsys, "-c", str(config_file), "apply", "--yes")[0] == 0
+    config_file.write_text(config_file.read_text().replace("every: 1 hour", "every: 2 hours"))
+
+    class PausedWhileAsking(FakeTTY):
+        def readline(self, size: int | None = -1) -> str:
+            with sqlite3.connect(config_file.parent / "jobs.db") as db:
+                db.execute("UPDATE agenda_jobs SET disabled = 1")
+            return "yes\n"
+
+    monkeypatch.setattr("sys.stdin", PausedWhileAsking())
+    code, out, err = run(capsys, "-c", str(config_file), "apply")
+    assert code == 1
+    assert "~ update" in out and "Applied" not in out
+    assert "storage changed since the plan was made" in err and "plan again" in err
+    with sqlite3.connect(config_file.parent / "jobs.db") as db:
+        assert db.execute("SELECT repeat_interval FROM agenda_jobs").fetchall() == [("1 hour",)]
 
 
 def test_expected_errors_are_one_line_without_traceback(
