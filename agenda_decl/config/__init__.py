@@ -23,7 +23,13 @@ from agenda_decl.config.build import (
     config_dir,
     job_options,
 )
-from agenda_decl.config.errors import ConfigError, ConfigIssue, ImportRefError, PayloadError
+from agenda_decl.config.errors import (
+    ConfigError,
+    ConfigIssue,
+    ImportRefError,
+    PayloadError,
+    StalePlanError,
+)
 from agenda_decl.config.load import (
     SECRET_FIELDS,
     ConfigSource,
@@ -68,6 +74,7 @@ __all__ = [
     "PayloadField",
     "ScheduleConfig",
     "SchedulerConfig",
+    "StalePlanError",
     "build_agenda",
     "build_backend",
     "build_channel",

@@ -30,10 +30,9 @@ it would move on every apply.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal
 
 import attrs
@@ -68,6 +67,7 @@ __all__ = [
     "Change",
     "FieldDiff",
     "FireTime",
+    "FrozenFields",
     "JobWrite",
     "Orphan",
     "Plan",
@@ -116,8 +116,28 @@ class FireTime:
     zone: str
 
 
-def _frozen_fields(fields: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(copy.deepcopy(dict(fields)))
+@attrs.define(frozen=True)
+class FrozenFields(Mapping[str, Any]):
+    """A read-only mapping of job fields, copied on the way in (a plan can be pickled or
+    copied, which a ``MappingProxyType`` cannot)."""
+
+    _items: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def of(cls, fields: Mapping[str, Any]) -> FrozenFields:
+        return cls(tuple(copy.deepcopy(dict(fields)).items()))
+
+    def __getitem__(self, name: str) -> Any:
+        for key, value in self._items:
+            if key == name:
+                return value
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -126,7 +146,7 @@ class JobWrite:
 
     #: The declared job's fields (every ``JobParameters`` field but ``id`` and
     #: ``next_run_at``), read-only.
-    fields: Mapping[str, Any] = attrs.field(converter=_frozen_fields)
+    fields: FrozenFields
     kind: ScheduleKind
     skip_immediate: bool = False
     #: ``keep`` the stored next run (only data, priority, ... change) or ``schedule`` the first
@@ -389,7 +409,7 @@ def _compare(want: _Desired, current: JobParameters[Any] | None, now: datetime) 
     return Change(action="update" if diffs else "unchanged", key=want.key, job=params.name,
                   id=current.id, diffs=diffs, next_runs=_fire_times(params, now),
                   timezone=params.repeat_timezone, disabled=params.disabled,
-                  write=_write(want, next_run) if diffs else None)
+                  write=_job_write(want, next_run) if diffs else None)
 
 
 def _create(want: _Desired, now: datetime) -> Change:
@@ -400,13 +420,13 @@ def _create(want: _Desired, now: datetime) -> Change:
     )
     return Change(action="create", key=want.key, job=params.name, diffs=diffs,
                   next_runs=_fire_times(params, now), timezone=params.repeat_timezone,
-                  disabled=params.disabled, write=_write(want, "schedule"))
+                  disabled=params.disabled, write=_job_write(want, "schedule"))
 
 
-def _write(want: _Desired, next_run: NextRun) -> JobWrite:
+def _job_write(want: _Desired, next_run: NextRun) -> JobWrite:
     fields = {field.name: getattr(want.params, field.name)
               for field in attrs.fields(JobParameters) if field.name not in _NOT_WRITTEN}
-    return JobWrite(fields=fields, kind=want.kind,
+    return JobWrite(fields=FrozenFields.of(fields), kind=want.kind,
                     skip_immediate=want.schedule.skip_immediate, next_run=next_run)
 
 

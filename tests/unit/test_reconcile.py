@@ -5,6 +5,7 @@ across updates, validation before any write, concurrent applies, next-run rules.
 from __future__ import annotations
 
 import asyncio
+import pickle
 import sys
 import uuid
 from collections.abc import Mapping
@@ -504,6 +505,7 @@ async def test_a_plan_is_an_immutable_value_without_live_jobs(agenda: Agenda) ->
     assert write.fields["data"]["format"] == "csv"
     with pytest.raises(TypeError):
         write.fields["priority"] = 5  # type: ignore[index]
+    assert pickle.loads(pickle.dumps(result)) == result  # plain data: it can be kept
     await apply(agenda, result)
     assert write.fields["data"]["format"] == "csv"  # applying wrote copies
     assert result.changes[1].id == (await managed(agenda, "nightly-report")).id
