@@ -2,8 +2,9 @@
 
 The loader (``load.py``) turns YAML into these classes through the config's own cattrs
 converter (``_structure.converter``), refusing unknown keys; semantic checks (durations, cron,
-zones, payloads) happen in ``validate.py`` so every error can name its file:line:column. The
-JSON Schema in ``schemas/agenda.schema.json`` is kept equal to this model by a test.
+zones, payloads) happen in ``validate.py`` (for schedules, by the rule set of ``rules.py``,
+which ``plan`` applies too), so every error can name its file:line:column. The JSON Schema in
+``schemas/agenda.schema.json`` is kept equal to this model by a test.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Semantic checks of a structured ``agenda.yaml``: what types alone cannot say.
 
-Durations, cron expressions, times of day, time zones, dates, weekdays, priorities, counts,
-identifiers, handler paths, payload types and defaults; the schedules by the one rule set
-that ``plan`` applies too (:mod:`agenda_decl.config.rules`). Every problem becomes a
+Durations, priorities, counts, identifiers, connection strings, handler paths, payload types
+and defaults; the schedules (timing, time zones, dates, skip days, keys, data) by the one rule
+set that ``plan`` applies too (:mod:`agenda_decl.config.rules`). Every problem becomes a
 :class:`ConfigIssue` at the position of the offending value; all of them are returned together.
 
 The name rules mirror the backends' own checks (which run again when a backend is built), so
