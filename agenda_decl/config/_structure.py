@@ -31,7 +31,7 @@ from agenda_decl.config.model import AgendaConfig, PayloadField
 from agenda_decl.config.payload import describe
 
 if TYPE_CHECKING:
-    from agenda_decl.config.load import ConfigSource
+    from agenda_decl.config.source import ConfigSource
 
 __all__ = ["Parts", "converter", "structure_parts"]
 

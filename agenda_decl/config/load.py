@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import re
-import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,8 @@ from agenda_decl.config.errors import (
     render_path,
 )
 from agenda_decl.config.model import AgendaConfig
+from agenda_decl.config.source import ConfigSource, issue_for, remember_source, source_of
+from agenda_decl.config.validate import check_config
 
 __all__ = [
     "MAX_ALIASES",
@@ -70,7 +71,6 @@ MAX_DEPTH = 64
 #: Fields holding connection strings: shown with the password masked, everywhere.
 SECRET_FIELDS = frozenset({"connection_string", "address"})
 
-_LAST_SEGMENT = re.compile(r'^(.*?)(\[\d+\]|\.(?:"(?:[^"\\]|\\.)*"|[A-Za-z0-9_-]+))$')
 _ENV_REF = re.compile(r"\$\$\{|\$\{([^}]*)(\}?)")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -140,75 +140,6 @@ def _short_tag(tag: str) -> str:
 
 def _position(mark: yaml.Mark | None) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-
-
-# -- where values came from ------------------------------------------------------------------
-
-
-@attrs.define(frozen=True, eq=False)
-class ConfigSource:
-    """Where a loaded config came from: positions of every value, and which values came from
-    the environment. ``source_of(config)`` returns it; paths are rendered strings
-    (``schedules[1].data.due``), as in :class:`ConfigIssue`."""
-
-    file: str
-    path: Path
-    marks: Mapping[str, tuple[int, int]]
-    key_marks: Mapping[str, tuple[int, int]]
-    #: Paths whose string value took something from the environment, and the value as the
-    #: file wrote it (``${TOKEN}``): what is printed in its place.
-    env_refs: Mapping[str, str] = attrs.Factory(dict)
-
-    @property
-    def base_dir(self) -> Path:
-        """The directory of the file: relative paths (SQLite, codegen) and handler imports
-        start there."""
-        return self.path.parent
-
-    def has(self, path: str) -> bool:
-        """Whether the file itself wrote ``path`` (rather than a default filling it)."""
-        return path in self.marks
-
-    def position(self, path: str, *, key: bool = False) -> tuple[int, int]:
-        """Line and column of ``path`` (of its key with ``key=True``), or of the nearest
-        enclosing value the file has."""
-        if key and path in self.key_marks:
-            return self.key_marks[path]
-        while path not in self.marks:
-            match = _LAST_SEGMENT.match(path)
-            if match is None:
-                return self.marks.get("", (1, 1))
-            path = match[1]
-        return self.marks[path]
-
-    def issue(self, path: str, message: str, *, key: bool = False) -> ConfigIssue:
-        """An issue at ``path``. Values from the environment are quoted by their reference
-        already (EnvText); connection strings quoted in the message are masked here."""
-        line, column = self.position(path, key=key)
-        return ConfigIssue(self.file, line, column, path, mask_text(message))
-
-
-_SOURCES: dict[int, ConfigSource] = {}
-
-
-def source_of(config: AgendaConfig) -> ConfigSource | None:
-    """The source of a config returned by :func:`load_config` (None for one built in code)."""
-    return _SOURCES.get(id(config))
-
-
-def _remember(config: AgendaConfig, source: ConfigSource) -> None:
-    key = id(config)
-    _SOURCES[key] = source
-    weakref.finalize(config, _SOURCES.pop, key, None)
-
-
-def issue_for(config: AgendaConfig, path: str, message: str, *, key: bool = False) -> ConfigIssue:
-    """A :class:`ConfigIssue` at ``path`` of a loaded config (e.g. from a PayloadError), at its
-    key with ``key=True``; ``<config>:1:1`` for a config built in code."""
-    source = source_of(config)
-    if source is None:
-        return ConfigIssue("<config>", 1, 1, path, message)
-    return source.issue(path, message, key=key)
 
 
 # -- nodes to plain values -------------------------------------------------------------------
@@ -376,8 +307,6 @@ def load_config(
     ``import_payload_classes``, schedule data of jobs whose payload is an attrs class is
     checked too (which imports that class); otherwise only its shape is.
     """
-    from agenda_decl.config.validate import check_config
-
     file = os.fspath(path)
     text = _read(file)
     reader = _Reader(os.environ if environ is None else environ)
@@ -398,7 +327,7 @@ def load_config(
     if issues:
         raise ConfigError(_sorted(issues))
     config = converter.structure(data, AgendaConfig)
-    _remember(config, source)
+    remember_source(config, source)
     return config
 
 

@@ -41,7 +41,6 @@ from agenda_decl import timing
 from agenda_decl._model import JobId, JobParameters
 from agenda_decl.agenda import Agenda
 from agenda_decl.config.errors import ConfigError
-from agenda_decl.config.load import issue_for, source_of
 from agenda_decl.config.model import AgendaConfig, ScheduleConfig
 from agenda_decl.config.payload import MANAGED_BY_KEY, SCHEDULE_KEY_KEY, check_payload
 from agenda_decl.config.rules import (
@@ -51,6 +50,7 @@ from agenda_decl.config.rules import (
     schedule_problems,
     timing_kind,
 )
+from agenda_decl.config.source import issue_for, source_of
 from agenda_decl.config.stored import (
     COMPARED_FIELDS,
     by_identity,

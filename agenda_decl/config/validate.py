@@ -38,7 +38,7 @@ from agenda_decl.config.rules import (
 
 if TYPE_CHECKING:
     from agenda_decl.config._structure import Parts
-    from agenda_decl.config.load import ConfigSource
+    from agenda_decl.config.source import ConfigSource
 
 __all__ = ["BACKOFF_PRESETS", "check_config"]
 
