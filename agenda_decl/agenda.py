@@ -44,10 +44,9 @@ from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationCha
 from agenda_decl.job import Job
 from agenda_decl.notifications.base import BaseNotificationChannel
 from agenda_decl.processor import JobProcessor
+from agenda_decl.timing import Duration
 
 log = logging.getLogger("agenda_decl")
-
-Duration = int | float | timedelta | str
 Handler = Callable[[Job[Any]], Awaitable[None] | None]
 H = TypeVar("H", bound=Callable[..., Any])
 

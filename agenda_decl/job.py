@@ -35,13 +35,12 @@ from agenda_decl.errors import (
     LockLostError,
     UnknownJobError,
 )
+from agenda_decl.timing import Duration
 
 if TYPE_CHECKING:
     from agenda_decl.agenda import Agenda, JobDefinition
 
 log = logging.getLogger("agenda_decl")
-
-Duration = int | float | timedelta | str
 
 
 class Job(Generic[DATA]):

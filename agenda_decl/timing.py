@@ -130,8 +130,12 @@ _TIME_OF_DAY_RE = re.compile(
 # ---------------------------------------------------------------------------------------------
 # durations
 
+#: What every duration option accepts: milliseconds (``int`` or ``float``), a ``timedelta`` or
+#: human text ("5 minutes"); :func:`parse_duration` turns it into milliseconds.
+Duration = int | float | timedelta | str
 
-def parse_duration(value: int | float | timedelta | str, *, field: str = "duration") -> int:
+
+def parse_duration(value: Duration, *, field: str = "duration") -> int:
     """Milliseconds from a number of ms, a ``timedelta`` or human text; never negative.
 
     Text is read like Agenda's human-interval, case-insensitively: ``"5 minutes"``,
@@ -152,7 +156,7 @@ def parse_duration(value: int | float | timedelta | str, *, field: str = "durati
     raise _duration_error(value, field)
 
 
-def to_timedelta(value: int | float | timedelta | str, *, field: str = "duration") -> timedelta:
+def to_timedelta(value: Duration, *, field: str = "duration") -> timedelta:
     """:func:`parse_duration` as a ``timedelta``."""
     return timedelta(milliseconds=parse_duration(value, field=field))
 
