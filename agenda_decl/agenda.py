@@ -17,7 +17,6 @@ from typing import Any, Literal, TypeVar, get_args, overload
 import attrs
 
 from agenda_decl import timing
-from agenda_decl._batching import StateWriter
 from agenda_decl._clock import Clock, StoreAlignedClock
 from agenda_decl._events import EventEmitter
 from agenda_decl._model import (
@@ -43,7 +42,8 @@ from agenda_decl.errors import (
 from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
 from agenda_decl.job import Job
 from agenda_decl.notifications.base import BaseNotificationChannel
-from agenda_decl.processor import JobProcessor
+from agenda_decl.runtime.processor import JobProcessor
+from agenda_decl.runtime.state_writer import StateWriter
 from agenda_decl.timing import Duration
 
 log = logging.getLogger("agenda_decl")
