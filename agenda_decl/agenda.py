@@ -12,13 +12,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar, get_args, overload
+from typing import Any, Literal, TypeVar, overload
 
 import attrs
 
 from agenda_decl import timing
 from agenda_decl._clock import Clock, StoreAlignedClock
-from agenda_decl._events import EventEmitter
 from agenda_decl._model import (
     DrainResult,
     JobNotification,
@@ -28,11 +27,9 @@ from agenda_decl._model import (
     JobsResult,
     JobStateNotification,
     RemoveJobsOptions,
-    StateNotificationType,
 )
 from agenda_decl.backoff import BackoffStrategy
 from agenda_decl.errors import (
-    AgendaError,
     AgendaNotRunningError,
     BackendUnavailableError,
     InvalidOptionError,
@@ -40,14 +37,30 @@ from agenda_decl.errors import (
     UnknownJobError,
 )
 from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
-from agenda_decl.job import Job
+from agenda_decl.job import Handler, Job, JobDefinition
 from agenda_decl.notifications.base import BaseNotificationChannel
+from agenda_decl.runtime.events import (
+    ErrorListener,
+    Events,
+    FailListener,
+    JobEvent,
+    JobListener,
+    Listener,
+    ProgressListener,
+    ReadyListener,
+    RetryDetails,
+    RetryListener,
+)
 from agenda_decl.runtime.processor import JobProcessor
+from agenda_decl.runtime.runner import Runner
 from agenda_decl.runtime.state_writer import StateWriter
 from agenda_decl.timing import Duration
 
+#: ``Handler``, ``JobDefinition`` and ``RetryDetails`` live below the facade (job, runtime);
+#: they stay importable from here.
+__all__ = ["Agenda", "Handler", "JobDefinition", "RetryDetails", "RunningStats"]
+
 log = logging.getLogger("agenda_decl")
-Handler = Callable[[Job[Any]], Awaitable[None] | None]
 H = TypeVar("H", bound=Callable[..., Any])
 
 #: How often the scheduler re-measures the skew between its clock and the store's.
@@ -55,32 +68,6 @@ SKEW_REFRESH = timedelta(minutes=1)
 SKEW_WARNING = timedelta(seconds=60)
 #: Seconds between tries of a channel that gave up reconnecting (polling goes on meanwhile).
 CHANNEL_RETRY_SECONDS = 60.0
-#: The events other workers send on the channel's state side (``start``, ``complete``, ...).
-_STATE_EVENTS = frozenset(get_args(StateNotificationType))
-
-
-@attrs.define(kw_only=True, frozen=True)
-class JobDefinition:
-    name: str
-    handler: Handler | None
-    concurrency: int
-    lock_limit: int
-    #: Milliseconds a lock stays valid without ``touch()``.
-    lock_lifetime: int
-    priority: int
-    backoff: BackoffStrategy | None = None
-    remove_on_complete: bool | None = None
-    #: Called with the data of every job created with this name; returns the data to store
-    #: (defaults filled in, values made JSON) or raises. agenda.yaml's typed payloads use it.
-    validate_data: Callable[[Any], Any] | None = None
-
-
-@attrs.define(kw_only=True, frozen=True)
-class RetryDetails:
-    attempt: int
-    delay: int
-    next_run_at: datetime | None
-    error: BaseException
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -150,7 +137,7 @@ class Agenda:
         self.remove_on_complete = remove_on_complete
         self.clock: Clock = clock or StoreAlignedClock()
         self.definitions: dict[str, JobDefinition] = {}
-        self._events = EventEmitter()
+        self._events = Events()
         self._processor: JobProcessor | None = None
         self._ready = False
         self._ready_lock = asyncio.Lock()
@@ -164,6 +151,7 @@ class Agenda:
         self._background: set[asyncio.Task[Any]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._state_writer = StateWriter(backend.repository, self.name)
+        self._runner = Runner(self)
 
     @property
     def repository(self) -> JobRepository:
@@ -398,6 +386,12 @@ class Agenda:
         """Queue a state write without waiting for it (the processor's start write)."""
         return self._state_writer.submit(params, lock_token=lock_token)
 
+    async def run_job(self, job: Job[Any]) -> None:
+        await self._runner.run(job)
+
+    async def report_progress(self, job: Job[Any], progress: float) -> None:
+        await self.emit_job_event(JobEvent(name="progress", job=job, progress=progress))
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def ready(self) -> None:
@@ -414,7 +408,7 @@ class Agenda:
             await self._connect_backend()
             await self._connect_channel()
             self._ready = True
-        await self._events.emit("ready")
+        await self._events.emit_ready()
 
     async def _connect_backend(self) -> None:
         try:
@@ -562,68 +556,52 @@ class Agenda:
 
     # -- events --------------------------------------------------------------------------
 
-    def on(self, event: str, listener: Callable[..., Any]) -> None:
+    @overload
+    def on(self, event: Literal["ready"], listener: ReadyListener) -> None: ...
+    @overload
+    def on(self, event: Literal["error"], listener: ErrorListener) -> None: ...
+    @overload
+    def on(self, event: Literal["start", "success", "complete"], listener: JobListener) -> None: ...
+    @overload
+    def on(self, event: Literal["fail", "retry exhausted"], listener: FailListener) -> None: ...
+    @overload
+    def on(self, event: Literal["retry"], listener: RetryListener) -> None: ...
+    @overload
+    def on(self, event: Literal["progress"], listener: ProgressListener) -> None: ...
+    @overload
+    def on(self, event: str, listener: Listener) -> None: ...
+
+    def on(self, event: str, listener: Listener) -> None:
         """Listen to ``ready``, ``error``, ``start``, ``success``, ``fail``, ``complete``,
-        ``progress``, ``retry``, ``retry exhausted``, or ``EVENT:<job name>``."""
+        ``progress``, ``retry``, ``retry exhausted``, or ``EVENT:<job name>``. A job event's
+        listener gets the same arguments whether this process ran the job or another worker
+        did (see :mod:`agenda_decl.runtime.events`)."""
         self._events.on(event, listener)
         self._sync_state_subscription()
 
-    def once(self, event: str, listener: Callable[..., Any]) -> None:
+    def once(self, event: str, listener: Listener) -> None:
         self._events.once(event, listener)
         self._sync_state_subscription()
 
-    def off(self, event: str, listener: Callable[..., Any]) -> None:
+    def off(self, event: str, listener: Listener) -> None:
         self._events.off(event, listener)
         self._sync_state_subscription()
 
     async def emit_error(self, error: BaseException) -> None:
-        if self._events.listener_count("error"):
-            await self._events.emit("error", error)
-        elif isinstance(error, AgendaError | ConnectionError):
-            log.error("agenda error: %s", error)
-        else:  # not one of ours: the traceback helps
-            log.error("agenda error: %s", error, exc_info=error)
+        await self._events.emit_error(error)
 
     def _on_channel_error(self, error: BaseException) -> None:
         """Channel errors become Agenda ``error`` events at once (in the channel's call)."""
-        if self._events.listener_count("error"):
-            self._events.emit_sync("error", error)
-        else:
+        if not self._events.emit_error_now(error):
             log.warning("notification channel: %s", error)
 
     def emit_error_soon(self, error: BaseException) -> None:
-        self._spawn(self.emit_error(error))
+        self._events.emit_error_soon(error)
 
-    async def emit_job_event(
-        self,
-        event: str,
-        job: Job[Any],
-        *,
-        error: BaseException | None = None,
-        delay: int | None = None,
-        progress: float | None = None,
-    ) -> None:
+    async def emit_job_event(self, event: JobEvent) -> None:
         """Emit ``event`` and ``event:<name>`` locally, then tell other workers."""
-        args = self._event_args(event, job, error, delay, progress)
-        await self._events.emit(event, *args)
-        await self._events.emit(f"{event}:{job.attrs.name}", *args)
-        if event != "retry exhausted":
-            self._publish_state(event, job, error=error, progress=progress)  # type: ignore[arg-type]
-
-    def _event_args(
-        self, event: str, job: Job[Any], error: BaseException | None, delay: int | None,
-        progress: float | None,
-    ) -> tuple[Any, ...]:
-        if event in ("fail", "retry exhausted"):
-            return (error, job)
-        if event == "retry":
-            assert error is not None and delay is not None
-            details = RetryDetails(attempt=job.attrs.fail_count or 1, delay=delay,
-                                   next_run_at=job.attrs.next_run_at, error=error)
-            return (job, details)
-        if event == "progress":
-            return (job, progress)
-        return (job,)
+        await self._events.emit_job(event)
+        self._publish_state(event)
 
     # -- notifications -------------------------------------------------------------------
 
@@ -641,15 +619,15 @@ class Agenda:
         except Exception as error:  # the save succeeded; polling will find the job
             await self.emit_error(error)
 
-    def _publish_state(
-        self, kind: StateNotificationType, job: Job[Any], *, error: BaseException | None,
-        progress: float | None,
-    ) -> None:
+    def _publish_state(self, event: JobEvent) -> None:
+        kind = event.name
+        if kind == "retry exhausted":
+            return  # not sent to other workers, as in Agenda
         channel = self.channel
         if (channel is None or channel.state != "connected"
                 or not channel.supports_state_notifications):
             return
-        params = job.attrs
+        params, error, progress = event.job.attrs, event.error, event.progress
         assert params.id is not None
         notification = JobStateNotification(
             type=kind, job_id=params.id, job_name=params.name, timestamp=self.clock.now(),
@@ -683,8 +661,7 @@ class Agenda:
         channel = self.channel
         wanted = (self._channel_attached and channel is not None
                   and channel.supports_state_notifications
-                  and any(event.partition(":")[0] in _STATE_EVENTS
-                          for event in self._events.events()))
+                  and self._events.listens_to_state_events())
         if wanted and self._unsubscribe_state is None:
             assert channel is not None
             self._unsubscribe_state = channel.subscribe_state(self._on_state_notification)
@@ -695,23 +672,7 @@ class Agenda:
     async def _on_state_notification(self, notification: JobStateNotification) -> None:
         if notification.source == self.name:
             return  # our own event, already emitted locally
-        args = self._remote_event_args(notification)
-        await self._events.emit(notification.type, *args)
-        await self._events.emit(f"{notification.type}:{notification.job_name}", *args)
-
-    def _remote_event_args(self, notification: JobStateNotification) -> tuple[Any, ...]:
-        """Agenda's shapes, ``remote=True`` last: ``fail`` gets the error text first, as a
-        local ``fail`` gets the error; ``retry`` gets details, as a local one does."""
-        if notification.type == "fail":
-            return (notification.error or "", notification, True)
-        if notification.type == "retry":
-            details = RetryDetails(
-                attempt=notification.retry_attempt or 1, delay=0,
-                next_run_at=notification.retry_at or self.clock.now(),
-                error=AgendaError(notification.error or "Unknown error"),
-            )
-            return (notification, details, True)
-        return (notification, True)
+        await self._events.emit_job(JobEvent.relayed(notification, self.clock.now()))
 
     def _on_channel_state(self, state: str) -> None:
         """After a reconnect, poll at once: what was published while away is lost."""
@@ -762,7 +723,7 @@ def _as_list(names: str | Sequence[str]) -> list[str]:
 def _listed(jobs: list[Job[Any]], full: bool) -> int | list[dict[str, Any]]:
     if not full:
         return len(jobs)
-    return [{**attrs.asdict(job.attrs), "canceled": job.canceled} for job in jobs]
+    return [{**attrs.asdict(job.attrs), "canceled": job.abandon_reason} for job in jobs]
 
 
 def _version() -> str:

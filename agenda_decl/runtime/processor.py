@@ -26,7 +26,8 @@ from agenda_decl.errors import AgendaError
 from agenda_decl.job import Job
 
 if TYPE_CHECKING:
-    from agenda_decl.agenda import Agenda, JobDefinition
+    from agenda_decl.agenda import Agenda
+    from agenda_decl.job import JobDefinition
 
 log = logging.getLogger("agenda_decl")
 
@@ -329,14 +330,14 @@ class JobProcessor:
         take the job over now."""
         now = self.agenda.clock.now()
         for job in list(self.running.values()):
-            if job.canceled is None and job.lock_expired(now):
+            if job.abandon_reason is None and job.lock_expired(now):
                 definition = self.agenda.definitions[job.attrs.name]
                 message = (
                     f"execution of {job.attrs.name!r} canceled, execution took more than "
                     f"{definition.lock_lifetime}ms. Call touch() for long running jobs to keep "
                     "them alive."
                 )
-                job.cancel(message)
+                job.abandon_run(message)
                 self.agenda.emit_error_soon(AgendaError(message))
 
     def _forget(self, job: Job[Any]) -> None:
