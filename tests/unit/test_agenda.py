@@ -19,8 +19,8 @@ from agenda_decl import (
     backoff,
     run_sync,
 )
-from agenda_decl import agenda as agenda_module
 from agenda_decl.notifications.base import ReconnectOptions
+from agenda_decl.runtime import channel_link
 from agenda_decl.runtime.events import RemoteJob
 from agenda_decl.testing import EventRecorder, FakeClock, InMemoryBackend, InMemoryJobRepository
 
@@ -251,7 +251,7 @@ class OutageChannel(InMemoryNotificationChannel):
 async def test_a_channel_that_gave_up_is_tried_again_by_the_poll(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(agenda_module, "CHANNEL_RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(channel_link, "CHANNEL_RETRY_SECONDS", 0.05)
     channel = OutageChannel()
     agenda = Agenda(InMemoryBackend(notifications=False), notification_channel=channel,
                     process_every="20 ms")
