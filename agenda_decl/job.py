@@ -184,7 +184,7 @@ class Job(Generic[DATA]):
         return self
 
     def fail(self, reason: BaseException | str) -> Self:
-        """Record a failure (in memory; the processor saves it)."""
+        """Record a failure (in memory; the runner saves it)."""
         message = str(reason) or type(reason).__name__
         now = self.agenda.clock.now()
         self.attrs.fail_reason = truncate_reason(message)
@@ -258,7 +258,8 @@ class Job(Generic[DATA]):
     def adopt_lock(self, locked_at: datetime | None) -> None:
         """This worker claimed the job again after its own lock went stale: the new lock is
         the one it holds from now on (the fencing token). ``attrs.locked_at`` is left to the
-        caller: a running job keeps its own, so its overrun is still reported and canceled."""
+        caller: a running job keeps its own, so its overrun is still reported and the run
+        abandoned."""
         if self._lock_token is not None:
             self._lock_token = locked_at
 
