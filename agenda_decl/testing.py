@@ -38,6 +38,7 @@ from agenda_decl._model import (
 from agenda_decl.backends import base
 from agenda_decl.interfaces import AgendaBackend, NotificationChannel
 from agenda_decl.notifications.memory import InMemoryNotificationChannel
+from agenda_decl.runtime.events import RemoteJob
 
 if TYPE_CHECKING:
     from agenda_decl.agenda import Agenda
@@ -444,14 +445,17 @@ class EventRecorder:
 
     def _listener(self, event: str) -> Callable[..., None]:
         def record(*args: Any) -> None:
-            error = next((a for a in args if isinstance(a, BaseException)), None)
-            job = next((a for a in args if hasattr(a, "attrs")), None)
+            # One shape per event (agenda_decl.runtime.events): (error, job) or (job, ...).
+            error, job = (args[0], args[1]) if event in ("fail", "retry exhausted") else (
+                None, args[0])
+            if isinstance(job, RemoteJob):
+                return  # another worker's job, relayed: not one of this Agenda's
             self.events.append(
                 RecordedEvent(
                     event=event,
-                    job_name=job.attrs.name if job else None,
-                    job_id=job.attrs.id if job else None,
-                    data=copy.deepcopy(job.attrs.data) if job else None,
+                    job_name=job.attrs.name,
+                    job_id=job.attrs.id,
+                    data=copy.deepcopy(job.attrs.data),
                     error=str(error) if error else None,
                     at=self._clock(),
                 )

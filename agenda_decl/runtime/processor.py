@@ -15,18 +15,17 @@ import asyncio
 import heapq
 import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import attrs
 
-from agenda_decl._model import JobNotification, JobParameters
+from agenda_decl._model import DrainResult, JobNotification, JobParameters
+from agenda_decl._tasks import BackgroundTasks
 from agenda_decl.errors import AgendaError
-from agenda_decl.job import Job
-
-if TYPE_CHECKING:
-    from agenda_decl.agenda import Agenda, JobDefinition
+from agenda_decl.job import Job, JobDefinition
+from agenda_decl.runtime.scheduler import Scheduler
 
 log = logging.getLogger("agenda_decl")
 
@@ -64,9 +63,18 @@ class _NameQueue:
 
 
 class JobProcessor:
-    def __init__(self, agenda: Agenda, *, max_concurrency: int, lock_limit: int,
-                 process_every: int) -> None:
-        self.agenda = agenda
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        *,
+        max_concurrency: int,
+        lock_limit: int,
+        process_every: int,
+        tend: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.scheduler = scheduler
+        #: Called before each poll's claim (the channel link: clock skew, channel revival).
+        self._tend = tend
         self.max_concurrency = max_concurrency
         self.lock_limit = lock_limit
         self.process_every = process_every
@@ -76,42 +84,49 @@ class JobProcessor:
         self.running: dict[str, Job[Any]] = {}
         self.status: dict[str, NameStatus] = {}
         self._queues: dict[str, _NameQueue] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        #: The poll and the claims: cancelled, and awaited, when claiming stops.
+        self._claims = BackgroundTasks(what="claim")
+        #: Runs, and unlocks of jobs not due soon: never cancelled here (a stop leaves running
+        #: handlers to finish or to be abandoned with the loop).
+        self._runs = BackgroundTasks(what="job run")
+        self._releases = BackgroundTasks(what="unlock of a claimed job not due soon")
+        #: The claim in flight per name (one at a time; see :meth:`wake`).
         self._filling: dict[str, asyncio.Task[None]] = {}
         self._refill: set[str] = set()
         #: Names whose last claim found fewer due jobs than it had room for.
         self._drained: set[str] = set()
-        self._poll_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.completed = 0
         self._reserved = 0  # claim slots promised to fills in flight (global lock limit)
         self._idle = asyncio.Event()
         self._idle.set()
-        self.next_scan_at = agenda.clock.now()
+        self.next_scan_at = scheduler.clock.now()
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
         self.is_running = True
-        self._poll_task = asyncio.get_running_loop().create_task(self._poll_forever())
+        self._claims.spawn(self._poll_forever())
 
-    def stop_polling(self) -> None:
-        """Stop claiming (drain and stop); running jobs carry on."""
+    async def stop(self) -> list[str]:
+        """Stop polling, claiming and starting jobs (drain and stop), forget the claimed jobs
+        that have not started, and wait until the claims in flight have ended; running jobs
+        carry on. Returns the ids to unlock (see :meth:`_release_queued`)."""
         self.is_running = False
-        if self._poll_task is not None:
-            self._poll_task.cancel()
         if self._timer is not None:
             self._timer.cancel()
-        for task in self._filling.values():
-            task.cancel()
+        self._claims.cancel()
+        released = self._release_queued()
+        await self._claims.close()
+        return released
 
-    def release_queued(self) -> list[str]:
+    def _release_queued(self) -> list[str]:
         """Forget every claimed job that has not started; return the ids to unlock: those
         whose lock is still live. An expired one may belong to another worker by now, and
         unlocking by id would clear that worker's lock; if nobody took it, it is stale anyway
         and the next claim takes it."""
         self.dispatching = False
-        now = self.agenda.clock.now()
+        now = self.scheduler.clock.now()
         ids = [job_id for job_id, job in self.locked.items()
                if job_id not in self.running and not job.lock_expired(now)]
         for queue in self._queues.values():
@@ -120,27 +135,41 @@ class JobProcessor:
         self._queues.clear()
         return ids
 
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
+    async def wait_idle(
+        self, *, completed_before: int, timeout: float | None, abort: asyncio.Event | None
+    ) -> DrainResult:
+        """Wait until no job runs, at most ``timeout`` seconds or until ``abort`` is set;
+        ``completed`` counts the runs that ended since :attr:`completed` was
+        ``completed_before``."""
+        if abort is not None and abort.is_set():
+            return DrainResult(completed=0, running=len(self.running), timed_out=False,
+                               aborted=True)
+        outcome = await _first_of(self._idle.wait(), timeout, abort)
+        return DrainResult(
+            completed=self.completed - completed_before,
+            running=len(self.running),
+            timed_out=outcome == "timeout",
+            aborted=outcome == "abort",
+        )
 
     # -- claiming ------------------------------------------------------------------------
 
     async def _poll_forever(self) -> None:
         while self.is_running:
             try:
-                await self.agenda.refresh_skew()
-                await self.agenda.revive_channel()
+                if self._tend is not None:
+                    await self._tend()
                 await self.process()
                 self._check_expired_locks()
             except Exception as error:  # a store outage must not end the loop
-                await self.agenda.emit_error(error)
+                await self.scheduler.emit_error(error)
             await asyncio.sleep(self.process_every / 1000)
 
     async def process(self, names: Iterable[str] | None = None) -> None:
         """Claim for ``names`` (default: every defined name with a handler), then dispatch."""
-        now = self.agenda.clock.now()
+        now = self.scheduler.clock.now()
         self.next_scan_at = now + timedelta(milliseconds=self.process_every)
-        targets = list(names) if names is not None else self.agenda.runnable_names()
+        targets = list(names) if names is not None else self.scheduler.runnable_names()
         # Through wake(): one claim per name at a time. Two concurrent claims of one name
         # interleave their SKIP LOCKED picks and mix up the arrival order of equal jobs.
         for name in targets:
@@ -151,13 +180,17 @@ class JobProcessor:
 
     def wake(self, name: str) -> None:
         """Claim for one name soon (coalesced: one claim per name in flight)."""
-        if not self.is_running or name not in self.agenda.runnable_names():
+        if not self.is_running or name not in self.scheduler.runnable_names():
             return
         if name in self._filling:
             self._refill.add(name)
             return
-        task = asyncio.get_running_loop().create_task(self._fill_and_dispatch(name))
-        self._filling[name] = task
+        self._filling[name] = self._claims.spawn(self._fill_and_dispatch(name))
+
+    def wake_all(self) -> None:
+        """Claim soon for every name with a handler here (after the channel reconnected)."""
+        for name in self.scheduler.runnable_names():
+            self.wake(name)
 
     async def _fill_and_dispatch(self, name: str) -> None:
         try:
@@ -168,21 +201,21 @@ class JobProcessor:
                 if name not in self._refill or not self.is_running:
                     break
         except Exception as error:
-            await self.agenda.emit_error(error)
+            await self.scheduler.emit_error(error)
         finally:
             self._filling.pop(name, None)
 
     async def _fill(self, name: str) -> None:
-        definition = self.agenda.definitions[name]
+        definition = self.scheduler.definitions[name]
         self._drained.discard(name)
         while self.is_running and (room := self._room(definition)) > 0:
-            now = self.agenda.clock.now()
+            now = self.scheduler.clock.now()
             deadline = now - timedelta(milliseconds=definition.lock_lifetime)
             self._reserved += room
             try:
-                claimed = await self.agenda.repository.get_next_jobs_to_run(
+                claimed = await self.scheduler.repository.get_next_jobs_to_run(
                     name, self.next_scan_at, deadline, room, now,
-                    last_modified_by=self.agenda.name,
+                    last_modified_by=self.scheduler.name,
                 )
             finally:
                 self._reserved -= room
@@ -209,7 +242,7 @@ class JobProcessor:
             if params.id not in self.running:  # still queued: it may run on the new lock
                 held.attrs.locked_at = params.locked_at
             return
-        job: Job[Any] = Job(self.agenda, params, lock_token=params.locked_at)
+        job: Job[Any] = Job(self.scheduler, params, lock_token=params.locked_at)
         self.locked[params.id] = job
         self.status.setdefault(params.name, NameStatus()).locked += 1
         self._queues.setdefault(params.name, _NameQueue()).push(job)
@@ -228,7 +261,7 @@ class JobProcessor:
         """Start every due job that fits the limits; arm a timer for the next one."""
         if not self.dispatching:
             return
-        now = self.agenda.clock.now()
+        now = self.scheduler.clock.now()
         while len(self.running) < self.max_concurrency:
             job = self._next_due(now)
             if job is None:
@@ -270,7 +303,7 @@ class JobProcessor:
         )
 
     def _has_capacity(self, name: str) -> bool:
-        definition = self.agenda.definitions.get(name)
+        definition = self.scheduler.definitions.get(name)
         if definition is None:
             return False
         return self.status.setdefault(name, NameStatus()).running < definition.concurrency
@@ -297,15 +330,13 @@ class JobProcessor:
         self.running[job.attrs.id] = job
         self.status[job.attrs.name].running += 1
         self._idle.clear()
-        task = asyncio.get_running_loop().create_task(self._run(job))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._runs.spawn(self._run(job))
 
     async def _run(self, job: Job[Any]) -> None:
         try:
             await job.run()
         except Exception as error:
-            await self.agenda.emit_error(error)
+            await self.scheduler.emit_error(error)
         finally:
             self.completed += 1
             self._forget(job)
@@ -327,17 +358,17 @@ class JobProcessor:
     def _check_expired_locks(self) -> None:
         """Tell about runs that outlived their lock without ``touch()``: another worker may
         take the job over now."""
-        now = self.agenda.clock.now()
+        now = self.scheduler.clock.now()
         for job in list(self.running.values()):
-            if job.canceled is None and job.lock_expired(now):
-                definition = self.agenda.definitions[job.attrs.name]
+            if job.abandon_reason is None and job.lock_expired(now):
+                definition = self.scheduler.definitions[job.attrs.name]
                 message = (
                     f"execution of {job.attrs.name!r} canceled, execution took more than "
                     f"{definition.lock_lifetime}ms. Call touch() for long running jobs to keep "
                     "them alive."
                 )
-                job.cancel(message)
-                self.agenda.emit_error_soon(AgendaError(message))
+                job.abandon_run(message)
+                self.scheduler.emit_error_soon(AgendaError(message))
 
     def _forget(self, job: Job[Any]) -> None:
         job_id = job.attrs.id
@@ -351,9 +382,24 @@ class JobProcessor:
     def _release(self, job: Job[Any]) -> None:
         """Give a claimed job back to the store (it is not due within this window)."""
         self._forget(job)
-        task = asyncio.get_running_loop().create_task(self.agenda.repository.unlock_job(job.attrs))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._releases.spawn(self.scheduler.repository.unlock_job(job.attrs))
 
     def queued_jobs(self) -> list[Job[Any]]:
         return [job for queue in self._queues.values() for job in queue.jobs()]
+
+
+async def _first_of(
+    idle: Awaitable[Any], seconds: float | None, abort: asyncio.Event | None
+) -> Literal["idle", "timeout", "abort"]:
+    waiters: dict[asyncio.Task[Any], Literal["idle", "abort"]] = {
+        asyncio.ensure_future(idle): "idle"
+    }
+    if abort is not None:
+        waiters[asyncio.ensure_future(abort.wait())] = "abort"
+    done, pending = await asyncio.wait(waiters, timeout=seconds,
+                                       return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    if not done:
+        return "timeout"
+    return "idle" if any(waiters[t] == "idle" for t in done) else "abort"
