@@ -41,7 +41,7 @@ from agenda_decl.handles import ConfigAgenda, JobHandle
 from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
 from agenda_decl.job import Job, JobDefinition
 from agenda_decl.notifications import BaseNotificationChannel, InMemoryNotificationChannel
-from agenda_decl.runtime.events import RetryDetails
+from agenda_decl.runtime.events import RemoteJob, RetryDetails
 
 __version__ = "0.1.0"
 
@@ -81,6 +81,7 @@ __all__ = [
     "NotConnectedError",
     "NotificationChannel",
     "NotificationChannelState",
+    "RemoteJob",
     "RemoveJobsOptions",
     "RetryDetails",
     "RunningStats",
