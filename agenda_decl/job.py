@@ -18,6 +18,7 @@ import attrs
 
 from agenda_decl import timing
 from agenda_decl._clock import truncate_ms
+from agenda_decl._job_data import check_unique_keys, truncate_reason
 from agenda_decl._model import (
     DATA,
     DebounceOptions,
@@ -26,7 +27,6 @@ from agenda_decl._model import (
     RemoveJobsOptions,
     UniqueOptions,
 )
-from agenda_decl.backends.base import check_unique_keys, truncate_reason
 from agenda_decl.backoff import BackoffContext
 from agenda_decl.errors import (
     AbandonedRunError,

@@ -22,6 +22,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from agenda_decl._clock import truncate_ms, utcnow
+from agenda_decl._job_data import (
+    check_data_filter,
+    data_contains,
+    encode_data,
+    matches_unique,
+    truncate_reason,
+)
 from agenda_decl._model import (
     PROCESSOR_FIELDS,
     STATE_FIELDS,
@@ -36,6 +43,7 @@ from agenda_decl._model import (
     compute_job_state,
 )
 from agenda_decl.backends import base
+from agenda_decl.errors import job_not_found, lock_lost
 from agenda_decl.interfaces import AgendaBackend, NotificationChannel
 from agenda_decl.notifications.memory import InMemoryNotificationChannel
 
@@ -87,7 +95,7 @@ class InMemoryJobRepository(base.ClaimsInBatches):
 
     async def query_jobs(self, options: JobsQueryOptions | None = None) -> JobsResult:
         options = options or JobsQueryOptions()
-        base.check_data_filter(options.data)
+        check_data_filter(options.data)
         criteria = base.id_name_criteria(options)
         now = utcnow()
         found = [
@@ -167,14 +175,14 @@ class InMemoryJobRepository(base.ClaimsInBatches):
         if job.id is None:
             raise ValueError("Cannot save job state without job ID")
         if stored is None or stored.name != job.name:
-            raise base.job_not_found(job)
+            raise job_not_found(job)
         if not base.holds_lock(stored.locked_at, lock_token):
-            raise base.lock_lost(job, lock_token)
+            raise lock_lost(job, lock_token)
         same_timing = all(getattr(stored, f) == getattr(job, f) for f in TIMING_FIELDS)
         for field in STATE_FIELDS:
             if field != "next_run_at" or same_timing:
                 setattr(stored, field, copy.deepcopy(getattr(job, field)))
-        stored.fail_reason = base.truncate_reason(stored.fail_reason)
+        stored.fail_reason = truncate_reason(stored.fail_reason)
         stored.last_modified_by = last_modified_by
 
     # -- locking -------------------------------------------------------------------------
@@ -278,7 +286,7 @@ class InMemoryJobRepository(base.ClaimsInBatches):
     ) -> JobParameters[Any]:
         unique = job.unique or {}
         stored = next(
-            (j for j in self._jobs.values() if base.matches_unique(j, unique, incoming.name)),
+            (j for j in self._jobs.values() if matches_unique(j, unique, incoming.name)),
             None,
         )
         if stored is not None and base.is_insert_only(job):
@@ -295,7 +303,7 @@ class InMemoryJobRepository(base.ClaimsInBatches):
     def _matching(self, options: RemoveJobsOptions) -> list[str]:
         if options.matches_nothing():
             return []
-        base.check_data_filter(options.data)
+        check_data_filter(options.data)
         criteria = base.id_name_criteria(options)
         return [
             job_id for job_id, job in self._jobs.items() if _remove_match(job, options, criteria)
@@ -373,7 +381,7 @@ def _remove_match(
     job: JobParameters[Any], options: RemoveJobsOptions, criteria: base.IdNameCriteria
 ) -> bool:
     return _id_name_match(job, criteria) and (
-        options.data is None or base.data_contains(job.data, options.data)
+        options.data is None or data_contains(job.data, options.data)
     )
 
 
@@ -383,7 +391,7 @@ def _query_match(
     return (
         _id_name_match(job, criteria)
         and (options.search is None or options.search.lower() in job.name.lower())
-        and (options.data is None or base.data_contains(job.data, options.data))
+        and (options.data is None or data_contains(job.data, options.data))
         and (options.include_disabled or not job.disabled)
     )
 
@@ -410,7 +418,7 @@ def _sorted_nulls_last(
 ) -> list[JobWithState[Any]]:
     def value(job: JobWithState[Any]) -> Any:
         raw = getattr(job, key)
-        return base.encode_data(raw, name=job.name) if key == "data" else raw
+        return encode_data(raw, name=job.name) if key == "data" else raw
 
     present = [job for job in jobs if getattr(job, key) is not None]
     missing = [job for job in jobs if getattr(job, key) is None]

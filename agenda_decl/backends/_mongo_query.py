@@ -4,7 +4,7 @@ This is the Mongo counterpart of the SQL modules of the SQL backends. One rule h
 throughout: a value that came from a caller enters a query only as a typed operand of an
 operator chosen here (``$eq``, ``$in``, ``$all``, ``$elemMatch`` on typed values, an escaped
 regex). A caller's dict is never used as a query document, so it cannot smuggle ``$where``,
-``$ne`` and the like (reliability S6); keys are refused earlier by ``base.check_data_filter``.
+``$ne`` and the like (reliability S6); keys are refused earlier by ``check_data_filter``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pymongo.database import Database
 
 from agenda_decl._clock import truncate_ms
 from agenda_decl._convert import CAMEL_NAMES, job_from_document, job_to_document
+from agenda_decl._job_data import check_data_filter, truncate_reason
 from agenda_decl._model import (
     JOB_STATES,
     PROCESSOR_FIELDS,
@@ -122,7 +123,7 @@ def state_fields(job: JobParameters[Any], last_modified_by: str | None) -> Docum
         "nextRunAt": to_bson_date(job.next_run_at),
         "lastRunAt": to_bson_date(job.last_run_at),
         "progress": job.progress,
-        "failReason": base.truncate_reason(job.fail_reason),
+        "failReason": truncate_reason(job.fail_reason),
         "failCount": job.fail_count,
         "failedAt": to_bson_date(job.failed_at),
         "lastFinishedAt": to_bson_date(job.last_finished_at),
@@ -171,7 +172,7 @@ def overview_from(document: Mapping[str, Any]) -> JobsOverview:
 def query_filter(options: JobsQueryOptions) -> Document | None:
     """The ``$match`` of ``query_jobs``; ``None`` when nothing can match (a malformed id,
     disjoint id or name criteria)."""
-    base.check_data_filter(options.data)
+    check_data_filter(options.data)
     clauses = _id_name_clauses(options)
     if options.search is not None:
         if len(options.search) > MAX_SEARCH_LENGTH or "\x00" in options.search:
@@ -193,7 +194,7 @@ def remove_filter(options: RemoveJobsOptions) -> Document | None:
     """The filter of remove/disable/enable: the AND of every criterion; ``None`` = nothing."""
     if options.matches_nothing():
         return None
-    base.check_data_filter(options.data)
+    check_data_filter(options.data)
     clauses = _id_name_clauses(options)
     if options.data is not None:
         clauses += data_clauses("data", options.data)
@@ -238,7 +239,7 @@ def _all_of(clauses: list[Document]) -> Document:
 
 
 def data_clauses(path: str, needle: Any) -> list[Document]:
-    """JSON containment (``base.data_contains``) of ``needle`` at ``path``, from typed values.
+    """JSON containment (``data_contains``) of ``needle`` at ``path``, from typed values.
 
     Objects become one condition per dotted path, arrays one ``$elemMatch`` per wanted
     element, scalars ``$eq`` plus their BSON type (so ``1`` does not match ``true``). Every

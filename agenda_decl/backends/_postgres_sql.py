@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from agenda_decl._job_data import check_data_filter, encode_data
 from agenda_decl._model import JobsQueryOptions, RemoveJobsOptions, SortDirection, SortKey
 from agenda_decl.backends import base
 
@@ -471,12 +472,12 @@ def _filter_ids_and_names(where: Where, options: JobsQueryOptions | RemoveJobsOp
 
 
 def _filter_data(where: Where, data: Any) -> None:
-    """JSON containment (``base.data_contains``); a scalar needle must equal the data (PG's
+    """JSON containment (``data_contains``); a scalar needle must equal the data (PG's
     ``@>`` would also find a scalar inside a top-level array)."""
     if data is None:
         return
-    base.check_data_filter(data)
-    text = base.encode_data(data, name="data filter")
+    check_data_filter(data)
+    text = encode_data(data, name="data filter")
     if isinstance(data, dict | list):
         where.add("data @> {}::jsonb", text)
     else:
@@ -532,13 +533,13 @@ _TEXT_FIELDS = ("name", "type", "repeat_timezone", "repeat_at", "repeat_interval
 
 
 def unique_condition(key: str, value: Any) -> tuple[sql.Composable, list[Any]]:
-    """One unique-key criterion, matching as ``base.matches_unique`` does."""
+    """One unique-key criterion, matching as ``matches_unique`` does."""
     path = key.split(".")
     if path[0] == "data":
         expr = sql.SQL("data") + sql.SQL("").join(sql.SQL(" -> %s::text") for _ in path[1:])
         if value is None:
             return sql.SQL("({0} IS NULL OR {0} = 'null'::jsonb)").format(expr), path[1:] * 2
-        text = base.encode_data(value, name=f"unique key {key}")
+        text = encode_data(value, name=f"unique key {key}")
         return sql.SQL("{} = %s::jsonb").format(expr), [*path[1:], text]
     column = sql.Identifier(key)
     if value is None and key in _TEXT_FIELDS:

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from agenda_decl._convert import CAMEL_NAMES, format_datetime, parse_datetime
+from agenda_decl._job_data import truncate_reason
 from agenda_decl._model import JobId, JobParameters
 from agenda_decl.backends import base
 from agenda_decl.backends._redis_lua import JOB_FIELDS
@@ -110,7 +111,7 @@ def _state_fields(job: JobParameters[Any], by: str | None) -> list[str]:
     values = {
         "nextRunAt": _iso(job.next_run_at), "lastRunAt": _iso(job.last_run_at),
         "progress": _number(job.progress),
-        "failReason": str_or_null(base.truncate_reason(job.fail_reason)),
+        "failReason": str_or_null(truncate_reason(job.fail_reason)),
         "failCount": str_or_null(job.fail_count), "failedAt": _iso(job.failed_at),
         "lastFinishedAt": _iso(job.last_finished_at), "lastModifiedBy": str_or_null(by),
     }

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.request import pathname2url
 
+from agenda_decl._job_data import data_contains
 from agenda_decl.backends import base
 from agenda_decl.errors import BackendUnavailableError
 
@@ -258,11 +259,11 @@ def _needle(text: str) -> Any:
 
 
 def _data_contains(stored: Any, needle: Any) -> int:
-    """``base.data_contains`` inside SQLite, so the filter runs where the rows are."""
+    """``data_contains`` inside SQLite, so the filter runs where the rows are."""
     if not isinstance(stored, str) or not isinstance(needle, str):
         return 0
     try:
-        return int(base.data_contains(json.loads(stored), _needle(needle)))
+        return int(data_contains(json.loads(stored), _needle(needle)))
     except ValueError:
         return 0
 

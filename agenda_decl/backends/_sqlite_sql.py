@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agenda_decl._clock import utcnow
+from agenda_decl._job_data import UNIQUE_FIELDS, truncate_reason
 from agenda_decl._model import JobParameters, JobsQueryOptions, RemoveJobsOptions
 from agenda_decl.backends import base
 from agenda_decl.errors import InvalidOptionError
@@ -371,7 +372,7 @@ def unique_prefilter(key: str, value: Any, index: int, params: Params) -> str | 
             return None
         params[f"p{index}"] = "$" + "".join(f'."{part}"' for part in parts)
         return f"json_extract(data, :p{index}) IS :v{index}"
-    return f"{key} IS :v{index}" if key in base.UNIQUE_FIELDS else None
+    return f"{key} IS :v{index}" if key in UNIQUE_FIELDS else None
 
 
 _UNBINDABLE = object()
@@ -462,7 +463,7 @@ def state_params(
         "next_run_at": to_ms(job.next_run_at),
         "last_run_at": to_ms(job.last_run_at),
         "progress": job.progress,
-        "fail_reason": base.truncate_reason(job.fail_reason),
+        "fail_reason": truncate_reason(job.fail_reason),
         "fail_count": job.fail_count,
         "failed_at": to_ms(job.failed_at),
         "last_finished_at": to_ms(job.last_finished_at),

@@ -48,7 +48,12 @@ from agenda_decl.backends._mongo_stream import (
     StreamFactory,
     watch_collection,
 )
-from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
+from agenda_decl.errors import (
+    BackendUnavailableError,
+    InvalidOptionError,
+    job_not_found,
+    rejected_state_write,
+)
 from agenda_decl.interfaces import AgendaBackend
 
 __all__ = [
@@ -347,9 +352,9 @@ class MongoJobRepository(base.ClaimsInBatches):
             raise ValueError("Cannot save job state without job ID")
         oid = q.object_id(job.id)
         if oid is None:
-            raise base.job_not_found(job)
+            raise job_not_found(job)
         if not await self._write(self._write_state, oid, job, last_modified_by, lock_token):
-            raise await base.rejected_state_write(self, job, lock_token)
+            raise await rejected_state_write(self, job, lock_token)
 
     def _write_state(
         self, oid: ObjectId, job: JobParameters[Any], by: str | None, token: datetime | None

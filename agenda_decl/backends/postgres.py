@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 from agenda_decl._clock import truncate_ms, utcnow
 from agenda_decl._convert import job_from_row, parse_datetime
 from agenda_decl._group_commit import GroupCommit
+from agenda_decl._job_data import truncate_reason
 from agenda_decl._model import (
     JobId,
     JobParameters,
@@ -47,7 +48,12 @@ from agenda_decl.backends._postgres_channel import (
     connect,
 )
 from agenda_decl.backends._postgres_sql import Row, job_uuid
-from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
+from agenda_decl.errors import (
+    BackendUnavailableError,
+    InvalidOptionError,
+    job_not_found,
+    rejected_state_write,
+)
 from agenda_decl.interfaces import AgendaBackend, NotificationChannel
 from agenda_decl.notifications.base import ReconnectOptions
 
@@ -141,7 +147,7 @@ def _state_values(
         "next_run_at": job.next_run_at,
         "last_run_at": job.last_run_at,
         "progress": job.progress,
-        "fail_reason": base.truncate_reason(job.fail_reason),
+        "fail_reason": truncate_reason(job.fail_reason),
         "fail_count": job.fail_count,
         "failed_at": job.failed_at,
         "last_finished_at": job.last_finished_at,
@@ -198,7 +204,7 @@ def _states_columns(
         "next_run_at": [job.next_run_at for job in values],
         "last_run_at": [job.last_run_at for job in values],
         "progress": [None if job.progress is None else float(job.progress) for job in values],
-        "fail_reason": [base.truncate_reason(job.fail_reason) for job in values],
+        "fail_reason": [truncate_reason(job.fail_reason) for job in values],
         "fail_count": [job.fail_count for job in values],
         "failed_at": [job.failed_at for job in values],
         "last_finished_at": [job.last_finished_at for job in values],
@@ -484,10 +490,10 @@ class PostgresJobRepository(base.ClaimsInBatches):
             raise ValueError("Cannot save job state without job ID")
         key = job_uuid(job.id)
         if key is None:
-            raise base.job_not_found(job)
+            raise job_not_found(job)
         values = _state_values(job, key, last_modified_by, lock_token)
         if await self._execute(self._sql(q.UPDATE_STATE), values) != 1:
-            raise await base.rejected_state_write(self, job, lock_token)
+            raise await rejected_state_write(self, job, lock_token)
 
     async def save_job_states(
         self,

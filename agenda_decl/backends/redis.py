@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agenda_decl._clock import truncate_ms
+from agenda_decl._job_data import check_data_filter
 from agenda_decl._model import (
     JobId,
     JobParameters,
@@ -120,7 +121,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
 
     async def query_jobs(self, options: JobsQueryOptions | None = None) -> JobsResult:
         options = options or JobsQueryOptions()
-        base.check_data_filter(options.data)
+        check_data_filter(options.data)
         criteria = base.id_name_criteria(options)
         if criteria.matches_nothing():
             return JobsResult(jobs=[], total=0)
@@ -207,7 +208,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     async def _modify(self, action: str, options: RemoveJobsOptions) -> int:
         if options.matches_nothing():
             return 0
-        base.check_data_filter(options.data)
+        check_data_filter(options.data)
         criteria = base.id_name_criteria(options)
         if criteria.matches_nothing():
             return 0

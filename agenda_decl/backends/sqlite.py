@@ -33,6 +33,7 @@ from typing import Any
 
 from agenda_decl._clock import utcnow
 from agenda_decl._convert import job_from_row
+from agenda_decl._job_data import check_data_filter, matches_unique
 from agenda_decl._model import (
     JobId,
     JobParameters,
@@ -124,7 +125,7 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
 
     async def query_jobs(self, options: JobsQueryOptions | None = None) -> JobsResult:
         options = options or JobsQueryOptions()
-        base.check_data_filter(options.data)
+        check_data_filter(options.data)
         clauses, params = sql.query_criteria(options)
         params.update(now=sql.to_ms(utcnow()), limit=options.limit or -1, skip=options.skip)
         where = " AND ".join(clauses) or "1"
@@ -172,7 +173,7 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     ) -> int:
         if options.matches_nothing():
             return 0
-        base.check_data_filter(options.data)
+        check_data_filter(options.data)
         clauses, params = sql.remove_criteria(options)
         params.update(extra, stamp=sql.to_ms(utcnow()))
         statement = self._sql(template, where=" AND ".join(clauses))
@@ -329,7 +330,7 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         """The first job (insertion order) matching the unique key, by the shared rule.
 
         SQL narrows the candidates on the keys it can compare exactly enough (a superset of
-        the matches); ``base.matches_unique`` decides.
+        the matches); ``matches_unique`` decides.
         """
         unique = job.unique or {}
         clauses, params = ["name = :name"], {"name": job.name}
@@ -339,7 +340,7 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
                 clauses.append(clause)
         cursor = c.execute(self._sql(sql.SELECT_UNIQUE, where=" AND ".join(clauses)), params)
         candidates = (_job_from_row(row) for row in cursor)
-        return next((j for j in candidates if base.matches_unique(j, unique, job.name)), None)
+        return next((j for j in candidates if matches_unique(j, unique, job.name)), None)
 
     # -- statements and schema (the schema is made in the worker thread) ----------------
 
