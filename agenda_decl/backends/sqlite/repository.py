@@ -1,35 +1,20 @@
-"""SQLite storage: the embedded default backend, one file, no server.
+"""The SQLite job repository: jobs in one table of one file (see ``queries.sql``).
 
-    agenda = Agenda(backend=SQLiteBackend(path="jobs.db"))
-
-The table follows Agenda v6's PostgreSQL layout (see ``_sqlite_sql``). Several worker processes
-may share one file: the database runs in WAL mode, every write transaction starts with
-``BEGIN IMMEDIATE`` (a deferred transaction that upgrades to a writer can fail with
-``SQLITE_BUSY_SNAPSHOT``, which ``busy_timeout`` does not cover), and a "database is locked"
-error is retried with a growing, capped backoff instead of reaching the caller. Claims are
-one ``UPDATE ... RETURNING`` statement, so two workers never take the same job.
-
-The connection, its worker thread, WAL and the busy retry are in ``_sqlite_connection``.
-
-The file must be on a local disk (WAL needs shared memory between the processes on one
-host); a path on a network filesystem is refused. ``path=":memory:"`` works for a single
-repository in one process, which is handy in tests; several processes need a file.
-
-SQLite has no notification channel of its own (``notification_channel`` is ``None``): pair it
-with ``InMemoryNotificationChannel`` in a single process, or rely on polling.
+Several worker processes may share one file: every write transaction starts with ``BEGIN
+IMMEDIATE`` and a "database is locked" error is retried instead of reaching the caller (both
+in ``connectors.sqlite``). Claims are one ``UPDATE ... RETURNING`` statement, so two workers
+never take the same job.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agenda_decl._clock import utcnow
 from agenda_decl._convert import job_from_row
@@ -42,33 +27,22 @@ from agenda_decl._model import (
     JobsResult,
     RemoveJobsOptions,
 )
-from agenda_decl.backends import _sqlite_sql as sql
 from agenda_decl.backends import base
-from agenda_decl.backends._sqlite_connection import (
-    IN_MEMORY,
+from agenda_decl.backends.sqlite import queries
+from agenda_decl.connectors.sqlite import (
     Row,
-    SQLiteWorker,
+    SQLiteConnector,
+    Work,
     fetch_all,
     fetch_first,
     fetch_one,
     in_transaction,
 )
-from agenda_decl.errors import InvalidOptionError
-from agenda_decl.interfaces import AgendaBackend
 from agenda_decl.timing import parse_duration
 
-__all__ = ["SQLiteBackend", "SQLiteJobRepository"]
+__all__ = ["SQLiteJobRepository"]
 
-#: How long a call keeps retrying a locked database before it gives up (seconds).
-BUSY_RETRY_WINDOW = 60.0
-#: Filesystems on which SQLite's locking and WAL shared memory are unreliable.
-NETWORK_FILESYSTEMS = frozenset(
-    {
-        "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "ceph", "glusterfs",
-        "fuse.glusterfs", "fuse.sshfs", "sshfs", "lustre", "gpfs", "davfs", "fuse.s3fs",
-        "fuse.rclone",
-    }
-)  # fmt: skip
+T = TypeVar("T")
 
 
 class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
@@ -84,11 +58,10 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     ) -> None:
         self._path = os.fspath(path)
         self._table_name = base.validate_identifier(table_name, field="table_name")
-        self._worker = SQLiteWorker(
+        self._read_only = read_only
+        self._connector = SQLiteConnector(
             self._path,
             busy_timeout_ms=parse_duration(busy_timeout, field="busy_timeout"),
-            retry_window=BUSY_RETRY_WINDOW,
-            check_path=_require_local_disk,
             create_schema=self._create_schema,
             has_schema=self._has_table,
             read_only=read_only,
@@ -108,65 +81,69 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     @property
     def busy_retries(self) -> int:
         """How many times a call found the database locked and retried (for tests and metrics)."""
-        return self._worker.busy_retries
+        return self._connector.busy_retries
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def connect(self) -> None:
         """Open the file (creating it, the table and the indexes if missing; with
-        ``read_only``, nothing: see ``SQLiteWorker``). Idempotent."""
-        await self._worker.connect()
+        ``read_only``, nothing: see ``SQLiteConnector``). Idempotent."""
+        await self._connector.connect()
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread (queued calls finish first)."""
-        await self._worker.close()
+        await self._connector.close()
+
+    async def _write(self, work: Work[T]) -> T:
+        base.refuse_write(self._read_only, f"SQLite database {self._path}")
+        return await self._connector.write(work)
 
     # -- reading -------------------------------------------------------------------------
 
     async def query_jobs(self, options: JobsQueryOptions | None = None) -> JobsResult:
         options = options or JobsQueryOptions()
         check_data_filter(options.data)
-        clauses, params = sql.query_criteria(options)
-        params.update(now=sql.to_ms(utcnow()), limit=options.limit or -1, skip=options.skip)
+        clauses, params = queries.query_criteria(options)
+        params.update(now=queries.to_ms(utcnow()), limit=options.limit or -1, skip=options.skip)
         where = " AND ".join(clauses) or "1"
-        page = self._sql(sql.SELECT_PAGE, where=where, order=sql.order_by(options))
-        count = self._sql(sql.COUNT, where=where)
-        rows, total = await self._worker.read(
+        page = self._sql(queries.SELECT_PAGE, where=where, order=queries.order_by(options))
+        count = self._sql(queries.COUNT, where=where)
+        rows, total = await self._connector.read(
             lambda c: (fetch_all(c, page, params), fetch_one(c, count, params))
         )
         jobs = [base.with_state(_job_from_row(row), row["state"]) for row in rows]
         return JobsResult(jobs=jobs, total=total["total"])
 
     async def get_jobs_overview(self) -> list[JobsOverview]:
-        statement, now = self._sql(sql.OVERVIEW), sql.to_ms(utcnow())
-        rows = await self._worker.read(lambda c: fetch_all(c, statement, {"now": now}))
+        statement, now = self._sql(queries.OVERVIEW), queries.to_ms(utcnow())
+        rows = await self._connector.read(lambda c: fetch_all(c, statement, {"now": now}))
         return [JobsOverview(**row) for row in rows]
 
     async def get_distinct_job_names(self) -> list[str]:
-        statement = self._sql(sql.DISTINCT_NAMES)
-        rows = await self._worker.read(lambda c: fetch_all(c, statement, ()))
+        statement = self._sql(queries.DISTINCT_NAMES)
+        rows = await self._connector.read(lambda c: fetch_all(c, statement, ()))
         return [row["name"] for row in rows]
 
     async def get_job_by_id(self, job_id: str) -> JobParameters[Any] | None:
-        statement = self._sql(sql.SELECT_BY_ID)
-        row = await self._worker.read(lambda c: fetch_first(c, statement, (str(job_id),)))
+        statement = self._sql(queries.SELECT_BY_ID)
+        row = await self._connector.read(lambda c: fetch_first(c, statement, (str(job_id),)))
         return None if row is None else _job_from_row(row)
 
     async def get_queue_size(self) -> int:
-        statement, now = self._sql(sql.QUEUE_SIZE), sql.to_ms(utcnow())
-        row = await self._worker.read(lambda c: fetch_one(c, statement, (now,)))
+        statement, now = self._sql(queries.QUEUE_SIZE), queries.to_ms(utcnow())
+        row = await self._connector.read(lambda c: fetch_one(c, statement, (now,)))
         return int(row["size"])
 
     # -- writing -------------------------------------------------------------------------
 
     async def remove_jobs(self, options: RemoveJobsOptions) -> int:
-        return await self._change_matching(sql.DELETE, options, {})
+        return await self._change_matching(queries.DELETE, options, {})
 
     async def disable_jobs(self, options: RemoveJobsOptions) -> int:
-        return await self._change_matching(sql.SET_DISABLED, options, {"disabled": 1})
+        return await self._change_matching(queries.SET_DISABLED, options, {"disabled": 1})
 
     async def enable_jobs(self, options: RemoveJobsOptions) -> int:
-        return await self._change_matching(sql.SET_DISABLED, options, {"disabled": 0})
+        return await self._change_matching(queries.SET_DISABLED, options, {"disabled": 0})
 
     async def _change_matching(
         self, template: str, options: RemoveJobsOptions, extra: dict[str, Any]
@@ -174,10 +151,10 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         if options.matches_nothing():
             return 0
         check_data_filter(options.data)
-        clauses, params = sql.remove_criteria(options)
-        params.update(extra, stamp=sql.to_ms(utcnow()))
+        clauses, params = queries.remove_criteria(options)
+        params.update(extra, stamp=queries.to_ms(utcnow()))
         statement = self._sql(template, where=" AND ".join(clauses))
-        return await self._worker.write(lambda c: c.execute(statement, params).rowcount)
+        return await self._write(lambda c: c.execute(statement, params).rowcount)
 
     async def save_job(
         self,
@@ -186,9 +163,9 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         last_modified_by: str | None = None,
         now: datetime | None = None,
     ) -> JobParameters[Any]:
-        values = sql.save_params(job, base.check_job(job), last_modified_by)
+        values = queries.save_params(job, base.check_job(job), last_modified_by)
         stamp = _normalize(now) if now is not None else utcnow()
-        saved = await self._worker.write(lambda c: self._save(c, job, values, stamp))
+        saved = await self._write(lambda c: self._save(c, job, values, stamp))
         return job if saved is None else saved
 
     async def save_job_states(
@@ -199,10 +176,10 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         lock_tokens: Mapping[str, datetime] | None = None,
     ) -> list[JobId]:
         """All the state writes in one transaction (one commit, one fsync)."""
-        statement = self._sql(sql.UPDATE_STATE)
+        statement = self._sql(queries.UPDATE_STATE)
         tokens = lock_tokens or {}
         batch = [
-            (job, sql.state_params(job, last_modified_by,
+            (job, queries.state_params(job, last_modified_by,
                                    tokens.get(job.id) if job.id is not None else None))
             for job in jobs
         ]
@@ -213,7 +190,7 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
                 if c.execute(statement, params).rowcount == 0
             ]
 
-        return await self._worker.write(write)
+        return await self._write(write)
 
     # -- locking -------------------------------------------------------------------------
 
@@ -229,23 +206,23 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         params = {
             "id": str(job.id),
             "name": job.name,
-            "next_run_at": sql.to_ms(job.next_run_at),
-            "now": sql.to_ms(now or utcnow()),
+            "next_run_at": queries.to_ms(job.next_run_at),
+            "now": queries.to_ms(now or utcnow()),
             "by": last_modified_by,
         }
-        statement = self._sql(sql.LOCK)
-        row = await self._worker.write(lambda c: fetch_first(c, statement, params))
+        statement = self._sql(queries.LOCK)
+        row = await self._write(lambda c: fetch_first(c, statement, params))
         return None if row is None else _job_from_row(row)
 
     async def unlock_job(self, job: JobParameters[Any]) -> None:
         if job.id is not None:
-            statement, job_id = self._sql(sql.UNLOCK), str(job.id)
-            await self._worker.write(lambda c: c.execute(statement, (job_id,)).rowcount)
+            statement, job_id = self._sql(queries.UNLOCK), str(job.id)
+            await self._write(lambda c: c.execute(statement, (job_id,)).rowcount)
 
     async def unlock_jobs(self, job_ids: Sequence[str]) -> None:
         if job_ids:
-            statement, ids = self._sql(sql.UNLOCK_MANY), json.dumps([str(i) for i in job_ids])
-            await self._worker.write(lambda c: c.execute(statement, (ids,)).rowcount)
+            statement, ids = self._sql(queries.UNLOCK_MANY), json.dumps([str(i) for i in job_ids])
+            await self._write(lambda c: c.execute(statement, (ids,)).rowcount)
 
     async def get_next_jobs_to_run(
         self,
@@ -261,14 +238,14 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             return []
         params = {
             "name": job_name,
-            "next_scan_at": sql.to_ms(next_scan_at),
-            "lock_deadline": sql.to_ms(lock_deadline),
-            "now": sql.to_ms(now or utcnow()),
+            "next_scan_at": queries.to_ms(next_scan_at),
+            "lock_deadline": queries.to_ms(lock_deadline),
+            "now": queries.to_ms(now or utcnow()),
             "by": last_modified_by,
             "limit": limit,
         }
-        statement = self._sql(sql.CLAIM)
-        rows = await self._worker.write(lambda c: fetch_all(c, statement, params))
+        statement = self._sql(queries.CLAIM)
+        rows = await self._write(lambda c: fetch_all(c, statement, params))
         rows.sort(key=_claim_order)
         return [_job_from_row(row) for row in rows]
 
@@ -286,26 +263,26 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         return self._insert(c, values, now)
 
     def _insert(self, c: sqlite3.Connection, values: Row, now: datetime) -> JobParameters[Any]:
-        params = {**values, "id": uuid.uuid4().hex, "stamp": sql.to_ms(now)}
-        return _job_from_row(fetch_one(c, self._sql(sql.INSERT), params))
+        params = {**values, "id": uuid.uuid4().hex, "stamp": queries.to_ms(now)}
+        return _job_from_row(fetch_one(c, self._sql(queries.INSERT), params))
 
     def _update_saved(
         self, c: sqlite3.Connection, job_id: str, values: Row, now: datetime
     ) -> JobParameters[Any] | None:
-        params = {**values, "id": job_id, "stamp": sql.to_ms(now)}
-        row = fetch_first(c, self._sql(sql.UPDATE_SAVED), params)
+        params = {**values, "id": job_id, "stamp": queries.to_ms(now)}
+        row = fetch_first(c, self._sql(queries.UPDATE_SAVED), params)
         return None if row is None else _job_from_row(row)
 
     def _upsert_single(
         self, c: sqlite3.Connection, values: Row, now: datetime
     ) -> JobParameters[Any] | None:
-        row = fetch_first(c, self._sql(sql.SELECT_SINGLE), (values["name"],))
+        row = fetch_first(c, self._sql(queries.SELECT_SINGLE), (values["name"],))
         if row is None:
             return self._insert(c, values, now)
-        incoming = sql.from_ms(values["next_run_at"])
-        kept = base.single_next_run_at(incoming, sql.from_ms(row["next_run_at"]), now,
-                                       same_timing=sql.same_timing(row, values))
-        return self._update_saved(c, row["id"], {**values, "next_run_at": sql.to_ms(kept)}, now)
+        incoming = queries.from_ms(values["next_run_at"])
+        kept = base.single_next_run_at(incoming, queries.from_ms(row["next_run_at"]), now,
+                                       same_timing=queries.same_timing(row, values))
+        return self._update_saved(c, row["id"], {**values, "next_run_at": queries.to_ms(kept)}, now)
 
     def _upsert_unique(
         self, c: sqlite3.Connection, job: JobParameters[Any], values: Row, now: datetime
@@ -317,8 +294,8 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             outcome = base.debounce_outcome(job, stored, now)
             values = {
                 **values,
-                "next_run_at": sql.to_ms(outcome.next_run_at),
-                "debounce_started_at": sql.to_ms(outcome.debounce_started_at),
+                "next_run_at": queries.to_ms(outcome.next_run_at),
+                "debounce_started_at": queries.to_ms(outcome.debounce_started_at),
             }
         if stored is None or stored.id is None:
             return self._insert(c, values, now)
@@ -335,68 +312,36 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         unique = job.unique or {}
         clauses, params = ["name = :name"], {"name": job.name}
         for index, (key, value) in enumerate(unique.items()):
-            clause = sql.unique_prefilter(key, value, index, params)
+            clause = queries.unique_prefilter(key, value, index, params)
             if clause is not None:
                 clauses.append(clause)
-        cursor = c.execute(self._sql(sql.SELECT_UNIQUE, where=" AND ".join(clauses)), params)
+        cursor = c.execute(self._sql(queries.SELECT_UNIQUE, where=" AND ".join(clauses)), params)
         candidates = (_job_from_row(row) for row in cursor)
         return next((j for j in candidates if matches_unique(j, unique, job.name)), None)
 
     # -- statements and schema (the schema is made in the worker thread) ----------------
 
     def _sql(self, template: str, **fragments: str) -> str:
-        return sql.render(
+        return queries.render(
             template, table=f'"{self._table_name}"', prefix=self._table_name, **fragments
         )
 
     def _create_schema(self, c: sqlite3.Connection) -> None:
         if not self._schema_exists(c):  # skip the write lock when another process made it
-            schema = [self._sql(sql.CREATE_TABLE), *(self._sql(i) for i in sql.CREATE_INDEXES)]
+            schema = [self._sql(statement)
+                      for statement in (queries.CREATE_TABLE, *queries.CREATE_INDEXES)]
             in_transaction(c, lambda conn: [conn.execute(s) for s in schema], "BEGIN IMMEDIATE")
 
     def _has_table(self, c: sqlite3.Connection) -> bool:
         """Whether the jobs table exists (all a reader needs)."""
-        found = c.execute(sql.SCHEMA_OBJECTS, (json.dumps([self._table_name]),)).fetchall()
+        found = c.execute(queries.SCHEMA_OBJECTS, (json.dumps([self._table_name]),)).fetchall()
         return bool(found)
 
     def _schema_exists(self, c: sqlite3.Connection) -> bool:
         table = self._table_name
-        names = [table, *(f"{table}_{suffix}" for suffix in sql.INDEX_SUFFIXES)]
-        found = c.execute(sql.SCHEMA_OBJECTS, (json.dumps(names),)).fetchall()
+        names = [table, *(f"{table}_{suffix}" for suffix in queries.INDEX_SUFFIXES)]
+        found = c.execute(queries.SCHEMA_OBJECTS, (json.dumps(names),)).fetchall()
         return len(found) == len(names)
-
-
-class SQLiteBackend(AgendaBackend):
-    """The embedded default backend: storage only (no notification channel of its own).
-
-    ``read_only=True`` is for inspecting (``agenda-decl plan``, ``jobs``): the file is never
-    created or written, a missing file or table reads as an empty store, writes are refused.
-    """
-
-    name = "SQLite"
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str] = "agenda.db",
-        *,
-        table_name: str = "agenda_jobs",
-        busy_timeout: int | float | timedelta | str = "5 seconds",
-        read_only: bool = False,
-    ) -> None:
-        self._repository = SQLiteJobRepository(
-            path, table_name=table_name, busy_timeout=busy_timeout, read_only=read_only
-        )
-
-    def __repr__(self) -> str:
-        repository = self._repository
-        return f"SQLiteBackend(path={repository.path!r}, table_name={repository.table_name!r})"
-
-    @property
-    def repository(self) -> SQLiteJobRepository:
-        return self._repository
-
-    async def close(self) -> None:
-        await self.disconnect()
 
 
 # -- conversions ---------------------------------------------------------------------------------
@@ -404,15 +349,15 @@ class SQLiteBackend(AgendaBackend):
 
 def _normalize(value: datetime) -> datetime:
     """Aware UTC at millisecond precision (a naive value is read as UTC, as stored ones are)."""
-    moment = sql.from_ms(sql.to_ms(value))
+    moment = queries.from_ms(queries.to_ms(value))
     assert moment is not None
     return moment
 
 
 def _job_from_row(row: Row) -> JobParameters[Any]:
     values = dict(row)
-    for column in sql.INSTANT_COLUMNS:
-        values[column] = sql.from_ms(values[column])
+    for column in queries.INSTANT_COLUMNS:
+        values[column] = queries.from_ms(values[column])
     values["data"] = json.loads(values["data"])
     if values["skip_days"] is not None:
         values["skip_days"] = json.loads(values["skip_days"])
@@ -424,48 +369,3 @@ def _claim_order(row: Row) -> tuple[bool, int, int, int]:
     """The claim order of the CLAIM statement: next_run_at nulls last, priority desc, rowid."""
     next_run_at = row["next_run_at"]
     return (next_run_at is None, next_run_at or 0, -row["priority"], row["row_order"])
-
-
-# -- filesystem check ----------------------------------------------------------------------------
-
-
-def _require_local_disk(path: str) -> None:
-    fs_type = None if path in IN_MEMORY else network_filesystem(path)
-    if fs_type is not None:
-        raise InvalidOptionError(
-            f"SQLite database {path} is on a network filesystem ({fs_type}); "
-            "SQLite's WAL mode needs a local disk: use PostgreSQL to share jobs across hosts"
-        )
-
-
-def network_filesystem(path: str, mountinfo: str | None = None) -> str | None:
-    """The network filesystem type ``path`` lives on, or None (local, or unknown).
-
-    Reads Linux's ``/proc/self/mountinfo`` (or the text given); elsewhere it cannot tell.
-    """
-    if mountinfo is None:
-        try:
-            mountinfo = Path("/proc/self/mountinfo").read_text()
-        except OSError:
-            return None
-    directory = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-    best, fs_type = "", None
-    for mount_point, kind in _mounts(mountinfo):
-        inside = directory == mount_point or directory.startswith(mount_point.rstrip("/") + "/")
-        if inside and len(mount_point) >= len(best):
-            best, fs_type = mount_point, kind
-    return fs_type if fs_type in NETWORK_FILESYSTEMS else None
-
-
-def _mounts(mountinfo: str) -> list[tuple[str, str]]:
-    """(mount point, filesystem type) per line of a mountinfo text."""
-    mounts = []
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        if len(fields) < 8 or "-" not in fields[6:]:
-            continue
-        separator = fields.index("-", 6)
-        if separator + 1 < len(fields):
-            mount_point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])
-            mounts.append((mount_point, fields[separator + 1]))
-    return mounts
