@@ -1,21 +1,27 @@
-"""Redis clients as the repository and the notification channel both use them: built from a
-connection string, named in messages without the password, and checked key and channel names.
+"""Redis clients (redis-py's asyncio client) as the repository and the notification channel
+both use them: built from a connection string, checked with a PING, named in messages without
+the password; which errors mean the server is unreachable; replies as text; and the rule for
+key and channel names.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import RedisError
 
 from agenda_decl._secrets import mask_text, mask_url
-from agenda_decl.errors import InvalidOptionError
+from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 
 #: Connections of a client built from a connection string (one listens for notifications).
 MAX_CONNECTIONS = 64
 _NAME = re.compile(r"^[A-Za-z0-9_.:{}/-]{1,128}$")
+#: What the driver raises when the server cannot be reached (or stops answering).
+UNREACHABLE = (RedisError, OSError)
 
 
 def check_name(value: str, *, field: str) -> str:
@@ -60,3 +66,24 @@ def redacted_address(client: Redis, url: str | None) -> str:
 def redacted_error(error: BaseException) -> str:
     """An error message with the password of any connection string in it masked."""
     return f"{type(error).__name__}: {mask_text(str(error))}"
+
+
+async def check_reachable(client: Redis, where: str) -> None:
+    """PING the server; BackendUnavailableError (without the password) when it does not
+    answer."""
+    try:
+        # redis < 8 types async commands as `Awaitable[T] | T`.
+        await client.ping()  # type: ignore[misc, unused-ignore]
+    except UNREACHABLE as error:
+        raise BackendUnavailableError(
+            f"cannot reach Redis at {where}: {redacted_error(error)}"
+        ) from None
+
+
+def text(value: Any) -> Any:
+    """Responses as ``str`` whether or not the client decodes them."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, list):
+        return [text(item) for item in value]
+    return value
