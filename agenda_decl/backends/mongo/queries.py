@@ -1,10 +1,10 @@
-"""The documents, filters and aggregation pipelines of the MongoDB backend, in one place.
+"""The queries of the MongoDB store: its documents, filters and aggregation pipelines.
 
-This is the Mongo counterpart of the SQL modules of the SQL backends. One rule holds
-throughout: a value that came from a caller enters a query only as a typed operand of an
-operator chosen here (``$eq``, ``$in``, ``$all``, ``$elemMatch`` on typed values, an escaped
-regex). A caller's dict is never used as a query document, so it cannot smuggle ``$where``,
-``$ne`` and the like (reliability S6); keys are refused earlier by ``check_data_filter``.
+This is the Mongo counterpart of the SQL of the SQL stores. One rule holds throughout: a value
+that came from a caller enters a query only as a typed operand of an operator chosen here
+(``$eq``, ``$in``, ``$all``, ``$elemMatch`` on typed values, an escaped regex). A caller's dict
+is never used as a query document, so a data filter from a dashboard or an API cannot smuggle
+``$where``, ``$ne`` and the like; keys are refused earlier by ``check_data_filter``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo.collection import Collection
-from pymongo.database import Database
 
 from agenda_decl._clock import truncate_ms
 from agenda_decl._convert import CAMEL_NAMES, job_from_document, job_to_document
@@ -32,11 +30,8 @@ from agenda_decl._model import (
     RemoveJobsOptions,
 )
 from agenda_decl.backends import base
+from agenda_decl.connectors.mongo import Document
 from agenda_decl.errors import InvalidOptionError
-
-Document = dict[str, Any]
-MongoDatabase = Database[Document]
-MongoCollection = Collection[Document]
 
 #: Agenda v6's lock index: same name, keys and (no) options, so both sides share it.
 INDEX_NAME = "findAndLockNextJobIndex"
@@ -49,7 +44,8 @@ INDEX_KEYS: list[tuple[str, int]] = [
 ]
 #: Claim order: due time, then priority, then insertion (ObjectIds grow within a process).
 CLAIM_SORT: list[tuple[str, int]] = [("nextRunAt", 1), ("priority", -1), ("_id", 1)]
-#: Job names are at most 255 characters, so a longer search can match nothing (S7).
+#: Job names are at most 255 characters, so a longer search can match nothing (and a huge
+#: pattern never reaches the server).
 MAX_SEARCH_LENGTH = 255
 #: The computed state and sort helpers live under these names inside a pipeline only.
 STATE_FIELD = "_agendaState"
@@ -67,14 +63,6 @@ DATE_FIELDS: tuple[str, ...] = (
 )
 _NOT_STORED = ("id", "unique", "unique_opts")
 _BSON_TYPES: tuple[tuple[type, str], ...] = ((bool, "bool"), (int, "number"), (float, "number"))
-
-
-def check_collection_name(name: str) -> str:
-    if not isinstance(name, str) or not name or "$" in name or "\x00" in name:
-        raise InvalidOptionError(f"invalid MongoDB collection name {name!r}")
-    if name.startswith("system."):
-        raise InvalidOptionError(f"invalid MongoDB collection name {name!r} (system.*)")
-    return name
 
 
 # -- values and documents ------------------------------------------------------------------------
@@ -177,7 +165,7 @@ def query_filter(options: JobsQueryOptions) -> Document | None:
     if options.search is not None:
         if len(options.search) > MAX_SEARCH_LENGTH or "\x00" in options.search:
             return None
-        # Literal, case-insensitive: every metacharacter escaped (S7).
+        # Literal, case-insensitive: every metacharacter escaped.
         clauses.append({"name": {"$regex": re.escape(options.search), "$options": "i"}})
     if options.data is not None:
         clauses += data_clauses("data", options.data)
