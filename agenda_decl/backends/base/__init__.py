@@ -2,11 +2,12 @@
 
 * ``checks``: the checks before a write (table names, the job itself) and the refusal of
   writes by a store opened read-only;
-* ``queries``: the folded id and name criteria of a query or a removal, and query results
-  with their state;
+* ``queries``: the folded id and name criteria of a query or a removal, query results with
+  their state, and the job fields a store keeps as instants;
 * ``saving``: the save-job rules (single upserts, debounce, insert-only unique keys);
 * ``batches``: the single-job methods of stores that claim and write states in batches, and
-  the fencing rule of a state write.
+  the fencing rule of a state write;
+* ``backend``: the backend class every store's backend is (its repository, its channel).
 
 Backends keep only what is specific to their technology; the rules that decide *what* is
 written live here once, so every store behaves the same. Rules that are not about storage
@@ -14,6 +15,7 @@ written live here once, so every store behaves the same. Rules that are not abou
 ``errors``.
 """
 
+from agenda_decl.backends.base.backend import StoreBackend
 from agenda_decl.backends.base.batches import (
     ClaimsInBatches,
     WritesStatesInBatches,
@@ -21,7 +23,12 @@ from agenda_decl.backends.base.batches import (
     holds_lock,
 )
 from agenda_decl.backends.base.checks import check_job, refuse_write, validate_identifier
-from agenda_decl.backends.base.queries import IdNameCriteria, id_name_criteria, with_state
+from agenda_decl.backends.base.queries import (
+    INSTANT_FIELDS,
+    IdNameCriteria,
+    id_name_criteria,
+    with_state,
+)
 from agenda_decl.backends.base.saving import (
     DebounceOutcome,
     debounce_outcome,
@@ -31,9 +38,11 @@ from agenda_decl.backends.base.saving import (
 )
 
 __all__ = [
+    "INSTANT_FIELDS",
     "ClaimsInBatches",
     "DebounceOutcome",
     "IdNameCriteria",
+    "StoreBackend",
     "WritesStatesInBatches",
     "check_job",
     "chunks",

@@ -1,5 +1,6 @@
 """What every store's queries share: the id and name criteria of a query or a removal, folded
-into one predicate each, and a query's result with the state the store computed."""
+into one predicate each, a query's result with the state the store computed, and the job
+fields a store keeps as instants."""
 
 from __future__ import annotations
 
@@ -16,6 +17,19 @@ from agenda_decl._model import (
     RemoveJobsOptions,
 )
 from agenda_decl.errors import InvalidOptionError
+
+#: The fields of ``JobParameters`` that hold instants (aware datetimes or ``None``): what a
+#: store encodes as its own kind of date.
+INSTANT_FIELDS: tuple[str, ...] = (
+    "next_run_at",
+    "locked_at",
+    "last_finished_at",
+    "failed_at",
+    "last_run_at",
+    "debounce_started_at",
+    "start_date",
+    "end_date",
+)
 
 
 @attrs.define(kw_only=True, frozen=True)

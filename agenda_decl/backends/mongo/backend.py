@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+from agenda_decl.backends.base import StoreBackend
 from agenda_decl.backends.mongo.repository import MongoJobRepository
 from agenda_decl.connectors.mongo import MongoDatabase
-from agenda_decl.interfaces import AgendaBackend
+from agenda_decl.interfaces import NotificationChannel
 
 
-class MongoBackend(AgendaBackend):
+class MongoBackend(StoreBackend[MongoJobRepository, NotificationChannel]):
     """MongoDB storage only, like Agenda's: pair it with a notification channel of your
     choice (``MongoChangeStreamNotificationChannel``, Redis, PostgreSQL) or rely on polling."""
 
@@ -26,19 +27,11 @@ class MongoBackend(AgendaBackend):
         ensure_index: bool = True,
         read_only: bool = False,
     ) -> None:
-        self._repository = MongoJobRepository(
+        repository = MongoJobRepository(
             address=address, mongo=mongo, collection=collection, ensure_index=ensure_index,
             read_only=read_only,
         )
-        self._owns_connection = mongo is None
+        super().__init__(repository, owns_connection=mongo is None)
 
     def __repr__(self) -> str:
         return f"MongoBackend({self._repository!r})"
-
-    @property
-    def repository(self) -> MongoJobRepository:
-        return self._repository
-
-    @property
-    def owns_connection(self) -> bool:
-        return self._owns_connection

@@ -51,16 +51,6 @@ MAX_SEARCH_LENGTH = 255
 STATE_FIELD = "_agendaState"
 _NULL_FLAG = "_agendaNull"
 
-DATE_FIELDS: tuple[str, ...] = (
-    "next_run_at",
-    "locked_at",
-    "last_finished_at",
-    "failed_at",
-    "last_run_at",
-    "debounce_started_at",
-    "start_date",
-    "end_date",
-)
 _NOT_STORED = ("id", "unique", "unique_opts")
 _BSON_TYPES: tuple[tuple[type, str], ...] = ((bool, "bool"), (int, "number"), (float, "number"))
 
@@ -92,7 +82,7 @@ def job_fields(job: JobParameters[Any], last_modified_by: str | None) -> Documen
     document = job_to_document(job)
     for name in (*_NOT_STORED, *PROCESSOR_FIELDS):
         document.pop(CAMEL_NAMES[name], None)
-    for name in DATE_FIELDS:
+    for name in base.INSTANT_FIELDS:
         if name not in PROCESSOR_FIELDS:
             document[CAMEL_NAMES[name]] = to_bson_date(getattr(job, name))
     document["lastModifiedBy"] = last_modified_by

@@ -8,15 +8,15 @@ table and channels.
 from __future__ import annotations
 
 from agenda_decl._secrets import mask_url
+from agenda_decl.backends.base import StoreBackend
 from agenda_decl.backends.postgres.repository import PostgresJobRepository
 from agenda_decl.connectors.postgres import Pool
 from agenda_decl.errors import InvalidOptionError
-from agenda_decl.interfaces import AgendaBackend, NotificationChannel
 from agenda_decl.notifications.base import ReconnectOptions
 from agenda_decl.notifications.postgres import PostgresNotificationChannel
 
 
-class PostgresBackend(AgendaBackend):
+class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationChannel]):
     """Storage plus LISTEN/NOTIFY on one PostgreSQL database.
 
     Give ``connection_string`` (the backend owns its pool and closes it on ``disconnect``) or
@@ -44,34 +44,22 @@ class PostgresBackend(AgendaBackend):
             raise InvalidOptionError(
                 "PostgresBackend requires pool or connection_string (exactly one of them)"
             )
-        self._repository = PostgresJobRepository(
+        repository = PostgresJobRepository(
             connection_string=connection_string, pool=pool, table_name=table_name,
             ensure_schema=ensure_schema, max_pool_size=max_pool_size,
             connect_timeout=connect_timeout, read_only=read_only,
         )
         # Inspecting needs no notifications (and listening would hold a connection).
         off = disable_notifications or read_only
-        self._channel = None if off else PostgresNotificationChannel(
+        channel = None if off else PostgresNotificationChannel(
             connection_string=connection_string, pool=pool, channel_name=channel_name,
             reconnect=reconnect, connect_timeout=connect_timeout,
         )
-        self._owns = pool is None
+        super().__init__(repository, channel=channel, owns_connection=pool is None)
         self._where = mask_url(connection_string) if connection_string else "<pool>"
 
     def __repr__(self) -> str:
         return f"PostgresBackend({self._where!r}, table_name={self._repository.table_name!r})"
-
-    @property
-    def repository(self) -> PostgresJobRepository:
-        return self._repository
-
-    @property
-    def notification_channel(self) -> NotificationChannel | None:
-        return self._channel
-
-    @property
-    def owns_connection(self) -> bool:
-        return self._owns
 
     async def connect(self) -> None:
         await self._repository.connect()

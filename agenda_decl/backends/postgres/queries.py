@@ -33,21 +33,10 @@ from agenda_decl.errors import InvalidOptionError
 
 Row = dict[str, Any]
 
-_SQL = load_named_blocks("agenda_decl.backends.postgres", "queries.sql")
-
-# -- schema -------------------------------------------------------------------------------------
-
-CREATE_TABLE = _SQL["create_table"]
-ADD_COLUMNS = _SQL["add_columns"]
-#: (name suffix, statement) of each of Agenda's four indexes.
-INDEXES: tuple[tuple[str, LiteralString], ...] = tuple(
-    (suffix, _SQL[f"create{suffix}"])
-    for suffix in ("_find_and_lock_idx", "_single_job_idx", "_locked_at_idx", "_next_run_at_idx")
-)
-TRIGGER_FUNCTION = _SQL["trigger_function"]
-EXISTING = _SQL["existing_schema"]
-CREATE_TRIGGER = _SQL["create_trigger"]
-SCHEMA_LOCK = _SQL["schema_lock"]
+#: The statements, by the names of their blocks in ``queries.sql``.
+STATEMENTS = load_named_blocks("agenda_decl.backends.postgres", "queries.sql")
+#: The name suffixes of Agenda's four indexes; the statement of each is ``create<suffix>``.
+INDEX_SUFFIXES = ("_find_and_lock_idx", "_single_job_idx", "_locked_at_idx", "_next_run_at_idx")
 
 #: Derived names (``<t>_updated_at_trigger``, ...) must fit PostgreSQL's 63-byte identifiers.
 MAX_TABLE_NAME = 63 - len("_updated_at_trigger")
@@ -81,39 +70,13 @@ SORT_EXPRESSIONS: dict[str, LiteralString] = {
 #: time (one transaction per save), then the id for rows inserted by one transaction.
 TIE_BREAK = "created_at, id"
 
-STATE_CASE = _SQL["state_case"]
 
-# -- statements ---------------------------------------------------------------------------------
-
-SERVER_NOW = _SQL["server_now"]
-TABLE_PRESENT = _SQL["table_present"]
-READ_ONLY_SESSION = _SQL["read_only_session"]
-SELECT_BY_ID = _SQL["select_by_id"]
-INSERT = _SQL["insert"]
-INSERT_MANY = _SQL["insert_many"]
-UPDATE_SAVED = _SQL["update_saved"]
-UPSERT_SINGLE = _SQL["upsert_single"]
-UNIQUE_LOCK = _SQL["unique_lock"]
-SELECT_UNIQUE = _SQL["select_unique"]
-UPDATE_STATE = _SQL["update_state"]
-UPDATE_STATES = _SQL["update_states"]
-CLAIM = _SQL["claim"]
-LOCK = _SQL["lock"]
-UNLOCK = _SQL["unlock"]
-UNLOCK_MANY = _SQL["unlock_many"]
-DISTINCT_NAMES = _SQL["distinct_names"]
-QUEUE_SIZE = _SQL["queue_size"]
-OVERVIEW = _SQL["overview"]
-QUERY = _SQL["query"]
-COUNT = _SQL["count"]
-DELETE = _SQL["delete"]
-SET_DISABLED = _SQL["set_disabled"]
-
-
-def render(template: LiteralString, **parts: sql.Composable) -> sql.Composed:
-    """Fill a template's ``{placeholders}`` with identifiers or composed fragments."""
+def render(name: str, **parts: sql.Composable) -> sql.Composed:
+    """The statement ``name`` with its ``{placeholders}`` filled with identifiers or composed
+    fragments (``{state}``: the ``state_case`` block)."""
+    template = STATEMENTS[name]
     if "{state}" in template:
-        parts.setdefault("state", sql.SQL(STATE_CASE))
+        parts.setdefault("state", sql.SQL(STATEMENTS["state_case"]))
     return sql.SQL(template).format(**parts)
 
 
@@ -267,24 +230,24 @@ async def create_schema(conn: psycopg.AsyncConnection[Any], table: str) -> None:
     trigger = f"{table}_updated_at_trigger"
     function = sql.Identifier(f"update_{table.lower()}_updated_at")  # Agenda leaves it unquoted
     async with conn.transaction():
-        await conn.execute(SCHEMA_LOCK, (f"agenda_decl:schema:{table}",))
+        await conn.execute(STATEMENTS["schema_lock"], (f"agenda_decl:schema:{table}",))
         found = await _existing(conn, name.as_string(conn), trigger)
         if not found["has_table"]:
-            await conn.execute(render(CREATE_TABLE, table=name))
+            await conn.execute(render("create_table", table=name))
         if not {"debounce_started_at", "start_date", "end_date", "skip_days"} <= found["columns"]:
-            await conn.execute(render(ADD_COLUMNS, table=name))
-        for suffix, template in INDEXES:
+            await conn.execute(render("add_columns", table=name))
+        for suffix in INDEX_SUFFIXES:
             if table + suffix not in found["indexes"]:
                 index = sql.Identifier(table + suffix)
-                await conn.execute(render(template, table=name, index=index))
+                await conn.execute(render(f"create{suffix}", table=name, index=index))
         if not found["has_trigger"]:
-            await conn.execute(render(TRIGGER_FUNCTION, function=function))
-            await conn.execute(render(CREATE_TRIGGER, table=name, function=function,
+            await conn.execute(render("trigger_function", function=function))
+            await conn.execute(render("create_trigger", table=name, function=function,
                                         trigger=sql.Identifier(trigger)))
 
 
 async def _existing(conn: psycopg.AsyncConnection[Any], table: str, trigger: str) -> Row:
-    rows = await fetch(conn, EXISTING, {"table": table, "trigger": trigger})
+    rows = await fetch(conn, STATEMENTS["existing_schema"], {"table": table, "trigger": trigger})
     found = rows[0]
     return {**found, "columns": set(found["columns"]), "indexes": set(found["indexes"])}
 

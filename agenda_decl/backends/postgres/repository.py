@@ -12,7 +12,7 @@ import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, LiteralString
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -45,12 +45,12 @@ __all__ = ["PostgresJobRepository"]
 # -- names and statements -----------------------------------------------------------------------
 
 
-_SERVER_NOW = queries.render(queries.SERVER_NOW)
+_SERVER_NOW = queries.render("server_now")
 
 
 @functools.cache
-def _statement(template: LiteralString, table: str) -> sql.Composed:
-    return queries.render(template, table=sql.Identifier(table))
+def _statement(name: str, table: str) -> sql.Composed:
+    return queries.render(name, table=sql.Identifier(table))
 
 
 # -- rows -----------------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def _latest_per_id(jobs: Sequence[JobParameters[Any]]) -> list[JobParameters[Any
 
 async def _read_only_session(conn: psycopg.AsyncConnection[Any]) -> None:
     """Each pooled connection of a read-only repository: the server refuses its writes too."""
-    await conn.execute(queries.READ_ONLY_SESSION)
+    await conn.execute(queries.STATEMENTS["read_only_session"])
 
 
 # -- the repository -------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
 
     async def _table_present(self, conn: psycopg.AsyncConnection[Any]) -> bool:
         name = sql.Identifier(self._table).as_string(conn)
-        rows = await queries.fetch(conn, queries.TABLE_PRESENT, {"table": name})
+        rows = await queries.fetch(conn, queries.STATEMENTS["table_present"], {"table": name})
         return bool(rows[0]["present"])
 
     async def close(self) -> None:
@@ -191,8 +191,9 @@ class PostgresJobRepository(base.ClaimsInBatches):
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def _sql(self, template: LiteralString) -> sql.Composed:
-        return _statement(template, self._table)
+    def _sql(self, name: str) -> sql.Composed:
+        """The statement ``name`` of ``queries.sql`` for this repository's table."""
+        return _statement(name, self._table)
 
     async def _fetch(self, statement: sql.Composable, params: Any) -> list[Row]:
         async with self.pool.connection() as conn:
@@ -221,31 +222,31 @@ class PostgresJobRepository(base.ClaimsInBatches):
         params = {**where.params, "now": utcnow()}
         state = queries.state_filter(options.state, params)
         table = sql.Identifier(self._table)
-        page = queries.render(queries.QUERY, table=table, where=where.sql(), state_filter=state,
+        page = queries.render("query", table=table, where=where.sql(), state_filter=state,
                         order=queries.order_by(options.sort))
         rows = await self._read(page, {**params, "limit": options.limit or None,
                                        "skip": options.skip})
         if rows or not options.skip:
             return JobsResult(jobs=[base.with_state(_job(r), r["state"]) for r in rows],
                               total=rows[0]["total"] if rows else 0)
-        count = queries.render(queries.COUNT, table=table, where=where.sql(), state_filter=state)
+        count = queries.render("count", table=table, where=where.sql(), state_filter=state)
         counted = await self._read(count, params)
         return JobsResult(jobs=[], total=counted[0]["total"] if counted else 0)
 
     async def get_jobs_overview(self) -> list[JobsOverview]:
-        rows = await self._read(self._sql(queries.OVERVIEW), {"now": utcnow()})
+        rows = await self._read(self._sql("overview"), {"now": utcnow()})
         return [JobsOverview(**row) for row in rows]
 
     async def get_distinct_job_names(self) -> list[str]:
-        return [row["name"] for row in await self._read(self._sql(queries.DISTINCT_NAMES), ())]
+        return [row["name"] for row in await self._read(self._sql("distinct_names"), ())]
 
     async def get_job_by_id(self, job_id: str) -> JobParameters[Any] | None:
         key = job_uuid(job_id)
-        rows = await self._read(self._sql(queries.SELECT_BY_ID), (key,)) if key else []
+        rows = await self._read(self._sql("select_by_id"), (key,)) if key else []
         return _job(rows[0]) if rows else None
 
     async def get_queue_size(self) -> int:
-        rows = await self._read(self._sql(queries.QUEUE_SIZE), ())
+        rows = await self._read(self._sql("queue_size"), ())
         return int(rows[0]["size"]) if rows else 0
 
     # -- writing -------------------------------------------------------------------------------
@@ -255,7 +256,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         where = queries.remove_where(options)
         if where is None:
             return 0
-        statement = queries.render(queries.DELETE, table=sql.Identifier(self._table),
+        statement = queries.render("delete", table=sql.Identifier(self._table),
                                    where=where.sql())
         return await self._execute(statement, where.params)
 
@@ -271,7 +272,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         if where is None:
             return 0
         table = sql.Identifier(self._table)
-        statement = queries.render(queries.SET_DISABLED, table=table, where=where.sql())
+        statement = queries.render("set_disabled", table=table, where=where.sql())
         return await self._execute(statement, {**where.params, "disabled": disabled})
 
     async def save_job(
@@ -286,11 +287,11 @@ class PostgresJobRepository(base.ClaimsInBatches):
         if job.id is not None:
             key = job_uuid(job.id)
             rows = await self._fetch(
-                self._sql(queries.UPDATE_SAVED), {**values, "id": key, "match_name": job.name}
+                self._sql("update_saved"), {**values, "id": key, "match_name": job.name}
             ) if key else []
             return _job(rows[0]) if rows else job
         if job.type == "single":
-            upsert = self._sql(queries.UPSERT_SINGLE)
+            upsert = self._sql("upsert_single")
             return _job((await self._fetch(upsert, {**values, "now": now}))[0])
         if job.unique:
             return await self._save_unique(job, values, now)
@@ -302,7 +303,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         if len(batch) > 1:
             ids = sorted(uuid.uuid4() for _ in batch)
             with contextlib.suppress(psycopg.DataError, psycopg.IntegrityError):
-                rows = await self._fetch(self._sql(queries.INSERT_MANY),
+                rows = await self._fetch(self._sql("insert_many"),
                                          queries.insert_columns(batch, ids))
                 by_id = {row["id"]: row for row in rows}
                 return [by_id[key] for key in ids]
@@ -310,7 +311,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
 
     async def _insert_one(self, values: Row) -> Row | Exception:
         try:
-            return (await self._fetch(self._sql(queries.INSERT), values))[0]
+            return (await self._fetch(self._sql("insert"), values))[0]
         except Exception as error:
             return error
 
@@ -320,7 +321,8 @@ class PostgresJobRepository(base.ClaimsInBatches):
         """Read, decide with the shared rules, write; one transaction, serialized per name."""
         assert job.unique
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(queries.UNIQUE_LOCK, (f"agenda_decl:{self._table}:{job.name}",))
+            lock_key = f"agenda_decl:{self._table}:{job.name}"
+            await conn.execute(queries.STATEMENTS["unique_lock"], (lock_key,))
             now = now or parse_datetime((await queries.fetch(conn, _SERVER_NOW, ()))[0]["now"])
             stored = await self._select_unique(conn, job.name, job.unique)
             if stored is not None and base.is_insert_only(job):
@@ -330,9 +332,9 @@ class PostgresJobRepository(base.ClaimsInBatches):
                 values["next_run_at"] = outcome.next_run_at
                 values["debounce_started_at"] = outcome.debounce_started_at
             if stored is None:
-                return _job((await queries.fetch(conn, self._sql(queries.INSERT), values))[0])
+                return _job((await queries.fetch(conn, self._sql("insert"), values))[0])
             match = {"id": job_uuid(stored.id), "match_name": stored.name}
-            update = self._sql(queries.UPDATE_SAVED)
+            update = self._sql("update_saved")
             return _job((await queries.fetch(conn, update, {**values, **match}))[0])
 
     async def _select_unique(
@@ -340,7 +342,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
     ) -> JobParameters[Any] | None:
         conditions = [queries.unique_condition(key, value) for key, value in unique.items()]
         statement = queries.render(
-            queries.SELECT_UNIQUE,
+            "select_unique",
             table=sql.Identifier(self._table),
             conditions=sql.SQL(" AND ").join(condition for condition, _ in conditions),
         )
@@ -361,7 +363,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         if key is None:
             raise job_not_found(job)
         values = queries.state_values(job, key, last_modified_by, lock_token)
-        if await self._execute(self._sql(queries.UPDATE_STATE), values) != 1:
+        if await self._execute(self._sql("update_state"), values) != 1:
             raise await rejected_state_write(self, job, lock_token)
 
     async def save_job_states(
@@ -381,7 +383,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
             return [JobId(str(job.id)) for job in latest]
         if len(latest) == 1:  # the simpler statement is cheaper for the common lone write
             return await self._save_one_state(latest[0], last_modified_by, tokens)
-        rows = await self._fetch(self._sql(queries.UPDATE_STATES),
+        rows = await self._fetch(self._sql("update_states"),
                                  queries.states_columns(keyed, last_modified_by, tokens))
         written = {row["id"] for row in rows}
         return [JobId(str(job.id)) for job in latest if job_uuid(job.id) not in written]
@@ -392,7 +394,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         key = job_uuid(job.id)
         token = tokens.get(str(job.id))
         if key is None or await self._execute(
-            self._sql(queries.UPDATE_STATE), queries.state_values(job, key, by, token)
+            self._sql("update_state"), queries.state_values(job, key, by, token)
         ) != 1:
             return [JobId(str(job.id))]
         return []
@@ -412,18 +414,18 @@ class PostgresJobRepository(base.ClaimsInBatches):
             return None
         params = {"id": key, "name": job.name, "next_run_at": job.next_run_at, "now": now,
                   "by": last_modified_by}
-        rows = await self._fetch(self._sql(queries.LOCK), params)
+        rows = await self._fetch(self._sql("lock"), params)
         return _job(rows[0]) if rows else None
 
     async def unlock_job(self, job: JobParameters[Any]) -> None:
         key = job_uuid(job.id) if job.id else None
         if key is not None:
-            await self._execute(self._sql(queries.UNLOCK), (key,))
+            await self._execute(self._sql("unlock"), (key,))
 
     async def unlock_jobs(self, job_ids: Sequence[str]) -> None:
         keys = [key for key in map(job_uuid, job_ids) if key is not None]
         if keys:
-            await self._execute(self._sql(queries.UNLOCK_MANY), (keys,))
+            await self._execute(self._sql("unlock_many"), (keys,))
 
     async def get_next_jobs_to_run(
         self,
@@ -440,5 +442,5 @@ class PostgresJobRepository(base.ClaimsInBatches):
             return []
         params = {"name": job_name, "next_scan_at": next_scan_at, "lock_deadline": lock_deadline,
                   "limit": limit, "now": now, "by": last_modified_by}
-        rows = await self._fetch(self._sql(queries.CLAIM), params)
+        rows = await self._fetch(self._sql("claim"), params)
         return [_job(row) for row in sorted(rows, key=_claim_order)]

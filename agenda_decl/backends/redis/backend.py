@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from redis.asyncio import Redis
+
+from agenda_decl.backends.base import StoreBackend
 from agenda_decl.backends.redis.repository import RedisJobRepository
 from agenda_decl.connectors.redis import client_from_url, redacted_address
 from agenda_decl.errors import InvalidOptionError
-from agenda_decl.interfaces import AgendaBackend, NotificationChannel
 from agenda_decl.notifications.redis import RedisNotificationChannel
-from redis.asyncio import Redis
 
 
-class RedisBackend(AgendaBackend):
+class RedisBackend(StoreBackend[RedisJobRepository, RedisNotificationChannel]):
     """Agenda v6's Redis backend: storage under ``key_prefix`` and pub/sub notifications on
     ``channel_name`` (none with ``disable_notifications`` or ``read_only``). A ``client``
     passed in is shared by both and never closed; one built from ``connection_string`` is
@@ -41,19 +42,20 @@ class RedisBackend(AgendaBackend):
             raise InvalidOptionError(
                 "RedisBackend requires client or connection_string (one of them)"
             )
-        self._owns_client = client is None
+        owns_client = client is None
         if client is None:
             assert connection_string is not None
             client = client_from_url(connection_string)
         self._client = client
         self._where = redacted_address(client, connection_string)
-        self._repository = RedisJobRepository(client, key_prefix=key_prefix, where=self._where,
-                                              read_only=read_only)
+        repository = RedisJobRepository(client, key_prefix=key_prefix, where=self._where,
+                                        read_only=read_only)
         # Inspecting needs no notifications.
         off = disable_notifications or read_only
-        self._channel = None if off else RedisNotificationChannel(
+        channel = None if off else RedisNotificationChannel(
             client=client, channel_name=channel_name, health_check_interval=health_check_interval
         )
+        super().__init__(repository, channel=channel, owns_connection=owns_client)
 
     def __repr__(self) -> str:
         return f"RedisBackend({self._where}, key_prefix={self._repository.key_prefix!r})"
@@ -62,19 +64,7 @@ class RedisBackend(AgendaBackend):
     def client(self) -> Redis:
         return self._client
 
-    @property
-    def repository(self) -> RedisJobRepository:
-        return self._repository
-
-    @property
-    def notification_channel(self) -> NotificationChannel | None:
-        return self._channel
-
-    @property
-    def owns_connection(self) -> bool:
-        return self._owns_client
-
     async def disconnect(self) -> None:
         await self._repository.close()
-        if self._owns_client:
+        if self.owns_connection:
             await self._client.aclose()

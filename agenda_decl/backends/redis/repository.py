@@ -12,6 +12,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
 from agenda_decl._clock import truncate_ms
 from agenda_decl._job_data import check_data_filter
 from agenda_decl._model import (
@@ -25,8 +28,6 @@ from agenda_decl._model import (
 from agenda_decl.backends import base
 from agenda_decl.backends.redis import codec, scripts
 from agenda_decl.connectors.redis import check_name, check_reachable, redacted_address, text
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 __all__ = ["RedisJobRepository"]
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
+from agenda_decl.backends.base import StoreBackend
 from agenda_decl.backends.sqlite.repository import SQLiteJobRepository
-from agenda_decl.interfaces import AgendaBackend
+from agenda_decl.interfaces import NotificationChannel
 
 
-class SQLiteBackend(AgendaBackend):
+class SQLiteBackend(StoreBackend[SQLiteJobRepository, NotificationChannel]):
     """The embedded default backend: storage only (no notification channel of its own).
 
     ``read_only=True`` is for inspecting (``agenda-decl plan``, ``jobs``): the file is never
@@ -32,17 +33,13 @@ class SQLiteBackend(AgendaBackend):
         busy_timeout: int | float | timedelta | str = "5 seconds",
         read_only: bool = False,
     ) -> None:
-        self._repository = SQLiteJobRepository(
+        super().__init__(SQLiteJobRepository(
             path, table_name=table_name, busy_timeout=busy_timeout, read_only=read_only
-        )
+        ))
 
     def __repr__(self) -> str:
         repository = self._repository
         return f"SQLiteBackend(path={repository.path!r}, table_name={repository.table_name!r})"
-
-    @property
-    def repository(self) -> SQLiteJobRepository:
-        return self._repository
 
     async def close(self) -> None:
         await self.disconnect()

@@ -29,61 +29,11 @@ INT64 = range(-(2**63), 2**63)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
 
-_SQL = load_named_blocks("agenda_decl.backends.sqlite", "queries.sql")
-
-# -- schema -------------------------------------------------------------------------------------
-
-CREATE_TABLE = _SQL["create_table"]
-#: The suffixes of the index names (``<table>_find_and_lock_idx``, ...) and their statements.
+#: The statements, by the names of their blocks in ``queries.sql``.
+STATEMENTS = load_named_blocks("agenda_decl.backends.sqlite", "queries.sql")
+#: The suffixes of the index names (``<table>_find_and_lock_idx``, ...); the statement of
+#: each is the block ``create_<suffix>``.
 INDEX_SUFFIXES = ("find_and_lock_idx", "single_job_idx", "locked_at_idx", "next_run_at_idx")
-CREATE_INDEXES = tuple(_SQL[f"create_{suffix}"] for suffix in INDEX_SUFFIXES)
-SCHEMA_OBJECTS = _SQL["schema_objects"]
-
-# -- columns ------------------------------------------------------------------------------------
-
-#: What ``save_job`` writes: every field except the id and the processor fields.
-SAVE_COLUMNS = (
-    "name",
-    "priority",
-    "next_run_at",
-    "type",
-    "repeat_timezone",
-    "repeat_interval",
-    "data",
-    "repeat_at",
-    "disabled",
-    "debounce_started_at",
-    "last_modified_by",
-    "fork",
-    "start_date",
-    "end_date",
-    "skip_days",
-)
-
-#: Exactly ``_model.STATE_FIELDS``.
-STATE_COLUMNS = (
-    "locked_at",
-    "next_run_at",
-    "last_run_at",
-    "progress",
-    "fail_reason",
-    "fail_count",
-    "failed_at",
-    "last_finished_at",
-    "last_modified_by",
-)
-
-#: Columns that hold instants (INTEGER epoch milliseconds).
-INSTANT_COLUMNS = (
-    "next_run_at",
-    "locked_at",
-    "last_finished_at",
-    "failed_at",
-    "last_run_at",
-    "debounce_started_at",
-    "start_date",
-    "end_date",
-)
 
 #: The allow-list of sort keys and the SQL each sorts on. Data sorts on its JSON text, with a
 #: JSON ``null`` counted as missing (so it goes last, as in the reference store).
@@ -96,27 +46,7 @@ SORT_EXPRESSIONS = {
     "data": "NULLIF(data, 'null')",
 }
 
-STATE_CASE = _SQL["state_case"]
-
-# -- statements ---------------------------------------------------------------------------------
-
-SELECT_BY_ID = _SQL["select_by_id"]
-SELECT_SINGLE = _SQL["select_single"]
-INSERT = _SQL["insert"]
-UPDATE_SAVED = _SQL["update_saved"]
-UPDATE_STATE = _SQL["update_state"]
-CLAIM = _SQL["claim"]
-LOCK = _SQL["lock"]
-UNLOCK = _SQL["unlock"]
-UNLOCK_MANY = _SQL["unlock_many"]
-DISTINCT_NAMES = _SQL["distinct_names"]
-QUEUE_SIZE = _SQL["queue_size"]
-OVERVIEW = _SQL["overview"]
-SELECT_PAGE = _SQL["select_page"]
-COUNT = _SQL["count"]
-DELETE = _SQL["delete"]
-SET_DISABLED = _SQL["set_disabled"]
-SELECT_UNIQUE = _SQL["select_unique"]
+STATE_CASE = STATEMENTS["state_case"]
 
 #: Filter fragments (each names its own parameters); ``where`` is ANDed from these.
 FILTERS = {
@@ -135,14 +65,14 @@ FILTERS = {
 DEFAULT_SORT = [("next_run_at", "desc"), ("last_run_at", "desc")]
 
 
-def render(template: str, *, table: str, prefix: str = "", **fragments: str) -> str:
-    """Fill in the quoted table name, the state expression and fragments built from this
-    module's own text.
+def render(name: str, *, table: str, prefix: str = "", **fragments: str) -> str:
+    """The statement ``name`` with the quoted table name, the state expression and fragments
+    built from this module's own text filled in.
 
     Callers pass only a validated identifier and fragments taken from :data:`FILTERS`,
     :data:`SORT_EXPRESSIONS` and fixed keywords, never user input.
     """
-    return template.format(table=table, prefix=prefix, state=STATE_CASE, **fragments)
+    return STATEMENTS[name].format(table=table, prefix=prefix, state=STATE_CASE, **fragments)
 
 
 # -- filters (fragments of this module; every value a parameter) ---------------------------------
@@ -285,7 +215,8 @@ def _skip_days(days: list[int] | None) -> str | None:
 
 
 def save_params(job: JobParameters[Any], data: str, last_modified_by: str | None) -> Params:
-    """The SAVE_COLUMNS parameters of a job, as SQLite values."""
+    """The parameters of every field ``save_job`` writes (all but the id and the processor
+    fields), as SQLite values."""
     return {
         "name": job.name,
         "priority": _int64(job.priority, "priority"),
@@ -308,8 +239,8 @@ def save_params(job: JobParameters[Any], data: str, last_modified_by: str | None
 def state_params(
     job: JobParameters[Any], last_modified_by: str | None, lock_token: datetime | None = None
 ) -> Params:
-    """The STATE_COLUMNS parameters of a job plus its key, timing and lock token, as SQLite
-    values."""
+    """The parameters of a job's ``_model.STATE_FIELDS`` plus its key, timing and lock token,
+    as SQLite values."""
     return {
         "lock_token": to_ms(lock_token),
         "id": str(job.id),

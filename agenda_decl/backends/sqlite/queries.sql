@@ -97,7 +97,8 @@ INSERT INTO {table} (
 RETURNING *, rowid AS row_order
 
 -- update_saved --
--- Every SAVE_COLUMNS column, matched on id and name (the processor fields stay as stored).
+-- Every field save_job writes, matched on id and name (the processor fields stay as
+-- stored).
 UPDATE {table} SET
     updated_at = :stamp,
     name = :name, priority = :priority, next_run_at = :next_run_at, type = :type,
@@ -109,7 +110,7 @@ WHERE id = :id AND name = :name
 RETURNING *, rowid AS row_order
 
 -- update_state --
--- Exactly the STATE_COLUMNS; next_run_at only while the stored timing is the job's
+-- Exactly the _model.STATE_FIELDS; next_run_at only while the stored timing is the job's
 -- (_model.TIMING_FIELDS, compared in the stored form: IS is equality with NULL equal to
 -- NULL, and json() makes both skip_days texts compact). Fenced (:lock_token, integer ms like
 -- locked_at, NULL = unfenced): applied only while the stored lock is the token.

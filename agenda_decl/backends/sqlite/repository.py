@@ -106,8 +106,8 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         clauses, params = queries.query_criteria(options)
         params.update(now=queries.to_ms(utcnow()), limit=options.limit or -1, skip=options.skip)
         where = " AND ".join(clauses) or "1"
-        page = self._sql(queries.SELECT_PAGE, where=where, order=queries.order_by(options))
-        count = self._sql(queries.COUNT, where=where)
+        page = self._sql("select_page", where=where, order=queries.order_by(options))
+        count = self._sql("count", where=where)
         rows, total = await self._connector.read(
             lambda c: (fetch_all(c, page, params), fetch_one(c, count, params))
         )
@@ -115,45 +115,45 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         return JobsResult(jobs=jobs, total=total["total"])
 
     async def get_jobs_overview(self) -> list[JobsOverview]:
-        statement, now = self._sql(queries.OVERVIEW), queries.to_ms(utcnow())
+        statement, now = self._sql("overview"), queries.to_ms(utcnow())
         rows = await self._connector.read(lambda c: fetch_all(c, statement, {"now": now}))
         return [JobsOverview(**row) for row in rows]
 
     async def get_distinct_job_names(self) -> list[str]:
-        statement = self._sql(queries.DISTINCT_NAMES)
+        statement = self._sql("distinct_names")
         rows = await self._connector.read(lambda c: fetch_all(c, statement, ()))
         return [row["name"] for row in rows]
 
     async def get_job_by_id(self, job_id: str) -> JobParameters[Any] | None:
-        statement = self._sql(queries.SELECT_BY_ID)
+        statement = self._sql("select_by_id")
         row = await self._connector.read(lambda c: fetch_first(c, statement, (str(job_id),)))
         return None if row is None else _job_from_row(row)
 
     async def get_queue_size(self) -> int:
-        statement, now = self._sql(queries.QUEUE_SIZE), queries.to_ms(utcnow())
+        statement, now = self._sql("queue_size"), queries.to_ms(utcnow())
         row = await self._connector.read(lambda c: fetch_one(c, statement, (now,)))
         return int(row["size"])
 
     # -- writing -------------------------------------------------------------------------
 
     async def remove_jobs(self, options: RemoveJobsOptions) -> int:
-        return await self._change_matching(queries.DELETE, options, {})
+        return await self._change_matching("delete", options, {})
 
     async def disable_jobs(self, options: RemoveJobsOptions) -> int:
-        return await self._change_matching(queries.SET_DISABLED, options, {"disabled": 1})
+        return await self._change_matching("set_disabled", options, {"disabled": 1})
 
     async def enable_jobs(self, options: RemoveJobsOptions) -> int:
-        return await self._change_matching(queries.SET_DISABLED, options, {"disabled": 0})
+        return await self._change_matching("set_disabled", options, {"disabled": 0})
 
     async def _change_matching(
-        self, template: str, options: RemoveJobsOptions, extra: dict[str, Any]
+        self, statement_name: str, options: RemoveJobsOptions, extra: dict[str, Any]
     ) -> int:
         if options.matches_nothing():
             return 0
         check_data_filter(options.data)
         clauses, params = queries.remove_criteria(options)
         params.update(extra, stamp=queries.to_ms(utcnow()))
-        statement = self._sql(template, where=" AND ".join(clauses))
+        statement = self._sql(statement_name, where=" AND ".join(clauses))
         return await self._write(lambda c: c.execute(statement, params).rowcount)
 
     async def save_job(
@@ -176,7 +176,7 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         lock_tokens: Mapping[str, datetime] | None = None,
     ) -> list[JobId]:
         """All the state writes in one transaction (one commit, one fsync)."""
-        statement = self._sql(queries.UPDATE_STATE)
+        statement = self._sql("update_state")
         tokens = lock_tokens or {}
         batch = [
             (job, queries.state_params(job, last_modified_by,
@@ -210,18 +210,18 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             "now": queries.to_ms(now or utcnow()),
             "by": last_modified_by,
         }
-        statement = self._sql(queries.LOCK)
+        statement = self._sql("lock")
         row = await self._write(lambda c: fetch_first(c, statement, params))
         return None if row is None else _job_from_row(row)
 
     async def unlock_job(self, job: JobParameters[Any]) -> None:
         if job.id is not None:
-            statement, job_id = self._sql(queries.UNLOCK), str(job.id)
+            statement, job_id = self._sql("unlock"), str(job.id)
             await self._write(lambda c: c.execute(statement, (job_id,)).rowcount)
 
     async def unlock_jobs(self, job_ids: Sequence[str]) -> None:
         if job_ids:
-            statement, ids = self._sql(queries.UNLOCK_MANY), json.dumps([str(i) for i in job_ids])
+            statement, ids = self._sql("unlock_many"), json.dumps([str(i) for i in job_ids])
             await self._write(lambda c: c.execute(statement, (ids,)).rowcount)
 
     async def get_next_jobs_to_run(
@@ -244,7 +244,7 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             "by": last_modified_by,
             "limit": limit,
         }
-        statement = self._sql(queries.CLAIM)
+        statement = self._sql("claim")
         rows = await self._write(lambda c: fetch_all(c, statement, params))
         rows.sort(key=_claim_order)
         return [_job_from_row(row) for row in rows]
@@ -264,19 +264,19 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
 
     def _insert(self, c: sqlite3.Connection, values: Row, now: datetime) -> JobParameters[Any]:
         params = {**values, "id": uuid.uuid4().hex, "stamp": queries.to_ms(now)}
-        return _job_from_row(fetch_one(c, self._sql(queries.INSERT), params))
+        return _job_from_row(fetch_one(c, self._sql("insert"), params))
 
     def _update_saved(
         self, c: sqlite3.Connection, job_id: str, values: Row, now: datetime
     ) -> JobParameters[Any] | None:
         params = {**values, "id": job_id, "stamp": queries.to_ms(now)}
-        row = fetch_first(c, self._sql(queries.UPDATE_SAVED), params)
+        row = fetch_first(c, self._sql("update_saved"), params)
         return None if row is None else _job_from_row(row)
 
     def _upsert_single(
         self, c: sqlite3.Connection, values: Row, now: datetime
     ) -> JobParameters[Any] | None:
-        row = fetch_first(c, self._sql(queries.SELECT_SINGLE), (values["name"],))
+        row = fetch_first(c, self._sql("select_single"), (values["name"],))
         if row is None:
             return self._insert(c, values, now)
         incoming = queries.from_ms(values["next_run_at"])
@@ -315,32 +315,33 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             clause = queries.unique_prefilter(key, value, index, params)
             if clause is not None:
                 clauses.append(clause)
-        cursor = c.execute(self._sql(queries.SELECT_UNIQUE, where=" AND ".join(clauses)), params)
+        cursor = c.execute(self._sql("select_unique", where=" AND ".join(clauses)), params)
         candidates = (_job_from_row(row) for row in cursor)
         return next((j for j in candidates if matches_unique(j, unique, job.name)), None)
 
     # -- statements and schema (the schema is made in the worker thread) ----------------
 
-    def _sql(self, template: str, **fragments: str) -> str:
+    def _sql(self, name: str, **fragments: str) -> str:
+        """The statement ``name`` of ``queries.sql`` for this repository's table."""
         return queries.render(
-            template, table=f'"{self._table_name}"', prefix=self._table_name, **fragments
+            name, table=f'"{self._table_name}"', prefix=self._table_name, **fragments
         )
 
     def _create_schema(self, c: sqlite3.Connection) -> None:
         if not self._schema_exists(c):  # skip the write lock when another process made it
-            schema = [self._sql(statement)
-                      for statement in (queries.CREATE_TABLE, *queries.CREATE_INDEXES)]
+            names = ("create_table", *(f"create_{suffix}" for suffix in queries.INDEX_SUFFIXES))
+            schema = [self._sql(name) for name in names]
             in_transaction(c, lambda conn: [conn.execute(s) for s in schema], "BEGIN IMMEDIATE")
 
     def _has_table(self, c: sqlite3.Connection) -> bool:
         """Whether the jobs table exists (all a reader needs)."""
-        found = c.execute(queries.SCHEMA_OBJECTS, (json.dumps([self._table_name]),)).fetchall()
-        return bool(found)
+        names = json.dumps([self._table_name])
+        return bool(c.execute(queries.STATEMENTS["schema_objects"], (names,)).fetchall())
 
     def _schema_exists(self, c: sqlite3.Connection) -> bool:
         table = self._table_name
         names = [table, *(f"{table}_{suffix}" for suffix in queries.INDEX_SUFFIXES)]
-        found = c.execute(queries.SCHEMA_OBJECTS, (json.dumps(names),)).fetchall()
+        found = c.execute(queries.STATEMENTS["schema_objects"], (json.dumps(names),)).fetchall()
         return len(found) == len(names)
 
 
@@ -356,7 +357,7 @@ def _normalize(value: datetime) -> datetime:
 
 def _job_from_row(row: Row) -> JobParameters[Any]:
     values = dict(row)
-    for column in queries.INSTANT_COLUMNS:
+    for column in base.INSTANT_FIELDS:
         values[column] = queries.from_ms(values[column])
     values["data"] = json.loads(values["data"])
     if values["skip_days"] is not None:
@@ -366,6 +367,6 @@ def _job_from_row(row: Row) -> JobParameters[Any]:
 
 
 def _claim_order(row: Row) -> tuple[bool, int, int, int]:
-    """The claim order of the CLAIM statement: next_run_at nulls last, priority desc, rowid."""
+    """The claim order of the claim statement: next_run_at nulls last, priority desc, rowid."""
     next_run_at = row["next_run_at"]
     return (next_run_at is None, next_run_at or 0, -row["priority"], row["row_order"])
