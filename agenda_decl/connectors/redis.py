@@ -1,17 +1,19 @@
 """Redis clients (redis-py's asyncio client) as the repository and the notification channel
 both use them: built from a connection string, checked with a PING, named in messages without
-the password; which errors mean the server is unreachable; replies as text; and the rule for
-key and channel names.
+the password; the subscriber connection of a channel; which errors mean the server is
+unreachable; replies as text; and the rule for key and channel names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import RedisError
 
 from agenda_decl._secrets import mask_text, mask_url
@@ -78,6 +80,32 @@ async def check_reachable(client: Redis, where: str) -> None:
         raise BackendUnavailableError(
             f"cannot reach Redis at {where}: {redacted_error(error)}"
         ) from None
+
+
+def subscriber(client: Redis) -> PubSub:
+    """A pub/sub object on ``client``'s pool, not connected yet (see :func:`connect_subscriber`)."""
+    return client.pubsub(ignore_subscribe_messages=True)
+
+
+async def connect_subscriber(pubsub: PubSub) -> Any:
+    """Connect ``pubsub`` with redis-py's own retries turned off on its connection: errors must
+    reach the channel rather than be retried away inside redis-py (a reconnect goes through
+    the channel, so the scheduler sees it and polls at once). Returns the retry policy that
+    :func:`close_subscriber` puts back."""
+    await pubsub.connect()  # type: ignore[no-untyped-call, unused-ignore]
+    assert pubsub.connection is not None
+    saved_retry = pubsub.connection.retry
+    pubsub.connection.retry = Retry(NoBackoff(), 0)
+    return saved_retry
+
+
+async def close_subscriber(pubsub: PubSub, saved_retry: Any) -> None:
+    """Close ``pubsub`` (which ends its subscriptions); its connection goes back to the
+    client's pool with the retry policy it had."""
+    if pubsub.connection is not None and saved_retry is not None:
+        pubsub.connection.retry = saved_retry
+    with contextlib.suppress(*UNREACHABLE):
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def text(value: Any) -> Any:

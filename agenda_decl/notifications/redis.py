@@ -9,7 +9,6 @@ a batch is in ``redis.lua``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections import deque
@@ -19,8 +18,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from agenda_decl._convert import (
     notification_from_json,
@@ -36,8 +33,11 @@ from agenda_decl.connectors.redis import (
     UNREACHABLE,
     check_name,
     client_from_url,
+    close_subscriber,
+    connect_subscriber,
     redacted_address,
     redacted_error,
+    subscriber,
     text,
 )
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError, NotConnectedError
@@ -155,14 +155,9 @@ class RedisNotificationChannel(BaseNotificationChannel):
     async def _open(self) -> None:
         await self._close()  # never two listeners
         client = self._publisher()
-        self._pubsub = pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = pubsub = subscriber(client)
         try:
-            await pubsub.connect()  # type: ignore[no-untyped-call, unused-ignore]
-            # Errors must reach us rather than be retried away inside redis-py: a reconnect
-            # goes through connection_lost(), so the scheduler sees it and polls at once.
-            assert pubsub.connection is not None
-            self._saved_retry = pubsub.connection.retry
-            pubsub.connection.retry = Retry(NoBackoff(), 0)
+            self._saved_retry = await connect_subscriber(pubsub)
             await pubsub.subscribe(self.channel_name, self.state_channel, self._probe_channel)
         except UNREACHABLE as error:
             where = mask_url(self._url) if self._url else redacted_address(client, None)
@@ -233,12 +228,8 @@ class RedisNotificationChannel(BaseNotificationChannel):
             if task is not current:
                 await cancel_and_wait(task)
         pubsub, self._pubsub = self._pubsub, None
-        if pubsub is None:
-            return
-        if pubsub.connection is not None and self._saved_retry is not None:
-            pubsub.connection.retry = self._saved_retry  # it goes back to the client's pool
-        with contextlib.suppress(*UNREACHABLE):  # closing ends the subscriptions
-            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+        if pubsub is not None:
+            await close_subscriber(pubsub, self._saved_retry)
 
     async def disconnect(self) -> None:
         await super().disconnect()
