@@ -17,6 +17,7 @@ import attrs
 
 from agenda_decl import timing
 from agenda_decl._clock import Clock, truncate_ms
+from agenda_decl._job_data import check_unique_keys, truncate_reason
 from agenda_decl._model import (
     DATA,
     DebounceOptions,
@@ -25,7 +26,6 @@ from agenda_decl._model import (
     RemoveJobsOptions,
     UniqueOptions,
 )
-from agenda_decl.backends.base import check_unique_keys, truncate_reason
 from agenda_decl.backoff import BackoffStrategy
 from agenda_decl.errors import AgendaError, JobCanceledError, LockLostError
 from agenda_decl.interfaces import JobRepository

@@ -11,7 +11,7 @@ import attrs
 
 from agenda_decl._group_commit import GroupCommit
 from agenda_decl._model import JobParameters
-from agenda_decl.backends.base import rejected_state_write
+from agenda_decl.errors import rejected_state_write
 from agenda_decl.interfaces import JobRepository
 
 

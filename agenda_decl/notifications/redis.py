@@ -2,12 +2,13 @@
 
 Notifications are Agenda's JSON on ``agenda:jobs`` and ``agenda:jobs:state`` (or the channel
 name given); they are hints, so a flood beyond ``MAX_PENDING`` waiting messages is dropped.
+The client comes from ``connectors.redis``, as the repository's does; the Lua that publishes
+a batch is in ``redis.lua``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections import deque
@@ -17,9 +18,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from agenda_decl._convert import (
     notification_from_json,
@@ -28,15 +26,19 @@ from agenda_decl._convert import (
 )
 from agenda_decl._group_commit import GroupCommit
 from agenda_decl._model import JobNotification, JobStateNotification
+from agenda_decl._named_blocks import load_named_blocks
 from agenda_decl._secrets import mask_url
 from agenda_decl._tasks import cancel_and_wait
-from agenda_decl.backends import _redis_codec as codec
-from agenda_decl.backends import _redis_lua as lua
-from agenda_decl.backends._redis_connection import (
+from agenda_decl.connectors.redis import (
+    UNREACHABLE,
     check_name,
     client_from_url,
+    close_subscriber,
+    connect_subscriber,
     redacted_address,
     redacted_error,
+    subscriber,
+    text,
 )
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError, NotConnectedError
 from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOptions
@@ -46,6 +48,8 @@ log = logging.getLogger("agenda_decl.backends.redis")
 
 #: Notifications waiting for the subscribers; beyond this they are dropped (they are hints).
 MAX_PENDING = 10_000
+#: ARGV: channel, payload, channel, payload, ...: publishes them in order with one command.
+_PUBLISH_MANY = load_named_blocks("agenda_decl.notifications", "redis.lua")["publish_many"]
 
 
 class RedisNotificationChannel(BaseNotificationChannel):
@@ -126,8 +130,8 @@ class RedisNotificationChannel(BaseNotificationChannel):
                 await client.publish(*messages[0])
             else:  # one command for the lot (a pipeline would need cleaning up if dropped)
                 args = [item for message in messages for item in message]
-                await client.register_script(lua.PUBLISH_MANY)(keys=[], args=args)
-        except (RedisError, OSError) as error:
+                await client.register_script(_PUBLISH_MANY)(keys=[], args=args)
+        except UNREACHABLE as error:
             failure = NotConnectedError(
                 f"Cannot publish: channel not connected ({redacted_error(error)})"
             )
@@ -151,16 +155,11 @@ class RedisNotificationChannel(BaseNotificationChannel):
     async def _open(self) -> None:
         await self._close()  # never two listeners
         client = self._publisher()
-        self._pubsub = pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = pubsub = subscriber(client)
         try:
-            await pubsub.connect()  # type: ignore[no-untyped-call, unused-ignore]
-            # Errors must reach us rather than be retried away inside redis-py: a reconnect
-            # goes through connection_lost(), so the scheduler sees it and polls at once.
-            assert pubsub.connection is not None
-            self._saved_retry = pubsub.connection.retry
-            pubsub.connection.retry = Retry(NoBackoff(), 0)
+            self._saved_retry = await connect_subscriber(pubsub)
             await pubsub.subscribe(self.channel_name, self.state_channel, self._probe_channel)
-        except (RedisError, OSError) as error:
+        except UNREACHABLE as error:
             where = mask_url(self._url) if self._url else redacted_address(client, None)
             reason = redacted_error(error)
             raise BackendUnavailableError(
@@ -191,7 +190,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
             self.connection_lost(error)
 
     def _route(self, message: Mapping[str, Any], inbox: _Inbox) -> None:
-        channel = codec.text(message.get("channel"))
+        channel = text(message.get("channel"))
         if channel == self._probe_channel:
             self._probe_sent = False
         elif not inbox.put((channel, message.get("data"))):
@@ -204,7 +203,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
                 f"{self._check_every:g}s"
             )
         client = self._publisher()
-        counts = dict(codec.text([list(item) for item in
+        counts = dict(text([list(item) for item in
                              await client.pubsub_numsub(self.channel_name, self.state_channel)]))
         if not all(counts.get(name) for name in (self.channel_name, self.state_channel)):
             raise ConnectionError(f"the subscription to {self.channel_name!r} was lost")
@@ -229,12 +228,8 @@ class RedisNotificationChannel(BaseNotificationChannel):
             if task is not current:
                 await cancel_and_wait(task)
         pubsub, self._pubsub = self._pubsub, None
-        if pubsub is None:
-            return
-        if pubsub.connection is not None and self._saved_retry is not None:
-            pubsub.connection.retry = self._saved_retry  # it goes back to the client's pool
-        with contextlib.suppress(RedisError, OSError):  # closing ends the subscriptions
-            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+        if pubsub is not None:
+            await close_subscriber(pubsub, self._saved_retry)
 
     async def disconnect(self) -> None:
         await super().disconnect()

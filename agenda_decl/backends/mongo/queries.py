@@ -1,10 +1,10 @@
-"""The documents, filters and aggregation pipelines of the MongoDB backend, in one place.
+"""The queries of the MongoDB store: its documents, filters and aggregation pipelines.
 
-This is the Mongo counterpart of the SQL modules of the SQL backends. One rule holds
-throughout: a value that came from a caller enters a query only as a typed operand of an
-operator chosen here (``$eq``, ``$in``, ``$all``, ``$elemMatch`` on typed values, an escaped
-regex). A caller's dict is never used as a query document, so it cannot smuggle ``$where``,
-``$ne`` and the like (reliability S6); keys are refused earlier by ``base.check_data_filter``.
+This is the Mongo counterpart of the SQL of the SQL stores. One rule holds throughout: a value
+that came from a caller enters a query only as a typed operand of an operator chosen here
+(``$eq``, ``$in``, ``$all``, ``$elemMatch`` on typed values, an escaped regex). A caller's dict
+is never used as a query document, so a data filter from a dashboard or an API cannot smuggle
+``$where``, ``$ne`` and the like; keys are refused earlier by ``check_data_filter``.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo.collection import Collection
-from pymongo.database import Database
 
 from agenda_decl._clock import truncate_ms
 from agenda_decl._convert import CAMEL_NAMES, job_from_document, job_to_document
+from agenda_decl._job_data import check_data_filter, truncate_reason
 from agenda_decl._model import (
     JOB_STATES,
     PROCESSOR_FIELDS,
@@ -31,11 +30,8 @@ from agenda_decl._model import (
     RemoveJobsOptions,
 )
 from agenda_decl.backends import base
+from agenda_decl.connectors.mongo import Document
 from agenda_decl.errors import InvalidOptionError
-
-Document = dict[str, Any]
-MongoDatabase = Database[Document]
-MongoCollection = Collection[Document]
 
 #: Agenda v6's lock index: same name, keys and (no) options, so both sides share it.
 INDEX_NAME = "findAndLockNextJobIndex"
@@ -48,32 +44,15 @@ INDEX_KEYS: list[tuple[str, int]] = [
 ]
 #: Claim order: due time, then priority, then insertion (ObjectIds grow within a process).
 CLAIM_SORT: list[tuple[str, int]] = [("nextRunAt", 1), ("priority", -1), ("_id", 1)]
-#: Job names are at most 255 characters, so a longer search can match nothing (S7).
+#: Job names are at most 255 characters, so a longer search can match nothing (and a huge
+#: pattern never reaches the server).
 MAX_SEARCH_LENGTH = 255
 #: The computed state and sort helpers live under these names inside a pipeline only.
 STATE_FIELD = "_agendaState"
 _NULL_FLAG = "_agendaNull"
 
-DATE_FIELDS: tuple[str, ...] = (
-    "next_run_at",
-    "locked_at",
-    "last_finished_at",
-    "failed_at",
-    "last_run_at",
-    "debounce_started_at",
-    "start_date",
-    "end_date",
-)
 _NOT_STORED = ("id", "unique", "unique_opts")
 _BSON_TYPES: tuple[tuple[type, str], ...] = ((bool, "bool"), (int, "number"), (float, "number"))
-
-
-def check_collection_name(name: str) -> str:
-    if not isinstance(name, str) or not name or "$" in name or "\x00" in name:
-        raise InvalidOptionError(f"invalid MongoDB collection name {name!r}")
-    if name.startswith("system."):
-        raise InvalidOptionError(f"invalid MongoDB collection name {name!r} (system.*)")
-    return name
 
 
 # -- values and documents ------------------------------------------------------------------------
@@ -103,7 +82,7 @@ def job_fields(job: JobParameters[Any], last_modified_by: str | None) -> Documen
     document = job_to_document(job)
     for name in (*_NOT_STORED, *PROCESSOR_FIELDS):
         document.pop(CAMEL_NAMES[name], None)
-    for name in DATE_FIELDS:
+    for name in base.INSTANT_FIELDS:
         if name not in PROCESSOR_FIELDS:
             document[CAMEL_NAMES[name]] = to_bson_date(getattr(job, name))
     document["lastModifiedBy"] = last_modified_by
@@ -122,7 +101,7 @@ def state_fields(job: JobParameters[Any], last_modified_by: str | None) -> Docum
         "nextRunAt": to_bson_date(job.next_run_at),
         "lastRunAt": to_bson_date(job.last_run_at),
         "progress": job.progress,
-        "failReason": base.truncate_reason(job.fail_reason),
+        "failReason": truncate_reason(job.fail_reason),
         "failCount": job.fail_count,
         "failedAt": to_bson_date(job.failed_at),
         "lastFinishedAt": to_bson_date(job.last_finished_at),
@@ -171,12 +150,12 @@ def overview_from(document: Mapping[str, Any]) -> JobsOverview:
 def query_filter(options: JobsQueryOptions) -> Document | None:
     """The ``$match`` of ``query_jobs``; ``None`` when nothing can match (a malformed id,
     disjoint id or name criteria)."""
-    base.check_data_filter(options.data)
+    check_data_filter(options.data)
     clauses = _id_name_clauses(options)
     if options.search is not None:
         if len(options.search) > MAX_SEARCH_LENGTH or "\x00" in options.search:
             return None
-        # Literal, case-insensitive: every metacharacter escaped (S7).
+        # Literal, case-insensitive: every metacharacter escaped.
         clauses.append({"name": {"$regex": re.escape(options.search), "$options": "i"}})
     if options.data is not None:
         clauses += data_clauses("data", options.data)
@@ -193,7 +172,7 @@ def remove_filter(options: RemoveJobsOptions) -> Document | None:
     """The filter of remove/disable/enable: the AND of every criterion; ``None`` = nothing."""
     if options.matches_nothing():
         return None
-    base.check_data_filter(options.data)
+    check_data_filter(options.data)
     clauses = _id_name_clauses(options)
     if options.data is not None:
         clauses += data_clauses("data", options.data)
@@ -238,7 +217,7 @@ def _all_of(clauses: list[Document]) -> Document:
 
 
 def data_clauses(path: str, needle: Any) -> list[Document]:
-    """JSON containment (``base.data_contains``) of ``needle`` at ``path``, from typed values.
+    """JSON containment (``data_contains``) of ``needle`` at ``path``, from typed values.
 
     Objects become one condition per dotted path, arrays one ``$elemMatch`` per wanted
     element, scalars ``$eq`` plus their BSON type (so ``1`` does not match ``true``). Every

@@ -18,9 +18,11 @@ from typing import Any
 import attrs
 
 from agenda_decl._convert import CAMEL_NAMES, format_datetime, parse_datetime
+from agenda_decl._job_data import truncate_reason
 from agenda_decl._model import JobId, JobParameters
 from agenda_decl.backends import base
-from agenda_decl.backends._redis_lua import JOB_FIELDS
+from agenda_decl.backends.redis.scripts import JOB_FIELDS
+from agenda_decl.connectors.redis import text
 from agenda_decl.errors import InvalidOptionError
 
 log = logging.getLogger("agenda_decl.backends.redis")
@@ -28,15 +30,6 @@ log = logging.getLogger("agenda_decl.backends.redis")
 NULL = "null"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DIGITS = re.compile(r"^[0-9]+$")
-
-def text(value: Any) -> Any:
-    """Responses as ``str`` whether or not the client decodes them."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, list):
-        return [text(item) for item in value]
-    return value
-
 
 # -- encoding (Agenda v6's hash: every value a string, 'null' when absent) --------------------
 
@@ -110,7 +103,7 @@ def _state_fields(job: JobParameters[Any], by: str | None) -> list[str]:
     values = {
         "nextRunAt": _iso(job.next_run_at), "lastRunAt": _iso(job.last_run_at),
         "progress": _number(job.progress),
-        "failReason": str_or_null(base.truncate_reason(job.fail_reason)),
+        "failReason": str_or_null(truncate_reason(job.fail_reason)),
         "failCount": str_or_null(job.fail_count), "failedAt": _iso(job.failed_at),
         "lastFinishedAt": _iso(job.last_finished_at), "lastModifiedBy": str_or_null(by),
     }
@@ -149,10 +142,10 @@ def unique_options(job: JobParameters[Any]) -> dict[str, Any]:
         parts = key.split(".")
         if parts[0] == "data":
             keys.append({"path": parts[1:], "value": tagged(value)})
-        elif (text := _unique_text(key, value)) is None:
+        elif (stored := _unique_text(key, value)) is None:
             never = True
         else:
-            keys.append({"field": CAMEL_NAMES[key], "text": text})
+            keys.append({"field": CAMEL_NAMES[key], "text": stored})
     options: dict[str, Any] = {"keys": keys, "never": never, "insertOnly": base.is_insert_only(job)}
     debounce = job.unique_opts.debounce if job.unique_opts else None
     if debounce is not None:

@@ -1,31 +1,23 @@
-"""PostgreSQL storage and LISTEN/NOTIFY notifications, sharing Agenda v6's table and channels.
+"""The PostgreSQL job repository, in Agenda v6's table (see ``queries.sql``).
 
-A Node Agenda v6 process and agenda-decl workers can share one table and one channel: the
-table, columns, indexes, trigger, channel names and JSON payloads are Agenda's. Three nullable
-columns are added to the table (``start_date``, ``end_date``, ``skip_days``); Node ignores
-them. Everything runs in SQL: filters, the computed-state filter, sorting, paging, the
-overview (one GROUP BY) and the claim of several jobs at once (one ``UPDATE ... FOR UPDATE
-SKIP LOCKED`` statement).
-
-    backend = PostgresBackend(connection_string="postgresql://app@db/jobs")
-    agenda = Agenda(backend=backend)
+Everything runs in SQL: filters, the computed-state filter, sorting, paging, the overview (one
+GROUP BY) and the claim of several jobs at once (one ``UPDATE ... FOR UPDATE SKIP LOCKED``
+statement).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, LiteralString
+from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
 
-from agenda_decl._clock import truncate_ms, utcnow
+from agenda_decl._clock import utcnow
 from agenda_decl._convert import job_from_row, parse_datetime
 from agenda_decl._group_commit import GroupCommit
 from agenda_decl._model import (
@@ -37,52 +29,28 @@ from agenda_decl._model import (
     RemoveJobsOptions,
 )
 from agenda_decl._secrets import mask_url
-from agenda_decl.backends import _postgres_sql as q
 from agenda_decl.backends import base
-from agenda_decl.backends._postgres_channel import (
-    MAX_NOTIFY_BYTES,
-    Pool,
-    PostgresNotificationChannel,
-    check_channel_name,
-    connect,
+from agenda_decl.backends.postgres import queries
+from agenda_decl.backends.postgres.queries import Row, job_uuid
+from agenda_decl.connectors.postgres import Pool, connect, open_pool
+from agenda_decl.errors import (
+    BackendUnavailableError,
+    InvalidOptionError,
+    job_not_found,
+    rejected_state_write,
 )
-from agenda_decl.backends._postgres_sql import Row, job_uuid
-from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
-from agenda_decl.interfaces import AgendaBackend, NotificationChannel
-from agenda_decl.notifications.base import ReconnectOptions
 
-__all__ = [
-    "MAX_NOTIFY_BYTES",
-    "PostgresBackend",
-    "PostgresJobRepository",
-    "PostgresNotificationChannel",
-    "check_channel_name",
-    "check_table_name",
-]
-
-#: Derived names (``<t>_updated_at_trigger``, ...) must fit PostgreSQL's 63-byte identifiers.
-MAX_TABLE_NAME = 63 - len("_updated_at_trigger")
-
+__all__ = ["PostgresJobRepository"]
 
 # -- names and statements -----------------------------------------------------------------------
 
 
-def check_table_name(value: str) -> str:
-    base.validate_identifier(value, field="table_name")
-    if len(value) > MAX_TABLE_NAME:
-        raise InvalidOptionError(
-            f"invalid table_name: {value!r} is longer than {MAX_TABLE_NAME} characters "
-            "(the index and trigger names derived from it must fit in 63)"
-        )
-    return value
-
-
-_SERVER_NOW = q.render(q.SERVER_NOW)
+_SERVER_NOW = queries.render("server_now")
 
 
 @functools.cache
-def _statement(template: LiteralString, table: str) -> sql.Composed:
-    return q.render(template, table=sql.Identifier(table))
+def _statement(name: str, table: str) -> sql.Composed:
+    return queries.render(name, table=sql.Identifier(table))
 
 
 # -- rows -----------------------------------------------------------------------------------------
@@ -109,69 +77,6 @@ def _claim_order(row: Mapping[str, Any]) -> tuple[bool, datetime, int, datetime,
     )
 
 
-def _save_values(job: JobParameters[Any], data: str, last_modified_by: str | None) -> Row:
-    interval = job.repeat_interval
-    return {
-        "name": job.name,
-        "priority": job.priority,
-        "next_run_at": job.next_run_at,
-        "type": job.type,
-        "repeat_timezone": job.repeat_timezone,
-        "repeat_interval": None if interval is None else str(interval),
-        "data": data,
-        "repeat_at": job.repeat_at,
-        "disabled": bool(job.disabled),
-        "fork": bool(job.fork),
-        "last_modified_by": last_modified_by,
-        "debounce_started_at": job.debounce_started_at,
-        "start_date": job.start_date,
-        "end_date": job.end_date,
-        "skip_days": None if job.skip_days is None else list(job.skip_days),
-    }
-
-
-def _state_values(
-    job: JobParameters[Any], key: uuid.UUID, by: str | None, lock_token: datetime | None
-) -> Row:
-    return {
-        "lock_token": None if lock_token is None else truncate_ms(lock_token),
-        "id": key,
-        "name": job.name,
-        "locked_at": job.locked_at,
-        "next_run_at": job.next_run_at,
-        "last_run_at": job.last_run_at,
-        "progress": job.progress,
-        "fail_reason": base.truncate_reason(job.fail_reason),
-        "fail_count": job.fail_count,
-        "failed_at": job.failed_at,
-        "last_finished_at": job.last_finished_at,
-        "last_modified_by": by,
-        **_timing_values(job),
-    }
-
-
-def _timing_values(job: JobParameters[Any]) -> Row:
-    """The job's ``TIMING_FIELDS`` as stored (the interval as text); state writes compare them."""
-    interval = job.repeat_interval
-    return {
-        "repeat_interval": None if interval is None else str(interval),
-        "repeat_at": job.repeat_at,
-        "repeat_timezone": job.repeat_timezone,
-        "start_date": job.start_date,
-        "end_date": job.end_date,
-        "skip_days": None if job.skip_days is None else list(job.skip_days),
-    }
-
-
-def _insert_columns(batch: Sequence[Row], ids: Sequence[uuid.UUID]) -> Row:
-    """``INSERT_MANY`` parameters: one array per column, rows in ``batch`` order."""
-    columns: Row = {name: [values[name] for values in batch] for name in batch[0]}
-    columns["id"] = list(ids)
-    columns["skip_days"] = [None if days is None else json.dumps(days)
-                            for days in columns["skip_days"]]
-    return columns
-
-
 def _latest_per_id(jobs: Sequence[JobParameters[Any]]) -> list[JobParameters[Any]]:
     """One write per job, the last one requested (a row is updated once per statement)."""
     latest: dict[str, JobParameters[Any]] = {}
@@ -183,40 +88,9 @@ def _latest_per_id(jobs: Sequence[JobParameters[Any]]) -> list[JobParameters[Any
     return list(latest.values())
 
 
-def _states_columns(
-    jobs: Mapping[uuid.UUID, JobParameters[Any]], by: str | None,
-    lock_tokens: Mapping[str, datetime],
-) -> Row:
-    """``save_job_states`` parameters: one array per column, in the same job order."""
-    values = list(jobs.values())
-    tokens = [lock_tokens.get(str(job.id)) for job in values]
-    return {
-        "lock_token": [None if token is None else truncate_ms(token) for token in tokens],
-        "id": list(jobs),
-        "name": [job.name for job in values],
-        "locked_at": [job.locked_at for job in values],
-        "next_run_at": [job.next_run_at for job in values],
-        "last_run_at": [job.last_run_at for job in values],
-        "progress": [None if job.progress is None else float(job.progress) for job in values],
-        "fail_reason": [base.truncate_reason(job.fail_reason) for job in values],
-        "fail_count": [job.fail_count for job in values],
-        "failed_at": [job.failed_at for job in values],
-        "last_finished_at": [job.last_finished_at for job in values],
-        "last_modified_by": by,
-        "repeat_interval": [None if job.repeat_interval is None else str(job.repeat_interval)
-                            for job in values],
-        "repeat_at": [job.repeat_at for job in values],
-        "repeat_timezone": [job.repeat_timezone for job in values],
-        "start_date": [job.start_date for job in values],
-        "end_date": [job.end_date for job in values],
-        "skip_days": [None if job.skip_days is None else json.dumps(list(job.skip_days))
-                      for job in values],
-    }
-
-
 async def _read_only_session(conn: psycopg.AsyncConnection[Any]) -> None:
     """Each pooled connection of a read-only repository: the server refuses its writes too."""
-    await conn.execute(q.READ_ONLY_SESSION)
+    await conn.execute(queries.STATEMENTS["read_only_session"])
 
 
 # -- the repository -------------------------------------------------------------------------------
@@ -248,7 +122,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         self._conninfo = connection_string
         self._pool = pool
         self._owns_pool = pool is None
-        self._table = check_table_name(table_name)
+        self._table = queries.check_table_name(table_name)
         self._read_only = read_only
         self._ensure_schema = ensure_schema and not read_only
         self._schema_ready = False
@@ -281,7 +155,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
             )
         if self._ensure_schema and not self._schema_ready:
             async with self.pool.connection() as conn:
-                await q.create_schema(conn, self._table)
+                await queries.create_schema(conn, self._table)
             self._schema_ready = True
         if self._read_only:
             async with self.pool.connection() as conn:
@@ -292,21 +166,18 @@ class PostgresJobRepository(base.ClaimsInBatches):
         probe = await connect(conninfo, self._connect_timeout)
         try:
             if self._ensure_schema:
-                await q.create_schema(probe, self._table)
+                await queries.create_schema(probe, self._table)
                 self._schema_ready = True
         finally:
             await probe.close()
-        pool: Pool = AsyncConnectionPool(
-            conninfo, min_size=1, max_size=self._max_pool_size, open=False,
-            kwargs={"autocommit": True}, name=f"agenda-decl:{self._table}",
+        return await open_pool(
+            conninfo, max_size=self._max_pool_size, name=f"agenda-decl:{self._table}",
             configure=_read_only_session if self._read_only else None,
         )
-        await pool.open()
-        return pool
 
     async def _table_present(self, conn: psycopg.AsyncConnection[Any]) -> bool:
         name = sql.Identifier(self._table).as_string(conn)
-        rows = await q.fetch(conn, q.TABLE_PRESENT, {"table": name})
+        rows = await queries.fetch(conn, queries.STATEMENTS["table_present"], {"table": name})
         return bool(rows[0]["present"])
 
     async def close(self) -> None:
@@ -320,12 +191,13 @@ class PostgresJobRepository(base.ClaimsInBatches):
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def _sql(self, template: LiteralString) -> sql.Composed:
-        return _statement(template, self._table)
+    def _sql(self, name: str) -> sql.Composed:
+        """The statement ``name`` of ``queries.sql`` for this repository's table."""
+        return _statement(name, self._table)
 
     async def _fetch(self, statement: sql.Composable, params: Any) -> list[Row]:
         async with self.pool.connection() as conn:
-            return await q.fetch(conn, statement, params)
+            return await queries.fetch(conn, statement, params)
 
     async def _read(self, statement: sql.Composable, params: Any) -> list[Row]:
         """Rows of a read of the table; none when a read-only repository found no table."""
@@ -344,47 +216,48 @@ class PostgresJobRepository(base.ClaimsInBatches):
 
     async def query_jobs(self, options: JobsQueryOptions | None = None) -> JobsResult:
         options = options or JobsQueryOptions()
-        where = q.query_where(options)
+        where = queries.query_where(options)
         if where is None:
             return JobsResult(jobs=[], total=0)
         params = {**where.params, "now": utcnow()}
-        state = q.state_filter(options.state, params)
+        state = queries.state_filter(options.state, params)
         table = sql.Identifier(self._table)
-        page = q.render(q.QUERY, table=table, where=where.sql(), state_filter=state,
-                        order=q.order_by(options.sort))
+        page = queries.render("query", table=table, where=where.sql(), state_filter=state,
+                        order=queries.order_by(options.sort))
         rows = await self._read(page, {**params, "limit": options.limit or None,
                                        "skip": options.skip})
         if rows or not options.skip:
             return JobsResult(jobs=[base.with_state(_job(r), r["state"]) for r in rows],
                               total=rows[0]["total"] if rows else 0)
-        count = q.render(q.COUNT, table=table, where=where.sql(), state_filter=state)
+        count = queries.render("count", table=table, where=where.sql(), state_filter=state)
         counted = await self._read(count, params)
         return JobsResult(jobs=[], total=counted[0]["total"] if counted else 0)
 
     async def get_jobs_overview(self) -> list[JobsOverview]:
-        rows = await self._read(self._sql(q.OVERVIEW), {"now": utcnow()})
+        rows = await self._read(self._sql("overview"), {"now": utcnow()})
         return [JobsOverview(**row) for row in rows]
 
     async def get_distinct_job_names(self) -> list[str]:
-        return [row["name"] for row in await self._read(self._sql(q.DISTINCT_NAMES), ())]
+        return [row["name"] for row in await self._read(self._sql("distinct_names"), ())]
 
     async def get_job_by_id(self, job_id: str) -> JobParameters[Any] | None:
         key = job_uuid(job_id)
-        rows = await self._read(self._sql(q.SELECT_BY_ID), (key,)) if key else []
+        rows = await self._read(self._sql("select_by_id"), (key,)) if key else []
         return _job(rows[0]) if rows else None
 
     async def get_queue_size(self) -> int:
-        rows = await self._read(self._sql(q.QUEUE_SIZE), ())
+        rows = await self._read(self._sql("queue_size"), ())
         return int(rows[0]["size"]) if rows else 0
 
     # -- writing -------------------------------------------------------------------------------
 
     async def remove_jobs(self, options: RemoveJobsOptions) -> int:
         self._writable()
-        where = q.remove_where(options)
+        where = queries.remove_where(options)
         if where is None:
             return 0
-        statement = q.render(q.DELETE, table=sql.Identifier(self._table), where=where.sql())
+        statement = queries.render("delete", table=sql.Identifier(self._table),
+                                   where=where.sql())
         return await self._execute(statement, where.params)
 
     async def disable_jobs(self, options: RemoveJobsOptions) -> int:
@@ -395,11 +268,11 @@ class PostgresJobRepository(base.ClaimsInBatches):
 
     async def _set_disabled(self, options: RemoveJobsOptions, *, disabled: bool) -> int:
         self._writable()
-        where = q.remove_where(options)
+        where = queries.remove_where(options)
         if where is None:
             return 0
         table = sql.Identifier(self._table)
-        statement = q.render(q.SET_DISABLED, table=table, where=where.sql())
+        statement = queries.render("set_disabled", table=table, where=where.sql())
         return await self._execute(statement, {**where.params, "disabled": disabled})
 
     async def save_job(
@@ -410,15 +283,16 @@ class PostgresJobRepository(base.ClaimsInBatches):
         now: datetime | None = None,
     ) -> JobParameters[Any]:
         self._writable()
-        values = _save_values(job, base.check_job(job), last_modified_by)
+        values = queries.save_values(job, base.check_job(job), last_modified_by)
         if job.id is not None:
             key = job_uuid(job.id)
             rows = await self._fetch(
-                self._sql(q.UPDATE_SAVED), {**values, "id": key, "match_name": job.name}
+                self._sql("update_saved"), {**values, "id": key, "match_name": job.name}
             ) if key else []
             return _job(rows[0]) if rows else job
         if job.type == "single":
-            return _job((await self._fetch(self._sql(q.UPSERT_SINGLE), {**values, "now": now}))[0])
+            upsert = self._sql("upsert_single")
+            return _job((await self._fetch(upsert, {**values, "now": now}))[0])
         if job.unique:
             return await self._save_unique(job, values, now)
         return _job(await self._inserts.submit(values))
@@ -429,14 +303,15 @@ class PostgresJobRepository(base.ClaimsInBatches):
         if len(batch) > 1:
             ids = sorted(uuid.uuid4() for _ in batch)
             with contextlib.suppress(psycopg.DataError, psycopg.IntegrityError):
-                rows = await self._fetch(self._sql(q.INSERT_MANY), _insert_columns(batch, ids))
+                rows = await self._fetch(self._sql("insert_many"),
+                                         queries.insert_columns(batch, ids))
                 by_id = {row["id"]: row for row in rows}
                 return [by_id[key] for key in ids]
         return [await self._insert_one(values) for values in batch]
 
     async def _insert_one(self, values: Row) -> Row | Exception:
         try:
-            return (await self._fetch(self._sql(q.INSERT), values))[0]
+            return (await self._fetch(self._sql("insert"), values))[0]
         except Exception as error:
             return error
 
@@ -446,8 +321,9 @@ class PostgresJobRepository(base.ClaimsInBatches):
         """Read, decide with the shared rules, write; one transaction, serialized per name."""
         assert job.unique
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(q.UNIQUE_LOCK, (f"agenda_decl:{self._table}:{job.name}",))
-            now = now or parse_datetime((await q.fetch(conn, _SERVER_NOW, ()))[0]["now"])
+            lock_key = f"agenda_decl:{self._table}:{job.name}"
+            await conn.execute(queries.STATEMENTS["unique_lock"], (lock_key,))
+            now = now or parse_datetime((await queries.fetch(conn, _SERVER_NOW, ()))[0]["now"])
             stored = await self._select_unique(conn, job.name, job.unique)
             if stored is not None and base.is_insert_only(job):
                 return stored
@@ -456,21 +332,22 @@ class PostgresJobRepository(base.ClaimsInBatches):
                 values["next_run_at"] = outcome.next_run_at
                 values["debounce_started_at"] = outcome.debounce_started_at
             if stored is None:
-                return _job((await q.fetch(conn, self._sql(q.INSERT), values))[0])
+                return _job((await queries.fetch(conn, self._sql("insert"), values))[0])
             match = {"id": job_uuid(stored.id), "match_name": stored.name}
-            return _job((await q.fetch(conn, self._sql(q.UPDATE_SAVED), {**values, **match}))[0])
+            update = self._sql("update_saved")
+            return _job((await queries.fetch(conn, update, {**values, **match}))[0])
 
     async def _select_unique(
         self, conn: psycopg.AsyncConnection[Any], name: str, unique: Mapping[str, Any]
     ) -> JobParameters[Any] | None:
-        conditions = [q.unique_condition(key, value) for key, value in unique.items()]
-        statement = q.render(
-            q.SELECT_UNIQUE,
+        conditions = [queries.unique_condition(key, value) for key, value in unique.items()]
+        statement = queries.render(
+            "select_unique",
             table=sql.Identifier(self._table),
             conditions=sql.SQL(" AND ").join(condition for condition, _ in conditions),
         )
         params = [name, *(p for _, condition_params in conditions for p in condition_params)]
-        rows = await q.fetch(conn, statement, params)
+        rows = await queries.fetch(conn, statement, params)
         return _job(rows[0]) if rows else None
 
     async def save_job_state(
@@ -484,10 +361,10 @@ class PostgresJobRepository(base.ClaimsInBatches):
             raise ValueError("Cannot save job state without job ID")
         key = job_uuid(job.id)
         if key is None:
-            raise base.job_not_found(job)
-        values = _state_values(job, key, last_modified_by, lock_token)
-        if await self._execute(self._sql(q.UPDATE_STATE), values) != 1:
-            raise await base.rejected_state_write(self, job, lock_token)
+            raise job_not_found(job)
+        values = queries.state_values(job, key, last_modified_by, lock_token)
+        if await self._execute(self._sql("update_state"), values) != 1:
+            raise await rejected_state_write(self, job, lock_token)
 
     async def save_job_states(
         self,
@@ -506,8 +383,8 @@ class PostgresJobRepository(base.ClaimsInBatches):
             return [JobId(str(job.id)) for job in latest]
         if len(latest) == 1:  # the simpler statement is cheaper for the common lone write
             return await self._save_one_state(latest[0], last_modified_by, tokens)
-        rows = await self._fetch(self._sql(q.UPDATE_STATES),
-                                 _states_columns(keyed, last_modified_by, tokens))
+        rows = await self._fetch(self._sql("update_states"),
+                                 queries.states_columns(keyed, last_modified_by, tokens))
         written = {row["id"] for row in rows}
         return [JobId(str(job.id)) for job in latest if job_uuid(job.id) not in written]
 
@@ -517,7 +394,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         key = job_uuid(job.id)
         token = tokens.get(str(job.id))
         if key is None or await self._execute(
-            self._sql(q.UPDATE_STATE), _state_values(job, key, by, token)
+            self._sql("update_state"), queries.state_values(job, key, by, token)
         ) != 1:
             return [JobId(str(job.id))]
         return []
@@ -537,18 +414,18 @@ class PostgresJobRepository(base.ClaimsInBatches):
             return None
         params = {"id": key, "name": job.name, "next_run_at": job.next_run_at, "now": now,
                   "by": last_modified_by}
-        rows = await self._fetch(self._sql(q.LOCK), params)
+        rows = await self._fetch(self._sql("lock"), params)
         return _job(rows[0]) if rows else None
 
     async def unlock_job(self, job: JobParameters[Any]) -> None:
         key = job_uuid(job.id) if job.id else None
         if key is not None:
-            await self._execute(self._sql(q.UNLOCK), (key,))
+            await self._execute(self._sql("unlock"), (key,))
 
     async def unlock_jobs(self, job_ids: Sequence[str]) -> None:
         keys = [key for key in map(job_uuid, job_ids) if key is not None]
         if keys:
-            await self._execute(self._sql(q.UNLOCK_MANY), (keys,))
+            await self._execute(self._sql("unlock_many"), (keys,))
 
     async def get_next_jobs_to_run(
         self,
@@ -565,74 +442,5 @@ class PostgresJobRepository(base.ClaimsInBatches):
             return []
         params = {"name": job_name, "next_scan_at": next_scan_at, "lock_deadline": lock_deadline,
                   "limit": limit, "now": now, "by": last_modified_by}
-        rows = await self._fetch(self._sql(q.CLAIM), params)
+        rows = await self._fetch(self._sql("claim"), params)
         return [_job(row) for row in sorted(rows, key=_claim_order)]
-
-
-# -- the backend ----------------------------------------------------------------------------------
-
-
-class PostgresBackend(AgendaBackend):
-    """Storage plus LISTEN/NOTIFY on one PostgreSQL database.
-
-    Give ``connection_string`` (the backend owns its pool and closes it on ``disconnect``) or
-    an open ``pool`` (``psycopg_pool.AsyncConnectionPool``, never closed here).
-    ``read_only=True`` is for inspecting: see :class:`PostgresJobRepository`; no channel.
-    """
-
-    name = "PostgreSQL"
-
-    def __init__(
-        self,
-        *,
-        connection_string: str | None = None,
-        pool: Pool | None = None,
-        table_name: str = "agenda_jobs",
-        ensure_schema: bool = True,
-        channel_name: str = "agenda:jobs",
-        disable_notifications: bool = False,
-        max_pool_size: int = 10,
-        connect_timeout: float = 10.0,
-        reconnect: ReconnectOptions | None = None,
-        read_only: bool = False,
-    ) -> None:
-        if (connection_string is None) == (pool is None):
-            raise InvalidOptionError(
-                "PostgresBackend requires pool or connection_string (exactly one of them)"
-            )
-        self._repository = PostgresJobRepository(
-            connection_string=connection_string, pool=pool, table_name=table_name,
-            ensure_schema=ensure_schema, max_pool_size=max_pool_size,
-            connect_timeout=connect_timeout, read_only=read_only,
-        )
-        # Inspecting needs no notifications (and listening would hold a connection).
-        off = disable_notifications or read_only
-        self._channel = None if off else PostgresNotificationChannel(
-            connection_string=connection_string, pool=pool, channel_name=channel_name,
-            reconnect=reconnect, connect_timeout=connect_timeout,
-        )
-        self._owns = pool is None
-        self._where = mask_url(connection_string) if connection_string else "<pool>"
-
-    def __repr__(self) -> str:
-        return f"PostgresBackend({self._where!r}, table_name={self._repository.table_name!r})"
-
-    @property
-    def repository(self) -> PostgresJobRepository:
-        return self._repository
-
-    @property
-    def notification_channel(self) -> NotificationChannel | None:
-        return self._channel
-
-    @property
-    def owns_connection(self) -> bool:
-        return self._owns
-
-    async def connect(self) -> None:
-        await self._repository.connect()
-        if self._channel is not None:
-            self._channel.use_pool(self._repository.pool)
-
-    async def disconnect(self) -> None:
-        await self._repository.close()

@@ -1,10 +1,14 @@
-"""The connection of a SQLite repository, in a worker thread of its own.
+"""The connection to a SQLite file, in a worker thread of its own.
 
 The stdlib ``sqlite3`` module blocks, so each repository owns one worker thread that owns its
 connection: calls are serialized there and the event loop never waits on the disk. The
-database runs in WAL mode; each call is one transaction (``BEGIN IMMEDIATE`` for writes: see
-``sqlite`` for why), run again with a growing, capped backoff while another connection holds
-the database locked.
+database runs in WAL mode; each call is one transaction (``BEGIN IMMEDIATE`` for writes: a
+deferred transaction that upgrades to a writer can fail with ``SQLITE_BUSY_SNAPSHOT``, which
+``busy_timeout`` does not cover), run again with a growing, capped backoff while another
+connection holds the database locked.
+
+The file must be on a local disk (WAL needs shared memory between the processes on one
+host); a path on a network filesystem is refused before it is opened.
 """
 
 from __future__ import annotations
@@ -14,20 +18,24 @@ import functools
 import json
 import os
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.request import pathname2url
 
-from agenda_decl.backends import base
-from agenda_decl.errors import BackendUnavailableError
+from agenda_decl._job_data import data_contains
+from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 
 T = TypeVar("T")
 Row = dict[str, Any]
 Work = Callable[[sqlite3.Connection], T]
 
+#: How long a call keeps retrying a locked database before it gives up (seconds).
+BUSY_RETRY_WINDOW = 60.0
 _FIRST_BACKOFF, _MAX_BACKOFF = 0.005, 1.0
 #: SQLITE_BUSY and SQLITE_LOCKED (primary result codes; the extended ones share the low byte).
 _BUSY_CODES = (5, 6)
@@ -35,13 +43,21 @@ IN_MEMORY = ("", ":memory:")
 #: Connections inherited through fork(): never touched, never garbage-collected (closing one
 #: in the child could disturb the parent's locks).
 _FORK_ORPHANS: list[sqlite3.Connection | None] = []
+#: Filesystems on which SQLite's locking and WAL shared memory are unreliable.
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "ceph", "glusterfs",
+        "fuse.glusterfs", "fuse.sshfs", "sshfs", "lustre", "gpfs", "davfs", "fuse.s3fs",
+        "fuse.rclone",
+    }
+)  # fmt: skip
 
 
-class SQLiteWorker:
+class SQLiteConnector:
     """One connection to the file at ``path`` and the one thread that uses it.
 
-    ``check_path`` vets the path before the file is opened (it raises to refuse it);
-    ``create_schema`` runs once the connection is in WAL mode. Both run in the worker thread.
+    ``create_schema`` runs once the connection is in WAL mode, in the worker thread. A locked
+    database is retried for ``BUSY_RETRY_WINDOW`` seconds.
 
     With ``read_only`` the file is opened with ``mode=ro``: nothing is created (no file, no
     table, no WAL switch) and writes are refused. A file, or a table (``has_schema``), that
@@ -53,16 +69,13 @@ class SQLiteWorker:
         path: str,
         *,
         busy_timeout_ms: float,
-        retry_window: float,
-        check_path: Callable[[str], None],
         create_schema: Callable[[sqlite3.Connection], None],
         has_schema: Callable[[sqlite3.Connection], bool],
         read_only: bool = False,
     ) -> None:
         self._path = path
         self._busy_timeout_ms = busy_timeout_ms
-        self._retry_window = retry_window
-        self._check_path = check_path
+        self._retry_window = BUSY_RETRY_WINDOW
         self._create_schema = create_schema
         self._has_schema = has_schema
         self._read_only = read_only
@@ -120,7 +133,7 @@ class SQLiteWorker:
     # -- calls ---------------------------------------------------------------------------
 
     async def write(self, work: Work[T]) -> T:
-        base.refuse_write(self._read_only, f"SQLite database {self._path}")
+        """Run ``work`` in a write transaction (the caller refuses writes when read-only)."""
         return await self._submit(work, "BEGIN IMMEDIATE")
 
     async def read(self, work: Work[T]) -> T:
@@ -164,7 +177,7 @@ class SQLiteWorker:
             delay = min(delay * 2, _MAX_BACKOFF)
 
     def _open(self) -> None:
-        self._check_path(self._path)
+        _require_local_disk(self._path)
         if self._read_only:
             self._connection = self._open_read_only()
             return
@@ -258,11 +271,11 @@ def _needle(text: str) -> Any:
 
 
 def _data_contains(stored: Any, needle: Any) -> int:
-    """``base.data_contains`` inside SQLite, so the filter runs where the rows are."""
+    """``data_contains`` inside SQLite, so the filter runs where the rows are."""
     if not isinstance(stored, str) or not isinstance(needle, str):
         return 0
     try:
-        return int(base.data_contains(json.loads(stored), _needle(needle)))
+        return int(data_contains(json.loads(stored), _needle(needle)))
     except ValueError:
         return 0
 
@@ -280,3 +293,48 @@ def fetch_one(c: sqlite3.Connection, statement: str, params: Any) -> Row:
     row = fetch_first(c, statement, params)
     assert row is not None, "statement returned no row"
     return row
+
+
+# -- filesystem check ----------------------------------------------------------------------------
+
+
+def _require_local_disk(path: str) -> None:
+    fs_type = None if path in IN_MEMORY else network_filesystem(path)
+    if fs_type is not None:
+        raise InvalidOptionError(
+            f"SQLite database {path} is on a network filesystem ({fs_type}); "
+            "SQLite's WAL mode needs a local disk: use PostgreSQL to share jobs across hosts"
+        )
+
+
+def network_filesystem(path: str, mountinfo: str | None = None) -> str | None:
+    """The network filesystem type ``path`` lives on, or None (local, or unknown).
+
+    Reads Linux's ``/proc/self/mountinfo`` (or the text given); elsewhere it cannot tell.
+    """
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return None
+    directory = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    best, fs_type = "", None
+    for mount_point, kind in _mounts(mountinfo):
+        inside = directory == mount_point or directory.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, fs_type = mount_point, kind
+    return fs_type if fs_type in NETWORK_FILESYSTEMS else None
+
+
+def _mounts(mountinfo: str) -> list[tuple[str, str]]:
+    """(mount point, filesystem type) per line of a mountinfo text."""
+    mounts = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) < 8 or "-" not in fields[6:]:
+            continue
+        separator = fields.index("-", 6)
+        if separator + 1 < len(fields):
+            mount_point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])
+            mounts.append((mount_point, fields[separator + 1]))
+    return mounts

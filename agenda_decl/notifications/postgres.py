@@ -1,14 +1,11 @@
-"""LISTEN/NOTIFY on Agenda v6's channels, with a liveness probe of the LISTEN connection.
-
-Also the plumbing the repository shares: connecting with a clear error and keeping passwords
-out of every message.
-"""
+"""PostgreSQL LISTEN/NOTIFY on Agenda v6's channels, with a liveness probe of the LISTEN
+connection (its SQL is in ``postgres.sql``; its connections come from ``connectors.postgres``,
+as the repository's do)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -17,7 +14,6 @@ from typing import Any
 import attrs
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
 
 from agenda_decl._convert import (
     notification_from_json,
@@ -26,59 +22,26 @@ from agenda_decl._convert import (
 )
 from agenda_decl._group_commit import GroupCommit
 from agenda_decl._model import JobNotification, JobStateNotification
-from agenda_decl._secrets import mask_text, mask_url
+from agenda_decl._named_blocks import load_named_blocks
+from agenda_decl._secrets import mask_url
 from agenda_decl._tasks import cancel_and_wait
-from agenda_decl.backends import _postgres_sql as q
-from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
+from agenda_decl.connectors.postgres import Pool, connect, open_pool, pool_target, unavailable
+from agenda_decl.errors import InvalidOptionError
 from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOptions
 
 log = logging.getLogger("agenda_decl.backends.postgres")
 
-Pool = AsyncConnectionPool[Any]
+_SQL = load_named_blocks("agenda_decl.notifications", "postgres.sql")
+_NOTIFY_MANY = _SQL["notify_many"]
+_PROBE = sql.SQL(_SQL["probe"]).format()
 
 #: PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
 MAX_NOTIFY_BYTES = 7999
 _CHANNEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.-]*$")
 _CUT = "... [truncated]"
-_PROBE = q.render(q.PROBE)
 
 
-# -- shared plumbing ----------------------------------------------------------------------------
-
-
-def unavailable(conninfo: str, error: BaseException) -> BackendUnavailableError:
-    """The driver's reason, with the password of any connection string or ``password=``
-    field in it masked where it sits (libpq quotes parts of a bad conninfo)."""
-    reason = mask_text(str(error).strip() or type(error).__name__)
-    return BackendUnavailableError(
-        f"cannot reach PostgreSQL at {mask_url(conninfo)}: {reason}"
-    )
-
-
-async def connect(conninfo: str, timeout: float, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
-    """An autocommit connection, or BackendUnavailableError with a redacted URL."""
-    try:
-        return await psycopg.AsyncConnection.connect(
-            conninfo, autocommit=True, connect_timeout=max(1, round(timeout)), **kwargs
-        )
-    except (psycopg.Error, OSError) as error:
-        raise unavailable(conninfo, error) from None
-
-
-async def pool_target(pool: Pool) -> tuple[str, dict[str, Any]]:
-    """The conninfo and keyword arguments a pool connects with (for a LISTEN connection)."""
-    conninfo, kwargs = await _resolve(pool.conninfo), await _resolve(pool.kwargs)
-    extra = {k: v for k, v in dict(kwargs or {}).items() if k not in ("autocommit", "row_factory")}
-    return str(conninfo or ""), extra
-
-
-async def _resolve(value: Any) -> Any:
-    """A pool's conninfo/kwargs may be a value, a function, or an async function."""
-    value = value() if callable(value) else value
-    return await value if inspect.isawaitable(value) else value
-
-
-# -- the channel ----------------------------------------------------------------------------------
+# -- names and payloads -------------------------------------------------------------------------
 
 
 def check_channel_name(value: str) -> str:
@@ -147,7 +110,7 @@ class _Listener:
 
     async def listen(self, channels: Sequence[str]) -> None:
         for channel in channels:
-            await self.conn.execute(q.render(q.LISTEN, channel=sql.Identifier(channel)))
+            await self.conn.execute(sql.SQL(_SQL["listen"]).format(channel=sql.Identifier(channel)))
 
     async def _run(self) -> None:
         try:
@@ -159,8 +122,8 @@ class _Listener:
             self._lost(error)
 
     async def _probe(self) -> None:
-        """``SELECT`` on the LISTEN connection; a half-open socket never answers. A silently
-        lost LISTEN (N3) is re-issued."""
+        """``SELECT`` on the LISTEN connection; a half-open socket never answers. A LISTEN the
+        server silently dropped is issued again."""
         self._probe_task = asyncio.ensure_future(self.conn.execute(_PROBE))
         done, _ = await asyncio.wait({self._probe_task}, timeout=self._timeout)
         if not done:
@@ -288,9 +251,8 @@ class PostgresNotificationChannel(BaseNotificationChannel):
             return self._shared_pool
         if self._own_pool is None:
             assert self._conninfo is not None
-            pool: Pool = AsyncConnectionPool(self._conninfo, min_size=1, max_size=2, open=False,
-                                             kwargs={"autocommit": True}, name="agenda-decl:notify")
-            await pool.open(wait=True, timeout=self._connect_timeout)
+            pool = await open_pool(self._conninfo, max_size=2, name="agenda-decl:notify",
+                                   wait_timeout=self._connect_timeout)
             self._own_pool = pool
         return self._own_pool
 
@@ -324,7 +286,7 @@ class PostgresNotificationChannel(BaseNotificationChannel):
             return
         try:
             parsed = self._parse(note)
-        except Exception as error:  # any DB user can NOTIFY: a hint, never trusted (N7)
+        except Exception as error:  # any DB user can NOTIFY: a hint, never trusted
             log.warning("ignoring a malformed notification on %r (%s): %.200r",
                         note.channel, type(error).__name__, note.payload)
             return
@@ -368,9 +330,10 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         await self._outbox.submit((channel, payload))
 
     async def _send(self, batch: list[tuple[str, str]]) -> list[None]:
-        """One statement for every notification published together (N10)."""
+        """One statement for every notification published together (a burst of saves costs
+        one round trip)."""
         pool = await self._publishing_pool()
         channels, payloads = [c for c, _ in batch], [p for _, p in batch]
         async with pool.connection() as conn:
-            await conn.execute(q.NOTIFY_MANY, (channels, payloads))
+            await conn.execute(_NOTIFY_MANY, (channels, payloads))
         return [None] * len(batch)

@@ -20,7 +20,7 @@ from pymongo.errors import OperationFailure
 from agenda_decl._clock import utcnow
 from agenda_decl._convert import parse_datetime
 from agenda_decl._model import JobId, JobNotification
-from agenda_decl.backends._mongo_query import (
+from agenda_decl.connectors.mongo import (
     Document,
     MongoCollection,
     MongoDatabase,
@@ -61,7 +61,8 @@ class ReplicaSetRequiredError(BackendUnavailableError):
 
 
 #: ChangeStreamHistoryLost, ChangeStreamFatalError ("resume token was not found"),
-#: InvalidResumeToken: resuming after the token we hold can never work (reliability N8).
+#: InvalidResumeToken: resuming after the token we hold can never work (drop it, restart from
+#: now and poll, never retry the same stale token).
 _TOKEN_LOST_CODES = frozenset({286, 280, 260})
 _NOT_A_REPLICA_SET = 40573
 _WATCHED = ["insert", "update", "replace"]
@@ -265,7 +266,7 @@ class MongoChangeStreamNotificationChannel(BaseNotificationChannel):
         if reader is not self._reader:
             return
         if change.get("operationType") == "invalidate":
-            # The collection was dropped or renamed: the token cannot be resumed (N8).
+            # The collection was dropped or renamed: the token cannot be resumed.
             self._resume_token = None
             return
         self._resume_token = change.get("_id")
