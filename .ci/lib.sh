@@ -62,10 +62,12 @@ uv_tool() {
   echo "$tools/bin/uv"
 }
 
-# run_checks VENV [pytest args...]: ruff, then run_typed_tests.
+# run_checks VENV [pytest args...]: ruff, the import contracts, then run_typed_tests.
 run_checks() {
   say "ruff"
   "$1/bin/ruff" check .
+  say "import contracts (lint-imports)"
+  "$1/bin/lint-imports"
   run_typed_tests "$@"
 }
 
