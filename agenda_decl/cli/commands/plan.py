@@ -1,9 +1,11 @@
 """``agenda-decl plan`` and ``agenda-decl apply``: compare the declared schedules with storage,
 and make storage match them.
 
-``apply`` makes the plan, shows it, asks for confirmation on a terminal (``--yes`` without
-one) and applies that plan; storage changing in between (another apply) refuses it with
-"storage changed since the plan was made".
+``apply`` shows the plan, asks for confirmation on a terminal (``--yes`` without one), then
+plans and writes in one go (``config.apply.apply`` given the config): what it writes is what
+storage needs at that moment, so two applies of one file at once both succeed and converge.
+(The Python API's ``apply(agenda, plan)`` is the one that refuses a plan made on another
+stored state.)
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def cmd_apply(context: CommandContext) -> int:
                 return EXIT_ERROR
         elif not planned.has_changes and not args.json:
             return EXIT_OK
-        result = await apply(agenda, planned, on_change=progress)
+        result = await apply(agenda, context.config, prune=args.prune, on_change=progress,
+                             base_dir=context.base_dir)
         if args.json:
             output.json(_apply_json(result, context.config))
         else:
