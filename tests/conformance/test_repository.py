@@ -782,7 +782,8 @@ def attrs_copy(params: JobParameters[Any], **changes: Any) -> JobParameters[Any]
 async def test_save_job_state_keeps_a_next_run_at_set_by_a_timing_change(
     repository: JobRepository,
 ) -> None:
-    """W-7: while a job runs, its schedule is changed (interval and next_run_at); the run's
+    """A reschedule made during a run survives the run's state write: while a job runs, its
+    schedule is changed (interval and next_run_at); the run's
     state write, which carries the old interval, keeps the new next_run_at and writes the rest.
     The same in a batch next to a job whose timing did not change."""
     changed = await save(repository, "w7", next_run_at=at(-1), repeat_interval="1 day")

@@ -122,7 +122,7 @@ async def test_no_index_without_ensure_index(db: Any) -> None:
     db.drop_collection(collection)
 
 
-# -- hostile input (reliability S6, S7) ---------------------------------------------------------
+# -- hostile input: operator injection in data filters, regex metacharacters in search --
 
 
 @pytest.mark.parametrize(
