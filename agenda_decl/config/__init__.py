@@ -45,6 +45,7 @@ from agenda_decl.config.model import (
     CodegenConfig,
     JobConfig,
     PayloadField,
+    RetentionConfig,
     ScheduleConfig,
     SchedulerConfig,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "LoadedConfig",
     "PayloadError",
     "PayloadField",
+    "RetentionConfig",
     "ScheduleConfig",
     "SchedulerConfig",
     "StalePlanError",

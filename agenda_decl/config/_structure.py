@@ -213,8 +213,8 @@ _CONFIG_CLASSES = (
     model.SQLiteStorage, model.PostgresStorage, model.RedisStorage, model.MongoStorage,
     model.InMemoryNotifications, model.NoNotifications, model.PostgresNotifications,
     model.RedisNotifications, model.MongoChangeStreamNotifications, model.BackendConfig,
-    model.SchedulerConfig, model.PayloadField, model.BackoffConfig, model.JobConfig,
-    model.ScheduleConfig, model.CodegenConfig, model.AgendaConfig,
+    model.RetentionConfig, model.SchedulerConfig, model.PayloadField, model.BackoffConfig,
+    model.JobConfig, model.ScheduleConfig, model.CodegenConfig, model.AgendaConfig,
 )  # fmt: skip
 for _cls in _CONFIG_CLASSES:
     attrs.resolve_types(_cls)

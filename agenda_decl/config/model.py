@@ -127,6 +127,18 @@ class BackendConfig:
 
 
 @attrs.define(kw_only=True, frozen=True)
+class RetentionConfig:
+    """How long finished jobs are kept. Each worker (``agenda-decl run``) deletes older ones
+    of this file's job names at its start, then every ``check_every`` (as ``agenda-decl jobs
+    purge`` does)."""
+
+    #: Delete completed jobs (one-off jobs that ran) this long after they finished.
+    completed: Duration | None = None
+    #: How often a worker looks for jobs to delete.
+    check_every: Duration = "1 hour"
+
+
+@attrs.define(kw_only=True, frozen=True)
 class SchedulerConfig:
     #: Also the owner of the schedules this file manages: two apps sharing one store need
     #: different names.
@@ -138,6 +150,8 @@ class SchedulerConfig:
     default_lock_limit: int = 0
     default_lock_lifetime: Duration = "10 minutes"
     remove_on_complete: bool = False
+    #: Omitted: finished jobs are kept until deleted (``agenda-decl jobs purge``).
+    retention: RetentionConfig | None = None
 
 
 @attrs.define(kw_only=True, frozen=True)

@@ -50,6 +50,7 @@ from agenda_decl.config.model import BASE_PAYLOAD_TYPES, JobConfig, PayloadField
 
 __all__ = [
     "MANAGED_BY_KEY",
+    "PAUSED_KEY",
     "RESERVED_DATA_KEYS",
     "SCHEDULE_KEY_KEY",
     "PayloadType",
@@ -65,7 +66,9 @@ __all__ = [
 #: The ownership marker of schedules managed by a config file (see reconcile.py).
 MANAGED_BY_KEY = "__managed_by__"
 SCHEDULE_KEY_KEY = "__schedule_key__"
-RESERVED_DATA_KEYS = (MANAGED_BY_KEY, SCHEDULE_KEY_KEY)
+#: Who paused a job of a schedule and when (``agenda-decl jobs pause``; see pause.py).
+PAUSED_KEY = "__paused__"
+RESERVED_DATA_KEYS = (MANAGED_BY_KEY, SCHEDULE_KEY_KEY, PAUSED_KEY)
 
 #: Strings longer than this are cut in messages (:func:`describe`).
 SHOWN_CHARS = 60

@@ -18,6 +18,10 @@ Next-run rules (what a user of Agenda or APScheduler expects):
   one; ``cron``/``at`` at the next tick after now. Enabling a disabled schedule does the same.
 * start/end dates and skip days always apply (``timing`` rules).
 
+A job an operator paused (``agenda-decl jobs pause``, :mod:`~agenda_decl.config.pause`) stays
+paused: its change carries the pause (:attr:`Change.paused`), the write keeps ``disabled`` and
+the marker, and the plan is not in sync while it lasts (:attr:`Plan.paused`).
+
 "Now" is the plan's instant for the fire times it shows, and the apply's instant for what is
 written (:attr:`JobWrite.next_run`), so a plan applied a while later (after a confirmation
 prompt) does not schedule a tick that has passed in the meantime.
@@ -42,6 +46,7 @@ from agenda_decl._model import JobId, JobParameters
 from agenda_decl.agenda import Agenda
 from agenda_decl.config.errors import ConfigError
 from agenda_decl.config.model import AgendaConfig, ScheduleConfig
+from agenda_decl.config.pause import PauseMark, pause_of, with_pause
 from agenda_decl.config.payload import MANAGED_BY_KEY, SCHEDULE_KEY_KEY, check_payload
 from agenda_decl.config.rules import (
     ScheduleKind,
@@ -175,6 +180,8 @@ class Change:
     #: Why a job is deleted: ``pruned`` or ``duplicate``.
     reason: str | None = None
     disabled: bool = False
+    #: An operator's pause of the stored job, which apply keeps (None: not paused).
+    paused: PauseMark | None = None
     #: What apply saves (create/update).
     write: JobWrite | None = attrs.field(default=None, repr=False)
 
@@ -216,11 +223,17 @@ class Plan:
         return any(change.action != "unchanged" for change in self.changes)
 
     @property
+    def paused(self) -> tuple[Change, ...]:
+        """The changes of schedules whose job an operator paused (apply keeps them paused)."""
+        return tuple(change for change in self.changes if change.paused is not None)
+
+    @property
     def in_sync(self) -> bool:
-        """Whether storage matches the file: nothing to write and no orphaned job of this
-        owner (an orphan keeps running although the file no longer declares it, so a drift
-        check must see it even when ``apply`` without ``--prune`` has nothing to do)."""
-        return not self.has_changes and not self.orphaned
+        """Whether storage matches the file: nothing to write, no orphaned job of this owner
+        (an orphan keeps running although the file no longer declares it, so a drift check
+        must see it even when ``apply`` without ``--prune`` has nothing to do) and no job an
+        operator paused (the file says it runs; apply leaves it paused all the same)."""
+        return not self.has_changes and not self.orphaned and not self.paused
 
     def pruned(self) -> Plan:
         """This plan with prune: its orphaned jobs become deletes."""
@@ -386,6 +399,11 @@ def _set_timing(job: Job[Any], schedule: ScheduleConfig, kind: ScheduleKind) -> 
 def _compare(want: _Desired, current: JobParameters[Any] | None, now: datetime) -> Change:
     if current is None:
         return _create(want, now)
+    paused = pause_of(current)
+    if paused is not None:  # the operator's pause is kept: disabled, with its marker
+        kept = attrs.evolve(want.params, disabled=True,
+                            data=with_pause(want.params.data, paused))
+        want = attrs.evolve(want, params=kept)
     params = attrs.evolve(want.params, id=current.id)
     diffs = tuple(
         FieldDiff(field=name, old=getattr(current, name), new=getattr(params, name))
@@ -408,7 +426,7 @@ def _compare(want: _Desired, current: JobParameters[Any] | None, now: datetime) 
                                     new=recomputed),)
     return Change(action="update" if diffs else "unchanged", key=want.key, job=params.name,
                   id=current.id, diffs=diffs, next_runs=_fire_times(params, now),
-                  timezone=params.repeat_timezone, disabled=params.disabled,
+                  timezone=params.repeat_timezone, disabled=params.disabled, paused=paused,
                   write=_job_write(want, next_run) if diffs else None)
 
 

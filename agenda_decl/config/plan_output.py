@@ -25,7 +25,7 @@ from agenda_decl.config.plan import ACTIONS, Action, Change, FieldDiff, FireTime
 from agenda_decl.config.stored import normalized_field
 
 __all__ = ["change_to_json", "format_apply_result", "format_change", "format_plan",
-           "plan_to_json"]
+           "plan_to_json", "resume_command"]
 
 _SYMBOLS: dict[Action, str] = {"create": "+", "update": "~", "delete": "-", "unchanged": "="}
 
@@ -61,7 +61,7 @@ def format_plan(plan: Plan, *, show_unchanged: bool = True) -> str:
         "",
     ]
     for change in plan.changes:
-        if change.action == "unchanged" and not show_unchanged:
+        if change.action == "unchanged" and not show_unchanged and change.paused is None:
             continue
         lines.extend(_change_lines(change, detailed=True, show=_Shown(plan.config, change)))
     created = {change.key: change.job for change in plan.changes if change.action == "create"}
@@ -81,7 +81,7 @@ def format_plan(plan: Plan, *, show_unchanged: bool = True) -> str:
 
 
 def _summary(plan: Plan) -> str:
-    kept = _orphans_kept(len(plan.orphaned))
+    kept = _orphans_kept(len(plan.orphaned)) + _paused_kept(len(plan.paused))
     if plan.in_sync:
         return "No changes: storage matches the declared schedules."
     if not plan.has_changes:
@@ -98,6 +98,25 @@ def _orphans_kept(count: int) -> str:
     return f" {count} orphaned job{'s' if count != 1 else ''} kept (use --prune to delete)."
 
 
+def _paused_kept(count: int) -> str:
+    if not count:
+        return ""
+    return (f" {count} job{'s' if count != 1 else ''} paused by an operator, kept paused "
+            "(agenda-decl jobs resume runs it again).")
+
+
+def resume_command(change: Change) -> str:
+    """The command that resumes the job of ``change``."""
+    key = "" if change.key == change.job else f" --key {shown(change.key)}"
+    return f"agenda-decl jobs resume {change.job}{key}"
+
+
+def _paused_line(change: Change) -> str:
+    assert change.paused is not None
+    return (f"{change.paused.describe()}: apply keeps it paused; "
+            f"{resume_command(change)} runs it again")
+
+
 def format_change(change: Change) -> str:
     """One line for a change as it is applied (``agenda-decl apply`` progress)."""
     return _change_lines(change, detailed=False, show=_Shown(None, change))[0]
@@ -108,6 +127,8 @@ def _change_lines(change: Change, *, detailed: bool, show: _Shown) -> list[str]:
     head = f"{_SYMBOLS[change.action]} {change.action:<9} {shown(change.key)} ({where})"
     if change.action == "delete":
         return [f"{head}: {_REASONS.get(change.reason or '', change.reason)}"]
+    if change.action == "unchanged" and change.paused is not None:
+        return [f"{head}: {_paused_line(change)}"]
     if change.action == "unchanged":
         first = change.next_runs[0] if change.next_runs else None
         when = _when(first, show) if first else (
@@ -119,6 +140,8 @@ def _change_lines(change: Change, *, detailed: bool, show: _Shown) -> list[str]:
     for diff in change.diffs:
         lines.extend(f"    {line}" for line in _diff_lines(change.action, diff, show))
     lines.extend(f"    {line}" for line in _next_run_lines(change, show))
+    if change.paused is not None:
+        lines.append(f"    {_paused_line(change)}")
     return lines
 
 
@@ -164,7 +187,7 @@ def _payload(data: Any) -> dict[str, Any]:
 
 def _next_run_lines(change: Change, show: _Shown) -> list[str]:
     if change.disabled:
-        return ["next runs: none (disabled)"]
+        return ["next runs: none (" + ("paused" if change.paused else "disabled") + ")"]
     if not change.next_runs:
         return ["next runs: none (no allowed time left)"]
     label = "next runs: "
@@ -200,9 +223,9 @@ def _iso(value: datetime) -> str:
 
 def format_apply_result(result: ApplyResult) -> str:
     """The closing line of ``agenda-decl apply``."""
-    kept = _orphans_kept(len(result.orphaned))
+    kept = _orphans_kept(len(result.orphaned)) + _paused_kept(len(result.plan.paused))
     if not result.changed:
-        if result.orphaned:
+        if kept:
             return f"Nothing written; storage still does not match the file:{kept}\n"
         return "No changes: storage already matches the declared schedules.\n"
     extra = (f", {result.duplicates_removed} duplicate(s) removed"
@@ -230,6 +253,7 @@ def change_to_json(change: Change, config: AgendaConfig) -> dict[str, Any]:
         "id": change.id,
         "reason": change.reason,
         "disabled": change.disabled,
+        "paused": change.paused.to_data() if change.paused is not None else None,
         "timezone": show.field("repeat_timezone", change.timezone),
         "diffs": [
             {"field": d.field, "old": _json_value(_shown_value(d.field, d.old, show)),
@@ -261,4 +285,6 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "summary": {action: plan.count(action) for action in ACTIONS},
         "changes": [change_to_json(change, plan.config) for change in plan.changes],
         "orphaned": [{"key": o.key, "job": o.job, "id": o.id} for o in plan.orphaned],
+        "paused": [{"key": shown(c.key), "job": c.job, "id": c.id,
+                    **(c.paused.to_data() if c.paused else {})} for c in plan.paused],
     }

@@ -80,6 +80,7 @@ DESCRIPTIONS: dict[str, str] = {
     "SchedulerConfig.default_lock_lifetime":
         "How long a lock lasts without `touch()` before another worker may take the job.",
     "SchedulerConfig.remove_on_complete": "Delete one-off jobs once they complete.",
+    "SchedulerConfig.retention": "How long finished jobs are kept (workers delete older ones).",
     "PayloadField.type":
         "str, int, float, bool, datetime, date, list[T], or T | None (optional).",
     "PayloadField.default": "The value used when the field is not given.",

@@ -231,6 +231,9 @@ def _check_scheduler(checker: _Checker, scheduler: model.SchedulerConfig) -> Non
     checker.count((*path, "lock_limit"), scheduler.lock_limit, 0)
     checker.count((*path, "default_lock_limit"), scheduler.default_lock_limit, 0)
     checker.duration((*path, "default_lock_lifetime"), scheduler.default_lock_lifetime)
+    if scheduler.retention is not None:
+        checker.duration((*path, "retention", "completed"), scheduler.retention.completed)
+        checker.duration((*path, "retention", "check_every"), scheduler.retention.check_every)
 
 
 def _check_job_name(checker: _Checker, name: str) -> None:
