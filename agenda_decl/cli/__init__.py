@@ -58,7 +58,7 @@ from agenda_decl.cli.output import (
 )
 from agenda_decl.cli.parser import UsageError, build_parser
 from agenda_decl.config.errors import ConfigError
-from agenda_decl.errors import AgendaError
+from agenda_decl.errors import AgendaError, JobNotFoundError
 
 __all__ = ["main"]
 
@@ -118,6 +118,8 @@ def _run_command(context: CommandContext) -> int:
 def _report_agenda_error(context: CommandContext, error: AgendaError) -> None:
     if isinstance(error, ConfigError):
         context.report("config", str(error), [attrs.asdict(issue) for issue in error.issues])
+    elif isinstance(error, JobNotFoundError):
+        context.report("not_found", one_line(str(error)))
     else:
         kind = "backend" if isinstance(error, ConnectionError) else "agenda"
         context.report(kind, one_line(str(error)))

@@ -9,72 +9,26 @@ a bare number is refused, where the Python API would read it as milliseconds.
 from __future__ import annotations
 
 import argparse
-import re
-from typing import NoReturn, TypeAlias
 
-from agenda_decl import __version__, timing
-from agenda_decl._model import JOB_STATES
-from agenda_decl.errors import AgendaError
+from agenda_decl import __version__
+from agenda_decl.cli.arguments import (
+    Commands,
+    RaisingParser,
+    UsageError,
+    parse_duration,
+    port,
+    positive_int,
+    python_file,
+)
+from agenda_decl.cli.jobs_parser import add_jobs
 
 __all__ = ["DEFAULT_CONFIG", "UsageError", "build_parser", "parse_duration"]
 
 DEFAULT_CONFIG = "agenda.yaml"
-_BARE_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
-
-
-def parse_duration(text: str) -> int:
-    """A command-line duration in ms. A bare number is refused: the Python API reads it as
-    milliseconds, which on a command line (``--exit-after 5``) is rarely what was meant."""
-    text = text.strip()
-    if _BARE_NUMBER.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} needs a unit; did you mean '{text} seconds'?")
-    try:
-        return timing.parse_duration(text)
-    except AgendaError:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}: expected a number with a unit, e.g. '30 seconds', "
-            "'500 ms' or '2 minutes'") from None
-
-
-def _python_file(text: str) -> str:
-    if not text.endswith(".py"):
-        raise argparse.ArgumentTypeError(f"expected a path to a .py file, got {text!r}")
-    return text
-
-
-def _page_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0 = all), got {text!r}")
-    return value
-
-
-class UsageError(Exception):
-    """A command line argparse refuses; ``usage`` is the usage text of the (sub)command."""
-
-    def __init__(self, message: str, usage: str) -> None:
-        super().__init__(message)
-        self.usage = usage
-
-
-class _RaisingParser(argparse.ArgumentParser):
-    """Raises :class:`UsageError` instead of exiting 2 (see the module docstring)."""
-
-    def error(self, message: str) -> NoReturn:
-        # "argument --exit-after: ..." -> "--exit-after: ...": the option first, as
-        # config errors put the field first.
-        raise UsageError(message.removeprefix("argument "), self.format_usage())
-
-
-_Commands: TypeAlias = "argparse._SubParsersAction[_RaisingParser]"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _RaisingParser(
+    parser = RaisingParser(
         prog="agenda-decl",
         description="A typed job queue and scheduler driven by agenda.yaml.",
         epilog="Exit codes: 0 ok, 1 error (a usage error too), 2 storage differs from the file "
@@ -86,19 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the config file (default: ./{DEFAULT_CONFIG})",
     )
     # -c after the command too (``agenda-decl plan -c x.yaml``), without resetting it there.
-    config_option = _RaisingParser(add_help=False)
+    config_option = RaisingParser(add_help=False)
     config_option.add_argument(
         "-c", "--config", default=argparse.SUPPRESS, metavar="FILE",
         help=f"the config file (default: ./{DEFAULT_CONFIG})",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_command in (_add_validate, _add_plan, _add_apply, _add_run, _add_generate,
-                        _add_jobs):
+                        add_jobs):
         add_command(commands, config_option)
     return parser
 
 
-def _add_validate(commands: _Commands, config_option: _RaisingParser) -> None:
+def _add_validate(commands: Commands, config_option: RaisingParser) -> None:
     validate = commands.add_parser(
         "validate", parents=[config_option], help="check the file (no database needed)",
         description="Check the config file: syntax, types, durations, cron, time zones, "
@@ -108,7 +62,7 @@ def _add_validate(commands: _Commands, config_option: _RaisingParser) -> None:
     validate.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def _add_plan(commands: _Commands, config_option: _RaisingParser) -> None:
+def _add_plan(commands: Commands, config_option: RaisingParser) -> None:
     plan = commands.add_parser(
         "plan", parents=[config_option], help="show what apply would change",
         description="Compare the declared schedules with storage and show what apply would "
@@ -122,7 +76,7 @@ def _add_plan(commands: _Commands, config_option: _RaisingParser) -> None:
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
-def _add_apply(commands: _Commands, config_option: _RaisingParser) -> None:
+def _add_apply(commands: Commands, config_option: RaisingParser) -> None:
     apply = commands.add_parser(
         "apply", parents=[config_option], help="make storage match the declared schedules",
         description="Create, update (and with --prune delete) the repeating jobs of the "
@@ -136,7 +90,7 @@ def _add_apply(commands: _Commands, config_option: _RaisingParser) -> None:
     apply.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def _add_run(commands: _Commands, config_option: _RaisingParser) -> None:
+def _add_run(commands: Commands, config_option: RaisingParser) -> None:
     run = commands.add_parser(
         "run", parents=[config_option], help="run a worker",
         description="Import the handlers, process jobs and print one line per job start, "
@@ -148,9 +102,28 @@ def _add_run(commands: _Commands, config_option: _RaisingParser) -> None:
                      "shutdown (default: 30 seconds)")
     run.add_argument("--exit-after", type=parse_duration, default=None, metavar="DURATION",
                      help="drain and exit after this long (for demos), e.g. '10 seconds'")
+    run.add_argument("--wait-for-store", type=parse_duration, default=0, metavar="DURATION",
+                     help="at start, retry an unreachable store for up to this long (a line "
+                     "per attempt) instead of exiting at once, e.g. '60s'")
+    run.add_argument("--concurrency", type=positive_int, metavar="N",
+                     help="jobs running at once in this worker (default: "
+                     "scheduler.max_concurrency)")
+    run.add_argument("--only", nargs="+", metavar="NAME",
+                     help="run only jobs of these names")
+    run.add_argument("--exclude", nargs="+", metavar="NAME",
+                     help="do not run jobs of these names")
+    run.add_argument("--metrics-port", type=port, metavar="PORT",
+                     help="serve Prometheus metrics on /metrics and a health check on "
+                     "/healthz at this port (needs agenda-decl[metrics])")
+    run.add_argument("--metrics-host", default="0.0.0.0", metavar="HOST",
+                     help="the address the metrics port listens on (default: 0.0.0.0, every "
+                     "interface, for container probes)")
+    run.add_argument("--log-format", choices=("text", "json"), default="text",
+                     help="json: one JSON object per line (event, job id, name, duration, "
+                     "error)")
 
 
-def _add_generate(commands: _Commands, config_option: _RaisingParser) -> None:
+def _add_generate(commands: Commands, config_option: RaisingParser) -> None:
     generate = commands.add_parser(
         "generate", parents=[config_option], help="write the module of typed job handles",
         description="Write the module of typed job handles (codegen.output, relative to the "
@@ -159,24 +132,5 @@ def _add_generate(commands: _Commands, config_option: _RaisingParser) -> None:
     )
     generate.add_argument("--check", action="store_true",
                           help="write nothing; exit 1 when the file is missing or stale")
-    generate.add_argument("--output", metavar="PATH", type=_python_file,
+    generate.add_argument("--output", metavar="PATH", type=python_file,
                           help="write here instead of codegen.output")
-
-
-def _add_jobs(commands: _Commands, config_option: _RaisingParser) -> None:
-    jobs = commands.add_parser(
-        "jobs", parents=[config_option], help="list jobs and their state",
-        description="List the jobs in storage with their computed state (repeating: an "
-        "interval, cron or time of day) and whether they are disabled (a flag of its own: a "
-        "disabled job keeps its state).",
-    )
-    jobs.add_argument("--name", help="only jobs of this name")
-    jobs.add_argument("--state", choices=JOB_STATES,
-                      help="only jobs in this computed state (the STATE column)")
-    enabled = jobs.add_mutually_exclusive_group()
-    enabled.add_argument("--disabled", action="store_true",
-                         help="only disabled jobs (the DISABLED column; any state)")
-    enabled.add_argument("--enabled", action="store_true", help="only jobs not disabled")
-    jobs.add_argument("--limit", type=_page_size, default=100,
-                      help="show at most this many (default 100; 0 = all)")
-    jobs.add_argument("--json", action="store_true", help="print the jobs as JSON")

@@ -595,7 +595,7 @@ def test_jobs_lists_state_as_a_table_and_as_json(env: Env) -> None:
     assert table.returncode == 0, table.stderr
     header, *rows = table.stdout.splitlines()
     assert header.split() == ["ID", "NAME", "STATE", "DISABLED", "NEXT", "RUN", "(UTC)",
-                              "LAST", "RUN", "(UTC)", "FAILS"]
+                              "LAST", "RUN", "(UTC)", "FAILS", "LAST", "FAILURE"]
     assert len(rows) == 2 and all("repeating" in row for row in rows)
     data = json.loads(env.run("jobs", "--json", "--name", "boom").stdout)
     assert data["total"] == 1

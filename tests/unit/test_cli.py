@@ -462,7 +462,7 @@ def test_jobs_states_and_disabled_read_and_filter_alike(
     assert code == 0
     header, *rows = out.splitlines()
     assert header.split() == ["ID", "NAME", "STATE", "DISABLED", "NEXT", "RUN", "(UTC)",
-                              "LAST", "RUN", "(UTC)", "FAILS"]
+                              "LAST", "RUN", "(UTC)", "FAILS", "LAST", "FAILURE"]
     assert sorted(row.split()[2:4] for row in rows) == [["repeating", "no"],
                                                         ["repeating", "yes"]]
     code, _out, err = run(capsys, "-c", str(path), "jobs", "--state", "paused")  # not a state

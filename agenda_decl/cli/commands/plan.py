@@ -11,11 +11,11 @@ stored state.)
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import Any
 
 import attrs
 
+from agenda_decl.cli.confirm import confirm
 from agenda_decl.cli.context import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -67,7 +67,8 @@ def cmd_apply(context: CommandContext) -> int:
         if not args.json:
             output.print(plan_output.format_plan(planned, show_unchanged=False), end="")
         if planned.has_changes and not args.yes:
-            if not _confirm(context):
+            if not confirm(context, "Apply these changes?", action="apply",
+                           flag="--yes (or --auto-approve)", on_stderr=False):
                 return EXIT_ERROR
         elif not planned.has_changes and not args.json:
             return EXIT_OK
@@ -91,23 +92,3 @@ def _apply_json(result: ApplyResult, config: Any) -> dict[str, Any]:
         "done": [plan_output.change_to_json(change, config) for change in result.done],
         "orphaned": [attrs.asdict(orphan) for orphan in result.orphaned],
     }
-
-
-def _confirm(context: CommandContext) -> bool:
-    output = context.output
-    if not sys.stdin.isatty():
-        context.report(
-            "not_confirmed",
-            "refusing to apply without confirmation: stdin is not a terminal. "
-            "Pass --yes (or --auto-approve) to apply non-interactively.",
-        )
-        return False
-    output.print("Apply these changes? Type 'yes' to confirm: ", end="")
-    try:
-        answer = sys.stdin.readline().strip().lower()
-    except (EOFError, KeyboardInterrupt):
-        answer = ""
-    if answer not in ("y", "yes"):
-        context.report("not_confirmed", "apply cancelled; nothing was written.")
-        return False
-    return True

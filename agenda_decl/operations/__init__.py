@@ -1,0 +1,47 @@
+"""What an operator does to stored jobs, for the ``agenda-decl jobs`` commands (and a
+dashboard): find them (:mod:`.targets`), retry, run now, delete and purge (:mod:`.actions`),
+pause and resume (:mod:`.pausing`), and their history (:mod:`.history`)."""
+
+from __future__ import annotations
+
+from agenda_decl.operations.actions import RunNow, purge_completed, remove, retry, run_now
+from agenda_decl.operations.history import last_error_entry
+from agenda_decl.operations.pausing import (
+    PauseResult,
+    default_operator,
+    pause,
+    pause_mark,
+    resume,
+)
+from agenda_decl.operations.targets import (
+    OperationRefusedError,
+    found_by_ids,
+    jobs_of_name,
+    plain,
+    repeats,
+    schedule_job,
+    schedule_of,
+    state_of,
+)
+
+__all__ = [
+    "OperationRefusedError",
+    "PauseResult",
+    "RunNow",
+    "default_operator",
+    "found_by_ids",
+    "jobs_of_name",
+    "last_error_entry",
+    "pause",
+    "pause_mark",
+    "plain",
+    "purge_completed",
+    "remove",
+    "repeats",
+    "resume",
+    "retry",
+    "run_now",
+    "schedule_job",
+    "schedule_of",
+    "state_of",
+]
