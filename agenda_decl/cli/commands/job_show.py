@@ -19,6 +19,7 @@ from agenda_decl.cli.context import (
     with_ready_agenda,
 )
 from agenda_decl.cli.output import Output, iso
+from agenda_decl.config.pause import PauseMark
 from agenda_decl.operations import found_by_ids, last_error_entry, state_of
 
 __all__ = ["cmd_show", "failure_json"]
@@ -66,6 +67,8 @@ def failure_json(job: JobParameters[Any], entry: Any | None) -> dict[str, Any] |
 def _print_job(output: Output, shown: dict[str, Any]) -> None:
     failure = shown.pop("last_failure")
     data = shown.pop("data")
+    if shown["paused"] is not None:
+        shown["paused"] = PauseMark(**shown["paused"]).describe()
     width = max(len(name) for name in shown) + 2
     for name, value in shown.items():
         output.print(f"{name + ':':<{width}}{_text(value)}")
