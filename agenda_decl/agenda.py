@@ -39,12 +39,16 @@ from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationCha
 from agenda_decl.job import Handler, Job, JobDefinition
 from agenda_decl.runtime.channel_link import ChannelLink
 from agenda_decl.runtime.events import (
+    ClaimListener,
+    ClaimReport,
     ErrorListener,
     Events,
     FailListener,
     JobEvent,
     JobListener,
     Listener,
+    PollListener,
+    PollReport,
     ProgressListener,
     ReadyListener,
     RetryDetails,
@@ -479,11 +483,16 @@ class Agenda:
     @overload
     def on(self, event: Literal["progress"], listener: ProgressListener) -> None: ...
     @overload
+    def on(self, event: Literal["claim"], listener: ClaimListener) -> None: ...
+    @overload
+    def on(self, event: Literal["poll"], listener: PollListener) -> None: ...
+    @overload
     def on(self, event: str, listener: Listener) -> None: ...
 
     def on(self, event: str, listener: Listener) -> None:
         """Listen to ``ready``, ``error``, ``start``, ``success``, ``fail``, ``complete``,
-        ``progress``, ``retry``, ``retry exhausted``, or ``EVENT:<job name>``. A job event's
+        ``progress``, ``retry``, ``retry exhausted``, or ``EVENT:<job name>``; ``claim`` and
+        ``poll`` report this worker's claims and polls (metrics, health). A job event's
         listener gets the same arguments whether this process ran the job or another worker
         did (see :mod:`agenda_decl.runtime.events`)."""
         self._events.on(event, listener)
@@ -552,6 +561,9 @@ class Agenda:
 
     async def emit_error(self, error: BaseException) -> None:
         await self._events.emit_error(error)
+
+    async def emit_report(self, report: ClaimReport | PollReport) -> None:
+        await self._events.emit_report(report)
 
     def emit_error_soon(self, error: BaseException) -> None:
         self._events.emit_error_soon(error)

@@ -24,7 +24,8 @@ import attrs
 
 from agenda_decl._secrets import mask_text
 
-__all__ = ["ErrorEventPrinter", "Output", "iso", "logging_to", "one_line", "report_error"]
+__all__ = ["ErrorEventPrinter", "Output", "iso", "json_line", "logging_to", "one_line",
+           "report_error"]
 
 
 class Output:
@@ -40,6 +41,9 @@ class Output:
         self.stdout_closed = False
         #: Called once when it does (a worker then drains).
         self.on_stdout_closed: Callable[[], None] | None = None
+        #: ``run --log-format json``: lines on stderr (errors, log records) are JSON objects
+        #: too, as the worker's lines on stdout are.
+        self.json_lines = False
 
     def mask(self, text: str) -> str:
         """The password of each connection string and ``password=`` field masked."""
@@ -68,7 +72,15 @@ class Output:
             self.on_stdout_closed()
 
     def error(self, text: str) -> None:
-        """Lines on stderr, each prefixed with ``agenda-decl:``."""
+        """Lines on stderr, each prefixed with ``agenda-decl:`` (with :attr:`json_lines`, the
+        whole text as one JSON object: ``level``, ``event``, ``message``)."""
+        if self.json_lines:
+            level, message = ("warning", text[9:]) if text.startswith("warning: ") else (
+                "error", text)
+            self.err.write(self.mask(json_line(level=level, event="error", message=message)))
+            self.err.write("\n")
+            self.err.flush()
+            return
         for line in self.mask(text).splitlines() or [""]:
             self.err.write(f"agenda-decl: {line}\n" if line else "\n")
         self.err.flush()
@@ -88,6 +100,12 @@ def _json_default(value: Any) -> Any:
     if attrs.has(type(value)):
         return attrs.asdict(value)
     return str(value)
+
+
+def json_line(**fields: Any) -> str:
+    """One JSON object on one line, stamped with ``ts`` (now, UTC); not yet masked."""
+    return json.dumps({"ts": iso(datetime.now(UTC)), **fields}, ensure_ascii=False,
+                      default=_json_default)
 
 
 def iso(value: datetime) -> str:
@@ -131,11 +149,26 @@ class _MaskingFilter(logging.Filter):
         return True
 
 
+class _LineFormatter(logging.Formatter):
+    """``agenda-decl: LEVEL: message``, or a JSON object with :attr:`Output.json_lines`."""
+
+    def __init__(self, output: Output) -> None:
+        super().__init__("agenda-decl: %(levelname)s: %(message)s")
+        self.output = output
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not self.output.json_lines:
+            return super().format(record)
+        text = record.getMessage() + (f"\n{record.exc_text}" if record.exc_text else "")
+        return json_line(level=record.levelname.lower(), event="log", logger=record.name,
+                         message=text)
+
+
 @contextlib.contextmanager
 def logging_to(output: Output, level: int) -> Iterator[None]:
     """Log records of agenda_decl (and drivers) to stderr, masked, for the command's life."""
     handler = logging.StreamHandler(output.err)
-    handler.setFormatter(logging.Formatter("agenda-decl: %(levelname)s: %(message)s"))
+    handler.setFormatter(_LineFormatter(output))
     handler.addFilter(_MaskingFilter(output))
     root = logging.getLogger()
     previous = root.level

@@ -5,6 +5,8 @@ or another worker did and its state notification was relayed here.
     agenda.on("fail", listener)                  # listener(error, job)
     agenda.on("retry", listener)                 # listener(job, details)
     agenda.on("progress", listener)              # listener(job, progress)
+    agenda.on("claim", listener)                 # listener(ClaimReport): this worker's claims
+    agenda.on("poll", listener)                  # listener(PollReport): each poll's outcome
 
 ``job`` is the :class:`~agenda_decl.job.Job` this process ran, or a :class:`RemoteJob` when
 another worker ran it: both have ``attrs`` (a ``JobParameters``), so ``job.attrs.name`` and
@@ -75,6 +77,31 @@ class RemoteJob:
 
 #: The job an event is about: run here, or by another worker (relayed).
 EventJob = Job[Any] | RemoteJob
+
+
+@attrs.define(kw_only=True, frozen=True)
+class ClaimReport:
+    """One claim of due jobs of a name from the store (the ``claim`` event): how many it
+    got, how long the store took (monotonic seconds), and what failed, if it did."""
+
+    name: str
+    claimed: int
+    seconds: float
+    error: BaseException | None = None
+
+
+@attrs.define(kw_only=True, frozen=True)
+class PollReport:
+    """One poll of a started Agenda (the ``poll`` event, every ``process_every``):
+    ``error`` is what made it fail (the store, a claim), None when it succeeded."""
+
+    at: datetime
+    error: BaseException | None = None
+
+
+#: ``claim`` and ``poll`` listeners: what a started Agenda tells about its own work.
+ClaimListener = Callable[[ClaimReport], Any]
+PollListener = Callable[[PollReport], Any]
 
 ReadyListener = Callable[[], Any]
 ErrorListener = Callable[[BaseException], Any]
@@ -165,6 +192,10 @@ class Events:
         arguments = event.arguments()
         await self._emitter.emit(event.name, *arguments)
         await self._emitter.emit(f"{event.name}:{event.job.attrs.name}", *arguments)
+
+    async def emit_report(self, report: ClaimReport | PollReport) -> None:
+        """A ``claim`` or ``poll`` event."""
+        await self._emitter.emit("claim" if isinstance(report, ClaimReport) else "poll", report)
 
     async def emit_error(self, error: BaseException) -> None:
         """An ``error`` event; logged when nothing listens (Agenda would throw)."""

@@ -15,6 +15,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from agenda_decl._model import DrainResult, JobNotification, JobParameters
 from agenda_decl._tasks import BackgroundTasks
 from agenda_decl.errors import AgendaError
 from agenda_decl.job import Job, JobDefinition
+from agenda_decl.runtime.events import ClaimReport, PollReport
 from agenda_decl.runtime.scheduler import Scheduler
 
 log = logging.getLogger("agenda_decl")
@@ -101,6 +103,8 @@ class JobProcessor:
         self._idle = asyncio.Event()
         self._idle.set()
         self.next_scan_at = scheduler.clock.now()
+        #: What made a claim of the current poll fail (reported with the poll).
+        self._claim_error: BaseException | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -156,13 +160,18 @@ class JobProcessor:
 
     async def _poll_forever(self) -> None:
         while self.is_running:
+            self._claim_error = None
+            failure: BaseException | None = None
             try:
                 if self._tend is not None:
                     await self._tend()
                 await self.process()
                 self._check_expired_locks()
             except Exception as error:  # a store outage must not end the loop
+                failure = error
                 await self.scheduler.emit_error(error)
+            await self.scheduler.emit_report(PollReport(
+                at=self.scheduler.clock.now(), error=failure or self._claim_error))
             await asyncio.sleep(self.process_every / 1000)
 
     async def process(self, names: Iterable[str] | None = None) -> None:
@@ -213,10 +222,7 @@ class JobProcessor:
             deadline = now - timedelta(milliseconds=definition.lock_lifetime)
             self._reserved += room
             try:
-                claimed = await self.scheduler.repository.get_next_jobs_to_run(
-                    name, self.next_scan_at, deadline, room, now,
-                    last_modified_by=self.scheduler.name,
-                )
+                claimed = await self._claim(name, deadline, room, now)
             finally:
                 self._reserved -= room
             for params in claimed:
@@ -224,6 +230,26 @@ class JobProcessor:
             if len(claimed) < room:
                 self._drained.add(name)
                 return
+
+    async def _claim(
+        self, name: str, deadline: datetime, room: int, now: datetime
+    ) -> list[JobParameters[Any]]:
+        """One claim from the store, reported to the ``claim`` listeners (and a failure to
+        the poll it belongs to)."""
+        started = time.perf_counter()
+        try:
+            claimed = await self.scheduler.repository.get_next_jobs_to_run(
+                name, self.next_scan_at, deadline, room, now,
+                last_modified_by=self.scheduler.name,
+            )
+        except Exception as error:
+            self._claim_error = error
+            await self.scheduler.emit_report(ClaimReport(
+                name=name, claimed=0, seconds=time.perf_counter() - started, error=error))
+            raise
+        await self.scheduler.emit_report(ClaimReport(
+            name=name, claimed=len(claimed), seconds=time.perf_counter() - started))
+        return claimed
 
     def _room(self, definition: JobDefinition) -> int:
         status = self.status.setdefault(definition.name, NameStatus())

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from agenda_decl._model import JobParameters
 from agenda_decl.job import JobOwner
-from agenda_decl.runtime.events import JobEvent
+from agenda_decl.runtime.events import ClaimReport, JobEvent, PollReport
 
 
 class Scheduler(JobOwner, Protocol):
@@ -43,5 +43,9 @@ class Scheduler(JobOwner, Protocol):
         ...
 
     async def emit_error(self, error: BaseException) -> None: ...
+
+    async def emit_report(self, report: ClaimReport | PollReport) -> None:
+        """Tell the ``claim`` or ``poll`` listeners (metrics, health checks)."""
+        ...
 
     def emit_error_soon(self, error: BaseException) -> None: ...
