@@ -41,7 +41,7 @@ from agenda_decl.handles import ConfigAgenda, JobHandle
 from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
 from agenda_decl.job import Job, JobDefinition
 from agenda_decl.notifications import BaseNotificationChannel, InMemoryNotificationChannel
-from agenda_decl.runtime.events import RemoteJob, RetryDetails
+from agenda_decl.runtime.events import ClaimReport, PollReport, RemoteJob, RetryDetails
 
 __version__ = "0.1.0"
 
@@ -52,6 +52,7 @@ __all__ = [
     "AgendaError",
     "BackendUnavailableError",
     "BaseNotificationChannel",
+    "ClaimReport",
     "Clock",
     "ConfigAgenda",
     "DebounceOptions",
@@ -81,6 +82,7 @@ __all__ = [
     "NotConnectedError",
     "NotificationChannel",
     "NotificationChannelState",
+    "PollReport",
     "RemoteJob",
     "RemoveJobsOptions",
     "RetryDetails",
