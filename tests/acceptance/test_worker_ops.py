@@ -63,9 +63,12 @@ class JsonWorker:
             line = self.process.stdout.readline()
             if not line:
                 break
-            if line.startswith("tick ran with"):  # the handler's own print()
+            # The handler's own print() (in its thread, text and newline written apart) may
+            # land before a line of the worker, or leave an empty line.
+            if "{" not in line:
+                assert line.strip() in ("", "tick ran with 1"), line
                 continue
-            event = json.loads(line)  # every line of the worker is one JSON object
+            event = json.loads(line[line.index("{"):])  # each worker line is one JSON object
             self.events.append(event)
             if done(event):
                 return event
