@@ -21,7 +21,7 @@ from agenda_decl._model import (
     to_job_id,
 )
 from agenda_decl._sync import run_sync
-from agenda_decl.agenda import Agenda, JobDefinition, RetryDetails, RunningStats
+from agenda_decl.agenda import Agenda, RunningStats
 from agenda_decl.config import LoadedConfig, load
 from agenda_decl.errors import (
     AbandonedRunError,
@@ -39,8 +39,9 @@ from agenda_decl.errors import (
 )
 from agenda_decl.handles import ConfigAgenda, JobHandle
 from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
-from agenda_decl.job import Job
+from agenda_decl.job import Job, JobDefinition
 from agenda_decl.notifications import BaseNotificationChannel, InMemoryNotificationChannel
+from agenda_decl.runtime.events import RemoteJob, RetryDetails
 
 __version__ = "0.1.0"
 
@@ -80,6 +81,7 @@ __all__ = [
     "NotConnectedError",
     "NotificationChannel",
     "NotificationChannelState",
+    "RemoteJob",
     "RemoveJobsOptions",
     "RetryDetails",
     "RunningStats",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
+
+from agenda_decl._tasks import BackgroundTasks
 
 log = logging.getLogger("agenda_decl")
 
@@ -16,6 +17,8 @@ Listener = Callable[..., Any]
 class EventEmitter:
     def __init__(self) -> None:
         self._listeners: dict[str, list[Listener]] = {}
+        #: Coroutines of async listeners called by :meth:`emit_sync`.
+        self._background = BackgroundTasks(what="event listener")
 
     def on(self, event: str, listener: Listener) -> None:
         self._listeners.setdefault(event, []).append(listener)
@@ -55,21 +58,13 @@ class EventEmitter:
             try:
                 result = listener(*args)
                 if inspect.iscoroutine(result):
-                    _spawn(result, event)
+                    self._background.spawn(_logged(result, event))
             except Exception:
                 log.exception("listener for %r raised", event)
 
 
-_background: set[asyncio.Task[Any]] = set()
-
-
-def _spawn(coro: Coroutine[Any, Any, Any], event: str) -> None:
-    async def guarded() -> None:
-        try:
-            await coro
-        except Exception:
-            log.exception("listener for %r raised", event)
-
-    task = asyncio.get_running_loop().create_task(guarded())
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+async def _logged(listener_call: Coroutine[Any, Any, Any], event: str) -> None:
+    try:
+        await listener_call
+    except Exception:
+        log.exception("listener for %r raised", event)

@@ -130,7 +130,7 @@ STATE_FIELDS: tuple[str, ...] = (
 #: The timing definition of a job. A state write writes ``next_run_at`` only while the stored
 #: values of these fields still equal the written job's (the values it was claimed with): a
 #: schedule changed during the run (a reschedule, ``agenda-decl apply``) set its own
-#: ``next_run_at``, which the run must not put back to one computed from the old timing (W-7).
+#: ``next_run_at``, which the run must not put back to one computed from the old timing.
 TIMING_FIELDS: tuple[str, ...] = (
     "repeat_interval",
     "repeat_at",

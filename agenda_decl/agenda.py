@@ -1,87 +1,66 @@
-"""The scheduler facade: definitions, job creation and management, lifecycle and events."""
+"""The scheduler facade: definitions, creating and managing jobs, lifecycle and event
+registration. It wires a backend and a notification channel into the runtime
+(:mod:`agenda_decl.runtime`), which does the work and sees the Agenda only through the
+protocols it defines (``JobOwner`` in :mod:`agenda_decl.job`, ``Scheduler`` in
+:mod:`agenda_decl.runtime.scheduler`)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar, get_args, overload
+from datetime import datetime
+from typing import Any, Literal, TypeVar, overload
 
 import attrs
 
 from agenda_decl import timing
-from agenda_decl._batching import StateWriter
 from agenda_decl._clock import Clock, StoreAlignedClock
-from agenda_decl._events import EventEmitter
 from agenda_decl._model import (
     DrainResult,
-    JobNotification,
     JobParameters,
     JobsOverview,
     JobsQueryOptions,
     JobsResult,
-    JobStateNotification,
     RemoveJobsOptions,
-    StateNotificationType,
 )
 from agenda_decl.backoff import BackoffStrategy
 from agenda_decl.errors import (
-    AgendaError,
     AgendaNotRunningError,
     BackendUnavailableError,
     InvalidOptionError,
-    NotConnectedError,
     UnknownJobError,
 )
 from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
-from agenda_decl.job import Job
-from agenda_decl.notifications.base import BaseNotificationChannel
-from agenda_decl.processor import JobProcessor
+from agenda_decl.job import Handler, Job, JobDefinition
+from agenda_decl.runtime.channel_link import ChannelLink
+from agenda_decl.runtime.events import (
+    ErrorListener,
+    Events,
+    FailListener,
+    JobEvent,
+    JobListener,
+    Listener,
+    ProgressListener,
+    ReadyListener,
+    RetryDetails,
+    RetryListener,
+)
+from agenda_decl.runtime.processor import JobProcessor
+from agenda_decl.runtime.runner import Runner
+from agenda_decl.runtime.state_writer import StateWriter
+from agenda_decl.timing import Duration
+
+#: ``Handler``, ``JobDefinition`` and ``RetryDetails`` live below the facade (job, runtime);
+#: they stay importable from here.
+__all__ = ["Agenda", "Handler", "JobDefinition", "RetryDetails", "RunningStats"]
 
 log = logging.getLogger("agenda_decl")
-
-Duration = int | float | timedelta | str
-Handler = Callable[[Job[Any]], Awaitable[None] | None]
 H = TypeVar("H", bound=Callable[..., Any])
-
-#: How often the scheduler re-measures the skew between its clock and the store's.
-SKEW_REFRESH = timedelta(minutes=1)
-SKEW_WARNING = timedelta(seconds=60)
-#: Seconds between tries of a channel that gave up reconnecting (polling goes on meanwhile).
-CHANNEL_RETRY_SECONDS = 60.0
-#: The events other workers send on the channel's state side (``start``, ``complete``, ...).
-_STATE_EVENTS = frozenset(get_args(StateNotificationType))
-
-
-@attrs.define(kw_only=True, frozen=True)
-class JobDefinition:
-    name: str
-    handler: Handler | None
-    concurrency: int
-    lock_limit: int
-    #: Milliseconds a lock stays valid without ``touch()``.
-    lock_lifetime: int
-    priority: int
-    backoff: BackoffStrategy | None = None
-    remove_on_complete: bool | None = None
-    #: Called with the data of every job created with this name; returns the data to store
-    #: (defaults filled in, values made JSON) or raises. agenda.yaml's typed payloads use it.
-    validate_data: Callable[[Any], Any] | None = None
-
-
-@attrs.define(kw_only=True, frozen=True)
-class RetryDetails:
-    attempt: int
-    delay: int
-    next_run_at: datetime | None
-    error: BaseException
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -132,7 +111,6 @@ class Agenda:
         clock: Clock | None = None,
     ) -> None:
         self.backend = backend
-        self.channel = notification_channel or backend.notification_channel
         #: Written as ``last_modified_by`` and sent as ``source``; unique per instance by default
         #: so that two unnamed workers still hear each other's state events.
         self.name = name or _default_name()
@@ -151,24 +129,28 @@ class Agenda:
         self.remove_on_complete = remove_on_complete
         self.clock: Clock = clock or StoreAlignedClock()
         self.definitions: dict[str, JobDefinition] = {}
-        self._events = EventEmitter()
+        self._events = Events()
+        self._link = ChannelLink(
+            self, notification_channel or backend.notification_channel, self._events,
+            store_name=backend.name,
+        )
         self._processor: JobProcessor | None = None
         self._ready = False
         self._ready_lock = asyncio.Lock()
         #: Counts stops: a job that started under an earlier value outlived its scheduler.
         self.generation = 0
-        self._channel_failed_at = 0.0
-        self._unsubscribe: list[Callable[[], None]] = []
-        self._channel_attached = False
-        self._unsubscribe_state: Callable[[], None] | None = None
-        self._skew_checked_at: datetime | None = None
-        self._background: set[asyncio.Task[Any]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._state_writer = StateWriter(backend.repository, self.name)
+        self._runner = Runner(self)
 
     @property
     def repository(self) -> JobRepository:
         return self.backend.repository
+
+    @property
+    def channel(self) -> NotificationChannel | None:
+        """The notification channel: the one given, else the backend's own (or none)."""
+        return self._link.channel
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -369,36 +351,6 @@ class Agenda:
             return 0
         return await self.cancel(RemoveJobsOptions(not_names=sorted(self.definitions)))
 
-    # -- store access used by Job --------------------------------------------------------
-
-    async def save_job(self, params: JobParameters[Any]) -> JobParameters[Any]:
-        await self.ready()
-        return await self.repository.save_job(
-            params, last_modified_by=self.name, now=self.clock.now()
-        )
-
-    async def save_job_state(
-        self,
-        params: JobParameters[Any],
-        *,
-        started_in: int | None = None,
-        lock_token: datetime | None = None,
-    ) -> None:
-        """Write the state fields of a job. A job started before the last stop
-        (``started_in`` older than :attr:`generation`) writes only if the store is still open:
-        it never reconnects what ``stop()`` closed (its loop may be shutting down). With a
-        ``lock_token`` (the lock the running job holds) the write is fenced: it raises
-        ``LockLostError`` and stores nothing when the stored lock is another one."""
-        if started_in is None or started_in == self.generation:
-            await self.ready()
-        await self._state_writer.save(params, lock_token=lock_token)
-
-    def submit_job_state(
-        self, params: JobParameters[Any], *, lock_token: datetime | None = None
-    ) -> asyncio.Future[None]:
-        """Queue a state write without waiting for it (the processor's start write)."""
-        return self._state_writer.submit(params, lock_token=lock_token)
-
     # -- lifecycle -----------------------------------------------------------------------
 
     async def ready(self) -> None:
@@ -413,9 +365,9 @@ class Agenda:
             if self._ready:
                 return
             await self._connect_backend()
-            await self._connect_channel()
+            await self._link.attach()
             self._ready = True
-        await self._events.emit("ready")
+        await self._events.emit_ready()
 
     async def _connect_backend(self) -> None:
         try:
@@ -425,35 +377,7 @@ class Agenda:
             raise BackendUnavailableError(
                 f"cannot connect to the {self.backend.name} backend: {error}"
             ) from error
-        await self._measure_skew()
-
-    async def _connect_channel(self) -> None:
-        if self.channel is None:
-            return
-        self.channel.on("stateChange", self._on_channel_state)
-        self.channel.on("error", self._on_channel_error)
-        self._unsubscribe.append(self.channel.subscribe(self._on_notification))
-        self._channel_attached = True
-        self._sync_state_subscription()
-        if self.channel.state != "connected":
-            try:
-                await self.channel.connect()
-            except Exception as error:
-                if not isinstance(self.channel, BaseNotificationChannel):  # those report it
-                    await self.emit_error(error)
-
-    async def _measure_skew(self) -> None:
-        if not isinstance(self.clock, StoreAlignedClock):
-            return
-        store_now = await self.repository.server_now()
-        self._skew_checked_at = self.clock.now()
-        if store_now is None:
-            return
-        self.clock.offset = timedelta(0)
-        skew = store_now - self.clock.now()
-        self.clock.offset = skew
-        if abs(skew) > SKEW_WARNING:
-            log.warning("this machine's clock is %s off the %s clock", skew, self.backend.name)
+        await self._link.measure_skew()
 
     async def start(self) -> None:
         """Start processing jobs in the background. Does nothing when already started."""
@@ -465,7 +389,9 @@ class Agenda:
             max_concurrency=self.max_concurrency,
             lock_limit=self.lock_limit,
             process_every=self.process_every,
+            tend=self._link.tend,
         )
+        self._link.processor = self._processor
         self._processor.start()
 
     async def stop(self, *, close_connection: bool | None = None) -> None:
@@ -476,8 +402,7 @@ class Agenda:
         outlives ``stop()`` still writes its state if the store stays open."""
         processor = self._processor
         if processor is not None:
-            processor.stop_polling()
-            released = processor.release_queued()
+            released = await processor.stop()
             # State writes already submitted go out before the connection closes.
             await self._state_writer.flush()
             if released:
@@ -496,41 +421,19 @@ class Agenda:
         processor = self._processor
         if processor is None:
             return DrainResult(completed=0, running=0, timed_out=False, aborted=False)
-        processor.stop_polling()
-        released = processor.release_queued()
+        started = processor.completed
+        released = await processor.stop()
         if released:
             await self.repository.unlock_jobs(released)
-        result = await self._wait_for_running(processor, timeout, abort)
+        seconds = None if timeout is None else timing.parse_duration(timeout) / 1000
+        result = await processor.wait_idle(completed_before=started, timeout=seconds,
+                                           abort=abort)
         await self._teardown(close_connection)
         return result
 
-    async def _wait_for_running(
-        self, processor: JobProcessor, timeout: Duration | None, abort: asyncio.Event | None
-    ) -> DrainResult:
-        started = processor.completed
-        if abort is not None and abort.is_set():
-            return DrainResult(completed=0, running=len(processor.running), timed_out=False,
-                               aborted=True)
-        seconds = None if timeout is None else timing.parse_duration(timeout) / 1000
-        outcome = await _first_of(processor.wait_idle(), seconds, abort)
-        return DrainResult(
-            completed=processor.completed - started,
-            running=len(processor.running),
-            timed_out=outcome == "timeout",
-            aborted=outcome == "abort",
-        )
-
     async def _teardown(self, close_connection: bool | None) -> None:
-        self._processor = None
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
-        self._unsubscribe.clear()
-        self._channel_attached = False
-        self._sync_state_subscription()
-        if self.channel is not None:
-            self.channel.off("stateChange", self._on_channel_state)
-            self.channel.off("error", self._on_channel_error)
-            await self.channel.disconnect()
+        self._processor = self._link.processor = None
+        await self._link.detach()
         close = self.backend.owns_connection if close_connection is None else close_connection
         if close:
             await self.backend.disconnect()
@@ -563,197 +466,104 @@ class Agenda:
 
     # -- events --------------------------------------------------------------------------
 
-    def on(self, event: str, listener: Callable[..., Any]) -> None:
+    @overload
+    def on(self, event: Literal["ready"], listener: ReadyListener) -> None: ...
+    @overload
+    def on(self, event: Literal["error"], listener: ErrorListener) -> None: ...
+    @overload
+    def on(self, event: Literal["start", "success", "complete"], listener: JobListener) -> None: ...
+    @overload
+    def on(self, event: Literal["fail", "retry exhausted"], listener: FailListener) -> None: ...
+    @overload
+    def on(self, event: Literal["retry"], listener: RetryListener) -> None: ...
+    @overload
+    def on(self, event: Literal["progress"], listener: ProgressListener) -> None: ...
+    @overload
+    def on(self, event: str, listener: Listener) -> None: ...
+
+    def on(self, event: str, listener: Listener) -> None:
         """Listen to ``ready``, ``error``, ``start``, ``success``, ``fail``, ``complete``,
-        ``progress``, ``retry``, ``retry exhausted``, or ``EVENT:<job name>``."""
+        ``progress``, ``retry``, ``retry exhausted``, or ``EVENT:<job name>``. A job event's
+        listener gets the same arguments whether this process ran the job or another worker
+        did (see :mod:`agenda_decl.runtime.events`)."""
         self._events.on(event, listener)
-        self._sync_state_subscription()
+        self._link.sync_state_subscription()
 
-    def once(self, event: str, listener: Callable[..., Any]) -> None:
+    @overload
+    def once(self, event: Literal["ready"], listener: ReadyListener) -> None: ...
+    @overload
+    def once(self, event: Literal["error"], listener: ErrorListener) -> None: ...
+    @overload
+    def once(self, event: Literal["start", "success", "complete"],
+             listener: JobListener) -> None: ...
+    @overload
+    def once(self, event: Literal["fail", "retry exhausted"], listener: FailListener) -> None: ...
+    @overload
+    def once(self, event: Literal["retry"], listener: RetryListener) -> None: ...
+    @overload
+    def once(self, event: Literal["progress"], listener: ProgressListener) -> None: ...
+    @overload
+    def once(self, event: str, listener: Listener) -> None: ...
+
+    def once(self, event: str, listener: Listener) -> None:
+        """:meth:`on`, for the next event only."""
         self._events.once(event, listener)
-        self._sync_state_subscription()
+        self._link.sync_state_subscription()
 
-    def off(self, event: str, listener: Callable[..., Any]) -> None:
+    def off(self, event: str, listener: Listener) -> None:
         self._events.off(event, listener)
-        self._sync_state_subscription()
+        self._link.sync_state_subscription()
+
+    # -- what jobs and the runtime call (JobOwner, Scheduler) ----------------------------
+
+    async def save_job(self, params: JobParameters[Any]) -> JobParameters[Any]:
+        await self.ready()
+        return await self.repository.save_job(
+            params, last_modified_by=self.name, now=self.clock.now()
+        )
+
+    async def save_job_state(
+        self,
+        params: JobParameters[Any],
+        *,
+        started_in: int | None = None,
+        lock_token: datetime | None = None,
+    ) -> None:
+        """Write the state fields of a job. A job started before the last stop
+        (``started_in`` older than :attr:`generation`) writes only if the store is still open:
+        it never reconnects what ``stop()`` closed (its loop may be shutting down). With a
+        ``lock_token`` (the lock the running job holds) the write is fenced: it raises
+        ``LockLostError`` and stores nothing when the stored lock is another one."""
+        if started_in is None or started_in == self.generation:
+            await self.ready()
+        await self._state_writer.save(params, lock_token=lock_token)
+
+    def submit_job_state(
+        self, params: JobParameters[Any], *, lock_token: datetime | None = None
+    ) -> asyncio.Future[None]:
+        """Queue a state write without waiting for it (the processor's start write)."""
+        return self._state_writer.submit(params, lock_token=lock_token)
+
+    async def run_job(self, job: Job[Any]) -> None:
+        await self._runner.run(job)
+
+    async def report_progress(self, job: Job[Any], progress: float) -> None:
+        await self.emit_job_event(JobEvent(name="progress", job=job, progress=progress))
 
     async def emit_error(self, error: BaseException) -> None:
-        if self._events.listener_count("error"):
-            await self._events.emit("error", error)
-        elif isinstance(error, AgendaError | ConnectionError):
-            log.error("agenda error: %s", error)
-        else:  # not one of ours: the traceback helps
-            log.error("agenda error: %s", error, exc_info=error)
-
-    def _on_channel_error(self, error: BaseException) -> None:
-        """Channel errors become Agenda ``error`` events at once (in the channel's call)."""
-        if self._events.listener_count("error"):
-            self._events.emit_sync("error", error)
-        else:
-            log.warning("notification channel: %s", error)
+        await self._events.emit_error(error)
 
     def emit_error_soon(self, error: BaseException) -> None:
-        self._spawn(self.emit_error(error))
+        self._events.emit_error_soon(error)
 
-    async def emit_job_event(
-        self,
-        event: str,
-        job: Job[Any],
-        *,
-        error: BaseException | None = None,
-        delay: int | None = None,
-        progress: float | None = None,
-    ) -> None:
+    async def emit_job_event(self, event: JobEvent) -> None:
         """Emit ``event`` and ``event:<name>`` locally, then tell other workers."""
-        args = self._event_args(event, job, error, delay, progress)
-        await self._events.emit(event, *args)
-        await self._events.emit(f"{event}:{job.attrs.name}", *args)
-        if event != "retry exhausted":
-            self._publish_state(event, job, error=error, progress=progress)  # type: ignore[arg-type]
-
-    def _event_args(
-        self, event: str, job: Job[Any], error: BaseException | None, delay: int | None,
-        progress: float | None,
-    ) -> tuple[Any, ...]:
-        if event in ("fail", "retry exhausted"):
-            return (error, job)
-        if event == "retry":
-            assert error is not None and delay is not None
-            details = RetryDetails(attempt=job.attrs.fail_count or 1, delay=delay,
-                                   next_run_at=job.attrs.next_run_at, error=error)
-            return (job, details)
-        if event == "progress":
-            return (job, progress)
-        return (job,)
-
-    # -- notifications -------------------------------------------------------------------
+        await self._events.emit_job(event)
+        self._link.publish_state(event)
 
     async def publish_job_notification(self, job: Job[Any]) -> None:
         """Tell listening workers a job was saved (skipped when the channel is down)."""
-        channel = self.channel
-        if channel is None or channel.state != "connected" or job.attrs.id is None:
-            return
-        notification = JobNotification(
-            job_id=job.attrs.id, job_name=job.attrs.name, next_run_at=job.attrs.next_run_at,
-            priority=job.attrs.priority, timestamp=self.clock.now(), source=self.name,
-        )
-        try:
-            await channel.publish(notification)
-        except Exception as error:  # the save succeeded; polling will find the job
-            await self.emit_error(error)
-
-    def _publish_state(
-        self, kind: StateNotificationType, job: Job[Any], *, error: BaseException | None,
-        progress: float | None,
-    ) -> None:
-        channel = self.channel
-        if (channel is None or channel.state != "connected"
-                or not channel.supports_state_notifications):
-            return
-        params = job.attrs
-        assert params.id is not None
-        notification = JobStateNotification(
-            type=kind, job_id=params.id, job_name=params.name, timestamp=self.clock.now(),
-            source=self.name, progress=progress, error=params.fail_reason if error else None,
-            fail_count=params.fail_count if error else None,
-            last_run_at=params.last_run_at, last_finished_at=params.last_finished_at,
-            retry_at=params.next_run_at if kind == "retry" else None,
-            retry_attempt=(params.fail_count or 1) if kind == "retry" else None,
-            duration=_duration_ms(params) if kind in ("success", "complete") else None,
-        )
-        self._spawn(self._send_state(channel, notification))
-
-    async def _send_state(
-        self, channel: NotificationChannel, notification: JobStateNotification
-    ) -> None:
-        try:
-            await channel.publish_state(notification)
-        except NotConnectedError:
-            pass  # the channel went down since the check: state events are best effort
-        except Exception as error:
-            await self.emit_error(error)
-
-    def _on_notification(self, notification: JobNotification) -> None:
-        if self._processor is not None:
-            self._processor.handle_notification(notification)
-
-    def _sync_state_subscription(self) -> None:
-        """Take other workers' state notifications from the channel only while something here
-        listens to a state event: nobody else reads them, and a busy worker would otherwise
-        decode three per job for nothing (its own among them)."""
-        channel = self.channel
-        wanted = (self._channel_attached and channel is not None
-                  and channel.supports_state_notifications
-                  and any(event.partition(":")[0] in _STATE_EVENTS
-                          for event in self._events.events()))
-        if wanted and self._unsubscribe_state is None:
-            assert channel is not None
-            self._unsubscribe_state = channel.subscribe_state(self._on_state_notification)
-        elif not wanted and self._unsubscribe_state is not None:
-            self._unsubscribe_state()
-            self._unsubscribe_state = None
-
-    async def _on_state_notification(self, notification: JobStateNotification) -> None:
-        if notification.source == self.name:
-            return  # our own event, already emitted locally
-        args = self._remote_event_args(notification)
-        await self._events.emit(notification.type, *args)
-        await self._events.emit(f"{notification.type}:{notification.job_name}", *args)
-
-    def _remote_event_args(self, notification: JobStateNotification) -> tuple[Any, ...]:
-        """Agenda's shapes, ``remote=True`` last: ``fail`` gets the error text first, as a
-        local ``fail`` gets the error; ``retry`` gets details, as a local one does."""
-        if notification.type == "fail":
-            return (notification.error or "", notification, True)
-        if notification.type == "retry":
-            details = RetryDetails(
-                attempt=notification.retry_attempt or 1, delay=0,
-                next_run_at=notification.retry_at or self.clock.now(),
-                error=AgendaError(notification.error or "Unknown error"),
-            )
-            return (notification, details, True)
-        return (notification, True)
-
-    def _on_channel_state(self, state: str) -> None:
-        """After a reconnect, poll at once: what was published while away is lost."""
-        if state == "error":
-            self._channel_failed_at = time.monotonic()
-        if state == "connected" and self._processor is not None:
-            for name in self.runnable_names():
-                self._processor.wake(name)
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def revive_channel(self) -> None:
-        """Try a channel that gave up reconnecting once more, every
-        :data:`CHANNEL_RETRY_SECONDS` (called by the poll): a worker that outlives an outage
-        of its notification server gets its instant wake-ups back."""
-        channel = self.channel
-        if channel is None or channel.state != "error":
-            return
-        if isinstance(channel, BaseNotificationChannel) and not channel.reconnect_options.enabled:
-            return  # reconnecting was switched off for this channel
-        if time.monotonic() - self._channel_failed_at < CHANNEL_RETRY_SECONDS:
-            return
-        self._channel_failed_at = time.monotonic()
-        with contextlib.suppress(Exception):  # connect() reported it as an error event
-            await channel.connect()
-
-    async def refresh_skew(self) -> None:
-        """Re-measure the store clock skew when the last measurement is old."""
-        checked = self._skew_checked_at
-        if checked is None or self.clock.now() - checked > SKEW_REFRESH:
-            await self._measure_skew()
-
-
-def _duration_ms(params: JobParameters[Any]) -> int | None:
-    started, ended = params.last_run_at, params.last_finished_at
-    if started is None or ended is None or ended < started:
-        return None
-    return int((ended - started).total_seconds() * 1000)
+        await self._link.publish_job(job)
 
 
 def _as_list(names: str | Sequence[str]) -> list[str]:
@@ -763,7 +573,7 @@ def _as_list(names: str | Sequence[str]) -> list[str]:
 def _listed(jobs: list[Job[Any]], full: bool) -> int | list[dict[str, Any]]:
     if not full:
         return len(jobs)
-    return [{**attrs.asdict(job.attrs), "canceled": job.canceled} for job in jobs]
+    return [{**attrs.asdict(job.attrs), "canceled": job.abandon_reason} for job in jobs]
 
 
 def _version() -> str:
@@ -774,19 +584,3 @@ def _version() -> str:
     except PackageNotFoundError:
         return "0+unknown"
 
-
-async def _first_of(
-    idle: Awaitable[None], seconds: float | None, abort: asyncio.Event | None
-) -> Literal["idle", "timeout", "abort"]:
-    waiters: dict[asyncio.Task[Any], Literal["idle", "abort"]] = {
-        asyncio.ensure_future(idle): "idle"
-    }
-    if abort is not None:
-        waiters[asyncio.ensure_future(abort.wait())] = "abort"
-    done, pending = await asyncio.wait(waiters, timeout=seconds,
-                                       return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    if not done:
-        return "timeout"
-    return "idle" if any(waiters[t] == "idle" for t in done) else "abort"

@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import attrs
 
-from agenda_decl.timing import parse_duration
+from agenda_decl.timing import Duration, parse_duration
 
 __all__ = [
     "BackoffContext",
@@ -30,8 +29,6 @@ __all__ = [
     "standard",
     "when",
 ]
-
-Duration = int | float | timedelta | str
 
 
 @attrs.define(kw_only=True, frozen=True)

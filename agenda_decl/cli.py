@@ -1,11 +1,28 @@
 """The ``agenda-decl`` command: validate, plan, apply, run, generate handles for and inspect an
 ``agenda.yaml``.
 
-Exit codes: 0 success; 1 an error (a broken file, an unreachable backend, a refused or
-cancelled apply, a worker that had to abandon running jobs); 2 with ``plan
---detailed-exitcode`` when storage does not match the file (changes to apply, or orphaned jobs
-that only ``--prune`` deletes). Errors go to stderr, one line each,
-without a traceback (set ``AGENDA_DECL_DEBUG=1`` to get one for an unexpected error).
+Exit codes:
+
+* 0 success;
+* 1 an error: a broken file, an unreachable backend, a refused or cancelled apply, a worker
+  whose ``--exit-after`` drain timed out with jobs still running, a usage error such as an
+  unknown option (never 2, unlike argparse's default);
+* 2 with ``plan --detailed-exitcode`` when storage does not match the file (changes to apply,
+  or orphaned jobs that only ``--prune`` deletes);
+* 128 + the signal's number (130 SIGINT, 143 SIGTERM, as a shell reports a process a signal
+  ended) when a worker stopped by a signal left jobs running: a second signal, or the first
+  one's drain timing out. The worker exits at once, even with plain ``def`` handlers still
+  running in their threads;
+* 141 (128 + SIGPIPE) when stdout's reader went away (``agenda-decl jobs | head -2``): the
+  rest of the output is dropped without a message, and a worker drains as on SIGTERM.
+
+Errors go to stderr, one line each, without a traceback (set ``AGENDA_DECL_DEBUG=1`` to get
+one for an unexpected error). With ``--json`` every error is also one JSON object on stdout
+(see :func:`_report`), so that a script reading stdout always gets JSON; the text stays on
+stderr for whoever watches the terminal or the log.
+
+Durations on the command line need a unit (``--exit-after "10 seconds"``): a bare number is
+refused, where the Python API would read it as milliseconds.
 
 Nothing secret is printed, by one rule (``agenda_decl._secrets``): connection strings appear
 with only their password masked, values the file took from the environment as the file wrote
@@ -20,6 +37,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -29,14 +47,13 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import attrs
 
 from agenda_decl import __version__, timing
 from agenda_decl._model import (
     JOB_STATES,
-    DrainResult,
     JobsQueryOptions,
     JobsResult,
     JobWithState,
@@ -56,6 +73,10 @@ DEFAULT_CONFIG = "agenda.yaml"
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
+#: What a shell reports for a command that SIGPIPE ended (128 + 13): stdout's reader went
+#: away before the output was written (``| head``).
+EXIT_STDOUT_CLOSED = 141
+_BARE_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
 
 
 # -- output -----------------------------------------------------------------------------------
@@ -70,14 +91,36 @@ class Output:
         self.err = err or sys.stderr
         #: The last log messages written (masked), so an error event is not printed twice.
         self.logged: collections.deque[str] = collections.deque(maxlen=20)
+        #: Whether stdout's reader went away (``agenda-decl jobs | head -2``).
+        self.stdout_closed = False
+        #: Called once when it does (a worker then drains).
+        self.on_stdout_closed: Callable[[], None] | None = None
 
     def mask(self, text: str) -> str:
         """The password of each connection string and ``password=`` field masked."""
         return mask_text(text)
 
     def print(self, text: str = "", *, end: str = "\n") -> None:
-        self.out.write(self.mask(text) + end)
-        self.out.flush()
+        try:
+            self.out.write(self.mask(text) + end)
+            self.out.flush()
+        except BrokenPipeError:
+            self.stdout_gone()
+
+    def stdout_gone(self) -> None:
+        """The reader of stdout has gone: the rest of the output is discarded without a
+        message, as a command that SIGPIPE ends says nothing either. stdout's descriptor is
+        pointed at the null device (Python's "Note on SIGPIPE"), so neither a later write nor
+        the flush at exit raises again."""
+        if self.stdout_closed:
+            return
+        self.stdout_closed = True
+        with contextlib.suppress(OSError, ValueError):  # not a real file (a test's StringIO)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.out.fileno())
+            os.close(devnull)
+        if self.on_stdout_closed is not None:
+            self.on_stdout_closed()
 
     def error(self, text: str) -> None:
         for line in self.mask(text).splitlines() or [""]:
@@ -138,10 +181,18 @@ def _logging_to(output: Output, level: int) -> Iterator[None]:
 
 
 def _duration(text: str) -> int:
+    """A command-line duration in ms. A bare number is refused: the Python API reads it as
+    milliseconds, which on a command line (``--exit-after 5``) is rarely what was meant."""
+    text = text.strip()
+    if _BARE_NUMBER.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} needs a unit; did you mean '{text} seconds'?")
     try:
-        return timing.parse_duration(text, field="duration")
-    except AgendaError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+        return timing.parse_duration(text)
+    except AgendaError:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: expected a number with a unit, e.g. '30 seconds', "
+            "'500 ms' or '2 minutes'") from None
 
 
 def _python_file(text: str) -> str:
@@ -160,17 +211,36 @@ def _limit(text: str) -> int:
     return value
 
 
+class _UsageError(Exception):
+    """A command line argparse refuses; ``usage`` is the usage text of the (sub)command."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error, which is also the "changes pending" answer of
+    ``plan --detailed-exitcode``: a typo in a CI script would read as pending changes. Errors
+    are raised instead, and :func:`main` reports them with exit code 1."""
+
+    def error(self, message: str) -> NoReturn:
+        # "argument --exit-after: ..." -> "--exit-after: ...": the option first, as
+        # config errors put the field first.
+        raise _UsageError(message.removeprefix("argument "), self.format_usage())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "-c", "--config", default=argparse.SUPPRESS, metavar="FILE",
         help=f"the config file (default: ./{DEFAULT_CONFIG})",
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="agenda-decl",
         description="A typed job queue and scheduler driven by agenda.yaml.",
-        epilog="Exit codes: 0 ok, 1 error, 2 storage differs from the file (plan "
-        "--detailed-exitcode).",
+        epilog="Exit codes: 0 ok, 1 error (a usage error too), 2 storage differs from the file "
+        "(plan --detailed-exitcode).",
     )
     parser.add_argument("--version", action="version", version=f"agenda-decl {__version__}")
     parser.add_argument(
@@ -276,6 +346,30 @@ class _Context:
     def base_dir(self) -> Path:
         return self.path.resolve().parent
 
+    def report(self, kind: str, message: str, problems: list[dict[str, Any]] | None = None,
+               *, human: str | None = None) -> None:
+        """An error of the command (see :func:`_report`). validate's JSON keeps its own shape
+        as well: ``valid`` and ``issues`` beside ``error``."""
+        extra = ({"valid": False, "issues": problems or []}
+                 if self.args.command == "validate" else {})
+        _report(self.output, bool(getattr(self.args, "json", False)), kind, message, problems,
+                human=human, extra=extra)
+
+
+def _report(
+    output: Output, as_json: bool, kind: str, message: str,
+    problems: list[dict[str, Any]] | None = None, *, human: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """An error: its text on stderr (``human``, else ``message``) and, with ``--json``, also
+    on stdout as one JSON object, so that a script reading stdout never gets nothing:
+    ``{"error": {"kind": ..., "message": ..., "problems": [...]}}``. ``problems`` are the
+    config problems, each with file, line, column, path and message."""
+    output.error(human if human is not None else message)
+    if as_json:
+        output.json({**(extra or {}), "error": {
+            "kind": kind, "message": output.mask(message), "problems": problems or []}})
+
 
 def _load(context: _Context, *, import_payload_classes: bool = False) -> Any:
     """The config file, checked; ``import_payload_classes`` for the commands that need the
@@ -284,7 +378,9 @@ def _load(context: _Context, *, import_payload_classes: bool = False) -> Any:
     from agenda_decl.config.load import load_config
 
     if not context.path.is_file():
-        context.output.error(f"config file not found: {context.path}")
+        context.report("config", f"config file not found: {context.path}", [
+            {"file": str(context.path), "line": None, "column": None, "path": "",
+             "message": "file not found"}])
         raise _Failure
     config = load_config(context.path, import_payload_classes=import_payload_classes)
     context.config = config
@@ -355,14 +451,8 @@ def cmd_validate(context: _Context) -> int:
     from agenda_decl.config.load import redacted
 
     output = context.output
-    try:
-        config = _load(context, import_payload_classes=True)
-        _check_schedules(context)
-    except ConfigError as error:
-        if context.args.json:
-            output.json({"valid": False, "issues": [attrs.asdict(i) for i in error.issues]})
-            raise _Failure from None
-        raise
+    config = _load(context, import_payload_classes=True)
+    _check_offline(context)
     if context.args.json:
         output.json({"valid": True, "config": redacted(config)})
         return EXIT_OK
@@ -384,12 +474,20 @@ def _describe_store(storage: Mapping[str, Any]) -> str:
     return f"{kind} ({where})" if where else str(kind)
 
 
-def _check_schedules(context: _Context) -> None:
-    """The schedule checks of plan, without a database or a driver. Payload classes are
+def _check_offline(context: _Context) -> None:
+    """What validate adds to loading, all problems at once: the drivers the backend needs are
+    installed, and the schedule checks of plan, without a database. Payload classes are
     imported (as plan does); handlers are not (they may need the application's environment)."""
+    from agenda_decl.config.drivers import missing_drivers
     from agenda_decl.config.reconcile import check_schedules
 
-    check_schedules(context.config, base_dir=context.base_dir)
+    issues = missing_drivers(context.config)
+    try:
+        check_schedules(context.config, base_dir=context.base_dir)
+    except ConfigError as error:
+        issues += error.issues
+    if issues:
+        raise ConfigError(sorted(issues, key=lambda issue: (issue.line, issue.column)))
 
 
 def cmd_plan(context: _Context) -> int:
@@ -427,7 +525,7 @@ def cmd_apply(context: _Context) -> int:
         if not args.json:
             output.print(plan_output.format_plan(planned, show_unchanged=False), end="")
         if planned.has_changes and not args.yes:
-            if not _confirm(output):
+            if not _confirm(context):
                 return EXIT_ERROR
         elif not planned.has_changes and not args.json:
             return EXIT_OK
@@ -455,11 +553,13 @@ def cmd_apply(context: _Context) -> int:
     return asyncio.run(_closing(context, agenda, work))
 
 
-def _confirm(output: Output) -> bool:
+def _confirm(context: _Context) -> bool:
+    output = context.output
     if not sys.stdin.isatty():
-        output.error(
+        context.report(
+            "not_confirmed",
             "refusing to apply without confirmation: stdin is not a terminal. "
-            "Pass --yes (or --auto-approve) to apply non-interactively."
+            "Pass --yes (or --auto-approve) to apply non-interactively.",
         )
         return False
     output.print("Apply these changes? Type 'yes' to confirm: ", end="")
@@ -468,7 +568,7 @@ def _confirm(output: Output) -> bool:
     except (EOFError, KeyboardInterrupt):
         answer = ""
     if answer not in ("y", "yes"):
-        output.error("apply cancelled; nothing was written.")
+        context.report("not_confirmed", "apply cancelled; nothing was written.")
         return False
     return True
 
@@ -653,40 +753,111 @@ async def _run_worker(context: _Context, agenda: Agenda, config: Any) -> int:
         context.errors.go_live()
         _announce_worker(agenda, config, output)
         await _wait_for_stop(signals.stop, args.exit_after, output)
+        signals.bound_drain(args.drain_timeout)
         result = await agenda.drain(timeout=args.drain_timeout, abort=signals.abort)
-    return _report_drain(result, output)
+        if result.timed_out or result.aborted:
+            signals.exit_abandoning(result.running, None if result.timed_out else signals.second)
+    output.print(f"stopped: {result.completed} job(s) finished while draining.")
+    return EXIT_OK
+
+
+#: How long closing the connections may take once the running jobs are given up on (after a
+#: second signal, or the drain timeout): a store that does not answer must not keep a stopping
+#: worker alive.
+_ABORT_GRACE_S = 3.0
 
 
 class _ShutdownSignals:
-    """SIGTERM/SIGINT: the first sets ``stop`` (drain), a second sets ``abort`` (stop now).
-    The handlers are removed on leaving, however the worker ends."""
+    """SIGTERM/SIGINT: the first sets ``stop`` (drain), a second sets ``abort`` (stop now;
+    a third, or closing the connections for longer than ``_ABORT_GRACE_S``, exits at once;
+    so does a drain that overruns its timeout by that much). A closed stdout sets ``stop``
+    too: a worker whose output nobody reads (``run | head``) drains rather than running on
+    unseen. The handlers are removed on leaving, however the worker ends."""
 
     def __init__(self, output: Output, drain_timeout: int) -> None:
         self.stop, self.abort = asyncio.Event(), asyncio.Event()
         self._output, self._drain_timeout = output, drain_timeout
         self._installed: list[int] = []
+        #: The signal that started the drain, and the one that cut it short.
+        self.first: signal.Signals | None = None
+        self.second: signal.Signals | None = None
+        self._deadline: asyncio.TimerHandle | None = None
 
     def __enter__(self) -> _ShutdownSignals:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, self._on_signal, signal.Signals(signum).name)
+                loop.add_signal_handler(signum, self._on_signal, signal.Signals(signum))
                 self._installed.append(signum)
+        self._output.on_stdout_closed = functools.partial(self._stop_soon, loop)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         loop = asyncio.get_running_loop()
         for signum in self._installed:
             loop.remove_signal_handler(signum)
+        self._output.on_stdout_closed = None
+        if self._deadline is not None:
+            self._deadline.cancel()
 
-    def _on_signal(self, name: str) -> None:
+    def bound_drain(self, drain_timeout: int) -> None:
+        """drain() stops waiting for the jobs after ``drain_timeout``, but then closes the
+        connections, which a store that does not answer can hold up: past the timeout and
+        the grace for closing, the worker exits anyway."""
+        self._deadline = asyncio.get_running_loop().call_later(
+            drain_timeout / 1000 + _ABORT_GRACE_S, self.exit_abandoning, None, None)
+
+    def _stop_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Through the loop: safe whichever thread was printing.
+        loop.call_soon_threadsafe(self.stop.set)
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        if self.second is not None:  # a third: closing the connections takes too long
+            self.exit_abandoning(None, signum)
         if self.stop.is_set():
-            self._output.print(f"{name} again: stopping without waiting for running jobs")
-            self.abort.set()
+            self.second = signum
+            self.abort.set()  # drain() returns at once and closes the connections
+            asyncio.get_running_loop().call_later(
+                _ABORT_GRACE_S, self.exit_abandoning, None, signum)
             return
-        self._output.print(f"{name}: draining (no new jobs; up to "
+        self.first = signum
+        self._output.print(f"{signum.name}: draining (no new jobs; up to "
                            f"{_seconds(self._drain_timeout)} for running ones)")
         self.stop.set()
+
+    def exit_abandoning(self, running: int | None, by: signal.Signals | None) -> NoReturn:
+        """One line on stderr, then exit. ``by`` is the signal that cut the drain short (None:
+        the drain timed out). The exit code is 128 + the number of the signal that ended the
+        worker, as a shell reports a process a signal ended; 1 when none did (a drain that
+        --exit-after started timed out)."""
+        if by is None:
+            why, code = "drain timed out", EXIT_ERROR if self.first is None else 128 + self.first
+        elif self.first is None:  # --exit-after or a closed stdout started the drain
+            why, code = f"stopped by {by.name} while draining", 128 + by
+        else:
+            why, code = f"stopped by a second signal ({by.name})", 128 + by
+        if running == 0:
+            _exit_now(self._output, f"{why}: no job was running", code)
+        jobs = ("any jobs still running were" if running is None
+                else f"{running} job(s) still running were")
+        _exit_now(self._output, f"{why}: {jobs} abandoned; their locks stay until lock_lifetime "
+                  "runs out, then another worker runs them (this run counts as a failed attempt)",
+                  code)
+
+
+def _exit_now(output: Output, text: str, code: int) -> NoReturn:
+    """End the process without waiting for the handlers still running. The thread of a plain
+    ``def`` handler cannot be stopped, and the interpreter waits for it at exit (where a
+    further Ctrl-C ends in a traceback). Leaving it is safe: the worker ends as a killed one
+    does (SIGKILL, which the lock expiry is made and tested for), after drain() has released
+    the jobs it had claimed but not started and closed the connections. ``atexit`` hooks do
+    not run; buffered output would be lost, so it is flushed first."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()  # a handler's own print()s
+        output.out.flush()
+    with contextlib.suppress(OSError, ValueError):
+        output.error(text)
+    os._exit(code)
 
 
 def _announce_worker(agenda: Agenda, config: Any, output: Output) -> None:
@@ -712,18 +883,7 @@ async def _wait_for_stop(stop: asyncio.Event, exit_after: int | None, output: Ou
         await asyncio.wait_for(stop.wait(), exit_after / 1000)
     if not stop.is_set():
         output.print(f"--exit-after {_seconds(exit_after)} reached: draining")
-
-
-def _report_drain(result: DrainResult, output: Output) -> int:
-    if result.timed_out or result.aborted:
-        why = "drain timed out" if result.timed_out else "stopped by a second signal"
-        output.error(
-            f"{why}: {result.running} job(s) still running were abandoned; their locks expire "
-            "and another worker runs them again"
-        )
-        return EXIT_ERROR
-    output.print(f"stopped: {result.completed} job(s) finished while draining.")
-    return EXIT_OK
+        stop.set()  # a signal now cuts the drain short, as a second one does
 
 
 def _seconds(ms: int) -> str:
@@ -784,34 +944,73 @@ COMMANDS: dict[str, Callable[[_Context], int]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     output = Output()
+    try:
+        code = _main(argv, output)
+    except BrokenPipeError:  # stdout written by argparse (--help), not through Output
+        output.stdout_gone()
+        code = EXIT_OK
+    return EXIT_STDOUT_CLOSED if output.stdout_closed and code == EXIT_OK else code
+
+
+def _main(argv: list[str] | None, output: Output) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as error:
+        output.err.write(output.mask(error.usage))
+        _report(output, _wants_json(sys.argv[1:] if argv is None else argv), "usage",
+                str(error))
+        return EXIT_ERROR
+    except SystemExit as done:  # --help and --version, printed: their code is 0
+        output.out.flush()  # a closed stdout shows here, not as a complaint at exit
+        return done.code if isinstance(done.code, int) else EXIT_ERROR
     context = _Context(args=args, output=output, path=Path(args.config),
                        errors=_ErrorSink(output))
     with _logging_to(output, logging.WARNING):
-        try:
-            return COMMANDS[args.command](context)
-        except _Failure as failure:
-            return failure.code
-        except AgendaError as error:
-            context.errors.drop_causes_of(error)
-            context.errors.go_live()
-            output.error(str(error) if isinstance(error, ConfigError) else _one_line(str(error)))
-            return EXIT_ERROR
-        except KeyboardInterrupt:
-            output.error("interrupted")
-            return 130
-        except Exception as error:
-            if os.environ.get("AGENDA_DECL_DEBUG"):
-                import traceback
+        return _run_command(context)
 
-                output.error(traceback.format_exc())
-            else:
-                output.error(
-                    f"unexpected error: {type(error).__name__}: {error} "
-                    "(set AGENDA_DECL_DEBUG=1 for a traceback)"
-                )
-            return EXIT_ERROR
+
+def _wants_json(argv: list[str]) -> bool:
+    """Whether a command line that argparse refused asked for JSON (``--json``, or a prefix of
+    it, which argparse accepts)."""
+    return any(len(arg) > 3 and "--json".startswith(arg) for arg in argv)
+
+
+def _run_command(context: _Context) -> int:
+    try:
+        return COMMANDS[context.args.command](context)
+    except _Failure as failure:
+        return failure.code
+    except AgendaError as error:
+        context.errors.drop_causes_of(error)
+        context.errors.go_live()
+        _report_agenda_error(context, error)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        context.report("interrupted", "interrupted")
+        return 130
+    except Exception as error:
+        _report_unexpected(context, error)
+        return EXIT_ERROR
+
+
+def _report_agenda_error(context: _Context, error: AgendaError) -> None:
+    if isinstance(error, ConfigError):
+        context.report("config", str(error), [attrs.asdict(issue) for issue in error.issues])
+    else:
+        kind = "backend" if isinstance(error, ConnectionError) else "agenda"
+        context.report(kind, _one_line(str(error)))
+
+
+def _report_unexpected(context: _Context, error: Exception) -> None:
+    message = f"{type(error).__name__}: {error}"
+    if os.environ.get("AGENDA_DECL_DEBUG"):
+        import traceback
+
+        human = traceback.format_exc()
+    else:
+        human = f"unexpected error: {message} (set AGENDA_DECL_DEBUG=1 for a traceback)"
+    context.report("unexpected", message, human=human)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,18 @@
-"""Exceptions raised by agenda-decl. Each message names the offending value."""
+"""Exceptions raised by agenda-decl. Each message names the offending value.
+
+Also the errors of a rejected state write (the job is gone, or its lock is another run's
+now), which the scheduler and every store raise with the same messages.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from agenda_decl._clock import truncate_ms
+
+if TYPE_CHECKING:
+    from agenda_decl._model import JobParameters
 
 
 class AgendaError(Exception):
@@ -67,3 +79,44 @@ class LockLostError(JobCanceledError):
         super().__init__(message)
         self.job_id = job_id
         self.job_name = job_name
+
+
+# -- rejected state writes -----------------------------------------------------------------------
+
+
+class _StoredJobs(Protocol):
+    """What :func:`rejected_state_write` reads of a store (a ``JobRepository`` has it)."""
+
+    async def get_job_by_id(self, job_id: str) -> JobParameters[Any] | None: ...
+
+
+def job_not_found(job: JobParameters[Any]) -> JobNotFoundError:
+    """The error of a state write whose job is gone (removed while it was claimed or ran)."""
+    return JobNotFoundError(
+        f"job ID {job.id} (name: {job.name}) cannot be updated in the database, "
+        "maybe it does not exist anymore?"
+    )
+
+
+def lock_lost(job: JobParameters[Any], lock_token: datetime | None) -> LockLostError:
+    """The error of a fenced state write whose lock is no longer the writer's."""
+    token = "none" if lock_token is None else truncate_ms(lock_token).isoformat()
+    return LockLostError(
+        f"job {job.name} (ID {job.id}) was taken over by another worker: its lock is no longer "
+        f"the one this run holds ({token}); this write was rejected and nothing of it stored",
+        job_id=None if job.id is None else str(job.id), job_name=job.name,
+    )
+
+
+async def rejected_state_write(
+    repository: _StoredJobs, job: JobParameters[Any], lock_token: datetime | None
+) -> AgendaError:
+    """Why a state write was not applied: the job is gone (``JobNotFoundError``) or, for a
+    fenced write, its lock belongs to someone else now (``LockLostError``). Read only on this
+    rare path; the write itself decided atomically."""
+    if lock_token is None or job.id is None:
+        return job_not_found(job)
+    stored = await repository.get_job_by_id(str(job.id))
+    if stored is None or stored.name != job.name:
+        return job_not_found(job)
+    return lock_lost(job, lock_token)

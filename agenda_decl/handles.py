@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast, get_origin
 
@@ -39,11 +39,11 @@ from agenda_decl._convert import payload_converter
 from agenda_decl.agenda import Agenda
 from agenda_decl.config.payload import RESERVED_DATA_KEYS
 from agenda_decl.job import Job
+from agenda_decl.timing import Duration
 
 __all__ = ["ConfigAgenda", "JobHandle", "field", "frozen"]
 
 P = TypeVar("P")
-Duration = int | float | timedelta | str
 
 
 class ConfigAgenda:

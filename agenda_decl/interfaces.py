@@ -158,7 +158,7 @@ class JobRepository(abc.ABC):
         """:meth:`save_job_state` for several jobs at once, each job fenced by its id's entry in
         ``lock_tokens`` (jobs without one are unfenced). Return the ids whose write was not
         applied: the job no longer exists, or it was fenced out; nothing is raised for them
-        (``backends.base.rejected_state_write`` tells the two apart). Stores override this to
+        (``errors.rejected_state_write`` tells the two apart). Stores override this to
         write in one round trip: the scheduler batches the state writes of jobs that finish
         together."""
         tokens = lock_tokens or {}

@@ -1,23 +1,23 @@
 """A job: its stored parameters plus what can be done with it.
 
 Builder methods (``schedule``, ``repeat_every``, ``unique``, ...) change ``attrs`` and return
-the job without any I/O; ``save()``, ``touch()``, ``remove()`` and ``run()`` talk to the store.
+the job without any I/O; ``save()``, ``touch()`` and ``remove()`` talk to the store, and
+``run()`` hands the job to the scheduler's runner. What a job needs of its scheduler is
+:class:`JobOwner` (the Agenda implements it); this module imports neither the Agenda nor the
+runtime.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import inspect
-import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, Self
+from typing import Any, Generic, Protocol, Self
 
 import attrs
 
 from agenda_decl import timing
-from agenda_decl._clock import truncate_ms
+from agenda_decl._clock import Clock, truncate_ms
+from agenda_decl._job_data import check_unique_keys, truncate_reason
 from agenda_decl._model import (
     DATA,
     DebounceOptions,
@@ -26,39 +26,81 @@ from agenda_decl._model import (
     RemoveJobsOptions,
     UniqueOptions,
 )
-from agenda_decl.backends.base import check_unique_keys, truncate_reason
-from agenda_decl.backoff import BackoffContext
-from agenda_decl.errors import (
-    AbandonedRunError,
-    AgendaError,
-    JobCanceledError,
-    LockLostError,
-    UnknownJobError,
-)
+from agenda_decl.backoff import BackoffStrategy
+from agenda_decl.errors import AgendaError, JobCanceledError, LockLostError
+from agenda_decl.interfaces import JobRepository
+from agenda_decl.timing import Duration
 
-if TYPE_CHECKING:
-    from agenda_decl.agenda import Agenda, JobDefinition
+Handler = Callable[["Job[Any]"], Awaitable[None] | None]
 
-log = logging.getLogger("agenda_decl")
 
-Duration = int | float | timedelta | str
+@attrs.define(kw_only=True, frozen=True)
+class JobDefinition:
+    name: str
+    handler: Handler | None
+    concurrency: int
+    lock_limit: int
+    #: Milliseconds a lock stays valid without ``touch()``.
+    lock_lifetime: int
+    priority: int
+    backoff: BackoffStrategy | None = None
+    remove_on_complete: bool | None = None
+    #: Called with the data of every job created with this name; returns the data to store
+    #: (defaults filled in, values made JSON) or raises. agenda.yaml's typed payloads use it.
+    validate_data: Callable[[Any], Any] | None = None
+
+
+class JobRunner(Protocol):
+    """Runs one execution of a job (``Job.run()`` hands the job over)."""
+
+    async def run_job(self, job: Job[Any]) -> None: ...
+
+
+class JobOwner(JobRunner, Protocol):
+    """What a job needs of the scheduler it belongs to: the time, its definition, the store
+    calls, announcing a save and progress, and running it. The Agenda implements it."""
+
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def repository(self) -> JobRepository: ...
+    @property
+    def definitions(self) -> Mapping[str, JobDefinition]: ...
+    @property
+    def default_lock_lifetime(self) -> int: ...
+
+    async def save_job(self, params: JobParameters[Any]) -> JobParameters[Any]: ...
+
+    async def save_job_state(
+        self,
+        params: JobParameters[Any],
+        *,
+        started_in: int | None = None,
+        lock_token: datetime | None = None,
+    ) -> None: ...
+
+    async def cancel(self, options: RemoveJobsOptions | None = None, **criteria: Any) -> int: ...
+
+    async def publish_job_notification(self, job: Job[Any]) -> None: ...
+
+    async def report_progress(self, job: Job[Any], progress: float) -> None: ...
 
 
 class Job(Generic[DATA]):
     """One stored job. ``attrs`` holds its :class:`JobParameters`."""
 
     def __init__(
-        self, agenda: Agenda, attrs: JobParameters[DATA], *, lock_token: datetime | None = None
+        self, agenda: JobOwner, attrs: JobParameters[DATA], *, lock_token: datetime | None = None
     ) -> None:
         self.agenda = agenda
         self.attrs = attrs
-        self._canceled: str | None = None
+        self._abandon_reason: str | None = None
         #: The lock this worker holds on the job (fencing token): the ``locked_at`` its claim
         #: stored, then the one of each successful ``touch()``. Its state writes are applied
         #: only while the stored lock is this one. ``None``: not claimed here (unfenced).
         self._lock_token = lock_token
         #: The scheduler's generation when this run started (None: not run here).
-        self._generation: int | None = None
+        self.started_in: int | None = None
 
     def __repr__(self) -> str:
         return f"<Job {self.attrs.name!r} id={self.attrs.id} next_run_at={self.attrs.next_run_at}>"
@@ -142,7 +184,7 @@ class Job(Generic[DATA]):
         return self
 
     def fail(self, reason: BaseException | str) -> Self:
-        """Record a failure (in memory; the processor saves it)."""
+        """Record a failure (in memory; the runner saves it)."""
         message = str(reason) or type(reason).__name__
         now = self.agenda.clock.now()
         self.attrs.fail_reason = truncate_reason(message)
@@ -170,22 +212,30 @@ class Job(Generic[DATA]):
 
     async def touch(self, progress: float | None = None) -> None:
         """Renew the lock of a running job (call it in long handlers); optionally set progress."""
-        if self._canceled is not None:
-            raise JobCanceledError(f"job {self.attrs.name} got canceled already: {self._canceled}!")
+        if self._abandon_reason is not None:
+            raise JobCanceledError(
+                f"job {self.attrs.name} got canceled already: {self._abandon_reason}!"
+            )
         previous = self.attrs.locked_at
         self.attrs.locked_at = truncate_ms(self.agenda.clock.now())
         self.attrs.progress = progress
         try:
-            await self.agenda.save_job_state(
-                self.attrs, started_in=self._generation, lock_token=self._lock_token
-            )
+            await self.save_state()
         except LockLostError:  # taken over: the write changed nothing, the handler should stop
             self.attrs.locked_at = previous
             raise
         if self._lock_token is not None:
             self._lock_token = self.attrs.locked_at
         if progress is not None:
-            await self.agenda.emit_job_event("progress", self, progress=progress)
+            await self.agenda.report_progress(self, progress)
+
+    async def save_state(self) -> None:
+        """Write the state fields (lock, run times, failure, next run, progress). While this
+        worker holds the job's lock the write is fenced: it raises ``LockLostError`` and
+        stores nothing when the stored lock is another worker's."""
+        await self.agenda.save_job_state(
+            self.attrs, started_in=self.started_in, lock_token=self._lock_token
+        )
 
     async def is_running(self) -> bool:
         """Whether the stored job is running now (reads the store)."""
@@ -208,160 +258,31 @@ class Job(Generic[DATA]):
     def adopt_lock(self, locked_at: datetime | None) -> None:
         """This worker claimed the job again after its own lock went stale: the new lock is
         the one it holds from now on (the fencing token). ``attrs.locked_at`` is left to the
-        caller: a running job keeps its own, so its overrun is still reported and canceled."""
+        caller: a running job keeps its own, so its overrun is still reported and the run
+        abandoned."""
         if self._lock_token is not None:
             self._lock_token = locked_at
 
-    def cancel(self, reason: str) -> None:
-        """Mark a run as abandoned: later ``touch()`` calls raise."""
-        self._canceled = reason
+    @property
+    def lock_token(self) -> datetime | None:
+        """The lock this worker holds on the job (``None``: not claimed here)."""
+        return self._lock_token
+
+    def abandon_run(self, reason: str) -> None:
+        """Give up this run (its lock expired without ``touch()``, so another worker may take
+        the job over): later ``touch()`` calls raise ``JobCanceledError`` with ``reason``."""
+        self._abandon_reason = reason
 
     @property
-    def canceled(self) -> str | None:
-        return self._canceled
+    def abandon_reason(self) -> str | None:
+        """Why this run was abandoned (``None``: it was not)."""
+        return self._abandon_reason
 
-    # -- one execution -------------------------------------------------------------------
+    # -- running -------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run the handler once, saving state before and after and emitting the events."""
-        definition = self.agenda.definitions.get(self.attrs.name)
-        self._generation = self.agenda.generation
-        abandoned = self._abandoned_run()
-        if abandoned is not None:
-            self.fail(abandoned)  # before the start: this run's start must read as later
-        self._begin()
-        if abandoned is not None and not await self._retry_abandoned(abandoned, definition):
-            await self._finish(False, definition)  # retries exhausted: give up, do not run
-            return
-        # The start state (last_run_at, the next run) is written while the handler starts:
-        # the job is already locked, so waiting for the write first would only add a round
-        # trip to every job's latency. The final write is queued after it.
-        started = self.agenda.submit_job_state(self.attrs, lock_token=self._lock_token)
-        succeeded = False
-        try:
-            await self.agenda.emit_job_event("start", self)
-            await self._execute(definition)
-            self.attrs.last_finished_at = self._success_time()
-            succeeded = True
-            await self.agenda.emit_job_event("success", self)
-        except Exception as error:
-            await self._failed(error, definition)
-        except asyncio.CancelledError:
-            # The loop is shutting down under the handler: writing now would reopen
-            # connections that nothing will close. The lock expires as after a crash.
-            started.add_done_callback(_ignore_result)
-            raise
-        await _report_failed_write(started, self)
-        await self._finish(succeeded, definition)
-
-    def _abandoned_run(self) -> AbandonedRunError | None:
-        """The previous run, if it started and never recorded an end (success or failure)."""
-        started, ended = self.attrs.last_run_at, self.attrs.last_finished_at
-        if started is None or (ended is not None and ended >= started):
-            return None
-        return AbandonedRunError(
-            f"the run started at {started.isoformat(timespec='milliseconds')} never finished: "
-            "its worker stopped (crash?) or it ran past lock_lifetime without touch()"
-        )
-
-    async def _retry_abandoned(
-        self, error: AbandonedRunError, definition: JobDefinition | None
-    ) -> bool:
-        """An abandoned run counts as a failed attempt (``fail()`` was called), so a job that
-        kills its worker does not loop unseen forever; whether to run again now is the
-        definition's retry policy (no policy: run, as Agenda does)."""
-        log.warning("job %s (ID %s): %s", self.attrs.name, self.attrs.id, error)
-        await self.agenda.emit_job_event("fail", self, error=error)
-        if definition is None or definition.backoff is None:
-            return True
-        if self._backoff_delay(error, definition) is not None:
-            return True
-        await self.agenda.emit_job_event("retry exhausted", self, error=error)
-        return False
-
-    def _backoff_delay(self, error: Exception, definition: JobDefinition) -> int | None:
-        """The definition's retry policy for this failure (``None``: retries exhausted)."""
-        assert definition.backoff is not None
-        return definition.backoff(BackoffContext(
-            attempt=self.attrs.fail_count or 1, error=error,
-            job_name=self.attrs.name, job_data=self.attrs.data,
-        ))
-
-    def _success_time(self) -> datetime:
-        """Now, but after the last failure: a success in the same millisecond as the
-        previous failure must not read as failed (state compares the two times)."""
-        now = self.agenda.clock.now()
-        failed_at = self.attrs.failed_at
-        if failed_at is not None and now <= failed_at:
-            return failed_at + timedelta(milliseconds=1)
-        return now
-
-    def _begin(self) -> None:
-        now = self.agenda.clock.now()
-        ended = self.attrs.last_finished_at
-        if ended is not None and now <= ended:  # a start must read as after the last end
-            now = ended + timedelta(milliseconds=1)
-        self.attrs.last_run_at = now
-        try:
-            self.attrs.next_run_at = timing.compute_next_run_at(self.attrs, now)
-        except AgendaError as error:
-            self.attrs.next_run_at = None
-            self.fail(error)
-
-    async def _execute(self, definition: JobDefinition | None) -> None:
-        if definition is None or definition.handler is None:
-            raise UnknownJobError(f"Undefined job: no handler for {self.attrs.name!r}")
-        handler = definition.handler
-        if inspect.iscoroutinefunction(handler):
-            await handler(self)
-            return
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-        result = await loop.run_in_executor(self.agenda.executor, context.run, handler, self)
-        if inspect.isawaitable(result):
-            await result
-
-    async def _failed(self, error: Exception, definition: JobDefinition | None) -> None:
-        self.fail(error)
-        await self.agenda.emit_job_event("fail", self, error=error)
-        if definition is not None and definition.backoff is not None:
-            await self._retry(error, definition)
-
-    async def _retry(self, error: Exception, definition: JobDefinition) -> None:
-        delay = self._backoff_delay(error, definition)
-        if delay is None:
-            await self.agenda.emit_job_event("retry exhausted", self, error=error)
-            return
-        self.attrs.next_run_at = self.agenda.clock.now() + timedelta(milliseconds=delay)
-        await self.agenda.emit_job_event("retry", self, error=error, delay=delay)
-
-    async def _finish(self, succeeded: bool, definition: JobDefinition | None) -> None:
-        self.attrs.locked_at = None
-        taken_over = False
-        try:
-            await self.agenda.save_job_state(
-                self.attrs, started_in=self._generation, lock_token=self._lock_token
-            )
-        except LockLostError:  # fenced out: another worker holds the job now
-            taken_over = True
-            await self.agenda.emit_error(LockLostError(
-                f"job {self.attrs.name} (ID {self.attrs.id}) was taken over by another worker "
-                "while this run went on (its lock expired): this run's result is dropped",
-                job_id=self.attrs.id, job_name=self.attrs.name,
-            ))
-        except Exception as error:  # removed while it ran, or its scheduler stopped
-            log.info("final state of job %s not saved: %s", self.attrs.id, error)
-        await self.agenda.emit_job_event("complete", self)
-        remove = definition.remove_on_complete if definition else None
-        if remove is None:
-            remove = self.agenda.remove_on_complete
-        outlived = self._generation != self.agenda.generation  # don't reconnect to remove
-        if (succeeded and remove and self.attrs.next_run_at is None and not outlived
-                and not taken_over):
-            try:
-                await self.remove()
-            except Exception:
-                log.exception("removing completed job %s failed", self.attrs.id)
+        await self.agenda.run_job(self)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -392,16 +313,3 @@ class Job(Generic[DATA]):
             raise AgendaError(f"job with id {self.attrs.id} not found in database")
         return stored
 
-
-def _ignore_result(write: asyncio.Future[None]) -> None:
-    if not write.cancelled():
-        write.exception()
-
-
-async def _report_failed_write(write: asyncio.Future[None], job: Job[Any]) -> None:
-    try:
-        await write
-    except LockLostError as error:  # the final write is fenced out too, and reports it
-        log.warning("start state of job %s rejected: %s", job.attrs.id, error)
-    except Exception as error:  # e.g. the job was removed after it was claimed
-        log.info("start state of job %s not saved: %s", job.attrs.id, error)

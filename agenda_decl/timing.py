@@ -1,4 +1,6 @@
-"""All time handling: durations, dates, priorities, cron, time zones and next-run computation.
+"""All time handling: durations, dates, priorities, cron, time zones and next-run computation
+(cron expressions, times of day and the DST rule are in :mod:`agenda_decl._cron`; its public
+functions are re-exported here).
 
 Conventions
 -----------
@@ -10,47 +12,31 @@ Conventions
 * A missing time zone means UTC (Agenda uses the process zone, which differs per machine).
 * Nothing unreadable turns into a silent default: bad input raises an error from
   :mod:`agenda_decl.errors` whose message names the value (and the field, where there is one).
-
-Cron
-----
-5 fields (minute first) or 6 fields with **seconds first** (cron-parser's convention, as in
-Agenda), or one of ``@yearly @annually @monthly @weekly @daily @hourly``. Fields are matched
-against the wall clock of the IANA zone (UTC when none is given).
-
-DST rule (cron expressions, ``repeat_at`` times and skip-day stepping all follow it)
--------------------------------------------------------------------------------------
-An expression is *wildcard-hour* when its hour field starts with ``*`` (``*/15 * * * *``,
-``0 * * * *``, ``@hourly``); every other expression is *fixed-hour* (``30 1 * * *``,
-``0 9 * * 1-5``, ``@daily``, every ``repeat_at`` time).
-
-1. Autumn, a wall time that occurs twice: a fixed-hour expression fires ONCE, at the first
-   occurrence (fold=0). A wildcard-hour expression fires at both, since each is a distinct real
-   instant (``0 * * * *`` in America/New_York on 2026-11-01 fires at 01:00 EDT and 01:00 EST).
-2. Spring, a wall time skipped by the change: a fixed-hour expression fires once, at the first
-   valid instant after the gap (``30 2 * * *`` in America/New_York on 2026-03-08 fires at
-   03:00 EDT = 07:00Z); several skipped times of one gap collapse into that one run. It never
-   skips the day and never jumps ahead. A wildcard-hour expression has no catch-up run: it goes
-   on with the new wall clock (``5 * * * *`` fires at 01:05 EST, then 03:05 EDT, one real hour
-   later), so it loses no day either.
-3. The result is always strictly after the reference instant, so ``next(next(t)) > next(t)``;
-   the search is bounded and works for 30-minute shifts (Australia/Lord_Howe).
-
-Stepping a skipped weekday forward keeps the wall time and resolves it by the same rule.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
-from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import croniter
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from agenda_decl._clock import truncate_ms, utcnow
+from agenda_decl._cron import (
+    CronSpec,
+    as_utc,
+    cron_spec,
+    first_instant,
+    get_zone,
+    is_cron,
+    next_cron_time,
+    next_match,
+    next_time_of_day,
+    parse_time_of_day,
+    time_of_day_cron,
+)
 from agenda_decl._model import JobParameters
 from agenda_decl.errors import (
     InvalidDateError,
@@ -106,32 +92,21 @@ PRIORITY_NAMES: dict[str, int] = {
     "lowest": -20, "low": -10, "normal": 0, "high": 10, "highest": 20,
 }  # fmt: skip
 
-_CRON_ALIASES: dict[str, str] = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-# croniter's non-standard H (hash) and R (random) fields are not cron-parser syntax and would
-# make a schedule non-deterministic; month/day names such as "mar" or "fri" still pass.
-_HASH_OR_RANDOM_RE = re.compile(r"(?<![a-z])[hr](?![a-z])")
-_MAX_SCAN_STEPS = 200_000
 _MAX_SKIPPED_OCCURRENCES = 1000
 #: A run that starts at most this long before its scheduled tick consumed that tick (timers may
 #: fire a little early); Agenda's computeFromInterval uses the same one second.
 _EARLY_RUN_SLACK = timedelta(seconds=1)
-_TIME_OF_DAY_RE = re.compile(
-    r"(?:at\s+)?(?P<h>\d{1,2})(?::(?P<m>\d{2}))?(?::(?P<s>\d{2}))?\s*(?P<half>[ap])?(?:\.?m\.?)?"
-)
 
 
 # ---------------------------------------------------------------------------------------------
 # durations
 
+#: What every duration option accepts: milliseconds (``int`` or ``float``), a ``timedelta`` or
+#: human text ("5 minutes"); :func:`parse_duration` turns it into milliseconds.
+Duration = int | float | timedelta | str
 
-def parse_duration(value: int | float | timedelta | str, *, field: str = "duration") -> int:
+
+def parse_duration(value: Duration, *, field: str = "duration") -> int:
     """Milliseconds from a number of ms, a ``timedelta`` or human text; never negative.
 
     Text is read like Agenda's human-interval, case-insensitively: ``"5 minutes"``,
@@ -152,7 +127,7 @@ def parse_duration(value: int | float | timedelta | str, *, field: str = "durati
     raise _duration_error(value, field)
 
 
-def to_timedelta(value: int | float | timedelta | str, *, field: str = "duration") -> timedelta:
+def to_timedelta(value: Duration, *, field: str = "duration") -> timedelta:
     """:func:`parse_duration` as a ``timedelta``."""
     return timedelta(milliseconds=parse_duration(value, field=field))
 
@@ -234,30 +209,6 @@ def _number_from_words(words: list[str]) -> float | None:
 # time zones and dates
 
 
-def get_zone(name: str | None) -> ZoneInfo:
-    """The IANA zone ``name``; UTC when None. An unknown name raises InvalidTimezoneError."""
-    if name is None:
-        return ZoneInfo("UTC")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError) as error:
-        raise InvalidTimezoneError(
-            f"unknown time zone: {name!r} (expected an IANA name such as 'Europe/Berlin')"
-        ) from error
-
-
-def _utc(value: datetime, field: str) -> datetime:
-    """``value`` as UTC at ms precision; a naive datetime is an error, not a guess."""
-    if not isinstance(value, datetime):
-        raise InvalidDateError(f"invalid date for {field}: {value!r} (expected a datetime)")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidDateError(
-            f"invalid date for {field}: naive datetime {value!r} has no time zone; "
-            "give a timezone (e.g. datetime(..., tzinfo=UTC))"
-        )
-    return truncate_ms(value.astimezone(UTC))
-
-
 def parse_date(
     value: datetime | str, *, now: datetime | None = None, field: str = "date"
 ) -> datetime:
@@ -270,8 +221,8 @@ def parse_date(
     falls back to now.
     """
     if not isinstance(value, str):
-        return _utc(value, field)
-    reference = utcnow() if now is None else _utc(now, "now")
+        return as_utc(value, field)
+    reference = utcnow() if now is None else as_utc(now, "now")
     parsed = _parse_iso(value) or _parse_relative(value.strip().lower(), reference)
     if parsed is None:
         raise InvalidDateError(
@@ -310,7 +261,7 @@ def _day_at(day: str, time_text: str | None, now: datetime) -> datetime | None:
     midnight = datetime.combine(now.date() + timedelta(days=offset), datetime.min.time(), UTC)
     if time_text is None:
         return midnight
-    parts = _parse_time_of_day(time_text)
+    parts = parse_time_of_day(time_text)
     if parts is None:
         return None
     return midnight.replace(hour=parts[0], minute=parts[1], second=parts[2])
@@ -339,206 +290,6 @@ def parse_priority(value: int | str | None) -> int:
     raise InvalidOptionError(
         f"invalid priority: {value!r} (expected an integer or one of {', '.join(PRIORITY_NAMES)})"
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# cron
-
-
-class _CronSpec(NamedTuple):
-    """A validated cron expression in croniter's spelling."""
-
-    source: str
-    expression: str
-    seconds_first: bool
-    wildcard_hour: bool
-
-
-def _cron_spec(expr: str) -> _CronSpec:
-    """Validate ``expr``; raise InvalidIntervalError naming it."""
-    if not isinstance(expr, str):
-        raise _cron_error(expr, "expected a string")
-    return _cached_cron_spec(expr)
-
-
-@lru_cache(maxsize=1024)  # the scheduler recomputes the same few expressions on every run
-def _cached_cron_spec(expr: str) -> _CronSpec:
-    text = expr.strip().lower()
-    text = _CRON_ALIASES.get(text, text)
-    fields = text.split()
-    if len(fields) not in (5, 6) or _HASH_OR_RANDOM_RE.search(text):
-        raise _cron_error(expr, "expected 5 fields, 6 with seconds first, or an @alias")
-    spec = _CronSpec(expr, " ".join(fields), len(fields) == 6, fields[-4].startswith("*"))
-    try:  # a valid expression that can never fire (Feb 30) is as useless as a typo
-        _walls(spec, datetime(2000, 1, 1)).get_next(datetime)
-    # croniter's own errors are ValueErrors (it exports their base only from 4.0 on).
-    except (ValueError, KeyError, TypeError, OverflowError) as error:
-        raise _cron_error(expr, str(error) or type(error).__name__) from error
-    return spec
-
-
-def _cron_error(expr: object, reason: str) -> InvalidIntervalError:
-    return InvalidIntervalError(f"invalid cron expression {expr!r}: {reason}")
-
-
-def is_cron(expr: str) -> bool:
-    """True for a valid 5-field, 6-field (seconds first) or @alias cron expression."""
-    try:
-        _cron_spec(expr)
-    except InvalidIntervalError:
-        return False
-    return True
-
-
-def _walls(spec: _CronSpec, start: datetime) -> croniter[datetime]:
-    """Matching naive wall times strictly after the naive ``start`` (pure calendar arithmetic:
-    croniter treats naive datetimes as a clock without DST)."""
-    return croniter(
-        spec.expression, start, ret_type=datetime, second_at_beginning=spec.seconds_first
-    )
-
-
-def next_cron_time(expr: str, after: datetime, timezone: str | None = None) -> datetime:
-    """The first fire time of ``expr`` strictly after ``after``, evaluated in ``timezone``
-    (UTC when None), following the module's DST rule."""
-    spec = _cron_spec(expr)
-    return _next_match(spec, get_zone(timezone), _utc(after, "after"))
-
-
-def _next_match(spec: _CronSpec, zone: ZoneInfo, after: datetime) -> datetime:
-    here = after.astimezone(zone)
-    found = _scan(spec, zone, after, here.replace(tzinfo=None))
-    # A backward change between `after` and `found` repeats wall times earlier than the wall
-    # time of `after`; a wildcard-hour expression may fire on those repeats, so look again
-    # from that far back. Fixed-hour expressions use first occurrences only, which never repeat.
-    back = _offset(here) - _offset(found.astimezone(zone))
-    if spec.wildcard_hour and back > timedelta(0):
-        found = _scan(spec, zone, after, here.replace(tzinfo=None) - back)
-    return found
-
-
-def _offset(moment: datetime) -> timedelta:
-    offset = moment.utcoffset()
-    assert offset is not None  # always aware here
-    return offset
-
-
-def _scan(spec: _CronSpec, zone: ZoneInfo, after: datetime, start: datetime) -> datetime:
-    """The earliest instant > ``after`` among the wall matches from ``start`` on.
-
-    Walls come in calendar order; the first instant of each wall never decreases with it, so
-    once that first instant reaches the best found, nothing later can beat it.
-    """
-    walls = _wall_times(spec, start)
-    best: datetime | None = None
-    for _ in range(_MAX_SCAN_STEPS):
-        wall = next(walls)
-        instants = _instants_for(spec, wall, zone)
-        if not instants:  # a skipped wall of a wildcard-hour expression: resume after the gap
-            walls = _wall_times(spec, _wall_after_gap(wall, zone) - timedelta(microseconds=1))
-            continue
-        if best is not None and instants[0] >= best:
-            return best
-        later = [t for t in instants if t > after]
-        if later and (best is None or later[0] < best):
-            best = later[0]
-    raise InvalidIntervalError(f"no fire time found for cron expression {spec.source!r}")
-
-
-def _wall_times(spec: _CronSpec, start: datetime) -> Iterator[datetime]:
-    """:func:`_walls` as an iterator whose croniter failures (no date within 50 years, year
-    overflow) become InvalidIntervalError."""
-    walls = _walls(spec, start)
-    while True:
-        try:
-            yield walls.get_next(datetime)
-        except (OverflowError, ValueError) as error:
-            raise _cron_error(spec.source, f"no next fire time ({error})") from error
-
-
-def _instants_for(spec: _CronSpec, wall: datetime, zone: ZoneInfo) -> tuple[datetime, ...]:
-    """The instants at which ``spec`` fires for the naive ``wall``, earliest first (DST rule)."""
-    real = _real_instants(wall, zone)
-    if spec.wildcard_hour:
-        return real
-    return real[:1] if real else (_gap_end(wall, zone),)
-
-
-def _real_instants(wall: datetime, zone: ZoneInfo) -> tuple[datetime, ...]:
-    """The UTC instants whose wall clock in ``zone`` reads ``wall``: none (a spring gap), one,
-    or two (the autumn repeat), earliest first."""
-    candidates = {wall.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1)}
-    shown = (t for t in candidates if t.astimezone(zone).replace(tzinfo=None) == wall)
-    return tuple(sorted(shown))
-
-
-def _first_instant(wall: datetime, zone: ZoneInfo) -> datetime:
-    """The fold=0 instant of ``wall``, or the end of the gap when the wall time is skipped."""
-    real = _real_instants(wall, zone)
-    return real[0] if real else _gap_end(wall, zone)
-
-
-def _gap_end(wall: datetime, zone: ZoneInfo) -> datetime:
-    """The instant the clock jumps over the skipped ``wall`` (the first valid instant after it).
-
-    The change lies between the instants ``wall`` would have with the offsets after (fold=1)
-    and before (fold=0) it; bisect on whole seconds, which is how tzdata places changes.
-    """
-    low = math.floor(wall.replace(tzinfo=zone, fold=1).timestamp())
-    high = math.ceil(wall.replace(tzinfo=zone, fold=0).timestamp())
-    offset_after = _offset(datetime.fromtimestamp(high, zone))
-    while high - low > 1:
-        middle = (low + high) // 2
-        if _offset(datetime.fromtimestamp(middle, zone)) == offset_after:
-            high = middle
-        else:
-            low = middle
-    return datetime.fromtimestamp(high, UTC)
-
-
-def _wall_after_gap(wall: datetime, zone: ZoneInfo) -> datetime:
-    return _gap_end(wall, zone).astimezone(zone).replace(tzinfo=None)
-
-
-# ---------------------------------------------------------------------------------------------
-# time of day (repeat_at)
-
-
-def _parse_time_of_day(text: str) -> tuple[int, int, int] | None:
-    """(hour, minute, second) of "3:30pm", "15:30", "3pm", "noon", "midnight"; else None.
-
-    A bare hour ("15") is rejected as ambiguous; hours with am/pm must be 1-12.
-    """
-    normalized = text.strip().lower()
-    if normalized in ("noon", "midnight"):
-        return (12, 0, 0) if normalized == "noon" else (0, 0, 0)
-    match = _TIME_OF_DAY_RE.fullmatch(normalized)
-    if match is None or (match["half"] is None and match["m"] is None):
-        return None
-    hour, minute, second = (int(match[k] or 0) for k in ("h", "m", "s"))
-    if match["half"] is not None:
-        if not 1 <= hour <= 12:
-            return None
-        hour = hour % 12 + (12 if match["half"] == "p" else 0)
-    return (hour, minute, second) if hour < 24 and minute < 60 and second < 60 else None
-
-
-def next_time_of_day(repeat_at: str, after: datetime, timezone: str | None = None) -> datetime:
-    """The next occurrence of the clock time ``repeat_at`` strictly after ``after`` in
-    ``timezone`` (UTC when None), with the DST rule of a fixed-hour cron expression."""
-    return next_cron_time(_time_of_day_cron(repeat_at), after, timezone)
-
-
-def _time_of_day_cron(repeat_at: str) -> str:
-    """A daily 6-field cron expression (seconds first) for the clock time ``repeat_at``."""
-    parts = _parse_time_of_day(repeat_at) if isinstance(repeat_at, str) else None
-    if parts is None:
-        raise InvalidIntervalError(
-            f"failed to calculate repeat_at time due to invalid format: {repeat_at!r} "
-            "(expected a time of day like '3:30pm', '15:30', '3pm', 'noon' or 'midnight')"
-        )
-    hour, minute, second = parts
-    return f"{second} {minute} {hour} * * *"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -602,7 +353,7 @@ def should_skip_day(
     """True when the weekday of ``d`` in ``timezone`` (UTC when None; 0 = Sunday) is listed."""
     if not skip_days:
         return False
-    weekday = (_utc(d, "date").astimezone(get_zone(timezone)).weekday() + 1) % 7
+    weekday = (as_utc(d, "date").astimezone(get_zone(timezone)).weekday() + 1) % 7
     return weekday in skip_days
 
 
@@ -611,7 +362,7 @@ def apply_skip_days(
 ) -> datetime | None:
     """``d``, or the same wall time on the first later day that is not skipped; None when
     every weekday is skipped."""
-    moment = _utc(d, "date")
+    moment = as_utc(d, "date")
     if not skip_days:
         return moment
     if len(set(skip_days)) >= 7:
@@ -621,7 +372,7 @@ def apply_skip_days(
         if not should_skip_day(moment, skip_days, timezone):
             return moment
         wall = moment.astimezone(zone).replace(tzinfo=None) + timedelta(days=1)
-        moment = truncate_ms(_first_instant(wall, zone))
+        moment = truncate_ms(first_instant(wall, zone))
     return None
 
 
@@ -635,11 +386,11 @@ def apply_all_date_constraints(
 ) -> datetime | None:
     """Agenda's applyAllDateConstraints: move up to ``start_date``, step over skipped days,
     then None when the result is after ``end_date``."""
-    moment = _utc(d, "date")
-    if start_date is not None and moment < _utc(start_date, "start_date"):
-        moment = _utc(start_date, "start_date")
+    moment = as_utc(d, "date")
+    if start_date is not None and moment < as_utc(start_date, "start_date"):
+        moment = as_utc(start_date, "start_date")
     result = apply_skip_days(moment, skip_days, timezone)
-    if result is not None and end_date is not None and result > _utc(end_date, "end_date"):
+    if result is not None and end_date is not None and result > as_utc(end_date, "end_date"):
         return None
     return result
 
@@ -655,12 +406,12 @@ def compute_next_run_at(job: JobParameters[Any], now: datetime) -> datetime | No
     Raises InvalidIntervalError, whose message starts "failed to calculate", for an unreadable
     interval, repeat_at time or repeat_timezone (one error type for the caller to catch).
     """
-    moment = _utc(now, "now")
+    moment = as_utc(now, "now")
     try:
         if job.repeat_interval:
             return _next_from_interval(job, job.repeat_interval, moment)
         if job.repeat_at:
-            spec = _cron_spec(_time_of_day_cron(job.repeat_at))
+            spec = cron_spec(time_of_day_cron(job.repeat_at))
             step = _cron_step(spec, job.repeat_timezone)
             return _next_allowed(job, step, _tick_base(job, moment))
     except InvalidTimezoneError as error:
@@ -676,7 +427,7 @@ def _next_from_interval(
 ) -> datetime | None:
     ms = _interval_ms(interval)
     if ms is not None:  # human interval or ms: run now the first time, then start + interval
-        base = now if job.last_run_at is None else _utc(job.last_run_at, "last_run_at") + ms * _MS
+        base = now if job.last_run_at is None else as_utc(job.last_run_at, "last_run_at") + ms * _MS
         return apply_all_date_constraints(
             base,
             start_date=job.start_date,
@@ -685,7 +436,7 @@ def _next_from_interval(
             timezone=job.repeat_timezone,
         )
     try:
-        spec = _cron_spec(str(interval))  # only text reaches here
+        spec = cron_spec(str(interval))  # only text reaches here
     except InvalidIntervalError as error:
         raise InvalidIntervalError(
             f"failed to calculate next_run_at due to invalid repeat interval ({interval!r}): "
@@ -716,8 +467,8 @@ def _tick_base(job: JobParameters[Any], now: datetime) -> datetime:
     """
     if job.last_run_at is None:
         return now
-    last = _utc(job.last_run_at, "last_run_at")
-    previous = None if job.next_run_at is None else _utc(job.next_run_at, "next_run_at")
+    last = as_utc(job.last_run_at, "last_run_at")
+    previous = None if job.next_run_at is None else as_utc(job.next_run_at, "next_run_at")
     if previous is not None and previous - _EARLY_RUN_SLACK <= last < previous:
         return previous
     return last
@@ -726,9 +477,9 @@ def _tick_base(job: JobParameters[Any], now: datetime) -> datetime:
 _Step = Callable[[datetime], datetime]
 
 
-def _cron_step(spec: _CronSpec, timezone: str | None) -> _Step:
+def _cron_step(spec: CronSpec, timezone: str | None) -> _Step:
     zone = get_zone(timezone)
-    return lambda after: _next_match(spec, zone, after)
+    return lambda after: next_match(spec, zone, after)
 
 
 def _next_allowed(job: JobParameters[Any], step: _Step, base: datetime) -> datetime | None:
@@ -740,8 +491,8 @@ def _next_allowed(job: JobParameters[Any], step: _Step, base: datetime) -> datet
     """
     if job.skip_days and len(set(job.skip_days)) >= 7:
         return None
-    start = None if job.start_date is None else _utc(job.start_date, "start_date")
-    end = None if job.end_date is None else _utc(job.end_date, "end_date")
+    start = None if job.start_date is None else as_utc(job.start_date, "start_date")
+    end = None if job.end_date is None else as_utc(job.end_date, "end_date")
     zone = get_zone(job.repeat_timezone)
     tick = step(max(base, start - _MS) if start is not None else base)
     for _ in range(_MAX_SKIPPED_OCCURRENCES):  # bounds a tick that only falls on skipped days
@@ -756,4 +507,4 @@ def _next_allowed(job: JobParameters[Any], step: _Step, base: datetime) -> datet
 def _end_of_local_day(moment: datetime, zone: ZoneInfo) -> datetime:
     """The last millisecond of the calendar day of ``moment`` in ``zone``."""
     next_day: date = moment.astimezone(zone).date() + timedelta(days=1)
-    return _first_instant(datetime.combine(next_day, datetime.min.time()), zone) - _MS
+    return first_instant(datetime.combine(next_day, datetime.min.time()), zone) - _MS

@@ -30,6 +30,7 @@ from agenda_decl import backoff as backoff_strategies
 from agenda_decl.agenda import Agenda, Handler
 from agenda_decl.backoff import BackoffStrategy
 from agenda_decl.config import model
+from agenda_decl.config.drivers import missing_drivers
 from agenda_decl.config.errors import ConfigError, ConfigIssue, ImportRefError, render_path
 from agenda_decl.config.load import source_of
 from agenda_decl.config.payload import check_payload, import_object
@@ -217,8 +218,12 @@ def build_agenda(
     ``read_only`` (``agenda-decl plan`` and ``jobs``): storage is only read (see
     :func:`build_backend`) and no notification channel is built.
 
-    Raises :class:`ConfigError` naming every handler or payload class that cannot be imported.
+    Raises :class:`ConfigError` naming every handler or payload class that cannot be imported,
+    or the drivers of the storage and notifications that are not installed.
     """
+    missing = missing_drivers(config)
+    if missing:
+        raise ConfigError(missing)
     base_dir = base_dir or config_dir(config)
     handlers = _import_handlers(config, base_dir) if import_handlers else {}
     scheduler = config.scheduler

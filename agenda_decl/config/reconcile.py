@@ -252,8 +252,8 @@ def check_schedules(
     is a class is checked for shape only (no application code is imported).
     """
     if agenda is None:
+        from agenda_decl.backends.memory import InMemoryBackend
         from agenda_decl.config.build import job_options
-        from agenda_decl.testing import InMemoryBackend
 
         agenda = Agenda(InMemoryBackend(notifications=False), name="agenda-decl-validate")
         for name, job in config.jobs.items():

@@ -92,9 +92,9 @@ class Env:
             text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False,
         )
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [CLI, *args], cwd=self.dir, env=self.environ, stdout=subprocess.PIPE,
+            [CLI, *args], cwd=self.dir, env={**self.environ, **env}, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
         )
 
@@ -229,6 +229,56 @@ def test_validate_a_broken_file_names_file_line_and_column(sqlite_env: Env) -> N
     assert {"file", "line", "column", "path", "message"} <= set(issues[0])
 
 
+MISSING_DRIVERS = [
+    # backend as written, the module made missing, the extra, where the problem is reported
+    ("storage: {type: postgres, connection_string: 'postgresql://h/db'}", "psycopg", "postgres",
+     "storage: {type: postgres"),
+    ("storage: {type: postgres, connection_string: 'postgresql://h/db'}", "psycopg_pool",
+     "postgres", "storage: {type: postgres"),
+    ("storage: {type: redis, connection_string: 'redis://h'}", "redis", "redis",
+     "storage: {type: redis"),
+    ("storage: {type: sqlite}\n  notifications: {type: redis, connection_string: 'redis://h'}",
+     "redis", "redis", "notifications: {type: redis"),
+    # once, though the change stream needs pymongo too
+    ("storage: {type: mongo, address: 'mongodb://h/db'}\n  notifications: "
+     "{type: mongo-changestream}", "pymongo", "mongo", "storage: {type: mongo"),
+]
+
+
+def without_module(env: Env, module: str) -> dict[str, str]:
+    """The environment of a Python without ``module``: a sitecustomize on PYTHONPATH sets
+    ``sys.modules[module] = None``, which makes ``import module`` raise ModuleNotFoundError as
+    if it were not installed (nothing is uninstalled)."""
+    shim = env.dir / "no_driver"
+    shim.mkdir(exist_ok=True)
+    (shim / "sitecustomize.py").write_text(f"import sys\nsys.modules[{module!r}] = None\n")
+    return {**env.environ, "PYTHONPATH": str(shim)}
+
+
+@pytest.mark.parametrize(("backend", "module", "extra", "at"), MISSING_DRIVERS)
+def test_a_missing_driver_names_the_extra_to_install(
+    tmp_path: Path, backend: str, module: str, extra: str, at: str
+) -> None:
+    env = Env(tmp_path, "{type: sqlite}", base_environ())
+    path = env.write(TICK)
+    text = path.read_text().replace("  storage: {type: sqlite}", "  " + backend)
+    path.write_text(text)
+    line, column = next((number, line.index(at) + len(at) - len(at.split()[-1]) + 1)
+                        for number, line in enumerate(text.splitlines(), 1) if at in line)
+    where, kind = at.split(": {type: ")
+    expected = (f"agenda.yaml:{line}:{column}: backend.{where}.type: {kind} needs the {module} "
+                f"driver: pip install 'agenda-decl[{extra}]'")
+    environ = without_module(env, module)
+    commands = [("validate",)]
+    if module == "psycopg":  # the commands that build a backend say the same
+        commands += [("plan",), ("jobs",), ("run", "--exit-after", "1 second")]
+    for args in commands:
+        result = subprocess.run([CLI, *args], cwd=env.dir, env=environ, capture_output=True,
+                                text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+        assert result.returncode == 1, (args, result.stdout)
+        assert result.stderr == f"agenda-decl: {expected}\n", args
+
+
 def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     env = Env(tmp_path, "{type: sqlite}", base_environ())
     result = env.run("-c", "missing.yaml", "plan")
@@ -271,6 +321,15 @@ def test_plan_exit_codes_and_apply_twice(env: Env) -> None:
     broken = env.run("plan", "--detailed-exitcode")
     assert broken.returncode == 1
     assert "agenda.yaml:2:" in broken.stderr
+
+
+def test_a_usage_error_exits_1_not_2(sqlite_env: Env) -> None:
+    """A CI step `plan --detailed-exitcode` treats 2 as "changes pending": a typo must fail."""
+    sqlite_env.write(TICK)
+    result = sqlite_env.run("plan", "--detailed-exitcode", "--prnue")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "agenda-decl: unrecognized arguments: --prnue" in result.stderr
 
 
 def test_apply_without_a_terminal_needs_yes(sqlite_env: Env) -> None:
@@ -404,12 +463,115 @@ def test_sigterm_drains_running_jobs(env: Env) -> None:
     assert "stopped: 1 job(s) finished while draining." in out
 
 
-def test_a_drain_that_times_out_exits_non_zero(sqlite_env: Env) -> None:
-    sqlite_env.write("- {job: slow, every: 1 hour, data: {seconds: 30}}\n")
+def start_slow_worker(env: Env, *args: str, **environ: str) -> subprocess.Popen[str]:
+    """A worker running `slow`, a plain `def` handler (so in a thread) sleeping 60 seconds;
+    returned once the job has started."""
+    env.write("- {job: slow, every: 1 hour, data: {seconds: 60}}\n")
+    assert env.run("apply", "--yes").returncode == 0
+    worker = env.start("run", *args, **environ)
+    wait_for_line(worker, "start   slow")
+    return worker
+
+
+def wait_for_line(worker: subprocess.Popen[str], text: str) -> None:
+    assert worker.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and worker.poll() is None:
+        lines.append(worker.stdout.readline())
+        if text in lines[-1]:
+            return
+    pytest.fail(f"no {text!r} from the worker: {lines}")
+
+
+def finish(worker: subprocess.Popen[str]) -> tuple[str, str]:
+    """The rest of the worker's output; it must end long before its handler would."""
+    try:
+        return worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_ends_a_worker_at_once(
+    sqlite_env: Env, signum: signal.Signals
+) -> None:
+    """Even with a plain `def` handler still sleeping in its thread (the interpreter would
+    wait for that thread at exit, and a third Ctrl-C ended in a traceback)."""
+    worker = start_slow_worker(sqlite_env)
+    worker.send_signal(signum)
+    wait_for_line(worker, f"{signum.name}: draining")
+    worker.send_signal(signum)
+    _out, err = finish(worker)
+    assert worker.returncode == 128 + signum  # 130 for SIGINT, 143 for SIGTERM
+    assert "Traceback" not in err
+    assert err.splitlines() == [
+        f"agenda-decl: stopped by a second signal ({signum.name}): 1 job(s) still running "
+        "were abandoned; their locks stay until lock_lifetime runs out, then another worker "
+        "runs them (this run counts as a failed attempt)"]
+    (job,) = sqlite_env.jobs()
+    assert job["state"] == "running"  # still locked: no other worker starts it meanwhile
+
+
+def test_a_drain_that_times_out_after_a_signal_ends_the_worker(sqlite_env: Env) -> None:
+    worker = start_slow_worker(sqlite_env, "--drain-timeout", "1 second")
+    worker.send_signal(signal.SIGTERM)
+    _out, err = finish(worker)
+    assert worker.returncode == 128 + signal.SIGTERM
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1
+    assert "drain timed out: 1 job(s) still running were abandoned" in err
+
+
+def with_a_store_that_hangs_on_close(env: Env) -> dict[str, str]:
+    """PYTHONPATH for a worker whose connections never finish closing (a store that stopped
+    answering): a sitecustomize makes drain()'s teardown wait forever."""
+    site = env.dir / "hung_close"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(textwrap.dedent("""\
+        import asyncio
+        from agenda_decl.agenda import Agenda
+
+        async def _never(self, close_connection):
+            await asyncio.sleep(3600)
+
+        Agenda._teardown = _never
+        """))
+    return {"PYTHONPATH": str(site)}
+
+
+def test_closing_connections_cannot_hold_up_a_second_signal(sqlite_env: Env) -> None:
+    """After a second signal the connections get a few seconds to close, no more."""
+    worker = start_slow_worker(sqlite_env, **with_a_store_that_hangs_on_close(sqlite_env))
+    worker.send_signal(signal.SIGINT)
+    wait_for_line(worker, "SIGINT: draining")
+    worker.send_signal(signal.SIGINT)
+    _out, err = finish(worker)
+    assert worker.returncode == 130
+    assert err.startswith("agenda-decl: stopped by a second signal (SIGINT): any jobs still "
+                          "running were abandoned; their locks stay")
+
+
+def test_closing_connections_cannot_hold_up_a_drain_that_timed_out(sqlite_env: Env) -> None:
+    """After the first signal: the drain timeout plus those few seconds, no more."""
+    worker = start_slow_worker(sqlite_env, "--drain-timeout", "1 second",
+                               **with_a_store_that_hangs_on_close(sqlite_env))
+    worker.send_signal(signal.SIGTERM)
+    _out, err = finish(worker)
+    assert worker.returncode == 143
+    assert err.startswith("agenda-decl: drain timed out: any jobs still running were abandoned")
+
+
+def test_a_drain_that_times_out_after_exit_after_exits_1(sqlite_env: Env) -> None:
+    sqlite_env.write("- {job: slow, every: 1 hour, data: {seconds: 60}}\n")
     assert sqlite_env.run("apply", "--yes").returncode == 0
-    result = sqlite_env.run("run", "--exit-after", "2 seconds", "--drain-timeout", "1 second")
+    result = sqlite_env.run("run", "--exit-after", "2 seconds", "--drain-timeout", "1 second",
+                            timeout=40)  # well before the handler's 60 seconds
     assert result.returncode == 1
     assert "drain timed out: 1 job(s) still running were abandoned" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_run_reports_a_bad_handler_path(sqlite_env: Env) -> None:
@@ -443,6 +605,45 @@ def test_jobs_lists_state_as_a_table_and_as_json(env: Env) -> None:
     assert job["repeat_timezone"] == "Europe/Berlin"
     assert json.loads(env.run("jobs", "--json", "--state", "failed").stdout)["jobs"] == []
     assert "1 of 2 shown" in env.run("jobs", "--limit", "1").stdout
+
+
+def run_with_closed_stdout(
+    env: Env, *args: str, environ: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The command with a stdout whose reader has gone, as in `agenda-decl jobs | head -2`
+    once head has its lines (closed before the command starts, so every write finds it
+    closed, not only those that outrun the pipe's buffer)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([CLI, *args], cwd=env.dir, env=environ or env.environ,
+                              stdout=write, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              text=True, timeout=60, check=False)
+    finally:
+        os.close(write)
+
+
+def test_a_closed_stdout_ends_a_command_quietly(sqlite_env: Env) -> None:
+    sqlite_env.write(TWO)
+    assert sqlite_env.run("apply", "--yes").returncode == 0
+    # Buffered (a user's default) fails at the flush on exit, unbuffered at the first write.
+    buffered = {k: v for k, v in sqlite_env.environ.items() if k != "PYTHONUNBUFFERED"}
+    for environ in (buffered, sqlite_env.environ):
+        for args in (("jobs",), ("jobs", "--json"), ("plan",), ("validate",)):
+            result = run_with_closed_stdout(sqlite_env, *args, environ=environ)
+            assert (result.returncode, result.stderr) == (141, ""), args
+    result = run_with_closed_stdout(sqlite_env, "--help", environ=buffered)  # argparse's
+    assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_a_worker_whose_stdout_closes_drains_and_exits_quietly(sqlite_env: Env) -> None:
+    """`agenda-decl run | head`: without a reader the worker stops as on SIGTERM (no new
+    jobs, running ones finish) instead of running on unseen or dying mid-job."""
+    sqlite_env.write(TICK)
+    assert sqlite_env.run("apply", "--yes").returncode == 0
+    result = run_with_closed_stdout(sqlite_env, "run")  # no --exit-after: only EPIPE stops it
+    assert result.returncode == 141, result.stderr
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
 
 
 # -- secrets ------------------------------------------------------------------------------------
@@ -492,6 +693,9 @@ def test_no_secret_from_the_environment_is_ever_printed(tmp_path: Path) -> None:
             result = run("-c", "redis.yaml", *args, REDIS_DOWN=redis_down)
             assert result.returncode == 1, (args, result.stdout, result.stderr)
             assert "Traceback" not in result.stderr
+        down_json = run("-c", "redis.yaml", "jobs", "--json", REDIS_DOWN=redis_down)
+        error = json.loads(down_json.stdout)["error"]  # with --json, on stdout as well
+        assert error["kind"] == "backend" and "redis://:***@127.0.0.1" in error["message"]
     finally:
         drop_postgres_table(table)
     text = "\n".join(outputs)

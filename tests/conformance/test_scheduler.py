@@ -303,7 +303,7 @@ async def test_every_with_a_new_interval_follows_it(make_agenda: MakeAgenda) -> 
 
 
 async def test_a_schedule_changed_while_the_job_runs_is_kept(make_agenda: MakeAgenda) -> None:
-    """W-7: a repeating job's interval is changed (as ``agenda-decl apply`` does: the stored
+    """A repeating job's interval is changed (as ``agenda-decl apply`` does: the stored
     job with a new interval and next_run_at, saved) while it runs. The run's final state write
     keeps the new next_run_at instead of putting back the one of the old interval."""
     clock = FakeClock(utcnow())
@@ -376,7 +376,7 @@ class Takeover:
 
 
 async def test_a_stale_holders_final_write_is_rejected(make_agenda: MakeAgenda) -> None:
-    """Fencing (L4, G4): after a takeover, the old holder's final write changes nothing (it
+    """Fencing: after a takeover, the old holder's final write changes nothing (it
     would clear the new holder's lock) and is reported as an error naming the job; the new
     holder's final write is stored. The job ran twice (at-least-once)."""
     takeover = Takeover(make_agenda)
@@ -402,7 +402,7 @@ async def test_a_stale_holders_final_write_is_rejected(make_agenda: MakeAgenda) 
 
 
 async def test_a_zombie_touch_is_rejected(make_agenda: MakeAgenda) -> None:
-    """L8: touch() of a run whose lock was taken over raises LockLostError and does not take
+    """touch() of a run whose lock was taken over raises LockLostError and does not take
     the lock back."""
     takeover = Takeover(make_agenda)
     job = await takeover.start(a_touches=True)
@@ -601,7 +601,7 @@ async def test_a_run_past_its_lock_lifetime_is_reported(make_agenda: MakeAgenda)
 async def test_stop_keeps_the_lock_of_a_running_job_and_releases_queued_ones(
     make_agenda: MakeAgenda,
 ) -> None:
-    """L7: stop() does not unlock a job whose handler still runs (another worker would run it
+    """stop() does not unlock a job whose handler still runs (another worker would run it
     a second time meanwhile); it releases the claimed jobs that have not started."""
     agenda, started, release = make_agenda(), asyncio.Event(), asyncio.Event()
 

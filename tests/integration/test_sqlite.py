@@ -19,8 +19,8 @@ import pytest
 
 from agenda_decl._clock import utcnow
 from agenda_decl._model import JobParameters, JobsQueryOptions
-from agenda_decl.backends import sqlite as sqlite_backend
 from agenda_decl.backends.sqlite import SQLiteBackend, network_filesystem
+from agenda_decl.connectors import sqlite as sqlite_connector
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 
 COLUMNS = [
@@ -240,7 +240,7 @@ def test_network_filesystems_are_detected() -> None:
 async def test_a_file_on_a_network_filesystem_is_refused(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_backend, "network_filesystem", lambda path: "nfs")
+    monkeypatch.setattr(sqlite_connector, "network_filesystem", lambda path: "nfs")
     backend = SQLiteBackend(db_path)
     with pytest.raises(InvalidOptionError, match=r"network filesystem \(nfs\)"):
         await backend.connect()
@@ -430,7 +430,7 @@ async def test_a_locked_database_is_retried_not_surfaced(db_path: Path) -> None:
 async def test_a_database_locked_past_the_retry_window_is_unavailable(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_backend, "BUSY_RETRY_WINDOW", 0.2)
+    monkeypatch.setattr(sqlite_connector, "BUSY_RETRY_WINDOW", 0.2)
     backend = SQLiteBackend(db_path, busy_timeout=10)
     await backend.connect()
     with raw(db_path) as blocker:

@@ -19,8 +19,9 @@ from agenda_decl import (
     backoff,
     run_sync,
 )
-from agenda_decl import agenda as agenda_module
 from agenda_decl.notifications.base import ReconnectOptions
+from agenda_decl.runtime import channel_link
+from agenda_decl.runtime.events import RemoteJob
 from agenda_decl.testing import EventRecorder, FakeClock, InMemoryBackend, InMemoryJobRepository
 
 START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -119,11 +120,11 @@ def test_skip_days_and_dates_are_checked() -> None:
     assert job.attrs.next_run_at == datetime(2026, 2, 2, tzinfo=UTC)  # Feb 1 is a Sunday
 
 
-async def test_touch_after_cancel_raises() -> None:
+async def test_touch_after_abandon_run_raises() -> None:
     agenda = make()
     agenda.define("j", lambda job: None)
     job = await agenda.now("j")
-    job.cancel("lock expired")
+    job.abandon_run("lock expired")
     with pytest.raises(AgendaError, match="got canceled already: lock expired"):
         await job.touch()
 
@@ -139,9 +140,10 @@ async def test_remote_state_events_are_re_emitted_but_not_our_own() -> None:
     agenda = Agenda(InMemoryBackend(notifications=False), notification_channel=channel,
                     name="test-agenda")
     seen: list[tuple[str, Any, Any]] = []
-    agenda.on("success", lambda n, remote: seen.append(("success", n.job_name, remote)))
-    agenda.on("success:report", lambda n, remote: seen.append(("success:report", n.job_name,
-                                                                remote)))
+    agenda.on("success", lambda job: seen.append(("success", job.attrs.name,
+                                                  isinstance(job, RemoteJob))))
+    agenda.on("success:report", lambda job: seen.append(("success:report", job.attrs.name,
+                                                         isinstance(job, RemoteJob))))
     await agenda.ready()
     for source in ("other-agenda", "test-agenda"):
         await channel.publish_state(JobStateNotification(
@@ -167,8 +169,8 @@ async def test_state_notifications_are_taken_only_while_a_state_event_is_listene
     await publish("start")
     assert channel._state_handlers == []
 
-    def listener(notification: Any, remote: bool) -> None:
-        seen.append(notification.type)
+    def listener(job: RemoteJob) -> None:
+        seen.append(job.notification.type)
 
     agenda.on("complete:report", listener)  # added while connected: taken at once
     await publish("complete")
@@ -188,7 +190,7 @@ async def test_events_reach_another_agenda_on_the_same_channel() -> None:
     watcher.declare("report")
     remote: list[str] = []
     done = asyncio.Event()
-    watcher.on("complete:report", lambda n, is_remote: (remote.append(n.type), done.set()))
+    watcher.on("complete:report", lambda job: (remote.append(job.notification.type), done.set()))
     recorder = EventRecorder(worker)
     await watcher.ready()
     await worker.start()
@@ -199,7 +201,7 @@ async def test_events_reach_another_agenda_on_the_same_channel() -> None:
     await worker.stop()
 
 
-async def test_remote_fail_and_retry_have_agendas_argument_shapes() -> None:
+async def test_relayed_events_have_the_local_argument_shapes() -> None:
     channel = InMemoryNotificationChannel()
     backend = InMemoryBackend(notifications=False)
     worker = Agenda(backend, notification_channel=channel, process_every="50 ms")
@@ -224,11 +226,14 @@ async def test_remote_fail_and_retry_have_agendas_argument_shapes() -> None:
     await asyncio.wait_for(done.wait(), 5)
     await worker.stop()
     (fail, retry, success) = heard
-    assert fail[0] == "fail" and fail[1] == "first try fails" and fail[3] is True
-    assert fail[2].type == "fail" and fail[2].fail_count == 1
-    assert retry[0] == "retry" and retry[1].type == "retry" and retry[3] is True
+    # fail(error, job), retry(job, details), success(job), as for a job run here
+    assert len(fail) == 3 and str(fail[1]) == "first try fails"
+    assert isinstance(fail[1], AgendaError) and isinstance(fail[2], RemoteJob)
+    assert (fail[2].attrs.name, fail[2].attrs.fail_count) == ("flaky", 1)
+    assert fail[2].notification.type == "fail"
+    assert len(retry) == 3 and retry[1].notification.type == "retry"
     assert (retry[2].attempt, str(retry[2].error)) == (1, "first try fails")
-    assert success[1].duration is not None and success[2] is True
+    assert len(success) == 2 and success[1].notification.duration is not None
 
 
 class OutageChannel(InMemoryNotificationChannel):
@@ -246,7 +251,7 @@ class OutageChannel(InMemoryNotificationChannel):
 async def test_a_channel_that_gave_up_is_tried_again_by_the_poll(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(agenda_module, "CHANNEL_RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(channel_link, "CHANNEL_RETRY_SECONDS", 0.05)
     channel = OutageChannel()
     agenda = Agenda(InMemoryBackend(notifications=False), notification_channel=channel,
                     process_every="20 ms")

@@ -199,23 +199,117 @@ def test_expected_errors_are_one_line_without_traceback(
     assert "Traceback" not in err
 
 
-def test_bad_arguments_exit_2_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["run", "--exit-after", "soon"])
-    assert exited.value.code == 2
-    assert "invalid duration" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main([])
+def test_usage_errors_exit_1_not_the_changes_pending_2(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2 is what `plan --detailed-exitcode` answers for "changes pending": a typo in a CI
+    script must not read as that."""
+    code, out, err = run(capsys, "-c", str(config_file), "plan", "--detailed-exitcode",
+                         "--prnue")
+    assert (code, out) == (1, "")
+    assert "usage: agenda-decl" in err
+    assert "agenda-decl: unrecognized arguments: --prnue" in err
+    code, _out, err = run(capsys, "run", "--exit-after", "soon")
+    assert code == 1
+    assert "agenda-decl: --exit-after: invalid duration 'soon'" in err
+    code, _out, err = run(capsys)
+    assert code == 1
+    assert "the following arguments are required: COMMAND" in err
+    assert run(capsys, "--version")[0] == 0
+
+
+def test_command_line_durations_need_a_unit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bare number would be milliseconds (the Python API's rule): `--exit-after 5` meant
+    5 ms. On the command line it is refused, naming the option and a likely meaning."""
+    missing = str(tmp_path / "missing.yaml")  # had the number been taken, nothing runs
+    for option in ("--exit-after", "--drain-timeout"):
+        code, _out, err = run(capsys, "-c", missing, "run", option, "5")
+        assert code == 1
+        assert f"agenda-decl: {option}: '5' needs a unit; did you mean '5 seconds'?" in err
+    code, _out, err = run(capsys, "-c", missing, "run", "--drain-timeout", " 1.5 ")
+    assert "'1.5' needs a unit; did you mean '1.5 seconds'?" in err
+    assert cli._duration("500 ms") == 500
+    assert cli._duration("2 minutes") == 120_000
+
+
+def json_error(out: str) -> dict[str, Any]:
+    """The error object of a --json run: stdout holds that one JSON object and nothing else."""
+    error: dict[str, Any] = json.loads(out)["error"]
+    assert set(error) == {"kind", "message", "problems"}
+    return error
+
+
+def test_with_json_a_config_error_is_json_on_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agenda.yaml"
+    path.write_text("version: 1\nbackend: {storage: {type: sqlite}}\n"
+                    "jobs:\n  tick: {concurrency: -2}\n")
+    for command in ("plan", "jobs", "apply"):
+        code, out, err = run(capsys, "-c", str(path), command, "--json")
+        assert code == 1
+        error = json_error(out)
+        assert error["kind"] == "config"
+        (problem,) = error["problems"]
+        assert {key: problem[key] for key in ("file", "line", "column", "path")} == {
+            "file": str(path), "line": 4, "column": 23, "path": "jobs.tick.concurrency"}
+        assert problem["message"].startswith("expected an integer >= 1")
+        assert error["message"] == f"{path}:4:23: jobs.tick.concurrency: {problem['message']}"
+        assert err == f"agenda-decl: {error['message']}\n"  # the human line stays on stderr
+    code, out, _err = run(capsys, "-c", str(path), "validate", "--json")
+    result = json.loads(out)
+    assert (code, result["valid"], result["error"]["kind"]) == (1, False, "config")
+    assert result["issues"] == result["error"]["problems"]
+    code, out, err = run(capsys, "-c", str(tmp_path / "missing.yaml"), "jobs", "--json")
+    error = json_error(out)
+    assert (code, error["kind"]) == (1, "config")
+    assert error["problems"] == [{"file": str(tmp_path / "missing.yaml"), "line": None,
+                                  "column": None, "path": "", "message": "file not found"}]
+
+
+def test_with_json_usage_backend_refusal_and_unexpected_errors_are_json(
+    tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, out, err = run(capsys, "plan", "--json", "--prnue")
+    assert code == 1
+    assert json_error(out) == {"kind": "usage", "message": "unrecognized arguments: --prnue",
+                               "problems": []}
+    assert "usage: agenda-decl" in err
+
+    down = tmp_path / "down.yaml"
+    down.write_text("version: 1\nbackend:\n  storage: {type: postgres, connection_string: "
+                    '"postgresql://postgres:pw-1234567@127.0.0.1:1/test"}\njobs: {tick: {}}\n')
+    code, out, err = run(capsys, "-c", str(down), "jobs", "--json")
+    error = json_error(out)
+    assert (code, error["kind"]) == (1, "backend")
+    assert error["message"].startswith("cannot connect to the PostgreSQL backend: ")
+    assert "pw-1234567" not in out + err and "postgres:***@127.0.0.1" in out
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal
+    code, out, _err = run(capsys, "-c", str(config_file), "apply", "--json")
+    error = json_error(out)
+    assert (code, error["kind"]) == (1, "not_confirmed")
+    assert "Pass --yes" in error["message"]
+
+    def broken(context: Any) -> int:
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setitem(cli.COMMANDS, "jobs", broken)
+    code, out, _err = run(capsys, "-c", str(config_file), "jobs", "--json")
+    assert (code, json_error(out)) == (1, {"kind": "unexpected",
+                                           "message": "RuntimeError: kaboom", "problems": []})
 
 
 def test_generate_output_must_be_a_python_file(
     config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     target = config_file.parent / "handles.txt"
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["-c", str(config_file), "generate", "--output", str(target)])
-    assert exited.value.code == 2
-    assert "expected a path to a .py file, got" in capsys.readouterr().err
+    code, _out, err = run(capsys, "-c", str(config_file), "generate", "--output", str(target))
+    assert code == 1
+    assert "--output: expected a path to a .py file, got" in err
     assert not target.exists()
 
 
@@ -343,5 +437,6 @@ def test_jobs_states_and_disabled_read_and_filter_alike(
                               "LAST", "RUN", "(UTC)", "FAILS"]
     assert sorted(row.split()[2:4] for row in rows) == [["repeating", "no"],
                                                         ["repeating", "yes"]]
-    with pytest.raises(SystemExit):
-        cli.main(["-c", str(path), "jobs", "--state", "paused"])  # not a state
+    code, _out, err = run(capsys, "-c", str(path), "jobs", "--state", "paused")  # not a state
+    assert code == 1
+    assert "--state: invalid choice: 'paused'" in err

@@ -18,8 +18,8 @@ import attrs
 import pytest
 
 from agenda_decl import Agenda
-from agenda_decl.backends import sqlite
 from agenda_decl.backends.sqlite import SQLiteBackend
+from agenda_decl.backends.sqlite import repository as sqlite_repository
 from agenda_decl.config import plan_output, reconcile
 from agenda_decl.config.model import (
     AgendaConfig,
@@ -82,7 +82,7 @@ def changed_schedules() -> list[ScheduleConfig]:
 @pytest.fixture
 async def agenda(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Agenda]:
     counter = itertools.count(1)  # ids 1, 2, 3, ... instead of random ones
-    monkeypatch.setattr(sqlite, "uuid", SimpleNamespace(
+    monkeypatch.setattr(sqlite_repository, "uuid", SimpleNamespace(
         uuid4=lambda: SimpleNamespace(hex=str(next(counter)))))
     agenda = Agenda(SQLiteBackend(path=tmp_path / "golden.db"), clock=FakeClock(START),
                     name="golden")

@@ -1,0 +1,29 @@
+"""PostgreSQL storage and LISTEN/NOTIFY notifications, sharing Agenda v6's table and channels.
+
+A Node Agenda v6 process and agenda-decl workers can share one table and one channel: the
+table, columns, indexes, trigger, channel names and JSON payloads are Agenda's. Three nullable
+columns are added to the table (``start_date``, ``end_date``, ``skip_days``); Node ignores
+them. The repository and its SQL are here; the channel is ``notifications.postgres`` and the
+connection plumbing both share is ``connectors.postgres``.
+
+    backend = PostgresBackend(connection_string="postgresql://app@db/jobs")
+    agenda = Agenda(backend=backend)
+"""
+
+from agenda_decl.backends.postgres.backend import PostgresBackend
+from agenda_decl.backends.postgres.queries import check_table_name
+from agenda_decl.backends.postgres.repository import PostgresJobRepository
+from agenda_decl.notifications.postgres import (
+    MAX_NOTIFY_BYTES,
+    PostgresNotificationChannel,
+    check_channel_name,
+)
+
+__all__ = [
+    "MAX_NOTIFY_BYTES",
+    "PostgresBackend",
+    "PostgresJobRepository",
+    "PostgresNotificationChannel",
+    "check_channel_name",
+    "check_table_name",
+]

@@ -1,0 +1,70 @@
+"""The PostgreSQL backend: storage and LISTEN/NOTIFY on one database, sharing Agenda v6's
+table and channels.
+
+    backend = PostgresBackend(connection_string="postgresql://app@db/jobs")
+    agenda = Agenda(backend=backend)
+"""
+
+from __future__ import annotations
+
+from agenda_decl._secrets import mask_url
+from agenda_decl.backends.base import StoreBackend
+from agenda_decl.backends.postgres.repository import PostgresJobRepository
+from agenda_decl.connectors.postgres import Pool
+from agenda_decl.errors import InvalidOptionError
+from agenda_decl.notifications.base import ReconnectOptions
+from agenda_decl.notifications.postgres import PostgresNotificationChannel
+
+
+class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationChannel]):
+    """Storage plus LISTEN/NOTIFY on one PostgreSQL database.
+
+    Give ``connection_string`` (the backend owns its pool and closes it on ``disconnect``) or
+    an open ``pool`` (``psycopg_pool.AsyncConnectionPool``, never closed here).
+    ``read_only=True`` is for inspecting: see :class:`PostgresJobRepository`; no channel.
+    """
+
+    name = "PostgreSQL"
+
+    def __init__(
+        self,
+        *,
+        connection_string: str | None = None,
+        pool: Pool | None = None,
+        table_name: str = "agenda_jobs",
+        ensure_schema: bool = True,
+        channel_name: str = "agenda:jobs",
+        disable_notifications: bool = False,
+        max_pool_size: int = 10,
+        connect_timeout: float = 10.0,
+        reconnect: ReconnectOptions | None = None,
+        read_only: bool = False,
+    ) -> None:
+        if (connection_string is None) == (pool is None):
+            raise InvalidOptionError(
+                "PostgresBackend requires pool or connection_string (exactly one of them)"
+            )
+        repository = PostgresJobRepository(
+            connection_string=connection_string, pool=pool, table_name=table_name,
+            ensure_schema=ensure_schema, max_pool_size=max_pool_size,
+            connect_timeout=connect_timeout, read_only=read_only,
+        )
+        # Inspecting needs no notifications (and listening would hold a connection).
+        off = disable_notifications or read_only
+        channel = None if off else PostgresNotificationChannel(
+            connection_string=connection_string, pool=pool, channel_name=channel_name,
+            reconnect=reconnect, connect_timeout=connect_timeout,
+        )
+        super().__init__(repository, channel=channel, owns_connection=pool is None)
+        self._where = mask_url(connection_string) if connection_string else "<pool>"
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend({self._where!r}, table_name={self._repository.table_name!r})"
+
+    async def connect(self) -> None:
+        await self._repository.connect()
+        if self._channel is not None:
+            self._channel.use_pool(self._repository.pool)
+
+    async def disconnect(self) -> None:
+        await self._repository.close()

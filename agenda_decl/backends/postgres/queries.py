@@ -1,0 +1,349 @@
+"""The queries of the PostgreSQL store: the statements (named blocks of ``queries.sql``), the
+fragments a query is composed of, the parameters each statement binds, and the schema.
+
+Templates use ``{table}`` (and, in the schema, the index/trigger/function names) as
+``psycopg.sql.Identifier`` placeholders, filled in by :func:`render`; every value is a bound
+parameter (``%(name)s`` or ``%s``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from agenda_decl._clock import truncate_ms
+from agenda_decl._job_data import check_data_filter, encode_data, truncate_reason
+from agenda_decl._model import (
+    JobParameters,
+    JobsQueryOptions,
+    RemoveJobsOptions,
+    SortDirection,
+    SortKey,
+)
+from agenda_decl._named_blocks import load_named_blocks
+from agenda_decl.backends import base
+from agenda_decl.errors import InvalidOptionError
+
+Row = dict[str, Any]
+
+#: The statements, by the names of their blocks in ``queries.sql``.
+STATEMENTS = load_named_blocks("agenda_decl.backends.postgres", "queries.sql")
+#: The name suffixes of Agenda's four indexes; the statement of each is ``create<suffix>``.
+INDEX_SUFFIXES = ("_find_and_lock_idx", "_single_job_idx", "_locked_at_idx", "_next_run_at_idx")
+
+#: Derived names (``<t>_updated_at_trigger``, ...) must fit PostgreSQL's 63-byte identifiers.
+MAX_TABLE_NAME = 63 - len("_updated_at_trigger")
+
+
+def check_table_name(value: str) -> str:
+    base.validate_identifier(value, field="table_name")
+    if len(value) > MAX_TABLE_NAME:
+        raise InvalidOptionError(
+            f"invalid table_name: {value!r} is longer than {MAX_TABLE_NAME} characters "
+            "(the index and trigger names derived from it must fit in 63)"
+        )
+    return value
+
+
+# -- query parts --------------------------------------------------------------------------------
+
+#: The allow-list of sort keys: each maps to a fixed SQL expression.
+SORT_EXPRESSIONS: dict[str, LiteralString] = {
+    "next_run_at": "next_run_at",
+    "last_run_at": "last_run_at",
+    "last_finished_at": "last_finished_at",
+    "priority": "priority",
+    # Byte order, as Python sorts strings (the database collation would not).
+    "name": 'name COLLATE "C"',
+    # JSONB's own ordering; a JSON null counts as missing (last).
+    "data": "NULLIF(data, 'null'::jsonb)",
+}
+
+#: The final tie-break, "insertion order": created_at is the inserting transaction's start
+#: time (one transaction per save), then the id for rows inserted by one transaction.
+TIE_BREAK = "created_at, id"
+
+
+def render(name: str, **parts: sql.Composable) -> sql.Composed:
+    """The statement ``name`` with its ``{placeholders}`` filled with identifiers or composed
+    fragments (``{state}``: the ``state_case`` block)."""
+    template = STATEMENTS[name]
+    if "{state}" in template:
+        parts.setdefault("state", sql.SQL(STATEMENTS["state_case"]))
+    return sql.SQL(template).format(**parts)
+
+
+# -- composing statements -----------------------------------------------------------------------
+
+
+def job_uuid(value: object) -> uuid.UUID | None:
+    """The UUID an id stands for, or None: a malformed id matches nothing (no cast error)."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+class Where:
+    """ANDed conditions with named, bound parameters."""
+
+    def __init__(self) -> None:
+        self.parts: list[sql.Composable] = []
+        self.params: Row = {}
+
+    def add(self, template: LiteralString, value: Any = None) -> None:
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        self.parts.append(sql.SQL(template).format(sql.Placeholder(name)))
+
+    def sql(self) -> sql.Composable:
+        return sql.SQL(" AND ").join(self.parts) if self.parts else sql.SQL("TRUE")
+
+
+def _canonical_id(value: Any) -> str | None:
+    key = job_uuid(value)
+    return None if key is None else str(key)
+
+
+def _filter_ids_and_names(where: Where, options: JobsQueryOptions | RemoveJobsOptions) -> bool:
+    """Add the folded id and name criteria (``base.id_name_criteria``: every given one applies);
+    False when they can match nothing (disjoint or malformed ids, disjoint names)."""
+    criteria = base.id_name_criteria(options, id_key=_canonical_id)
+    if criteria.matches_nothing():
+        return False
+    if criteria.ids is not None and len(criteria.ids) == 1:
+        where.add("id = {}", uuid.UUID(criteria.ids[0]))
+    elif criteria.ids is not None:
+        where.add("id = ANY({}::uuid[])", [uuid.UUID(key) for key in criteria.ids])
+    if criteria.names is not None and len(criteria.names) == 1:
+        where.add("name = {}", criteria.names[0])
+    elif criteria.names is not None:
+        where.add("name = ANY({}::text[])", list(criteria.names))
+    if criteria.not_names is not None:
+        where.add("name <> ALL({}::text[])", list(criteria.not_names))
+    return True
+
+
+def _filter_data(where: Where, data: Any) -> None:
+    """JSON containment (``data_contains``); a scalar needle must equal the data (PG's
+    ``@>`` would also find a scalar inside a top-level array)."""
+    if data is None:
+        return
+    check_data_filter(data)
+    text = encode_data(data, name="data filter")
+    if isinstance(data, dict | list):
+        where.add("data @> {}::jsonb", text)
+    else:
+        where.add("data = {}::jsonb", text)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def query_where(options: JobsQueryOptions) -> Where | None:
+    where = Where()
+    if not _filter_ids_and_names(where, options):
+        return None
+    if options.search is not None:
+        where.add("name ILIKE {} ESCAPE '\\'", f"%{_escape_like(options.search)}%")
+    _filter_data(where, options.data)
+    if not options.include_disabled:
+        where.parts.append(sql.SQL("disabled IS NOT TRUE"))
+    return where
+
+
+def remove_where(options: RemoveJobsOptions) -> Where | None:
+    if options.matches_nothing():
+        return None
+    where = Where()
+    if not _filter_ids_and_names(where, options):
+        return None
+    _filter_data(where, options.data)
+    return where
+
+
+def state_filter(state: str | None, params: Row) -> sql.Composable:
+    if state is None:
+        return sql.SQL("TRUE")
+    if state == "paused":
+        return sql.SQL("disabled IS TRUE")
+    params["state"] = state
+    return sql.SQL("state = %(state)s")
+
+
+def order_by(sort: Mapping[SortKey, SortDirection] | None) -> sql.Composable:
+    spec = list(sort.items()) if sort else [("next_run_at", "desc"), ("last_run_at", "desc")]
+    parts = [
+        sql.SQL(SORT_EXPRESSIONS[key] + (" DESC" if direction == "desc" else " ASC"))
+        + sql.SQL(" NULLS LAST")
+        for key, direction in spec
+    ]
+    return sql.SQL(", ").join([*parts, sql.SQL(TIE_BREAK)])
+
+
+_TEXT_FIELDS = ("name", "type", "repeat_timezone", "repeat_at", "repeat_interval")
+
+
+def unique_condition(key: str, value: Any) -> tuple[sql.Composable, list[Any]]:
+    """One unique-key criterion, matching as ``matches_unique`` does."""
+    path = key.split(".")
+    if path[0] == "data":
+        expr = sql.SQL("data") + sql.SQL("").join(sql.SQL(" -> %s::text") for _ in path[1:])
+        if value is None:
+            return sql.SQL("({0} IS NULL OR {0} = 'null'::jsonb)").format(expr), path[1:] * 2
+        text = encode_data(value, name=f"unique key {key}")
+        return sql.SQL("{} = %s::jsonb").format(expr), [*path[1:], text]
+    column = sql.Identifier(key)
+    if value is None and key in _TEXT_FIELDS:
+        return sql.SQL("{} IS NULL").format(column), []
+    if key == "repeat_interval" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    expected = str if key in _TEXT_FIELDS else bool if key == "disabled" else int
+    if type(value) is not expected:
+        return sql.SQL("FALSE"), []
+    if key == "disabled":
+        return sql.SQL("COALESCE(disabled, FALSE) = %s"), [value]
+    return sql.SQL("{} = %s").format(column), [value]
+
+
+async def fetch(conn: psycopg.AsyncConnection[Any], statement: Any, params: Any) -> list[Row]:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(statement, params)
+        return await cursor.fetchall() if cursor.description else []
+
+
+async def create_schema(conn: psycopg.AsyncConnection[Any], table: str) -> None:
+    """Create what is missing of Agenda's table, indexes and trigger (plus our columns).
+
+    Only missing objects are created: ``CREATE INDEX IF NOT EXISTS`` and ``ALTER TABLE`` take
+    table locks even when there is nothing to do, and workers (Node ones too) may be busy.
+    """
+    name = sql.Identifier(table)
+    trigger = f"{table}_updated_at_trigger"
+    function = sql.Identifier(f"update_{table.lower()}_updated_at")  # Agenda leaves it unquoted
+    async with conn.transaction():
+        await conn.execute(STATEMENTS["schema_lock"], (f"agenda_decl:schema:{table}",))
+        found = await _existing(conn, name.as_string(conn), trigger)
+        if not found["has_table"]:
+            await conn.execute(render("create_table", table=name))
+        if not {"debounce_started_at", "start_date", "end_date", "skip_days"} <= found["columns"]:
+            await conn.execute(render("add_columns", table=name))
+        for suffix in INDEX_SUFFIXES:
+            if table + suffix not in found["indexes"]:
+                index = sql.Identifier(table + suffix)
+                await conn.execute(render(f"create{suffix}", table=name, index=index))
+        if not found["has_trigger"]:
+            await conn.execute(render("trigger_function", function=function))
+            await conn.execute(render("create_trigger", table=name, function=function,
+                                        trigger=sql.Identifier(trigger)))
+
+
+async def _existing(conn: psycopg.AsyncConnection[Any], table: str, trigger: str) -> Row:
+    rows = await fetch(conn, STATEMENTS["existing_schema"], {"table": table, "trigger": trigger})
+    found = rows[0]
+    return {**found, "columns": set(found["columns"]), "indexes": set(found["indexes"])}
+
+
+# -- parameters ---------------------------------------------------------------------------------
+
+
+def save_values(job: JobParameters[Any], data: str, last_modified_by: str | None) -> Row:
+    interval = job.repeat_interval
+    return {
+        "name": job.name,
+        "priority": job.priority,
+        "next_run_at": job.next_run_at,
+        "type": job.type,
+        "repeat_timezone": job.repeat_timezone,
+        "repeat_interval": None if interval is None else str(interval),
+        "data": data,
+        "repeat_at": job.repeat_at,
+        "disabled": bool(job.disabled),
+        "fork": bool(job.fork),
+        "last_modified_by": last_modified_by,
+        "debounce_started_at": job.debounce_started_at,
+        "start_date": job.start_date,
+        "end_date": job.end_date,
+        "skip_days": None if job.skip_days is None else list(job.skip_days),
+    }
+
+
+def state_values(
+    job: JobParameters[Any], key: uuid.UUID, by: str | None, lock_token: datetime | None
+) -> Row:
+    return {
+        "lock_token": None if lock_token is None else truncate_ms(lock_token),
+        "id": key,
+        "name": job.name,
+        "locked_at": job.locked_at,
+        "next_run_at": job.next_run_at,
+        "last_run_at": job.last_run_at,
+        "progress": job.progress,
+        "fail_reason": truncate_reason(job.fail_reason),
+        "fail_count": job.fail_count,
+        "failed_at": job.failed_at,
+        "last_finished_at": job.last_finished_at,
+        "last_modified_by": by,
+        **_timing_values(job),
+    }
+
+
+def _timing_values(job: JobParameters[Any]) -> Row:
+    """The job's ``TIMING_FIELDS`` as stored (the interval as text); state writes compare them."""
+    interval = job.repeat_interval
+    return {
+        "repeat_interval": None if interval is None else str(interval),
+        "repeat_at": job.repeat_at,
+        "repeat_timezone": job.repeat_timezone,
+        "start_date": job.start_date,
+        "end_date": job.end_date,
+        "skip_days": None if job.skip_days is None else list(job.skip_days),
+    }
+
+
+def insert_columns(batch: Sequence[Row], ids: Sequence[uuid.UUID]) -> Row:
+    """``INSERT_MANY`` parameters: one array per column, rows in ``batch`` order."""
+    columns: Row = {name: [values[name] for values in batch] for name in batch[0]}
+    columns["id"] = list(ids)
+    columns["skip_days"] = [None if days is None else json.dumps(days)
+                            for days in columns["skip_days"]]
+    return columns
+
+
+def states_columns(
+    jobs: Mapping[uuid.UUID, JobParameters[Any]], by: str | None,
+    lock_tokens: Mapping[str, datetime],
+) -> Row:
+    """``save_job_states`` parameters: one array per column, in the same job order."""
+    values = list(jobs.values())
+    tokens = [lock_tokens.get(str(job.id)) for job in values]
+    return {
+        "lock_token": [None if token is None else truncate_ms(token) for token in tokens],
+        "id": list(jobs),
+        "name": [job.name for job in values],
+        "locked_at": [job.locked_at for job in values],
+        "next_run_at": [job.next_run_at for job in values],
+        "last_run_at": [job.last_run_at for job in values],
+        "progress": [None if job.progress is None else float(job.progress) for job in values],
+        "fail_reason": [truncate_reason(job.fail_reason) for job in values],
+        "fail_count": [job.fail_count for job in values],
+        "failed_at": [job.failed_at for job in values],
+        "last_finished_at": [job.last_finished_at for job in values],
+        "last_modified_by": by,
+        "repeat_interval": [None if job.repeat_interval is None else str(job.repeat_interval)
+                            for job in values],
+        "repeat_at": [job.repeat_at for job in values],
+        "repeat_timezone": [job.repeat_timezone for job in values],
+        "start_date": [job.start_date for job in values],
+        "end_date": [job.end_date for job in values],
+        "skip_days": [None if job.skip_days is None else json.dumps(list(job.skip_days))
+                      for job in values],
+    }

@@ -1,0 +1,346 @@
+-- The SQL of the PostgreSQL store, one named block per statement (read by ``queries.py``).
+--
+-- The table, its columns and types, its four indexes and its updated_at trigger are exactly
+-- those of Agenda v6's PostgreSQL backend, so a Node Agenda v6 process can share the table.
+-- Three nullable columns are added (start_date, end_date, skip_days): Agenda's table has
+-- none, Node ignores columns it does not know, and without them a recurring job would lose
+-- its date constraints each time it is read back (as it does in Agenda).
+--
+-- {table} (and, in the schema, {index}, {trigger}, {function}) are psycopg.sql.Identifier
+-- placeholders; {state} is the state_case block; {where}, {state_filter}, {order} and
+-- {conditions} are composed by the repository from fixed fragments. All are filled in by
+-- ``queries.render`` (so a literal brace is written twice). Every value is a bound parameter
+-- (%(name)s or %s).
+
+-- create_table --
+CREATE TABLE IF NOT EXISTS {table} (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    name VARCHAR(255) NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    next_run_at TIMESTAMPTZ,
+    type VARCHAR(10) NOT NULL DEFAULT 'normal' CHECK (type IN ('normal', 'single')),
+    locked_at TIMESTAMPTZ,
+    last_finished_at TIMESTAMPTZ,
+    failed_at TIMESTAMPTZ,
+    fail_count INTEGER DEFAULT NULL,
+    fail_reason TEXT,
+    repeat_timezone VARCHAR(100),
+    last_run_at TIMESTAMPTZ,
+    repeat_interval VARCHAR(255),
+    data JSONB DEFAULT '{{}}'::jsonb,
+    repeat_at VARCHAR(255),
+    disabled BOOLEAN DEFAULT FALSE,
+    progress REAL,
+    fork BOOLEAN DEFAULT FALSE,
+    last_modified_by VARCHAR(255),
+    debounce_started_at TIMESTAMPTZ,
+    created_at TIMESTAMPTZ DEFAULT NOW(),
+    updated_at TIMESTAMPTZ DEFAULT NOW()
+)
+
+-- add_columns --
+-- Columns Agenda's table lacks (older Agenda tables also lack debounce_started_at).
+-- Nullable and without defaults, so adding them to a large table is instant.
+ALTER TABLE {table}
+    ADD COLUMN IF NOT EXISTS debounce_started_at TIMESTAMPTZ,
+    ADD COLUMN IF NOT EXISTS start_date TIMESTAMPTZ,
+    ADD COLUMN IF NOT EXISTS end_date TIMESTAMPTZ,
+    ADD COLUMN IF NOT EXISTS skip_days INTEGER[]
+
+-- create_find_and_lock_idx --
+-- The indexes are spelled as Agenda writes them; the claim repeats the disabled = FALSE
+-- predicate so the planner can use the partial index.
+CREATE INDEX IF NOT EXISTS {index} ON {table}
+    (name, next_run_at, priority DESC, locked_at, disabled) WHERE disabled = FALSE
+
+-- create_single_job_idx --
+CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {table} (name) WHERE type = 'single'
+
+-- create_locked_at_idx --
+CREATE INDEX IF NOT EXISTS {index} ON {table} (locked_at) WHERE locked_at IS NOT NULL
+
+-- create_next_run_at_idx --
+CREATE INDEX IF NOT EXISTS {index} ON {table} (next_run_at)
+    WHERE next_run_at IS NOT NULL
+
+-- trigger_function --
+CREATE OR REPLACE FUNCTION {function}() RETURNS TRIGGER AS $$
+BEGIN
+    NEW.updated_at = NOW();
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql
+
+-- existing_schema --
+-- What of the schema exists already. Agenda re-runs every DDL statement (and drops and
+-- re-creates the trigger) on each connect, which takes table locks and races between
+-- processes starting together; we create only what is missing.
+SELECT to_regclass(%(table)s) IS NOT NULL AS has_table,
+    ARRAY(SELECT attname::text FROM pg_attribute
+          WHERE attrelid = to_regclass(%(table)s) AND attnum > 0 AND NOT attisdropped) AS columns,
+    ARRAY(SELECT c.relname::text FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
+          WHERE i.indrelid = to_regclass(%(table)s)) AS indexes,
+    EXISTS(SELECT 1 FROM pg_trigger
+           WHERE tgrelid = to_regclass(%(table)s) AND tgname = %(trigger)s) AS has_trigger
+
+-- create_trigger --
+CREATE TRIGGER {trigger} BEFORE UPDATE ON {table}
+FOR EACH ROW EXECUTE FUNCTION {function}()
+
+-- schema_lock --
+-- Serializes schema creation between processes of ours (concurrent CREATE ... IF NOT EXISTS
+-- can still fail on a catalog unique index).
+SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))
+
+-- state_case --
+-- compute_job_state in SQL, against one bound now. An interval or a time of day is truthy
+-- unless it is NULL or '' (the columns are text).
+CASE
+    WHEN locked_at IS NOT NULL THEN 'running'
+    WHEN failed_at IS NOT NULL
+        AND (last_finished_at IS NULL OR failed_at >= last_finished_at) THEN 'failed'
+    WHEN COALESCE(repeat_interval, '') <> '' OR COALESCE(repeat_at, '') <> '' THEN 'repeating'
+    WHEN next_run_at > %(now)s::timestamptz THEN 'scheduled'
+    WHEN next_run_at IS NOT NULL THEN 'queued'
+    ELSE 'completed'
+END
+
+-- server_now --
+SELECT date_trunc('milliseconds', clock_timestamp()) AS now
+
+-- table_present --
+-- Whether the jobs table exists (%(table)s: its quoted name), as the search path finds it.
+SELECT to_regclass(%(table)s) IS NOT NULL AS present
+
+-- read_only_session --
+-- Every later statement of a read-only session is refused by the server if it writes.
+SET default_transaction_read_only = on
+
+-- select_by_id --
+SELECT * FROM {table} WHERE id = %s
+
+-- insert --
+INSERT INTO {table} (
+    name, priority, next_run_at, type, repeat_timezone, repeat_interval, data, repeat_at,
+    disabled, fork, last_modified_by, debounce_started_at, start_date, end_date, skip_days
+) VALUES (
+    %(name)s, %(priority)s, %(next_run_at)s::timestamptz, %(type)s, %(repeat_timezone)s,
+    %(repeat_interval)s, %(data)s::jsonb, %(repeat_at)s, %(disabled)s, %(fork)s,
+    %(last_modified_by)s, %(debounce_started_at)s::timestamptz, %(start_date)s::timestamptz,
+    %(end_date)s::timestamptz, %(skip_days)s::integer[]
+) RETURNING *
+
+-- insert_many --
+-- Plain inserts requested together, as one statement. The caller chooses the ids (random
+-- UUIDs, as gen_random_uuid() would, handed out in ascending order so that the
+-- created_at, id tie-break keeps the batch's order) and matches RETURNING rows by id.
+-- skip_days travels as JSON: unnest cannot take an array of arrays of different lengths.
+INSERT INTO {table} (
+    id, name, priority, next_run_at, type, repeat_timezone, repeat_interval, data, repeat_at,
+    disabled, fork, last_modified_by, debounce_started_at, start_date, end_date, skip_days
+)
+SELECT id, name, priority, next_run_at, type, repeat_timezone, repeat_interval, data,
+    repeat_at, disabled, fork, last_modified_by, debounce_started_at, start_date, end_date,
+    CASE WHEN skip_days IS NULL THEN NULL
+         ELSE ARRAY(SELECT jsonb_array_elements_text(skip_days)::integer) END
+FROM unnest(
+    %(id)b::uuid[], %(name)b::text[], %(priority)b::integer[], %(next_run_at)b::timestamptz[],
+    %(type)b::text[], %(repeat_timezone)b::text[], %(repeat_interval)b::text[],
+    %(data)b::jsonb[], %(repeat_at)b::text[], %(disabled)b::boolean[], %(fork)b::boolean[],
+    %(last_modified_by)b::text[], %(debounce_started_at)b::timestamptz[],
+    %(start_date)b::timestamptz[], %(end_date)b::timestamptz[], %(skip_days)b::jsonb[]
+) AS v(id, name, priority, next_run_at, type, repeat_timezone, repeat_interval, data,
+       repeat_at, disabled, fork, last_modified_by, debounce_started_at, start_date, end_date,
+       skip_days)
+RETURNING *
+
+-- update_saved --
+UPDATE {table} SET
+    name = %(name)s, priority = %(priority)s, next_run_at = %(next_run_at)s::timestamptz,
+    type = %(type)s, repeat_timezone = %(repeat_timezone)s,
+    repeat_interval = %(repeat_interval)s, data = %(data)s::jsonb, repeat_at = %(repeat_at)s,
+    disabled = %(disabled)s, fork = %(fork)s, last_modified_by = %(last_modified_by)s,
+    debounce_started_at = %(debounce_started_at)s::timestamptz,
+    start_date = %(start_date)s::timestamptz, end_date = %(end_date)s::timestamptz,
+    skip_days = %(skip_days)s::integer[]
+WHERE id = %(id)s AND name = %(match_name)s
+RETURNING *
+
+-- upsert_single --
+-- The atomic upsert of a single job on the partial unique index. The CASE is
+-- base.single_next_run_at: a due incoming time does not replace a pending stored one,
+-- unless the timing (_model.TIMING_FIELDS) changed (the stored values are the row's
+-- before the update).
+INSERT INTO {table} AS stored (
+    name, priority, next_run_at, type, repeat_timezone, repeat_interval, data, repeat_at,
+    disabled, fork, last_modified_by, debounce_started_at, start_date, end_date, skip_days
+) VALUES (
+    %(name)s, %(priority)s, %(next_run_at)s::timestamptz, %(type)s, %(repeat_timezone)s,
+    %(repeat_interval)s, %(data)s::jsonb, %(repeat_at)s, %(disabled)s, %(fork)s,
+    %(last_modified_by)s, %(debounce_started_at)s::timestamptz, %(start_date)s::timestamptz,
+    %(end_date)s::timestamptz, %(skip_days)s::integer[]
+)
+ON CONFLICT (name) WHERE type = 'single' DO UPDATE SET
+    priority = EXCLUDED.priority, type = EXCLUDED.type,
+    repeat_timezone = EXCLUDED.repeat_timezone, repeat_interval = EXCLUDED.repeat_interval,
+    data = EXCLUDED.data, repeat_at = EXCLUDED.repeat_at, disabled = EXCLUDED.disabled,
+    fork = EXCLUDED.fork, last_modified_by = EXCLUDED.last_modified_by,
+    debounce_started_at = EXCLUDED.debounce_started_at, start_date = EXCLUDED.start_date,
+    end_date = EXCLUDED.end_date, skip_days = EXCLUDED.skip_days,
+    next_run_at = CASE
+        WHEN EXCLUDED.next_run_at <= COALESCE(
+                %(now)s::timestamptz, date_trunc('milliseconds', clock_timestamp()))
+            AND stored.next_run_at IS NOT NULL
+            AND stored.repeat_interval IS NOT DISTINCT FROM EXCLUDED.repeat_interval
+            AND stored.repeat_at IS NOT DISTINCT FROM EXCLUDED.repeat_at
+            AND stored.repeat_timezone IS NOT DISTINCT FROM EXCLUDED.repeat_timezone
+            AND stored.start_date IS NOT DISTINCT FROM EXCLUDED.start_date
+            AND stored.end_date IS NOT DISTINCT FROM EXCLUDED.end_date
+            AND stored.skip_days IS NOT DISTINCT FROM EXCLUDED.skip_days
+        THEN stored.next_run_at
+        ELSE EXCLUDED.next_run_at
+    END
+RETURNING *
+
+-- unique_lock --
+-- Serializes the read-decide-write of unique/debounced saves of one job name.
+SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))
+
+-- select_unique --
+-- {conditions} are built from the unique key by the repository (bound values only). The
+-- first match in insertion order is the one updated (Agenda updates every match).
+SELECT * FROM {table} WHERE name = %s AND {conditions}
+ORDER BY created_at, id LIMIT 1 FOR UPDATE
+
+-- update_state --
+-- next_run_at is written only while the stored timing is the job's (_model.TIMING_FIELDS):
+-- a schedule changed during the run keeps its own next run. Fenced (lock_token truncated to
+-- ms, NULL = unfenced): applied only while the stored lock, at millisecond precision, is the
+-- token.
+UPDATE {table} SET
+    locked_at = %(locked_at)s,
+    next_run_at = CASE
+        WHEN repeat_interval IS NOT DISTINCT FROM %(repeat_interval)s::text
+            AND repeat_at IS NOT DISTINCT FROM %(repeat_at)s::text
+            AND repeat_timezone IS NOT DISTINCT FROM %(repeat_timezone)s::text
+            AND start_date IS NOT DISTINCT FROM %(start_date)s::timestamptz
+            AND end_date IS NOT DISTINCT FROM %(end_date)s::timestamptz
+            AND skip_days IS NOT DISTINCT FROM %(skip_days)s::integer[]
+        THEN %(next_run_at)s::timestamptz ELSE next_run_at END,
+    last_run_at = %(last_run_at)s,
+    progress = %(progress)s, fail_reason = %(fail_reason)s, fail_count = %(fail_count)s,
+    failed_at = %(failed_at)s, last_finished_at = %(last_finished_at)s,
+    last_modified_by = %(last_modified_by)s
+WHERE id = %(id)s AND name = %(name)s
+  AND (%(lock_token)s::timestamptz IS NULL
+       OR date_trunc('milliseconds', locked_at) = %(lock_token)s::timestamptz)
+
+-- update_states --
+-- save_job_states: the state fields of many jobs in one statement (one array per column,
+-- one element per job, sent binary). RETURNING tells which jobs were written (the others are
+-- gone or fenced out: lock_token as in update_state). next_run_at as in update_state;
+-- skip_days travels as JSON (see insert_many).
+UPDATE {table} AS t SET
+    locked_at = v.locked_at,
+    next_run_at = CASE
+        WHEN t.repeat_interval IS NOT DISTINCT FROM v.repeat_interval
+            AND t.repeat_at IS NOT DISTINCT FROM v.repeat_at
+            AND t.repeat_timezone IS NOT DISTINCT FROM v.repeat_timezone
+            AND t.start_date IS NOT DISTINCT FROM v.start_date
+            AND t.end_date IS NOT DISTINCT FROM v.end_date
+            AND to_jsonb(t.skip_days) IS NOT DISTINCT FROM v.skip_days
+        THEN v.next_run_at ELSE t.next_run_at END,
+    last_run_at = v.last_run_at,
+    progress = v.progress, fail_reason = v.fail_reason, fail_count = v.fail_count,
+    failed_at = v.failed_at, last_finished_at = v.last_finished_at,
+    last_modified_by = %(last_modified_by)s
+FROM unnest(
+    %(id)b::uuid[], %(name)b::text[], %(locked_at)b::timestamptz[],
+    %(next_run_at)b::timestamptz[], %(last_run_at)b::timestamptz[], %(progress)b::real[],
+    %(fail_reason)b::text[], %(fail_count)b::integer[], %(failed_at)b::timestamptz[],
+    %(last_finished_at)b::timestamptz[], %(repeat_interval)b::text[], %(repeat_at)b::text[],
+    %(repeat_timezone)b::text[], %(start_date)b::timestamptz[], %(end_date)b::timestamptz[],
+    %(skip_days)b::jsonb[], %(lock_token)b::timestamptz[]
+) AS v(id, name, locked_at, next_run_at, last_run_at, progress, fail_reason, fail_count,
+       failed_at, last_finished_at, repeat_interval, repeat_at, repeat_timezone, start_date,
+       end_date, skip_days, lock_token)
+WHERE t.id = v.id AND t.name = v.name
+  AND (v.lock_token IS NULL OR date_trunc('milliseconds', t.locked_at) = v.lock_token)
+RETURNING t.id
+
+-- claim --
+-- Claim up to limit jobs in one statement. The row locks of FOR UPDATE plus SKIP LOCKED
+-- give concurrent claimers different rows; a row another claimer has just committed is
+-- re-checked against the WHERE clause, so it is not taken twice. RETURNING order is
+-- arbitrary: the caller re-sorts. now NULL stamps with the database clock.
+UPDATE {table}
+SET locked_at = COALESCE(%(now)s::timestamptz, date_trunc('milliseconds', clock_timestamp())),
+    last_modified_by = %(by)s
+WHERE id IN (
+    SELECT id FROM {table}
+    WHERE name = %(name)s AND disabled = FALSE
+      AND ((locked_at IS NULL AND next_run_at <= %(next_scan_at)s)
+           OR locked_at <= %(lock_deadline)s)
+    ORDER BY next_run_at ASC NULLS LAST, priority DESC, created_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING *
+
+-- lock --
+-- Agenda compares next_run_at = $3, so a null one never locks; the reference store
+-- matches null to null.
+UPDATE {table}
+SET locked_at = COALESCE(%(now)s::timestamptz, date_trunc('milliseconds', clock_timestamp())),
+    last_modified_by = %(by)s
+WHERE id = %(id)s AND name = %(name)s AND locked_at IS NULL AND disabled = FALSE
+  AND next_run_at IS NOT DISTINCT FROM %(next_run_at)s::timestamptz
+RETURNING *
+
+-- unlock --
+UPDATE {table} SET locked_at = NULL WHERE id = %s AND next_run_at IS NOT NULL
+
+-- unlock_many --
+UPDATE {table} SET locked_at = NULL WHERE id = ANY(%s::uuid[])
+
+-- distinct_names --
+-- Byte order ("C"), as Python sorts strings; the database collation would not.
+SELECT DISTINCT name COLLATE "C" AS name FROM {table} ORDER BY 1
+
+-- queue_size --
+-- On the database clock, as Agenda counts.
+SELECT COUNT(*) AS size FROM {table}
+WHERE next_run_at < date_trunc('milliseconds', clock_timestamp())
+
+-- overview --
+SELECT name COLLATE "C" AS name, COUNT(*) AS total,
+    COUNT(*) FILTER (WHERE state = 'running') AS running,
+    COUNT(*) FILTER (WHERE state = 'scheduled') AS scheduled,
+    COUNT(*) FILTER (WHERE state = 'queued') AS queued,
+    COUNT(*) FILTER (WHERE state = 'completed') AS completed,
+    COUNT(*) FILTER (WHERE state = 'failed') AS failed,
+    COUNT(*) FILTER (WHERE state = 'repeating') AS repeating,
+    COUNT(*) FILTER (WHERE disabled IS TRUE) AS paused
+FROM (SELECT name, disabled, {state} AS state FROM {table}) AS j
+GROUP BY 1 ORDER BY 1
+
+-- query --
+-- {where}, {state_filter} and {order} are composed by the repository. The window count is
+-- taken after the state filter and before LIMIT/OFFSET (NULL limit = no limit).
+SELECT j.*, COUNT(*) OVER () AS total
+FROM (SELECT *, {state} AS state FROM {table} WHERE {where}) AS j
+WHERE {state_filter}
+ORDER BY {order}
+LIMIT %(limit)s OFFSET %(skip)s
+
+-- count --
+-- The total when the page is empty (skip past the end), where the window count has no row.
+SELECT COUNT(*) AS total
+FROM (SELECT *, {state} AS state FROM {table} WHERE {where}) AS j
+WHERE {state_filter}
+
+-- delete --
+DELETE FROM {table} WHERE {where}
+
+-- set_disabled --
+UPDATE {table} SET disabled = %(disabled)s WHERE {where}

@@ -1,0 +1,446 @@
+"""The PostgreSQL job repository, in Agenda v6's table (see ``queries.sql``).
+
+Everything runs in SQL: filters, the computed-state filter, sorting, paging, the overview (one
+GROUP BY) and the claim of several jobs at once (one ``UPDATE ... FOR UPDATE SKIP LOCKED``
+statement).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from agenda_decl._clock import utcnow
+from agenda_decl._convert import job_from_row, parse_datetime
+from agenda_decl._group_commit import GroupCommit
+from agenda_decl._model import (
+    JobId,
+    JobParameters,
+    JobsOverview,
+    JobsQueryOptions,
+    JobsResult,
+    RemoveJobsOptions,
+)
+from agenda_decl._secrets import mask_url
+from agenda_decl.backends import base
+from agenda_decl.backends.postgres import queries
+from agenda_decl.backends.postgres.queries import Row, job_uuid
+from agenda_decl.connectors.postgres import Pool, connect, open_pool
+from agenda_decl.errors import (
+    BackendUnavailableError,
+    InvalidOptionError,
+    job_not_found,
+    rejected_state_write,
+)
+
+__all__ = ["PostgresJobRepository"]
+
+# -- names and statements -----------------------------------------------------------------------
+
+
+_SERVER_NOW = queries.render("server_now")
+
+
+@functools.cache
+def _statement(name: str, table: str) -> sql.Composed:
+    return queries.render(name, table=sql.Identifier(table))
+
+
+# -- rows -----------------------------------------------------------------------------------------
+
+
+def _job(row: Mapping[str, Any]) -> JobParameters[Any]:
+    values = dict(row)
+    values["id"] = str(row["id"])
+    interval = values.get("repeat_interval")
+    # The column is text (Agenda's); an interval saved as milliseconds comes back as a number.
+    if isinstance(interval, str) and interval.isascii() and interval.isdigit():
+        values["repeat_interval"] = int(interval)
+    return job_from_row(values)
+
+
+def _claim_order(row: Mapping[str, Any]) -> tuple[bool, datetime, int, datetime, str]:
+    never = datetime.max.replace(tzinfo=UTC)
+    return (
+        row["next_run_at"] is None,
+        row["next_run_at"] or never,
+        -row["priority"],
+        row["created_at"] or never,
+        str(row["id"]),
+    )
+
+
+def _latest_per_id(jobs: Sequence[JobParameters[Any]]) -> list[JobParameters[Any]]:
+    """One write per job, the last one requested (a row is updated once per statement)."""
+    latest: dict[str, JobParameters[Any]] = {}
+    for job in jobs:
+        if job.id is None:
+            raise ValueError("Cannot save job state without job ID")
+        latest.pop(job.id, None)
+        latest[job.id] = job
+    return list(latest.values())
+
+
+async def _read_only_session(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Each pooled connection of a read-only repository: the server refuses its writes too."""
+    await conn.execute(queries.STATEMENTS["read_only_session"])
+
+
+# -- the repository -------------------------------------------------------------------------------
+
+
+class PostgresJobRepository(base.ClaimsInBatches):
+    """Jobs in one PostgreSQL table (Agenda v6's layout). Built from a connection string (the
+    repository owns and closes its pool) or from an ``AsyncConnectionPool`` (never closed
+    here; pass it open).
+
+    ``read_only=True`` (inspecting: ``agenda-decl plan``, ``jobs``) creates nothing (no table,
+    index, function or trigger, whatever ``ensure_schema`` says), reads a missing table as an
+    empty one and refuses writes; the sessions of an owned pool are read-only on the server
+    too."""
+
+    def __init__(
+        self,
+        *,
+        connection_string: str | None = None,
+        pool: Pool | None = None,
+        table_name: str = "agenda_jobs",
+        ensure_schema: bool = True,
+        max_pool_size: int = 10,
+        connect_timeout: float = 10.0,
+        read_only: bool = False,
+    ) -> None:
+        if (connection_string is None) == (pool is None):
+            raise InvalidOptionError("PostgresJobRepository needs connection_string or pool")
+        self._conninfo = connection_string
+        self._pool = pool
+        self._owns_pool = pool is None
+        self._table = queries.check_table_name(table_name)
+        self._read_only = read_only
+        self._ensure_schema = ensure_schema and not read_only
+        self._schema_ready = False
+        #: A read-only repository found no table: it reads as empty.
+        self._absent = False
+        self._max_pool_size = max_pool_size
+        self._connect_timeout = connect_timeout
+        self._inserts: GroupCommit[Row, Row] = GroupCommit(self._insert_batch)
+
+    def __repr__(self) -> str:
+        where = mask_url(self._conninfo) if self._conninfo else "<pool>"
+        return f"PostgresJobRepository({where!r}, table_name={self._table!r})"
+
+    @property
+    def table_name(self) -> str:
+        return self._table
+
+    @property
+    def pool(self) -> Pool:
+        if self._pool is None:
+            raise BackendUnavailableError("PostgresJobRepository is not connected")
+        return self._pool
+
+    async def connect(self) -> None:
+        if self._pool is None and self._conninfo is not None:
+            self._pool = await self._open_pool(self._conninfo)
+        if self.pool.closed:
+            raise InvalidOptionError(
+                "the pool given to PostgresJobRepository is not open: await pool.open() first"
+            )
+        if self._ensure_schema and not self._schema_ready:
+            async with self.pool.connection() as conn:
+                await queries.create_schema(conn, self._table)
+            self._schema_ready = True
+        if self._read_only:
+            async with self.pool.connection() as conn:
+                self._absent = not await self._table_present(conn)
+
+    async def _open_pool(self, conninfo: str) -> Pool:
+        # One direct connection first: a clear, fast error when the server is unreachable.
+        probe = await connect(conninfo, self._connect_timeout)
+        try:
+            if self._ensure_schema:
+                await queries.create_schema(probe, self._table)
+                self._schema_ready = True
+        finally:
+            await probe.close()
+        return await open_pool(
+            conninfo, max_size=self._max_pool_size, name=f"agenda-decl:{self._table}",
+            configure=_read_only_session if self._read_only else None,
+        )
+
+    async def _table_present(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        name = sql.Identifier(self._table).as_string(conn)
+        rows = await queries.fetch(conn, queries.STATEMENTS["table_present"], {"table": name})
+        return bool(rows[0]["present"])
+
+    async def close(self) -> None:
+        if self._owns_pool and self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def server_now(self) -> datetime | None:
+        rows = await self._fetch(_SERVER_NOW, ())
+        return parse_datetime(rows[0]["now"])
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _sql(self, name: str) -> sql.Composed:
+        """The statement ``name`` of ``queries.sql`` for this repository's table."""
+        return _statement(name, self._table)
+
+    async def _fetch(self, statement: sql.Composable, params: Any) -> list[Row]:
+        async with self.pool.connection() as conn:
+            return await queries.fetch(conn, statement, params)
+
+    async def _read(self, statement: sql.Composable, params: Any) -> list[Row]:
+        """Rows of a read of the table; none when a read-only repository found no table."""
+        return [] if self._absent else await self._fetch(statement, params)
+
+    def _writable(self) -> None:
+        base.refuse_write(self._read_only, repr(self))
+
+    async def _execute(self, statement: sql.Composable, params: Any) -> int:
+        self._writable()
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(statement, params)
+            return int(cursor.rowcount)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def query_jobs(self, options: JobsQueryOptions | None = None) -> JobsResult:
+        options = options or JobsQueryOptions()
+        where = queries.query_where(options)
+        if where is None:
+            return JobsResult(jobs=[], total=0)
+        params = {**where.params, "now": utcnow()}
+        state = queries.state_filter(options.state, params)
+        table = sql.Identifier(self._table)
+        page = queries.render("query", table=table, where=where.sql(), state_filter=state,
+                        order=queries.order_by(options.sort))
+        rows = await self._read(page, {**params, "limit": options.limit or None,
+                                       "skip": options.skip})
+        if rows or not options.skip:
+            return JobsResult(jobs=[base.with_state(_job(r), r["state"]) for r in rows],
+                              total=rows[0]["total"] if rows else 0)
+        count = queries.render("count", table=table, where=where.sql(), state_filter=state)
+        counted = await self._read(count, params)
+        return JobsResult(jobs=[], total=counted[0]["total"] if counted else 0)
+
+    async def get_jobs_overview(self) -> list[JobsOverview]:
+        rows = await self._read(self._sql("overview"), {"now": utcnow()})
+        return [JobsOverview(**row) for row in rows]
+
+    async def get_distinct_job_names(self) -> list[str]:
+        return [row["name"] for row in await self._read(self._sql("distinct_names"), ())]
+
+    async def get_job_by_id(self, job_id: str) -> JobParameters[Any] | None:
+        key = job_uuid(job_id)
+        rows = await self._read(self._sql("select_by_id"), (key,)) if key else []
+        return _job(rows[0]) if rows else None
+
+    async def get_queue_size(self) -> int:
+        rows = await self._read(self._sql("queue_size"), ())
+        return int(rows[0]["size"]) if rows else 0
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def remove_jobs(self, options: RemoveJobsOptions) -> int:
+        self._writable()
+        where = queries.remove_where(options)
+        if where is None:
+            return 0
+        statement = queries.render("delete", table=sql.Identifier(self._table),
+                                   where=where.sql())
+        return await self._execute(statement, where.params)
+
+    async def disable_jobs(self, options: RemoveJobsOptions) -> int:
+        return await self._set_disabled(options, disabled=True)
+
+    async def enable_jobs(self, options: RemoveJobsOptions) -> int:
+        return await self._set_disabled(options, disabled=False)
+
+    async def _set_disabled(self, options: RemoveJobsOptions, *, disabled: bool) -> int:
+        self._writable()
+        where = queries.remove_where(options)
+        if where is None:
+            return 0
+        table = sql.Identifier(self._table)
+        statement = queries.render("set_disabled", table=table, where=where.sql())
+        return await self._execute(statement, {**where.params, "disabled": disabled})
+
+    async def save_job(
+        self,
+        job: JobParameters[Any],
+        *,
+        last_modified_by: str | None = None,
+        now: datetime | None = None,
+    ) -> JobParameters[Any]:
+        self._writable()
+        values = queries.save_values(job, base.check_job(job), last_modified_by)
+        if job.id is not None:
+            key = job_uuid(job.id)
+            rows = await self._fetch(
+                self._sql("update_saved"), {**values, "id": key, "match_name": job.name}
+            ) if key else []
+            return _job(rows[0]) if rows else job
+        if job.type == "single":
+            upsert = self._sql("upsert_single")
+            return _job((await self._fetch(upsert, {**values, "now": now}))[0])
+        if job.unique:
+            return await self._save_unique(job, values, now)
+        return _job(await self._inserts.submit(values))
+
+    async def _insert_batch(self, batch: list[Row]) -> list[Row | Exception]:
+        """Plain inserts submitted together: one statement; if it fails, each row alone, so
+        an error reaches only the save that caused it."""
+        if len(batch) > 1:
+            ids = sorted(uuid.uuid4() for _ in batch)
+            with contextlib.suppress(psycopg.DataError, psycopg.IntegrityError):
+                rows = await self._fetch(self._sql("insert_many"),
+                                         queries.insert_columns(batch, ids))
+                by_id = {row["id"]: row for row in rows}
+                return [by_id[key] for key in ids]
+        return [await self._insert_one(values) for values in batch]
+
+    async def _insert_one(self, values: Row) -> Row | Exception:
+        try:
+            return (await self._fetch(self._sql("insert"), values))[0]
+        except Exception as error:
+            return error
+
+    async def _save_unique(
+        self, job: JobParameters[Any], values: Row, now: datetime | None
+    ) -> JobParameters[Any]:
+        """Read, decide with the shared rules, write; one transaction, serialized per name."""
+        assert job.unique
+        async with self.pool.connection() as conn, conn.transaction():
+            lock_key = f"agenda_decl:{self._table}:{job.name}"
+            await conn.execute(queries.STATEMENTS["unique_lock"], (lock_key,))
+            now = now or parse_datetime((await queries.fetch(conn, _SERVER_NOW, ()))[0]["now"])
+            stored = await self._select_unique(conn, job.name, job.unique)
+            if stored is not None and base.is_insert_only(job):
+                return stored
+            if base.is_debounced(job):
+                outcome = base.debounce_outcome(job, stored, now)
+                values["next_run_at"] = outcome.next_run_at
+                values["debounce_started_at"] = outcome.debounce_started_at
+            if stored is None:
+                return _job((await queries.fetch(conn, self._sql("insert"), values))[0])
+            match = {"id": job_uuid(stored.id), "match_name": stored.name}
+            update = self._sql("update_saved")
+            return _job((await queries.fetch(conn, update, {**values, **match}))[0])
+
+    async def _select_unique(
+        self, conn: psycopg.AsyncConnection[Any], name: str, unique: Mapping[str, Any]
+    ) -> JobParameters[Any] | None:
+        conditions = [queries.unique_condition(key, value) for key, value in unique.items()]
+        statement = queries.render(
+            "select_unique",
+            table=sql.Identifier(self._table),
+            conditions=sql.SQL(" AND ").join(condition for condition, _ in conditions),
+        )
+        params = [name, *(p for _, condition_params in conditions for p in condition_params)]
+        rows = await queries.fetch(conn, statement, params)
+        return _job(rows[0]) if rows else None
+
+    async def save_job_state(
+        self,
+        job: JobParameters[Any],
+        *,
+        last_modified_by: str | None = None,
+        lock_token: datetime | None = None,
+    ) -> None:
+        if job.id is None:
+            raise ValueError("Cannot save job state without job ID")
+        key = job_uuid(job.id)
+        if key is None:
+            raise job_not_found(job)
+        values = queries.state_values(job, key, last_modified_by, lock_token)
+        if await self._execute(self._sql("update_state"), values) != 1:
+            raise await rejected_state_write(self, job, lock_token)
+
+    async def save_job_states(
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        lock_tokens: Mapping[str, datetime] | None = None,
+    ) -> list[JobId]:
+        """Every job's state fields in one statement; return the ids not written (gone or
+        fenced out)."""
+        self._writable()
+        tokens = lock_tokens or {}
+        latest = _latest_per_id(jobs)
+        keyed = {key: job for key, job in ((job_uuid(j.id), j) for j in latest) if key}
+        if not keyed:
+            return [JobId(str(job.id)) for job in latest]
+        if len(latest) == 1:  # the simpler statement is cheaper for the common lone write
+            return await self._save_one_state(latest[0], last_modified_by, tokens)
+        rows = await self._fetch(self._sql("update_states"),
+                                 queries.states_columns(keyed, last_modified_by, tokens))
+        written = {row["id"] for row in rows}
+        return [JobId(str(job.id)) for job in latest if job_uuid(job.id) not in written]
+
+    async def _save_one_state(
+        self, job: JobParameters[Any], by: str | None, tokens: Mapping[str, datetime]
+    ) -> list[JobId]:
+        key = job_uuid(job.id)
+        token = tokens.get(str(job.id))
+        if key is None or await self._execute(
+            self._sql("update_state"), queries.state_values(job, key, by, token)
+        ) != 1:
+            return [JobId(str(job.id))]
+        return []
+
+    # -- locking -------------------------------------------------------------------------------
+
+    async def lock_job(
+        self,
+        job: JobParameters[Any],
+        *,
+        last_modified_by: str | None = None,
+        now: datetime | None = None,
+    ) -> JobParameters[Any] | None:
+        self._writable()
+        key = job_uuid(job.id) if job.id else None
+        if key is None:
+            return None
+        params = {"id": key, "name": job.name, "next_run_at": job.next_run_at, "now": now,
+                  "by": last_modified_by}
+        rows = await self._fetch(self._sql("lock"), params)
+        return _job(rows[0]) if rows else None
+
+    async def unlock_job(self, job: JobParameters[Any]) -> None:
+        key = job_uuid(job.id) if job.id else None
+        if key is not None:
+            await self._execute(self._sql("unlock"), (key,))
+
+    async def unlock_jobs(self, job_ids: Sequence[str]) -> None:
+        keys = [key for key in map(job_uuid, job_ids) if key is not None]
+        if keys:
+            await self._execute(self._sql("unlock_many"), (keys,))
+
+    async def get_next_jobs_to_run(
+        self,
+        job_name: str,
+        next_scan_at: datetime,
+        lock_deadline: datetime,
+        limit: int,
+        now: datetime | None = None,
+        *,
+        last_modified_by: str | None = None,
+    ) -> list[JobParameters[Any]]:
+        self._writable()
+        if limit <= 0:
+            return []
+        params = {"name": job_name, "next_scan_at": next_scan_at, "lock_deadline": lock_deadline,
+                  "limit": limit, "now": now, "by": last_modified_by}
+        rows = await self._fetch(self._sql("claim"), params)
+        return [_job(row) for row in sorted(rows, key=_claim_order)]

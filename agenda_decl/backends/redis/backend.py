@@ -1,0 +1,70 @@
+"""The Redis backend: storage and pub/sub notifications on one Redis, sharing Agenda v6's
+keys, encodings and channels.
+
+    backend = RedisBackend(connection_string="redis://localhost:6379/0")
+    agenda = Agenda(backend=backend)
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from redis.asyncio import Redis
+
+from agenda_decl.backends.base import StoreBackend
+from agenda_decl.backends.redis.repository import RedisJobRepository
+from agenda_decl.connectors.redis import client_from_url, redacted_address
+from agenda_decl.errors import InvalidOptionError
+from agenda_decl.notifications.redis import RedisNotificationChannel
+
+
+class RedisBackend(StoreBackend[RedisJobRepository, RedisNotificationChannel]):
+    """Agenda v6's Redis backend: storage under ``key_prefix`` and pub/sub notifications on
+    ``channel_name`` (none with ``disable_notifications`` or ``read_only``). A ``client``
+    passed in is shared by both and never closed; one built from ``connection_string`` is
+    closed by :meth:`disconnect` (and reopens on the next use). ``read_only=True`` is for
+    inspecting: see :class:`RedisJobRepository`."""
+
+    name = "Redis"
+
+    def __init__(
+        self,
+        *,
+        connection_string: str | None = None,
+        client: Redis | None = None,
+        key_prefix: str = "agenda:",
+        channel_name: str = "agenda:jobs",
+        disable_notifications: bool = False,
+        health_check_interval: int | float | timedelta | str = 30_000,
+        read_only: bool = False,
+    ) -> None:
+        if (connection_string is None) == (client is None):
+            raise InvalidOptionError(
+                "RedisBackend requires client or connection_string (one of them)"
+            )
+        owns_client = client is None
+        if client is None:
+            assert connection_string is not None
+            client = client_from_url(connection_string)
+        self._client = client
+        self._where = redacted_address(client, connection_string)
+        repository = RedisJobRepository(client, key_prefix=key_prefix, where=self._where,
+                                        read_only=read_only)
+        # Inspecting needs no notifications.
+        off = disable_notifications or read_only
+        channel = None if off else RedisNotificationChannel(
+            client=client, channel_name=channel_name, health_check_interval=health_check_interval
+        )
+        super().__init__(repository, channel=channel, owns_connection=owns_client)
+
+    def __repr__(self) -> str:
+        return f"RedisBackend({self._where}, key_prefix={self._repository.key_prefix!r})"
+
+    @property
+    def client(self) -> Redis:
+        return self._client
+
+    async def disconnect(self) -> None:
+        await self._repository.close()
+        if self.owns_connection:
+            await self._client.aclose()

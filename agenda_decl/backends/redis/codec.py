@@ -1,0 +1,268 @@
+"""Agenda v6's Redis job hash, both ways: every value a string, ``'null'`` for absent.
+
+Field names and encodings are Agenda's (ISO dates, ``'true'``/``'false'``, data as JSON text);
+``startDate``, ``endDate`` and ``skipDays`` (JSON) are our additions, which Node ignores. JSON
+values that go to the Lua side are tagged (``{"o": ...}``, ``{"a": ...}``, ``{"s": ...}``) because
+Redis's cjson reads ``{}`` and ``[]`` alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+
+from agenda_decl._convert import CAMEL_NAMES, format_datetime, parse_datetime
+from agenda_decl._job_data import truncate_reason
+from agenda_decl._model import JobId, JobParameters
+from agenda_decl.backends import base
+from agenda_decl.backends.redis.scripts import JOB_FIELDS
+from agenda_decl.connectors.redis import text
+from agenda_decl.errors import InvalidOptionError
+
+log = logging.getLogger("agenda_decl.backends.redis")
+
+NULL = "null"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DIGITS = re.compile(r"^[0-9]+$")
+
+# -- encoding (Agenda v6's hash: every value a string, 'null' when absent) --------------------
+
+
+def epoch_ms(value: datetime) -> int:
+    return (value - EPOCH) // timedelta(milliseconds=1)
+
+
+def ms_arg(value: datetime | None) -> str:
+    return "" if value is None else str(epoch_ms(value))
+
+
+def _iso(value: datetime | None) -> str:
+    return NULL if value is None else format_datetime(value)
+
+
+def str_or_null(value: Any) -> str:
+    return NULL if value is None else str(value)
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _number(value: float | None) -> str:
+    """As JavaScript's ``String(n)`` writes it (``50``, not ``50.0``)."""
+    if value is None:
+        return NULL
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def encode_json(value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidOptionError(f"not JSON: {error}") from None
+
+
+def job_fields(job: JobParameters[Any], data: str, by: str | None) -> list[str]:
+    """Every field ``save_job`` writes (never the processor's), as hash field/value pairs."""
+    skip_days = NULL if job.skip_days is None else encode_json(job.skip_days)
+    values = {
+        "name": job.name, "priority": str(job.priority), "nextRunAt": _iso(job.next_run_at),
+        "type": job.type, "repeatTimezone": str_or_null(job.repeat_timezone),
+        "repeatInterval": str_or_null(job.repeat_interval), "data": data,
+        "repeatAt": str_or_null(job.repeat_at), "disabled": _flag(job.disabled),
+        "fork": _flag(job.fork), "lastModifiedBy": str_or_null(by),
+        "debounceStartedAt": _iso(job.debounce_started_at), "startDate": _iso(job.start_date),
+        "endDate": _iso(job.end_date), "skipDays": skip_days,
+    }
+    return [item for pair in values.items() for item in pair]
+
+
+def state_args(
+    job: JobParameters[Any], by: str | None, lock_token: datetime | None = None
+) -> list[str]:
+    """One job's arguments of ``SAVE_STATES``: id, name, lock ms, nextRunAt ms, lock token ms
+    ('' = unfenced), the timing the state write compares (``TIMING_ARGS``), field pairs."""
+    head = [str(job.id), job.name, ms_arg(job.locked_at), ms_arg(job.next_run_at),
+            ms_arg(lock_token)]
+    skip_days = NULL if job.skip_days is None else encode_json(job.skip_days)
+    timing = [
+        str_or_null(job.repeat_interval), str_or_null(job.repeat_at),
+        str_or_null(job.repeat_timezone), ms_arg(job.start_date), ms_arg(job.end_date), skip_days,
+    ]
+    return head + timing + _state_fields(job, by)
+
+
+def _state_fields(job: JobParameters[Any], by: str | None) -> list[str]:
+    # nextRunAt stays the first pair: SAVE_STATES leaves it out when the timing changed.
+    values = {
+        "nextRunAt": _iso(job.next_run_at), "lastRunAt": _iso(job.last_run_at),
+        "progress": _number(job.progress),
+        "failReason": str_or_null(truncate_reason(job.fail_reason)),
+        "failCount": str_or_null(job.fail_count), "failedAt": _iso(job.failed_at),
+        "lastFinishedAt": _iso(job.last_finished_at), "lastModifiedBy": str_or_null(by),
+    }
+    return [item for pair in values.items() for item in pair]
+
+
+def tagged(value: Any) -> Any:
+    """JSON with its kinds spelled out for the Lua side (cjson reads ``{}`` and ``[]`` alike)."""
+    if isinstance(value, Mapping):
+        return {"o": {str(key): tagged(item) for key, item in value.items()}}
+    if isinstance(value, list | tuple):
+        return {"a": [tagged(item) for item in value]}
+    return {"s": value}
+
+
+def _unique_text(field: str, value: Any) -> str | None:
+    """The stored string a non-data unique key must equal; ``None`` when nothing can match."""
+    if value is None:
+        return NULL
+    if field == "priority":
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        return str(int(value)) if numeric and float(value).is_integer() else None
+    if field == "disabled":
+        return _flag(value) if isinstance(value, bool) else None
+    if field == "repeat_interval" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value) if value >= 0 else None
+    if isinstance(value, str) and not (field == "repeat_interval" and _DIGITS.match(value)):
+        return value
+    return None
+
+
+def unique_options(job: JobParameters[Any]) -> dict[str, Any]:
+    keys: list[dict[str, Any]] = []
+    never = False
+    for key, value in (job.unique or {}).items():
+        parts = key.split(".")
+        if parts[0] == "data":
+            keys.append({"path": parts[1:], "value": tagged(value)})
+        elif (stored := _unique_text(key, value)) is None:
+            never = True
+        else:
+            keys.append({"field": CAMEL_NAMES[key], "text": stored})
+    options: dict[str, Any] = {"keys": keys, "never": never, "insertOnly": base.is_insert_only(job)}
+    debounce = job.unique_opts.debounce if job.unique_opts else None
+    if debounce is not None:
+        options["debounce"] = {"delay": debounce.delay, "strategy": debounce.strategy}
+        if debounce.max_wait is not None:
+            options["debounce"]["maxWait"] = debounce.max_wait
+    return options
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+def job_from_values(values: list[Any]) -> JobParameters[Any]:
+    """A job from the values of ``JOB_FIELDS``, in order (what the scripts return)."""
+    return job_from_hash(dict(zip(JOB_FIELDS, text(values), strict=True)))
+
+
+def inserted(job: JobParameters[Any], job_id: str, data: str, by: str | None) -> JobParameters[Any]:
+    """What a plain insert stored, without reading it back: the non-processor fields as sent,
+    at the precision and in the form the store keeps them."""
+    interval = None if job.repeat_interval is None else _interval(str(job.repeat_interval))
+    return attrs.evolve(
+        job, id=JobId(job_id), data=json.loads(data), last_modified_by=by, unique=None,
+        unique_opts=None, locked_at=None, last_run_at=None, last_finished_at=None,
+        failed_at=None, fail_count=None, fail_reason=None, progress=None,
+        repeat_interval=interval,
+        skip_days=None if job.skip_days is None else list(job.skip_days),
+        next_run_at=_stored_instant(job.next_run_at),
+        debounce_started_at=_stored_instant(job.debounce_started_at),
+        start_date=_stored_instant(job.start_date), end_date=_stored_instant(job.end_date),
+    )
+
+
+def _stored_instant(value: datetime | None) -> datetime | None:
+    return None if value is None else parse_datetime(format_datetime(value))
+
+
+def _value(fields: Mapping[str, str | None], key: str) -> str | None:
+    value = fields.get(key)
+    return None if value in (None, NULL, "") else value
+
+
+def _date(fields: Mapping[str, str | None], key: str) -> datetime | None:
+    value = _value(fields, key)
+    try:
+        return None if value is None else parse_datetime(value)
+    except ValueError:
+        log.warning("unreadable %s %r in Redis job %s", key, value, fields.get("id"))
+        return None
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+def _locked_at(fields: Mapping[str, str | None]) -> datetime | None:
+    if fields.get("lockedAt") is not None:  # else a hash of a later Agenda: lockedAtMs only
+        return _date(fields, "lockedAt")
+    millis = _int(_value(fields, "lockedAtMs"))
+    return None if millis is None else EPOCH + timedelta(milliseconds=millis)
+
+
+def _data(fields: Mapping[str, str | None]) -> Any:
+    text = fields.get("data") or "{}"
+    try:
+        return json.loads(text)
+    except ValueError:
+        log.warning("job %s has data that is not JSON; handing it over as text", fields.get("id"))
+        return text
+
+
+def _interval(value: str | None) -> str | int | None:
+    return int(value) if value is not None and _DIGITS.match(value) else value
+
+
+def _progress(value: str | None) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
+
+
+def job_from_hash(
+    fields: Mapping[str, str | None], job_id: str | None = None
+) -> JobParameters[Any]:
+    skip_days = _value(fields, "skipDays")
+    return JobParameters(
+        id=JobId(fields.get("id") or job_id or ""),
+        name=fields.get("name") or "",
+        priority=_int(fields.get("priority")) or 0,
+        next_run_at=_date(fields, "nextRunAt"),
+        type="single" if fields.get("type") == "single" else "normal",
+        locked_at=_locked_at(fields),
+        last_finished_at=_date(fields, "lastFinishedAt"),
+        failed_at=_date(fields, "failedAt"),
+        fail_count=_int(_value(fields, "failCount")),
+        fail_reason=_value(fields, "failReason"),
+        repeat_timezone=_value(fields, "repeatTimezone"),
+        last_run_at=_date(fields, "lastRunAt"),
+        repeat_interval=_interval(_value(fields, "repeatInterval")),
+        data=_data(fields),
+        repeat_at=_value(fields, "repeatAt"),
+        disabled=fields.get("disabled") == "true",
+        progress=_progress(_value(fields, "progress")),
+        debounce_started_at=_date(fields, "debounceStartedAt"),
+        last_modified_by=_value(fields, "lastModifiedBy"),
+        fork=fields.get("fork") == "true",
+        start_date=_date(fields, "startDate"),
+        end_date=_date(fields, "endDate"),
+        skip_days=None if skip_days is None else json.loads(skip_days),
+    )
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)

@@ -1,0 +1,211 @@
+-- The helpers every Redis script starts with (read by ``scripts.py``, which puts this
+-- block in front of each script). ARGV[1] is always the key prefix.
+
+-- prelude --
+-- Shared helpers: stored values and their normal forms, dates as epoch milliseconds,
+-- Agenda v6's score and lock fields, JSON containment, the computed state.
+local P = ARGV[1]
+local MAX_SAFE = '9007199254740991'
+
+-- HMGET gives false for a missing field; Agenda writes 'null' for an absent value
+local function present(v) return v and v ~= 'null' and v ~= '' end
+
+-- normal forms of stored timing values, which a state write compares with the job's (a
+-- schedule changed during the run keeps its own nextRunAt): absent = 'null', an interval of
+-- digits without leading zeros, JSON re-encoded
+local function text_of(v) if present(v) then return v end return 'null' end
+local function interval_of(v)
+  v = text_of(v)
+  return string.match(v, '^0*(%d+)$') or v
+end
+local function json_of(v)
+  if not present(v) then return 'null' end
+  local ok, decoded = pcall(cjson.decode, v)
+  if ok then return cjson.encode(decoded) end
+  return v
+end
+
+local function fmt_int(n) return string.format('%d', n) end
+
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- days since 1970-01-01 of a proleptic Gregorian date and back (H. Hinnant's algorithms)
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+local function civil_from_days(z)
+  z = z + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return y, m, d
+end
+
+-- 'YYYY-MM-DDTHH:MM:SS.mmmZ' (JavaScript's toISOString) -> epoch ms, nil when absent
+local function iso_ms(v)
+  if not present(v) then return nil end
+  local y, mo, d, h, mi, s, frac = string.match(v,
+    '^(%d%d%d%d)%-(%d%d)%-(%d%d)T(%d%d):(%d%d):(%d%d)%.?(%d*)Z$')
+  if not y then return nil end
+  local days = days_from_civil(tonumber(y), tonumber(mo), tonumber(d))
+  local ms = tonumber(string.sub(frac .. '000', 1, 3))
+  return ((days * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60000 + tonumber(s) * 1000 + ms
+end
+
+local function ms_iso(ms)
+  local days = math.floor(ms / 86400000)
+  local rest = ms - days * 86400000
+  local y, m, d = civil_from_days(days)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,
+    math.floor(rest / 3600000), math.floor(rest / 60000) % 60, math.floor(rest / 1000) % 60,
+    rest % 1000)
+end
+
+-- Agenda v6's score: time first, then priority (clamped to 0..99) in the fraction
+local function score(next_ms, priority)
+  if not next_ms then return MAX_SAFE end
+  return next_ms + (100 - math.min(math.max(priority, 0), 99)) / 1000
+end
+
+-- Agenda v6 marks a lock with lockedAt; a hash without that field (written by a later
+-- Agenda release) with lockedAtMs
+local function is_locked(locked_at, locked_at_ms)
+  if locked_at == false then return present(locked_at_ms) end
+  return present(locked_at) and true or false
+end
+
+-- the lock time: the later of lockedAt (which every touch rewrites) and lockedAtMs
+local function lock_time(locked_at, locked_at_ms)
+  return math.max(iso_ms(locked_at) or 0, tonumber(locked_at_ms) or 0)
+end
+
+-- lock_time(...) <= deadline, parsing lockedAt only when lockedAtMs does not settle it
+local function stale(locked_at, locked_at_ms, deadline)
+  if (tonumber(locked_at_ms) or 0) > deadline then return false end
+  return (iso_ms(locked_at) or 0) <= deadline
+end
+
+local function write_lock(key, has_locked_at, ms)
+  local iso, text = 'null', 'null'
+  if ms then iso, text = ms_iso(ms), fmt_int(ms) end
+  if has_locked_at then redis.call('HSET', key, 'lockedAt', iso) end
+  redis.call('HSET', key, 'lockedAtMs', text)
+end
+
+local function job_key(id) return P .. 'job:' .. id end
+local function locked_key(name) return P .. 'decl:locked:' .. name end
+
+-- insertion order: our counter, else Agenda's createdAt, then the id
+local function before(a, b)
+  if a.created ~= b.created then return a.created < b.created end
+  if a.seq ~= b.seq then return a.seq < b.seq end
+  return a.id < b.id
+end
+
+-- the hash fields a job is read from, in the order the scripts return them (HMGET); the
+-- same list as scripts.JOB_FIELDS on the Python side
+local JOB_FIELDS = {'id', 'name', 'priority', 'nextRunAt', 'type', 'lockedAt', 'lockedAtMs',
+  'lastFinishedAt', 'failedAt', 'failCount', 'failReason', 'repeatTimezone', 'lastRunAt',
+  'repeatInterval', 'data', 'repeatAt', 'disabled', 'progress', 'fork', 'lastModifiedBy',
+  'debounceStartedAt', 'startDate', 'endDate', 'skipDays'}
+local function hash_of(id) return redis.call('HMGET', job_key(id), unpack(JOB_FIELDS)) end
+
+-- JSON values from Python are tagged: {o = object}, {a = array} or {s = scalar}, so that an
+-- empty object, an empty array and null stay apart (cjson decodes {} and [] alike).
+local function is_array(t) return next(t) == nil or t[1] ~= nil end
+local function is_object(t) return next(t) == nil or t[1] == nil end
+
+local function same_scalar(h, v)
+  if v == cjson.null then return h == cjson.null end
+  return type(h) == type(v) and h == v
+end
+
+-- PostgreSQL's @> (_job_data.data_contains): objects by subset of keys, arrays by elements
+local function contains(h, n)
+  if n.o then
+    if type(h) ~= 'table' or not is_object(h) then return false end
+    for k, sub in pairs(n.o) do
+      if h[k] == nil or not contains(h[k], sub) then return false end
+    end
+    return true
+  elseif n.a then
+    if type(h) ~= 'table' or not is_array(h) then return false end
+    for _, sub in ipairs(n.a) do
+      local found = false
+      for _, item in ipairs(h) do
+        if contains(item, sub) then found = true; break end
+      end
+      if not found then return false end
+    end
+    return true
+  end
+  return same_scalar(h, n.s)
+end
+
+local function equals(h, n)
+  if n.o then
+    if type(h) ~= 'table' or not is_object(h) then return false end
+    local count = 0
+    for k, sub in pairs(n.o) do
+      count = count + 1
+      if h[k] == nil or not equals(h[k], sub) then return false end
+    end
+    for _ in pairs(h) do count = count - 1 end
+    return count == 0
+  elseif n.a then
+    if type(h) ~= 'table' or not is_array(h) or #h ~= #n.a then return false end
+    for i, sub in ipairs(n.a) do
+      if not equals(h[i], sub) then return false end
+    end
+    return true
+  end
+  return same_scalar(h, n.s)
+end
+
+local function decode_data(text)
+  local ok, value = pcall(cjson.decode, text or '{}')
+  if ok then return value end
+  return nil
+end
+
+-- the computed state, as agenda_decl._model.compute_job_state
+local function repeating(interval)
+  return present(interval) and not (string.match(interval, '^%d+$') and tonumber(interval) == 0)
+end
+
+local function state_of(j, now)
+  if j.locked then return 'running' end
+  if j.failed_ms and (not j.finished_ms or j.failed_ms >= j.finished_ms) then return 'failed' end
+  if j.repeating then return 'repeating' end
+  if j.next_ms then
+    if j.next_ms > now then return 'scheduled' end
+    return 'queued'
+  end
+  return 'completed'
+end
+
+-- a repeating job has an interval or a time of day (repeatAt), as in compute_job_state
+local STATE_FIELDS = {'name', 'disabled', 'lockedAt', 'lockedAtMs', 'failedAt',
+  'lastFinishedAt', 'repeatInterval', 'nextRunAt', 'repeatAt'}
+
+local function state_row(id, f)
+  return {id = id, name = f[1], disabled = f[2] == 'true', locked = is_locked(f[3], f[4]),
+    failed_ms = iso_ms(f[5]), finished_ms = iso_ms(f[6]),
+    repeating = repeating(f[7]) or present(f[9]), next_ms = iso_ms(f[8])}
+end

@@ -1,0 +1,160 @@
+-- The Redis scripts that read or change many jobs at once (read by ``scripts.py``; each
+-- runs after the prelude block of prelude.lua, and modify and query after the candidates
+-- block of this file too).
+
+-- candidates --
+-- Candidate ids for remove/disable/enable/query: id, else ids, else the name sets, else all.
+local function candidate_ids(spec)
+  if spec.id then return {spec.id} end
+  local ids, seen = {}, {}
+  local function add(list)
+    for _, id in ipairs(list) do
+      if not seen[id] then seen[id] = true; table.insert(ids, id) end
+    end
+  end
+  if spec.ids then
+    add(spec.ids)
+  elseif spec.names then
+    for _, n in ipairs(spec.names) do add(redis.call('SMEMBERS', P .. 'jobs:by_name:' .. n)) end
+  else
+    return redis.call('SMEMBERS', P .. 'jobs:all')
+  end
+  return ids
+end
+
+local function name_set(list)
+  if not list then return nil end
+  local set = {}
+  for _, n in ipairs(list) do set[n] = true end
+  return set
+end
+
+-- modify --
+-- ARGV: prefix, action ('remove' | 'disable' | 'enable'), spec JSON {id, ids, names,
+-- notNames, data (tagged)}; every given criterion applies. Returns the number matched.
+local action, spec = ARGV[2], cjson.decode(ARGV[3])
+local names, not_names = name_set(spec.names), name_set(spec.notNames)
+local now_iso = ms_iso(server_ms())
+local count = 0
+for _, id in ipairs(candidate_ids(spec)) do
+  local key = job_key(id)
+  local name = redis.call('HGET', key, 'name')
+  local ok = name and (not names or names[name]) and not (not_names and not_names[name])
+  if ok and spec.data then
+    local data = decode_data(redis.call('HGET', key, 'data'))
+    ok = data ~= nil and contains(data, spec.data)
+  end
+  if ok then
+    count = count + 1
+    if action == 'remove' then
+      redis.call('DEL', key)
+      redis.call('SREM', P .. 'jobs:all', id)
+      redis.call('SREM', P .. 'jobs:by_name:' .. name, id)
+      redis.call('ZREM', P .. 'jobs:by_next_run_at', id)
+      redis.call('ZREM', locked_key(name), id)
+      local pointer_key = P .. 'jobs:single:' .. name
+      if redis.call('GET', pointer_key) == id then redis.call('DEL', pointer_key) end
+    else
+      redis.call('HSET', key, 'disabled', action == 'disable' and 'true' or 'false',
+        'updatedAt', now_iso)
+    end
+  end
+end
+return count
+
+-- query --
+-- ARGV: prefix, spec JSON {id, ids, names, includeDisabled, state, data (tagged),
+-- sort = [[key, dir], ...], skip, limit}. Filters, computes states, sorts and pages in one
+-- pass over the candidates (O(candidates), blocking Redis meanwhile, like any script).
+-- Returns {total, state, hash, state, hash, ...} for the page.
+local spec = cjson.decode(ARGV[2])
+local now = server_ms()
+local names = name_set(spec.names)
+local need_data = spec.data ~= nil
+for _, s in ipairs(spec.sort) do if s[1] == 'data' then need_data = true end end
+
+local rows = {}
+for _, id in ipairs(candidate_ids(spec)) do
+  local key = job_key(id)
+  local f = redis.call('HMGET', key, 'name', 'disabled', 'lockedAt', 'lockedAtMs', 'failedAt',
+    'lastFinishedAt', 'repeatInterval', 'nextRunAt', 'repeatAt', 'lastRunAt', 'priority',
+    'createdAt', 'insertOrder')  -- STATE_FIELDS first, in their order (state_row)
+  local j = f[1] and (not names or names[f[1]]) and state_row(id, f)
+  if j and (spec.includeDisabled or not j.disabled) then
+    j.state = state_of(j, now)
+    local wanted = spec.state == nil or (spec.state == 'paused' and j.disabled)
+      or j.state == spec.state
+    if wanted and need_data then
+      j.data = redis.call('HGET', key, 'data') or '{}'
+      if spec.data then
+        local data = decode_data(j.data)
+        wanted = data ~= nil and contains(data, spec.data)
+      end
+    end
+    if wanted then
+      j.next_run_at, j.last_finished_at = j.next_ms, j.finished_ms
+      j.last_run_at, j.priority = iso_ms(f[10]), tonumber(f[11]) or 0
+      j.created, j.seq = f[12] or '', tonumber(f[13]) or 0
+      table.insert(rows, j)
+    end
+  end
+end
+
+-- explicit keys in order, nulls last either way, then insertion order
+table.sort(rows, function(a, b)
+  for _, s in ipairs(spec.sort) do
+    local x, y = a[s[1]], b[s[1]]
+    if x ~= y then
+      if x == nil then return false end
+      if y == nil then return true end
+      if s[2] == 'desc' then return x > y end
+      return x < y
+    end
+  end
+  return before(a, b)
+end)
+
+local out = {#rows}
+local last = #rows
+if spec.limit > 0 then last = math.min(last, spec.skip + spec.limit) end
+for i = spec.skip + 1, last do
+  table.insert(out, rows[i].state)
+  table.insert(out, hash_of(rows[i].id))
+end
+return out
+
+-- overview --
+-- ARGV: prefix. One pass over all jobs: {name, total, running, scheduled, queued, completed,
+-- failed, repeating, paused, name, ...}.
+local now = server_ms()
+local by_name, order = {}, {}
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'jobs:all')) do
+  local f = redis.call('HMGET', job_key(id), unpack(STATE_FIELDS))
+  if f[1] then
+    local j = state_row(id, f)
+    local entry = by_name[j.name]
+    if not entry then
+      entry = {total = 0, running = 0, scheduled = 0, queued = 0, completed = 0, failed = 0,
+        repeating = 0, paused = 0}
+      by_name[j.name] = entry
+      table.insert(order, j.name)
+    end
+    local state = state_of(j, now)
+    entry.total = entry.total + 1
+    entry[state] = entry[state] + 1
+    if j.disabled then entry.paused = entry.paused + 1 end
+  end
+end
+local out = {}
+for _, n in ipairs(order) do
+  local e = by_name[n]
+  for _, v in ipairs({n, e.total, e.running, e.scheduled, e.queued, e.completed, e.failed,
+      e.repeating, e.paused}) do
+    table.insert(out, v)
+  end
+end
+return out
+
+-- queue_size --
+-- ARGV: prefix. Jobs whose nextRunAt is strictly before the Redis clock (ZCOUNT).
+return redis.call('ZCOUNT', P .. 'jobs:by_next_run_at', '-inf', '(' .. fmt_int(server_ms()))

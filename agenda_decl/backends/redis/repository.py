@@ -1,0 +1,283 @@
+"""The Redis job repository, in Agenda v6's keys and hashes (``codec``).
+
+Every write and multi-key read is one Lua script (``scripts``), so it is atomic; a claim reads
+only the jobs that are due (plus stale locks), never every job of a name.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from agenda_decl._clock import truncate_ms
+from agenda_decl._job_data import check_data_filter
+from agenda_decl._model import (
+    JobId,
+    JobParameters,
+    JobsOverview,
+    JobsQueryOptions,
+    JobsResult,
+    RemoveJobsOptions,
+)
+from agenda_decl.backends import base
+from agenda_decl.backends.redis import codec, scripts
+from agenda_decl.connectors.redis import check_name, check_reachable, redacted_address, text
+
+__all__ = ["RedisJobRepository"]
+
+log = logging.getLogger("agenda_decl.backends.redis")
+
+#: Members of ``jobs:by_name:{name}`` each claim looks at for locks written by Node Agenda.
+SWEEP_COUNT = 100
+
+
+class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
+    """Jobs in Agenda v6's Redis layout under ``key_prefix``. Never closes ``client``.
+
+    ``read_only=True`` (inspecting: ``agenda-decl plan``, ``jobs``) refuses every write; Redis
+    has no schema, so nothing is created anyway, and keys that do not exist read as no jobs.
+    """
+
+    def __init__(self, client: Redis, *, key_prefix: str = "agenda:", where: str | None = None,
+                 read_only: bool = False):
+        self._client = client
+        self.key_prefix = check_name(key_prefix, field="key_prefix")
+        self._where = where or redacted_address(client, None)
+        self._read_only = read_only
+        self._scripts = {script: client.register_script(script) for script in scripts.ALL}
+
+    def __repr__(self) -> str:
+        return f"RedisJobRepository({self._where}, key_prefix={self.key_prefix!r})"
+
+    async def _run(self, script: str, *args: str) -> Any:
+        if script not in scripts.READ_ONLY:  # every write is a script
+            base.refuse_write(self._read_only, repr(self))
+        return text(await self._scripts[script](keys=[], args=[self.key_prefix, *args]))
+
+    async def connect(self) -> None:
+        await check_reachable(self._client, self._where)
+        await self._check_eviction()
+
+    async def _check_eviction(self) -> None:
+        """An evicting Redis drops jobs without a word: say so at connect."""
+        try:
+            info = await self._client.info("memory")
+        except RedisError:  # INFO may be denied by an ACL; the check is advice only
+            return
+        policy = text(info.get("maxmemory_policy"))
+        if policy not in (None, "noeviction"):
+            log.warning(
+                "Redis at %s evicts keys under memory pressure (maxmemory-policy %s): jobs can "
+                "be lost silently; set maxmemory-policy noeviction", self._where, policy,
+            )
+
+    async def server_now(self) -> datetime | None:
+        seconds, micros = await self._client.time()
+        return truncate_ms(datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=micros))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def query_jobs(self, options: JobsQueryOptions | None = None) -> JobsResult:
+        options = options or JobsQueryOptions()
+        check_data_filter(options.data)
+        criteria = base.id_name_criteria(options)
+        if criteria.matches_nothing():
+            return JobsResult(jobs=[], total=0)
+        names = await self._query_names(options, criteria.names)
+        if names == []:
+            return JobsResult(jobs=[], total=0)
+        sort = list(options.sort.items()) if options.sort else [
+            ("next_run_at", "desc"), ("last_run_at", "desc"),
+        ]
+        spec: dict[str, Any] = {
+            "sort": sort, "skip": options.skip, "limit": options.limit,
+            "includeDisabled": options.include_disabled,
+        }
+        if criteria.ids is not None:
+            spec["ids"] = list(criteria.ids)
+        if names is not None:
+            spec["names"] = names
+        if options.state is not None:
+            spec["state"] = options.state
+        if options.data is not None:
+            spec["data"] = codec.tagged(options.data)
+        total, *page = await self._run(scripts.QUERY, codec.encode_json(spec))
+        jobs = [
+            base.with_state(codec.job_from_values(page[i + 1]), page[i])
+            for i in range(0, len(page), 2)
+        ]
+        return JobsResult(jobs=jobs, total=int(total))
+
+    async def _query_names(
+        self, options: JobsQueryOptions, names: Sequence[str] | None
+    ) -> list[str] | None:
+        """The names to look at (``None`` = all) among the folded ``names`` of the criteria;
+        ``search`` is matched here, on the names."""
+        if options.search is None:
+            return None if names is None else list(names)
+        needle = options.search.lower()
+        pool = names if names is not None else await self.get_distinct_job_names()
+        return [name for name in pool if needle in name.lower()]
+
+    async def get_jobs_overview(self) -> list[JobsOverview]:
+        flat = await self._run(scripts.OVERVIEW)
+        keys = ("total", "running", "scheduled", "queued", "completed", "failed", "repeating",
+                "paused")
+        entries = [
+            JobsOverview(name=flat[i], **{k: int(v) for k, v in zip(keys, flat[i + 1 : i + 9],
+                                                                     strict=True)})
+            for i in range(0, len(flat), 9)
+        ]
+        return sorted(entries, key=lambda entry: entry.name)
+
+    async def get_distinct_job_names(self) -> list[str]:
+        """From the ``jobs:by_name:*`` keys, with SCAN (never KEYS, which blocks the server)."""
+        prefix = f"{self.key_prefix}jobs:by_name:"
+        names: set[str] = set()
+        pattern = codec.glob_escape(prefix) + "*"
+        async for key in self._client.scan_iter(match=pattern, count=1000):
+            names.add(text(key)[len(prefix) :])
+        return sorted(names)
+
+    async def get_job_by_id(self, job_id: str) -> JobParameters[Any] | None:
+        if not isinstance(job_id, str) or not job_id:
+            return None
+        # redis < 8 types async commands as `Awaitable[T] | T` (hence the ignores).
+        values = await self._client.hmget(  # type: ignore[misc, unused-ignore]
+            f"{self.key_prefix}job:{job_id}",
+            scripts.JOB_FIELDS,  # type: ignore[arg-type, unused-ignore]
+        )
+        fields = dict(zip(scripts.JOB_FIELDS, text(values), strict=True))
+        return codec.job_from_hash(fields, job_id) if fields["name"] is not None else None
+
+    async def get_queue_size(self) -> int:
+        return int(await self._run(scripts.QUEUE_SIZE))
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def remove_jobs(self, options: RemoveJobsOptions) -> int:
+        return await self._modify("remove", options)
+
+    async def disable_jobs(self, options: RemoveJobsOptions) -> int:
+        return await self._modify("disable", options)
+
+    async def enable_jobs(self, options: RemoveJobsOptions) -> int:
+        return await self._modify("enable", options)
+
+    async def _modify(self, action: str, options: RemoveJobsOptions) -> int:
+        if options.matches_nothing():
+            return 0
+        check_data_filter(options.data)
+        criteria = base.id_name_criteria(options)
+        if criteria.matches_nothing():
+            return 0
+        spec: dict[str, Any] = {}
+        if criteria.ids is not None:
+            spec["ids"] = list(criteria.ids)
+        if criteria.names is not None:
+            spec["names"] = list(criteria.names)
+        if criteria.not_names is not None:
+            spec["notNames"] = list(criteria.not_names)
+        if options.data is not None:
+            spec["data"] = codec.tagged(options.data)
+        return int(await self._run(scripts.MODIFY, action, codec.encode_json(spec)))
+
+    async def save_job(
+        self,
+        job: JobParameters[Any],
+        *,
+        last_modified_by: str | None = None,
+        now: datetime | None = None,
+    ) -> JobParameters[Any]:
+        data = base.check_job(job)
+        if job.id is not None:
+            script, job_id, options = scripts.SAVE_BY_ID, str(job.id), {"type": job.type}
+        else:
+            script, job_id, options = _save_script(job), str(uuid.uuid4()), {}
+            if script == scripts.SAVE_UNIQUE:
+                options = codec.unique_options(job)
+        stored = await self._run(
+            script, job.name, job_id, codec.ms_arg(job.next_run_at), str(job.priority),
+            codec.ms_arg(now), codec.encode_json(options),
+            *codec.job_fields(job, data, last_modified_by),
+        )
+        if script == scripts.INSERT:
+            return codec.inserted(job, job_id, data, last_modified_by)
+        return job if stored is None else codec.job_from_values(stored)
+
+    async def save_job_states(
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        lock_tokens: Mapping[str, datetime] | None = None,
+    ) -> list[JobId]:
+        """One script call per 500 jobs; returns the ids not written (gone or fenced out)."""
+        if any(job.id is None for job in jobs):
+            raise ValueError("Cannot save job state without job ID")
+        tokens = lock_tokens or {}
+        missing: list[JobId] = []
+        for chunk in base.chunks(list(jobs), 500):
+            states = codec.encode_json([
+                codec.state_args(job, last_modified_by, tokens.get(str(job.id)))
+                for job in chunk
+            ])
+            missing += [JobId(job_id) for job_id in await self._run(scripts.SAVE_STATES, states)]
+        return missing
+
+    # -- locking -----------------------------------------------------------------------------
+
+    async def lock_job(
+        self,
+        job: JobParameters[Any],
+        *,
+        last_modified_by: str | None = None,
+        now: datetime | None = None,
+    ) -> JobParameters[Any] | None:
+        if job.id is None:
+            return None
+        stored = await self._run(
+            scripts.LOCK_JOB, str(job.id), job.name, codec.ms_arg(job.next_run_at),
+            codec.ms_arg(now), codec.str_or_null(last_modified_by),
+        )
+        return None if stored is None else codec.job_from_values(stored)
+
+    async def unlock_job(self, job: JobParameters[Any]) -> None:
+        if job.id is not None:
+            await self._run(scripts.UNLOCK, "1", str(job.id))
+
+    async def unlock_jobs(self, job_ids: Sequence[str]) -> None:
+        for chunk in base.chunks([str(job_id) for job_id in job_ids], 1000):
+            await self._run(scripts.UNLOCK, "0", *chunk)
+
+    async def get_next_jobs_to_run(
+        self,
+        job_name: str,
+        next_scan_at: datetime,
+        lock_deadline: datetime,
+        limit: int,
+        now: datetime | None = None,
+        *,
+        last_modified_by: str | None = None,
+    ) -> list[JobParameters[Any]]:
+        """One script call: see the ``claim`` block of ``claim.lua`` for what it reads and its
+        cost."""
+        if limit <= 0:
+            return []
+        claimed = await self._run(
+            scripts.CLAIM, job_name, codec.ms_arg(next_scan_at), codec.ms_arg(lock_deadline),
+            codec.ms_arg(now), codec.str_or_null(last_modified_by), str(limit), str(SWEEP_COUNT),
+        )
+        return [codec.job_from_values(values) for values in claimed]
+
+
+def _save_script(job: JobParameters[Any]) -> str:
+    if job.type == "single":
+        return scripts.SAVE_SINGLE
+    return scripts.SAVE_UNIQUE if job.unique else scripts.INSERT

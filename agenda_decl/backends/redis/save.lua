@@ -1,0 +1,204 @@
+-- The Redis scripts that write jobs (read by ``scripts.py``; each runs after the prelude
+-- block of prelude.lua, and insert, save_by_id, save_single and save_unique after the save
+-- block of this file too).
+
+-- save_states --
+-- ARGV: prefix, then one JSON array with an array per job: id, name, lock ms ('' =
+-- unlocked), nextRunAt ms ('' = null), lock token ms ('' = unfenced), the job's timing
+-- (TIMING_ARGS values: repeatInterval, repeatAt, repeatTimezone, startDate ms, endDate ms,
+-- skipDays JSON) and STATE_PAIRS field/value pairs, nextRunAt first, all strings (one
+-- argument: packing thousands of them costs the client more than the script does).
+-- nextRunAt is written only while the stored timing equals the job's, each compared in a
+-- normal form (absent = 'null', an interval of digits without leading zeros, dates as ms,
+-- skipDays re-encoded); otherwise the schedule was changed during the run and keeps its own
+-- nextRunAt. Fencing: a job with a lock token is written only while its stored lock time
+-- (lock_time of lockedAt and lockedAtMs) is the token; otherwise nothing of it is written.
+-- Returns the ids not written: no job has them (with this name), or they were fenced out.
+local TIMING_ARGS, STATE_PAIRS = 6, 8  -- as codec.state_args sends them, after five values
+local now_iso = ms_iso(server_ms())
+local first_pair = 6 + TIMING_ARGS
+local width = first_pair - 1 + 2 * STATE_PAIRS
+local missing = {}  -- or fenced out
+
+local function same_timing(job, f)
+  return interval_of(f[4]) == interval_of(job[6]) and text_of(f[5]) == text_of(job[7])
+    and text_of(f[6]) == text_of(job[8]) and iso_ms(f[7]) == tonumber(job[9])
+    and iso_ms(f[8]) == tonumber(job[10])
+    and (f[9] == job[11] or json_of(f[9]) == json_of(job[11]))
+end
+
+for _, job in ipairs(cjson.decode(ARGV[2])) do
+  local id, name, lock_ms, next_ms = job[1], job[2], tonumber(job[3]), tonumber(job[4])
+  local token = tonumber(job[5])
+  local key = job_key(id)
+  local f = redis.call('HMGET', key, 'name', 'lockedAt', 'priority', 'repeatInterval',
+    'repeatAt', 'repeatTimezone', 'startDate', 'endDate', 'skipDays', 'lockedAtMs')
+  if f[1] ~= name or (token and lock_time(f[2], f[10]) ~= token) then
+    table.insert(missing, id)
+  else
+    local same = same_timing(job, f)
+    redis.call('HSET', key, unpack(job, same and first_pair or first_pair + 2, width))
+    redis.call('HSET', key, 'updatedAt', now_iso)
+    write_lock(key, f[2] ~= false, lock_ms)
+    if lock_ms then
+      redis.call('ZADD', locked_key(name), lock_ms, id)
+    else
+      redis.call('ZREM', locked_key(name), id)
+    end
+    if same then
+      redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, tonumber(f[3]) or 0), id)
+    end
+  end
+end
+return missing
+
+-- save --
+-- The shared body of the save scripts. ARGV: prefix, name, id (existing, or a fresh uuid
+-- for an insert), nextRunAt ms ('' = null), priority, now ms ('' = TIME), options JSON, then
+-- the field pairs of every non-processor field (nextRunAt and debounceStartedAt may be
+-- overridden below).
+local name, id, priority = ARGV[2], ARGV[3], tonumber(ARGV[5])
+local next_ms = tonumber(ARGV[4])
+local now = tonumber(ARGV[6]) or server_ms()
+local opts = cjson.decode(ARGV[7])
+local now_iso = ms_iso(now)
+
+local function set_fields(key, next_text, debounce_text)
+  redis.call('HSET', key, unpack(ARGV, 8))
+  redis.call('HSET', key, 'updatedAt', now_iso)
+  if next_text then redis.call('HSET', key, 'nextRunAt', next_text) end
+  if debounce_text then redis.call('HSET', key, 'debounceStartedAt', debounce_text) end
+end
+
+local function iso_or_null(ms) if ms then return ms_iso(ms) end return 'null' end
+
+local function insert(single, next_text, debounce_text)
+  local key = job_key(id)
+  redis.call('HSET', key, 'id', id, 'lockedAt', 'null', 'lockedAtMs', 'null',
+    'lastFinishedAt', 'null', 'failedAt', 'null', 'failCount', 'null', 'failReason', 'null',
+    'lastRunAt', 'null', 'progress', 'null', 'createdAt', now_iso,
+    'insertOrder', redis.call('INCR', P .. 'decl:insert_order'))
+  set_fields(key, next_text, debounce_text)
+  redis.call('SADD', P .. 'jobs:all', id)
+  redis.call('SADD', P .. 'jobs:by_name:' .. name, id)
+  redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, priority), id)
+  if single then redis.call('SET', P .. 'jobs:single:' .. name, id) end
+  return hash_of(id)
+end
+
+local function update(existing, next_text, debounce_text)
+  set_fields(job_key(existing), next_text, debounce_text)
+  redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, priority), existing)
+  return hash_of(existing)
+end
+
+-- insert --
+-- Insert a new job (no id, not single, no unique key).
+insert(false)
+return 1  -- the job is exactly what the caller sent: nothing to read back
+
+-- save_by_id --
+-- Update by id; nil when no job has this id and name. Keeps ``jobs:single:{name}`` pointing
+-- at the job when its type becomes 'single' (and away from it when it stops being single).
+if redis.call('HGET', job_key(id), 'name') ~= name then return nil end
+local pointer_key = P .. 'jobs:single:' .. name
+local pointer = redis.call('GET', pointer_key)
+if opts.type == 'single' then
+  if not pointer or redis.call('EXISTS', job_key(pointer)) == 0 then
+    redis.call('SET', pointer_key, id)
+  end
+elseif pointer == id then
+  redis.call('DEL', pointer_key)
+end
+return update(id)
+
+-- save_single --
+-- Upsert of a 'single' job by name; a due incoming nextRunAt keeps a stored one, unless the
+-- timing (repeatInterval, repeatAt, repeatTimezone, startDate, endDate, skipDays, in their
+-- normal forms) differs from the stored one: then the job follows its new schedule.
+local incoming = {}
+for i = 8, #ARGV, 2 do incoming[ARGV[i]] = ARGV[i + 1] end
+local function same_timing(f)
+  return interval_of(f[4]) == interval_of(incoming.repeatInterval)
+    and text_of(f[5]) == text_of(incoming.repeatAt)
+    and text_of(f[6]) == text_of(incoming.repeatTimezone)
+    and iso_ms(f[7]) == iso_ms(incoming.startDate) and iso_ms(f[8]) == iso_ms(incoming.endDate)
+    and (f[9] == incoming.skipDays or json_of(f[9]) == json_of(incoming.skipDays))
+end
+local existing = redis.call('GET', P .. 'jobs:single:' .. name)
+if existing then
+  local f = redis.call('HMGET', job_key(existing), 'name', 'type', 'nextRunAt',
+    'repeatInterval', 'repeatAt', 'repeatTimezone', 'startDate', 'endDate', 'skipDays')
+  if f[1] == name and f[2] == 'single' then
+    if next_ms and next_ms <= now and present(f[3]) and same_timing(f) then
+      next_ms = iso_ms(f[3])
+      return update(existing, f[3])
+    end
+    return update(existing)
+  end
+end
+return insert(true)
+
+-- save_unique --
+-- Upsert on a unique key. opts: {keys = [{path = [...], value = tagged} | {field, text}],
+-- never = bool, insertOnly = bool, debounce = {delay, maxWait, strategy} | absent}.
+-- Scans the jobs of the name (as Agenda v6 does): O(jobs of the name).
+local function matches(id)
+  local f = redis.call('HMGET', job_key(id), 'name', 'data')
+  if f[1] ~= name then return false end
+  local data = nil
+  for _, key in ipairs(opts.keys) do
+    if key.path then
+      if data == nil then data = decode_data(f[2]) end
+      if data == nil then return false end
+      local value = data
+      for _, part in ipairs(key.path) do
+        if type(value) == 'table' and value[part] ~= nil then value = value[part]
+        else value = cjson.null; break end
+      end
+      if not equals(value, key.value) then return false end
+    elseif redis.call('HGET', job_key(id), key.field) ~= key.text then
+      return false
+    end
+  end
+  return true
+end
+
+local best = nil
+if not opts.never then
+  for _, candidate in ipairs(redis.call('SMEMBERS', P .. 'jobs:by_name:' .. name)) do
+    if matches(candidate) then
+      local f = redis.call('HMGET', job_key(candidate), 'createdAt', 'insertOrder')
+      local row = {id = candidate, created = f[1] or '', seq = tonumber(f[2]) or 0}
+      if not best or before(row, best) then best = row end
+    end
+  end
+end
+
+local debounce = opts.debounce
+if best and opts.insertOnly and not debounce then return hash_of(best.id) end
+if not debounce then
+  if best then return update(best.id) end
+  return insert(false)
+end
+
+-- debounce: backends.base.debounce_outcome, in Lua so that read and write are one atomic step
+local started = now
+local stored_next = nil
+if best then
+  local f = redis.call('HMGET', job_key(best.id), 'nextRunAt', 'debounceStartedAt')
+  stored_next = iso_ms(f[1])
+  started = iso_ms(f[2]) or now
+end
+local debounce_ms = started
+if not best then
+  if debounce.strategy ~= 'leading' then next_ms = now + debounce.delay end
+elseif debounce.strategy == 'leading' then
+  next_ms = stored_next
+elseif debounce.maxWait and now - started >= debounce.maxWait then
+  next_ms, debounce_ms = now, nil
+else
+  next_ms = now + debounce.delay
+end
+if best then return update(best.id, iso_or_null(next_ms), iso_or_null(debounce_ms)) end
+return insert(false, iso_or_null(next_ms), iso_or_null(debounce_ms))

@@ -1,0 +1,278 @@
+"""The queries of the SQLite store: the statements (named blocks of ``queries.sql``), the
+filter fragments and sort expressions they are composed from, and the parameters each
+statement binds.
+
+Instants are INTEGER milliseconds since the Unix epoch (UTC), so they sort and compare
+correctly in SQL. ``{table}`` is the validated, double-quoted table name and ``{prefix}`` the
+bare validated name used in index names; both are filled in once by :func:`render`. Every
+value is a bound parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agenda_decl._clock import utcnow
+from agenda_decl._job_data import UNIQUE_FIELDS, truncate_reason
+from agenda_decl._model import JobParameters, JobsQueryOptions, RemoveJobsOptions
+from agenda_decl._named_blocks import load_named_blocks
+from agenda_decl.backends import base
+from agenda_decl.errors import InvalidOptionError
+
+Params = dict[str, Any]
+#: What SQLite stores in an INTEGER.
+INT64 = range(-(2**63), 2**63)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MS = timedelta(milliseconds=1)
+
+#: The statements, by the names of their blocks in ``queries.sql``.
+STATEMENTS = load_named_blocks("agenda_decl.backends.sqlite", "queries.sql")
+#: The suffixes of the index names (``<table>_find_and_lock_idx``, ...); the statement of
+#: each is the block ``create_<suffix>``.
+INDEX_SUFFIXES = ("find_and_lock_idx", "single_job_idx", "locked_at_idx", "next_run_at_idx")
+
+#: The allow-list of sort keys and the SQL each sorts on. Data sorts on its JSON text, with a
+#: JSON ``null`` counted as missing (so it goes last, as in the reference store).
+SORT_EXPRESSIONS = {
+    "next_run_at": "next_run_at",
+    "last_run_at": "last_run_at",
+    "last_finished_at": "last_finished_at",
+    "priority": "priority",
+    "name": "name",
+    "data": "NULLIF(data, 'null')",
+}
+
+STATE_CASE = STATEMENTS["state_case"]
+
+#: Filter fragments (each names its own parameters); ``where`` is ANDed from these.
+FILTERS = {
+    "id": "id = :id",
+    "ids": "id IN (SELECT value FROM json_each(:ids))",
+    "name": "name = :name",
+    "names": "name IN (SELECT value FROM json_each(:names))",
+    "not_names": "name NOT IN (SELECT value FROM json_each(:not_names))",
+    "search": "agenda_lower(name) LIKE :search ESCAPE '\\'",
+    "data": "agenda_data_contains(data, :data)",
+    "enabled": "disabled = 0",
+    "paused": "disabled = 1",
+    "state": f"({STATE_CASE}) = :state",
+}
+
+DEFAULT_SORT = [("next_run_at", "desc"), ("last_run_at", "desc")]
+
+
+def render(name: str, *, table: str, prefix: str = "", **fragments: str) -> str:
+    """The statement ``name`` with the quoted table name, the state expression and fragments
+    built from this module's own text filled in.
+
+    Callers pass only a validated identifier and fragments taken from :data:`FILTERS`,
+    :data:`SORT_EXPRESSIONS` and fixed keywords, never user input.
+    """
+    return STATEMENTS[name].format(table=table, prefix=prefix, state=STATE_CASE, **fragments)
+
+
+# -- filters (fragments of this module; every value a parameter) ---------------------------------
+
+
+def _json_text(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidOptionError(f"{what} is not JSON ({error})") from None
+
+
+def _common_criteria(options: JobsQueryOptions | RemoveJobsOptions) -> tuple[list[str], Params]:
+    """Every given criterion ANDed: the folded id and name sets (``base.id_name_criteria``),
+    then data containment."""
+    criteria = base.id_name_criteria(options)
+    clauses: list[str] = []
+    params: Params = {}
+    if criteria.ids is not None and len(criteria.ids) == 1:
+        clauses.append(FILTERS["id"])
+        params["id"] = criteria.ids[0]
+    elif criteria.ids is not None:
+        clauses.append(FILTERS["ids"])
+        params["ids"] = _json_text(list(criteria.ids), "ids")
+    if criteria.names is not None and len(criteria.names) == 1:
+        clauses.append(FILTERS["name"])
+        params["name"] = criteria.names[0]
+    elif criteria.names is not None:
+        clauses.append(FILTERS["names"])
+        params["names"] = _json_text(list(criteria.names), "names")
+    if criteria.not_names is not None:
+        clauses.append(FILTERS["not_names"])
+        params["not_names"] = _json_text(list(criteria.not_names), "not_names")
+    if options.data is not None:
+        clauses.append(FILTERS["data"])
+        params["data"] = _json_text(options.data, "the data filter")
+    return clauses, params
+
+
+def remove_criteria(options: RemoveJobsOptions) -> tuple[list[str], Params]:
+    return _common_criteria(options)
+
+
+def query_criteria(options: JobsQueryOptions) -> tuple[list[str], Params]:
+    clauses, params = _common_criteria(options)
+    if options.search is not None:
+        clauses.append(FILTERS["search"])
+        params["search"] = _like_pattern(options.search)
+    if not options.include_disabled:
+        clauses.append(FILTERS["enabled"])
+    if options.state == "paused":
+        clauses.append(FILTERS["paused"])
+    elif options.state is not None:
+        clauses.append(FILTERS["state"])
+        params["state"] = options.state
+    return clauses, params
+
+
+def _like_pattern(search: str) -> str:
+    """A LIKE pattern matching ``search`` literally, as a substring, after lowercasing."""
+    escaped = re.sub(r"([\\%_])", r"\\\1", search.lower())
+    return f"%{escaped}%"
+
+
+def order_by(options: JobsQueryOptions) -> str:
+    spec = list(options.sort.items()) if options.sort else DEFAULT_SORT
+    parts = [
+        f"{SORT_EXPRESSIONS[key]} {'DESC' if direction == 'desc' else 'ASC'} NULLS LAST"
+        for key, direction in spec
+    ]
+    return ", ".join([*parts, "rowid"])
+
+
+def unique_prefilter(key: str, value: Any, index: int, params: Params) -> str | None:
+    """A clause every job matching ``key == value`` satisfies, or None when SQL cannot say."""
+    bound = _bindable(value)
+    if bound is _UNBINDABLE:
+        return None
+    params[f"v{index}"] = bound
+    if key.startswith("data."):
+        parts = key.split(".")[1:]
+        if any('"' in part for part in parts):
+            return None
+        params[f"p{index}"] = "$" + "".join(f'."{part}"' for part in parts)
+        return f"json_extract(data, :p{index}) IS :v{index}"
+    return f"{key} IS :v{index}" if key in UNIQUE_FIELDS else None
+
+
+_UNBINDABLE = object()
+
+
+def _bindable(value: Any) -> Any:
+    if value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and value in INT64:
+        return value
+    return _UNBINDABLE
+
+
+# -- parameters --------------------------------------------------------------------------------
+
+
+def to_ms(value: datetime | None) -> int | None:
+    """An instant as stored: integer milliseconds since the epoch (naive is read as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - EPOCH) // MS
+
+
+def from_ms(value: int | None) -> datetime | None:
+    return None if value is None else EPOCH + value * MS
+
+
+def _int64(value: int, field: str) -> int:
+    if value not in INT64:
+        raise InvalidOptionError(f"{field} {value!r} is out of range (a signed 64-bit integer)")
+    return value
+
+
+def _interval(value: Any) -> str | int | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return _int64(int(value), "repeat_interval")
+    raise InvalidOptionError(
+        f"invalid repeat_interval {value!r} (a string or a number of milliseconds)"
+    )
+
+
+def _skip_days(days: list[int] | None) -> str | None:
+    if days is None:
+        return None
+    if any(isinstance(d, bool) or not isinstance(d, int) for d in days):
+        raise InvalidOptionError(f"invalid skip_days {days!r} (weekday numbers 0-6)")
+    return json.dumps(list(days))
+
+
+def save_params(job: JobParameters[Any], data: str, last_modified_by: str | None) -> Params:
+    """The parameters of every field ``save_job`` writes (all but the id and the processor
+    fields), as SQLite values."""
+    return {
+        "name": job.name,
+        "priority": _int64(job.priority, "priority"),
+        "next_run_at": to_ms(job.next_run_at),
+        "type": job.type,
+        "repeat_timezone": job.repeat_timezone,
+        "repeat_interval": _interval(job.repeat_interval),
+        "data": data,
+        "repeat_at": job.repeat_at,
+        "disabled": int(bool(job.disabled)),
+        "debounce_started_at": to_ms(job.debounce_started_at),
+        "last_modified_by": last_modified_by,
+        "fork": int(bool(job.fork)),
+        "start_date": to_ms(job.start_date),
+        "end_date": to_ms(job.end_date),
+        "skip_days": _skip_days(job.skip_days),
+    }
+
+
+def state_params(
+    job: JobParameters[Any], last_modified_by: str | None, lock_token: datetime | None = None
+) -> Params:
+    """The parameters of a job's ``_model.STATE_FIELDS`` plus its key, timing and lock token,
+    as SQLite values."""
+    return {
+        "lock_token": to_ms(lock_token),
+        "id": str(job.id),
+        "name": job.name,
+        "stamp": to_ms(utcnow()),
+        "locked_at": to_ms(job.locked_at),
+        "next_run_at": to_ms(job.next_run_at),
+        "last_run_at": to_ms(job.last_run_at),
+        "progress": job.progress,
+        "fail_reason": truncate_reason(job.fail_reason),
+        "fail_count": job.fail_count,
+        "failed_at": to_ms(job.failed_at),
+        "last_finished_at": to_ms(job.last_finished_at),
+        "last_modified_by": last_modified_by,
+        "repeat_interval": _interval(job.repeat_interval),
+        "repeat_at": job.repeat_at,
+        "repeat_timezone": job.repeat_timezone,
+        "start_date": to_ms(job.start_date),
+        "end_date": to_ms(job.end_date),
+        "skip_days": _skip_days(job.skip_days),
+    }
+
+
+_TIMING_COLUMNS = ("repeat_interval", "repeat_at", "repeat_timezone", "start_date", "end_date")
+
+
+def same_timing(row: Mapping[str, Any], values: Params) -> bool:
+    """Whether a stored row's timing (``_model.TIMING_FIELDS``) is the one in ``values`` (the
+    parameters of a save, in the stored form)."""
+    if any(row[column] != values[column] for column in _TIMING_COLUMNS):
+        return False
+    stored, incoming = row["skip_days"], values["skip_days"]
+    return stored == incoming or (
+        stored is not None and incoming is not None and json.loads(stored) == json.loads(incoming)
+    )

@@ -1,0 +1,186 @@
+-- The SQL of the SQLite store, one named block per statement (read by ``queries.py``).
+--
+-- The table is modelled on Agenda v6's PostgreSQL table (same column and index names), plus
+-- start_date, end_date and skip_days, which SQLite persists. Instants are INTEGER
+-- milliseconds since the Unix epoch (UTC), so they sort and compare correctly in SQL.
+--
+-- {table} is the validated, double-quoted table name and {prefix} the bare validated name
+-- used in index names; {state} is the state_case block; {where} and {order} are built from
+-- the fragments of ``queries.py``. All are filled in by ``queries.render`` (so a literal
+-- brace is written twice). Every value is a bound parameter.
+
+-- create_table --
+-- repeat_interval has no declared type on purpose: a column without one keeps each value
+-- as given, so 5000 comes back as the integer 5000 and "5 minutes" as text.
+CREATE TABLE IF NOT EXISTS {table} (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    next_run_at INTEGER,
+    type TEXT NOT NULL DEFAULT 'normal' CHECK (type IN ('normal', 'single')),
+    locked_at INTEGER,
+    last_finished_at INTEGER,
+    failed_at INTEGER,
+    fail_count INTEGER DEFAULT NULL,
+    fail_reason TEXT,
+    repeat_timezone TEXT,
+    last_run_at INTEGER,
+    repeat_interval CHECK (typeof(repeat_interval) IN ('null', 'integer', 'text')),
+    data TEXT NOT NULL DEFAULT '{{}}' CHECK (json_valid(data)),
+    repeat_at TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+    progress REAL,
+    fork INTEGER NOT NULL DEFAULT 0 CHECK (fork IN (0, 1)),
+    last_modified_by TEXT,
+    debounce_started_at INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    start_date INTEGER,
+    end_date INTEGER,
+    skip_days TEXT CHECK (skip_days IS NULL OR json_valid(skip_days))
+)
+
+-- create_find_and_lock_idx --
+-- The four indexes of the PostgreSQL store. The find-and-lock predicate is spelled exactly
+-- as in the claim query (disabled = 0) so that the planner can use the partial index.
+CREATE INDEX IF NOT EXISTS "{prefix}_find_and_lock_idx" ON {table}
+    (name, next_run_at, priority DESC, locked_at, disabled) WHERE disabled = 0
+
+-- create_single_job_idx --
+CREATE UNIQUE INDEX IF NOT EXISTS "{prefix}_single_job_idx" ON {table} (name)
+    WHERE type = 'single'
+
+-- create_locked_at_idx --
+CREATE INDEX IF NOT EXISTS "{prefix}_locked_at_idx" ON {table} (locked_at)
+    WHERE locked_at IS NOT NULL
+
+-- create_next_run_at_idx --
+CREATE INDEX IF NOT EXISTS "{prefix}_next_run_at_idx" ON {table} (next_run_at)
+    WHERE next_run_at IS NOT NULL
+
+-- schema_objects --
+-- Which of the given table and index names exist already.
+SELECT name FROM sqlite_master WHERE name IN (SELECT value FROM json_each(?))
+
+-- state_case --
+-- compute_job_state in SQL, evaluated against one bound :now. An interval is truthy unless
+-- it is NULL, '' or 0 (the column keeps integers and text apart, so '0' is truthy); a time of
+-- day unless it is NULL or ''.
+CASE
+    WHEN locked_at IS NOT NULL THEN 'running'
+    WHEN failed_at IS NOT NULL
+        AND (last_finished_at IS NULL OR failed_at >= last_finished_at) THEN 'failed'
+    WHEN (repeat_interval IS NOT NULL AND repeat_interval <> '' AND repeat_interval <> 0)
+        OR COALESCE(repeat_at, '') <> ''
+        THEN 'repeating'
+    WHEN next_run_at > :now THEN 'scheduled'
+    WHEN next_run_at IS NOT NULL THEN 'queued'
+    ELSE 'completed'
+END
+
+-- select_by_id --
+SELECT *, rowid AS row_order FROM {table} WHERE id = ?
+
+-- select_single --
+SELECT *, rowid AS row_order FROM {table} WHERE name = ? AND type = 'single' LIMIT 1
+
+-- insert --
+INSERT INTO {table} (
+    id, created_at, updated_at,
+    name, priority, next_run_at, type, repeat_timezone, repeat_interval, data, repeat_at,
+    disabled, debounce_started_at, last_modified_by, fork, start_date, end_date, skip_days
+) VALUES (
+    :id, :stamp, :stamp,
+    :name, :priority, :next_run_at, :type, :repeat_timezone, :repeat_interval, :data, :repeat_at,
+    :disabled, :debounce_started_at, :last_modified_by, :fork, :start_date, :end_date, :skip_days
+)
+RETURNING *, rowid AS row_order
+
+-- update_saved --
+-- Every field save_job writes, matched on id and name (the processor fields stay as
+-- stored).
+UPDATE {table} SET
+    updated_at = :stamp,
+    name = :name, priority = :priority, next_run_at = :next_run_at, type = :type,
+    repeat_timezone = :repeat_timezone, repeat_interval = :repeat_interval, data = :data,
+    repeat_at = :repeat_at, disabled = :disabled, debounce_started_at = :debounce_started_at,
+    last_modified_by = :last_modified_by, fork = :fork, start_date = :start_date,
+    end_date = :end_date, skip_days = :skip_days
+WHERE id = :id AND name = :name
+RETURNING *, rowid AS row_order
+
+-- update_state --
+-- Exactly the _model.STATE_FIELDS; next_run_at only while the stored timing is the job's
+-- (_model.TIMING_FIELDS, compared in the stored form: IS is equality with NULL equal to
+-- NULL, and json() makes both skip_days texts compact). Fenced (:lock_token, integer ms like
+-- locked_at, NULL = unfenced): applied only while the stored lock is the token.
+UPDATE {table} SET
+    updated_at = :stamp,
+    locked_at = :locked_at,
+    next_run_at = CASE
+        WHEN repeat_interval IS :repeat_interval AND repeat_at IS :repeat_at
+            AND repeat_timezone IS :repeat_timezone AND start_date IS :start_date
+            AND end_date IS :end_date AND json(skip_days) IS json(:skip_days)
+        THEN :next_run_at ELSE next_run_at END,
+    last_run_at = :last_run_at,
+    progress = :progress, fail_reason = :fail_reason, fail_count = :fail_count,
+    failed_at = :failed_at, last_finished_at = :last_finished_at,
+    last_modified_by = :last_modified_by
+WHERE id = :id AND name = :name AND (:lock_token IS NULL OR locked_at = :lock_token)
+
+-- claim --
+-- The atomic claim: pick the best eligible rows and stamp them, in one statement (run inside
+-- BEGIN IMMEDIATE, so no other connection writes in between). RETURNING order is arbitrary:
+-- the caller re-sorts on (next_run_at nulls last, priority desc, row_order).
+UPDATE {table} SET locked_at = :now, last_modified_by = :by, updated_at = :now
+WHERE id IN (
+    SELECT id FROM {table}
+    WHERE name = :name AND disabled = 0
+      AND ((locked_at IS NULL AND next_run_at <= :next_scan_at) OR locked_at <= :lock_deadline)
+    ORDER BY next_run_at IS NULL, next_run_at, priority DESC, rowid
+    LIMIT :limit
+)
+RETURNING *, rowid AS row_order
+
+-- lock --
+UPDATE {table} SET locked_at = :now, last_modified_by = :by, updated_at = :now
+WHERE id = :id AND name = :name AND locked_at IS NULL AND disabled = 0
+  AND next_run_at IS :next_run_at
+RETURNING *, rowid AS row_order
+
+-- unlock --
+UPDATE {table} SET locked_at = NULL WHERE id = ? AND next_run_at IS NOT NULL
+
+-- unlock_many --
+UPDATE {table} SET locked_at = NULL WHERE id IN (SELECT value FROM json_each(?))
+
+-- distinct_names --
+SELECT DISTINCT name FROM {table} ORDER BY name
+
+-- queue_size --
+SELECT COUNT(*) AS size FROM {table} WHERE next_run_at < ?
+
+-- overview --
+SELECT name, COUNT(*) AS total,
+    SUM(state = 'running') AS running, SUM(state = 'scheduled') AS scheduled,
+    SUM(state = 'queued') AS queued, SUM(state = 'completed') AS completed,
+    SUM(state = 'failed') AS failed, SUM(state = 'repeating') AS repeating,
+    SUM(disabled) AS paused
+FROM (SELECT name, disabled, {state} AS state FROM {table})
+GROUP BY name ORDER BY name
+
+-- select_page --
+SELECT *, rowid AS row_order, {state} AS state FROM {table} WHERE {where}
+ORDER BY {order} LIMIT :limit OFFSET :skip
+
+-- count --
+SELECT COUNT(*) AS total FROM {table} WHERE {where}
+
+-- delete --
+DELETE FROM {table} WHERE {where}
+
+-- set_disabled --
+UPDATE {table} SET disabled = :disabled, updated_at = :stamp WHERE {where}
+
+-- select_unique --
+SELECT *, rowid AS row_order FROM {table} WHERE {where} ORDER BY rowid

@@ -1,0 +1,117 @@
+"""Redis clients (redis-py's asyncio client) as the repository and the notification channel
+both use them: built from a connection string, checked with a PING, named in messages without
+the password; the subscriber connection of a channel; which errors mean the server is
+unreachable; replies as text; and the rule for key and channel names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import RedisError
+
+from agenda_decl._secrets import mask_text, mask_url
+from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
+
+#: Connections of a client built from a connection string (one listens for notifications).
+MAX_CONNECTIONS = 64
+_NAME = re.compile(r"^[A-Za-z0-9_.:{}/-]{1,128}$")
+#: What the driver raises when the server cannot be reached (or stops answering).
+UNREACHABLE = (RedisError, OSError)
+
+
+def check_name(value: str, *, field: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidOptionError(
+            f"invalid {field}: {value!r} (1 to 128 letters, digits or _ . : {{ }} / -)"
+        )
+    return value
+
+
+def client_from_url(url: str) -> Redis:
+    """An owned client: strings back, short retries (the scheduler polls again anyway), and a
+    pool that makes a burst of commands wait for a connection instead of failing."""
+    try:
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=30,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 2),
+        )
+    except ValueError:
+        raise InvalidOptionError(
+            f"invalid Redis connection string {mask_url(url)!r} "
+            "(expected redis://, rediss:// or unix://)"
+        ) from None
+    # redis 6.0-6.3 type from_pool as returning Any.
+    return Redis.from_pool(pool)  # type: ignore[no-any-return, unused-ignore]
+
+
+def redacted_address(client: Redis, url: str | None) -> str:
+    """Where the client points, for messages (never with the password)."""
+    if url is not None:
+        return mask_url(url)
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+def redacted_error(error: BaseException) -> str:
+    """An error message with the password of any connection string in it masked."""
+    return f"{type(error).__name__}: {mask_text(str(error))}"
+
+
+async def check_reachable(client: Redis, where: str) -> None:
+    """PING the server; BackendUnavailableError (without the password) when it does not
+    answer."""
+    try:
+        # redis < 8 types async commands as `Awaitable[T] | T`.
+        await client.ping()  # type: ignore[misc, unused-ignore]
+    except UNREACHABLE as error:
+        raise BackendUnavailableError(
+            f"cannot reach Redis at {where}: {redacted_error(error)}"
+        ) from None
+
+
+def subscriber(client: Redis) -> PubSub:
+    """A pub/sub object on ``client``'s pool, not connected yet (see :func:`connect_subscriber`)."""
+    return client.pubsub(ignore_subscribe_messages=True)
+
+
+async def connect_subscriber(pubsub: PubSub) -> Any:
+    """Connect ``pubsub`` with redis-py's own retries turned off on its connection: errors must
+    reach the channel rather than be retried away inside redis-py (a reconnect goes through
+    the channel, so the scheduler sees it and polls at once). Returns the retry policy that
+    :func:`close_subscriber` puts back."""
+    await pubsub.connect()  # type: ignore[no-untyped-call, unused-ignore]
+    assert pubsub.connection is not None
+    saved_retry = pubsub.connection.retry
+    pubsub.connection.retry = Retry(NoBackoff(), 0)
+    return saved_retry
+
+
+async def close_subscriber(pubsub: PubSub, saved_retry: Any) -> None:
+    """Close ``pubsub`` (which ends its subscriptions); its connection goes back to the
+    client's pool with the retry policy it had."""
+    if pubsub.connection is not None and saved_retry is not None:
+        pubsub.connection.retry = saved_retry
+    with contextlib.suppress(*UNREACHABLE):
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+
+
+def text(value: Any) -> Any:
+    """Responses as ``str`` whether or not the client decodes them."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, list):
+        return [text(item) for item in value]
+    return value

@@ -1,0 +1,339 @@
+"""PostgreSQL LISTEN/NOTIFY on Agenda v6's channels, with a liveness probe of the LISTEN
+connection (its SQL is in ``postgres.sql``; its connections come from ``connectors.postgres``,
+as the repository's do)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import psycopg
+from psycopg import sql
+
+from agenda_decl._convert import (
+    notification_from_json,
+    notification_to_json,
+    state_notification_from_json,
+)
+from agenda_decl._group_commit import GroupCommit
+from agenda_decl._model import JobNotification, JobStateNotification
+from agenda_decl._named_blocks import load_named_blocks
+from agenda_decl._secrets import mask_url
+from agenda_decl._tasks import cancel_and_wait
+from agenda_decl.connectors.postgres import Pool, connect, open_pool, pool_target, unavailable
+from agenda_decl.errors import InvalidOptionError
+from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOptions
+
+log = logging.getLogger("agenda_decl.backends.postgres")
+
+_SQL = load_named_blocks("agenda_decl.notifications", "postgres.sql")
+_NOTIFY_MANY = _SQL["notify_many"]
+_PROBE = sql.SQL(_SQL["probe"]).format()
+
+#: PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
+MAX_NOTIFY_BYTES = 7999
+_CHANNEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.-]*$")
+_CUT = "... [truncated]"
+
+
+# -- names and payloads -------------------------------------------------------------------------
+
+
+def check_channel_name(value: str) -> str:
+    """Letters, digits, ``_ : . -``; with ``:state`` appended it must fit 63 bytes."""
+    if not isinstance(value, str) or not _CHANNEL.match(value) or len(value) > 63 - 6:
+        raise InvalidOptionError(
+            f"invalid channel_name: {value!r} (letters, digits, '_', ':', '.', '-', "
+            "starting with a letter or underscore, at most 57 characters)"
+        )
+    return value
+
+
+def _fits(payload: str) -> bool:
+    return len(payload.encode()) <= MAX_NOTIFY_BYTES
+
+
+def _state_payload(notification: JobStateNotification) -> str | None:
+    """The JSON of a state notification, its ``error`` cut to the longest prefix that fits
+    NOTIFY's limit (None when nothing fits). JSON escapes make the byte size of a prefix
+    uneven, so the cut is found by bisection."""
+    payload = notification_to_json(notification)
+    if _fits(payload) or not notification.error:
+        return payload if _fits(payload) else None
+
+    def with_error(error: str | None) -> str:
+        return notification_to_json(attrs.evolve(notification, error=error))
+
+    error = notification.error[:MAX_NOTIFY_BYTES]  # every character takes at least a byte
+    low, high = -1, len(error)  # low: the longest prefix known to fit (-1: none yet)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _fits(with_error(error[:middle] + _CUT)):
+            low = middle
+        else:
+            high = middle - 1
+    payload = with_error(error[:low] + _CUT) if low >= 0 else with_error(None)
+    return payload if _fits(payload) else None
+
+
+class _Listener:
+    """One LISTEN connection: hands notifications on, probes liveness between waits, and
+    reports its death once through ``lost``."""
+
+    def __init__(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        channels: tuple[str, ...],
+        deliver: Callable[[psycopg.Notify], None],
+        lost: Callable[[BaseException], None],
+        *,
+        probe_interval: float,
+        probe_timeout: float,
+    ) -> None:
+        self.conn = conn
+        self._channels = channels
+        self._deliver = deliver
+        self._lost = lost
+        self._interval = probe_interval
+        self._timeout = probe_timeout
+        self._probe_task: asyncio.Future[Any] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start reading (after LISTEN: the notifies loop holds the connection's lock)."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def listen(self, channels: Sequence[str]) -> None:
+        for channel in channels:
+            await self.conn.execute(sql.SQL(_SQL["listen"]).format(channel=sql.Identifier(channel)))
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                async for note in self.conn.notifies(timeout=self._interval):
+                    self._deliver(note)
+                await self._probe()
+        except Exception as error:
+            self._lost(error)
+
+    async def _probe(self) -> None:
+        """``SELECT`` on the LISTEN connection; a half-open socket never answers. A LISTEN the
+        server silently dropped is issued again."""
+        self._probe_task = asyncio.ensure_future(self.conn.execute(_PROBE))
+        done, _ = await asyncio.wait({self._probe_task}, timeout=self._timeout)
+        if not done:
+            raise ConnectionError(f"the LISTEN connection did not answer within {self._timeout} s")
+        cursor, self._probe_task = self._probe_task.result(), None
+        row = await cursor.fetchone()
+        listening = set(row[0] if row else ())
+        await self.listen([c for c in self._channels if c not in listening])
+
+    async def close(self) -> None:
+        """Stop; a probe still in flight is cancelled before the connection is closed (closing
+        first would pull the socket from under it)."""
+        await cancel_and_wait(self._task)
+        await cancel_and_wait(self._probe_task)
+        with contextlib.suppress(Exception):
+            await self.conn.close()
+
+
+class PostgresNotificationChannel(BaseNotificationChannel):
+    """LISTEN/NOTIFY on Agenda's channels (``<channel_name>`` and ``<channel_name>:state``).
+
+    A dedicated connection LISTENs; every ``probe_interval`` seconds it must answer a query
+    within ``probe_timeout`` or it is treated as dead and reopened with the base backoff.
+    Publishing goes through a pool: the backend's, the one given, or a small one of its own.
+    Delivery is at most once: the scheduler's poll covers whatever is lost.
+    """
+
+    def __init__(
+        self,
+        *,
+        connection_string: str | None = None,
+        pool: Pool | None = None,
+        channel_name: str = "agenda:jobs",
+        reconnect: ReconnectOptions | None = None,
+        probe_interval: float = 5.0,
+        probe_timeout: float = 5.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if connection_string is None and pool is None:
+            raise InvalidOptionError("PostgresNotificationChannel needs connection_string or pool")
+        super().__init__(channel_name=check_channel_name(channel_name), reconnect=reconnect)
+        self.state_channel_name = f"{channel_name}:state"
+        self._conninfo = connection_string
+        self._shared_pool = pool
+        self._own_pool: Pool | None = None
+        self._probe_interval = probe_interval
+        self._probe_timeout = probe_timeout
+        self._connect_timeout = connect_timeout
+        self._listener: _Listener | None = None
+        self._queue: asyncio.Queue[psycopg.Notify] = asyncio.Queue(maxsize=10_000)
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._dropped = 0
+        self._disposals: set[asyncio.Task[None]] = set()
+        self._outbox: GroupCommit[tuple[str, str], None] = GroupCommit(self._send)
+
+    def __repr__(self) -> str:
+        where = mask_url(self._conninfo) if self._conninfo else "<pool>"
+        return (f"PostgresNotificationChannel({where!r}, channel_name={self.channel_name!r}, "
+                f"state={self.state!r})")
+
+    @property
+    def supports_state_notifications(self) -> bool:
+        return True
+
+    @property
+    def listen_pid(self) -> int | None:
+        """The server process id of the LISTEN connection (for diagnostics and tests)."""
+        return self._listener.conn.info.backend_pid if self._listener else None
+
+    def use_pool(self, pool: Pool) -> None:
+        """Publish (and find the server) through ``pool``, which this channel never closes."""
+        self._shared_pool = pool
+
+    # -- connection ------------------------------------------------------------------------------
+
+    async def _target(self) -> tuple[str, dict[str, Any]]:
+        if self._conninfo is not None:
+            return self._conninfo, {}
+        assert self._shared_pool is not None
+        return await pool_target(self._shared_pool)
+
+    async def _open(self) -> None:
+        await self._close()
+        conninfo, kwargs = await self._target()
+        conn = await connect(conninfo, self._connect_timeout, **kwargs)
+        channels = (self.channel_name, self.state_channel_name)
+        listener = _Listener(conn, channels, self._enqueue, self.connection_lost,
+                             probe_interval=self._probe_interval, probe_timeout=self._probe_timeout)
+        try:
+            await listener.listen(channels)
+            await self._publishing_pool()
+        except Exception as error:
+            await listener.close()
+            raise unavailable(conninfo, error) from None
+        self._listener = listener
+        listener.start()
+        if self._dispatcher is None:
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+
+    async def _close(self) -> None:
+        """Drop the LISTEN connection in the background (a dead one may take a while to let
+        go); ``disconnect`` waits for it."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            task = asyncio.get_running_loop().create_task(listener.close())
+            self._disposals.add(task)
+            task.add_done_callback(self._disposals.discard)
+
+    async def disconnect(self) -> None:
+        try:
+            await super().disconnect()
+        finally:
+            await self._outbox.flush()
+            await asyncio.gather(*self._disposals, return_exceptions=True)
+            await cancel_and_wait(self._dispatcher)
+            self._dispatcher = None
+            while not self._queue.empty():  # nothing stale for the next connect
+                self._queue.get_nowait()
+            if self._own_pool is not None:
+                pool, self._own_pool = self._own_pool, None
+                await pool.close()
+
+    async def _publishing_pool(self) -> Pool:
+        if self._shared_pool is not None:
+            return self._shared_pool
+        if self._own_pool is None:
+            assert self._conninfo is not None
+            pool = await open_pool(self._conninfo, max_size=2, name="agenda-decl:notify",
+                                   wait_timeout=self._connect_timeout)
+            self._own_pool = pool
+        return self._own_pool
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    def _enqueue(self, note: psycopg.Notify) -> None:
+        # The listener never waits on subscribers: a slow one must not delay the probe.
+        try:
+            self._queue.put_nowait(note)
+        except asyncio.QueueFull:
+            if not self._dropped:
+                log.warning("subscribers are behind: dropping notifications on %r", note.channel)
+            self._dropped += 1
+            return
+        if self._dropped:
+            log.warning("dropped %d notifications while subscribers were behind", self._dropped)
+            self._dropped = 0
+
+    async def _dispatch(self) -> None:
+        """Deliver everything received so far in one go: awaiting each notification's
+        subscribers separately would cost a loop turn apiece, and a busy worker would fall
+        behind. Subscribers are still called in arrival order."""
+        while True:
+            notes = [await self._queue.get()]
+            while not self._queue.empty():
+                notes.append(self._queue.get_nowait())
+            await asyncio.gather(*(self._deliver(note) for note in notes))
+
+    async def _deliver(self, note: psycopg.Notify) -> None:
+        if not note.payload or not self._wanted(note.channel):
+            return
+        try:
+            parsed = self._parse(note)
+        except Exception as error:  # any DB user can NOTIFY: a hint, never trusted
+            log.warning("ignoring a malformed notification on %r (%s): %.200r",
+                        note.channel, type(error).__name__, note.payload)
+            return
+        if isinstance(parsed, JobNotification):
+            await self.notify_handlers(parsed)
+        else:
+            await self.notify_state_handlers(parsed)
+
+    def _wanted(self, channel: str) -> bool:
+        """Whether anyone subscribes to what arrives on ``channel`` (else it is not parsed)."""
+        if channel == self.channel_name:
+            return bool(self._handlers)
+        return channel == self.state_channel_name and bool(self._state_handlers)
+
+    def _parse(self, note: psycopg.Notify) -> JobNotification | JobStateNotification:
+        if note.channel == self.channel_name:
+            return notification_from_json(note.payload)
+        return state_notification_from_json(note.payload)
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    async def publish(self, notification: JobNotification) -> None:
+        self.require_connected("publish")
+        payload = notification_to_json(notification)
+        if not _fits(payload):
+            log.warning("not publishing the notification of job %r: %d bytes is over the "
+                        "NOTIFY limit", notification.job_name, len(payload.encode()))
+            return
+        await self._notify(self.channel_name, payload)
+
+    async def publish_state(self, notification: JobStateNotification) -> None:
+        self.require_connected("publish state")
+        payload = _state_payload(notification)
+        if payload is None:
+            log.warning("not publishing the %s notification of job %r: over the NOTIFY limit",
+                        notification.type, notification.job_name)
+            return
+        await self._notify(self.state_channel_name, payload)
+
+    async def _notify(self, channel: str, payload: str) -> None:
+        await self._outbox.submit((channel, payload))
+
+    async def _send(self, batch: list[tuple[str, str]]) -> list[None]:
+        """One statement for every notification published together (a burst of saves costs
+        one round trip)."""
+        pool = await self._publishing_pool()
+        channels, payloads = [c for c, _ in batch], [p for _, p in batch]
+        async with pool.connection() as conn:
+            await conn.execute(_NOTIFY_MANY, (channels, payloads))
+        return [None] * len(batch)

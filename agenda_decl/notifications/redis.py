@@ -1,0 +1,261 @@
+"""Redis pub/sub on Agenda v6's channels, with a liveness probe of the subscriber connection.
+
+Notifications are Agenda's JSON on ``agenda:jobs`` and ``agenda:jobs:state`` (or the channel
+name given); they are hints, so a flood beyond ``MAX_PENDING`` waiting messages is dropped.
+The client comes from ``connectors.redis``, as the repository's does; the Lua that publishes
+a batch is in ``redis.lua``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from agenda_decl._convert import (
+    notification_from_json,
+    notification_to_json,
+    state_notification_from_json,
+)
+from agenda_decl._group_commit import GroupCommit
+from agenda_decl._model import JobNotification, JobStateNotification
+from agenda_decl._named_blocks import load_named_blocks
+from agenda_decl._secrets import mask_url
+from agenda_decl._tasks import cancel_and_wait
+from agenda_decl.connectors.redis import (
+    UNREACHABLE,
+    check_name,
+    client_from_url,
+    close_subscriber,
+    connect_subscriber,
+    redacted_address,
+    redacted_error,
+    subscriber,
+    text,
+)
+from agenda_decl.errors import BackendUnavailableError, InvalidOptionError, NotConnectedError
+from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOptions
+from agenda_decl.timing import parse_duration
+
+log = logging.getLogger("agenda_decl.backends.redis")
+
+#: Notifications waiting for the subscribers; beyond this they are dropped (they are hints).
+MAX_PENDING = 10_000
+#: ARGV: channel, payload, channel, payload, ...: publishes them in order with one command.
+_PUBLISH_MANY = load_named_blocks("agenda_decl.notifications", "redis.lua")["publish_many"]
+
+
+class RedisNotificationChannel(BaseNotificationChannel):
+    """Redis pub/sub on Agenda's channels: ``channel_name`` for jobs, ``<channel_name>:state``
+    for job states. Listens on a connection of its own; publishes through ``client``.
+
+    Every ``health_check_interval`` (ms) it checks that the server still counts a subscriber
+    (``PUBSUB NUMSUB``) and that a probe published on a private channel comes back through
+    the subscriber connection; a dead, half-open or unsubscribed connection is thus noticed
+    within two intervals and replaced (the scheduler polls at once after a reconnect).
+    """
+
+    def __init__(
+        self,
+        *,
+        connection_string: str | None = None,
+        client: Redis | None = None,
+        channel_name: str = "agenda:jobs",
+        reconnect: ReconnectOptions | None = None,
+        health_check_interval: int | float | timedelta | str = 30_000,
+    ) -> None:
+        super().__init__(channel_name=check_name(channel_name, field="channel_name"),
+                         reconnect=reconnect)
+        if (connection_string is None) == (client is None):
+            raise InvalidOptionError(
+                "RedisNotificationChannel requires client or connection_string (one of them)"
+            )
+        self._url = connection_string
+        self._client = client
+        self._owns_client = client is None
+        interval = parse_duration(health_check_interval, field="health_check_interval")
+        self._check_every = max(interval, 10) / 1000
+        self._probe_channel = f"{channel_name}:probe:{uuid.uuid4().hex}"
+        self._probe_sent = False
+        self._pubsub: PubSub | None = None
+        self._saved_retry: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connect_lock = asyncio.Lock()
+        self._outbox: GroupCommit[tuple[str, str], None] = GroupCommit(self._publish_batch)
+
+    def __repr__(self) -> str:
+        where = mask_url(self._url) if self._url else "shared client"
+        return f"RedisNotificationChannel({where}, channel_name={self.channel_name!r})"
+
+    @property
+    def state_channel(self) -> str:
+        return f"{self.channel_name}:state"
+
+    @property
+    def supports_state_notifications(self) -> bool:
+        return True
+
+    def _publisher(self) -> Redis:
+        if self._client is None:
+            assert self._url is not None
+            self._client = client_from_url(self._url)
+        return self._client
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish(self, notification: JobNotification) -> None:
+        self.require_connected("publish")
+        await self._send(self.channel_name, notification_to_json(notification))
+
+    async def publish_state(self, notification: JobStateNotification) -> None:
+        self.require_connected("publish state")
+        await self._send(self.state_channel, notification_to_json(notification))
+
+    async def _send(self, channel: str, payload: str) -> None:
+        """Publish; the messages of callers that publish at the same moment (jobs finishing
+        together) go out in one command, in call order."""
+        await self._outbox.submit((channel, payload))
+
+    async def _publish_batch(self, messages: list[tuple[str, str]]) -> list[Exception | None]:
+        client = self._publisher()
+        try:
+            if len(messages) == 1:
+                await client.publish(*messages[0])
+            else:  # one command for the lot (a pipeline would need cleaning up if dropped)
+                args = [item for message in messages for item in message]
+                await client.register_script(_PUBLISH_MANY)(keys=[], args=args)
+        except UNREACHABLE as error:
+            failure = NotConnectedError(
+                f"Cannot publish: channel not connected ({redacted_error(error)})"
+            )
+            return [failure] * len(messages)
+        return [None] * len(messages)
+
+    # -- listening ---------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect and subscribe; a second call while connected (two schedulers sharing one
+        backend) does nothing. Called from a task that is being cancelled (a job finishing
+        while its event loop shuts down), it raises ``CancelledError`` rather than start a
+        listener that would outlive the loop."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+        async with self._connect_lock:
+            if self.state != "connected":
+                await super().connect()
+
+    async def _open(self) -> None:
+        await self._close()  # never two listeners
+        client = self._publisher()
+        self._pubsub = pubsub = subscriber(client)
+        try:
+            self._saved_retry = await connect_subscriber(pubsub)
+            await pubsub.subscribe(self.channel_name, self.state_channel, self._probe_channel)
+        except UNREACHABLE as error:
+            where = mask_url(self._url) if self._url else redacted_address(client, None)
+            reason = redacted_error(error)
+            raise BackendUnavailableError(
+                f"cannot subscribe to {self.channel_name!r} at {where}: {reason}"
+            ) from None
+        inbox = _Inbox()
+        loop = asyncio.get_running_loop()
+        self._probe_sent = False
+        self._tasks = [loop.create_task(self._listen(pubsub, inbox)),
+                       loop.create_task(self._dispatch(inbox))]
+
+    async def _listen(self, pubsub: PubSub, inbox: _Inbox) -> None:
+        loop = asyncio.get_running_loop()
+        next_check = loop.time() + self._check_every
+        try:
+            while True:
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=min(1.0, self._check_every)
+                )
+                if message is not None:
+                    self._route(message, inbox)
+                if loop.time() >= next_check:
+                    await self._check_health()
+                    next_check = loop.time() + self._check_every
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the connection died (or worse): start over
+            self.connection_lost(error)
+
+    def _route(self, message: Mapping[str, Any], inbox: _Inbox) -> None:
+        channel = text(message.get("channel"))
+        if channel == self._probe_channel:
+            self._probe_sent = False
+        elif not inbox.put((channel, message.get("data"))):
+            log.debug("dropped a notification: %d are waiting for the subscribers", MAX_PENDING)
+
+    async def _check_health(self) -> None:
+        if self._probe_sent:
+            raise ConnectionError(
+                f"the Redis subscriber connection did not deliver a probe within "
+                f"{self._check_every:g}s"
+            )
+        client = self._publisher()
+        counts = dict(text([list(item) for item in
+                             await client.pubsub_numsub(self.channel_name, self.state_channel)]))
+        if not all(counts.get(name) for name in (self.channel_name, self.state_channel)):
+            raise ConnectionError(f"the subscription to {self.channel_name!r} was lost")
+        self._probe_sent = True
+        await client.publish(self._probe_channel, "probe")
+
+    async def _dispatch(self, inbox: _Inbox) -> None:
+        while True:
+            channel, payload = await inbox.get()
+            try:  # parsed only when someone subscribes to what arrived
+                if channel == self.channel_name and self._handlers:
+                    await self.notify_handlers(notification_from_json(payload))
+                elif channel == self.state_channel and self._state_handlers:
+                    await self.notify_state_handlers(state_notification_from_json(payload))
+            except Exception as error:  # a forged or malformed message: a hint at most
+                log.warning("ignored a malformed message on %r: %s", channel, error)
+
+    async def _close(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        current = asyncio.current_task()
+        for task in tasks:
+            if task is not current:
+                await cancel_and_wait(task)
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            await close_subscriber(pubsub, self._saved_retry)
+
+    async def disconnect(self) -> None:
+        await super().disconnect()
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+
+class _Inbox:
+    """Messages waiting for the subscribers, in arrival order. It waits on a bare future, not
+    an ``asyncio.Queue``, so that a task dropped together with its event loop dies quietly."""
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[str, Any]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: tuple[str, Any]) -> bool:
+        if len(self._items) >= MAX_PENDING:
+            return False
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        return True
+
+    async def get(self) -> tuple[str, Any]:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._items.popleft()

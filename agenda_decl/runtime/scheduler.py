@@ -1,0 +1,47 @@
+"""What the runtime needs of the scheduler it works for. The Agenda implements
+:class:`Scheduler`; the runtime never imports it."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+from datetime import datetime
+from typing import Any, Protocol
+
+from agenda_decl._model import JobParameters
+from agenda_decl.job import JobOwner
+from agenda_decl.runtime.events import JobEvent
+
+
+class Scheduler(JobOwner, Protocol):
+    """A job's owner (:class:`~agenda_decl.job.JobOwner`) plus what running jobs needs: the
+    worker's name and settings, the generation (a run that started before the last stop has
+    outlived its scheduler), the threads for plain ``def`` handlers, the queued start write,
+    and the events."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def generation(self) -> int: ...
+    @property
+    def remove_on_complete(self) -> bool: ...
+    @property
+    def executor(self) -> Executor: ...
+
+    def runnable_names(self) -> list[str]:
+        """The defined names with a handler here."""
+        ...
+
+    def submit_job_state(
+        self, params: JobParameters[Any], *, lock_token: datetime | None = None
+    ) -> asyncio.Future[None]:
+        """Queue a state write without waiting for it."""
+        ...
+
+    async def emit_job_event(self, event: JobEvent) -> None:
+        """Emit a job event here and tell the other workers."""
+        ...
+
+    async def emit_error(self, error: BaseException) -> None: ...
+
+    def emit_error_soon(self, error: BaseException) -> None: ...

@@ -1,0 +1,76 @@
+"""Group commit for job state writes: the writes requested while one batch is being stored
+go out together in the next, so many jobs finishing at once cost one round trip."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from agenda_decl._group_commit import GroupCommit
+from agenda_decl._model import JobParameters
+from agenda_decl.errors import rejected_state_write
+from agenda_decl.interfaces import JobRepository
+
+
+@attrs.frozen
+class _StateWrite:
+    job: JobParameters[Any]
+    #: The lock the writer holds (fencing), ``None`` for an unfenced write.
+    lock_token: datetime | None = None
+
+
+class StateWriter:
+    """Job state writes through one group commit: many jobs finishing at once cost one round
+    trip."""
+
+    def __init__(self, repository: JobRepository, last_modified_by: str | None) -> None:
+        self._repository = repository
+        self._last_modified_by = last_modified_by
+        self._writes: GroupCommit[_StateWrite, None] = GroupCommit(
+            self._write, key=lambda write: write.job.id
+        )
+
+    def submit(
+        self, job: JobParameters[Any], *, lock_token: datetime | None = None
+    ) -> asyncio.Future[None]:
+        """Queue the job's state fields now; the future fails like ``save_job_state``
+        (``LockLostError`` when fenced out by ``lock_token``).
+
+        The state is copied at once (the caller may change the job before the batch goes
+        out). A newer write of a job still waiting replaces the older one: one batch never
+        holds a job twice, and the last state wins, with the newer write's lock token (a
+        run's writes are ordered, so it is the token the run holds when it writes).
+        """
+        if job.id is None:
+            raise ValueError("Cannot save job state without job ID")
+        return self._writes.submit_nowait(_StateWrite(attrs.evolve(job), lock_token))
+
+    async def save(self, job: JobParameters[Any], *, lock_token: datetime | None = None) -> None:
+        await self.submit(job, lock_token=lock_token)
+
+    async def flush(self) -> None:
+        """Wait until every write submitted so far is stored (or failed)."""
+        await self._writes.flush()
+
+    async def _write(self, batch: list[_StateWrite]) -> list[Exception | None]:
+        tokens = {str(write.job.id): write.lock_token for write in batch
+                  if write.lock_token is not None}
+        rejected = set(
+            await self._repository.save_job_states(
+                [write.job for write in batch], last_modified_by=self._last_modified_by,
+                lock_tokens=tokens or None,
+            )
+        )
+        return [
+            await self._why_rejected(write) if write.job.id in rejected else None
+            for write in batch
+        ]
+
+    async def _why_rejected(self, write: _StateWrite) -> Exception:
+        try:
+            return await rejected_state_write(self._repository, write.job, write.lock_token)
+        except Exception as error:  # the store failed while we asked: report that
+            return error
