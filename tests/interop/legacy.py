@@ -66,10 +66,10 @@ VALUES ('legacy-weekdays', 'single', NOW() + INTERVAL '1 day', '1 day', '{{"lega
 
 #: Two jobs as agenda-decl 0.1.0's insert script wrote them (every field it set).
 _REDIS_JOBS: list[dict[str, Any]] = [
-    {"id": "5b0c7a52-1b7e-4a4e-9a57-0c1d2e3f4a01", "name": "legacy-weekdays", "type": "single", "priority": "0",
-     "data": '{"legacy":true}', "repeatInterval": "1 day", "skipDays": "[0,6]"},
-    {"id": "5b0c7a52-1b7e-4a4e-9a57-0c1d2e3f4a02", "name": "legacy-queued", "type": "normal", "priority": "0",
-     "data": "null", "repeatInterval": "null", "skipDays": "null"},
+    {"id": "5b0c7a52-1b7e-4a4e-9a57-0c1d2e3f4a01", "name": "legacy-weekdays", "type": "single",
+     "priority": "0", "data": '{"legacy":true}', "repeatInterval": "1 day", "skipDays": "[0,6]"},
+    {"id": "5b0c7a52-1b7e-4a4e-9a57-0c1d2e3f4a02", "name": "legacy-queued", "type": "normal",
+     "priority": "0", "data": "null", "repeatInterval": "null", "skipDays": "null"},
 ]
 
 
