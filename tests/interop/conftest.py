@@ -136,6 +136,12 @@ class NodeAgent:
         else:
             reply.set_exception(RuntimeError(f"node: {message['error']}"))
 
+    async def kill(self) -> None:
+        """SIGKILL, as a crash: nothing is unlocked or written."""
+        self._process.kill()
+        await self._process.wait()
+        self._reader.cancel()
+
     async def close(self) -> None:
         if self._process.returncode is None:
             try:

@@ -3,7 +3,8 @@
 // line per job event ({"event", "jobId", "jobName", "data", "at", "failCount", ...}).
 //
 //   {"id": 1, "op": "connect", "store": "postgres", "url": "...", "table": "...", "channel": "..."}
-//   {"id": 2, "op": "define", "name": "work", "behaviour": "ok" | "fail" | "sleep", "ms": 100}
+//   {"id": 2, "op": "define", "name": "work", "behaviour": "ok" | "fail" | "sleep" | "touch",
+//    "ms": 100, "touches": 5}   (touch: `touches` times, sleep `ms`, then job.touch())
 //   {"id": 3, "op": "start"}  /  {"op": "now", "name": "work", "data": {...}}  /  ...
 //
 // Nothing here imitates a layout: every store access goes through the published packages.
@@ -74,6 +75,12 @@ function define(request) {
   agenda.define(request.name, async job => {
     report('start', job);
     if (behaviour === 'sleep') await sleep(request.ms ?? 100);
+    if (behaviour === 'touch') {
+      for (let i = 0; i < (request.touches ?? 5); i++) {
+        await sleep(request.ms ?? 100);
+        await job.touch();
+      }
+    }
     if (behaviour === 'fail') throw new Error(job.attrs.data?.message ?? request.message ?? 'boom from node');
   }, { concurrency: request.concurrency ?? 5, lockLifetime: request.lockLifetime });
   for (const kind of ['success', 'fail']) {
