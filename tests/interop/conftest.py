@@ -21,7 +21,7 @@ from uuid import uuid4
 import attrs
 import pytest
 
-from agenda_decl import Agenda, Job
+from agenda_decl import Agenda, Job, RemoteJob
 from agenda_decl.backends.postgres import PostgresBackend
 from agenda_decl.backends.redis import RedisBackend
 from agenda_decl.interfaces import AgendaBackend
@@ -63,11 +63,17 @@ class Run:
 
 
 class Ledger:
-    """Every handler start and end, from Python handlers and from Node's event lines."""
+    """Every handler start and end, from Python handlers and from Node's event lines.
+
+    ``ends`` are Node's success and fail events, which Node emits *before* the run's end
+    write; ``completes`` are the runs of either side whose end write is stored (the
+    ``complete`` event of the side that ran them). Wait for ``completes`` before reading a
+    run's final state or stopping the worker that ran it."""
 
     def __init__(self) -> None:
         self.starts: list[Run] = []
         self.ends: list[dict[str, Any]] = []
+        self.completes: list[tuple[str, str]] = []
         self.changed = asyncio.Event()
 
     def started(self, run: Run) -> None:
@@ -77,6 +83,14 @@ class Ledger:
     def ended(self, event: dict[str, Any]) -> None:
         self.ends.append(event)
         self.changed.set()
+
+    def completed(self, worker: str, job_id: str) -> None:
+        self.completes.append((worker, job_id))
+        self.changed.set()
+
+    async def all_complete(self, timeout: float = 60) -> None:
+        """Until every run started so far has its end write stored."""
+        await self.wait_for(lambda: len(self.completes) >= len(self.starts), timeout)
 
     async def wait_for(self, condition: Callable[[], bool], timeout: float = 60) -> None:
         async def loop() -> None:
@@ -126,6 +140,8 @@ class NodeAgent:
                 )
             elif message["event"] == "error":
                 self.errors.append(message["error"])
+            elif message["event"] == "complete":
+                self._ledger.completed("node", message["jobId"])
             else:
                 self._ledger.ended(message)
 
@@ -271,8 +287,12 @@ class Sides:
             if fail is not None:
                 raise RuntimeError(fail)
 
+        def completed(job: Job[Any] | RemoteJob) -> None:
+            if not isinstance(job, RemoteJob):  # a relayed one is the other side's
+                ledger.completed("python", str(job.attrs.id))
+
         agenda.define(name, handler, **options)
-        agenda.on(f"complete:{name}", lambda *args: ledger.changed.set())
+        agenda.on(f"complete:{name}", completed)
 
     async def close(self) -> None:
         for agent in self.agents:

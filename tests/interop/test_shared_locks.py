@@ -4,7 +4,6 @@ worker's lock is taken over once it has expired (the real package's writes, not 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from agenda_decl import JobsQueryOptions
@@ -35,11 +34,9 @@ async def test_a_lock_node_keeps_touching_is_never_taken_over(sides: Sides) -> N
     python = await sides.python(process_every=200, name="py-taker")
     sides.define_python(python, "long", lock_lifetime="2 seconds")
     await python.start()
-    await sides.ledger.wait_for(
-        lambda: any(e["event"] == "success" and e["jobId"] == job_id for e in sides.ledger.ends),
-        timeout=30)
-    await asyncio.sleep(1)  # a takeover after the end would show here
+    await sides.ledger.wait_for(lambda: ("node", job_id) in sides.ledger.completes, timeout=30)
     assert [(r.worker, r.job_id) for r in sides.ledger.starts] == [("node", job_id)]
+    assert [e["event"] for e in sides.ledger.ends] == ["success"]
 
 
 async def test_a_killed_node_workers_lock_is_taken_over_once_it_expires(sides: Sides) -> None:

@@ -20,7 +20,10 @@ ZONE = "America/New_York"
 
 
 async def _one_round(sides: Sides, side: str, names: list[str], runs_before: int) -> None:
-    """A worker of one side alone runs each due repeating job once, then stops."""
+    """A worker of one side alone runs each due repeating job once, then stops, leaving no
+    lock behind: Node's stop() unlocks the jobs it locked ahead and has not started, then its
+    runs still going are awaited (their end writes stored) before the process exits;
+    agenda-decl's drain() does both."""
     wanted = runs_before + len(names)
     if side == "node":
         node = await sides.node(process_every=200, name=f"node-round-{runs_before}")
@@ -29,6 +32,7 @@ async def _one_round(sides: Sides, side: str, names: list[str], runs_before: int
         await node.request("start")
         await sides.ledger.wait_for(lambda: len(sides.ledger.starts) >= wanted, timeout=30)
         await node.request("stop")
+        await sides.ledger.all_complete()
         await node.close()
         sides.agents.remove(node)
     else:
@@ -37,6 +41,7 @@ async def _one_round(sides: Sides, side: str, names: list[str], runs_before: int
             sides.define_python(python, name)
         await python.start()
         await sides.ledger.wait_for(lambda: len(sides.ledger.starts) >= wanted, timeout=30)
+        await python.drain(timeout="30 seconds")
         await python.stop()
         sides.agendas.remove(python)
 
@@ -101,7 +106,9 @@ async def test_a_daily_cron_in_a_time_zone_is_computed_alike(sides: Sides) -> No
 
 
 async def _fail_once(sides: Sides, side: str, reason: str) -> None:
-    """A worker of one side alone runs the repeating job "flaky" once; it fails with ``reason``."""
+    """A worker of one side alone runs the repeating job "flaky" once; it fails with
+    ``reason``. The worker stops before the job is due again and once the run's end write is
+    stored (the fail event comes before it)."""
     if side == "node":
         fails = sum(1 for end in sides.ledger.ends if end["event"] == "fail")
         worker = await sides.node(process_every=200, name="node-failing")
@@ -109,6 +116,8 @@ async def _fail_once(sides: Sides, side: str, reason: str) -> None:
         await worker.request("start")
         await sides.ledger.wait_for(
             lambda: sum(1 for end in sides.ledger.ends if end["event"] == "fail") > fails)
+        await worker.request("stop")
+        await sides.ledger.all_complete()
         await worker.close()
         sides.agents.remove(worker)
         return
@@ -118,6 +127,7 @@ async def _fail_once(sides: Sides, side: str, reason: str) -> None:
     agenda.on("fail:flaky", lambda *args: failed.set())
     await agenda.start()
     await asyncio.wait_for(failed.wait(), 30)
+    await agenda.drain(timeout="30 seconds")
     await agenda.stop()
     sides.agendas.remove(agenda)
 
@@ -129,7 +139,6 @@ async def test_failures_read_alike_and_counts_add_up_across_sides(sides: Sides) 
     for count, side in enumerate(["node", "python", "node", "python"], start=1):
         reason = f"boom from {side} #{count}"
         await _fail_once(sides, side, reason)
-        await asyncio.sleep(0.3)  # Node's end write follows its fail event
         seen_by_node = (await reader.request("query", name="flaky"))[0]
         seen_by_python = (await python.query_jobs(JobsQueryOptions(name="flaky"))).jobs[0]
         assert seen_by_node["failCount"] == count

@@ -1,6 +1,7 @@
 // A real Node Agenda 6.2.6 process that the Python interop tests drive: one JSON request per
 // line on stdin, one JSON reply per line on stdout ({"id", "ok", "result" | "error"}), and one
-// line per job event ({"event", "jobId", "jobName", "data", "at", "failCount", ...}).
+// line per job event ({"event": "start" | "success" | "fail" | "complete", "jobId", "jobName",
+// "data", "at", "failCount", ...}; "complete" comes once the run's end write is stored).
 //
 //   {"id": 1, "op": "connect", "store": "postgres", "url": "...", "table": "...", "channel": "..."}
 //   {"id": 2, "op": "define", "name": "work", "behaviour": "ok" | "fail" | "sleep" | "touch",
@@ -83,10 +84,12 @@ function define(request) {
     }
     if (behaviour === 'fail') throw new Error(job.attrs.data?.message ?? request.message ?? 'boom from node');
   }, { concurrency: request.concurrency ?? 5, lockLifetime: request.lockLifetime });
-  for (const kind of ['success', 'fail']) {
+  for (const kind of ['success', 'fail', 'complete']) {
     agenda.on(`${kind}:${request.name}`, (a, b, remote) => {
       if (kind === 'success' && b !== true) report('success', a);
       if (kind === 'fail' && remote !== true) report('fail', b, { error: String(a?.message ?? a) });
+      // after the end write (Job.run emits success and fail before it, complete after)
+      if (kind === 'complete' && b !== true) report('complete', a);
     });
   }
   return null;
