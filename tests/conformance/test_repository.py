@@ -160,6 +160,22 @@ async def test_nested_json_data_round_trips(repository: JobRepository) -> None:
     assert stored.data == data
 
 
+async def test_no_data_and_empty_data_read_back_as_saved(repository: JobRepository) -> None:
+    """A job saved without data reads back as None and one with ``{}`` as ``{}``, in every
+    store (Redis stores both as Node's ``'{}'`` and tells them apart with a field of ours)."""
+    bare, empty = await save(repository, data=None), await save(repository, data={})
+    assert (bare.data, empty.data) == (None, {})
+    assert bare.id and empty.id
+    reloaded = [await repository.get_job_by_id(bare.id), await repository.get_job_by_id(empty.id)]
+    assert [job.data if job else "missing" for job in reloaded] == [None, {}]
+    listed = (await repository.query_jobs(JobsQueryOptions(name="test-job"))).jobs
+    assert {job.id: job.data for job in listed} == {bare.id: None, empty.id: {}}
+    assert [job.id for job in (await repository.query_jobs(JobsQueryOptions(data={}))).jobs] == [
+        empty.id]
+    claimed = await repository.get_next_jobs_to_run("test-job", at(1), at(-600), 10)
+    assert {job.id: job.data for job in claimed} == {bare.id: None, empty.id: {}}
+
+
 # -- single and unique --------------------------------------------------------------------------
 
 

@@ -369,10 +369,19 @@ class Takeover:
         job = await self.a.now("long")
         await self.a.start()
         await asyncio.wait_for(self.a_started.wait(), 10)
+        # A start write is queued while the handler starts: wait until A's is stored (its
+        # last_run_at), or B could claim first, fence it out and never see A's run.
+        await wait_until(lambda: self._stored_is(job, lambda j: j.last_run_at is not None))
         self.clock.advance(timedelta(minutes=2))  # A's lock is stale now
         await self.b.start()
         await asyncio.wait_for(self.b_started.wait(), 10)
+        # Likewise B's start write, which counts A's unfinished run as a failed attempt.
+        await wait_until(lambda: self._stored_is(job, lambda j: j.fail_count == 1))
         return job
+
+    async def _stored_is(self, job: Job[Any], condition: Any) -> bool:
+        current = await stored(self.a, job)
+        return current is not None and bool(condition(current))
 
 
 async def test_a_stale_holders_final_write_is_rejected(make_agenda: MakeAgenda) -> None:

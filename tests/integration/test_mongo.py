@@ -20,7 +20,7 @@ from bson import ObjectId
 from pymongo.errors import AutoReconnect, OperationFailure
 
 from agenda_decl import Agenda
-from agenda_decl._clock import utcnow
+from agenda_decl._clock import truncate_ms, utcnow
 from agenda_decl._model import JobNotification, JobParameters, JobsQueryOptions, RemoveJobsOptions
 from agenda_decl.backends.mongo import (
     MongoBackend,
@@ -28,7 +28,7 @@ from agenda_decl.backends.mongo import (
     MongoJobRepository,
     ReplicaSetRequiredError,
 )
-from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
+from agenda_decl.errors import BackendUnavailableError, InvalidOptionError, LockLostError
 from agenda_decl.notifications.base import ReconnectOptions
 from agenda_decl.testing import EventRecorder
 from tests.backends.mongo import database, unique_collection
@@ -196,20 +196,28 @@ async def test_malformed_ids_match_nothing(backend: MongoBackend) -> None:
 # -- sharing a collection with Node Agenda ------------------------------------------------------
 
 
-def agenda_document(name: str, next_run_at: datetime, **extra: Any) -> dict[str, Any]:
-    """A job as Agenda v6 (Node) writes it: its field set, naive UTC BSON dates."""
-    return {
+def agenda_document(name: str, next_run_at: datetime | None, **extra: Any) -> dict[str, Any]:
+    """A job as @agendajs/mongo-backend 4.0.3 inserts it (saveJob: the props of
+    ``toJson(true)`` with every absent field an explicit null; ``disabled`` null unless set;
+    naive UTC BSON dates)."""
+    document: dict[str, Any] = {
         "name": name, "data": {"from": "node"}, "priority": 0, "type": "normal",
-        "nextRunAt": next_run_at.replace(tzinfo=None), "lockedAt": None,
-        "lastModifiedBy": None, "shouldSaveResult": False, **extra,
+        "nextRunAt": None if next_run_at is None else next_run_at.replace(tzinfo=None),
     }
+    for field in ("lockedAt", "lastFinishedAt", "failedAt", "failCount", "failReason",
+                  "repeatTimezone", "lastRunAt", "repeatInterval", "repeatAt", "disabled",
+                  "progress", "debounceStartedAt", "fork", "startDate", "endDate", "skipDays"):
+        document[field] = None
+    return {**document, "lastModifiedBy": "node-agent", **extra}
 
 
 async def test_a_job_written_by_node_agenda_is_listed_claimed_and_kept_intact(
     backend: MongoBackend, raw: Any
 ) -> None:
     due = utcnow() - timedelta(minutes=1)
-    inserted = raw.insert_one(agenda_document("node-job", due, failCount=2.0)).inserted_id
+    # plus a field Node 4.0.3 does not write (an older Agenda's, another tool's): kept
+    inserted = raw.insert_one(agenda_document("node-job", due, failCount=2,
+                                              shouldSaveResult=False)).inserted_id
     raw.insert_one({"name": "node-job", "nextRunAt": due.replace(tzinfo=None)})  # sparse
     repository = backend.repository
     listed = await repository.query_jobs(JobsQueryOptions(name="node-job"))
@@ -223,10 +231,61 @@ async def test_a_job_written_by_node_agenda_is_listed_claimed_and_kept_intact(
     first = claimed[0]  # same time; the sparse one has no priority, so it sorts last
     assert first.id == str(inserted)
     assert (first.data, first.fail_count, first.next_run_at) == ({"from": "node"}, 2, due)
+    assert (first.disabled, first.fork, first.skip_days) == (False, False, None)
     first.priority = 5
     await repository.save_job(first)  # an update sets known fields only
     document = raw.find_one({"_id": inserted})
     assert (document["shouldSaveResult"], document["priority"]) == (False, 5)
+
+
+async def test_a_node_interval_stored_as_a_double_reads_back_as_an_integer(
+    backend: MongoBackend, raw: Any
+) -> None:
+    """Node stores numbers beyond int32 as BSON doubles: every(30 days in ms) has
+    repeatInterval 2592000000.0. It reads back as the int, and the run's fenced state
+    write (which compares the timing) advances the job."""
+    month = 30 * 24 * 3600 * 1000
+    due = utcnow() - timedelta(seconds=1)
+    raw.insert_one(agenda_document("monthly", due, type="single", repeatInterval=float(month)))
+    raw.insert_one(agenda_document("minutely", due, repeatInterval=60_000))
+    repository = backend.repository
+    jobs = {job.name: job for job in (await repository.query_jobs()).jobs}
+    assert [type(jobs[n].repeat_interval) for n in ("monthly", "minutely")] == [int, int]
+    assert (jobs["monthly"].repeat_interval, jobs["minutely"].repeat_interval) == (month, 60_000)
+    now = utcnow()
+    (claimed,) = await repository.get_next_jobs_to_run("monthly", now, now - timedelta(minutes=1),
+                                                       1, now)
+    claimed.last_run_at, claimed.next_run_at = now, now + timedelta(milliseconds=month)
+    claimed.locked_at = None
+    await repository.save_job_state(claimed, lock_token=now)
+    stored = await repository.get_job_by_id(str(claimed.id))
+    assert stored is not None
+    assert stored.next_run_at == truncate_ms(now + timedelta(milliseconds=month))
+    assert stored.locked_at is None and stored.repeat_interval == month
+
+
+async def test_a_node_save_that_clears_our_lock_makes_our_end_write_a_rejected_one(
+    backend: MongoBackend, raw: Any
+) -> None:
+    """Node 4.0.3's save by id (job.save(), and every() of an existing single job) $sets
+    lockedAt, lastRunAt and the failure fields to null: it clears the lock of a job we run.
+    Our fenced end write is then refused whole (LockLostError), never half applied."""
+    repository = backend.repository
+    saved = await repository.save_job(JobParameters(name="shared", next_run_at=utcnow(),
+                                                    repeat_interval="1 hour", type="single"))
+    now = utcnow()
+    (claimed,) = await repository.get_next_jobs_to_run("shared", now, now - timedelta(minutes=1),
+                                                       1, now)
+    props = agenda_document("shared", now + timedelta(hours=1), type="single",
+                            repeatInterval="1 hour")
+    raw.update_one({"_id": ObjectId(saved.id)}, {"$set": props})  # Node's save by id
+    claimed.last_run_at = claimed.last_finished_at = now
+    claimed.locked_at = None
+    with pytest.raises(LockLostError):
+        await repository.save_job_state(claimed, lock_token=now)
+    document = raw.find_one({"_id": ObjectId(saved.id)})
+    assert (document["lockedAt"], document["lastRunAt"], document["lastFinishedAt"]) == (
+        None, None, None)
 
 
 # -- connection handling ------------------------------------------------------------------------

@@ -32,6 +32,8 @@ from agenda_decl.testing import EventRecorder
 from tests.backends.postgres import drop_table, make_backend, unique_names
 from tests.backends.servers import POSTGRES_URL
 
+#: The columns of the table @agendajs/postgres-backend 3.0.6 creates (its schema.js), with
+#: information_schema's data_type and is_nullable.
 AGENDA_COLUMNS = {
     "id": ("uuid", "NO"),
     "name": ("character varying", "NO"),
@@ -53,36 +55,73 @@ AGENDA_COLUMNS = {
     "fork": ("boolean", "YES"),
     "last_modified_by": ("character varying", "YES"),
     "debounce_started_at": ("timestamp with time zone", "YES"),
+    "start_date": ("timestamp with time zone", "YES"),
+    "end_date": ("timestamp with time zone", "YES"),
+    "skip_days": ("jsonb", "YES"),
     "created_at": ("timestamp with time zone", "YES"),
     "updated_at": ("timestamp with time zone", "YES"),
 }
-EXTRA_COLUMNS = {
-    "start_date": ("timestamp with time zone", "YES"),
-    "end_date": ("timestamp with time zone", "YES"),
-    "skip_days": ("ARRAY", "YES"),
-}
 
-#: Agenda v6's CREATE TABLE as its backend issues it (an older version: no debounce column).
-NODE_DDL = """
-CREATE TABLE {} (
+#: What @agendajs/postgres-backend 3.0.6 runs on connect (dist/schema.js, verbatim but for the
+#: table name: CREATE TABLE, its three migrations, the four indexes, the trigger). The interop
+#: suite (tests/interop) runs the real package; these tests need no Node.
+NODE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS "{t}" (
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
     name VARCHAR(255) NOT NULL,
     priority INTEGER NOT NULL DEFAULT 0,
     next_run_at TIMESTAMPTZ,
     type VARCHAR(10) NOT NULL DEFAULT 'normal' CHECK (type IN ('normal', 'single')),
-    locked_at TIMESTAMPTZ, last_finished_at TIMESTAMPTZ, failed_at TIMESTAMPTZ,
-    fail_count INTEGER DEFAULT NULL, fail_reason TEXT, repeat_timezone VARCHAR(100),
-    last_run_at TIMESTAMPTZ, repeat_interval VARCHAR(255), data JSONB DEFAULT '{{}}'::jsonb,
-    repeat_at VARCHAR(255), disabled BOOLEAN DEFAULT FALSE, progress REAL,
-    fork BOOLEAN DEFAULT FALSE, last_modified_by VARCHAR(255),
-    created_at TIMESTAMPTZ DEFAULT NOW(), updated_at TIMESTAMPTZ DEFAULT NOW()
-)
+    locked_at TIMESTAMPTZ,
+    last_finished_at TIMESTAMPTZ,
+    failed_at TIMESTAMPTZ,
+    fail_count INTEGER DEFAULT NULL,
+    fail_reason TEXT,
+    repeat_timezone VARCHAR(100),
+    last_run_at TIMESTAMPTZ,
+    repeat_interval VARCHAR(255),
+    data JSONB DEFAULT '{{}}'::jsonb,
+    repeat_at VARCHAR(255),
+    disabled BOOLEAN DEFAULT FALSE,
+    progress REAL,
+    fork BOOLEAN DEFAULT FALSE,
+    last_modified_by VARCHAR(255),
+    debounce_started_at TIMESTAMPTZ,
+    start_date TIMESTAMPTZ,
+    end_date TIMESTAMPTZ,
+    skip_days JSONB,
+    created_at TIMESTAMPTZ DEFAULT NOW(),
+    updated_at TIMESTAMPTZ DEFAULT NOW()
+);
+ALTER TABLE "{t}" ADD COLUMN IF NOT EXISTS start_date TIMESTAMPTZ;
+ALTER TABLE "{t}" ADD COLUMN IF NOT EXISTS end_date TIMESTAMPTZ;
+ALTER TABLE "{t}" ADD COLUMN IF NOT EXISTS skip_days JSONB;
+CREATE INDEX IF NOT EXISTS "{t}_find_and_lock_idx"
+    ON "{t}" (name, next_run_at, priority DESC, locked_at, disabled) WHERE disabled = FALSE;
+CREATE UNIQUE INDEX IF NOT EXISTS "{t}_single_job_idx" ON "{t}" (name) WHERE type = 'single';
+CREATE INDEX IF NOT EXISTS "{t}_locked_at_idx" ON "{t}" (locked_at) WHERE locked_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS "{t}_next_run_at_idx"
+    ON "{t}" (next_run_at) WHERE next_run_at IS NOT NULL;
+CREATE OR REPLACE FUNCTION update_{t}_updated_at()
+RETURNS TRIGGER AS $$
+BEGIN
+    NEW.updated_at = NOW();
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS "{t}_updated_at_trigger" ON "{t}";
+CREATE TRIGGER "{t}_updated_at_trigger"
+BEFORE UPDATE ON "{t}"
+FOR EACH ROW
+EXECUTE FUNCTION update_{t}_updated_at();
 """
-#: How Agenda v6's PostgresJobRepository inserts a plain job.
+#: How @agendajs/postgres-backend 3.0.6 inserts a plain job (PostgresJobRepository.js
+#: insertJob): skipDays as JSON.stringify(array), data as JSON.stringify(data), or NULL when
+#: the job has none.
 NODE_INSERT = """
-INSERT INTO {} (name, priority, next_run_at, type, repeat_timezone, repeat_interval, data,
-                repeat_at, disabled, fork, last_modified_by)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
+INSERT INTO "{t}" (name, priority, next_run_at, type, repeat_timezone, repeat_interval, data,
+                   repeat_at, disabled, fork, last_modified_by, start_date, end_date, skip_days)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
 """
 
 
@@ -157,8 +196,7 @@ async def test_table_columns_and_types_are_agendas(backend: PostgresBackend) -> 
         "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
         "WHERE table_name = %s", (table,)
     )
-    assert {name: (kind, null) for name, kind, null in found} == {**AGENDA_COLUMNS,
-                                                                  **EXTRA_COLUMNS}
+    assert {name: (kind, null) for name, kind, null in found} == AGENDA_COLUMNS
 
 
 async def test_indexes_and_trigger_have_agendas_names(backend: PostgresBackend) -> None:
@@ -218,36 +256,111 @@ async def test_processes_creating_the_schema_together_do_not_collide() -> None:
 # -- sharing the table with Node Agenda v6 -----------------------------------------------------
 
 
+async def run_script(script: str) -> None:
+    """Several statements in one string (no parameters), as Node's backend sends them."""
+    async with await admin() as conn:
+        await conn.execute(script.encode())
+
+
+async def schema_objects(table: str) -> tuple[Any, ...]:
+    """The columns with their types, the indexes and the triggers of ``table``."""
+    columns = await rows("SELECT column_name, udt_name, column_default FROM "
+                         "information_schema.columns WHERE table_name = %s ORDER BY 1", (table,))
+    indexes = await rows("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s "
+                         "ORDER BY 1", (table,))
+    triggers = await rows("SELECT tgname, tgfoid::regproc::text FROM pg_trigger "
+                          "WHERE tgrelid = %s::regclass AND NOT tgisinternal", (table,))
+    return columns, indexes, triggers
+
+
 async def test_a_table_made_by_node_agenda_is_adopted_and_shared() -> None:
     table, _ = unique_names()
-    name = sql.Identifier(table)
-    await rows(sql.SQL(NODE_DDL).format(name))
+    await run_script(NODE_SCHEMA.format(t=table))
+    made_by_node = await schema_objects(table)
     due = utcnow() - timedelta(seconds=5)
-    ((node_id,),) = await rows(
-        sql.SQL(NODE_INSERT).format(name),
-        ("node-job", 10, due, "normal", None, "60000", json.dumps({"from": "node"}), None,
-         False, False, "node-worker"),
-    )
+    insert = NODE_INSERT.format(t=table)
+    ((node_id,),) = await rows(insert, (
+        "node-job", 10, due, "normal", None, "60000", json.dumps({"from": "node"}), None, False,
+        False, "node-worker", None, None, json.dumps([0, 6])))
+    ((bare_id,),) = await rows(insert, (
+        "node-bare", 0, None, "normal", None, None, None, None, False, False, None, None, None,
+        None))
     repository = PostgresJobRepository(connection_string=POSTGRES_URL, table_name=table)
     try:
         await repository.connect()
-        columns = {c for (c,) in await rows(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (table,))}
-        assert set(EXTRA_COLUMNS) | {"debounce_started_at"} <= columns
+        assert await schema_objects(table) == made_by_node  # nothing added, nothing changed
         stored = await repository.get_job_by_id(str(node_id))
         assert stored is not None
-        assert (stored.name, stored.data, stored.repeat_interval) == ("node-job", {"from": "node"},
-                                                                      60000)
+        assert (stored.name, stored.data, stored.repeat_interval, stored.skip_days) == (
+            "node-job", {"from": "node"}, 60000, [0, 6])
+        bare = await repository.get_job_by_id(str(bare_id))
+        assert bare is not None and bare.data is None
         now = utcnow()
         claimed = await repository.get_next_job_to_run("node-job", now, now - timedelta(minutes=10))
         assert claimed is not None and claimed.id == str(node_id)
+        claimed.last_run_at = now
+        await repository.save_job_state(claimed, lock_token=claimed.locked_at)
         ours = await repository.save_job(JobParameters(name="py-job", data={"a": 1},
-                                                       skip_days=[0]))
-        # What Node's rowToJob reads back: its own columns, untouched by our extra ones.
-        ((kind, data, disabled, fork),) = await rows(
-            sql.SQL("SELECT type, data, disabled, fork FROM {} WHERE id = %s").format(name),
-            (ours.id,))
-        assert (kind, data, disabled, fork) == ("normal", {"a": 1}, False, False)
+                                                       skip_days=[0, 6]))
+        empty = await repository.save_job(JobParameters(name="py-job"))
+        # What Node's rowToJob reads back: its own columns in its own encodings.
+        query = sql.SQL("SELECT type, data, disabled, fork, skip_days, jsonb_typeof(skip_days) "
+                        "FROM {} WHERE id = %s").format(sql.Identifier(table))
+        assert await rows(query, (ours.id,)) == [("normal", {"a": 1}, False, False, [0, 6],
+                                                  "array")]
+        assert await rows(query, (empty.id,)) == [("normal", None, False, False, None, None)]
+    finally:
+        await repository.close()
+        await drop_table(table)
+
+
+async def test_a_table_of_agenda_decl_0_1_is_migrated_at_connect(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """agenda-decl 0.1 made skip_days INTEGER[]: the first connect converts it to Node's JSONB,
+    keeping every value, and later connects find nothing to do."""
+    from tests.interop.legacy import make_postgres
+
+    table, _ = unique_names()
+    await make_postgres(table)
+    node_table, _ = unique_names()
+    await run_script(NODE_SCHEMA.format(t=node_table))
+    repository = PostgresJobRepository(connection_string=POSTGRES_URL, table_name=table)
+    try:
+        with caplog.at_level(logging.WARNING, logger="agenda_decl.backends.postgres"):
+            await repository.connect()
+        assert "from INTEGER[] to JSONB" in caplog.text
+        columns, indexes, triggers = await schema_objects(table)
+        node_columns, node_indexes, node_triggers = await schema_objects(node_table)
+        assert columns == node_columns
+        assert [d.replace(table, "T") for _, d in indexes] == [
+            d.replace(node_table, "T") for _, d in node_indexes]
+        assert len(triggers) == len(node_triggers) == 1
+        by_name = {job.name: job for job in (await repository.query_jobs()).jobs}
+        assert by_name["legacy-weekdays"].skip_days == [0, 6]
+        assert by_name["legacy-queued"].skip_days is None
+        query = sql.SQL("SELECT jsonb_typeof(skip_days) FROM {} WHERE name = %s").format(
+            sql.Identifier(table))
+        assert await rows(query, ("legacy-weekdays",)) == [("array",)]
+        caplog.clear()
+        again = PostgresJobRepository(connection_string=POSTGRES_URL, table_name=table)
+        await again.connect()
+        await again.close()
+        assert "INTEGER[]" not in caplog.text
+    finally:
+        await repository.close()
+        await drop_table(table)
+        await drop_table(node_table)
+
+
+async def test_a_table_with_other_column_types_is_refused() -> None:
+    table, _ = unique_names()
+    await run_script(NODE_SCHEMA.format(t=table))
+    await run_script(f'ALTER TABLE "{table}" ALTER COLUMN priority TYPE bigint')
+    repository = PostgresJobRepository(connection_string=POSTGRES_URL, table_name=table)
+    try:
+        with pytest.raises(InvalidOptionError, match="priority is int8, expected int4"):
+            await repository.connect()
     finally:
         await repository.close()
         await drop_table(table)

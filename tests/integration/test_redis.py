@@ -81,7 +81,8 @@ async def test_a_saved_job_is_an_agenda_v6_hash(backend: RedisBackend, client: R
     assert (fields["nextRunAt"], fields["type"], fields["disabled"], fields["fork"]) == (
         format_datetime(when), "normal", "false", "false",
     )
-    assert (fields["lockedAt"], fields["failCount"], fields["repeatInterval"]) == (
+    assert set(fields) == NODE_FIELDS | {"insertOrder"}  # no lockedAt, no noData
+    assert (fields["lockedAtMs"], fields["failCount"], fields["repeatInterval"]) == (
         "null", "null", "null",
     )
     assert (fields["lastModifiedBy"], fields["startDate"], fields["skipDays"]) == (
@@ -123,22 +124,33 @@ async def test_a_shared_client_survives_the_channel(client: Redis) -> None:
     assert await client.ping()
 
 
-# -- jobs written by Node Agenda v6 (no keys of ours) -------------------------------------------
+# -- jobs written by Node Agenda 6.2.6 (no keys of ours) ----------------------------------------
+
+#: The fields of a job hash of @agendajs/redis-backend 3.0.7 (jobToHash in
+#: RedisJobRepository.js): the lock is lockedAtMs alone, there is no lockedAt field.
+NODE_FIELDS = {
+    "id", "name", "priority", "nextRunAt", "type", "lockedAtMs", "lastFinishedAt", "failedAt",
+    "failCount", "failReason", "repeatTimezone", "lastRunAt", "repeatInterval", "data",
+    "repeatAt", "disabled", "progress", "fork", "lastModifiedBy", "debounceStartedAt",
+    "startDate", "endDate", "skipDays", "createdAt", "updatedAt",
+}
 
 
 async def write_agenda_job(client: Redis, backend: RedisBackend, **fields: str) -> str:
-    """A job as Agenda v6's RedisJobRepository inserts it: hash, sets, sorted set; nothing else."""
+    """A job as @agendajs/redis-backend 3.0.7 inserts it (jobToHash, then the sets and the
+    score); nothing else. The interop suite (tests/interop) runs the real package."""
     job_id = str(uuid.uuid4())
     stamp = format_datetime(utcnow())
     values: dict[Any, Any] = {
         "id": job_id, "name": "node-job", "priority": "0", "nextRunAt": "null",
-        "type": "normal", "lockedAt": "null", "lastFinishedAt": "null", "failedAt": "null",
+        "type": "normal", "lockedAtMs": "null", "lastFinishedAt": "null", "failedAt": "null",
         "failCount": "null", "failReason": "null", "repeatTimezone": "null",
         "lastRunAt": "null", "repeatInterval": "null", "data": '{"from":"node"}',
         "repeatAt": "null", "disabled": "false", "progress": "null", "fork": "false",
-        "lastModifiedBy": "null", "debounceStartedAt": "null", "createdAt": stamp,
-        "updatedAt": stamp, **fields,
+        "lastModifiedBy": "null", "debounceStartedAt": "null", "startDate": "null",
+        "endDate": "null", "skipDays": "null", "createdAt": stamp, "updatedAt": stamp, **fields,
     }
+    assert set(values) == NODE_FIELDS
     await client.hset(key(backend, f"job:{job_id}"), mapping=values)
     await client.sadd(key(backend, "jobs:all"), job_id)
     await client.sadd(key(backend, f"jobs:by_name:{values['name']}"), job_id)
@@ -179,7 +191,7 @@ async def test_a_job_written_by_node_agenda_is_found_listed_and_claimed(
     claimed = await claim(backend, "node-job")
     assert claimed is not None and claimed.id == job_id and claimed.locked_at is not None
     fields = await hash_of(client, key(backend, f"job:{job_id}"))
-    assert fields["lockedAt"] != "null" and fields["lockedAtMs"] == str(ms(claimed.locked_at))
+    assert set(fields) == NODE_FIELDS and fields["lockedAtMs"] == str(ms(claimed.locked_at))
     assert await claim(backend, "node-job") is None
 
 
@@ -188,37 +200,120 @@ async def test_a_stale_node_lock_on_a_job_that_is_not_due_is_taken_over(
 ) -> None:
     """A Node worker died mid-run of a one-off job (nextRunAt null, so it is never due)."""
     long_ago = utcnow() - timedelta(hours=1)
-    job_id = await write_agenda_job(client, backend, lockedAt=format_datetime(long_ago),
-                                    lockedAtMs=str(ms(long_ago)))
+    job_id = await write_agenda_job(client, backend, lockedAtMs=str(ms(long_ago)))
     claimed = await claim(backend, "node-job")
     assert claimed is not None and claimed.id == job_id
 
 
 async def test_a_lock_that_node_touched_is_not_stale(backend: RedisBackend, client: Redis) -> None:
-    """Node's touch() rewrites lockedAt but not lockedAtMs: the later of the two counts."""
+    """Node's touch() is a saveJobState that rewrites lockedAtMs (3.0.7 has no other lock
+    field): staleness counts from the touch."""
     claimed_at, touched_at = utcnow() - timedelta(hours=1), utcnow() - timedelta(seconds=5)
-    await write_agenda_job(
-        client, backend, nextRunAt=format_datetime(claimed_at),
-        lockedAt=format_datetime(touched_at), lockedAtMs=str(ms(claimed_at)),
-    )
+    job_id = await write_agenda_job(client, backend, nextRunAt=format_datetime(claimed_at),
+                                    lockedAtMs=str(ms(claimed_at)))
+    await client.hset(key(backend, f"job:{job_id}"), mapping={
+        "lockedAtMs": str(ms(touched_at)), "progress": "50",
+        "updatedAt": format_datetime(touched_at),
+    })
     assert await claim(backend, "node-job", utcnow() - timedelta(minutes=10)) is None
     assert await claim(backend, "node-job", utcnow()) is not None
 
 
-async def test_hashes_with_only_lockedatms_keep_their_form(
-    backend: RedisBackend, client: Redis
-) -> None:
-    """Later Agenda releases write ``lockedAtMs`` alone; such hashes are read and kept so."""
+async def test_locks_are_lockedatms_alone(backend: RedisBackend, client: Redis) -> None:
+    """Claims, state writes and unlocks write lockedAtMs only, as Node 3.0.7 does; a lock
+    Node wrote is seen (no second claim)."""
     job_id = await write_agenda_job(client, backend, nextRunAt=format_datetime(utcnow()))
     job_key = key(backend, f"job:{job_id}")
-    await client.hdel(job_key, "lockedAt")
     claimed = await claim(backend, "node-job")
     assert claimed is not None and claimed.locked_at is not None
-    assert not await client.hexists(job_key, "lockedAt")
+    assert set(await hash_of(client, job_key)) == NODE_FIELDS
     assert await claim(backend, "node-job") is None
     await backend.repository.unlock_jobs([job_id])
     assert await client.hget(job_key, "lockedAtMs") == "null"
-    assert not await client.hexists(job_key, "lockedAt")
+    ours = await backend.repository.save_job(
+        JobParameters(name="mine", next_run_at=utcnow(), data={"k": 1}))
+    await client.hset(key(backend, f"job:{ours.id}"), "lockedAtMs", str(ms(utcnow())))  # Node's
+    assert await claim(backend, "mine") is None
+    stored = await backend.repository.get_job_by_id(str(ours.id))
+    assert stored is not None and stored.locked_at is not None
+    assert set(await hash_of(client, key(backend, f"job:{ours.id}"))) == NODE_FIELDS | {
+        "insertOrder"}
+
+
+# -- jobs without data --------------------------------------------------------------------------
+
+
+async def test_a_job_without_data_is_stored_as_node_stores_it(
+    backend: RedisBackend, client: Redis
+) -> None:
+    """'{}' as Node writes it (its unique scan parses every job's data as an object), and
+    read back as no data, as in every other store; Node's own '{}' stays an empty object."""
+    repo = backend.repository
+    bare = await repo.save_job(JobParameters(name="bare", next_run_at=utcnow()))
+    empty = await repo.save_job(JobParameters(name="bare", data={}, next_run_at=utcnow()))
+    node_id = await write_agenda_job(client, backend, name="bare", data="{}")
+    assert bare.data is None and empty.data == {}
+    bare_hash = await hash_of(client, key(backend, f"job:{bare.id}"))
+    assert (bare_hash["data"], bare_hash["noData"]) == ("{}", "true")
+    assert "noData" not in await hash_of(client, key(backend, f"job:{empty.id}"))
+    listed = (await repo.query_jobs(JobsQueryOptions(name="bare"))).jobs
+    by_id = {job.id: job.data for job in listed}
+    assert by_id == {bare.id: None, empty.id: {}, node_id: {}}
+    assert {job.id for job in (await repo.query_jobs(JobsQueryOptions(data={}))).jobs} == {
+        empty.id, node_id}
+    bare.data = {"now": "some"}
+    await repo.save_job(bare)
+    assert "noData" not in await hash_of(client, key(backend, f"job:{bare.id}"))
+    reloaded = await repo.get_job_by_id(str(bare.id))
+    assert reloaded is not None and reloaded.data == {"now": "some"}
+
+
+# -- hashes of agenda-decl 0.1 ------------------------------------------------------------------
+
+
+async def test_connect_heals_the_hashes_of_agenda_decl_0_1(client: Redis) -> None:
+    """0.1 wrote an ISO lockedAt next to lockedAtMs (and judged locks by it) and data 'null'
+    for no data. Connect drops lockedAt, carries it into lockedAtMs only where that field is
+    missing, stores no data as '{}' + noData, once per prefix."""
+    prefix = f"agenda-test:{uuid.uuid4().hex}:"
+    made = RedisBackend(connection_string=REDIS_URL, key_prefix=prefix)
+    long_ago = utcnow() - timedelta(hours=1)
+    legacy = {
+        # locked by 0.1 (both fields alike)
+        "locked": {"lockedAt": format_datetime(long_ago), "lockedAtMs": str(ms(long_ago))},
+        # 0.1 claimed it, then Node 3.x (lockedAtMs only) ran it and unlocked it
+        "finished": {"lockedAt": format_datetime(long_ago), "lockedAtMs": "null"},
+        # a lock from before lockedAtMs existed
+        "old-lock": {"lockedAt": format_datetime(long_ago)},
+        "idle": {"lockedAt": "null", "lockedAtMs": "null", "data": "null"},
+    }
+    try:
+        await made.connect()  # an empty prefix: nothing to heal
+        ids = {}
+        for name, fields in legacy.items():
+            ids[name] = await write_agenda_job(client, made, name=name)
+            await client.hset(key(made, f"job:{ids[name]}"), mapping=fields)
+            if "lockedAtMs" not in fields:
+                await client.hdel(key(made, f"job:{ids[name]}"), "lockedAtMs")
+        await client.delete(key(made, "decl:layout"))
+        again = RedisBackend(connection_string=REDIS_URL, key_prefix=prefix)
+        await again.connect()
+        await again.disconnect()
+        hashes = {name: await hash_of(client, key(made, f"job:{job_id}"))
+                  for name, job_id in ids.items()}
+        assert all("lockedAt" not in fields for fields in hashes.values())
+        assert hashes["locked"]["lockedAtMs"] == str(ms(long_ago))
+        assert hashes["finished"]["lockedAtMs"] == "null"
+        assert hashes["old-lock"]["lockedAtMs"] == str(ms(long_ago))
+        assert (hashes["idle"]["data"], hashes["idle"]["noData"]) == ("{}", "true")
+        idle = await made.repository.get_job_by_id(ids["idle"])
+        assert idle is not None and idle.data is None and idle.locked_at is None
+        finished = await made.repository.get_job_by_id(ids["finished"])
+        assert finished is not None and finished.locked_at is None
+        assert await client.get(key(made, "decl:layout")) is not None
+    finally:
+        await made.disconnect()
+        await redis_backends.delete_keys(client, prefix)
 
 
 # -- lock staleness on the Redis clock --------------------------------------------------------

@@ -127,11 +127,18 @@ def fence_filter(lock_token: datetime | None) -> Document:
 
 
 def job_from_mongo(document: Mapping[str, Any]) -> JobParameters[Any]:
-    """A stored document (ours or Node Agenda's) as job parameters; the id is the hex string."""
+    """A stored document (ours or Node Agenda's) as job parameters; the id is the hex string.
+
+    Node stores a JavaScript number that is not an int32 as a BSON double, so ``every(30
+    days in ms)`` from Node has ``repeatInterval: 2592000000.0``: an integral double reads back
+    as the int it is (``repeat_interval`` is text or whole milliseconds)."""
     values = {key: value for key, value in document.items() if key != "_id"}
     values["id"] = str(document["_id"])
     values.pop("unique", None)
     values.pop("uniqueOpts", None)
+    interval = values.get("repeatInterval")
+    if isinstance(interval, float) and interval.is_integer():
+        values["repeatInterval"] = int(interval)
     return job_from_document(values)
 
 

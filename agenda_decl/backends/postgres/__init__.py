@@ -1,10 +1,11 @@
 """PostgreSQL storage and LISTEN/NOTIFY notifications, sharing Agenda v6's table and channels.
 
-A Node Agenda v6 process and agenda-decl workers can share one table and one channel: the
-table, columns, indexes, trigger, channel names and JSON payloads are Agenda's. Three nullable
-columns are added to the table (``start_date``, ``end_date``, ``skip_days``); Node ignores
-them. The repository and its SQL are here; the channel is ``notifications.postgres`` and the
-connection plumbing both share is ``connectors.postgres``.
+A Node Agenda 6.2.6 process (@agendajs/postgres-backend 3.0.6) and agenda-decl workers can
+share one table and one channel, whichever side creates the table: the table, its columns and
+their types, indexes, trigger, channel names and JSON payloads are exactly Node's. A table of
+agenda-decl 0.1 (``skip_days INTEGER[]``) is migrated to Node's ``JSONB`` at connect. The
+repository and its SQL are here; the channel is ``notifications.postgres`` and the connection
+plumbing both share is ``connectors.postgres``.
 
     backend = PostgresBackend(connection_string="postgresql://app@db/jobs")
     agenda = Agenda(backend=backend)

@@ -9,6 +9,7 @@ parameter (``%(name)s`` or ``%s``).
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -220,11 +221,35 @@ async def fetch(conn: psycopg.AsyncConnection[Any], statement: Any, params: Any)
         return await cursor.fetchall() if cursor.description else []
 
 
+#: Every column of the table @agendajs/postgres-backend 3.0.6 creates, with its type as
+#: ``pg_type.typname`` (information_schema's ``udt_name``).
+COLUMN_TYPES: dict[str, str] = {
+    "id": "uuid", "name": "varchar", "priority": "int4", "next_run_at": "timestamptz",
+    "type": "varchar", "locked_at": "timestamptz", "last_finished_at": "timestamptz",
+    "failed_at": "timestamptz", "fail_count": "int4", "fail_reason": "text",
+    "repeat_timezone": "varchar", "last_run_at": "timestamptz", "repeat_interval": "varchar",
+    "data": "jsonb", "repeat_at": "varchar", "disabled": "bool", "progress": "float4",
+    "fork": "bool", "last_modified_by": "varchar", "debounce_started_at": "timestamptz",
+    "start_date": "timestamptz", "end_date": "timestamptz", "skip_days": "jsonb",
+    "created_at": "timestamptz", "updated_at": "timestamptz",
+}
+#: The columns ``add_columns`` adds to a table of an earlier release.
+ADDED_COLUMNS = ("debounce_started_at", "start_date", "end_date", "skip_days")
+#: ``skip_days`` as agenda-decl 0.1 made it (INTEGER[]); ``migrate_skip_days`` converts it.
+LEGACY_SKIP_DAYS = "_int4"
+
+log = logging.getLogger("agenda_decl.backends.postgres")
+
+
 async def create_schema(conn: psycopg.AsyncConnection[Any], table: str) -> None:
-    """Create what is missing of Agenda's table, indexes and trigger (plus our columns).
+    """Create what is missing of Agenda's table, indexes and trigger, migrate a table made by
+    agenda-decl 0.1 (``skip_days`` INTEGER[] becomes JSONB), and refuse a table whose
+    columns have other types than Node's.
 
     Only missing objects are created: ``CREATE INDEX IF NOT EXISTS`` and ``ALTER TABLE`` take
     table locks even when there is nothing to do, and workers (Node ones too) may be busy.
+    Everything runs in one transaction under an advisory lock, so processes that connect
+    together do it once.
     """
     name = sql.Identifier(table)
     trigger = f"{table}_updated_at_trigger"
@@ -234,8 +259,14 @@ async def create_schema(conn: psycopg.AsyncConnection[Any], table: str) -> None:
         found = await _existing(conn, name.as_string(conn), trigger)
         if not found["has_table"]:
             await conn.execute(render("create_table", table=name))
-        if not {"debounce_started_at", "start_date", "end_date", "skip_days"} <= found["columns"]:
+        elif not set(ADDED_COLUMNS) <= set(found["columns"]):
             await conn.execute(render("add_columns", table=name))
+        if found["columns"].get("skip_days") == LEGACY_SKIP_DAYS:
+            log.warning("migrating %s.skip_days from INTEGER[] to JSONB, as Node Agenda stores "
+                        "it (this rewrites the table under an exclusive lock)", table)
+            await conn.execute(render("migrate_skip_days", table=name))
+        found = await _existing(conn, name.as_string(conn), trigger)
+        check_column_types(table, found["columns"])
         for suffix in INDEX_SUFFIXES:
             if table + suffix not in found["indexes"]:
                 index = sql.Identifier(table + suffix)
@@ -246,16 +277,38 @@ async def create_schema(conn: psycopg.AsyncConnection[Any], table: str) -> None:
                                         trigger=sql.Identifier(trigger)))
 
 
+def check_column_types(table: str, columns: Mapping[str, str]) -> None:
+    """Raise when a column of Node's table is missing or of another type: every statement
+    here, and Node's, binds Node's types (a wrong one fails only later, write by write)."""
+    wrong = [
+        f"{column} is {columns.get(column, 'missing')}, expected {kind}"
+        for column, kind in COLUMN_TYPES.items()
+        if columns.get(column) != kind
+    ]
+    if wrong:
+        raise InvalidOptionError(
+            f"table {table!r} is not the one Node Agenda's PostgreSQL backend creates: "
+            + "; ".join(wrong)
+        )
+
+
 async def _existing(conn: psycopg.AsyncConnection[Any], table: str, trigger: str) -> Row:
     rows = await fetch(conn, STATEMENTS["existing_schema"], {"table": table, "trigger": trigger})
     found = rows[0]
-    return {**found, "columns": set(found["columns"]), "indexes": set(found["indexes"])}
+    return {**found, "columns": dict(found["columns"]), "indexes": set(found["indexes"])}
 
 
 # -- parameters ---------------------------------------------------------------------------------
 
 
+def _skip_days(days: Sequence[int] | None) -> str | None:
+    """``skip_days`` as Node stores it: a JSON array (bound as ``::jsonb``), or NULL."""
+    return None if days is None else json.dumps(list(days), separators=(",", ":"))
+
+
 def save_values(job: JobParameters[Any], data: str, last_modified_by: str | None) -> Row:
+    """The parameters of the save statements. A job without data stores SQL NULL, as Node
+    does for ``data: undefined`` (both read back as no data)."""
     interval = job.repeat_interval
     return {
         "name": job.name,
@@ -264,7 +317,7 @@ def save_values(job: JobParameters[Any], data: str, last_modified_by: str | None
         "type": job.type,
         "repeat_timezone": job.repeat_timezone,
         "repeat_interval": None if interval is None else str(interval),
-        "data": data,
+        "data": None if job.data is None else data,
         "repeat_at": job.repeat_at,
         "disabled": bool(job.disabled),
         "fork": bool(job.fork),
@@ -272,7 +325,7 @@ def save_values(job: JobParameters[Any], data: str, last_modified_by: str | None
         "debounce_started_at": job.debounce_started_at,
         "start_date": job.start_date,
         "end_date": job.end_date,
-        "skip_days": None if job.skip_days is None else list(job.skip_days),
+        "skip_days": _skip_days(job.skip_days),
     }
 
 
@@ -305,7 +358,7 @@ def _timing_values(job: JobParameters[Any]) -> Row:
         "repeat_timezone": job.repeat_timezone,
         "start_date": job.start_date,
         "end_date": job.end_date,
-        "skip_days": None if job.skip_days is None else list(job.skip_days),
+        "skip_days": _skip_days(job.skip_days),
     }
 
 
@@ -313,8 +366,6 @@ def insert_columns(batch: Sequence[Row], ids: Sequence[uuid.UUID]) -> Row:
     """``INSERT_MANY`` parameters: one array per column, rows in ``batch`` order."""
     columns: Row = {name: [values[name] for values in batch] for name in batch[0]}
     columns["id"] = list(ids)
-    columns["skip_days"] = [None if days is None else json.dumps(days)
-                            for days in columns["skip_days"]]
     return columns
 
 
@@ -344,6 +395,5 @@ def states_columns(
         "repeat_timezone": [job.repeat_timezone for job in values],
         "start_date": [job.start_date for job in values],
         "end_date": [job.end_date for job in values],
-        "skip_days": [None if job.skip_days is None else json.dumps(list(job.skip_days))
-                      for job in values],
+        "skip_days": [_skip_days(job.skip_days) for job in values],
     }

@@ -1,10 +1,9 @@
 -- The SQL of the PostgreSQL store, one named block per statement (read by ``queries.py``).
 --
 -- The table, its columns and types, its four indexes and its updated_at trigger are exactly
--- those of Agenda v6's PostgreSQL backend, so a Node Agenda v6 process can share the table.
--- Three nullable columns are added (start_date, end_date, skip_days): Agenda's table has
--- none, Node ignores columns it does not know, and without them a recurring job would lose
--- its date constraints each time it is read back (as it does in Agenda).
+-- those @agendajs/postgres-backend 3.0.6 creates (its schema.js), so a Node Agenda 6.2.6
+-- process can share the table whichever side creates it. skip_days is JSONB (a JSON array
+-- of weekday numbers), as Node writes it.
 --
 -- {table} (and, in the schema, {index}, {trigger}, {function}) are psycopg.sql.Identifier
 -- placeholders; {state} is the state_case block; {where}, {state_filter}, {order} and
@@ -34,18 +33,28 @@ CREATE TABLE IF NOT EXISTS {table} (
     fork BOOLEAN DEFAULT FALSE,
     last_modified_by VARCHAR(255),
     debounce_started_at TIMESTAMPTZ,
+    start_date TIMESTAMPTZ,
+    end_date TIMESTAMPTZ,
+    skip_days JSONB,
     created_at TIMESTAMPTZ DEFAULT NOW(),
     updated_at TIMESTAMPTZ DEFAULT NOW()
 )
 
 -- add_columns --
--- Columns Agenda's table lacks (older Agenda tables also lack debounce_started_at).
--- Nullable and without defaults, so adding them to a large table is instant.
+-- The columns tables of earlier Agenda releases lack: Node's own migrations (start_date,
+-- end_date, skip_days), plus debounce_started_at. Nullable and without defaults, so adding
+-- them to a large table is instant.
 ALTER TABLE {table}
     ADD COLUMN IF NOT EXISTS debounce_started_at TIMESTAMPTZ,
     ADD COLUMN IF NOT EXISTS start_date TIMESTAMPTZ,
     ADD COLUMN IF NOT EXISTS end_date TIMESTAMPTZ,
-    ADD COLUMN IF NOT EXISTS skip_days INTEGER[]
+    ADD COLUMN IF NOT EXISTS skip_days JSONB
+
+-- migrate_skip_days --
+-- agenda-decl 0.1 made skip_days INTEGER[]; Node writes and reads JSONB. The conversion
+-- keeps every value (an array becomes the same JSON array, NULL stays NULL) but rewrites the
+-- table under an ACCESS EXCLUSIVE lock: nothing reads or writes it meanwhile.
+ALTER TABLE {table} ALTER COLUMN skip_days TYPE jsonb USING to_jsonb(skip_days)
 
 -- create_find_and_lock_idx --
 -- The indexes are spelled as Agenda writes them; the claim repeats the disabled = FALSE
@@ -72,12 +81,15 @@ END;
 $$ LANGUAGE plpgsql
 
 -- existing_schema --
--- What of the schema exists already. Agenda re-runs every DDL statement (and drops and
--- re-creates the trigger) on each connect, which takes table locks and races between
--- processes starting together; we create only what is missing.
+-- What of the schema exists already, each column with its type (pg_type.typname, what
+-- information_schema calls udt_name: 'jsonb', '_int4' for integer[]). Agenda re-runs every
+-- DDL statement (and drops and re-creates the trigger) on each connect, which takes table
+-- locks and races between processes starting together; we create only what is missing.
 SELECT to_regclass(%(table)s) IS NOT NULL AS has_table,
-    ARRAY(SELECT attname::text FROM pg_attribute
-          WHERE attrelid = to_regclass(%(table)s) AND attnum > 0 AND NOT attisdropped) AS columns,
+    COALESCE((SELECT jsonb_object_agg(a.attname, t.typname)
+              FROM pg_attribute AS a JOIN pg_type AS t ON t.oid = a.atttypid
+              WHERE a.attrelid = to_regclass(%(table)s) AND a.attnum > 0
+                AND NOT a.attisdropped), '{}'::jsonb) AS columns,
     ARRAY(SELECT c.relname::text FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
           WHERE i.indrelid = to_regclass(%(table)s)) AS indexes,
     EXISTS(SELECT 1 FROM pg_trigger
@@ -127,22 +139,20 @@ INSERT INTO {table} (
     %(name)s, %(priority)s, %(next_run_at)s::timestamptz, %(type)s, %(repeat_timezone)s,
     %(repeat_interval)s, %(data)s::jsonb, %(repeat_at)s, %(disabled)s, %(fork)s,
     %(last_modified_by)s, %(debounce_started_at)s::timestamptz, %(start_date)s::timestamptz,
-    %(end_date)s::timestamptz, %(skip_days)s::integer[]
+    %(end_date)s::timestamptz, %(skip_days)s::jsonb
 ) RETURNING *
 
 -- insert_many --
 -- Plain inserts requested together, as one statement. The caller chooses the ids (random
 -- UUIDs, as gen_random_uuid() would, handed out in ascending order so that the
 -- created_at, id tie-break keeps the batch's order) and matches RETURNING rows by id.
--- skip_days travels as JSON: unnest cannot take an array of arrays of different lengths.
 INSERT INTO {table} (
     id, name, priority, next_run_at, type, repeat_timezone, repeat_interval, data, repeat_at,
     disabled, fork, last_modified_by, debounce_started_at, start_date, end_date, skip_days
 )
 SELECT id, name, priority, next_run_at, type, repeat_timezone, repeat_interval, data,
     repeat_at, disabled, fork, last_modified_by, debounce_started_at, start_date, end_date,
-    CASE WHEN skip_days IS NULL THEN NULL
-         ELSE ARRAY(SELECT jsonb_array_elements_text(skip_days)::integer) END
+    skip_days
 FROM unnest(
     %(id)b::uuid[], %(name)b::text[], %(priority)b::integer[], %(next_run_at)b::timestamptz[],
     %(type)b::text[], %(repeat_timezone)b::text[], %(repeat_interval)b::text[],
@@ -162,7 +172,7 @@ UPDATE {table} SET
     disabled = %(disabled)s, fork = %(fork)s, last_modified_by = %(last_modified_by)s,
     debounce_started_at = %(debounce_started_at)s::timestamptz,
     start_date = %(start_date)s::timestamptz, end_date = %(end_date)s::timestamptz,
-    skip_days = %(skip_days)s::integer[]
+    skip_days = %(skip_days)s::jsonb
 WHERE id = %(id)s AND name = %(match_name)s
 RETURNING *
 
@@ -178,7 +188,7 @@ INSERT INTO {table} AS stored (
     %(name)s, %(priority)s, %(next_run_at)s::timestamptz, %(type)s, %(repeat_timezone)s,
     %(repeat_interval)s, %(data)s::jsonb, %(repeat_at)s, %(disabled)s, %(fork)s,
     %(last_modified_by)s, %(debounce_started_at)s::timestamptz, %(start_date)s::timestamptz,
-    %(end_date)s::timestamptz, %(skip_days)s::integer[]
+    %(end_date)s::timestamptz, %(skip_days)s::jsonb
 )
 ON CONFLICT (name) WHERE type = 'single' DO UPDATE SET
     priority = EXCLUDED.priority, type = EXCLUDED.type,
@@ -225,7 +235,7 @@ UPDATE {table} SET
             AND repeat_timezone IS NOT DISTINCT FROM %(repeat_timezone)s::text
             AND start_date IS NOT DISTINCT FROM %(start_date)s::timestamptz
             AND end_date IS NOT DISTINCT FROM %(end_date)s::timestamptz
-            AND skip_days IS NOT DISTINCT FROM %(skip_days)s::integer[]
+            AND skip_days IS NOT DISTINCT FROM %(skip_days)s::jsonb
         THEN %(next_run_at)s::timestamptz ELSE next_run_at END,
     last_run_at = %(last_run_at)s,
     progress = %(progress)s, fail_reason = %(fail_reason)s, fail_count = %(fail_count)s,
@@ -238,8 +248,7 @@ WHERE id = %(id)s AND name = %(name)s
 -- update_states --
 -- save_job_states: the state fields of many jobs in one statement (one array per column,
 -- one element per job, sent binary). RETURNING tells which jobs were written (the others are
--- gone or fenced out: lock_token as in update_state). next_run_at as in update_state;
--- skip_days travels as JSON (see insert_many).
+-- gone or fenced out: lock_token as in update_state). next_run_at as in update_state.
 UPDATE {table} AS t SET
     locked_at = v.locked_at,
     next_run_at = CASE
@@ -248,7 +257,7 @@ UPDATE {table} AS t SET
             AND t.repeat_timezone IS NOT DISTINCT FROM v.repeat_timezone
             AND t.start_date IS NOT DISTINCT FROM v.start_date
             AND t.end_date IS NOT DISTINCT FROM v.end_date
-            AND to_jsonb(t.skip_days) IS NOT DISTINCT FROM v.skip_days
+            AND t.skip_days IS NOT DISTINCT FROM v.skip_days
         THEN v.next_run_at ELSE t.next_run_at END,
     last_run_at = v.last_run_at,
     progress = v.progress, fail_reason = v.fail_reason, fail_count = v.fail_count,

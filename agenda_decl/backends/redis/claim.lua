@@ -40,10 +40,10 @@ if sweep > 0 and redis.call('SET', gate, '1', 'PX', 1000, 'NX') then
 end
 
 local chosen, seen = {}, {}
-local function details(id, f)
+local function details(id)
   local g = redis.call('HMGET', job_key(id), 'nextRunAt', 'priority', 'createdAt', 'insertOrder')
   return {id = id, next_ms = iso_ms(g[1]), priority = tonumber(g[2]) or 0,
-    created = g[3] or '', seq = tonumber(g[4]) or 0, has_locked_at = f[3] ~= false}
+    created = g[3] or '', seq = tonumber(g[4]) or 0}
 end
 local function choose(job)
   if seen[job.id] then return false end
@@ -60,7 +60,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', locked_set, '-inf', deadline)) d
   elseif not stale(f[3], f[4], deadline) then
     redis.call('ZADD', locked_set, lock_time(f[3], f[4]), id)  -- touched since
   elseif f[2] ~= 'true' then
-    choose(details(id, f))
+    choose(details(id))
   end
 end
 
@@ -78,10 +78,10 @@ while rank < total do
     if f[1] == name and f[2] ~= 'true' then
       local job = nil
       if not is_locked(f[3], f[4]) then
-        job = details(id, f)
+        job = details(id)
         if not (job.next_ms and job.next_ms <= scan_ms) then job = nil end
       elseif stale(f[3], f[4], deadline) then
-        job = details(id, f)
+        job = details(id)
       end
       if job and choose(job) then found, last_ms = found + 1, ms end
     end
@@ -104,7 +104,7 @@ local now_iso, claimed = ms_iso(now), {}
 for i = 1, math.min(limit, #chosen) do
   local job = chosen[i]
   local key = job_key(job.id)
-  write_lock(key, job.has_locked_at, now)
+  write_lock(key, now)
   redis.call('HSET', key, 'lastModifiedBy', by, 'updatedAt', now_iso)
   redis.call('ZADD', locked_set, now, job.id)
   table.insert(claimed, hash_of(job.id))
@@ -119,7 +119,7 @@ local key = job_key(id)
 local f = redis.call('HMGET', key, 'name', 'disabled', 'lockedAt', 'lockedAtMs', 'nextRunAt')
 if f[1] ~= name or f[2] == 'true' or is_locked(f[3], f[4]) then return nil end
 if iso_ms(f[5]) ~= expected then return nil end
-write_lock(key, f[3] ~= false, now)
+write_lock(key, now)
 redis.call('HSET', key, 'lastModifiedBy', ARGV[6], 'updatedAt', ms_iso(now))
 redis.call('ZADD', locked_key(name), now, id)
 return hash_of(id)
@@ -128,9 +128,9 @@ return hash_of(id)
 -- ARGV: prefix, '1' to keep the lock of a job without nextRunAt ('0' = always), ids...
 for i = 3, #ARGV do
   local id = ARGV[i]
-  local f = redis.call('HMGET', job_key(id), 'name', 'lockedAt', 'nextRunAt')
-  if f[1] and (ARGV[2] == '0' or present(f[3])) then
-    write_lock(job_key(id), f[2] ~= false, nil)
+  local f = redis.call('HMGET', job_key(id), 'name', 'nextRunAt')
+  if f[1] and (ARGV[2] == '0' or present(f[2])) then
+    write_lock(job_key(id), nil)
     redis.call('ZREM', locked_key(f[1]), id)
   end
 end

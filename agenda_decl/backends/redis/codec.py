@@ -1,9 +1,11 @@
-"""Agenda v6's Redis job hash, both ways: every value a string, ``'null'`` for absent.
+"""The Redis job hash of @agendajs/redis-backend 3.0.7 (Node Agenda 6.2.6), both ways: every
+value a string, ``'null'`` for absent.
 
-Field names and encodings are Agenda's (ISO dates, ``'true'``/``'false'``, data as JSON text);
-``startDate``, ``endDate`` and ``skipDays`` (JSON) are our additions, which Node ignores. JSON
-values that go to the Lua side are tagged (``{"o": ...}``, ``{"a": ...}``, ``{"s": ...}``) because
-Redis's cjson reads ``{}`` and ``[]`` alike.
+Field names and encodings are Node's (ISO dates, ``'true'``/``'false'``, data as JSON text,
+``skipDays`` as a JSON array, the lock as ``lockedAtMs``). A job without data is stored as
+Node stores it, ``data = '{}'``, plus our field ``noData = 'true'``, which makes it read back
+as ``None`` (see ``scripts``). JSON values that go to the Lua side are tagged (``{"o": ...}``,
+``{"a": ...}``, ``{"s": ...}``) because Redis's cjson reads ``{}`` and ``[]`` alike.
 """
 
 from __future__ import annotations
@@ -68,13 +70,20 @@ def encode_json(value: Any) -> str:
         raise InvalidOptionError(f"not JSON: {error}") from None
 
 
+#: The stored data of a job without data: Node's ``JSON.stringify(data ?? {})``.
+NO_DATA = "{}"
+
+
 def job_fields(job: JobParameters[Any], data: str, by: str | None) -> list[str]:
-    """Every field ``save_job`` writes (never the processor's), as hash field/value pairs."""
+    """Every field ``save_job`` writes (never the processor's), as hash field/value pairs;
+    ``data`` is the job's data as JSON text. The save scripts add ``noData`` when the job has
+    none (``save_options``)."""
     skip_days = NULL if job.skip_days is None else encode_json(job.skip_days)
     values = {
         "name": job.name, "priority": str(job.priority), "nextRunAt": _iso(job.next_run_at),
         "type": job.type, "repeatTimezone": str_or_null(job.repeat_timezone),
-        "repeatInterval": str_or_null(job.repeat_interval), "data": data,
+        "repeatInterval": str_or_null(job.repeat_interval),
+        "data": NO_DATA if job.data is None else data,
         "repeatAt": str_or_null(job.repeat_at), "disabled": _flag(job.disabled),
         "fork": _flag(job.fork), "lastModifiedBy": str_or_null(by),
         "debounceStartedAt": _iso(job.debounce_started_at), "startDate": _iso(job.start_date),
@@ -207,13 +216,17 @@ def _int(value: str | None) -> int | None:
 
 
 def _locked_at(fields: Mapping[str, str | None]) -> datetime | None:
-    if fields.get("lockedAt") is not None:  # else a hash of a later Agenda: lockedAtMs only
+    """``lockedAtMs``, the lock field; the ISO ``lockedAt`` only of a hash that has no
+    ``lockedAtMs`` field at all (written before it existed, not healed yet)."""
+    if fields.get("lockedAtMs") is None:
         return _date(fields, "lockedAt")
     millis = _int(_value(fields, "lockedAtMs"))
     return None if millis is None else EPOCH + timedelta(milliseconds=millis)
 
 
 def _data(fields: Mapping[str, str | None]) -> Any:
+    if fields.get("noData") == "true" and fields.get("data") == NO_DATA:
+        return None
     text = fields.get("data") or "{}"
     try:
         return json.loads(text)

@@ -83,29 +83,31 @@ local function score(next_ms, priority)
   return next_ms + (100 - math.min(math.max(priority, 0), 99)) / 1000
 end
 
--- Agenda v6 marks a lock with lockedAt; a hash without that field (written by a later
--- Agenda release) with lockedAtMs
+-- The lock is lockedAtMs (epoch ms as a decimal string, 'null' when unlocked), the only
+-- lock field of @agendajs/redis-backend 3.0.7, read and written alone. A hash that has no
+-- lockedAtMs field at all (from before that field) is judged by its ISO lockedAt instead;
+-- connect heals such hashes (the heal block of save.lua), and every lock write drops lockedAt.
+-- HMGET gives false for a missing field.
 local function is_locked(locked_at, locked_at_ms)
-  if locked_at == false then return present(locked_at_ms) end
-  return present(locked_at) and true or false
+  if locked_at_ms == false then return present(locked_at) and true or false end
+  return present(locked_at_ms) and true or false
 end
 
--- the lock time: the later of lockedAt (which every touch rewrites) and lockedAtMs
+-- the lock time in ms (0 when unlocked or unreadable)
 local function lock_time(locked_at, locked_at_ms)
-  return math.max(iso_ms(locked_at) or 0, tonumber(locked_at_ms) or 0)
+  if locked_at_ms == false then return iso_ms(locked_at) or 0 end
+  return tonumber(locked_at_ms) or 0
 end
 
--- lock_time(...) <= deadline, parsing lockedAt only when lockedAtMs does not settle it
 local function stale(locked_at, locked_at_ms, deadline)
-  if (tonumber(locked_at_ms) or 0) > deadline then return false end
-  return (iso_ms(locked_at) or 0) <= deadline
+  return lock_time(locked_at, locked_at_ms) <= deadline
 end
 
-local function write_lock(key, has_locked_at, ms)
-  local iso, text = 'null', 'null'
-  if ms then iso, text = ms_iso(ms), fmt_int(ms) end
-  if has_locked_at then redis.call('HSET', key, 'lockedAt', iso) end
+local function write_lock(key, ms)
+  local text = 'null'
+  if ms then text = fmt_int(ms) end
   redis.call('HSET', key, 'lockedAtMs', text)
+  redis.call('HDEL', key, 'lockedAt')
 end
 
 local function job_key(id) return P .. 'job:' .. id end
@@ -119,11 +121,12 @@ local function before(a, b)
 end
 
 -- the hash fields a job is read from, in the order the scripts return them (HMGET); the
--- same list as scripts.JOB_FIELDS on the Python side
+-- same list as scripts.JOB_FIELDS on the Python side (lockedAt only for hashes not healed
+-- yet; noData is ours, see decode_data)
 local JOB_FIELDS = {'id', 'name', 'priority', 'nextRunAt', 'type', 'lockedAt', 'lockedAtMs',
   'lastFinishedAt', 'failedAt', 'failCount', 'failReason', 'repeatTimezone', 'lastRunAt',
   'repeatInterval', 'data', 'repeatAt', 'disabled', 'progress', 'fork', 'lastModifiedBy',
-  'debounceStartedAt', 'startDate', 'endDate', 'skipDays'}
+  'debounceStartedAt', 'startDate', 'endDate', 'skipDays', 'noData'}
 local function hash_of(id) return redis.call('HMGET', job_key(id), unpack(JOB_FIELDS)) end
 
 -- JSON values from Python are tagged: {o = object}, {a = array} or {s = scalar}, so that an
@@ -178,7 +181,13 @@ local function equals(h, n)
   return same_scalar(h, n.s)
 end
 
-local function decode_data(text)
+-- A job saved without data stores '{}', as Node does (its unique scan reads every job's
+-- data as an object), and our field noData = 'true' says that this '{}' is no data: the job
+-- reads back as null, as in every other store. A '{}' without it (Node's) is an empty object.
+local function is_no_data(text, no_data) return no_data == 'true' and text == '{}' end
+
+local function decode_data(text, no_data)
+  if is_no_data(text, no_data) then return cjson.null end
   local ok, value = pcall(cjson.decode, text or '{}')
   if ok then return value end
   return nil

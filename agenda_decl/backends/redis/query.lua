@@ -41,7 +41,8 @@ for _, id in ipairs(candidate_ids(spec)) do
   local name = redis.call('HGET', key, 'name')
   local ok = name and (not names or names[name]) and not (not_names and not_names[name])
   if ok and spec.data then
-    local data = decode_data(redis.call('HGET', key, 'data'))
+    local g = redis.call('HMGET', key, 'data', 'noData')
+    local data = decode_data(g[1], g[2])
     ok = data ~= nil and contains(data, spec.data)
   end
   if ok then
@@ -85,9 +86,11 @@ for _, id in ipairs(candidate_ids(spec)) do
     local wanted = spec.state == nil or (spec.state == 'paused' and j.disabled)
       or j.state == spec.state
     if wanted and need_data then
-      j.data = redis.call('HGET', key, 'data') or '{}'
+      local g = redis.call('HMGET', key, 'data', 'noData')
+      -- a job without data sorts with the missing values (last), as in the SQL stores
+      if not is_no_data(g[1], g[2]) then j.data = g[1] or '{}' end
       if spec.data then
-        local data = decode_data(j.data)
+        local data = decode_data(g[1], g[2])
         wanted = data ~= nil and contains(data, spec.data)
       end
     end

@@ -35,6 +35,10 @@ log = logging.getLogger("agenda_decl.backends.redis")
 
 #: Members of ``jobs:by_name:{name}`` each claim looks at for locks written by Node Agenda.
 SWEEP_COUNT = 100
+#: Job hashes the connect-time heal reads per script call.
+HEAL_COUNT = 500
+#: The value of ``decl:layout`` once every job of the prefix is in this layout.
+LAYOUT = "agendajs-redis-backend-3.0.7"
 
 
 class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
@@ -63,6 +67,32 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     async def connect(self) -> None:
         await check_reachable(self._client, self._where)
         await self._check_eviction()
+        if not self._read_only:
+            await self._heal()
+
+    async def _heal(self) -> None:
+        """Bring every job hash of the prefix to Node 3.0.7's form once (the ``heal`` block of
+        ``save.lua``: no ``lockedAt`` field, no ``'null'`` data), in slices of ``jobs:all``
+        (SSCAN), one script call each; then ``decl:layout`` says it is done, and later
+        connects read that key only. Hashes agenda-decl 0.1 workers still running write
+        afterwards keep their ``lockedAt`` until a lock write of ours drops it; they are
+        read correctly meanwhile (see ``scripts``)."""
+        marker = f"{self.key_prefix}decl:layout"
+        if text(await self._client.get(marker)) == LAYOUT:
+            return
+        changed, cursor = 0, 0
+        while True:
+            cursor, ids = await self._client.sscan(  # type: ignore[misc, unused-ignore]
+                f"{self.key_prefix}jobs:all", cursor, count=HEAL_COUNT)
+            if ids:
+                changed += int(await self._run(scripts.HEAL, *text(ids)))
+            if cursor == 0:
+                break
+        if changed:
+            log.info("Redis at %s: %d job hashes of prefix %r brought to Node Agenda's form "
+                     "(lockedAt dropped, 'null' data as '{}')", self._where, changed,
+                     self.key_prefix)
+        await self._client.set(marker, LAYOUT)
 
     async def _check_eviction(self) -> None:
         """An evicting Redis drops jobs without a word: say so at connect."""
@@ -196,12 +226,14 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         now: datetime | None = None,
     ) -> JobParameters[Any]:
         data = base.check_job(job)
+        options: dict[str, Any]
         if job.id is not None:
             script, job_id, options = scripts.SAVE_BY_ID, str(job.id), {"type": job.type}
         else:
             script, job_id, options = _save_script(job), str(uuid.uuid4()), {}
             if script == scripts.SAVE_UNIQUE:
                 options = codec.unique_options(job)
+        options["noData"] = job.data is None
         stored = await self._run(
             script, job.name, job_id, codec.ms_arg(job.next_run_at), str(job.priority),
             codec.ms_arg(now), codec.encode_json(options),

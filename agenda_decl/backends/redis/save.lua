@@ -12,7 +12,7 @@
 -- normal form (absent = 'null', an interval of digits without leading zeros, dates as ms,
 -- skipDays re-encoded); otherwise the schedule was changed during the run and keeps its own
 -- nextRunAt. Fencing: a job with a lock token is written only while its stored lock time
--- (lock_time of lockedAt and lockedAtMs) is the token; otherwise nothing of it is written.
+-- (lockedAtMs) is the token; otherwise nothing of it is written.
 -- Returns the ids not written: no job has them (with this name), or they were fenced out.
 local TIMING_ARGS, STATE_PAIRS = 6, 8  -- as codec.state_args sends them, after five values
 local now_iso = ms_iso(server_ms())
@@ -39,7 +39,7 @@ for _, job in ipairs(cjson.decode(ARGV[2])) do
     local same = same_timing(job, f)
     redis.call('HSET', key, unpack(job, same and first_pair or first_pair + 2, width))
     redis.call('HSET', key, 'updatedAt', now_iso)
-    write_lock(key, f[2] ~= false, lock_ms)
+    write_lock(key, lock_ms)
     if lock_ms then
       redis.call('ZADD', locked_key(name), lock_ms, id)
     else
@@ -54,9 +54,10 @@ return missing
 
 -- save --
 -- The shared body of the save scripts. ARGV: prefix, name, id (existing, or a fresh uuid
--- for an insert), nextRunAt ms ('' = null), priority, now ms ('' = TIME), options JSON, then
--- the field pairs of every non-processor field (nextRunAt and debounceStartedAt may be
--- overridden below).
+-- for an insert), nextRunAt ms ('' = null), priority, now ms ('' = TIME), options JSON
+-- (noData = true: the job has no data, stored as '{}' plus our noData field; see
+-- decode_data), then the field pairs of every non-processor field (nextRunAt and
+-- debounceStartedAt may be overridden below).
 local name, id, priority = ARGV[2], ARGV[3], tonumber(ARGV[5])
 local next_ms = tonumber(ARGV[4])
 local now = tonumber(ARGV[6]) or server_ms()
@@ -66,6 +67,11 @@ local now_iso = ms_iso(now)
 local function set_fields(key, next_text, debounce_text)
   redis.call('HSET', key, unpack(ARGV, 8))
   redis.call('HSET', key, 'updatedAt', now_iso)
+  if opts.noData then
+    redis.call('HSET', key, 'noData', 'true')
+  else
+    redis.call('HDEL', key, 'noData')
+  end
   if next_text then redis.call('HSET', key, 'nextRunAt', next_text) end
   if debounce_text then redis.call('HSET', key, 'debounceStartedAt', debounce_text) end
 end
@@ -74,7 +80,7 @@ local function iso_or_null(ms) if ms then return ms_iso(ms) end return 'null' en
 
 local function insert(single, next_text, debounce_text)
   local key = job_key(id)
-  redis.call('HSET', key, 'id', id, 'lockedAt', 'null', 'lockedAtMs', 'null',
+  redis.call('HSET', key, 'id', id, 'lockedAtMs', 'null',
     'lastFinishedAt', 'null', 'failedAt', 'null', 'failCount', 'null', 'failReason', 'null',
     'lastRunAt', 'null', 'progress', 'null', 'createdAt', now_iso,
     'insertOrder', redis.call('INCR', P .. 'decl:insert_order'))
@@ -144,12 +150,12 @@ return insert(true)
 -- never = bool, insertOnly = bool, debounce = {delay, maxWait, strategy} | absent}.
 -- Scans the jobs of the name (as Agenda v6 does): O(jobs of the name).
 local function matches(id)
-  local f = redis.call('HMGET', job_key(id), 'name', 'data')
+  local f = redis.call('HMGET', job_key(id), 'name', 'data', 'noData')
   if f[1] ~= name then return false end
   local data = nil
   for _, key in ipairs(opts.keys) do
     if key.path then
-      if data == nil then data = decode_data(f[2]) end
+      if data == nil then data = decode_data(f[2], f[3]) end
       if data == nil then return false end
       local value = data
       for _, part in ipairs(key.path) do
@@ -202,3 +208,38 @@ else
 end
 if best then return update(best.id, iso_or_null(next_ms), iso_or_null(debounce_ms)) end
 return insert(false, iso_or_null(next_ms), iso_or_null(debounce_ms))
+
+-- heal --
+-- Bring hashes written by agenda-decl 0.1 (or by an Agenda that marked locks with lockedAt)
+-- to the form of @agendajs/redis-backend 3.0.7. ARGV: prefix, ids... For each hash:
+-- * lockedAt is deleted. Its time is carried into lockedAtMs only when the hash has no
+--   lockedAtMs field at all (a lock from before that field). A hash with lockedAtMs 'null'
+--   and an ISO lockedAt was unlocked by a writer that knows lockedAtMs only (Node 3.x, after
+--   agenda-decl 0.1 had claimed it too; 0.1 always wrote both fields alike): that lockedAt
+--   is a leftover, and carrying it over would make a finished job stale-locked and run it
+--   again.
+-- * data 'null' (0.1's form of no data, on which Node's unique scan throws) becomes '{}'
+--   with noData = 'true': it still reads back as no data.
+-- Returns the number of hashes changed.
+local changed = 0
+for i = 2, #ARGV do
+  local key = job_key(ARGV[i])
+  local f = redis.call('HMGET', key, 'name', 'lockedAt', 'lockedAtMs', 'data')
+  if f[1] then
+    local touched = false
+    if f[2] ~= false then
+      if f[3] == false then
+        local ms = iso_ms(f[2])
+        redis.call('HSET', key, 'lockedAtMs', ms and fmt_int(ms) or 'null')
+      end
+      redis.call('HDEL', key, 'lockedAt')
+      touched = true
+    end
+    if f[4] == 'null' then
+      redis.call('HSET', key, 'data', '{}', 'noData', 'true')
+      touched = true
+    end
+    if touched then changed = changed + 1 end
+  end
+end
+return changed

@@ -7,11 +7,13 @@ helpers) plus its body; ``ARGV[1]`` is always the key prefix. Job hashes are add
 inside the scripts, so the keys are not all declared in ``KEYS``: Redis Cluster is not
 supported.
 
-The layout is Agenda v6's (``job:{id}`` hashes whose values are all strings, ``'null'`` for
-absent; ``jobs:all``; ``jobs:by_name:{name}``; the global ``jobs:by_next_run_at`` sorted set;
-``jobs:single:{name}``). A Node Agenda v6 process keeps maintaining exactly those, so they
-remain the source of truth. Our own additions are hints that Agenda-written jobs can do
-without:
+The layout is the one @agendajs/redis-backend 3.0.7 (Node Agenda 6.2.6) creates, writes and
+reads: ``job:{id}`` hashes whose values are all strings (``'null'`` for absent), with the
+fields of its ``jobToHash`` (``startDate``, ``endDate`` and ``skipDays`` included, which Node
+reads back too); ``jobs:all``; ``jobs:by_name:{name}``; the global ``jobs:by_next_run_at``
+sorted set; ``jobs:single:{name}``. A Node process keeps maintaining exactly those, so they
+remain the source of truth. Our own additions are hints that Node-written jobs can do
+without, and that Node ignores:
 
 * ``decl:locked:{name}`` (sorted set, score = lock time in ms): the jobs of a name locked by
   us, so stale locks are found in O(log N + stale) instead of scanning the name. Entries are
@@ -22,14 +24,19 @@ without:
   the due scan directly; the sweep is what finds a crashed Node worker's lock on a job that is
   not due (a one-off whose nextRunAt was cleared when its run started).
 * ``decl:insert_order`` (counter) and the hash field ``insertOrder``: insertion order as the
-  final tie-break (Agenda-written jobs fall back to ``createdAt``, then the id).
-* hash fields ``startDate``, ``endDate``, ``skipDays`` (JSON): stored and read back.
+  final tie-break (Node-written jobs fall back to ``createdAt``, then the id).
+* the hash field ``noData`` (``'true'``) on a job saved without data: Node's form of no data
+  is ``data = '{}'`` (its unique scan parses every job's data as an object), which we write
+  too; ``noData`` says that this ``'{}'`` reads back as ``None``, as a job without data does
+  in every other store. A Node-written ``'{}'`` (no ``noData``) reads as ``{}``, as Node reads
+  it.
+* ``decl:layout``: set once connect has healed every job of the prefix (``HEAL``).
 
-Lock fields: Agenda v6 marks a lock with ``lockedAt`` (ISO) and its claim script adds
-``lockedAtMs``; we always write both, and judge staleness on the later of the two, so a
-``touch()`` from either side (which rewrites ``lockedAt``, and in our case ``lockedAtMs`` too)
-keeps a job from being taken over. A hash without a ``lockedAt`` field at all (written by a
-later Agenda release that keeps only ``lockedAtMs``) is read and written in that form.
+Lock field: ``lockedAtMs`` (epoch milliseconds as a decimal string, ``'null'`` when unlocked)
+is the only one, read and written alone, as in 3.0.7. agenda-decl 0.1 also wrote an ISO
+``lockedAt`` and judged locks by it, which hid Node's locks from it (double runs); connect
+deletes that field from every hash (``HEAL``), and every lock write deletes it too. A hash
+without any ``lockedAtMs`` field is judged by its ``lockedAt`` until it is healed.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ JOB_FIELDS: tuple[str, ...] = (
     "id", "name", "priority", "nextRunAt", "type", "lockedAt", "lockedAtMs", "lastFinishedAt",
     "failedAt", "failCount", "failReason", "repeatTimezone", "lastRunAt", "repeatInterval",
     "data", "repeatAt", "disabled", "progress", "fork", "lastModifiedBy", "debounceStartedAt",
-    "startDate", "endDate", "skipDays",
+    "startDate", "endDate", "skipDays", "noData",
 )
 
 
@@ -70,6 +77,7 @@ INSERT = _script(PRELUDE, _SAVE["save"], _SAVE["insert"])
 SAVE_BY_ID = _script(PRELUDE, _SAVE["save"], _SAVE["save_by_id"])
 SAVE_SINGLE = _script(PRELUDE, _SAVE["save"], _SAVE["save_single"])
 SAVE_UNIQUE = _script(PRELUDE, _SAVE["save"], _SAVE["save_unique"])
+HEAL = _script(PRELUDE, _SAVE["heal"])
 
 # -- matching many jobs -------------------------------------------------------------------------
 
@@ -80,6 +88,6 @@ QUEUE_SIZE = _script(PRELUDE, _QUERY["queue_size"])
 
 #: Every script, in the order the repository registers them.
 ALL = (CLAIM, LOCK_JOB, UNLOCK, SAVE_STATES, INSERT, SAVE_BY_ID, SAVE_SINGLE, SAVE_UNIQUE,
-       MODIFY, QUERY, OVERVIEW, QUEUE_SIZE)
+       HEAL, MODIFY, QUERY, OVERVIEW, QUEUE_SIZE)
 #: The scripts that only read; a read-only repository runs no other.
 READ_ONLY = frozenset({QUERY, OVERVIEW, QUEUE_SIZE})
