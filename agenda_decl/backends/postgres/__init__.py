@@ -3,7 +3,8 @@
 A Node Agenda v6 process and agenda-decl workers can share one table and one channel: the
 table, columns, indexes, trigger, channel names and JSON payloads are Agenda's. Three nullable
 columns are added to the table (``start_date``, ``end_date``, ``skip_days``); Node ignores
-them. The repository and its SQL are here; the channel is ``notifications.postgres`` and the
+them. The repository and its SQL are here, and so is the job log (``PostgresJobLogger``, in
+Agenda 6.2's ``agenda_logs`` table); the channel is ``notifications.postgres`` and the
 connection plumbing both share is ``connectors.postgres``.
 
     backend = PostgresBackend(connection_string="postgresql://app@db/jobs")
@@ -11,6 +12,7 @@ connection plumbing both share is ``connectors.postgres``.
 """
 
 from agenda_decl.backends.postgres.backend import PostgresBackend
+from agenda_decl.backends.postgres.job_log import PostgresJobLogger, check_log_table_name
 from agenda_decl.backends.postgres.queries import check_table_name
 from agenda_decl.backends.postgres.repository import PostgresJobRepository
 from agenda_decl.notifications.postgres import (
@@ -22,8 +24,10 @@ from agenda_decl.notifications.postgres import (
 __all__ = [
     "MAX_NOTIFY_BYTES",
     "PostgresBackend",
+    "PostgresJobLogger",
     "PostgresJobRepository",
     "PostgresNotificationChannel",
     "check_channel_name",
+    "check_log_table_name",
     "check_table_name",
 ]
