@@ -10,9 +10,13 @@ datetime is aware UTC.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import os
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from types import TracebackType
 from typing import Any, Literal
 
 import attrs
@@ -190,9 +194,25 @@ def bounded(text: str, limit: int = MAX_ERROR_CHARS) -> str:
 
 def format_failure(error: BaseException) -> str:
     """The traceback of ``error`` (its chained causes included), as Python prints it, with the
-    password of every connection string in it masked and bounded to :data:`MAX_ERROR_CHARS`."""
-    text = "".join(traceback.format_exception(error)).rstrip("\n")
+    password of every connection string in it masked and bounded to :data:`MAX_ERROR_CHARS`.
+    The scheduler's own frames that lead to the handler (agenda-decl's, asyncio's, the thread
+    pool's) are left out, so it starts where the handler's code does."""
+    frames = error.__traceback__
+    while frames is not None and frames.tb_next is not None and _internal(frames):
+        frames = frames.tb_next
+    text = "".join(traceback.format_exception(type(error), error, frames)).rstrip("\n")
     return bounded(mask_text(text))
+
+
+#: Where the scheduler's own frames come from: this package, asyncio, the thread pool.
+_INTERNAL_DIRS = tuple(
+    os.path.dirname(os.path.abspath(path)) + os.sep
+    for path in (__file__, asyncio.__file__, concurrent.futures.__file__)
+)
+
+
+def _internal(frames: TracebackType) -> bool:
+    return frames.tb_frame.f_code.co_filename.startswith(_INTERNAL_DIRS)
 
 
 def duration_ms(start: datetime | None, end: datetime | None) -> int | None:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import re
+from datetime import datetime, timedelta
 from typing import NoReturn, TypeAlias
 
 from agenda_decl import __version__, timing
+from agenda_decl._clock import utcnow
+from agenda_decl._job_log import LOG_EVENTS, LOG_LEVELS
 from agenda_decl._model import JOB_STATES
 from agenda_decl.errors import AgendaError
 
@@ -93,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_command in (_add_validate, _add_plan, _add_apply, _add_run, _add_generate,
-                        _add_jobs):
+                        _add_jobs, _add_logs):
         add_command(commands, config_option)
     return parser
 
@@ -148,6 +151,8 @@ def _add_run(commands: _Commands, config_option: _RaisingParser) -> None:
                      "shutdown (default: 30 seconds)")
     run.add_argument("--exit-after", type=parse_duration, default=None, metavar="DURATION",
                      help="drain and exit after this long (for demos), e.g. '10 seconds'")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="print the traceback of each failure under its line")
 
 
 def _add_generate(commands: _Commands, config_option: _RaisingParser) -> None:
@@ -180,3 +185,43 @@ def _add_jobs(commands: _Commands, config_option: _RaisingParser) -> None:
     jobs.add_argument("--limit", type=_page_size, default=100,
                       help="show at most this many (default 100; 0 = all)")
     jobs.add_argument("--json", action="store_true", help="print the jobs as JSON")
+
+
+# -- agenda-decl logs ---------------------------------------------------------------------------
+
+
+def _since(text: str) -> datetime:
+    """``--since``: a duration back from now ('2 hours') or a date ('2026-01-05', ISO 8601,
+    'yesterday', '30 minutes ago')."""
+    if _BARE_NUMBER.fullmatch(text.strip()):
+        parse_duration(text)  # refused: "needs a unit"
+    try:
+        return utcnow() - timedelta(milliseconds=parse_duration(text))
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        return timing.parse_date(text, field="--since")
+    except AgendaError:
+        raise argparse.ArgumentTypeError(
+            f"invalid {text!r}: a duration back from now ('2 hours') or a date ('2026-01-05', "
+            "'2026-01-05T10:00:00Z', 'yesterday')") from None
+
+
+def _add_logs(commands: _Commands, config_option: _RaisingParser) -> None:
+    logs = commands.add_parser(
+        "logs", parents=[config_option], help="show the job log (starts, failures, retries)",
+        description="Show the newest entries of the job log (Agenda 6.2's, shared with Node "
+        "workers and Agendash), oldest first, a failure's traceback under its line. Reads "
+        "the storage only (also with logging off in this file); creates nothing.",
+    )
+    logs.add_argument("--job", metavar="ID", help="only entries of this job")
+    logs.add_argument("--name", help="only entries of jobs of this name")
+    logs.add_argument("--level", action="append", choices=LOG_LEVELS,
+                      help="only entries of this level (repeat for several)")
+    logs.add_argument("--event", action="append", choices=LOG_EVENTS,
+                      help="only entries of this event (repeat for several)")
+    logs.add_argument("--since", type=_since, metavar="WHEN",
+                      help="only entries since then: a duration back ('2 hours') or a date")
+    logs.add_argument("--limit", type=_page_size, default=50,
+                      help="show at most this many, the newest (default 50; 0 = all)")
+    logs.add_argument("--json", action="store_true", help="print the entries as JSON")

@@ -1,5 +1,5 @@
 """``agenda-decl run``: a worker. It loads the handlers, processes jobs and prints one line per
-job start, success and failure.
+job start, success and failure (``-v``: a failure's traceback too).
 
 Shutdown: SIGTERM or SIGINT drains (no new jobs are claimed; running ones get
 ``--drain-timeout`` to finish). A second signal, or a drain that overruns its timeout, gives
@@ -20,6 +20,7 @@ import sys
 from datetime import datetime
 from typing import Any, NoReturn
 
+from agenda_decl._job_log import format_failure
 from agenda_decl._secrets import shown
 from agenda_decl.agenda import Agenda
 from agenda_decl.cli.context import (
@@ -50,7 +51,7 @@ def cmd_run(context: CommandContext) -> int:
 async def _run_worker(context: CommandContext, agenda: Agenda, config: AgendaConfig) -> int:
     output, args = context.output, context.args
     with ShutdownSignals(output, args.drain_timeout) as signals:
-        _print_job_events(agenda, output)
+        _print_job_events(agenda, output, verbose=getattr(args, "verbose", False))
         await agenda.start()
         context.errors.go_live()
         _announce_worker(agenda, config, output)
@@ -186,8 +187,10 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:g}s"
 
 
-def _print_job_events(agenda: Agenda, output: Output) -> None:
-    """One line per job start, success and failure of this worker."""
+def _print_job_events(agenda: Agenda, output: Output, *, verbose: bool = False) -> None:
+    """One line per job start, success and failure of this worker; with ``verbose`` (``-v``)
+    a failure's traceback follows its line, indented (masked and bounded as in the job
+    log)."""
 
     def line(event: str, job: Job[Any], extra: str = "") -> None:
         stamp = iso(agenda.clock.now())
@@ -210,6 +213,9 @@ def _print_job_events(agenda: Agenda, output: Output) -> None:
         error = next((arg for arg in args if isinstance(arg, BaseException)), None)
         reason = f"{type(error).__name__}: {error}" if error is not None else job.attrs.fail_reason
         line("fail", job, f"{_took(job, job.attrs.failed_at)} error: {reason}")
+        if verbose and error is not None:
+            for text in format_failure(error).splitlines():
+                output.print(f"    {text}".rstrip())
 
     agenda.on("start", on_start)
     agenda.on("success", on_success)
