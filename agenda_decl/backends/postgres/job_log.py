@@ -37,7 +37,7 @@ __all__ = ["PostgresJobLogger", "check_log_table_name"]
 STATEMENTS = load_named_blocks("agenda_decl.backends.postgres", "job_log.sql")
 #: Node's index names: ``<table><suffix>``; the statement of each is ``create<suffix>``.
 INDEX_SUFFIXES = ("_timestamp_idx", "_job_id_idx", "_job_name_idx")
-MAX_TABLE_NAME = 63 - len("_job_name_idx")
+MAX_TABLE_NAME = 63 - max(len(suffix) for suffix in INDEX_SUFFIXES)
 #: Node's VARCHAR(255) columns: longer values are cut to fit rather than failing the insert.
 _VARCHAR_255 = ("job_id", "job_name", "agenda_name")
 
