@@ -41,6 +41,15 @@ start_servers() {
   wait_for Redis redis_up
 }
 
+# install_node_packages: Node Agenda and its backends, exactly as the lock pins them, for the
+# interop suite (tests/interop/node).
+install_node_packages() {
+  say "Node Agenda (npm ci in tests/interop/node)"
+  need_command node "the interop suite runs the real Node Agenda (Node.js >= 20.19)"
+  need_command npm "the interop suite installs Node Agenda with npm ci"
+  (cd tests/interop/node && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 # make_venv DIR PYTHON REQUIREMENTS [pip options...]: a fresh environment with exactly the
 # requirements, then the project itself, editable, without resolving anything more.
 make_venv() {
