@@ -136,6 +136,27 @@ const operations = {
   exit: async () => { if (agenda) await agenda.stop(); setTimeout(() => process.exit(0), 10); return null; },
 };
 
+// The job log (Agenda 6.2's JobLogger), through the backend's own logger:
+//   {"op": "enableLogging"}                     what `new Agenda({backend, logging: true})` sets
+//   {"op": "getLogs", "query": {"jobName": "work", "level": ["error"], "from": "<ISO>"}}
+//   {"op": "clearLogs", "query": {...}}         (no query: every entry)
+const logQuery = request => {
+  const query = { ...(request.query ?? {}) };
+  if (query.from) query.from = new Date(query.from);
+  if (query.to) query.to = new Date(query.to);
+  return query;
+};
+Object.assign(operations, {
+  enableLogging: async () => {
+    // agenda/dist/index.js:101-104 (`logging: true`): the backend's logger, every job logged.
+    agenda.jobLogger = agenda.backend.logger;
+    agenda.loggingDefault = true;
+    return null;
+  },
+  getLogs: async r => JSON.parse(JSON.stringify(await agenda.getLogs(logQuery(r)))),
+  clearLogs: async r => agenda.clearLogs(r.query ? logQuery(r) : undefined),
+});
+
 const lines = createInterface({ input: process.stdin });
 for await (const line of lines) {
   if (!line.trim()) continue;
