@@ -16,8 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
-import attrs
-
 from agenda_decl import timing
 from agenda_decl._clock import Clock, StoreAlignedClock
 from agenda_decl._job_log import JobLogQuery, JobLogQueryResult
@@ -55,6 +53,7 @@ from agenda_decl.runtime.job_log import JobLog, LoggingOption, choose_logger
 from agenda_decl.runtime.processor import JobProcessor
 from agenda_decl.runtime.runner import Runner
 from agenda_decl.runtime.state_writer import StateWriter
+from agenda_decl.runtime.stats import RunningStats, running_stats
 from agenda_decl.timing import Duration
 
 #: ``Handler``, ``JobDefinition`` and ``RetryDetails`` live below the facade (job, runtime);
@@ -63,19 +62,6 @@ __all__ = ["Agenda", "Handler", "JobDefinition", "RetryDetails", "RunningStats"]
 
 log = logging.getLogger("agenda_decl")
 H = TypeVar("H", bound=Callable[..., Any])
-
-
-@attrs.define(kw_only=True, frozen=True)
-class RunningStats:
-    version: str
-    queue_name: str
-    total_queue_size_db: int
-    config: dict[str, int]
-    backend: dict[str, Any]
-    job_status: dict[str, dict[str, Any]]
-    queued_jobs: int | list[dict[str, Any]]
-    running_jobs: int | list[dict[str, Any]]
-    locked_jobs: int | list[dict[str, Any]]
 
 
 def _count(value: int, *, field: str, minimum: int) -> int:
@@ -474,20 +460,12 @@ class Agenda:
         processor = self._processor
         if processor is None:
             raise AgendaNotRunningError("agenda not running!")
-        return RunningStats(
-            version=_version(),
-            queue_name=self.name,
-            total_queue_size_db=await self.repository.get_queue_size(),
+        return await running_stats(
+            processor, name=self.name, repository=self.repository, definitions=self.definitions,
             config={"lock_limit": self.lock_limit, "max_concurrency": self.max_concurrency,
                     "process_every": self.process_every},
             backend={"name": self.backend.name, "has_notification_channel": bool(self.channel)},
-            job_status={
-                name: {**attrs.asdict(status), "config": self.definitions.get(name)}
-                for name, status in processor.status.items()
-            },
-            queued_jobs=_listed(processor.queued_jobs(), full_details),
-            running_jobs=_listed(list(processor.running.values()), full_details),
-            locked_jobs=_listed(list(processor.locked.values()), full_details),
+            full_details=full_details,
         )
 
     @property
@@ -599,19 +577,3 @@ class Agenda:
 
 def _as_list(names: str | Sequence[str]) -> list[str]:
     return [names] if isinstance(names, str) else list(names)
-
-
-def _listed(jobs: list[Job[Any]], full: bool) -> int | list[dict[str, Any]]:
-    if not full:
-        return len(jobs)
-    return [{**attrs.asdict(job.attrs), "canceled": job.abandon_reason} for job in jobs]
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("agenda-decl")
-    except PackageNotFoundError:
-        return "0+unknown"
-
