@@ -2,6 +2,7 @@
 
 from agenda_decl import backoff
 from agenda_decl._clock import Clock, SystemClock
+from agenda_decl._job_log import JobLogEntry, JobLogQuery, JobLogQueryResult, JobLogRetention
 from agenda_decl._model import (
     DebounceOptions,
     DrainResult,
@@ -38,7 +39,7 @@ from agenda_decl.errors import (
     UnknownJobError,
 )
 from agenda_decl.handles import ConfigAgenda, JobHandle
-from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
+from agenda_decl.interfaces import AgendaBackend, JobLogger, JobRepository, NotificationChannel
 from agenda_decl.job import Job, JobDefinition
 from agenda_decl.notifications import BaseNotificationChannel, InMemoryNotificationChannel
 from agenda_decl.runtime.events import ClaimReport, PollReport, RemoteJob, RetryDetails
@@ -67,6 +68,11 @@ __all__ = [
     "JobDefinition",
     "JobHandle",
     "JobId",
+    "JobLogEntry",
+    "JobLogQuery",
+    "JobLogQueryResult",
+    "JobLogRetention",
+    "JobLogger",
     "JobNotFoundError",
     "JobNotification",
     "JobParameters",

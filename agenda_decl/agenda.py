@@ -16,10 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
-import attrs
-
 from agenda_decl import timing
 from agenda_decl._clock import Clock, StoreAlignedClock
+from agenda_decl._job_log import JobLogQuery, JobLogQueryResult
 from agenda_decl._model import (
     DrainResult,
     JobParameters,
@@ -54,9 +53,11 @@ from agenda_decl.runtime.events import (
     RetryDetails,
     RetryListener,
 )
+from agenda_decl.runtime.job_log import JobLog, LoggingOption, choose_logger
 from agenda_decl.runtime.processor import JobProcessor
 from agenda_decl.runtime.runner import Runner
 from agenda_decl.runtime.state_writer import StateWriter
+from agenda_decl.runtime.stats import RunningStats, running_stats
 from agenda_decl.timing import Duration
 
 #: ``Handler``, ``JobDefinition`` and ``RetryDetails`` live below the facade (job, runtime);
@@ -65,19 +66,6 @@ __all__ = ["Agenda", "Handler", "JobDefinition", "RetryDetails", "RunningStats"]
 
 log = logging.getLogger("agenda_decl")
 H = TypeVar("H", bound=Callable[..., Any])
-
-
-@attrs.define(kw_only=True, frozen=True)
-class RunningStats:
-    version: str
-    queue_name: str
-    total_queue_size_db: int
-    config: dict[str, int]
-    backend: dict[str, Any]
-    job_status: dict[str, dict[str, Any]]
-    queued_jobs: int | list[dict[str, Any]]
-    running_jobs: int | list[dict[str, Any]]
-    locked_jobs: int | list[dict[str, Any]]
 
 
 def _count(value: int, *, field: str, minimum: int) -> int:
@@ -113,6 +101,7 @@ class Agenda:
         default_lock_lifetime: Duration = 600_000,
         remove_on_complete: bool = False,
         clock: Clock | None = None,
+        logging: LoggingOption = None,
     ) -> None:
         self.backend = backend
         #: Written as ``last_modified_by`` and sent as ``source``; unique per instance by default
@@ -146,6 +135,10 @@ class Agenda:
         self._executor: ThreadPoolExecutor | None = None
         self._state_writer = StateWriter(backend.repository, self.name)
         self._runner = Runner(self)
+        #: The job log (Agenda 6.2's ``logging``): see :mod:`agenda_decl.runtime.job_log`.
+        self.job_log = JobLog(*choose_logger(logging, backend), agenda_name=self.name,
+                              clock=self.clock, definitions=self.definitions,
+                              on_error=self.emit_error_soon)
 
     @property
     def repository(self) -> JobRepository:
@@ -180,8 +173,9 @@ class Agenda:
 
         Options: ``concurrency``, ``lock_limit``, ``lock_lifetime``, ``priority``, ``backoff``,
         ``remove_on_complete``, ``validate_data`` (a function that checks the data of every
-        job created with this name and returns what to store). Defining a name again
-        replaces the definition.
+        job created with this name and returns what to store), ``logging`` (whether the job
+        log records its events; default: the Agenda's). Defining a name again replaces the
+        definition.
         """
         if handler is None:
 
@@ -209,11 +203,14 @@ class Agenda:
         backoff: BackoffStrategy | None = None,
         remove_on_complete: bool | None = None,
         validate_data: Callable[[Any], Any] | None = None,
+        logging: bool | None = None,
     ) -> JobDefinition:
         if not isinstance(name, str) or not name or len(name) > 255:
             raise InvalidOptionError(f"invalid job name {name!r} (1 to 255 characters)")
         if handler is not None and not callable(handler):
             raise InvalidOptionError(f"handler for {name!r} is not callable: {handler!r}")
+        if logging is not None and not isinstance(logging, bool):
+            raise InvalidOptionError(f"invalid logging of {name!r}: {logging!r} (a bool)")
         lifetime = self.default_lock_lifetime if lock_lifetime is None else lock_lifetime
         definition = JobDefinition(
             name=name,
@@ -231,6 +228,7 @@ class Agenda:
             backoff=backoff,
             remove_on_complete=remove_on_complete,
             validate_data=validate_data,
+            logging=logging,
         )
         self.definitions[name] = definition
         return definition
@@ -349,6 +347,22 @@ class Agenda:
         await self.ready()
         return await self.repository.enable_jobs(options or RemoveJobsOptions(**criteria))
 
+    async def get_logs(
+        self, query: JobLogQuery | None = None, **criteria: Any
+    ) -> JobLogQueryResult:
+        """Entries of the job log (``get_logs(JobLogQuery(...))`` or keywords), newest first;
+        none when this Agenda does not log (as Node's ``getLogs``)."""
+        if self.job_log.logger is not None:
+            await self.ready()
+        return await self.job_log.read(query or JobLogQuery(**criteria))
+
+    async def clear_logs(self, query: JobLogQuery | None = None, **criteria: Any) -> int:
+        """Delete the job log's entries matching ``query`` (all of them without criteria);
+        return how many (0 when this Agenda does not log)."""
+        if self.job_log.logger is not None:
+            await self.ready()
+        return await self.job_log.clear(query or (JobLogQuery(**criteria) if criteria else None))
+
     async def purge(self) -> int:
         """Delete jobs whose name has no definition here (nothing when nothing is defined)."""
         if not self.definitions:
@@ -369,6 +383,7 @@ class Agenda:
             if self._ready:
                 return
             await self._connect_backend()
+            await self.job_log.connect()
             await self._link.attach()
             self._ready = True
         await self._events.emit_ready()
@@ -438,6 +453,7 @@ class Agenda:
     async def _teardown(self, close_connection: bool | None) -> None:
         self._processor = self._link.processor = None
         await self._link.detach()
+        await self.job_log.flush()
         close = self.backend.owns_connection if close_connection is None else close_connection
         if close:
             await self.backend.disconnect()
@@ -448,20 +464,12 @@ class Agenda:
         processor = self._processor
         if processor is None:
             raise AgendaNotRunningError("agenda not running!")
-        return RunningStats(
-            version=_version(),
-            queue_name=self.name,
-            total_queue_size_db=await self.repository.get_queue_size(),
+        return await running_stats(
+            processor, name=self.name, repository=self.repository, definitions=self.definitions,
             config={"lock_limit": self.lock_limit, "max_concurrency": self.max_concurrency,
                     "process_every": self.process_every},
             backend={"name": self.backend.name, "has_notification_channel": bool(self.channel)},
-            job_status={
-                name: {**attrs.asdict(status), "config": self.definitions.get(name)}
-                for name, status in processor.status.items()
-            },
-            queued_jobs=_listed(processor.queued_jobs(), full_details),
-            running_jobs=_listed(list(processor.running.values()), full_details),
-            locked_jobs=_listed(list(processor.locked.values()), full_details),
+            full_details=full_details,
         )
 
     @property
@@ -569,7 +577,8 @@ class Agenda:
         self._events.emit_error_soon(error)
 
     async def emit_job_event(self, event: JobEvent) -> None:
-        """Emit ``event`` and ``event:<name>`` locally, then tell other workers."""
+        """Log ``event``, emit it and ``event:<name>`` locally, then tell other workers."""
+        self.job_log.event(event)
         await self._events.emit_job(event)
         self._link.publish_state(event)
 
@@ -580,19 +589,3 @@ class Agenda:
 
 def _as_list(names: str | Sequence[str]) -> list[str]:
     return [names] if isinstance(names, str) else list(names)
-
-
-def _listed(jobs: list[Job[Any]], full: bool) -> int | list[dict[str, Any]]:
-    if not full:
-        return len(jobs)
-    return [{**attrs.asdict(job.attrs), "canceled": job.abandon_reason} for job in jobs]
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("agenda-decl")
-    except PackageNotFoundError:
-        return "0+unknown"
-

@@ -1,17 +1,19 @@
 """The contracts between the scheduler and its storage and notification backends.
 
 Every method is ``async``. A backend is a :class:`JobRepository` (required) plus an optional
-:class:`NotificationChannel`; the two may come from different technologies. One conformance
-suite (``tests/conformance``) checks every implementation against the guarantees stated here.
+:class:`NotificationChannel`, and the store's built-in :class:`JobLogger`; they may come from
+different technologies. One conformance suite (``tests/conformance``) checks every
+implementation against the guarantees stated here.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from agenda_decl._job_log import JobLogEntry, JobLogQuery, JobLogQueryResult, JobLogRetention
 from agenda_decl._model import (
     JobId,
     JobNotification,
@@ -286,6 +288,80 @@ class NotificationChannel(abc.ABC):
         """Remove a listener added with :meth:`on`."""
 
 
+class JobLogger(abc.ABC):
+    """Agenda 6.2's persistent job log: one entry per job lifecycle event (start, success,
+    fail, complete, retry, retry:exhausted, locked, expired), kept in the store beside the
+    jobs in the layout of the matching npm backend, so a Node process or Agendash and
+    agenda-decl read each other's entries.
+
+    Guarantees every implementation gives (``tests/conformance/test_job_logger.py``):
+
+    * an entry reads back with the fields it was written with (absent ones ``None``; the
+      timestamp aware UTC, at millisecond precision or finer: PostgreSQL keeps microseconds),
+      and an ``id`` from the store;
+    * reads sort by timestamp (entries of one timestamp in the order they were written,
+      except in PostgreSQL, whose ids are random: an Agenda gives the entries it writes
+      distinct microseconds for that), ``total`` counts every match whatever
+      ``limit``/``offset`` say, and every criterion of the query applies;
+    * ``clear_logs`` deletes exactly what ``get_logs`` with the same criteria matches (all
+      entries without a query) and returns how many;
+    * reads and deletes never create the log's storage: where it does not exist they find
+      nothing; only :meth:`connect` creates it.
+
+    The Agenda calls :meth:`log_many` off the job's path (fire and forget): a write that fails
+    or hangs never fails or delays a job; it is reported as an ``error`` event.
+    """
+
+    #: What :meth:`prune` deletes (``None``: nothing; entries are kept until cleared).
+    retention: JobLogRetention | None = None
+
+    async def connect(self) -> None:  # noqa: B027 - optional hook
+        """Create the log's storage (table, indexes) where missing and configured to. Called
+        by an Agenda that logs, once its backend is connected. Idempotent."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what :meth:`connect` opened (never a connection shared with a backend)."""
+
+    @abc.abstractmethod
+    async def log(self, entry: JobLogEntry) -> None:
+        """Write one entry (its ``id`` is ignored: the store assigns one)."""
+
+    async def log_many(self, entries: Sequence[JobLogEntry]) -> None:
+        """Write several entries; stores override it to write them in one round trip."""
+        for entry in entries:
+            await self.log(entry)
+
+    @abc.abstractmethod
+    async def get_logs(self, query: JobLogQuery | None = None) -> JobLogQueryResult:
+        """The entries matching ``query`` (default: the newest 50), newest first unless
+        ``sort="asc"``, and how many match in all."""
+
+    @abc.abstractmethod
+    async def clear_logs(self, query: JobLogQuery | None = None) -> int:
+        """Delete the entries matching ``query`` (every entry without one; ``limit``,
+        ``offset`` and ``sort`` are ignored); return how many were deleted."""
+
+    async def prune(self, now: datetime) -> int:
+        """Apply :attr:`retention` as of ``now``: delete the entries older than ``max_age``
+        and those beyond the newest ``max_entries`` (entries that share the timestamp of the
+        oldest one kept beyond the bound go too); return how many were deleted."""
+        retention = self.retention
+        if retention is None:
+            return 0
+        deleted = 0
+        if retention.max_age is not None:
+            cutoff = now - timedelta(milliseconds=retention.max_age)
+            deleted += await self.clear_logs(JobLogQuery(to_date=cutoff - _ONE_MS))
+        if retention.max_entries is not None:
+            beyond = await self.get_logs(JobLogQuery(limit=1, offset=retention.max_entries))
+            if beyond.entries:
+                deleted += await self.clear_logs(JobLogQuery(to_date=beyond.entries[0].timestamp))
+        return deleted
+
+
+_ONE_MS = timedelta(milliseconds=1)
+
+
 class AgendaBackend(abc.ABC):
     """A store plus, optionally, the notification channel that comes with it."""
 
@@ -304,6 +380,19 @@ class AgendaBackend(abc.ABC):
     def owns_connection(self) -> bool:
         """Whether :meth:`disconnect` closes what the backend opened (never a passed-in pool)."""
         return True
+
+    @property
+    def logger(self) -> JobLogger | None:
+        """The store's built-in job logger (Agenda 6.2's layout), or ``None``. Its storage is
+        created only once an Agenda logs to it (``Agenda(logging=True)``, or this backend
+        built with ``logging=True``)."""
+        return None
+
+    @property
+    def logging(self) -> bool:
+        """Whether an Agenda on this backend logs to :attr:`logger` unless told otherwise
+        (the backend was built with ``logging=True``)."""
+        return False
 
     async def connect(self) -> None:
         await self.repository.connect()

@@ -48,6 +48,8 @@ class JobDefinition:
     #: Called with the data of every job created with this name; returns the data to store
     #: (defaults filled in, values made JSON) or raises. agenda.yaml's typed payloads use it.
     validate_data: Callable[[Any], Any] | None = None
+    #: Whether the job log records this job's events (``None``: the Agenda's default).
+    logging: bool | None = None
 
 
 class JobRunner(Protocol):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from agenda_decl._clock import truncate_ms, utcnow
-from agenda_decl.backends.memory import InMemoryBackend, InMemoryJobRepository
+from agenda_decl.backends.memory import InMemoryBackend, InMemoryJobLogger, InMemoryJobRepository
 from agenda_decl.runtime.events import RemoteJob
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ __all__ = [
     "EventRecorder",
     "FakeClock",
     "InMemoryBackend",
+    "InMemoryJobLogger",
     "InMemoryJobRepository",
     "RecordedEvent",
 ]

@@ -25,7 +25,7 @@ __all__ = [
     "python_file",
 ]
 
-_BARE_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+BARE_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
 
 
 _SHORT_UNIT = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)(?![a-z])")
@@ -39,7 +39,7 @@ def parse_duration(text: str) -> int:
     number is refused: the Python API reads it as milliseconds, which on a command line
     (``--exit-after 5``) is rarely what was meant."""
     text = text.strip()
-    if _BARE_NUMBER.fullmatch(text):
+    if BARE_NUMBER.fullmatch(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} needs a unit; did you mean '{text} seconds'?")
     words = _SHORT_UNIT.sub(lambda m: f"{m[1]} {_SHORT_UNITS[m[2]]} ", text.lower())

@@ -21,6 +21,7 @@ from agenda_decl.cli.arguments import (
     python_file,
 )
 from agenda_decl.cli.jobs_parser import add_jobs
+from agenda_decl.cli.logs_parser import add_logs
 
 __all__ = ["DEFAULT_CONFIG", "UsageError", "build_parser", "parse_duration"]
 
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_command in (_add_validate, _add_plan, _add_apply, _add_run, _add_generate,
-                        add_jobs):
+                        add_jobs, add_logs):
         add_command(commands, config_option)
     return parser
 
@@ -121,6 +122,8 @@ def _add_run(commands: Commands, config_option: RaisingParser) -> None:
     run.add_argument("--log-format", choices=("text", "json"), default="text",
                      help="json: one JSON object per line (event, job id, name, duration, "
                      "error)")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="print the traceback of each failure under its line")
 
 
 def _add_generate(commands: Commands, config_option: RaisingParser) -> None:

@@ -2,7 +2,8 @@
 ``--exclude``), waits for the store if asked (``--wait-for-store``), processes jobs and prints
 one line per job start, success and failure (``--log-format json``: one JSON object per line),
 serves metrics and a health check (``--metrics-port``), deletes completed jobs past
-``scheduler.retention``, and traces job runs when opentelemetry-api is installed.
+``scheduler.retention``, and traces job runs when opentelemetry-api is installed. ``-v``
+prints a failure's traceback under its line.
 
 Shutdown is :mod:`agenda_decl.cli.shutdown`'s: the first SIGTERM/SIGINT drains, a second
 one (or a drain that overruns ``--drain-timeout``) exits at once.
@@ -41,7 +42,8 @@ def cmd_run(context: CommandContext) -> int:
     agenda = build_command_agenda(context, import_handlers=True)
     if context.args.concurrency is not None:
         agenda.max_concurrency = context.args.concurrency
-    log = WorkerLog(context.output, agenda, json=context.args.log_format == "json")
+    log = WorkerLog(context.output, agenda, json=context.args.log_format == "json",
+                    verbose=getattr(context.args, "verbose", False))
     return asyncio.run(_run_worker(context, agenda, config, log))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from agenda_decl._job_log import format_failure
 from agenda_decl.agenda import Agenda
 from agenda_decl.cli.output import Output, iso, json_line
 from agenda_decl.job import Job
@@ -17,8 +18,11 @@ __all__ = ["WorkerLog"]
 
 
 class WorkerLog:
-    def __init__(self, output: Output, agenda: Agenda, *, json: bool) -> None:
+    def __init__(self, output: Output, agenda: Agenda, *, json: bool,
+                 verbose: bool = False) -> None:
         self.output, self.agenda, self.json = output, agenda, json
+        #: ``-v``: a failure's traceback too (masked and bounded as in the job log).
+        self.verbose = verbose
         output.json_lines = json
 
     def say(self, event: str, message: str, **fields: Any) -> None:
@@ -29,19 +33,24 @@ class WorkerLog:
             self.output.print(message)
 
     def job(self, event: str, job: Job[Any], *, end: datetime | None = None,
-            error: str | None = None) -> None:
-        """A job's ``start``, ``success`` or ``fail``; ``end`` for the duration."""
+            error: str | None = None, traceback: str | None = None) -> None:
+        """A job's ``start``, ``success`` or ``fail``; ``end`` for the duration, ``traceback``
+        printed only with ``-v``."""
         duration = _duration_ms(job, end)
+        traceback = traceback if self.verbose else None
         if self.json:
             self.output.print(json_line(
                 level="error" if event == "fail" else "info", event=event,
-                job_id=job.attrs.id, name=job.attrs.name, duration_ms=duration, error=error))
+                job_id=job.attrs.id, name=job.attrs.name, duration_ms=duration, error=error,
+                **({"traceback": traceback} if traceback else {})))
             return
         took = "" if duration is None else f" {duration} ms"
         failure = f" error: {error}" if error is not None else ""
         stamp = iso(self.agenda.clock.now())
         self.output.print(f"{stamp} {event:<7} {job.attrs.name} id={job.attrs.id}{took}"
                           f"{failure}")
+        for text in (traceback or "").splitlines():
+            self.output.print(f"    {text}".rstrip())
 
     def follow_jobs(self) -> None:
         """Print the start, success and failure of every job this worker runs (events
@@ -64,7 +73,8 @@ class WorkerLog:
             error = next((arg for arg in args if isinstance(arg, BaseException)), None)
             reason = (f"{type(error).__name__}: {error}" if error is not None
                       else job.attrs.fail_reason)
-            self.job("fail", job, end=job.attrs.failed_at, error=reason)
+            self.job("fail", job, end=job.attrs.failed_at, error=reason,
+                     traceback=format_failure(error) if error is not None else None)
 
         self.agenda.on("start", on_start)
         self.agenda.on("success", on_success)

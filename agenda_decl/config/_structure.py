@@ -46,7 +46,7 @@ class _Invalid(ValueError):
 _NONE = type(None)
 #: Fields of type ``int | str`` that hold durations (the others are priorities).
 _DURATION_FIELDS = frozenset({"process_every", "default_lock_lifetime", "lock_lifetime",
-                              "every", "delay", "max_delay", "increment"})
+                              "every", "delay", "max_delay", "increment", "max_age"})
 _DURATION_TEXT = "a duration (milliseconds, or text like '5 minutes')"
 
 
@@ -210,6 +210,7 @@ def _class_hook(cls: type) -> Hook:
 
 
 _CONFIG_CLASSES = (
+    model.JobLogConfig,
     model.SQLiteStorage, model.PostgresStorage, model.RedisStorage, model.MongoStorage,
     model.InMemoryNotifications, model.NoNotifications, model.PostgresNotifications,
     model.RedisNotifications, model.MongoChangeStreamNotifications, model.BackendConfig,

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from agenda_decl import backoff as backoff_strategies
+from agenda_decl._job_log import JobLogRetention
 from agenda_decl.agenda import Agenda, Handler
 from agenda_decl.backoff import BackoffStrategy
 from agenda_decl.config import model
@@ -66,8 +67,9 @@ def build_backend(
     refuses writes and has no notification channel."""
     storage = config.backend.storage
     off = _own_channel_off(config)
+    logs = _job_log(storage)
     if isinstance(storage, model.SQLiteStorage):
-        return _sqlite(storage, base_dir or config_dir(config), read_only)
+        return _sqlite(storage, base_dir or config_dir(config), read_only, logs)
     if isinstance(storage, model.PostgresStorage):
         from agenda_decl.backends.postgres import PostgresBackend
 
@@ -75,6 +77,7 @@ def build_backend(
             connection_string=storage.connection_string, table_name=storage.table_name,
             ensure_schema=storage.ensure_schema, channel_name=storage.channel_name,
             disable_notifications=storage.disable_notifications or off, read_only=read_only,
+            log_table_name=storage.log_table_name, **logs,
         )
     if isinstance(storage, model.RedisStorage):
         from agenda_decl.backends.redis import RedisBackend
@@ -83,24 +86,39 @@ def build_backend(
             connection_string=storage.connection_string, key_prefix=storage.key_prefix,
             channel_name=storage.channel_name,
             disable_notifications=storage.disable_notifications or off, read_only=read_only,
+            **logs,
         )
     from agenda_decl.backends.mongo import MongoBackend
 
     return MongoBackend(address=storage.address, collection=storage.collection,
-                        ensure_index=storage.ensure_index, read_only=read_only)
+                        ensure_index=storage.ensure_index, read_only=read_only,
+                        log_collection=storage.log_collection, **logs)
 
 
-def _sqlite(storage: model.SQLiteStorage, base_dir: Path, read_only: bool) -> AgendaBackend:
+def _job_log(storage: model.Storage) -> dict[str, Any]:
+    """The backend options of the storage's ``logging``: on or off, and the retention."""
+    setting = storage.logging
+    if not isinstance(setting, model.JobLogConfig):
+        return {"logging": setting, "log_retention": None}
+    limits = (setting.max_age, setting.max_entries)
+    retention = None if limits == (None, None) else JobLogRetention(
+        max_age=setting.max_age, max_entries=setting.max_entries)
+    return {"logging": True, "log_retention": retention}
+
+
+def _sqlite(storage: model.SQLiteStorage, base_dir: Path, read_only: bool,
+            logs: dict[str, Any]) -> AgendaBackend:
     from agenda_decl.backends.sqlite import SQLiteBackend
 
+    options = {"table_name": storage.table_name, "read_only": read_only,
+               "log_table_name": storage.log_table_name, **logs}
     if storage.path == ":memory:":
-        return SQLiteBackend(path=storage.path, table_name=storage.table_name,
-                             read_only=read_only)
+        return SQLiteBackend(path=storage.path, **options)
     path = Path(os.path.expanduser(storage.path))
     path = path if path.is_absolute() else base_dir / path
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)  # `.agenda/agenda.db` on a fresh clone
-    return SQLiteBackend(path=path, table_name=storage.table_name, read_only=read_only)
+    return SQLiteBackend(path=path, **options)
 
 
 def build_channel(config: model.AgendaConfig) -> NotificationChannel | None:

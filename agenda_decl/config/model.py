@@ -31,10 +31,31 @@ def _secret_repr(value: str | None) -> str:
 
 
 @attrs.define(kw_only=True, frozen=True)
+class JobLogConfig:
+    """The job log (Agenda 6.2's) with a retention: `logging: true` is the job log kept
+    without a limit. The worker deletes, at most once a minute while it writes entries, those
+    older than `max_age` and those beyond the newest `max_entries`."""
+
+    #: Delete entries older than this (e.g. '30 days').
+    max_age: Duration | None = None
+    #: Keep at most this many entries, the newest.
+    max_entries: int | None = None
+
+
+#: ``logging:`` of a storage: ``true``/``false``, or the job log with a retention.
+Logging = bool | JobLogConfig
+
+
+@attrs.define(kw_only=True, frozen=True)
 class SQLiteStorage:
     type: Literal["sqlite"]
     path: str = "agenda.db"
     table_name: str = "agenda_jobs"
+    #: Write the job log (Agenda 6.2's `logging`): every start, success, failure (with its
+    #: traceback), retry and completion, read with `agenda-decl logs`.
+    logging: Logging = False
+    #: The job log's table, in the same file (created only when `logging` is on).
+    log_table_name: str = "agenda_logs"
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -45,6 +66,10 @@ class PostgresStorage:
     ensure_schema: bool = True
     channel_name: str = "agenda:jobs"
     disable_notifications: bool = False
+    #: Write the job log (Agenda 6.2's `logging`), in Node's `agenda_logs` table.
+    logging: Logging = False
+    #: The job log's table (Node's `logTableName`; created only when `logging` is on).
+    log_table_name: str = "agenda_logs"
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -54,6 +79,8 @@ class RedisStorage:
     key_prefix: str = "agenda:"
     channel_name: str = "agenda:jobs"
     disable_notifications: bool = False
+    #: Write the job log (Agenda 6.2's `logging`), in Node's keys under `key_prefix`.
+    logging: Logging = False
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -62,6 +89,10 @@ class MongoStorage:
     address: str = attrs.field(repr=_secret_repr)
     collection: str = "agendaJobs"
     ensure_index: bool = True
+    #: Write the job log (Agenda 6.2's `logging`), in Node's log collection.
+    logging: Logging = False
+    #: The job log's collection (Node's `logCollection`).
+    log_collection: str = "agenda_logs"
 
 
 Storage = SQLiteStorage | PostgresStorage | RedisStorage | MongoStorage

@@ -170,7 +170,19 @@ def _check_backend(checker: _Checker, backend: model.BackendConfig) -> None:
         _redis_name(checker, (*path, "channel_name"), storage.channel_name)
     else:
         _mongo(checker, path, storage.address, storage.collection)
+        _mongo(checker, path, None, storage.log_collection, field="log_collection")
+    _check_job_log(checker, path, storage)
     _check_notifications(checker, backend)
+
+
+def _check_job_log(checker: _Checker, path: Path_, storage: model.Storage) -> None:
+    if isinstance(storage, model.SQLiteStorage | model.PostgresStorage):
+        # PostgreSQL: the index names derived from the table ("_timestamp_idx") fit 63 bytes.
+        limit = 63 if isinstance(storage, model.SQLiteStorage) else 63 - 14
+        _table_name(checker, (*path, "log_table_name"), storage.log_table_name, limit)
+    if isinstance(storage.logging, model.JobLogConfig):
+        checker.duration((*path, "logging", "max_age"), storage.logging.max_age)
+        checker.count((*path, "logging", "max_entries"), storage.logging.max_entries, 1)
 
 
 def _check_notifications(checker: _Checker, backend: model.BackendConfig) -> None:
@@ -206,7 +218,8 @@ def _redis_name(checker: _Checker, path: Path_, value: str) -> None:
     checker.name(path, value, _REDIS_NAME, "letters, digits or _ . : { } / -", 128)
 
 
-def _mongo(checker: _Checker, path: Path_, address: str | None, collection: str | None) -> None:
+def _mongo(checker: _Checker, path: Path_, address: str | None, collection: str | None,
+           *, field: str = "collection") -> None:
     if address is not None and "://" in address:
         checker.url((*path, "address"), address, "MongoDB", ("mongodb", "mongodb+srv"))
     elif address is not None and not re.match(r"^[A-Za-z0-9_.\[\]:-]+(/[A-Za-z0-9_-]*)?$",
@@ -215,7 +228,7 @@ def _mongo(checker: _Checker, path: Path_, address: str | None, collection: str 
                        f"host:port/db), got {describe(mask_url(address))}")
     if collection is not None and (not collection or "$" in collection or "\x00" in collection
                                    or collection.startswith("system.")):
-        checker.report((*path, "collection"), "expected a MongoDB collection name (no '$', "
+        checker.report((*path, field), "expected a MongoDB collection name (no '$', "
                        f"not 'system.*'), got {describe(collection)}")
 
 

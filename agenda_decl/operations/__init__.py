@@ -5,7 +5,7 @@ pause and resume (:mod:`.pausing`), and their history (:mod:`.history`)."""
 from __future__ import annotations
 
 from agenda_decl.operations.actions import RunNow, purge_completed, remove, retry, run_now
-from agenda_decl.operations.history import last_error_entry
+from agenda_decl.operations.history import job_history, last_error_entry
 from agenda_decl.operations.pausing import (
     PauseResult,
     default_operator,
@@ -30,6 +30,7 @@ __all__ = [
     "RunNow",
     "default_operator",
     "found_by_ids",
+    "job_history",
     "jobs_of_name",
     "last_error_entry",
     "pause",

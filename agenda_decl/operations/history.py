@@ -1,30 +1,32 @@
-"""A job's history from the job log: the one place ``agenda-decl jobs show`` asks it for.
-
-The job log (Agenda 6.2's ``JobLogger``: ``Agenda(logging=...)``, ``agenda.get_logs(...)``)
-is being built on its own branch; its error entry of a failure carries the traceback. Until it
-is here, :func:`last_error_entry` finds nothing and ``jobs show`` prints the failure fields
-stored on the job (``fail_count``, ``failed_at``, ``fail_reason``) with no traceback.
-"""
+"""A job's history from the job log (Agenda 6.2's ``JobLogger``): the one place ``agenda-decl
+jobs show`` and the dashboard ask it for. The log's error entry of a failure carries the
+traceback."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from agenda_decl._job_log import JobLogEntry, JobLogQuery, LogLevel
 from agenda_decl.agenda import Agenda
 
-__all__ = ["last_error_entry"]
+__all__ = ["job_history", "last_error_entry"]
 
 
-async def last_error_entry(agenda: Agenda, job_id: str) -> Any | None:
-    """The job log's last error entry of the job (its ``error`` is the traceback), or None.
+async def last_error_entry(agenda: Agenda, job_id: str) -> JobLogEntry | None:
+    """The job log's newest error entry of the job (its ``error`` is the traceback), or None
+    when the storage keeps no log or has none for it.
 
-    Once the job log is merged this is, as DESIGN.md names it::
-
-        result = await agenda.get_logs(JobLogQuery(job_id=job_id, level="error", limit=1))
-        return result.entries[0] if result.entries else None
-
-    (None too when the agenda keeps no log.) ``jobs show`` reads the entry's ``timestamp``,
-    ``message`` and ``error``.
+    It reads the storage's logger directly, not through ``agenda.get_logs`` (which answers
+    nothing when this Agenda does not write the log): the entries may come from a worker with
+    another file, or from a Node process.
     """
-    del agenda, job_id
-    return None
+    entries = await job_history(agenda, job_id, level="error", limit=1)
+    return entries[0] if entries else None
+
+
+async def job_history(agenda: Agenda, job_id: str, *, level: LogLevel | None = None,
+                      limit: int = 50) -> list[JobLogEntry]:
+    """The job's newest log entries (newest first), at most ``limit``."""
+    logger = agenda.backend.logger
+    if logger is None:
+        return []
+    result = await logger.get_logs(JobLogQuery(job_id=job_id, level=level, limit=limit))
+    return list(result.entries)

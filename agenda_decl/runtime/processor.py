@@ -269,6 +269,7 @@ class JobProcessor:
                 held.attrs.locked_at = params.locked_at
             return
         job: Job[Any] = Job(self.scheduler, params, lock_token=params.locked_at)
+        self.scheduler.job_log.locked(job)
         self.locked[params.id] = job
         self.status.setdefault(params.name, NameStatus()).locked += 1
         self._queues.setdefault(params.name, _NameQueue()).push(job)
@@ -394,6 +395,7 @@ class JobProcessor:
                     "them alive."
                 )
                 job.abandon_run(message)
+                self.scheduler.job_log.expired(job)
                 self.scheduler.emit_error_soon(AgendaError(message))
 
     def _forget(self, job: Job[Any]) -> None:

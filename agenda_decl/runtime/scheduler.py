@@ -11,13 +11,14 @@ from typing import Any, Protocol
 from agenda_decl._model import JobParameters
 from agenda_decl.job import JobOwner
 from agenda_decl.runtime.events import ClaimReport, JobEvent, PollReport
+from agenda_decl.runtime.job_log import JobLog
 
 
 class Scheduler(JobOwner, Protocol):
     """A job's owner (:class:`~agenda_decl.job.JobOwner`) plus what running jobs needs: the
     worker's name and settings, the generation (a run that started before the last stop has
     outlived its scheduler), the threads for plain ``def`` handlers, the queued start write,
-    and the events."""
+    the events and the job log."""
 
     @property
     def name(self) -> str: ...
@@ -27,6 +28,8 @@ class Scheduler(JobOwner, Protocol):
     def remove_on_complete(self) -> bool: ...
     @property
     def executor(self) -> Executor: ...
+    @property
+    def job_log(self) -> JobLog: ...
 
     def runnable_names(self) -> list[str]:
         """The defined names with a handler here."""

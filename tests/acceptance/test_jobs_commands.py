@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.test_cli import TICK, TWO, Env, make_env
+from tests.acceptance.test_cli import TICK, TWO, Env, drop_postgres_table, make_env
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -22,7 +22,15 @@ BOOM = "- {job: boom, every: 1 hour}\n"
 
 @pytest.fixture(params=["sqlite", "postgres", "redis"])
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
-    yield from make_env(request.param, tmp_path)
+    """The store with its job log on (``jobs show`` prints a failure's traceback from it)."""
+    for made in make_env(request.param, tmp_path):
+        log_table = f"{made.storage.split('table_name: ')[1].rstrip('}')}_logs" if (
+            request.param == "postgres") else None
+        made.storage = made.storage[:-1] + ", logging: true" + (
+            f", log_table_name: {log_table}}}" if log_table else "}")
+        yield made
+        if log_table:
+            drop_postgres_table(log_table)
 
 
 def ok(env: Env, *args: str) -> str:
@@ -73,7 +81,9 @@ def test_show_retry_and_the_failure_column(env: Env) -> None:
     assert {"locked_at", "progress", "last_modified_by", "repeat_interval"} <= set(shown)
     assert shown["last_failure"]["reason"] == "boom from the handler"
     assert shown["last_failure"]["fail_count"] == 1
-    assert shown["last_failure"]["traceback"] is None  # until the job log keeps it
+    traceback = shown["last_failure"]["traceback"]
+    assert traceback.startswith("Traceback (most recent call last):"), traceback
+    assert "RuntimeError: boom from the handler" in traceback
     text = ok(env, "jobs", "show", failed["id"])
     assert "state:" in text and "last failure:" in text and "boom from the handler" in text
     refused(env, "jobs", "show", "no-such-id", kind="not_found",

@@ -61,7 +61,7 @@ BROKEN: list[tuple[str, str, list[str]]] = [
     ("unknown key with the allowed ones", "version: 1\nbackend:\n  storage: {type: sqlite, "
      "paht: jobs.db}\n", [
         "agenda.yaml:3:27: backend.storage.paht: unknown key 'paht' (allowed: type, path, "
-        "table_name; did you mean 'path'?)",
+        "table_name, logging, log_table_name; did you mean 'path'?)",
     ]),
     ("unknown top-level key", BASE + "schedule: []\n", [
         "agenda.yaml:4:1: schedule: unknown key 'schedule' (allowed: version, backend, "
@@ -265,7 +265,7 @@ def test_every_problem_of_a_file_at_once() -> None:
     )
     assert errors(text) == [
         "agenda.yaml:3:27: backend.storage.tabel_name: unknown key 'tabel_name' (allowed: "
-        "type, path, table_name; did you mean 'table_name'?)",
+        "type, path, table_name, logging, log_table_name; did you mean 'table_name'?)",
         "agenda.yaml:5:18: scheduler.process_every: expected a duration (milliseconds, or text "
         "like '5 minutes' or '1 hour and 30 minutes'), got 'soon' (a string)",
         "agenda.yaml:6:20: scheduler.max_concurrency: expected an integer >= 1, got 0",

@@ -72,6 +72,15 @@ class MongoJobRepository(base.ClaimsInBatches):
     def collection_name(self) -> str:
         return self._collection_name
 
+    @property
+    def connector(self) -> MongoConnector:
+        """The driver's thread (the job log in the same database shares it)."""
+        return self._connector
+
+    def database(self) -> MongoDatabase:
+        """The connected database (``BackendUnavailableError`` before :meth:`connect`)."""
+        return self._collection.database
+
     # -- connection ----------------------------------------------------------------------
 
     async def connect(self) -> None:

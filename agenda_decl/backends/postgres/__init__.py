@@ -4,7 +4,8 @@ A Node Agenda 6.2.6 process (@agendajs/postgres-backend 3.0.6) and agenda-decl w
 share one table and one channel, whichever side creates the table: the table, its columns and
 their types, indexes, trigger, channel names and JSON payloads are exactly Node's. A table of
 agenda-decl 0.1 (``skip_days INTEGER[]``) is migrated to Node's ``JSONB`` at connect. The
-repository and its SQL are here; the channel is ``notifications.postgres`` and the connection
+repository and its SQL are here, and so is the job log (``PostgresJobLogger``, in Agenda
+6.2's ``agenda_logs`` table); the channel is ``notifications.postgres`` and the connection
 plumbing both share is ``connectors.postgres``.
 
     backend = PostgresBackend(connection_string="postgresql://app@db/jobs")
@@ -12,6 +13,7 @@ plumbing both share is ``connectors.postgres``.
 """
 
 from agenda_decl.backends.postgres.backend import PostgresBackend
+from agenda_decl.backends.postgres.job_log import PostgresJobLogger, check_log_table_name
 from agenda_decl.backends.postgres.queries import check_table_name
 from agenda_decl.backends.postgres.repository import PostgresJobRepository
 from agenda_decl.notifications.postgres import (
@@ -23,8 +25,10 @@ from agenda_decl.notifications.postgres import (
 __all__ = [
     "MAX_NOTIFY_BYTES",
     "PostgresBackend",
+    "PostgresJobLogger",
     "PostgresJobRepository",
     "PostgresNotificationChannel",
     "check_channel_name",
+    "check_log_table_name",
     "check_table_name",
 ]

@@ -7,8 +7,10 @@ table and channels.
 
 from __future__ import annotations
 
+from agenda_decl._job_log import JobLogRetention
 from agenda_decl._secrets import mask_url
 from agenda_decl.backends.base import StoreBackend
+from agenda_decl.backends.postgres.job_log import PostgresJobLogger
 from agenda_decl.backends.postgres.repository import PostgresJobRepository
 from agenda_decl.connectors.postgres import Pool
 from agenda_decl.errors import InvalidOptionError
@@ -22,6 +24,11 @@ class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationCh
     Give ``connection_string`` (the backend owns its pool and closes it on ``disconnect``) or
     an open ``pool`` (``psycopg_pool.AsyncConnectionPool``, never closed here).
     ``read_only=True`` is for inspecting: see :class:`PostgresJobRepository`; no channel.
+
+    ``logger`` is the job log in ``log_table_name`` (Node's ``logTableName``; see
+    :class:`PostgresJobLogger`); ``logging=True`` makes an Agenda on this backend write to
+    it. Unlike Node, which creates that table at every connect, it is created only by an
+    Agenda that logs.
     """
 
     name = "PostgreSQL"
@@ -39,6 +46,9 @@ class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationCh
         connect_timeout: float = 10.0,
         reconnect: ReconnectOptions | None = None,
         read_only: bool = False,
+        logging: bool = False,
+        log_table_name: str = "agenda_logs",
+        log_retention: JobLogRetention | None = None,
     ) -> None:
         if (connection_string is None) == (pool is None):
             raise InvalidOptionError(
@@ -55,7 +65,12 @@ class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationCh
             connection_string=connection_string, pool=pool, channel_name=channel_name,
             reconnect=reconnect, connect_timeout=connect_timeout,
         )
-        super().__init__(repository, channel=channel, owns_connection=pool is None)
+        logger = PostgresJobLogger(
+            lambda: repository.pool, table_name=log_table_name, ensure_schema=ensure_schema,
+            retention=log_retention, read_only=read_only,
+        )
+        super().__init__(repository, channel=channel, owns_connection=pool is None,
+                         logger=logger, logging=logging)
         self._where = mask_url(connection_string) if connection_string else "<pool>"
 
     def __repr__(self) -> str:

@@ -7,13 +7,16 @@ and notifications go to Agenda's channels (``agenda:jobs`` and ``agenda:jobs:sta
 Agenda's JSON. Every write and multi-key read is one Lua script (the ``.lua`` files here), so
 it is atomic. Redis Cluster is not supported (the scripts address job hashes by id). The
 channel is ``notifications.redis``; the client plumbing both share is ``connectors.redis``.
+The job log (``RedisJobLogger``) keeps Agenda 6.2's ``log:{id}`` hashes and ``logs:*`` sorted
+sets under the same prefix.
 
     backend = RedisBackend(connection_string="redis://localhost:6379/0")
     agenda = Agenda(backend=backend)
 """
 
 from agenda_decl.backends.redis.backend import RedisBackend
+from agenda_decl.backends.redis.job_log import RedisJobLogger
 from agenda_decl.backends.redis.repository import RedisJobRepository
 from agenda_decl.notifications.redis import RedisNotificationChannel
 
-__all__ = ["RedisBackend", "RedisJobRepository", "RedisNotificationChannel"]
+__all__ = ["RedisBackend", "RedisJobLogger", "RedisJobRepository", "RedisNotificationChannel"]

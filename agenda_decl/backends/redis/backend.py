@@ -11,7 +11,9 @@ from datetime import timedelta
 
 from redis.asyncio import Redis
 
+from agenda_decl._job_log import JobLogRetention
 from agenda_decl.backends.base import StoreBackend
+from agenda_decl.backends.redis.job_log import RedisJobLogger
 from agenda_decl.backends.redis.repository import RedisJobRepository
 from agenda_decl.connectors.redis import client_from_url, redacted_address
 from agenda_decl.errors import InvalidOptionError
@@ -23,7 +25,10 @@ class RedisBackend(StoreBackend[RedisJobRepository, RedisNotificationChannel]):
     ``channel_name`` (none with ``disable_notifications`` or ``read_only``). A ``client``
     passed in is shared by both and never closed; one built from ``connection_string`` is
     closed by :meth:`disconnect` (and reopens on the next use). ``read_only=True`` is for
-    inspecting: see :class:`RedisJobRepository`."""
+    inspecting: see :class:`RedisJobRepository`.
+
+    ``logger`` is the job log in Node's keys under the same prefix (see
+    :class:`RedisJobLogger`); ``logging=True`` makes an Agenda on this backend write to it."""
 
     name = "Redis"
 
@@ -37,6 +42,8 @@ class RedisBackend(StoreBackend[RedisJobRepository, RedisNotificationChannel]):
         disable_notifications: bool = False,
         health_check_interval: int | float | timedelta | str = 30_000,
         read_only: bool = False,
+        logging: bool = False,
+        log_retention: JobLogRetention | None = None,
     ) -> None:
         if (connection_string is None) == (client is None):
             raise InvalidOptionError(
@@ -55,7 +62,10 @@ class RedisBackend(StoreBackend[RedisJobRepository, RedisNotificationChannel]):
         channel = None if off else RedisNotificationChannel(
             client=client, channel_name=channel_name, health_check_interval=health_check_interval
         )
-        super().__init__(repository, channel=channel, owns_connection=owns_client)
+        logger = RedisJobLogger(client, key_prefix=key_prefix, retention=log_retention,
+                                read_only=read_only)
+        super().__init__(repository, channel=channel, owns_connection=owns_client,
+                         logger=logger, logging=logging)
 
     def __repr__(self) -> str:
         return f"RedisBackend({self._where}, key_prefix={self._repository.key_prefix!r})"

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
+from agenda_decl._job_log import JobLogRetention
 from agenda_decl.backends.base import StoreBackend
+from agenda_decl.backends.sqlite.job_log import SQLiteJobLogger
 from agenda_decl.backends.sqlite.repository import SQLiteJobRepository
 from agenda_decl.interfaces import NotificationChannel
 
@@ -21,6 +23,10 @@ class SQLiteBackend(StoreBackend[SQLiteJobRepository, NotificationChannel]):
 
     ``read_only=True`` is for inspecting (``agenda-decl plan``, ``jobs``): the file is never
     created or written, a missing file or table reads as an empty store, writes are refused.
+
+    ``logger`` is the job log in ``log_table_name`` of the same file (see
+    :class:`SQLiteJobLogger`); ``logging=True`` makes an Agenda on this backend write to it.
+    The table is created only by an Agenda that logs.
     """
 
     name = "SQLite"
@@ -32,10 +38,16 @@ class SQLiteBackend(StoreBackend[SQLiteJobRepository, NotificationChannel]):
         table_name: str = "agenda_jobs",
         busy_timeout: int | float | timedelta | str = "5 seconds",
         read_only: bool = False,
+        logging: bool = False,
+        log_table_name: str = "agenda_logs",
+        log_retention: JobLogRetention | None = None,
     ) -> None:
-        super().__init__(SQLiteJobRepository(
+        repository = SQLiteJobRepository(
             path, table_name=table_name, busy_timeout=busy_timeout, read_only=read_only
-        ))
+        )
+        logger = SQLiteJobLogger(repository.connector, table_name=log_table_name,
+                                 retention=log_retention, read_only=read_only)
+        super().__init__(repository, logger=logger, logging=logging)
 
     def __repr__(self) -> str:
         repository = self._repository

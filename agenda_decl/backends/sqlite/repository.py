@@ -79,6 +79,11 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         return self._table_name
 
     @property
+    def connector(self) -> SQLiteConnector:
+        """The connection and its thread (the job log of the same file shares them)."""
+        return self._connector
+
+    @property
     def busy_retries(self) -> int:
         """How many times a call found the database locked and retried (for tests and metrics)."""
         return self._connector.busy_retries

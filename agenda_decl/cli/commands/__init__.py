@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from agenda_decl.cli.commands.generate import cmd_generate
 from agenda_decl.cli.commands.jobs import cmd_jobs
+from agenda_decl.cli.commands.logs import cmd_logs
 from agenda_decl.cli.commands.plan import cmd_apply, cmd_plan
 from agenda_decl.cli.commands.validate import cmd_validate
 from agenda_decl.cli.context import CommandContext
@@ -21,4 +22,5 @@ COMMANDS: dict[str, Callable[[CommandContext], int]] = {
     "run": cmd_run,
     "generate": cmd_generate,
     "jobs": cmd_jobs,
+    "logs": cmd_logs,
 }

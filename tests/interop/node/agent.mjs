@@ -2,6 +2,7 @@
 // line on stdin, one JSON reply per line on stdout ({"id", "ok", "result" | "error"}), and one
 // line per job event ({"event": "start" | "success" | "fail" | "complete", "jobId", "jobName",
 // "data", "at", "failCount", ...}; "complete" comes once the run's end write is stored).
+// line per job event ({"event", "jobId", "jobName", "data", "at", "failCount", ...}).
 //
 //   {"id": 1, "op": "connect", "store": "postgres", "url": "...", "table": "...", "channel": "..."}
 //   {"id": 2, "op": "define", "name": "work", "behaviour": "ok" | "fail" | "sleep" | "touch",
@@ -90,6 +91,10 @@ function define(request) {
       if (kind === 'fail' && remote !== true) report('fail', b, { error: String(a?.message ?? a) });
       // after the end write (Job.run emits success and fail before it, complete after)
       if (kind === 'complete' && b !== true) report('complete', a);
+  for (const kind of ['success', 'fail']) {
+    agenda.on(`${kind}:${request.name}`, (a, b, remote) => {
+      if (kind === 'success' && b !== true) report('success', a);
+      if (kind === 'fail' && remote !== true) report('fail', b, { error: String(a?.message ?? a) });
     });
   }
   return null;
@@ -138,6 +143,27 @@ const operations = {
   cancel: async r => agenda.cancel(r.criteria),
   exit: async () => { if (agenda) await agenda.stop(); setTimeout(() => process.exit(0), 10); return null; },
 };
+
+// The job log (Agenda 6.2's JobLogger), through the backend's own logger:
+//   {"op": "enableLogging"}                     what `new Agenda({backend, logging: true})` sets
+//   {"op": "getLogs", "query": {"jobName": "work", "level": ["error"], "from": "<ISO>"}}
+//   {"op": "clearLogs", "query": {...}}         (no query: every entry)
+const logQuery = request => {
+  const query = { ...(request.query ?? {}) };
+  if (query.from) query.from = new Date(query.from);
+  if (query.to) query.to = new Date(query.to);
+  return query;
+};
+Object.assign(operations, {
+  enableLogging: async () => {
+    // agenda/dist/index.js:101-104 (`logging: true`): the backend's logger, every job logged.
+    agenda.jobLogger = agenda.backend.logger;
+    agenda.loggingDefault = true;
+    return null;
+  },
+  getLogs: async r => JSON.parse(JSON.stringify(await agenda.getLogs(logQuery(r)))),
+  clearLogs: async r => agenda.clearLogs(r.query ? logQuery(r) : undefined),
+});
 
 const lines = createInterface({ input: process.stdin });
 for await (const line of lines) {
