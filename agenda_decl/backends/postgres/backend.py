@@ -11,9 +11,11 @@ from agenda_decl._secrets import mask_url
 from agenda_decl.backends.base import StoreBackend
 from agenda_decl.backends.postgres.repository import PostgresJobRepository
 from agenda_decl.connectors.postgres import Pool
+from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR
 from agenda_decl.errors import InvalidOptionError
 from agenda_decl.notifications.base import ReconnectOptions
 from agenda_decl.notifications.postgres import PostgresNotificationChannel
+from agenda_decl.timing import Duration
 
 
 class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationChannel]):
@@ -22,6 +24,11 @@ class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationCh
     Give ``connection_string`` (the backend owns its pool and closes it on ``disconnect``) or
     an open ``pool`` (``psycopg_pool.AsyncConnectionPool``, never closed here).
     ``read_only=True`` is for inspecting: see :class:`PostgresJobRepository`; no channel.
+
+    ``retry_for`` (default ``"30 seconds"``; 0 turns it off) is how long a statement or a
+    publish is repeated while the server cannot be reached (a restart, a failover, killed
+    connections) before the call raises ``BackendUnavailableError``; see the README's
+    "Outages" section.
     """
 
     name = "PostgreSQL"
@@ -39,6 +46,7 @@ class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationCh
         connect_timeout: float = 10.0,
         reconnect: ReconnectOptions | None = None,
         read_only: bool = False,
+        retry_for: Duration = DEFAULT_RETRY_FOR,
     ) -> None:
         if (connection_string is None) == (pool is None):
             raise InvalidOptionError(
@@ -47,13 +55,13 @@ class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationCh
         repository = PostgresJobRepository(
             connection_string=connection_string, pool=pool, table_name=table_name,
             ensure_schema=ensure_schema, max_pool_size=max_pool_size,
-            connect_timeout=connect_timeout, read_only=read_only,
+            connect_timeout=connect_timeout, read_only=read_only, retry_for=retry_for,
         )
         # Inspecting needs no notifications (and listening would hold a connection).
         off = disable_notifications or read_only
         channel = None if off else PostgresNotificationChannel(
             connection_string=connection_string, pool=pool, channel_name=channel_name,
-            reconnect=reconnect, connect_timeout=connect_timeout,
+            reconnect=reconnect, connect_timeout=connect_timeout, retry_for=retry_for,
         )
         super().__init__(repository, channel=channel, owns_connection=pool is None)
         self._where = mask_url(connection_string) if connection_string else "<pool>"
