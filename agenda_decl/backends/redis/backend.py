@@ -14,8 +14,10 @@ from redis.asyncio import Redis
 from agenda_decl.backends.base import StoreBackend
 from agenda_decl.backends.redis.repository import RedisJobRepository
 from agenda_decl.connectors.redis import client_from_url, redacted_address
+from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR
 from agenda_decl.errors import InvalidOptionError
 from agenda_decl.notifications.redis import RedisNotificationChannel
+from agenda_decl.timing import Duration
 
 
 class RedisBackend(StoreBackend[RedisJobRepository, RedisNotificationChannel]):
@@ -23,7 +25,11 @@ class RedisBackend(StoreBackend[RedisJobRepository, RedisNotificationChannel]):
     ``channel_name`` (none with ``disable_notifications`` or ``read_only``). A ``client``
     passed in is shared by both and never closed; one built from ``connection_string`` is
     closed by :meth:`disconnect` (and reopens on the next use). ``read_only=True`` is for
-    inspecting: see :class:`RedisJobRepository`."""
+    inspecting: see :class:`RedisJobRepository`.
+
+    ``retry_for`` (default ``"30 seconds"``; 0 turns it off) is how long a call or a publish
+    is repeated while the server cannot be reached (a restart, a failover) before it raises
+    ``BackendUnavailableError``; see the README's "Outages" section."""
 
     name = "Redis"
 
@@ -37,6 +43,7 @@ class RedisBackend(StoreBackend[RedisJobRepository, RedisNotificationChannel]):
         disable_notifications: bool = False,
         health_check_interval: int | float | timedelta | str = 30_000,
         read_only: bool = False,
+        retry_for: Duration = DEFAULT_RETRY_FOR,
     ) -> None:
         if (connection_string is None) == (client is None):
             raise InvalidOptionError(
@@ -49,11 +56,12 @@ class RedisBackend(StoreBackend[RedisJobRepository, RedisNotificationChannel]):
         self._client = client
         self._where = redacted_address(client, connection_string)
         repository = RedisJobRepository(client, key_prefix=key_prefix, where=self._where,
-                                        read_only=read_only)
+                                        read_only=read_only, retry_for=retry_for)
         # Inspecting needs no notifications.
         off = disable_notifications or read_only
         channel = None if off else RedisNotificationChannel(
-            client=client, channel_name=channel_name, health_check_interval=health_check_interval
+            client=client, channel_name=channel_name, health_check_interval=health_check_interval,
+            retry_for=retry_for, where=self._where,
         )
         super().__init__(repository, channel=channel, owns_connection=owns_client)
 
