@@ -19,15 +19,19 @@ from typing import Any
 
 import psycopg
 import pytest
+from pymongo.errors import ServerSelectionTimeoutError
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agenda_decl import Agenda, Job, JobsQueryOptions
+from agenda_decl.backends.mongo import MongoBackend
 from agenda_decl.backends.postgres import PostgresBackend
 from agenda_decl.backends.postgres import queries as pg_queries
 from agenda_decl.backends.redis import RedisBackend
 from agenda_decl.errors import BackendUnavailableError, LockLostError
 from agenda_decl.interfaces import AgendaBackend
+from tests.backends.mongo import database as mongo_database
+from tests.backends.mongo import unique_collection
 from tests.backends.postgres import drop_table, unique_names
 from tests.backends.private_servers import (
     PrivatePostgres,
@@ -391,6 +395,39 @@ async def test_redis_an_insert_repeated_after_a_lost_reply_stores_one_job(
         client = Redis.from_url(REDIS_URL)
         await delete_keys(client, prefix)
         await client.aclose()
+
+
+# -- MongoDB: pymongo waits and retries; what is left is one clear error -----------------------
+
+
+REFUSED = "127.0.0.1:27017: [Errno 111] Connection refused"
+
+
+async def test_mongodb_unreachable_past_pymongos_own_retries_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with mongo_database() as db:
+        collection = unique_collection()
+        backend = MongoBackend(mongo=db, collection=collection)
+        agenda = Agenda(backend=backend)
+        agenda.declare("work")
+        try:
+            await agenda.ready()
+
+            def unreachable(*_: Any, **__: Any) -> Any:
+                raise ServerSelectionTimeoutError(REFUSED)
+
+            jobs = db.get_collection(collection)
+            monkeypatch.setattr(type(jobs), "insert_one", unreachable)
+            with pytest.raises(BackendUnavailableError) as raised:
+                await agenda.now("work")
+        finally:
+            await agenda.stop()
+            db.drop_collection(collection)
+    assert str(raised.value) == (
+        f"MongoDB at <database {db.name!r} passed in> unreachable: ServerSelectionTimeoutError: "
+        f"{REFUSED}"
+    )
 
 
 # -- helpers ----------------------------------------------------------------------------------
