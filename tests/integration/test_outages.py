@@ -11,6 +11,7 @@ more jobs and workers.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections import Counter
@@ -223,6 +224,63 @@ async def test_after_every_connection_is_terminated_nothing_reaches_the_applicat
         await agenda.stop()
     assert backend.repository.retrying.retries == 0
     assert [e for e in errors if not any(e is c for c in channel_errors)] == []
+
+
+# -- an outage longer than retry_for ----------------------------------------------------------
+
+
+async def test_a_worker_keeps_running_through_an_outage_longer_than_its_bound(
+    private_postgres: PrivatePostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker's calls give up after ``retry_for`` (1 s) while the server stays down for
+    4 s: it reports each as an ``error`` event, at a bounded rate, keeps polling, and runs
+    everything once the server is back, including what a producer (default bound: 30 s)
+    enqueued meanwhile without seeing an exception."""
+    table, channel = unique_names()
+    worker = Agenda(backend=PostgresBackend(connection_string=private_postgres.url,
+                                            table_name=table, channel_name=channel,
+                                            retry_for="1 second"),
+                    process_every="200 ms")
+    ran: list[int] = []
+
+    async def work(job: Job[dict[str, int]]) -> None:
+        ran.append(job.attrs.data["n"])
+
+    worker.define("work", work)
+    ledger = Ledger()
+    ledger.watch(worker)
+    producer = Agenda(backend=PostgresBackend(connection_string=private_postgres.url,
+                                              table_name=table, disable_notifications=True))
+    producer.declare("work")
+    await worker.start()
+    try:
+        for n in range(5):
+            await producer.now("work", {"n": n})
+        await eventually(lambda: len(ran) == 5)
+        caplog.clear()
+        private_postgres.stop()
+        outage_started = time.monotonic()
+
+        async def enqueue_during_the_outage() -> None:
+            for n in range(5, 10):
+                await producer.now("work", {"n": n})
+
+        enqueuing = asyncio.create_task(enqueue_during_the_outage())
+        await asyncio.sleep(4)
+        await asyncio.to_thread(private_postgres.start)
+        outage = time.monotonic() - outage_started
+        await enqueuing
+        await eventually(lambda: sorted(ran) == list(range(10)))
+    finally:
+        await worker.stop()
+        await producer.stop()
+    store_errors = ledger.store_errors()
+    assert store_errors, "the worker reported nothing while the server was down"
+    assert all(isinstance(e, BackendUnavailableError) for e in store_errors), store_errors
+    assert len(store_errors) <= 3 * (outage / 1.0 + 2)  # claims, clock, per retry_for
+    ours = [r for r in caplog.records
+            if r.name.startswith("agenda_decl") and r.levelno >= logging.WARNING]
+    assert len(ours) <= outage + 2, [r.getMessage() for r in ours]
 
 
 # -- past the bound ----------------------------------------------------------------------------
