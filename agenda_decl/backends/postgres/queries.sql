@@ -131,11 +131,12 @@ INSERT INTO {table} (
 ) RETURNING *
 
 -- insert_many --
--- Plain inserts (one or many requested together), as one statement. The caller chooses the
--- ids (random UUIDs, as gen_random_uuid() would, handed out in ascending order so that the
--- created_at, id tie-break keeps the batch's order) and matches RETURNING rows by id. A row
--- whose id exists is skipped: the statement is repeated after a lost reply, and a repeat
--- must not store a job twice (the caller reads skipped rows back by id).
+-- Every plain insert, of one job or many. A row whose id exists is skipped: the statement
+-- is repeated after a lost reply, and a repeat must not store a job twice (the caller reads
+-- skipped rows back by id).
+-- Plain inserts requested together, as one statement. The caller chooses the ids (random
+-- UUIDs, as gen_random_uuid() would, handed out in ascending order so that the
+-- created_at, id tie-break keeps the batch's order) and matches RETURNING rows by id.
 -- skip_days travels as JSON: unnest cannot take an array of arrays of different lengths.
 INSERT INTO {table} (
     id, name, priority, next_run_at, type, repeat_timezone, repeat_interval, data, repeat_at,
