@@ -7,6 +7,19 @@ The synchronous client runs off the event loop on one dedicated thread per conne
 every call of one repository is serialized, and a busy default executor full of plain-``def``
 handlers cannot starve the store). The same code therefore runs against mongomock, the fake of
 that API the tests use.
+
+Through an outage pymongo does the waiting and retrying itself, and agenda-decl adds no retry
+loop of its own: every operation waits up to ``serverSelectionTimeoutMS`` (30 s by default,
+set in the connection string) for a server it may use (the primary, for everything here);
+a read or a single-document write (``insert_one``, ``find_one_and_update``, ``update_one``)
+that fails on a network error or a primary step-down is retried once, on the new primary,
+when the deployment supports it (``retryReads``/``retryWrites``, both on by default: replica
+sets and sharded clusters; a standalone server retries reads only). An insert is safe to
+retry: its ``_id`` is made by the client before it is sent, and a retried write is applied at
+most once by the server. Multi-document writes (``update_many``, ``delete_many``: removals,
+disable/enable, unlocking several jobs) are not retried by pymongo; they are idempotent, so
+calling them again is safe. What remains (no server within the selection timeout, a second
+network error) reaches the caller as one ``BackendUnavailableError`` naming the server.
 """
 
 from __future__ import annotations
@@ -20,7 +33,7 @@ from typing import Any, TypeVar
 from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from agenda_decl._secrets import mask_text, mask_url
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
@@ -69,7 +82,10 @@ class MongoConnector:
     @property
     def where(self) -> str:
         """The address without its password, for messages."""
-        return mask_url(self._address) if self._address else "<database passed in>"
+        if self._address:
+            return mask_url(self._address)
+        assert self._given_db is not None
+        return f"<database {self._given_db.name!r} passed in>"
 
     async def open(self, prepare: Callable[[MongoDatabase], None]) -> None:
         """Start the thread, open the database on it and call ``prepare`` with it there."""
@@ -95,11 +111,19 @@ class MongoConnector:
         return db
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
-        """``function(*args)`` on the connector's thread, after the calls queued before it."""
+        """``function(*args)`` on the connector's thread, after the calls queued before it.
+        A server that cannot be reached (once pymongo gave up: see the module docstring) is
+        ``BackendUnavailableError`` naming it."""
         if self._executor is None:
             raise BackendUnavailableError(f"{self._user} is not connected: call connect()")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(function, *args))
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(function, *args))
+        except ConnectionFailure as error:
+            reason = mask_text(str(error).strip() or type(error).__name__)
+            raise BackendUnavailableError(
+                f"MongoDB at {self.where} unreachable: {type(error).__name__}: {reason}"
+            ) from None
 
     async def close(self, *, stopped: Callable[[], None] | None = None) -> None:
         """Let the queued calls finish and stop the thread (then call ``stopped``, if given),

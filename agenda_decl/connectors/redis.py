@@ -2,6 +2,13 @@
 both use them: built from a connection string, checked with a PING, named in messages without
 the password; the subscriber connection of a channel; which errors mean the server is
 unreachable; replies as text; and the rule for key and channel names.
+
+Through an outage: a pooled connection the server closed is noticed when it is used (the
+read fails) and redis-py's own retry, on a client built here, opens a new one and sends the
+command again at once (two quick tries); beyond that, :func:`retrying` repeats the
+operation with backoff for up to ``retry_for`` (``connectors.retry``), then raises one
+``BackendUnavailableError``. A server still loading its data after a restart (``LOADING``)
+or a replica made read-only by a failover (``READONLY``) counts as unreachable too.
 """
 
 from __future__ import annotations
@@ -14,16 +21,41 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    ReadOnlyError,
+    RedisError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agenda_decl._secrets import mask_text, mask_url
+from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR, Retrying
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
+from agenda_decl.timing import Duration
 
 #: Connections of a client built from a connection string (one listens for notifications).
 MAX_CONNECTIONS = 64
 _NAME = re.compile(r"^[A-Za-z0-9_.:{}/-]{1,128}$")
 #: What the driver raises when the server cannot be reached (or stops answering).
 UNREACHABLE = (RedisError, OSError)
+
+
+def transient(error: BaseException) -> bool:
+    """Whether ``error`` means the server is unreachable for now (worth another attempt): a
+    lost or refused connection, a timeout, a server loading its data, a read-only replica.
+    A refused password is not: trying again changes nothing."""
+    if isinstance(error, AuthenticationError):
+        return False
+    return isinstance(
+        error, RedisConnectionError | RedisTimeoutError | BusyLoadingError | ReadOnlyError | OSError
+    )
+
+
+def retrying(where: str, retry_for: Duration = DEFAULT_RETRY_FOR) -> Retrying:
+    """The outage policy of a Redis store at ``where`` (already masked, or masked here)."""
+    return Retrying(store="Redis", where=where, transient=transient, retry_for=retry_for)
 
 
 def check_name(value: str, *, field: str) -> str:

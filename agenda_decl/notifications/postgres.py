@@ -25,9 +25,21 @@ from agenda_decl._model import JobNotification, JobStateNotification
 from agenda_decl._named_blocks import load_named_blocks
 from agenda_decl._secrets import mask_url
 from agenda_decl._tasks import cancel_and_wait
-from agenda_decl.connectors.postgres import Pool, connect, open_pool, pool_target, unavailable
+from agenda_decl.connectors.postgres import (
+    Connection,
+    Pool,
+    connect,
+    open_pool,
+    pool_target,
+    retrying,
+    run,
+    unavailable,
+    where,
+)
+from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR, Attempt
 from agenda_decl.errors import InvalidOptionError
 from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOptions
+from agenda_decl.timing import Duration
 
 log = logging.getLogger("agenda_decl.backends.postgres")
 
@@ -147,8 +159,10 @@ class PostgresNotificationChannel(BaseNotificationChannel):
 
     A dedicated connection LISTENs; every ``probe_interval`` seconds it must answer a query
     within ``probe_timeout`` or it is treated as dead and reopened with the base backoff.
-    Publishing goes through a pool: the backend's, the one given, or a small one of its own.
-    Delivery is at most once: the scheduler's poll covers whatever is lost.
+    Publishing goes through a pool: the backend's, the one given, or a small one of its own;
+    a publish is repeated through an outage for up to ``retry_for`` (a repeat may deliver a
+    notification twice, which costs a claim that finds nothing). Delivery is at most once:
+    the scheduler's poll covers whatever is lost.
     """
 
     def __init__(
@@ -161,6 +175,7 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         probe_interval: float = 5.0,
         probe_timeout: float = 5.0,
         connect_timeout: float = 10.0,
+        retry_for: Duration = DEFAULT_RETRY_FOR,
     ) -> None:
         if connection_string is None and pool is None:
             raise InvalidOptionError("PostgresNotificationChannel needs connection_string or pool")
@@ -178,6 +193,7 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         self._dropped = 0
         self._disposals: set[asyncio.Task[None]] = set()
         self._outbox: GroupCommit[tuple[str, str], None] = GroupCommit(self._send)
+        self._retrying = retrying(where(connection_string, pool), retry_for)
 
     def __repr__(self) -> str:
         where = mask_url(self._conninfo) if self._conninfo else "<pool>"
@@ -334,6 +350,9 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         one round trip)."""
         pool = await self._publishing_pool()
         channels, payloads = [c for c, _ in batch], [p for _, p in batch]
-        async with pool.connection() as conn:
+
+        async def notify(conn: Connection, _: Attempt) -> None:
             await conn.execute(_NOTIFY_MANY, (channels, payloads))
+
+        await run(pool, self._retrying, notify)
         return [None] * len(batch)

@@ -37,12 +37,14 @@ from agenda_decl.connectors.redis import (
     connect_subscriber,
     redacted_address,
     redacted_error,
+    retrying,
     subscriber,
     text,
 )
-from agenda_decl.errors import BackendUnavailableError, InvalidOptionError, NotConnectedError
+from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR, Attempt
+from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOptions
-from agenda_decl.timing import parse_duration
+from agenda_decl.timing import Duration, parse_duration
 
 log = logging.getLogger("agenda_decl.backends.redis")
 
@@ -60,6 +62,10 @@ class RedisNotificationChannel(BaseNotificationChannel):
     (``PUBSUB NUMSUB``) and that a probe published on a private channel comes back through
     the subscriber connection; a dead, half-open or unsubscribed connection is thus noticed
     within two intervals and replaced (the scheduler polls at once after a reconnect).
+
+    A publish is repeated through an outage for up to ``retry_for`` (a repeat may deliver a
+    message twice: a hint, which costs a claim that finds nothing); past it, it raises
+    ``BackendUnavailableError`` naming the server.
     """
 
     def __init__(
@@ -70,6 +76,8 @@ class RedisNotificationChannel(BaseNotificationChannel):
         channel_name: str = "agenda:jobs",
         reconnect: ReconnectOptions | None = None,
         health_check_interval: int | float | timedelta | str = 30_000,
+        retry_for: Duration = DEFAULT_RETRY_FOR,
+        where: str | None = None,
     ) -> None:
         super().__init__(channel_name=check_name(channel_name, field="channel_name"),
                          reconnect=reconnect)
@@ -89,6 +97,10 @@ class RedisNotificationChannel(BaseNotificationChannel):
         self._tasks: list[asyncio.Task[None]] = []
         self._connect_lock = asyncio.Lock()
         self._outbox: GroupCommit[tuple[str, str], None] = GroupCommit(self._publish_batch)
+        if where is None:
+            where = mask_url(connection_string) if connection_string else (
+                redacted_address(client, None) if client is not None else "?")
+        self._retrying = retrying(where, retry_for)
 
     def __repr__(self) -> str:
         where = mask_url(self._url) if self._url else "shared client"
@@ -123,19 +135,19 @@ class RedisNotificationChannel(BaseNotificationChannel):
         together) go out in one command, in call order."""
         await self._outbox.submit((channel, payload))
 
-    async def _publish_batch(self, messages: list[tuple[str, str]]) -> list[Exception | None]:
+    async def _publish_batch(self, messages: list[tuple[str, str]]) -> list[None]:
+        """Publish ``messages`` in one command, repeated through an outage (past the bound:
+        ``BackendUnavailableError`` for every message of the batch)."""
         client = self._publisher()
-        try:
+        args = [item for message in messages for item in message]
+
+        async def publish(_: Attempt) -> None:
             if len(messages) == 1:
                 await client.publish(*messages[0])
             else:  # one command for the lot (a pipeline would need cleaning up if dropped)
-                args = [item for message in messages for item in message]
                 await client.register_script(_PUBLISH_MANY)(keys=[], args=args)
-        except UNREACHABLE as error:
-            failure = NotConnectedError(
-                f"Cannot publish: channel not connected ({redacted_error(error)})"
-            )
-            return [failure] * len(messages)
+
+        await self._retrying.run(publish)
         return [None] * len(messages)
 
     # -- listening ---------------------------------------------------------------------------

@@ -7,7 +7,8 @@
 * ``saving``: the save-job rules (single upserts, debounce, insert-only unique keys);
 * ``batches``: the single-job methods of stores that claim and write states in batches, and
   the fencing rule of a state write;
-* ``backend``: the backend class every store's backend is (its repository, its channel).
+* ``backend``: the backend class every store's backend is (its repository, its channel);
+* ``repeats``: what makes a claim and a state write safe to repeat after a lost reply.
 
 Backends keep only what is specific to their technology; the rules that decide *what* is
 written live here once, so every store behaves the same. Rules that are not about storage

@@ -13,9 +13,11 @@ from agenda_decl.backends.base import StoreBackend
 from agenda_decl.backends.postgres.job_log import PostgresJobLogger
 from agenda_decl.backends.postgres.repository import PostgresJobRepository
 from agenda_decl.connectors.postgres import Pool
+from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR
 from agenda_decl.errors import InvalidOptionError
 from agenda_decl.notifications.base import ReconnectOptions
 from agenda_decl.notifications.postgres import PostgresNotificationChannel
+from agenda_decl.timing import Duration
 
 
 class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationChannel]):
@@ -29,6 +31,10 @@ class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationCh
     :class:`PostgresJobLogger`); ``logging=True`` makes an Agenda on this backend write to
     it. Unlike Node, which creates that table at every connect, it is created only by an
     Agenda that logs.
+    ``retry_for`` (default ``"30 seconds"``; 0 turns it off) is how long a statement or a
+    publish is repeated while the server cannot be reached (a restart, a failover, killed
+    connections) before the call raises ``BackendUnavailableError``; see the README's
+    "Outages" section.
     """
 
     name = "PostgreSQL"
@@ -49,6 +55,7 @@ class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationCh
         logging: bool = False,
         log_table_name: str = "agenda_logs",
         log_retention: JobLogRetention | None = None,
+        retry_for: Duration = DEFAULT_RETRY_FOR,
     ) -> None:
         if (connection_string is None) == (pool is None):
             raise InvalidOptionError(
@@ -57,13 +64,13 @@ class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationCh
         repository = PostgresJobRepository(
             connection_string=connection_string, pool=pool, table_name=table_name,
             ensure_schema=ensure_schema, max_pool_size=max_pool_size,
-            connect_timeout=connect_timeout, read_only=read_only,
+            connect_timeout=connect_timeout, read_only=read_only, retry_for=retry_for,
         )
         # Inspecting needs no notifications (and listening would hold a connection).
         off = disable_notifications or read_only
         channel = None if off else PostgresNotificationChannel(
             connection_string=connection_string, pool=pool, channel_name=channel_name,
-            reconnect=reconnect, connect_timeout=connect_timeout,
+            reconnect=reconnect, connect_timeout=connect_timeout, retry_for=retry_for,
         )
         logger = PostgresJobLogger(
             lambda: repository.pool, table_name=log_table_name, ensure_schema=ensure_schema,

@@ -143,6 +143,9 @@ INSERT INTO {table} (
 ) RETURNING *
 
 -- insert_many --
+-- Every plain insert, of one job or many. A row whose id exists is skipped: the statement
+-- is repeated after a lost reply, and a repeat must not store a job twice (the caller reads
+-- skipped rows back by id).
 -- Plain inserts requested together, as one statement. The caller chooses the ids (random
 -- UUIDs, as gen_random_uuid() would, handed out in ascending order so that the
 -- created_at, id tie-break keeps the batch's order) and matches RETURNING rows by id.
@@ -162,6 +165,7 @@ FROM unnest(
 ) AS v(id, name, priority, next_run_at, type, repeat_timezone, repeat_interval, data,
        repeat_at, disabled, fork, last_modified_by, debounce_started_at, start_date, end_date,
        skip_days)
+ON CONFLICT (id) DO NOTHING
 RETURNING *
 
 -- update_saved --

@@ -3,6 +3,14 @@
 Everything runs in SQL: filters, the computed-state filter, sorting, paging, the overview (one
 GROUP BY) and the claim of several jobs at once (one ``UPDATE ... FOR UPDATE SKIP LOCKED``
 statement).
+
+Through an outage (a restart, a failover, every connection terminated) each statement is
+repeated for up to ``retry_for`` (``connectors.postgres.run``), and every statement is safe to
+repeat: reads; claims and state writes as ``backends.base.repeats`` says; an insert carries
+an id made here before the first attempt and skips a row that exists (``ON CONFLICT (id) DO
+NOTHING``), so a repeat after a lost reply finds the job the first attempt stored instead of
+storing a second one; single jobs are upserts and unique saves decide again from what is
+stored; updates by id, removals and unlocks end in the same state however often they run.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ import contextlib
 import functools
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -30,15 +38,28 @@ from agenda_decl._model import (
 )
 from agenda_decl._secrets import mask_url
 from agenda_decl.backends import base
+from agenda_decl.backends.base.repeats import moved_on, state_already_written
 from agenda_decl.backends.postgres import queries
 from agenda_decl.backends.postgres.queries import Row, job_uuid
-from agenda_decl.connectors.postgres import Pool, connect, open_pool
+from agenda_decl.connectors.postgres import (
+    Connection,
+    Pool,
+    borrow,
+    connect,
+    open_pool,
+    retrying,
+    run,
+    where,
+)
+from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR, Attempt
 from agenda_decl.errors import (
+    AgendaError,
     BackendUnavailableError,
     InvalidOptionError,
     job_not_found,
     rejected_state_write,
 )
+from agenda_decl.timing import Duration
 
 __all__ = ["PostgresJobRepository"]
 
@@ -104,7 +125,11 @@ class PostgresJobRepository(base.ClaimsInBatches):
     ``read_only=True`` (inspecting: ``agenda-decl plan``, ``jobs``) creates nothing (no table,
     index, function or trigger, whatever ``ensure_schema`` says), reads a missing table as an
     empty one and refuses writes; the sessions of an owned pool are read-only on the server
-    too."""
+    too.
+
+    ``retry_for`` (default 30 seconds; 0: no retries) bounds how long a statement is repeated
+    while the server cannot be reached; past it the call raises ``BackendUnavailableError``
+    naming the server (see the module docstring for why every repeat is safe)."""
 
     def __init__(
         self,
@@ -116,6 +141,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         max_pool_size: int = 10,
         connect_timeout: float = 10.0,
         read_only: bool = False,
+        retry_for: Duration = DEFAULT_RETRY_FOR,
     ) -> None:
         if (connection_string is None) == (pool is None):
             raise InvalidOptionError("PostgresJobRepository needs connection_string or pool")
@@ -131,6 +157,8 @@ class PostgresJobRepository(base.ClaimsInBatches):
         self._max_pool_size = max_pool_size
         self._connect_timeout = connect_timeout
         self._inserts: GroupCommit[Row, Row] = GroupCommit(self._insert_batch)
+        #: The outage policy of every statement (``retry_for``).
+        self.retrying = retrying(where(connection_string, pool), retry_for)
 
     def __repr__(self) -> str:
         where = mask_url(self._conninfo) if self._conninfo else "<pool>"
@@ -154,11 +182,11 @@ class PostgresJobRepository(base.ClaimsInBatches):
                 "the pool given to PostgresJobRepository is not open: await pool.open() first"
             )
         if self._ensure_schema and not self._schema_ready:
-            async with self.pool.connection() as conn:
+            async with borrow(self.pool) as conn:
                 await queries.create_schema(conn, self._table)
             self._schema_ready = True
         if self._read_only:
-            async with self.pool.connection() as conn:
+            async with borrow(self.pool) as conn:
                 self._absent = not await self._table_present(conn)
 
     async def _open_pool(self, conninfo: str) -> Pool:
@@ -196,8 +224,13 @@ class PostgresJobRepository(base.ClaimsInBatches):
         return _statement(name, self._table)
 
     async def _fetch(self, statement: sql.Composable, params: Any) -> list[Row]:
-        async with self.pool.connection() as conn:
+        """The rows of one statement, repeated through an outage (the statement must be safe
+        to repeat: every one of this repository is)."""
+
+        async def fetch(conn: Connection, _: Attempt) -> list[Row]:
             return await queries.fetch(conn, statement, params)
+
+        return await run(self.pool, self.retrying, fetch)
 
     async def _read(self, statement: sql.Composable, params: Any) -> list[Row]:
         """Rows of a read of the table; none when a read-only repository found no table."""
@@ -206,11 +239,14 @@ class PostgresJobRepository(base.ClaimsInBatches):
     def _writable(self) -> None:
         base.refuse_write(self._read_only, repr(self))
 
-    async def _execute(self, statement: sql.Composable, params: Any) -> int:
+    async def _execute(self, statement: sql.Composed, params: Any) -> int:
         self._writable()
-        async with self.pool.connection() as conn:
+
+        async def execute(conn: Connection, _: Attempt) -> int:
             cursor = await conn.execute(statement, params)
             return int(cursor.rowcount)
+
+        return await run(self.pool, self.retrying, execute)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -301,26 +337,53 @@ class PostgresJobRepository(base.ClaimsInBatches):
         """Plain inserts submitted together: one statement; if it fails, each row alone, so
         an error reaches only the save that caused it."""
         if len(batch) > 1:
-            ids = sorted(uuid.uuid4() for _ in batch)
             with contextlib.suppress(psycopg.DataError, psycopg.IntegrityError):
-                rows = await self._fetch(self._sql("insert_many"),
-                                         queries.insert_columns(batch, ids))
-                by_id = {row["id"]: row for row in rows}
-                return [by_id[key] for key in ids]
+                return list(await self._insert_rows(batch))
         return [await self._insert_one(values) for values in batch]
 
     async def _insert_one(self, values: Row) -> Row | Exception:
         try:
-            return (await self._fetch(self._sql("insert"), values))[0]
+            return (await self._insert_rows([values]))[0]
         except Exception as error:
             return error
+
+    async def _insert_rows(self, batch: list[Row]) -> list[Row]:
+        """Insert ``batch`` under ids made here, before the first attempt (random UUIDs, as
+        ``gen_random_uuid()`` makes, handed out in ascending order so that the ``created_at,
+        id`` tie-break keeps the batch's order). An attempt repeated after a lost reply skips
+        the rows the first one stored and reads them back: never a job twice."""
+        ids = sorted(uuid.uuid4() for _ in batch)
+        columns = queries.insert_columns(batch, ids)
+
+        async def insert(conn: Connection, attempt: Attempt) -> list[Row]:
+            rows = await queries.fetch(conn, self._sql("insert_many"), columns)
+            by_id = {row["id"]: row for row in rows}
+            for key in ids:
+                if key not in by_id:  # stored by an earlier attempt whose reply was lost
+                    found = await queries.fetch(conn, self._sql("select_by_id"), (key,))
+                    if not found:
+                        raise AgendaError(f"job {key} was stored, then removed at once")
+                    by_id[key] = found[0]
+            return [by_id[key] for key in ids]
+
+        return await run(self.pool, self.retrying, insert)
 
     async def _save_unique(
         self, job: JobParameters[Any], values: Row, now: datetime | None
     ) -> JobParameters[Any]:
-        """Read, decide with the shared rules, write; one transaction, serialized per name."""
+        """Read, decide with the shared rules, write; one transaction, serialized per name (a
+        repeat after a lost reply finds the job the first attempt stored)."""
+
+        async def save(conn: Connection, _: Attempt) -> JobParameters[Any]:
+            return await self._save_unique_in(conn, job, dict(values), now)
+
+        return await run(self.pool, self.retrying, save)
+
+    async def _save_unique_in(
+        self, conn: Connection, job: JobParameters[Any], values: Row, now: datetime | None
+    ) -> JobParameters[Any]:
         assert job.unique
-        async with self.pool.connection() as conn, conn.transaction():
+        async with conn.transaction():
             lock_key = f"agenda_decl:{self._table}:{job.name}"
             await conn.execute(queries.STATEMENTS["unique_lock"], (lock_key,))
             now = now or parse_datetime((await queries.fetch(conn, _SERVER_NOW, ()))[0]["now"])
@@ -359,11 +422,11 @@ class PostgresJobRepository(base.ClaimsInBatches):
     ) -> None:
         if job.id is None:
             raise ValueError("Cannot save job state without job ID")
-        key = job_uuid(job.id)
-        if key is None:
+        if job_uuid(job.id) is None:
             raise job_not_found(job)
-        values = queries.state_values(job, key, last_modified_by, lock_token)
-        if await self._execute(self._sql("update_state"), values) != 1:
+        self._writable()
+        tokens = {} if lock_token is None else {str(job.id): lock_token}
+        if await self._save_one_state(job, last_modified_by, tokens):
             raise await rejected_state_write(self, job, lock_token)
 
     async def save_job_states(
@@ -383,21 +446,43 @@ class PostgresJobRepository(base.ClaimsInBatches):
             return [JobId(str(job.id)) for job in latest]
         if len(latest) == 1:  # the simpler statement is cheaper for the common lone write
             return await self._save_one_state(latest[0], last_modified_by, tokens)
-        rows = await self._fetch(self._sql("update_states"),
-                                 queries.states_columns(keyed, last_modified_by, tokens))
-        written = {row["id"] for row in rows}
-        return [JobId(str(job.id)) for job in latest if job_uuid(job.id) not in written]
+        columns = queries.states_columns(keyed, last_modified_by, tokens)
+
+        async def write(conn: Connection, _: Attempt) -> list[JobId]:
+            rows = await queries.fetch(conn, self._sql("update_states"), columns)
+            written = {row["id"] for row in rows}
+            missing = [job for job in latest if job_uuid(job.id) not in written]
+            return await self._not_written(conn, missing, last_modified_by)
+
+        return await run(self.pool, self.retrying, write)
 
     async def _save_one_state(
         self, job: JobParameters[Any], by: str | None, tokens: Mapping[str, datetime]
     ) -> list[JobId]:
         key = job_uuid(job.id)
-        token = tokens.get(str(job.id))
-        if key is None or await self._execute(
-            self._sql("update_state"), queries.state_values(job, key, by, token)
-        ) != 1:
+        if key is None:
             return [JobId(str(job.id))]
-        return []
+        values = queries.state_values(job, key, by, tokens.get(str(job.id)))
+
+        async def write(conn: Connection, _: Attempt) -> list[JobId]:
+            cursor = await conn.execute(self._sql("update_state"), values)
+            missing = [] if cursor.rowcount == 1 else [job]
+            return await self._not_written(conn, missing, by)
+
+        return await run(self.pool, self.retrying, write)
+
+    async def _not_written(
+        self, conn: Connection, jobs: list[JobParameters[Any]], by: str | None
+    ) -> list[JobId]:
+        """The ids of ``jobs`` (not written by this attempt) that are not stored as written
+        either: an earlier attempt whose reply was lost may have written them (see
+        ``base.repeats``)."""
+        missing = []
+        for job in jobs:
+            rows = await queries.fetch(conn, self._sql("select_by_id"), (job_uuid(job.id),))
+            if not (rows and state_already_written(_job(rows[0]), job, by)):
+                missing.append(JobId(str(job.id)))
+        return missing
 
     # -- locking -------------------------------------------------------------------------------
 
@@ -414,7 +499,13 @@ class PostgresJobRepository(base.ClaimsInBatches):
             return None
         params = {"id": key, "name": job.name, "next_run_at": job.next_run_at, "now": now,
                   "by": last_modified_by}
-        rows = await self._fetch(self._sql("lock"), params)
+
+        async def lock(conn: Connection, attempt: Attempt) -> list[Row]:
+            moved = _moved(attempt)
+            return await queries.fetch(conn, self._sql("lock"),
+                                       {**params, "now": moved_on(now, moved)})
+
+        rows = await run(self.pool, self.retrying, lock)
         return _job(rows[0]) if rows else None
 
     async def unlock_job(self, job: JobParameters[Any]) -> None:
@@ -440,7 +531,19 @@ class PostgresJobRepository(base.ClaimsInBatches):
         self._writable()
         if limit <= 0:
             return []
-        params = {"name": job_name, "next_scan_at": next_scan_at, "lock_deadline": lock_deadline,
-                  "limit": limit, "now": now, "by": last_modified_by}
-        rows = await self._fetch(self._sql("claim"), params)
+        params = {"name": job_name, "limit": limit, "by": last_modified_by}
+
+        async def claim(conn: Connection, attempt: Attempt) -> list[Row]:
+            moved = _moved(attempt)
+            return await queries.fetch(conn, self._sql("claim"), {
+                **params, "next_scan_at": next_scan_at + moved,
+                "lock_deadline": lock_deadline + moved, "now": moved_on(now, moved),
+            })
+
+        rows = await run(self.pool, self.retrying, claim)
         return [_job(row) for row in sorted(rows, key=_claim_order)]
+
+
+def _moved(attempt: Attempt) -> timedelta:
+    """How far a repeated claim moves its clock-derived arguments (``base.repeats``)."""
+    return attempt.elapsed if attempt.repeated else timedelta(0)

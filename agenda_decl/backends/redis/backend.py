@@ -16,8 +16,10 @@ from agenda_decl.backends.base import StoreBackend
 from agenda_decl.backends.redis.job_log import RedisJobLogger
 from agenda_decl.backends.redis.repository import RedisJobRepository
 from agenda_decl.connectors.redis import client_from_url, redacted_address
+from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR
 from agenda_decl.errors import InvalidOptionError
 from agenda_decl.notifications.redis import RedisNotificationChannel
+from agenda_decl.timing import Duration
 
 
 class RedisBackend(StoreBackend[RedisJobRepository, RedisNotificationChannel]):
@@ -28,7 +30,10 @@ class RedisBackend(StoreBackend[RedisJobRepository, RedisNotificationChannel]):
     inspecting: see :class:`RedisJobRepository`.
 
     ``logger`` is the job log in Node's keys under the same prefix (see
-    :class:`RedisJobLogger`); ``logging=True`` makes an Agenda on this backend write to it."""
+    :class:`RedisJobLogger`); ``logging=True`` makes an Agenda on this backend write to it.
+    ``retry_for`` (default ``"30 seconds"``; 0 turns it off) is how long a call or a publish
+    is repeated while the server cannot be reached (a restart, a failover) before it raises
+    ``BackendUnavailableError``; see the README's "Outages" section."""
 
     name = "Redis"
 
@@ -44,6 +49,7 @@ class RedisBackend(StoreBackend[RedisJobRepository, RedisNotificationChannel]):
         read_only: bool = False,
         logging: bool = False,
         log_retention: JobLogRetention | None = None,
+        retry_for: Duration = DEFAULT_RETRY_FOR,
     ) -> None:
         if (connection_string is None) == (client is None):
             raise InvalidOptionError(
@@ -56,11 +62,12 @@ class RedisBackend(StoreBackend[RedisJobRepository, RedisNotificationChannel]):
         self._client = client
         self._where = redacted_address(client, connection_string)
         repository = RedisJobRepository(client, key_prefix=key_prefix, where=self._where,
-                                        read_only=read_only)
+                                        read_only=read_only, retry_for=retry_for)
         # Inspecting needs no notifications.
         off = disable_notifications or read_only
         channel = None if off else RedisNotificationChannel(
-            client=client, channel_name=channel_name, health_check_interval=health_check_interval
+            client=client, channel_name=channel_name, health_check_interval=health_check_interval,
+            retry_for=retry_for, where=self._where,
         )
         logger = RedisJobLogger(client, key_prefix=key_prefix, retention=log_retention,
                                 read_only=read_only)

@@ -2,15 +2,22 @@
 
 Every write and multi-key read is one Lua script (``scripts``), so it is atomic; a claim reads
 only the jobs that are due (plus stale locks), never every job of a name.
+
+Through an outage (a restart, a failover) every call is repeated for up to ``retry_for``
+(``connectors.redis.retrying``), and every call is safe to repeat: reads; claims and state
+writes as ``backends.base.repeats`` says; an insert carries an id made here before the first
+attempt and its script stores nothing when a job has that id already, so a repeat after a
+lost reply cannot store a second job; single and unique saves decide again from what is
+stored; updates by id, removals and unlocks end in the same state however often they run.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -26,8 +33,17 @@ from agenda_decl._model import (
     RemoveJobsOptions,
 )
 from agenda_decl.backends import base
+from agenda_decl.backends.base.repeats import moved_on, state_already_written
 from agenda_decl.backends.redis import codec, scripts
-from agenda_decl.connectors.redis import check_name, check_reachable, redacted_address, text
+from agenda_decl.connectors.redis import (
+    check_name,
+    check_reachable,
+    redacted_address,
+    retrying,
+    text,
+)
+from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR, Attempt
+from agenda_decl.timing import Duration
 
 __all__ = ["RedisJobRepository"]
 
@@ -40,29 +56,54 @@ HEAL_COUNT = 500
 #: The value of ``decl:layout`` once every job of the prefix is in this layout.
 LAYOUT = "agendajs-redis-backend-3.0.7"
 
+T = TypeVar("T")
+
 
 class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     """Jobs in Agenda v6's Redis layout under ``key_prefix``. Never closes ``client``.
 
     ``read_only=True`` (inspecting: ``agenda-decl plan``, ``jobs``) refuses every write; Redis
     has no schema, so nothing is created anyway, and keys that do not exist read as no jobs.
+
+    ``retry_for`` (default 30 seconds; 0: no retries) bounds how long a call is repeated while
+    the server cannot be reached; past it the call raises ``BackendUnavailableError`` naming
+    the server.
     """
 
     def __init__(self, client: Redis, *, key_prefix: str = "agenda:", where: str | None = None,
-                 read_only: bool = False):
+                 read_only: bool = False, retry_for: Duration = DEFAULT_RETRY_FOR):
         self._client = client
         self.key_prefix = check_name(key_prefix, field="key_prefix")
         self._where = where or redacted_address(client, None)
         self._read_only = read_only
         self._scripts = {script: client.register_script(script) for script in scripts.ALL}
+        #: The outage policy of every call (``retry_for``).
+        self.retrying = retrying(self._where, retry_for)
 
     def __repr__(self) -> str:
         return f"RedisJobRepository({self._where}, key_prefix={self.key_prefix!r})"
 
     async def _run(self, script: str, *args: str) -> Any:
+        """Run ``script`` with ``args``, repeated through an outage."""
+        return await self._run_each(script, lambda _: args)
+
+    async def _run_each(
+        self, script: str, arguments: Callable[[Attempt], Sequence[str]]
+    ) -> Any:
+        """Run ``script`` with the ``arguments`` of each attempt, repeated through an outage
+        (a claim moves its clock-derived arguments on when it is repeated)."""
         if script not in scripts.READ_ONLY:  # every write is a script
             base.refuse_write(self._read_only, repr(self))
-        return text(await self._scripts[script](keys=[], args=[self.key_prefix, *args]))
+        call = self._scripts[script]
+
+        async def attempt(this: Attempt) -> Any:
+            return text(await call(keys=[], args=[self.key_prefix, *arguments(this)]))
+
+        return await self.retrying.run(attempt)
+
+    async def _retried(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """A call that is not a script, repeated through an outage."""
+        return await self.retrying.run(lambda _: operation())
 
     async def connect(self) -> None:
         await check_reachable(self._client, self._where)
@@ -108,7 +149,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             )
 
     async def server_now(self) -> datetime | None:
-        seconds, micros = await self._client.time()
+        seconds, micros = await self._retried(self._client.time)
         return truncate_ms(datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=micros))
 
     # -- reading -----------------------------------------------------------------------------
@@ -169,20 +210,28 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     async def get_distinct_job_names(self) -> list[str]:
         """From the ``jobs:by_name:*`` keys, with SCAN (never KEYS, which blocks the server)."""
         prefix = f"{self.key_prefix}jobs:by_name:"
-        names: set[str] = set()
         pattern = codec.glob_escape(prefix) + "*"
-        async for key in self._client.scan_iter(match=pattern, count=1000):
-            names.add(text(key)[len(prefix) :])
-        return sorted(names)
+
+        async def scan() -> list[str]:
+            names: set[str] = set()
+            async for key in self._client.scan_iter(match=pattern, count=1000):
+                names.add(text(key)[len(prefix) :])
+            return sorted(names)
+
+        return await self._retried(scan)
 
     async def get_job_by_id(self, job_id: str) -> JobParameters[Any] | None:
         if not isinstance(job_id, str) or not job_id:
             return None
-        # redis < 8 types async commands as `Awaitable[T] | T` (hence the ignores).
-        values = await self._client.hmget(  # type: ignore[misc, unused-ignore]
-            f"{self.key_prefix}job:{job_id}",
-            scripts.JOB_FIELDS,  # type: ignore[arg-type, unused-ignore]
-        )
+        key = f"{self.key_prefix}job:{job_id}"
+
+        async def read() -> Any:
+            # redis < 8 types async commands as `Awaitable[T] | T` (hence the ignores).
+            return await self._client.hmget(  # type: ignore[misc, unused-ignore]
+                key, scripts.JOB_FIELDS,  # type: ignore[arg-type, unused-ignore]
+            )
+
+        values = await self._retried(read)
         fields = dict(zip(scripts.JOB_FIELDS, text(values), strict=True))
         return codec.job_from_hash(fields, job_id) if fields["name"] is not None else None
 
@@ -260,8 +309,19 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
                 codec.state_args(job, last_modified_by, tokens.get(str(job.id)))
                 for job in chunk
             ])
-            missing += [JobId(job_id) for job_id in await self._run(scripts.SAVE_STATES, states)]
+            rejected = set(await self._run(scripts.SAVE_STATES, states))
+            for job in chunk:
+                if str(job.id) in rejected and not await self._written_before(
+                    job, last_modified_by
+                ):
+                    missing.append(JobId(str(job.id)))
         return missing
+
+    async def _written_before(self, job: JobParameters[Any], by: str | None) -> bool:
+        """Whether a state write that came back "not written" finds ``job`` written already,
+        by an attempt whose reply was lost (ours, or redis-py's own retry; see
+        ``base.repeats``)."""
+        return state_already_written(await self.get_job_by_id(str(job.id)), job, by)
 
     # -- locking -----------------------------------------------------------------------------
 
@@ -274,10 +334,11 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     ) -> JobParameters[Any] | None:
         if job.id is None:
             return None
-        stored = await self._run(
-            scripts.LOCK_JOB, str(job.id), job.name, codec.ms_arg(job.next_run_at),
-            codec.ms_arg(now), codec.str_or_null(last_modified_by),
-        )
+        job_id = str(job.id)
+        stored = await self._run_each(scripts.LOCK_JOB, lambda attempt: [
+            job_id, job.name, codec.ms_arg(job.next_run_at),
+            codec.ms_arg(moved_on(now, _moved(attempt))), codec.str_or_null(last_modified_by),
+        ])
         return None if stored is None else codec.job_from_values(stored)
 
     async def unlock_job(self, job: JobParameters[Any]) -> None:
@@ -302,11 +363,22 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         cost."""
         if limit <= 0:
             return []
-        claimed = await self._run(
-            scripts.CLAIM, job_name, codec.ms_arg(next_scan_at), codec.ms_arg(lock_deadline),
-            codec.ms_arg(now), codec.str_or_null(last_modified_by), str(limit), str(SWEEP_COUNT),
-        )
+
+        def arguments(attempt: Attempt) -> list[str]:
+            moved = _moved(attempt)
+            return [
+                job_name, codec.ms_arg(next_scan_at + moved),
+                codec.ms_arg(lock_deadline + moved), codec.ms_arg(moved_on(now, moved)),
+                codec.str_or_null(last_modified_by), str(limit), str(SWEEP_COUNT),
+            ]
+
+        claimed = await self._run_each(scripts.CLAIM, arguments)
         return [codec.job_from_values(values) for values in claimed]
+
+
+def _moved(attempt: Attempt) -> timedelta:
+    """How far a repeated claim moves its clock-derived arguments (``base.repeats``)."""
+    return attempt.elapsed if attempt.repeated else timedelta(0)
 
 
 def _save_script(job: JobParameters[Any]) -> str:

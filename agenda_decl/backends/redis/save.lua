@@ -99,8 +99,10 @@ local function update(existing, next_text, debounce_text)
 end
 
 -- insert --
--- Insert a new job (no id, not single, no unique key).
-insert(false)
+-- Insert a new job (no id, not single, no unique key) under the id the caller made. A job
+-- with that id exists only if this very insert ran before (the caller repeats it when the
+-- reply was lost): then nothing is written again.
+if redis.call('EXISTS', job_key(id)) == 0 then insert(false) end
 return 1  -- the job is exactly what the caller sent: nothing to read back
 
 -- save_by_id --
