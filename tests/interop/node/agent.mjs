@@ -2,7 +2,6 @@
 // line on stdin, one JSON reply per line on stdout ({"id", "ok", "result" | "error"}), and one
 // line per job event ({"event": "start" | "success" | "fail" | "complete", "jobId", "jobName",
 // "data", "at", "failCount", ...}; "complete" comes once the run's end write is stored).
-// line per job event ({"event", "jobId", "jobName", "data", "at", "failCount", ...}).
 //
 //   {"id": 1, "op": "connect", "store": "postgres", "url": "...", "table": "...", "channel": "..."}
 //   {"id": 2, "op": "define", "name": "work", "behaviour": "ok" | "fail" | "sleep" | "touch",
@@ -91,10 +90,6 @@ function define(request) {
       if (kind === 'fail' && remote !== true) report('fail', b, { error: String(a?.message ?? a) });
       // after the end write (Job.run emits success and fail before it, complete after)
       if (kind === 'complete' && b !== true) report('complete', a);
-  for (const kind of ['success', 'fail']) {
-    agenda.on(`${kind}:${request.name}`, (a, b, remote) => {
-      if (kind === 'success' && b !== true) report('success', a);
-      if (kind === 'fail' && remote !== true) report('fail', b, { error: String(a?.message ?? a) });
     });
   }
   return null;
