@@ -77,7 +77,8 @@ def build_backend(
             connection_string=storage.connection_string, table_name=storage.table_name,
             ensure_schema=storage.ensure_schema, channel_name=storage.channel_name,
             disable_notifications=storage.disable_notifications or off, read_only=read_only,
-            log_table_name=storage.log_table_name, **logs,
+            log_table_name=storage.log_table_name,
+            listen_connection_string=storage.listen_connection_string, **logs,
         )
     if isinstance(storage, model.RedisStorage):
         from agenda_decl.backends.redis import RedisBackend
@@ -132,8 +133,9 @@ def build_channel(config: model.AgendaConfig) -> NotificationChannel | None:
     if isinstance(channel, model.PostgresNotifications):
         from agenda_decl.backends.postgres import PostgresNotificationChannel
 
-        return PostgresNotificationChannel(connection_string=channel.connection_string,
-                                           channel_name=channel.channel_name)
+        return PostgresNotificationChannel(
+            connection_string=channel.connection_string, channel_name=channel.channel_name,
+            listen_connection_string=channel.listen_connection_string)
     if isinstance(channel, model.RedisNotifications):
         from agenda_decl.backends.redis import RedisNotificationChannel
 

@@ -66,6 +66,9 @@ class PostgresStorage:
     ensure_schema: bool = True
     channel_name: str = "agenda:jobs"
     disable_notifications: bool = False
+    #: A direct URL to the server for the channel's LISTEN connection, when
+    #: `connection_string` goes through a transaction pooler such as PgBouncer.
+    listen_connection_string: str | None = attrs.field(default=None, repr=_secret_repr)
     #: Write the job log (Agenda 6.2's `logging`), in Node's `agenda_logs` table.
     logging: Logging = False
     #: The job log's table (Node's `logTableName`; created only when `logging` is on).
@@ -120,6 +123,8 @@ class PostgresNotifications:
     type: Literal["postgres"]
     connection_string: str = attrs.field(repr=_secret_repr)
     channel_name: str = "agenda:jobs"
+    #: A direct URL for the LISTEN connection when `connection_string` is a pooler's.
+    listen_connection_string: str | None = attrs.field(default=None, repr=_secret_repr)
 
 
 @attrs.define(kw_only=True, frozen=True)

@@ -60,6 +60,9 @@ DESCRIPTIONS: dict[str, str] = {
     "PostgresStorage.ensure_schema": "Create the table and its indexes when missing.",
     "PostgresStorage.channel_name": "The LISTEN/NOTIFY channel.",
     "PostgresStorage.disable_notifications": "Poll only: no LISTEN/NOTIFY.",
+    "PostgresStorage.listen_connection_string":
+        "A direct PostgreSQL URL for the LISTEN connection, when `connection_string` goes "
+        "through a transaction pooler such as PgBouncer (storage and NOTIFY go through it).",
     "RedisStorage.connection_string":
         "A Redis URL; write `${REDIS_URL}` to read it from the environment.",
     "RedisStorage.key_prefix": "The prefix of every key (Agenda v6's layout).",
@@ -70,6 +73,9 @@ DESCRIPTIONS: dict[str, str] = {
     "MongoStorage.ensure_index": "Create the index Agenda uses when missing.",
     "PostgresNotifications.connection_string": "A PostgreSQL URL.",
     "PostgresNotifications.channel_name": "The LISTEN/NOTIFY channel.",
+    "PostgresNotifications.listen_connection_string":
+        "A direct PostgreSQL URL for the LISTEN connection, when `connection_string` is a "
+        "transaction pooler's.",
     "RedisNotifications.connection_string": "A Redis URL.",
     "RedisNotifications.channel_name": "The pub/sub channel.",
     "SchedulerConfig.process_every": "How often the scheduler looks for due jobs.",

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 from agenda_decl._clock import StoreAlignedClock
 from agenda_decl._model import JobNotification, JobParameters, JobStateNotification
 from agenda_decl._tasks import BackgroundTasks
-from agenda_decl.errors import NotConnectedError
+from agenda_decl.errors import InvalidOptionError, NotConnectedError
 from agenda_decl.interfaces import NotificationChannel, Unsubscribe
 from agenda_decl.job import Job
 from agenda_decl.runtime.events import Events, JobEvent
@@ -82,7 +82,9 @@ class ChannelLink:
 
     async def attach(self) -> None:
         """Listen to the channel and connect it. A channel that cannot connect is reported as
-        an ``error`` event; the scheduler goes on polling."""
+        an ``error`` event; the scheduler goes on polling. A channel that refuses its
+        configuration (``InvalidOptionError``: a LISTEN through a connection pooler) raises:
+        no retry would mend it."""
         channel = self.channel
         if channel is None:
             return
@@ -94,6 +96,9 @@ class ChannelLink:
         if channel.state != "connected":
             try:
                 await channel.connect()
+            except InvalidOptionError:
+                await self.detach()
+                raise
             except Exception as error:
                 if not isinstance(channel, _SelfReconnecting):  # those report it
                     await self._events.emit_error(error)
