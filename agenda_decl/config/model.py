@@ -56,6 +56,11 @@ class SQLiteStorage:
     logging: Logging = False
     #: The job log's table, in the same file (created only when `logging` is on).
     log_table_name: str = "agenda_logs"
+    #: Wake workers when another process commits to the file (SQLite's change counter,
+    #: read every `watch_interval`), instead of waiting for the poll.
+    watch_changes: bool = True
+    #: How often the change counter is read (e.g. '20 ms').
+    watch_interval: Duration = "20 ms"
 
 
 @attrs.define(kw_only=True, frozen=True)

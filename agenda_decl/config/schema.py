@@ -54,6 +54,10 @@ DESCRIPTIONS: dict[str, str] = {
         "MongoDB change streams on the jobs collection (needs a replica set).",
     "SQLiteStorage.path": "The database file, relative to this file (created when missing).",
     "SQLiteStorage.table_name": "The jobs table.",
+    "SQLiteStorage.watch_changes":
+        "Wake workers when another process commits to the file (SQLite's change counter), "
+        "instead of waiting for the poll.",
+    "SQLiteStorage.watch_interval": "How often the change counter is read (e.g. '20 ms').",
     "PostgresStorage.connection_string":
         "A PostgreSQL URL; write `${DATABASE_URL}` to read it from the environment.",
     "PostgresStorage.table_name": "The jobs table (Agenda v6's layout).",

@@ -156,6 +156,7 @@ def _check_backend(checker: _Checker, backend: model.BackendConfig) -> None:
     storage = backend.storage
     if isinstance(storage, model.SQLiteStorage):
         checker.text((*path, "path"), storage.path, "a file path", limit=4096)
+        checker.duration((*path, "watch_interval"), storage.watch_interval)
         _table_name(checker, (*path, "table_name"), storage.table_name, 63)
     elif isinstance(storage, model.PostgresStorage):
         _pg_urls(checker, path, storage)

@@ -184,3 +184,15 @@ UPDATE {table} SET disabled = :disabled, updated_at = :stamp WHERE {where}
 
 -- select_unique --
 SELECT *, rowid AS row_order FROM {table} WHERE {where} ORDER BY rowid
+
+-- next_name --
+-- The change watcher's walk over the job names, one index seek per name (a skip scan of the
+-- find-and-lock index, whose predicate it repeats): no read of the rows of any one name.
+SELECT min(name) AS name FROM {table} WHERE disabled = 0 AND name > ?
+
+-- first_waiting --
+-- The unlocked job of one name that is due first (an index seek): what the change watcher
+-- announces for that name.
+SELECT id, name, next_run_at, priority FROM {table}
+WHERE name = :name AND disabled = 0 AND next_run_at IS NOT NULL AND locked_at IS NULL
+ORDER BY next_run_at LIMIT 1
