@@ -96,8 +96,9 @@ class PgBouncer:
         if daemon:
             subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, timeout=30)
         else:
+            # It logs to its logfile; a pipe nobody reads would fill and stop it.
             self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port),

@@ -2,7 +2,8 @@
 --
 -- The table, its columns and types, its four indexes and its updated_at trigger are exactly
 -- those @agendajs/postgres-backend 3.0.6 creates (its schema.js), so a Node Agenda 6.2.6
--- process can share the table whichever side creates it. skip_days is JSONB (a JSON array
+-- process can share the table whichever side creates it; one index of our own
+-- (claim_due_idx) keeps claims flat, and Node ignores it. skip_days is JSONB (a JSON array
 -- of weekday numbers), as Node writes it.
 --
 -- {table} (and, in the schema, {index}, {trigger}, {function}) are psycopg.sql.Identifier
@@ -71,6 +72,16 @@ CREATE INDEX IF NOT EXISTS {index} ON {table} (locked_at) WHERE locked_at IS NOT
 -- create_next_run_at_idx --
 CREATE INDEX IF NOT EXISTS {index} ON {table} (next_run_at)
     WHERE next_run_at IS NOT NULL
+
+-- create_claim_due_idx --
+-- Not Node's: the claim's due jobs in the claim's full order, holding only waiting jobs
+-- (unlocked, with a next run), so a claim reads the rows it takes and no others: not the
+-- completed jobs of its name, not another name's backlog, not a run of jobs that share one
+-- next_run_at (the find-and-lock index leaves created_at, id to a sort of the whole run).
+-- Node ignores it; its own four indexes are unchanged.
+CREATE INDEX IF NOT EXISTS {index} ON {table}
+    (name, next_run_at, priority DESC, created_at, id)
+    WHERE disabled = FALSE AND locked_at IS NULL AND next_run_at IS NOT NULL
 
 -- trigger_function --
 CREATE OR REPLACE FUNCTION {function}() RETURNS TRIGGER AS $$
@@ -286,17 +297,34 @@ RETURNING t.id
 -- give concurrent claimers different rows; a row another claimer has just committed is
 -- re-checked against the WHERE clause, so it is not taken twice. RETURNING order is
 -- arbitrary: the caller re-sorts. now NULL stamps with the database clock.
+--
+-- The eligible rows come from two index scans, each stopping at limit rows (an OR of both
+-- conditions made the planner walk every due job of every name and sort them): the due
+-- unlocked jobs through claim_due_idx, in order, and the expired locks through the
+-- locked_at index (few rows are locked at a time). Every LIMIT is a constant, so the
+-- planner knows at most limit rows are updated and finds them by primary key. A row locked
+-- by a branch but not picked is released when the statement ends.
+WITH due AS (
+    SELECT id, next_run_at, priority, created_at FROM {table}
+    WHERE name = %(name)s AND disabled = FALSE AND locked_at IS NULL
+      AND next_run_at <= %(next_scan_at)s
+    ORDER BY next_run_at, priority DESC, created_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), stale AS (
+    SELECT id, next_run_at, priority, created_at FROM {table}
+    WHERE name = %(name)s AND disabled = FALSE AND locked_at <= %(lock_deadline)s
+    ORDER BY next_run_at ASC NULLS LAST, priority DESC, created_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
 UPDATE {table}
 SET locked_at = COALESCE(%(now)s::timestamptz, date_trunc('milliseconds', clock_timestamp())),
     last_modified_by = %(by)s
 WHERE id IN (
-    SELECT id FROM {table}
-    WHERE name = %(name)s AND disabled = FALSE
-      AND ((locked_at IS NULL AND next_run_at <= %(next_scan_at)s)
-           OR locked_at <= %(lock_deadline)s)
+    SELECT id FROM (SELECT * FROM due UNION ALL SELECT * FROM stale) AS eligible
     ORDER BY next_run_at ASC NULLS LAST, priority DESC, created_at, id
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
 )
 RETURNING *
 

@@ -40,7 +40,10 @@ MS = timedelta(milliseconds=1)
 STATEMENTS = load_named_blocks("agenda_decl.backends.sqlite", "queries.sql")
 #: The suffixes of the index names (``<table>_find_and_lock_idx``, ...); the statement of
 #: each is the block ``create_<suffix>``.
-INDEX_SUFFIXES = ("find_and_lock_idx", "single_job_idx", "locked_at_idx", "next_run_at_idx")
+INDEX_SUFFIXES = (
+    "find_and_lock_idx", "single_job_idx", "locked_at_idx", "next_run_at_idx",
+    "claim_due_idx", "claim_stale_idx",
+)
 
 #: The allow-list of sort keys and the SQL each sorts on. Data sorts on its JSON text, with a
 #: JSON ``null`` counted as missing (so it goes last, as in the reference store).

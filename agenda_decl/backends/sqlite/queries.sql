@@ -58,6 +58,21 @@ CREATE INDEX IF NOT EXISTS "{prefix}_locked_at_idx" ON {table} (locked_at)
 CREATE INDEX IF NOT EXISTS "{prefix}_next_run_at_idx" ON {table} (next_run_at)
     WHERE next_run_at IS NOT NULL
 
+-- create_claim_due_idx --
+-- The claim's due jobs in the claim's order (rowid, the last tie-break, follows in every
+-- index), holding only waiting jobs: a claim reads the rows it takes and no others, not the
+-- completed jobs of its name, not another name's backlog, not a run of jobs that share one
+-- next_run_at (the find-and-lock index has locked_at and disabled between priority and rowid,
+-- so such a run would be sorted whole).
+CREATE INDEX IF NOT EXISTS "{prefix}_claim_due_idx" ON {table} (name, next_run_at, priority DESC)
+    WHERE disabled = 0 AND locked_at IS NULL AND next_run_at IS NOT NULL
+
+-- create_claim_stale_idx --
+-- The claim's expired locks of one name: only locked rows, so a name with a million
+-- completed jobs costs nothing here.
+CREATE INDEX IF NOT EXISTS "{prefix}_claim_stale_idx" ON {table} (name, locked_at)
+    WHERE disabled = 0 AND locked_at IS NOT NULL
+
 -- schema_objects --
 -- Which of the given table and index names exist already.
 SELECT name FROM sqlite_master WHERE name IN (SELECT value FROM json_each(?))
@@ -132,12 +147,26 @@ WHERE id = :id AND name = :name AND (:lock_token IS NULL OR locked_at = :lock_to
 -- The atomic claim: pick the best eligible rows and stamp them, in one statement (run inside
 -- BEGIN IMMEDIATE, so no other connection writes in between). RETURNING order is arbitrary:
 -- the caller re-sorts on (next_run_at nulls last, priority desc, row_order).
+--
+-- The eligible rows are the best of two index scans, each stopping at limit rows (an OR of
+-- both conditions made the planner read every row of the name and sort them): the due
+-- unlocked jobs in the order of claim_due_idx, and the expired locks through
+-- claim_stale_idx (few rows are locked at a time).
 UPDATE {table} SET locked_at = :now, last_modified_by = :by, updated_at = :now
 WHERE id IN (
-    SELECT id FROM {table}
-    WHERE name = :name AND disabled = 0
-      AND ((locked_at IS NULL AND next_run_at <= :next_scan_at) OR locked_at <= :lock_deadline)
-    ORDER BY next_run_at IS NULL, next_run_at, priority DESC, rowid
+    SELECT id FROM (
+        SELECT * FROM (
+            SELECT id, next_run_at, priority, rowid AS row_order FROM {table}
+            WHERE name = :name AND disabled = 0 AND locked_at IS NULL
+              AND next_run_at <= :next_scan_at
+            ORDER BY next_run_at, priority DESC, rowid LIMIT :limit)
+        UNION ALL
+        SELECT * FROM (
+            SELECT id, next_run_at, priority, rowid AS row_order FROM {table}
+            WHERE name = :name AND disabled = 0 AND locked_at <= :lock_deadline
+            ORDER BY next_run_at IS NULL, next_run_at, priority DESC, rowid LIMIT :limit)
+    )
+    ORDER BY next_run_at IS NULL, next_run_at, priority DESC, row_order
     LIMIT :limit
 )
 RETURNING *, rowid AS row_order
@@ -186,9 +215,10 @@ UPDATE {table} SET disabled = :disabled, updated_at = :stamp WHERE {where}
 SELECT *, rowid AS row_order FROM {table} WHERE {where} ORDER BY rowid
 
 -- next_name --
--- The change watcher's walk over the job names, one index seek per name (a skip scan of the
--- find-and-lock index, whose predicate it repeats): no read of the rows of any one name.
-SELECT min(name) AS name FROM {table} WHERE disabled = 0 AND name > ?
+-- The change watcher's walk over the names of waiting jobs, one index seek per name (a skip
+-- scan of claim_due_idx, whose predicate it repeats): no read of the rows of any one name.
+SELECT min(name) AS name FROM {table}
+WHERE disabled = 0 AND locked_at IS NULL AND next_run_at IS NOT NULL AND name > ?
 
 -- first_waiting --
 -- The unlocked job of one name that is due first (an index seek): what the change watcher
