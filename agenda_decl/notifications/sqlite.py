@@ -96,25 +96,30 @@ class SQLiteChangeChannel(BaseNotificationChannel):
         until stopped; a failure after the start is a lost connection (reconnected)."""
         try:
             connection = open_watcher(self.path, self._busy_timeout_ms)
-            counter = ChangeCounter(connection, self.path)
         except Exception as error:
             ready.set_exception(error)
             return
-        ready.set_result(None)
+        with contextlib.closing(connection):
+            try:
+                counter = ChangeCounter(connection, self.path)
+            except Exception as error:
+                ready.set_exception(error)
+                return
+            ready.set_result(None)
+            with contextlib.closing(counter):
+                self._compare(loop, stop, connection, counter)
+
+    def _compare(self, loop: asyncio.AbstractEventLoop, stop: threading.Event,
+                 connection: sqlite3.Connection, counter: ChangeCounter) -> None:
         try:
             while not stop.is_set():
                 time.sleep(self.interval)  # cheaper to wake from than Event.wait
-                if counter.changed() and (found := self._probe(connection)):
-                    loop.call_soon_threadsafe(self._arrived, found)
-        except RuntimeError:
-            pass  # the event loop closed under us: nobody is left to tell
+                found = self._probe(connection) if counter.changed() else []
+                if found and not _tell(loop, self._arrived, found):
+                    return
         except Exception as error:
             if not stop.is_set():
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(self.connection_lost, error)
-        finally:
-            counter.close()
-            connection.close()
+                _tell(loop, self.connection_lost, error)
 
     def _arrived(self, found: list[JobNotification]) -> None:
         task = asyncio.get_running_loop().create_task(self._deliver(found))
@@ -134,3 +139,13 @@ class SQLiteChangeChannel(BaseNotificationChannel):
     async def publish_state(self, notification: JobStateNotification) -> None:
         """Nothing to do: this channel carries no state notifications."""
         self.require_connected("publish state")
+
+
+def _tell(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object) -> bool:
+    """Run ``callback(*args)`` on the event loop; False when the loop has closed meanwhile
+    (nobody is left to tell: the watcher stops)."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:  # "Event loop is closed"
+        return False
+    return True

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,3 +74,22 @@ async def test_without_the_watcher_the_job_waits_for_the_poll(tmp_path: Path) ->
     with worker(db, out, watch=False):
         await enqueue(db, token)
         assert await ran_within(out, 2) is None
+
+
+def watchers() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "agenda-sqlite-watch"]
+
+
+async def test_a_save_in_the_workers_own_process_wakes_it_and_the_watcher_ends_on_stop(
+    tmp_path: Path,
+) -> None:
+    before = len(watchers())
+    agenda = Agenda(SQLiteBackend(tmp_path / "jobs.db"), process_every="60 seconds")
+    ran = asyncio.Event()
+    agenda.define("touch", lambda job: ran.set())
+    await agenda.start()
+    assert len(watchers()) == before + 1
+    await agenda.now("touch")
+    await asyncio.wait_for(ran.wait(), 20)  # the poll is 60 s away
+    await agenda.stop()
+    assert len(watchers()) == before
