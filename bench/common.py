@@ -1,0 +1,48 @@
+"""Plumbing every workload shares: percentiles, a function run in a fresh process, the
+resident memory of this process, and a wait that fails instead of hanging."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import multiprocessing
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50 (the median), p95 and p99 of ``values`` (inclusive method: small samples work)."""
+    if len(values) < 2:
+        only = values[0] if values else float("nan")
+        return {"p50": only, "p95": only, "p99": only}
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": statistics.median(values), "p95": cuts[94], "p99": cuts[98]}
+
+
+def rss_mb() -> float:
+    """This process's resident set size in MiB (Linux: VmRSS of /proc/self/status)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+async def in_other_process(function: Callable[[Any], T], argument: Any) -> T:
+    """``function(argument)`` in a freshly spawned Python process (nothing inherited)."""
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=SPAWN) as pool:
+        return await asyncio.get_running_loop().run_in_executor(pool, function, argument)
+
+
+async def until(done: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Wait until ``done()`` holds; a RuntimeError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.005)

@@ -1,0 +1,63 @@
+"""What one bench run measures: the sizes of every workload (full or ``--quick``), the stores'
+addresses and which parts run. The command line (``bench/cli.py``) builds it."""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+
+POSTGRES_URL = os.environ.get("AGENDA_BENCH_POSTGRES_URL",
+                              "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("AGENDA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: Where the pinned Node packages are installed (``npm ci``), outside the work tree.
+CACHE = os.path.expanduser(os.environ.get("AGENDA_BENCH_CACHE", "~/.cache/agenda-decl-bench"))
+
+BACKENDS = ("postgres", "redis", "sqlite")
+#: The parts of a run, in the order they run (``--only`` picks some).
+PARTS = ("headline", "xproc", "bulk", "scale", "workers", "memory", "node", "procrastinate")
+
+
+@attrs.frozen
+class Sizes:
+    """Every size a run uses. ``full()`` is the issue's workload; ``quick()`` a smoke run."""
+
+    drain_jobs: int  # N no-op jobs drained by one worker
+    concurrency: int  # C: producers while enqueuing, and the worker's concurrency
+    calls: int  # sequential now() awaits for the enqueue call p50
+    samples: int  # enqueue -> start probes, `gap_ms` apart
+    gap_ms: int
+    bulk_jobs: int  # jobs per bulk-enqueue measurement
+    batch: int  # jobs per now_many call
+    backlogs: tuple[int, ...]  # due jobs for the claim-cost-vs-backlog curve
+    completed: int  # completed jobs beside the smallest backlog
+    other: int  # due jobs of another name beside the smallest backlog
+    scale_drained: int  # jobs drained per scale measurement (the first ones of the backlog)
+    workers: tuple[int, ...]  # worker processes on one store
+    workers_jobs: int
+    memory_jobs: tuple[int, int]  # RSS read after this many jobs, then after this many
+
+    @classmethod
+    def full(cls) -> Sizes:
+        return cls(drain_jobs=5_000, concurrency=50, calls=1_000, samples=200, gap_ms=20,
+                   bulk_jobs=100_000, batch=1_000,
+                   backlogs=(10_000, 100_000, 1_000_000), completed=1_000_000, other=100_000,
+                   scale_drained=5_000, workers=(1, 2, 4, 8), workers_jobs=20_000,
+                   memory_jobs=(100_000, 1_000_000))
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(drain_jobs=500, concurrency=50, calls=100, samples=30, gap_ms=20,
+                   bulk_jobs=2_000, batch=500,
+                   backlogs=(500, 2_000, 5_000), completed=5_000, other=2_000,
+                   scale_drained=300, workers=(1, 2), workers_jobs=600,
+                   memory_jobs=(500, 2_000))
+
+
+@attrs.frozen
+class Settings:
+    sizes: Sizes
+    quick: bool
+    repeat: int  # runs per figure; the report shows their median
+    backends: tuple[str, ...]
+    parts: tuple[str, ...]
