@@ -32,7 +32,8 @@ class Sizes:
     backlogs: tuple[int, ...]  # due jobs for the claim-cost-vs-backlog curve
     completed: int  # completed jobs beside the smallest backlog
     other: int  # due jobs of another name beside the smallest backlog
-    scale_drained: int  # jobs drained per scale measurement (the first ones of the backlog)
+    scale_claims: int  # claims of C jobs timed one by one per scale measurement
+    scale_drained: int  # jobs then drained per scale measurement
     workers: tuple[int, ...]  # worker processes on one store
     workers_jobs: int
     memory_jobs: tuple[int, int]  # RSS read after this many jobs, then after this many
@@ -42,7 +43,7 @@ class Sizes:
         return cls(drain_jobs=5_000, concurrency=50, calls=1_000, samples=200, gap_ms=20,
                    bulk_jobs=100_000, batch=1_000,
                    backlogs=(10_000, 100_000, 1_000_000), completed=1_000_000, other=100_000,
-                   scale_drained=5_000, workers=(1, 2, 4, 8), workers_jobs=20_000,
+                   scale_claims=20, scale_drained=5_000, workers=(1, 2, 4, 8), workers_jobs=20_000,
                    memory_jobs=(100_000, 1_000_000))
 
     @classmethod
@@ -50,7 +51,7 @@ class Sizes:
         return cls(drain_jobs=500, concurrency=50, calls=100, samples=30, gap_ms=20,
                    bulk_jobs=2_000, batch=500,
                    backlogs=(500, 2_000, 5_000), completed=5_000, other=2_000,
-                   scale_drained=300, workers=(1, 2), workers_jobs=600,
+                   scale_claims=5, scale_drained=200, workers=(1, 2), workers_jobs=600,
                    memory_jobs=(500, 2_000))
 
 

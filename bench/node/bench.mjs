@@ -63,9 +63,11 @@ async function drain() {
   return { enqueue, drain: rate };
 }
 
+// A producer is started with no definitions: Agenda connects its notification channel (and so
+// publishes a new job) only once started; with nothing defined it runs nothing.
 async function enqueue() {
   const agenda = await open();
-  agenda.define('noop', async () => {});
+  await agenda.start();
   const calls = [];
   const started = now();
   for (let i = 0; i < spec.jobs; i++) {
@@ -99,7 +101,7 @@ async function worker() {
 
 async function producer() {
   const agenda = await open();
-  agenda.define('probe', async () => {});
+  await agenda.start();
   const sent = [];
   for (let i = 0; i < spec.jobs; i++) {
     await sleep(spec.gap);
