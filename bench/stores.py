@@ -128,17 +128,12 @@ async def _delete_redis_keys(prefix: str) -> None:
 # -- backlogs -----------------------------------------------------------------------------------
 
 
-def has_bulk(agenda: Agenda) -> bool:
-    """Whether this agenda-decl has the bulk enqueue (``now_many``, issue 14)."""
-    return callable(getattr(agenda, "now_many", None))
-
-
 async def enqueue_batch(agenda: Agenda, name: str, payloads: Sequence[Any]) -> list[Job[Any]]:
-    """One batch through ``now_many`` when the agenda has it, else concurrent ``now()`` calls
-    (what a caller could do before the bulk enqueue existed)."""
-    if has_bulk(agenda):
-        jobs = await agenda.now_many(name, list(payloads))  # type: ignore[attr-defined]
-        return list(jobs)
+    """One batch through ``now_many`` (the bulk enqueue of issue 14) when the agenda has it,
+    else concurrent ``now()`` calls (what a caller could do before it existed)."""
+    bulk = getattr(agenda, "now_many", None)  # getattr: this code runs with and without it
+    if bulk is not None:
+        return list(await bulk(name, list(payloads)))
     return list(await asyncio.gather(*(agenda.now(name, data) for data in payloads)))
 
 
