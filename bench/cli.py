@@ -19,7 +19,7 @@ from agenda_decl import Agenda
 
 from . import environment, goals, node, ours, plots, report, rival, scale, workers
 from .results import NODE, OURS, PROCRASTINATE, Results
-from .settings import BACKENDS, CACHE, PARTS, Settings, Sizes
+from .settings import BACKENDS, CACHE, PARTS, Settings, Sizes, override
 
 
 @attrs.frozen
@@ -119,12 +119,19 @@ def parse(argv: list[str] | None) -> tuple[Settings, Path]:
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--only", nargs="+", choices=PARTS, help="run only these parts")
     parser.add_argument("--skip", nargs="+", choices=PARTS, default=[])
+    parser.add_argument("--set", nargs="+", default=[], metavar="SIZE=N[,N...]",
+                        help="change sizes, e.g. --set drain_jobs=10000 backlogs=10000,100000 "
+                        "(names: bench/settings.py, Sizes)")
     parser.add_argument("--out", type=Path, help="folder for RESULTS.md, results.json and "
                         f"the plots (default bench/, or {CACHE}/quick with --quick)")
     args = parser.parse_args(argv)
     parts = tuple(p for p in (args.only or PARTS) if p not in args.skip)
     repeat = args.repeat or (1 if args.quick else 3)
-    settings = Settings(sizes=Sizes.quick() if args.quick else Sizes.full(), quick=args.quick,
+    try:
+        sizes = override(Sizes.quick() if args.quick else Sizes.full(), args.set)
+    except ValueError as error:
+        parser.error(str(error))
+    settings = Settings(sizes=sizes, quick=args.quick,
                         repeat=repeat, backends=tuple(args.backends), parts=parts)
     out = args.out or (Path(CACHE) / "quick" if args.quick else Path(__file__).parent)
     return settings, out

@@ -64,6 +64,9 @@ def _scale(results: Results, settings: Settings, folder: Path) -> Path:
     for axis, label in ((claims, f"claim of {settings.sizes.concurrency} jobs, p50 ms"),
                         (rates, "drain, jobs/s")):
         axis.set_xscale("log")
+        axis.set_xticks([point.due for point in backlogs],
+                        [f"{point.due:,}" for point in backlogs])
+        axis.minorticks_off()
         axis.set_xlabel("due jobs in the store")
         axis.set_ylabel(label)
         axis.set_ylim(bottom=0)

@@ -4,6 +4,7 @@ addresses and which parts run. The command line (``bench/cli.py``) builds it."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import attrs
 
@@ -54,6 +55,29 @@ class Sizes:
                    backlogs=(500, 2_000, 5_000), completed=5_000, other=2_000,
                    scale_claims=5, scale_drained=200, workers=(1, 2), workers_jobs=600,
                    memory_jobs=(500, 2_000))
+
+
+def override(sizes: Sizes, assignments: list[str]) -> Sizes:
+    """``sizes`` with ``field=value`` assignments applied (``backlogs=10000,100000``): a
+    ValueError naming the field for an unknown field or a value that is not whole numbers."""
+    changes: dict[str, Any] = {}
+    fields = attrs.fields_dict(Sizes)
+    for assignment in assignments:
+        name, _, value = assignment.partition("=")
+        if name not in fields:
+            raise ValueError(f"--set {assignment!r}: no size {name!r} (sizes: "
+                             f"{', '.join(fields)})")
+        try:
+            numbers = tuple(int(part.replace("_", "")) for part in value.split(","))
+        except ValueError:
+            raise ValueError(f"--set {assignment!r}: {name} takes whole numbers") from None
+        many = isinstance(getattr(sizes, name), tuple)
+        if not many and len(numbers) != 1:
+            raise ValueError(f"--set {assignment!r}: {name} takes one number")
+        if name == "memory_jobs" and len(numbers) != 2:
+            raise ValueError(f"--set {assignment!r}: memory_jobs takes two numbers")
+        changes[name] = numbers if many else numbers[0]
+    return attrs.evolve(sizes, **changes)
 
 
 @attrs.frozen
