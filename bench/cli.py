@@ -107,7 +107,7 @@ def describe(settings: Settings, results: Results, node_folder: Path | None) -> 
                      f"batches of {settings.sizes.batch:,} concurrent `now()` calls instead.")
     if "sqlite" in settings.backends:
         results.note("SQLite's headline enqueue -> start has its producer in the worker's "
-                     "process (the in-process channel); the two-process figure is its own row.")
+                     "process; the two-process figure is its own table.")
 
 
 def parse(argv: list[str] | None) -> tuple[Settings, Path]:
@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     failures = asyncio.run(measure(settings, results, node_folder))
     results.info["bench run took"] = f"{(time.monotonic() - began) / 60:.1f} min"
     results.save(out / "results.json")
-    plots.draw(results, settings, out)
-    (out / "RESULTS.md").write_text(report.render(results, settings), encoding="utf-8")
+    drawn = plots.draw(results, settings, out)
+    (out / "RESULTS.md").write_text(report.render(results, settings, drawn), encoding="utf-8")
     for backend in settings.backends:
         print("\n".join(report.headline(results, backend)))
     for goal in goals.every(results, settings):

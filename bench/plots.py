@@ -13,19 +13,26 @@ from .settings import Settings
 CUTS = ("p50", "p95", "p99")
 
 
-def draw(results: Results, settings: Settings, folder: Path) -> list[Path]:
+def draw(results: Results, settings: Settings, folder: Path) -> list[str]:
+    """The plots that this run has figures for: their file names in ``folder``."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
-    return [_latency(results, settings, folder), _scale(results, settings, folder)]
+    drawn = [_latency(results, settings, folder), _scale(results, settings, folder)]
+    return [path.name for path in drawn if path is not None]
 
 
-def _latency(results: Results, settings: Settings, folder: Path) -> Path:
+def _latency(results: Results, settings: Settings, folder: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     panels = [(backend, "e2s", LABELS[backend]) for backend in settings.backends]
     if "sqlite" in settings.backends:
         panels.append(("sqlite", "xproc", "SQLite, two processes"))
+    panels = [(backend, prefix, title) for backend, prefix, title in panels
+              if any(results.get(system, backend, f"{prefix}_p50_ms") is not None
+                     for system in results.runs)]
+    if not panels:
+        return None
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
     for axis, (backend, prefix, title) in zip(axes[0], panels, strict=True):
         systems = [system for system in results.runs
@@ -46,18 +53,22 @@ def _latency(results: Results, settings: Settings, folder: Path) -> Path:
     return path
 
 
-def _scale(results: Results, settings: Settings, folder: Path) -> Path:
+def _scale(results: Results, settings: Settings, folder: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     backlogs = [point for point in points(settings.sizes) if not point.completed
                 and not point.other]
-    figure, (claims, rates) = plt.subplots(1, 2, figsize=(10, 4))
+    curves = {}
     for backend in settings.backends:
         found = [(point.due, results.get(OURS, backend, key(point, "claim_ms")),
                   results.get(OURS, backend, key(point, "drain_jobs_s"))) for point in backlogs]
         found = [row for row in found if row[1] is not None and row[2] is not None]
-        if not found:
-            continue
+        if found:
+            curves[backend] = found
+    if not curves:
+        return None
+    figure, (claims, rates) = plt.subplots(1, 2, figsize=(10, 4))
+    for backend, found in curves.items():
         sizes = [row[0] for row in found]
         claims.plot(sizes, [row[1] for row in found], marker="o", label=LABELS[backend])
         rates.plot(sizes, [row[2] for row in found], marker="o", label=LABELS[backend])

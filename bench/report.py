@@ -111,7 +111,11 @@ def method(settings: Settings) -> list[str]:
     ]
 
 
-def render(results: Results, settings: Settings) -> str:
+PLOTS = {"latency.png": "enqueue -> start percentiles",
+         "scale.png": "claim cost and drain rate vs backlog"}
+
+
+def render(results: Results, settings: Settings, plots: list[str]) -> str:
     lines = ["# Benchmark results", "",
              "Written by `python -m bench` (bench/README.md); numbers only, no test asserts "
              "them. Do not edit by hand: run it again.", ""]
@@ -140,6 +144,6 @@ def render(results: Results, settings: Settings) -> str:
                       for g in goals.every(results, settings))), ""]
     if results.notes:
         lines += ["## Notes", "", *(f"- {note}" for note in results.notes), ""]
-    lines += ["## Plots", "", "![enqueue -> start percentiles](latency.png)", "",
-              "![claim cost and drain rate vs backlog](scale.png)", ""]
+    if plots:
+        lines += ["## Plots", "", *(f"![{PLOTS[name]}]({name})\n" for name in plots)]
     return "\n".join(lines)
