@@ -24,6 +24,17 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": statistics.median(values), "p95": cuts[94], "p99": cuts[98]}
 
 
+def latency_figures(delays_ms: list[float], prefix: str = "e2s") -> dict[str, float]:
+    """``e2s_p50_ms`` and the like: the percentiles of enqueue -> start delays."""
+    return {f"{prefix}_{cut}_ms": value for cut, value in percentiles(delays_ms).items()}
+
+
+def call_figures(calls_s: list[float], total_s: float) -> dict[str, float]:
+    """The enqueue call p50 (ms) and rate of sequential enqueue calls."""
+    return {"enqueue_call_p50_ms": percentiles(calls_s)["p50"] * 1000,
+            "enqueue_seq_jobs_s": len(calls_s) / total_s}
+
+
 def rss_mb() -> float:
     """This process's resident set size in MiB (Linux: VmRSS of /proc/self/status)."""
     with open("/proc/self/status", encoding="ascii") as status:

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from .common import percentiles
+from .common import call_figures, latency_figures
 from .settings import CACHE, POSTGRES_URL, REDIS_URL, Sizes
 from .stores import Store, fresh_store
 
@@ -77,8 +77,7 @@ async def drain(folder: Path, kind: str, sizes: Sizes) -> dict[str, float]:
 async def enqueue(folder: Path, kind: str, sizes: Sizes) -> dict[str, float]:
     async with fresh_store(kind) as store:
         result = await _result(await _start(folder, _spec(store, "enqueue", jobs=sizes.calls)))
-    return {"enqueue_call_p50_ms": percentiles(result["calls"])["p50"] * 1000,
-            "enqueue_seq_jobs_s": result["rate"]}
+    return call_figures(result["calls"], result["total"])
 
 
 async def latency(folder: Path, kind: str, sizes: Sizes) -> dict[str, float]:
@@ -93,5 +92,4 @@ async def latency(folder: Path, kind: str, sizes: Sizes) -> dict[str, float]:
                                               gap=sizes.gap_ms))
         sent = (await _result(producer))["sent"]
         started = (await _result(worker, timeout=60))["started"]
-    cuts = percentiles([(started[str(i)] - sent[i]) * 1000 for i in range(sizes.samples)])
-    return {f"e2s_{cut}_ms": value for cut, value in cuts.items()}
+    return latency_figures([(started[str(i)] - sent[i]) * 1000 for i in range(sizes.samples)])

@@ -20,7 +20,7 @@ from typing import Any
 
 from agenda_decl import Agenda, Job
 
-from .common import in_other_process, percentiles, until
+from .common import call_figures, in_other_process, latency_figures, until
 from .settings import Sizes
 from .stores import Store, enqueue_batch, fresh_store
 
@@ -69,10 +69,9 @@ async def enqueue(kind: str, sizes: Sizes) -> dict[str, float]:
             before = time.perf_counter()
             await agenda.now("noop", {"i": i})
             calls.append(time.perf_counter() - before)
-        rate = sizes.calls / (time.perf_counter() - started)
+        total = time.perf_counter() - started
         await agenda.stop()
-        return {"enqueue_call_p50_ms": percentiles(calls)["p50"] * 1000,
-                "enqueue_seq_jobs_s": rate}
+        return call_figures(calls, total)
 
 
 async def bulk(kind: str, sizes: Sizes) -> dict[str, float]:
@@ -109,8 +108,8 @@ async def latency(kind: str, sizes: Sizes, *, cross_process: bool,
         await until(lambda: len(started_at) >= sizes.samples, timeout=60,
                     what=f"{sizes.samples} probes to start")
         await worker.stop()
-        cuts = percentiles([(started_at[i] - sent[i]) * 1000 for i in range(sizes.samples)])
-        return {f"{prefix}_{cut}_ms": value for cut, value in cuts.items()}
+        return latency_figures([(started_at[i] - sent[i]) * 1000
+                                for i in range(sizes.samples)], prefix)
 
 
 def produce(spec: tuple[Store, int, int]) -> list[float]:

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from .common import in_other_process, percentiles, until
+from .common import call_figures, in_other_process, latency_figures, until
 from .settings import POSTGRES_URL, Sizes
 
 
@@ -91,8 +91,8 @@ async def enqueue(sizes: Sizes) -> dict[str, float]:
             before = time.perf_counter()
             await task.defer_async(i=i)
             calls.append(time.perf_counter() - before)
-        rate = sizes.calls / (time.perf_counter() - started)
-    return {"enqueue_call_p50_ms": percentiles(calls)["p50"] * 1000, "enqueue_seq_jobs_s": rate}
+        total = time.perf_counter() - started
+    return call_figures(calls, total)
 
 
 async def bulk(sizes: Sizes) -> dict[str, float]:
@@ -122,8 +122,7 @@ async def latency(sizes: Sizes) -> dict[str, float]:
         worker.cancel()
         with suppress(asyncio.CancelledError):
             await worker
-    cuts = percentiles([(started_at[i] - sent[i]) * 1000 for i in range(sizes.samples)])
-    return {f"e2s_{cut}_ms": value for cut, value in cuts.items()}
+    return latency_figures([(started_at[i] - sent[i]) * 1000 for i in range(sizes.samples)])
 
 
 def produce(spec: tuple[str, int, int]) -> list[float]:

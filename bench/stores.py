@@ -4,6 +4,7 @@ afterwards, and the setup of large backlogs through the bulk enqueue."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -79,7 +80,23 @@ async def fresh_store(kind: str, **options: Any) -> AsyncIterator[Store]:
         try:
             yield store
         finally:
+            await _remove_patiently(store)
+
+
+async def _remove_patiently(store: Store) -> None:
+    """Remove the store, trying again for a while (a shared server can be busy: Redis
+    answers BUSY while another client's script runs); a store that still cannot be removed
+    is named on stderr and the measurement stands."""
+    for attempt in range(6):
+        try:
             await remove(store)
+            return
+        except Exception as error:
+            if attempt == 5:
+                print(f"could not remove {store.kind} store {store.name}: {error!r}",
+                      file=sys.stderr)
+                return
+            await asyncio.sleep(5)
 
 
 async def remove(store: Store) -> None:
