@@ -48,7 +48,10 @@ def commit() -> str:
                               check=False).stdout.strip()
 
     head = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    return head + (" + uncommitted changes" if git("status", "--porcelain", "--", ".") else "")
+    # What a bench run writes is not a change of the code measured.
+    changed = git("status", "--porcelain", "--", ".", ":!bench/RESULTS.md",
+                  ":!bench/results.json", ":!bench/*.png")
+    return head + (" + uncommitted changes" if changed else "")
 
 
 def python_versions() -> dict[str, str]:
