@@ -8,7 +8,7 @@ import concurrent.futures
 import multiprocessing
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -27,6 +27,33 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def latency_figures(delays_ms: list[float], prefix: str = "e2s") -> dict[str, float]:
     """``e2s_p50_ms`` and the like: the percentiles of enqueue -> start delays."""
     return {f"{prefix}_{cut}_ms": value for cut, value in percentiles(delays_ms).items()}
+
+
+async def concurrent_calls(enqueue: Callable[[int], Awaitable[object]], jobs: int,
+                           producers: int) -> float:
+    """``enqueue(0)`` ... ``enqueue(jobs - 1)`` made by ``producers`` concurrent producers:
+    the calls per second."""
+    numbers = iter(range(jobs))
+
+    async def producer() -> None:
+        for i in numbers:
+            await enqueue(i)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(producer() for _ in range(producers)))
+    return jobs / (time.perf_counter() - started)
+
+
+async def sequential_calls(enqueue: Callable[[int], Awaitable[object]],
+                           count: int) -> dict[str, float]:
+    """``count`` calls awaited one after the other: :func:`call_figures`."""
+    calls = []
+    started = time.perf_counter()
+    for i in range(count):
+        before = time.perf_counter()
+        await enqueue(i)
+        calls.append(time.perf_counter() - before)
+    return call_figures(calls, time.perf_counter() - started)
 
 
 def call_figures(calls_s: list[float], total_s: float) -> dict[str, float]:

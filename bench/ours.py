@@ -20,7 +20,13 @@ from typing import Any
 
 from agenda_decl import Agenda, Job
 
-from .common import call_figures, in_other_process, latency_figures, until
+from .common import (
+    concurrent_calls,
+    in_other_process,
+    latency_figures,
+    sequential_calls,
+    until,
+)
 from .settings import Sizes
 from .stores import Store, enqueue_batch, fresh_store
 
@@ -41,15 +47,8 @@ async def drain(kind: str, sizes: Sizes) -> dict[str, float]:
 
         agenda.define("noop", noop, concurrency=concurrency)
         await agenda.ready()
-        numbers = iter(range(jobs))
-
-        async def producer() -> None:
-            for i in numbers:
-                await agenda.now("noop", {"i": i})
-
-        started = time.perf_counter()
-        await asyncio.gather(*(producer() for _ in range(concurrency)))
-        enqueue_rate = jobs / (time.perf_counter() - started)
+        enqueue_rate = await concurrent_calls(
+            lambda i: agenda.now("noop", {"i": i}), jobs, concurrency)
         started = time.perf_counter()
         await agenda.start()
         await asyncio.wait_for(finished.wait(), timeout=600)
@@ -63,15 +62,9 @@ async def enqueue(kind: str, sizes: Sizes) -> dict[str, float]:
         agenda = store.agenda()
         agenda.declare("noop")
         await agenda.ready()
-        calls = []
-        started = time.perf_counter()
-        for i in range(sizes.calls):
-            before = time.perf_counter()
-            await agenda.now("noop", {"i": i})
-            calls.append(time.perf_counter() - before)
-        total = time.perf_counter() - started
+        figures = await sequential_calls(lambda i: agenda.now("noop", {"i": i}), sizes.calls)
         await agenda.stop()
-        return call_figures(calls, total)
+        return figures
 
 
 async def bulk(kind: str, sizes: Sizes) -> dict[str, float]:

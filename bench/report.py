@@ -11,16 +11,16 @@ from .scale import key, points
 from .settings import Settings
 
 LABELS = {"postgres": "PostgreSQL", "redis": "Redis", "sqlite": "SQLite"}
-#: Headline rows: metric, label, True when higher is better.
+#: Headline rows: metric, label.
 HEADLINE = (
-    ("drain_jobs_s", "drain, jobs/s", True),
-    ("enqueue_concurrent_jobs_s", "enqueue, C concurrent producers, jobs/s", True),
-    ("enqueue_seq_jobs_s", "enqueue, sequential awaits, jobs/s", True),
-    ("enqueue_call_p50_ms", "enqueue call p50, ms", False),
-    ("e2s_p50_ms", "enqueue -> handler start p50, ms", False),
-    ("e2s_p95_ms", "enqueue -> handler start p95, ms", False),
-    ("e2s_p99_ms", "enqueue -> handler start p99, ms", False),
-    ("bulk_jobs_s", "bulk enqueue, jobs/s", True),
+    ("drain_jobs_s", "drain, jobs/s"),
+    ("enqueue_concurrent_jobs_s", "enqueue, C concurrent producers, jobs/s"),
+    ("enqueue_seq_jobs_s", "enqueue, sequential awaits, jobs/s"),
+    ("enqueue_call_p50_ms", "enqueue call p50, ms"),
+    ("e2s_p50_ms", "enqueue -> handler start p50, ms"),
+    ("e2s_p95_ms", "enqueue -> handler start p95, ms"),
+    ("e2s_p99_ms", "enqueue -> handler start p99, ms"),
+    ("bulk_jobs_s", "bulk enqueue, jobs/s"),
 )
 
 
@@ -43,16 +43,25 @@ def ratio(ours: float | None, theirs: float | None) -> str:
 
 
 def headline(results: Results, backend: str) -> list[str]:
+    """The backend's headline figures of every system measured on it, with the ratio of
+    agenda-decl to Agenda when both were."""
+    systems = [system for system in (OURS, NODE, PROCRASTINATE)
+               if results.runs.get(system, {}).get(backend)]
+    both = OURS in systems and NODE in systems
     rows = []
-    for metric, label, _ in HEADLINE:
-        ours, node = results.get(OURS, backend, metric), results.get(NODE, backend, metric)
-        rival = results.get(PROCRASTINATE, backend, metric)
-        if (ours, node, rival) == (None, None, None):
+    for metric, label in HEADLINE:
+        values = [results.get(system, backend, metric) for system in systems]
+        if all(value is None for value in values):
             continue
-        rows.append([label, number(ours, metric), number(node, metric), ratio(ours, node),
-                     number(rival, metric)])
-    return [f"### {LABELS[backend]}", "",
-            *table(["", OURS, NODE, "agenda-decl / Agenda", PROCRASTINATE], rows), ""]
+        row = [label, *(number(value, metric) for value in values)]
+        if both:
+            row.insert(3, ratio(results.get(OURS, backend, metric),
+                                results.get(NODE, backend, metric)))
+        rows.append(row)
+    head = ["", *systems]
+    if both:
+        head.insert(3, "agenda-decl / Agenda")
+    return [f"### {LABELS[backend]}", "", *table(head, rows), ""]
 
 
 def scale_table(results: Results, settings: Settings, backend: str) -> list[str]:

@@ -19,7 +19,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from .common import call_figures, in_other_process, latency_figures, until
+from .common import (
+    concurrent_calls,
+    in_other_process,
+    latency_figures,
+    sequential_calls,
+    until,
+)
 from .settings import POSTGRES_URL, Sizes
 
 
@@ -67,15 +73,8 @@ async def drain(sizes: Sizes) -> dict[str, float]:
             return None
 
         noop: Any = app.task(name="noop")(run_noop)
-        numbers = iter(range(jobs))
-
-        async def producer() -> None:
-            for i in numbers:
-                await noop.defer_async(i=i)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(producer() for _ in range(concurrency)))
-        enqueue_rate = jobs / (time.perf_counter() - started)
+        enqueue_rate = await concurrent_calls(lambda i: noop.defer_async(i=i), jobs,
+                                              concurrency)
         started = time.perf_counter()
         await _worker(app, concurrency, wait=False)
         return {"enqueue_concurrent_jobs_s": enqueue_rate,
@@ -85,14 +84,7 @@ async def drain(sizes: Sizes) -> dict[str, float]:
 async def enqueue(sizes: Sizes) -> dict[str, float]:
     async with database() as conninfo, app_on(conninfo) as app:
         task = app.configure_task(name="noop")
-        calls = []
-        started = time.perf_counter()
-        for i in range(sizes.calls):
-            before = time.perf_counter()
-            await task.defer_async(i=i)
-            calls.append(time.perf_counter() - before)
-        total = time.perf_counter() - started
-    return call_figures(calls, total)
+        return await sequential_calls(lambda i: task.defer_async(i=i), sizes.calls)
 
 
 async def bulk(sizes: Sizes) -> dict[str, float]:
