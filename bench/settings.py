@@ -52,7 +52,7 @@ class Sizes:
     def quick(cls) -> Sizes:
         return cls(drain_jobs=500, concurrency=50, calls=100, samples=30, gap_ms=20,
                    bulk_jobs=2_000, batch=500,
-                   backlogs=(500, 2_000, 5_000), completed=5_000, other=2_000,
+                   backlogs=(1_000, 3_000, 6_000), completed=5_000, other=2_000,
                    scale_claims=5, scale_drained=200, workers=(1, 2), workers_jobs=600,
                    memory_jobs=(500, 2_000))
 

@@ -142,6 +142,18 @@ async def _delete_redis_keys(prefix: str) -> None:
     await client.aclose()
 
 
+async def settle(store: Store) -> None:
+    """What autovacuum does to a PostgreSQL table soon after a bulk load: VACUUM ANALYZE
+    (fresh statistics for the planner, hint bits set). Other stores need nothing."""
+    if store.kind != "postgres":
+        return
+    import psycopg
+    from psycopg import sql
+
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        await conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(store.name)))
+
+
 # -- backlogs -----------------------------------------------------------------------------------
 
 
