@@ -32,6 +32,7 @@ class Store:
     kind: str
     channel: bool = True
     local_channel: bool = False
+    pool: int = 10  # PostgreSQL connections per agenda (the backend's default)
     suffix: str = attrs.field(factory=lambda: uuid.uuid4().hex[:10])
     directory: str = ""
 
@@ -46,7 +47,8 @@ class Store:
 
             return PostgresBackend(connection_string=POSTGRES_URL, table_name=self.name,
                                    log_table_name=f"{self.name}_log", channel_name=self.name,
-                                   disable_notifications=not self.channel)
+                                   disable_notifications=not self.channel,
+                                   max_pool_size=self.pool)
         if self.kind == "redis":
             from agenda_decl.backends.redis import RedisBackend
 

@@ -117,8 +117,13 @@ async def _collect(signals: Signals, processes: int, kind: str) -> list[dict[str
     return found
 
 
+#: PostgreSQL connections per worker process: 8 processes (plus their LISTEN connections)
+#: stay within the server's default max_connections of 100.
+POOL = 5
+
+
 async def many(kind: str, sizes: Sizes, processes: int) -> dict[str, float]:
-    async with fresh_store(kind) as store:
+    async with fresh_store(kind, pool=POOL) as store:
         await fill(store, "noop", sizes.workers_jobs, sizes.batch)
         role = Role(store, sizes.concurrency, track_ids=True)
         rate, reports = await run(role, processes, sizes.workers_jobs)
