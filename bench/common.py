@@ -77,6 +77,23 @@ async def in_other_process(function: Callable[[Any], T], argument: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(pool, function, argument)
 
 
+class Countdown:
+    """A no-op handler that counts its runs: ``wait()`` returns once ``target`` ran."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.ran = 0
+        self._done = asyncio.Event()
+
+    async def handler(self, job: Any) -> None:
+        self.ran += 1
+        if self.ran == self.target:
+            self._done.set()
+
+    async def wait(self, timeout: float = 600) -> None:
+        await asyncio.wait_for(self._done.wait(), timeout)
+
+
 async def until(done: Callable[[], bool], *, timeout: float, what: str) -> None:
     """Wait until ``done()`` holds; a RuntimeError naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout

@@ -21,6 +21,7 @@ from typing import Any
 from agenda_decl import Agenda, Job
 
 from .common import (
+    Countdown,
     concurrent_calls,
     in_other_process,
     latency_figures,
@@ -37,21 +38,14 @@ async def drain(kind: str, sizes: Sizes) -> dict[str, float]:
     jobs, concurrency = sizes.drain_jobs, sizes.concurrency
     async with fresh_store(kind, local_channel=True) as store:
         agenda = store.agenda(max_concurrency=concurrency, **WORKER)
-        done = [0]
-        finished = asyncio.Event()
-
-        async def noop(job: Job[Any]) -> None:
-            done[0] += 1
-            if done[0] == jobs:
-                finished.set()
-
-        agenda.define("noop", noop, concurrency=concurrency)
+        countdown = Countdown(jobs)
+        agenda.define("noop", countdown.handler, concurrency=concurrency)
         await agenda.ready()
         enqueue_rate = await concurrent_calls(
             lambda i: agenda.now("noop", {"i": i}), jobs, concurrency)
         started = time.perf_counter()
         await agenda.start()
-        await asyncio.wait_for(finished.wait(), timeout=600)
+        await countdown.wait()
         drain_rate = jobs / (time.perf_counter() - started)
         await agenda.stop()
         return {"enqueue_concurrent_jobs_s": enqueue_rate, "drain_jobs_s": drain_rate}

@@ -17,16 +17,14 @@ not run."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import timedelta
-from typing import Any
 
 import attrs
 
-from agenda_decl import Agenda, ClaimReport, Job
+from agenda_decl import Agenda, ClaimReport
 
-from .common import percentiles
+from .common import Countdown, percentiles
 from .settings import Sizes
 from .stores import fill, fresh_store, settle
 
@@ -79,23 +77,17 @@ async def measure(kind: str, sizes: Sizes, point: Point) -> dict[str, float]:
         if target <= 0:
             raise ValueError(f"{point.label}: the claims took every due job; "
                              "make scale_claims smaller or the backlogs larger")
-        done = [0]
-        finished = asyncio.Event()
+        countdown = Countdown(target)
 
         def claimed(report: ClaimReport) -> None:
             if report.claimed and report.error is None:
                 claims.append(report.seconds * 1000)
 
-        async def noop(job: Job[Any]) -> None:
-            done[0] += 1
-            if done[0] == target:
-                finished.set()
-
         worker.on("claim", claimed)
-        worker.define("noop", noop, concurrency=sizes.concurrency)
+        worker.define("noop", countdown.handler, concurrency=sizes.concurrency)
         started = time.perf_counter()
         await worker.start()
-        await asyncio.wait_for(finished.wait(), timeout=600)
+        await countdown.wait()
         rate = target / (time.perf_counter() - started)
         await worker.stop()
     return {**figures, key(point, "claim_ms"): percentiles(direct)["p50"],

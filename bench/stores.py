@@ -65,13 +65,10 @@ class Store:
         if self.channel and self.local_channel and backend.notification_channel is None:
             channel = InMemoryNotificationChannel()
         if not self.channel and backend.notification_channel is not None:
-            channel = _Silent()
+            # A store whose channel no option here turns off (SQLite's change watcher, say):
+            # an in-process channel nobody else listens to stands in for it.
+            channel = InMemoryNotificationChannel()
         return Agenda(backend, notification_channel=channel, **options)
-
-
-class _Silent(InMemoryNotificationChannel):
-    """Stands in for a store's own channel when a measurement wants none (SQLite's, which no
-    option turns off): an in-process channel nobody else listens to."""
 
 
 @asynccontextmanager
