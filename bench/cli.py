@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 import traceback
@@ -102,6 +103,9 @@ def describe(settings: Settings, results: Results, node_folder: Path | None) -> 
     results.info.update(asyncio.run(environment.server_versions()))
     if node_folder is not None:
         results.info.update(node.versions(node_folder))
+    if environment.busy():
+        results.note(f"The machine was busy when the run began (load average "
+                     f"{environment.load()} on {os.cpu_count()} cores): the figures are noisy.")
     if not hasattr(Agenda, "now_many"):
         results.note("This agenda-decl has no `now_many`: bulk enqueue and the backlogs use "
                      f"batches of {settings.sizes.batch:,} concurrent `now()` calls instead.")
@@ -145,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     node_folder = node.install() if "node" in settings.parts else None
     describe(settings, results, node_folder)
     failures = asyncio.run(measure(settings, results, node_folder))
+    results.info["load average at end"] = environment.load()
     results.info["bench run took"] = f"{(time.monotonic() - began) / 60:.1f} min"
     results.save(out / "results.json")
     drawn = plots.draw(results, settings, out)

@@ -22,9 +22,19 @@ def machine() -> dict[str, str]:
         "cores (nproc)": str(os.cpu_count()),
         "memory": f"{_meminfo_gib():.1f} GiB",
         "CPU": _cpu_model(),
-        "load average at start": ", ".join(f"{load:.2f}" for load in os.getloadavg()),
+        "load average at start": load(),
         "OS": f"{platform.system()} {platform.release()}",
     }
+
+
+def load() -> str:
+    """The 1, 5 and 15 minute load averages."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def busy() -> bool:
+    """Whether other work is using the cores (1-minute load above half of them)."""
+    return os.getloadavg()[0] > (os.cpu_count() or 1) / 2
 
 
 def _meminfo_gib() -> float:
