@@ -11,9 +11,12 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as installed
 from pathlib import Path
 
+import agenda_decl
+
 from .settings import POSTGRES_URL, REDIS_URL
 
-ROOT = Path(__file__).resolve().parent.parent
+#: The checkout of the agenda-decl that is measured (the one imported).
+ROOT = Path(agenda_decl.__file__).resolve().parent.parent
 
 
 def machine() -> dict[str, str]:
