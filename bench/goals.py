@@ -8,7 +8,7 @@ import attrs
 
 from .results import OURS, Results
 from .scale import Point, key, points
-from .settings import Settings, Sizes
+from .settings import LABELS, Settings, Sizes
 
 #: "Another name's jobs cost nothing": within this factor of the claim without them (the
 #: run-to-run noise of a 2-core machine; 1.5x is the backlog goal's own bound).
@@ -98,7 +98,7 @@ def scale(results: Results, sizes: Sizes, backends: tuple[str, ...]) -> list[Goa
         for text, metric, point, limit, higher in checks:
             observed, met = _ratio(results, backend, metric, point, base, limit,
                                    higher_is_better=higher)
-            rows.append(Goal("3", f"{backend}: {text}", observed, met))
+            rows.append(Goal("3", f"{LABELS[backend]}: {text}", observed, met))
     return rows
 
 
@@ -108,7 +108,7 @@ def workers(results: Results, sizes: Sizes, backends: tuple[str, ...]) -> list[G
         found = [results.get(OURS, backend, f"duplicates@{n}") for n in sizes.workers]
         lost = [results.get(OURS, backend, f"missing@{n}") for n in sizes.workers]
         measured = [n for n in found + lost if n is not None]
-        rows.append(Goal("4", f"{backend}: no duplicates, no job left, with "
+        rows.append(Goal("4", f"{LABELS[backend]}: no duplicates, no job left, with "
                          f"{'/'.join(map(str, sizes.workers))} processes",
                          f"{sum(measured):.0f} duplicate or missing runs" if measured else "-",
                          (sum(measured) == 0) if measured else None))
@@ -116,7 +116,7 @@ def workers(results: Results, sizes: Sizes, backends: tuple[str, ...]) -> list[G
         last = results.get(OURS, backend, "rss_mb@last")
         a, b = sizes.memory_jobs
         rows.append(Goal(
-            "4", f"{backend}: worker RSS after {b:,} jobs within {FLAT}x of after {a:,}",
+            "4", f"{LABELS[backend]}: worker RSS after {b:,} jobs within {FLAT}x of after {a:,}",
             f"{first:.0f} -> {last:.0f} MiB" if first and last else "-",
             (last <= FLAT * first) if first and last else None))
     return rows

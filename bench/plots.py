@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .report import LABELS
 from .results import OURS, Results
 from .scale import key, points
-from .settings import Settings
+from .settings import LABELS, Settings
 
 CUTS = ("p50", "p95", "p99")
 

@@ -8,9 +8,8 @@ from collections.abc import Iterable
 from . import goals
 from .results import NODE, OURS, PROCRASTINATE, Results
 from .scale import key, points
-from .settings import Settings
+from .settings import LABELS, Settings
 
-LABELS = {"postgres": "PostgreSQL", "redis": "Redis", "sqlite": "SQLite"}
 #: Headline rows: metric, label.
 HEADLINE = (
     ("drain_jobs_s", "drain, jobs/s"),

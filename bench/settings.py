@@ -15,6 +15,7 @@ REDIS_URL = os.environ.get("AGENDA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHE = os.path.expanduser(os.environ.get("AGENDA_BENCH_CACHE", "~/.cache/agenda-decl-bench"))
 
 BACKENDS = ("postgres", "redis", "sqlite")
+LABELS = {"postgres": "PostgreSQL", "redis": "Redis", "sqlite": "SQLite"}
 #: The parts of a run, in the order they run within a round (``--only`` picks some); the
 #: three systems' headline workloads close together, so the same load touches them alike.
 PARTS = ("headline", "node", "procrastinate", "xproc", "bulk", "scale", "workers", "memory")
