@@ -1,6 +1,7 @@
 """What an operator does to stored jobs, for the ``agenda-decl jobs`` commands (and a
 dashboard): find them (:mod:`.targets`), retry, run now, delete and purge (:mod:`.actions`),
-pause and resume (:mod:`.pausing`), and their history (:mod:`.history`)."""
+pause and resume (:mod:`.pausing`), their history (:mod:`.history`) and how a job shows
+(:mod:`.view`)."""
 
 from __future__ import annotations
 
@@ -23,16 +24,21 @@ from agenda_decl.operations.targets import (
     schedule_of,
     state_of,
 )
+from agenda_decl.operations.view import failure_json, job_details, job_json, last_failure
 
 __all__ = [
     "OperationRefusedError",
     "PauseResult",
     "RunNow",
     "default_operator",
+    "failure_json",
     "found_by_ids",
+    "job_details",
     "job_history",
+    "job_json",
     "jobs_of_name",
     "last_error_entry",
+    "last_failure",
     "pause",
     "pause_mark",
     "plain",
