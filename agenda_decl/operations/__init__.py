@@ -9,6 +9,7 @@ from agenda_decl.operations.actions import RunNow, purge_completed, remove, retr
 from agenda_decl.operations.history import job_history, last_error_entry
 from agenda_decl.operations.pausing import (
     PauseResult,
+    declared_disabled,
     default_operator,
     pause,
     pause_mark,
@@ -30,6 +31,7 @@ __all__ = [
     "OperationRefusedError",
     "PauseResult",
     "RunNow",
+    "declared_disabled",
     "default_operator",
     "failure_json",
     "found_by_ids",
