@@ -87,12 +87,8 @@ async def overview(agenda: Agenda, config: AgendaConfig) -> dict[str, Any]:
         rows.append(NameRow(
             name=name, declared=name in config.jobs, counts=counts,
             total=row.total if row else 0,
-            next_run=await _first(agenda, JobsQueryOptions(
-                name=name, include_disabled=False, sort={"next_run_at": "asc"}, limit=1))
-            if row else None,
-            last_failed=await _first(agenda, JobsQueryOptions(
-                name=name, state="failed", sort={"last_finished_at": "desc"}, limit=1))
-            if row and row.failed else None,
+            next_run=await _next_run(agenda, name) if row else None,
+            last_failed=await _last_failed(agenda, name) if row and row.failed else None,
         ))
     channel = agenda.channel
     return {
@@ -106,10 +102,19 @@ async def overview(agenda: Agenda, config: AgendaConfig) -> dict[str, Any]:
     }
 
 
-async def _first(agenda: Agenda, options: JobsQueryOptions) -> JobWithState[Any] | None:
-    result = await agenda.query_jobs(options)
-    job = result.jobs[0] if result.jobs else None
-    return job if job is None or job.next_run_at is not None or options.state else None
+async def _next_run(agenda: Agenda, name: str) -> JobWithState[Any] | None:
+    """The enabled job of ``name`` that runs next (a queued one is due already)."""
+    result = await agenda.query_jobs(JobsQueryOptions(
+        name=name, include_disabled=False, sort={"next_run_at": "asc"}, limit=1))
+    due = [job for job in result.jobs if job.next_run_at is not None]  # nulls sort last
+    return due[0] if due else None
+
+
+async def _last_failed(agenda: Agenda, name: str) -> JobWithState[Any] | None:
+    """The job of ``name`` whose last run failed most recently."""
+    result = await agenda.query_jobs(JobsQueryOptions(
+        name=name, state="failed", sort={"last_finished_at": "desc"}, limit=1))
+    return result.jobs[0] if result.jobs else None
 
 
 @attrs.define(kw_only=True, frozen=True)
