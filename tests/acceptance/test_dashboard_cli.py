@@ -10,7 +10,8 @@ import urllib.request
 
 import pytest
 
-from tests.acceptance.test_cli import TICK, Env, closed_port, sqlite_env  # noqa: F401
+from tests.acceptance.test_cli import TICK, Env, closed_port
+from tests.acceptance.test_cli import sqlite_env as sqlite_env  # the fixture
 from tests.acceptance.test_dashboard_browser import start_dashboard, stop
 
 pytestmark = pytest.mark.timeout(120)
