@@ -84,7 +84,7 @@ def measure(path: Path, job_id: str, repeat: int) -> dict[str, float]:
     config = load_config(path)
     app = create_app(build_agenda(config, base_dir=path.parent, read_only=True), config)
     results = {}
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         for label, url in PAGES.items():
             times = []
             for _ in range(repeat):

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import attrs
 import jinja2
@@ -30,7 +30,13 @@ from agenda_decl.agenda import Agenda
 from agenda_decl.config.model import AgendaConfig
 from agenda_decl.dashboard import render
 from agenda_decl.dashboard.actions import ACTIONS, ActionDone, do_action
-from agenda_decl.dashboard.security import CSRF_COOKIE, CSRF_FIELD, Credentials, CsrfGuard
+from agenda_decl.dashboard.security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    Credentials,
+    CsrfGuard,
+    is_loopback,
+)
 from agenda_decl.dashboard.views import (
     PAGE_SIZE,
     STATE_FILTERS,
@@ -87,7 +93,7 @@ class _Dashboard:
 
 
 def create_app(agenda: Agenda, config: AgendaConfig,
-               settings: DashboardSettings | None = None) -> Starlette:
+               settings: DashboardSettings | None = None) -> ASGIApp:
     """The dashboard over ``agenda`` (built from ``config``). The app connects it at start
     (``ready``; nothing when it already is) and stops it at shutdown."""
     settings = settings or DashboardSettings()
@@ -121,7 +127,7 @@ def create_app(agenda: Agenda, config: AgendaConfig,
         route("/schedules", _schedules, ["GET"]),
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
     ], lifespan=lifespan)
-    return _Guard(app, dashboard)  # type: ignore[return-value]
+    return _Guard(app, dashboard)
 
 
 async def _answer(dashboard: _Dashboard, request: Request,
@@ -195,7 +201,7 @@ def _after(done: ActionDone) -> str:
     if done.job_id is None:
         return "/jobs?" + urlencode({"done": done.code})
     query = {"done": done.code, **({"of": done.of} if done.of else {})}
-    return f"/jobs/{done.job_id}?" + urlencode(query)
+    return f"/jobs/{quote(done.job_id, safe='')}?" + urlencode(query)
 
 
 async def _schedules(dashboard: _Dashboard, request: Request) -> Response:
@@ -217,6 +223,12 @@ class _Guard:
             return
         request = Request(scope, receive)
         settings = self.dashboard.settings
+        if not settings.credentials.required and not is_loopback(request.url.hostname or ""):
+            # Without credentials only this machine may ask, by a loopback name: a page of
+            # another site that had its name resolve to 127.0.0.1 (DNS rebinding) is refused.
+            await _refuse(scope, receive, send, 400, "this dashboard answers to a loopback "
+                          "address only (127.0.0.1, localhost, [::1])")
+            return
         user = settings.credentials.who(request.headers.get("authorization"))
         if user is None:
             await _refuse(scope, receive, send, 401, "credentials needed", headers={
@@ -233,6 +245,9 @@ class _Guard:
     async def _check_post(self, request: Request, scope: Scope) -> str | None:
         if self.dashboard.settings.read_only:
             return "this dashboard is read-only: it takes no actions"
+        origin = request.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+            return "the form comes from another site"
         body = await request.body()
         if len(body) > _MAX_FORM:
             return "the form is too large"

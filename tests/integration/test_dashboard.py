@@ -91,7 +91,7 @@ def seed(env: Env, extra: int = 0) -> dict[str, str]:
 def client_of(env: Env, **settings: Any) -> TestClient:
     read_only = bool(settings.get("read_only"))
     return TestClient(create_app(agenda_of(env, read_only=read_only), config_of(env),
-                                 DashboardSettings(**settings)))
+                                 DashboardSettings(**settings)), base_url="http://127.0.0.1")
 
 
 def csrf_of(html: str) -> str:
@@ -257,3 +257,24 @@ def test_credentials(env: Env) -> None:
 
 def _basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.mark.parametrize("env", ["sqlite"], indirect=True)
+def test_other_host_names_and_other_origins_are_refused(env: Env) -> None:
+    ids = seed(env)
+    with client_of(env) as client:
+        assert client.get("/", headers={"Host": "localhost:8080"}).status_code == 200
+        rebound = client.get("/", headers={"Host": "attacker.example:8080"})
+        assert rebound.status_code == 400 and "loopback" in rebound.text
+        page = client.get(f"/jobs/{ids['boom']}/retry")
+        token = csrf_of(page.text)
+        cross = client.post(f"/jobs/{ids['boom']}/retry", data={CSRF_FIELD: token},
+                            headers={"Origin": "http://attacker.example"})
+        assert cross.status_code == 403 and "another site" in cross.text
+        same = client.post(f"/jobs/{ids['boom']}/retry", data={CSRF_FIELD: token},
+                           headers={"Origin": "http://127.0.0.1"}, follow_redirects=False)
+        assert same.status_code == 303
+    with client_of(env, credentials=Credentials(token="t0k")) as client:
+        named = client.get("/", headers={"Host": "jobs.example.com",
+                                         "Authorization": "Bearer t0k"})
+        assert named.status_code == 200  # behind a proxy, by its name
