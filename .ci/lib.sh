@@ -51,7 +51,7 @@ install_node_packages() {
 }
 
 # install_chromium: Debian's chromium and its chromedriver for the dashboard's browser test
-# (tests/acceptance/test_dashboard_browser.py), installed with apt-get when missing.
+# (tests/browser/test_dashboard.py), installed with apt-get when missing.
 install_chromium() {
   say "chromium and chromedriver (the dashboard's browser test)"
   if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then

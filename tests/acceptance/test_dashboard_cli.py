@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -12,12 +13,31 @@ import pytest
 
 from tests.acceptance.test_cli import TICK, Env, closed_port
 from tests.acceptance.test_cli import sqlite_env as sqlite_env  # the fixture
-from tests.acceptance.test_dashboard_browser import start_dashboard, stop
 
 pytestmark = pytest.mark.timeout(120)
 
 TOKEN = "dash-T0ken-5ecret-81f2"
 PASSWORD = "dash-Pa55word-77ab"
+
+
+def start_dashboard(env: Env) -> tuple[subprocess.Popen[str], str]:
+    port = closed_port()
+    server = env.start("dashboard", "--port", str(port))
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    assert "dashboard of acceptance on http://127.0.0.1:" in line, (
+        line, server.stderr.read() if server.poll() is not None and server.stderr else "")
+    return server, f"http://127.0.0.1:{port}"
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.terminate()
+    try:
+        _out, err = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _out, err = process.communicate()
+    return err
 
 
 def status_of(url: str, headers: dict[str, str] | None = None) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from agenda_decl.config import build_agenda, load_config
-from tests.acceptance.test_cli import Env, closed_port, make_env
+from tests.acceptance.test_cli import Env, make_env
+from tests.acceptance.test_dashboard_cli import start_dashboard, stop
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -65,26 +65,6 @@ def browser() -> Iterator[object]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
-
-
-def start_dashboard(env: Env) -> tuple[subprocess.Popen[str], str]:
-    port = closed_port()
-    server = env.start("dashboard", "--port", str(port))
-    assert server.stdout is not None
-    line = server.stdout.readline()
-    assert "dashboard of acceptance on http://127.0.0.1:" in line, (
-        line, server.stderr.read() if server.poll() is not None and server.stderr else "")
-    return server, f"http://127.0.0.1:{port}"
-
-
-def stop(process: subprocess.Popen[str]) -> str:
-    process.terminate()
-    try:
-        _out, err = process.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        _out, err = process.communicate()
-    return err
 
 
 def more_jobs(env: Env) -> None:
