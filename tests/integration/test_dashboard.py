@@ -141,8 +141,15 @@ def test_pages_show_the_store(env: Env) -> None:
         assert "1 found" in by_data.text and f'data-id="{ids["boom"]}"' in by_data.text
         assert "0 found" in client.get("/jobs", params={"data": "customer.id=8"}).text
         assert "1 found" in client.get("/jobs", params={"search": "TIC"}).text
-        sorted_up = client.get("/jobs", params={"name": "slow", "sort": "name", "order": "asc"})
-        assert sorted_up.status_code == 200
+        by_name = [_names(client.get("/jobs", params={"sort": "name", "order": order}).text)
+                   for order in ("asc", "desc")]
+        assert by_name[0][0] == "boom" and by_name[1][0] == "tick"
+        assert by_name[0] == sorted(by_name[0]) and by_name[1] == sorted(by_name[1], reverse=True)
+        soonest, rest = (_names(client.get("/jobs", params={
+            "sort": "next_run_at", "order": "asc", "page": page}).text) for page in ("1", "2"))
+        assert soonest[0] == "tick"  # ran at the start: due again first, before the slow ones
+        assert len(soonest) + len(rest) == 57
+        assert rest[-1] == "boom"  # a one-off that failed: no next run, listed last
         bad = client.get("/jobs", params={"state": "lost"})
         assert bad.status_code == 400 and "state must be one of" in bad.text
         assert "&#39;lost&#39;" in bad.text
@@ -167,6 +174,11 @@ def test_pages_show_the_store(env: Env) -> None:
         assert '<span class="action update">update</span>' in changed
         assert "apply would change 1" in changed
         assert "repeat_interval" in changed
+
+
+def _names(html: str) -> list[str]:
+    """The job names of a job list, in the order shown."""
+    return re.findall(r'<tr data-id="[^"]+">\s*<td><a href="[^"]+">([^<]+)</a>', html)
 
 
 def _row(html: str, name: str) -> str:
