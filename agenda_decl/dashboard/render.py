@@ -4,10 +4,12 @@ with autoescape on, so job data, names and failures print as text, never as mark
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import jinja2
+
+from agenda_decl.operations.view import short_time
 
 __all__ = ["ago", "duration", "install", "json_line", "pretty_json", "utc"]
 
@@ -18,8 +20,8 @@ def install(environment: jinja2.Environment) -> None:
 
 
 def utc(value: datetime | None) -> str:
-    """``2026-12-06 10:00:00`` (UTC), or ``-``."""
-    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    """``2026-12-06 10:00:00`` (UTC), or ``-``: as the ``jobs`` table prints it."""
+    return short_time(value)
 
 
 def ago(value: datetime | None, now: datetime) -> str:

@@ -25,7 +25,13 @@ from agenda_decl.operations.targets import (
     schedule_of,
     state_of,
 )
-from agenda_decl.operations.view import failure_json, job_details, job_json, last_failure
+from agenda_decl.operations.view import (
+    failure_json,
+    job_details,
+    job_json,
+    last_failure,
+    short_time,
+)
 
 __all__ = [
     "OperationRefusedError",
@@ -52,5 +58,6 @@ __all__ = [
     "run_now",
     "schedule_job",
     "schedule_of",
+    "short_time",
     "state_of",
 ]

@@ -8,6 +8,7 @@ schedule's options set show values taken from the environment as their ``${VAR}`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from agenda_decl._job_log import JobLogEntry
@@ -18,7 +19,8 @@ from agenda_decl.config.model import AgendaConfig
 from agenda_decl.config.pause import pause_of
 from agenda_decl.config.payload import MANAGED_BY_KEY, SCHEDULE_KEY_KEY
 
-__all__ = ["MORE_FIELDS", "failure_json", "job_details", "job_json", "last_failure"]
+__all__ = ["MORE_FIELDS", "failure_json", "job_details", "job_json", "last_failure",
+           "short_time"]
 
 #: Fields of ``jobs show`` (and the dashboard's job page) beyond those of ``jobs --json``,
 #: in this order.
@@ -116,3 +118,8 @@ def failure_json(job: JobParameters[Any], entry: JobLogEntry | None) -> dict[str
         "traceback": entry.error if entry is not None else None,
         "logged_at": entry.timestamp if entry is not None else None,
     }
+
+
+def short_time(value: datetime | None) -> str:
+    """An instant as the tables show it: ``2026-12-06 10:00:00`` (UTC), or ``-``."""
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
