@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(240)
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SCHEDULES = "- {job: tick, every: 1 hour, data: {n: 1}}\n- {job: boom, every: 1 hour}\n"
-WAIT_S = 30
+WAIT_S = 60  # a worker starting on a busy 2-core machine, then a refresh
 
 
 @pytest.fixture
