@@ -50,6 +50,26 @@ install_node_packages() {
   (cd tests/interop/node && npm ci --no-audit --no-fund --loglevel=error)
 }
 
+# install_chromium: Debian's chromium and its chromedriver for the dashboard's browser test
+# (tests/browser/test_dashboard.py), installed with apt-get when missing.
+install_chromium() {
+  say "chromium and chromedriver (the dashboard's browser test)"
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    /usr/bin/chromium --version
+    return 0
+  fi
+  echo "missing: apt-get install -y chromium chromium-driver"
+  need_command apt-get "the browser test needs Debian's chromium and chromium-driver packages"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q >/dev/null \
+    && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium chromium-driver >/dev/null \
+    || die "could not install chromium and chromium-driver with apt-get; the browser test needs them"
+  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] \
+    || die "apt-get ran, yet /usr/bin/chromium or /usr/bin/chromedriver is missing"
+  /usr/bin/chromium --version
+}
+
 # make_venv DIR PYTHON REQUIREMENTS [pip options...]: a fresh environment with exactly the
 # requirements, then the project itself, editable, without resolving anything more.
 make_venv() {
