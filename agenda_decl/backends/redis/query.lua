@@ -48,6 +48,7 @@ for _, id in ipairs(candidate_ids(spec)) do
   if ok then
     count = count + 1
     if action == 'remove' then
+      unindex(id, name)
       redis.call('DEL', key)
       redis.call('SREM', P .. 'jobs:all', id)
       redis.call('SREM', P .. 'jobs:by_name:' .. name, id)
@@ -58,6 +59,7 @@ for _, id in ipairs(candidate_ids(spec)) do
     else
       redis.call('HSET', key, 'disabled', action == 'disable' and 'true' or 'false',
         'updatedAt', now_iso)
+      reindex(id, name)
     end
   end
 end

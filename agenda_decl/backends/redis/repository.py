@@ -1,7 +1,8 @@
 """The Redis job repository, in Agenda v6's keys and hashes (``codec``).
 
 Every write and multi-key read is one Lua script (``scripts``), so it is atomic; a claim reads
-only the jobs that are due (plus stale locks), never every job of a name.
+only the due jobs of its own name (plus stale locks), from the name's due index, never every
+job of a name nor the due jobs of other names.
 
 Through an outage (a restart, a failover) every call is repeated for up to ``retry_for``
 (``connectors.redis.retrying``), and every call is safe to repeat: reads; claims and state
@@ -53,8 +54,9 @@ log = logging.getLogger("agenda_decl.backends.redis")
 SWEEP_COUNT = 100
 #: Job hashes the connect-time heal reads per script call.
 HEAL_COUNT = 500
-#: The value of ``decl:layout`` once every job of the prefix is in this layout.
-LAYOUT = "agendajs-redis-backend-3.0.7"
+#: The value of ``decl:layout`` once every job of the prefix is in this layout and in the due
+#: index of its name (a store marked with an older value is healed again at connect).
+LAYOUT = "agendajs-redis-backend-3.0.7+due-index"
 
 T = TypeVar("T")
 
@@ -113,7 +115,8 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
 
     async def _heal(self) -> None:
         """Bring every job hash of the prefix to Node 3.0.7's form once (the ``heal`` block of
-        ``save.lua``: no ``lockedAt`` field, no ``'null'`` data), in slices of ``jobs:all``
+        ``save.lua``: no ``lockedAt`` field, no ``'null'`` data) and into the due index of its
+        name, in slices of ``jobs:all``
         (SSCAN), one script call each; then ``decl:layout`` says it is done, and later
         connects read that key only. Hashes agenda-decl 0.1 workers still running write
         afterwards keep their ``lockedAt`` until a lock write of ours drops it; they are
