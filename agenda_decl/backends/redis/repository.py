@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agenda_decl._clock import truncate_ms
@@ -37,6 +36,7 @@ from agenda_decl.backends import base
 from agenda_decl.backends.base.repeats import moved_on, state_already_written
 from agenda_decl.backends.redis import codec, scripts
 from agenda_decl.connectors.redis import (
+    AnyRedis,
     check_name,
     check_reachable,
     redacted_address,
@@ -72,13 +72,16 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     the server.
     """
 
-    def __init__(self, client: Redis, *, key_prefix: str = "agenda:", where: str | None = None,
+    def __init__(self, client: AnyRedis, *, key_prefix: str = "agenda:", where: str | None = None,
                  read_only: bool = False, retry_for: Duration = DEFAULT_RETRY_FOR):
         self._client = client
         self.key_prefix = check_name(key_prefix, field="key_prefix")
         self._where = where or redacted_address(client, None)
         self._read_only = read_only
         self._scripts = {script: client.register_script(script) for script in scripts.ALL}
+        #: The one key each script declares: the scripts build every other key from the
+        #: prefix (ARGV[1]), in the prefix's slot on a cluster; this one routes them there.
+        self._route = [f"{self.key_prefix}jobs:all"]
         #: The outage policy of every call (``retry_for``).
         self.retrying = retrying(self._where, retry_for)
 
@@ -99,7 +102,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         call = self._scripts[script]
 
         async def attempt(this: Attempt) -> Any:
-            return text(await call(keys=[], args=[self.key_prefix, *arguments(this)]))
+            return text(await call(keys=self._route, args=[self.key_prefix, *arguments(this)]))
 
         return await self.retrying.run(attempt)
 
