@@ -3,9 +3,10 @@ module (``prelude.lua``, ``claim.lua``, ``save.lua``, ``query.lua``), put togeth
 
 Every write and every multi-key read runs as one script, so it is atomic (Redis runs one
 script at a time) and costs one round trip. Each script is the ``prelude`` block (shared
-helpers) plus its body; ``ARGV[1]`` is always the key prefix. Job hashes are addressed by id
-inside the scripts, so the keys are not all declared in ``KEYS``: Redis Cluster is not
-supported.
+helpers) plus its body; ``ARGV[1]`` is always the key prefix, and ``KEYS[1]`` is the prefix's
+``jobs:all`` (the repository's ``_route``). The scripts build the other keys (job hashes by
+id, the per-name sets) from the prefix; on a Redis Cluster the prefix starts with a hash tag,
+so all of them are in the slot of ``KEYS[1]``, on the node the script was sent to.
 
 The layout is the one @agendajs/redis-backend 3.0.7 (Node Agenda 6.2.6) creates, writes and
 reads: ``job:{id}`` hashes whose values are all strings (``'null'`` for absent), with the
