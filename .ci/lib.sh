@@ -46,12 +46,14 @@ start_servers() {
 # (tests/backends/redis_cluster.py); exports AGENDA_TEST_REDIS_CLUSTER_URL. stop_redis_cluster
 # stops it (.ci/run traps it on exit).
 REDIS_CLUSTER_PIDS=()
+REDIS_CLUSTER_DIR=""
 start_redis_cluster() {
   say "Redis Cluster (three masters on loopback)"
   need_command redis-server "the conformance suite runs on a local Redis Cluster"
   need_command redis-cli "redis-cli --cluster create makes the local Redis Cluster"
   local dir port bus nodes=() i
   dir="$(mktemp -d)"
+  REDIS_CLUSTER_DIR="$dir"
   for i in 1 2 3; do
     # a data port and a cluster bus port (by default the data port + 10000, maybe taken)
     read -r port bus < <(python3 -c 'import socket
@@ -83,6 +85,8 @@ stop_redis_cluster() {
   local pid
   for pid in "${REDIS_CLUSTER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   REDIS_CLUSTER_PIDS=()
+  if [ -n "$REDIS_CLUSTER_DIR" ]; then rm -rf "$REDIS_CLUSTER_DIR"; fi
+  REDIS_CLUSTER_DIR=""
 }
 
 # install_node_packages: Node Agenda and its backends, exactly as the lock pins them, for the
