@@ -13,9 +13,9 @@ or a replica made read-only by a failover (``READONLY``) counts as unreachable t
 A Redis Cluster is reached with a ``redis+cluster://`` (or ``rediss+cluster://``) connection
 string naming any one node: the client (redis-py's ``RedisCluster``) finds the others and
 routes each command by its keys. Every key of a store must then share one hash slot, so a
-key prefix on a cluster needs a hash tag (:func:`check_cluster_prefix`). Pub/sub needs no
-slot: PUBLISH on any node reaches the subscribers of every node, so a channel listens and
-publishes on one node (:func:`node_url`).
+key prefix on a cluster needs a hash tag (``redis_urls.check_cluster_prefix``). Pub/sub needs
+no slot: PUBLISH on any node reaches the subscribers of every node, so a channel listens and
+publishes on one node (``redis_urls.node_url``, :func:`plain_node_url`).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from agenda_decl.connectors.redis import (
     subscriber,
     text,
 )
-from agenda_decl.connectors.redis_urls import node_url
+from agenda_decl.connectors.redis_urls import is_cluster_url, node_url
 from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR, Attempt
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOptions
@@ -66,6 +66,11 @@ class RedisNotificationChannel(BaseNotificationChannel):
     (``PUBSUB NUMSUB``) and that a probe published on a private channel comes back through
     the subscriber connection; a dead, half-open or unsubscribed connection is thus noticed
     within two intervals and replaced (the scheduler polls at once after a reconnect).
+
+    On a Redis Cluster (a ``redis+cluster://`` string or a ``RedisCluster`` client) the channel
+    has a connection of its own to one node, the one named or the first the client was started
+    from: pub/sub is not routed by slot, and a PUBLISH on any node reaches every node's
+    subscribers.
 
     A publish is repeated through an outage for up to ``retry_for`` (a repeat may deliver a
     message twice: a hint, which costs a claim that finds nothing); past it, it raises
@@ -93,7 +98,9 @@ class RedisNotificationChannel(BaseNotificationChannel):
             connection_string, client = plain_node_url(client), None
         # Pub/sub is not routed by slot: a PUBLISH on any node of a cluster reaches the
         # subscribers of every node, so the channel listens and publishes on the node named.
-        self._url = None if connection_string is None else node_url(connection_string)
+        if connection_string is not None and is_cluster_url(connection_string):
+            connection_string = node_url(connection_string)
+        self._url = connection_string
         self._client: Redis | None = client
         self._owns_client = client is None
         interval = parse_duration(health_check_interval, field="health_check_interval")

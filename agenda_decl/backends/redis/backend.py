@@ -20,11 +20,7 @@ from agenda_decl._job_log import JobLogRetention
 from agenda_decl.backends.base import StoreBackend
 from agenda_decl.backends.redis.job_log import RedisJobLogger
 from agenda_decl.backends.redis.repository import RedisJobRepository
-from agenda_decl.connectors.redis import (
-    AnyRedis,
-    client_from_url,
-    redacted_address,
-)
+from agenda_decl.connectors.redis import AnyRedis, client_from_url, redacted_address
 from agenda_decl.connectors.redis_urls import check_cluster_prefix
 from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR
 from agenda_decl.errors import InvalidOptionError
@@ -103,4 +99,3 @@ class RedisBackend(StoreBackend[RedisJobRepository, RedisNotificationChannel]):
         await self._repository.close()
         if self.owns_connection:
             await self._client.aclose()
-

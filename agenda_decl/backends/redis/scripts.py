@@ -16,14 +16,16 @@ sorted set; ``jobs:single:{name}``. A Node process keeps maintaining exactly tho
 remain the source of truth. Our own additions are hints that Node-written jobs can do
 without, and that Node ignores:
 
-* ``decl:due:{name}`` (sorted set, scored as ``jobs:by_next_run_at``): the due index of a
-  name, so that a claim reads only its own name's due jobs, in O(log N + claimed), whatever
-  the backlog of other names. A job is in it exactly while it has a nextRunAt and is neither
-  disabled nor locked (the prelude's ``reindex``, which every script of ours that changes
-  one of those runs in the same atomic step). Node keeps only the global set, so a job it
-  wrote or changed is brought in by the sweep below (within a second for a name of up to
-  ``SWEEP_COUNT`` jobs; longer for larger names), by a claim that meets its entry out of
-  date, or by the heal at connect; a claim re-checks every entry against the hash.
+* ``decl:due:{name}`` (sorted set, score = nextRunAt in ms, member = priority, insertion
+  order and id, so that the set's order is the claim order; see the prelude): the due index
+  of a name, so that a claim reads only its own name's first due jobs, in O(log N +
+  claimed), whatever the backlog of this name or of others. A job is in it exactly while it
+  has a nextRunAt and is neither disabled nor locked (the prelude's ``reindex``, which every
+  script of ours that changes one of those runs in the same atomic step). Node keeps only
+  the global set, so a job it wrote or changed is brought in by the sweep below (within a
+  second for a name of up to ``SWEEP_COUNT`` jobs; longer for larger names), by a claim that
+  meets its entry out of date, or by the heal at connect; a claim re-checks every entry
+  against the hash.
 * ``decl:locked:{name}`` (sorted set, score = lock time in ms): the jobs of a name locked by
   us, so stale locks are found in O(log N + stale) instead of scanning the name. Entries are
   checked against the hash before use (Node may have unlocked or touched the job since: such
