@@ -218,6 +218,22 @@ async def test_a_job_node_rescheduled_is_claimed_at_its_new_time(
     assert claimed[-1].id == saved.id
 
 
+async def test_a_job_node_enqueues_into_a_large_name_is_claimed_at_once(
+    backend: RedisBackend, client: Redis
+) -> None:
+    """The name has more jobs than one slow sweep reads, and was swept a moment ago: the
+    claim sees that the name has a member none of our writes added and sweeps it whole."""
+    repo = backend.repository
+    later = utcnow() + timedelta(hours=1)
+    for _ in range(250):
+        await repo.save_job(JobParameters(name="node-job", next_run_at=later))
+    assert await claim(backend, "node-job") is None  # the slow sweep's gate is now shut
+    due = format_datetime(utcnow() - timedelta(seconds=5))
+    job_id = await write_agenda_job(client, backend, nextRunAt=due)
+    claimed = await claim(backend, "node-job")
+    assert claimed is not None and claimed.id == job_id
+
+
 async def test_connect_indexes_every_due_job_of_a_store_without_the_due_index(
     client: Redis,
 ) -> None:

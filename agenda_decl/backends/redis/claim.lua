@@ -7,7 +7,8 @@
 --
 -- Cost: O(log N + limit + S), N = due jobs of the name, S = stale locks of this name (plus
 -- the index entries that Node made out of date since, each put right once); plus, at most
--- once a second per name, a sweep of `sweep count` members of the name. Other names' jobs,
+-- once a second per name, a sweep of `sweep count` members of the name (ten times that at
+-- every claim while the name has jobs Node enqueued that a pass has not seen). Other names' jobs,
 -- and this name's jobs that are not due, disabled or locked, are never read (Agenda v6's
 -- script read every job of the name on every call).
 local name = ARGV[2]
@@ -27,21 +28,41 @@ local function adopt_lock(id, f)
   end
 end
 
--- 1. a slice of the name at a time: the jobs Node Agenda wrote or changed (it keeps neither
---    our due index nor our lock index) are brought into both
-local gate = P .. 'decl:sweep_gate:' .. name
-if sweep > 0 and redis.call('SET', gate, '1', 'PX', 1000, 'NX') then
-  local cursor_key = P .. 'decl:sweep:' .. name
-  local page = redis.call('SSCAN', P .. 'jobs:by_name:' .. name,
-    redis.call('GET', cursor_key) or '0', 'COUNT', sweep)
+-- 1. the jobs Node Agenda wrote or changed (it keeps neither our due index nor our lock index)
+--    are brought into both, a slice of the name at a time: at most once a second; and at
+--    every claim, ten slices, while the name has members that our writes do not account for
+--    (`foreign`: Node enqueued or removed jobs of it), until a whole pass of the name has
+--    gone by with that number unchanged (a pass it changed during starts again).
+local by_name = P .. 'jobs:by_name:' .. name
+local function sweep_slice(cursor, count)
+  local page = redis.call('SSCAN', by_name, cursor, 'COUNT', count)
   for _, id in ipairs(page[2]) do
     adopt_lock(id, peek(id))
     reindex(id, name)
   end
-  if page[1] == '0' then
+  return page[1]
+end
+local members = redis.call('SCARD', by_name)
+local foreign = members - (tonumber(redis.call('GET', known_key(name))) or 0)
+if sweep > 0 and foreign ~= 0 then
+  local pass_key = P .. 'decl:catch_up:' .. name
+  local pass = redis.call('HMGET', pass_key, 'cursor', 'foreign')
+  local cursor = tonumber(pass[2]) == foreign and pass[1] or '0'
+  cursor = sweep_slice(cursor, sweep * 10)
+  if cursor == '0' then
+    redis.call('SET', known_key(name), members)
+    redis.call('DEL', pass_key)
+  else
+    redis.call('HSET', pass_key, 'cursor', cursor, 'foreign', foreign)
+  end
+elseif sweep > 0 and redis.call('SET', P .. 'decl:sweep_gate:' .. name, '1', 'PX', 1000,
+    'NX') then
+  local cursor_key = P .. 'decl:sweep:' .. name
+  local cursor = sweep_slice(redis.call('GET', cursor_key) or '0', sweep)
+  if cursor == '0' then
     redis.call('DEL', cursor_key)
   else
-    redis.call('SET', cursor_key, page[1])
+    redis.call('SET', cursor_key, cursor)
   end
 end
 

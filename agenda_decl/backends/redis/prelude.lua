@@ -113,6 +113,10 @@ end
 local function job_key(id) return P .. 'job:' .. id end
 local function locked_key(name) return P .. 'decl:locked:' .. name end
 local function due_key(name) return P .. 'decl:due:' .. name end
+-- how many members of jobs:by_name:{name} our own writes account for: when the set's size
+-- differs, another writer (Node Agenda) added or removed jobs of the name, and the next claim
+-- sweeps the name fast until it has seen them all
+local function known_key(name) return P .. 'decl:known:' .. name end
 
 -- insertion order: our counter, else Agenda's createdAt, then the id
 local function before(a, b)

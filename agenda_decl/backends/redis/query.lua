@@ -51,7 +51,9 @@ for _, id in ipairs(candidate_ids(spec)) do
       unindex(id, name)
       redis.call('DEL', key)
       redis.call('SREM', P .. 'jobs:all', id)
-      redis.call('SREM', P .. 'jobs:by_name:' .. name, id)
+      if redis.call('SREM', P .. 'jobs:by_name:' .. name, id) == 1 then
+        redis.call('DECR', known_key(name))
+      end
       redis.call('ZREM', P .. 'jobs:by_next_run_at', id)
       redis.call('ZREM', locked_key(name), id)
       local pointer_key = P .. 'jobs:single:' .. name

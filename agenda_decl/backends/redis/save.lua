@@ -87,7 +87,9 @@ local function insert(single, next_text, debounce_text)
     'insertOrder', redis.call('INCR', P .. 'decl:insert_order'))
   set_fields(key, next_text, debounce_text)
   redis.call('SADD', P .. 'jobs:all', id)
-  redis.call('SADD', P .. 'jobs:by_name:' .. name, id)
+  if redis.call('SADD', P .. 'jobs:by_name:' .. name, id) == 1 then
+    redis.call('INCR', known_key(name))
+  end
   redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, priority), id)
   if single then redis.call('SET', P .. 'jobs:single:' .. name, id) end
   reindex(id, name)

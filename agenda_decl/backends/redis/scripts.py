@@ -22,10 +22,13 @@ without, and that Node ignores:
   claimed), whatever the backlog of this name or of others. A job is in it exactly while it
   has a nextRunAt and is neither disabled nor locked (the prelude's ``reindex``, which every
   script of ours that changes one of those runs in the same atomic step). Node keeps only
-  the global set, so a job it wrote or changed is brought in by the sweep below (within a
-  second for a name of up to ``SWEEP_COUNT`` jobs; longer for larger names), by a claim that
-  meets its entry out of date, or by the heal at connect; a claim re-checks every entry
+  the global set, so a job it wrote or changed is brought in by the sweep below, by a claim
+  that meets its entry out of date, or by the heal at connect; a claim re-checks every entry
   against the hash.
+* ``decl:known:{name}`` (counter): the members of ``jobs:by_name:{name}`` our writes added
+  (minus those they removed). A claim that finds the set's size different (Node enqueued or
+  removed jobs of the name) sweeps ten slices per call, ungated, until a whole pass is done,
+  then sets the counter to the size.
 * ``decl:locked:{name}`` (sorted set, score = lock time in ms): the jobs of a name locked by
   us, so stale locks are found in O(log N + stale) instead of scanning the name. Entries are
   checked against the hash before use (Node may have unlocked or touched the job since: such
