@@ -27,8 +27,10 @@ without, and that Node ignores:
   against the hash.
 * ``decl:known:{name}`` (counter): the members of ``jobs:by_name:{name}`` our writes added
   (minus those they removed). A claim that finds the set's size different (Node enqueued or
-  removed jobs of the name) sweeps ten slices per call, ungated, until a whole pass is done,
-  then sets the counter to the size.
+  removed jobs of the name) sweeps ten slices per call, ungated, with a cursor of its own
+  (``decl:catch_up:{name}``), until a whole pass goes by with that difference unchanged,
+  then sets the counter to the size. A writer that does not keep the count costs a pass,
+  never a job.
 * ``decl:locked:{name}`` (sorted set, score = lock time in ms): the jobs of a name locked by
   us, so stale locks are found in O(log N + stale) instead of scanning the name. Entries are
   checked against the hash before use (Node may have unlocked or touched the job since: such
