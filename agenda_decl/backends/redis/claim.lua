@@ -67,8 +67,9 @@ elseif sweep > 0 and redis.call('SET', P .. 'decl:sweep_gate:' .. name, '1', 'PX
 end
 
 local chosen, seen = {}, {}
-local function choose(job)
+local function choose(job, is_stale)
   if seen[job.id] then return false end
+  job.stale = is_stale == true
   seen[job.id] = true
   table.insert(chosen, job)
   return true
@@ -84,15 +85,17 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', locked_set, '-inf', deadline)) d
   elseif not stale(f[3], f[4], deadline) then
     redis.call('ZADD', locked_set, lock_time(f[3], f[4]), id)  -- touched since
   elseif f[2] ~= 'true' then
-    choose(due_entry(id, name))
+    choose(due_entry(id, name), true)
   end
 end
 
--- 3. the first `limit` entries of the name's due index up to next_scan_at: the due jobs in
---    claim order. An entry that no longer matches its hash (Node changed the job) is put
---    right after the pass (not during it: the pages are read by offset).
+-- 3. the first entries of the name's due index up to next_scan_at, for the room the stale
+--    ones left: the due jobs in claim order. An entry that no longer matches its hash (Node
+--    changed the job; a stale Node lock is adopted here and taken by step 2 next time) is
+--    put right after the pass (not during it: the pages are read by offset).
+local room = limit - #chosen
 local found, offset, out_of_date = 0, 0, {}
-while found < limit do
+while found < room do
   local page = redis.call('ZRANGEBYSCORE', due, '-inf', scan_ms, 'WITHSCORES', 'LIMIT',
     offset, 100)
   if #page == 0 then break end
@@ -101,8 +104,8 @@ while found < limit do
     local id = due_id(member)
     local job = id and due_entry(id, name)
     if job and job.eligible and job.member == member and job.next_ms == ms then
-      if choose(job) then found = found + 1 end
-      if found >= limit then break end
+      if choose(job, false) then found = found + 1 end
+      if found >= room then break end
     else
       table.insert(out_of_date, {member, id})
     end
@@ -117,8 +120,10 @@ for _, entry in ipairs(out_of_date) do
   end
 end
 
--- 4. claim order: nextRunAt (nulls last), priority desc, insertion order
+-- 4. claim order: stale locks first (crash recovery never waits for the backlog), then
+--    nextRunAt (nulls last), priority desc, insertion order
 table.sort(chosen, function(a, b)
+  if a.stale ~= b.stale then return a.stale end
   if a.next_ms ~= b.next_ms then
     if a.next_ms == nil then return false end
     if b.next_ms == nil then return true end
