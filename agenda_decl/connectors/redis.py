@@ -20,6 +20,7 @@ publishes on one node (``redis_urls.node_url``, :func:`plain_node_url`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from typing import Any, TypeAlias
@@ -108,9 +109,25 @@ def server_client_from_url(url: str) -> Redis:
     return Redis.from_pool(pool)  # type: ignore[no-any-return, unused-ignore]
 
 
+class _WaitingRedisCluster(RedisCluster):
+    """A ``RedisCluster`` whose commands wait for a free connection, as a single server's
+    client built here does (``BlockingConnectionPool``): redis-py's cluster raises
+    ``MaxConnectionsError`` once a node has ``max_connections`` in use, which a burst of
+    enqueues would hit (and which would read as an outage). At most ``MAX_CONNECTIONS``
+    commands are in flight, so no node's pool is ever full."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight = asyncio.Semaphore(MAX_CONNECTIONS)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._in_flight:
+            return await super().execute_command(*args, **kwargs)
+
+
 def _cluster_from_url(url: str) -> RedisCluster:
     try:
-        return RedisCluster.from_url(
+        return _WaitingRedisCluster.from_url(
             node_url(url),
             max_connections=MAX_CONNECTIONS,
             decode_responses=True,

@@ -5,13 +5,15 @@ notifications that cross nodes."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from agenda_decl import Agenda, Job
+from agenda_decl import Agenda, Job, JobsQueryOptions
+from agenda_decl._model import JobParameters
 from agenda_decl.backends.redis import RedisBackend
 from agenda_decl.connectors.redis_urls import node_url
 from agenda_decl.errors import InvalidOptionError
@@ -87,3 +89,17 @@ def test_the_cluster_url_names_the_node_it_starts_from() -> None:
     assert node_url("redis+cluster://u:p@10.0.0.1:7000/0") == "redis://u:p@10.0.0.1:7000/0"
     assert node_url("rediss+cluster://10.0.0.1:7000") == "rediss://10.0.0.1:7000"
     assert node_url("redis://10.0.0.1:6379") == "redis://10.0.0.1:6379"
+
+
+async def test_a_burst_of_enqueues_waits_for_connections(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """More concurrent calls than a node's pool holds: they wait for a connection (redis-py's
+    cluster would raise MaxConnectionsError, which would read as an outage and be retried)."""
+    async with redis_cluster.make_backend(tmp_path) as backend:
+        repository = backend.repository
+        with caplog.at_level(logging.WARNING, logger="agenda_decl"):
+            await asyncio.gather(*(repository.save_job(JobParameters(name="burst", data={"i": i}))
+                                   for i in range(300)))
+        assert (await repository.query_jobs(JobsQueryOptions(name="burst"))).total == 300
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
