@@ -41,6 +41,54 @@ start_servers() {
   wait_for Redis redis_up
 }
 
+# start_redis_cluster: a Redis Cluster of three masters (no replicas) on free loopback ports,
+# its data in a temporary folder, for the conformance suite on a cluster
+# (tests/backends/redis_cluster.py); exports AGENDA_TEST_REDIS_CLUSTER_URL. stop_redis_cluster
+# stops it (.ci/run traps it on exit).
+REDIS_CLUSTER_PIDS=()
+REDIS_CLUSTER_DIR=""
+start_redis_cluster() {
+  say "Redis Cluster (three masters on loopback)"
+  need_command redis-server "the conformance suite runs on a local Redis Cluster"
+  need_command redis-cli "redis-cli --cluster create makes the local Redis Cluster"
+  local dir port bus nodes=() i
+  dir="$(mktemp -d)"
+  REDIS_CLUSTER_DIR="$dir"
+  for i in 1 2 3; do
+    # a data port and a cluster bus port (by default the data port + 10000, maybe taken)
+    read -r port bus < <(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*(x.getsockname()[1] for x in s))')
+    mkdir -p "$dir/$port"
+    redis-server --port "$port" --cluster-port "$bus" --bind 127.0.0.1 --cluster-enabled yes \
+      --cluster-config-file "$dir/$port/nodes.conf" --dir "$dir/$port" --save "" \
+      --appendonly no --daemonize yes --pidfile "$dir/$port/redis.pid" \
+      --logfile "$dir/$port/server.log" || die "redis-server --cluster-enabled yes did not start on port $port"
+    for _ in $(seq 1 60); do [ -s "$dir/$port/redis.pid" ] && break; sleep 0.5; done
+    REDIS_CLUSTER_PIDS+=("$(cat "$dir/$port/redis.pid")")
+    nodes+=("127.0.0.1:$port")
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null \
+    || die "redis-cli --cluster create ${nodes[*]} failed (logs in $dir)"
+  for _ in $(seq 1 60); do
+    redis-cli -p "${nodes[0]##*:}" cluster info | grep -q '^cluster_state:ok' && break
+    sleep 0.5
+  done
+  redis-cli -p "${nodes[0]##*:}" cluster info | grep -q '^cluster_state:ok' \
+    || die "the Redis Cluster on ${nodes[*]} did not reach cluster_state:ok (logs in $dir)"
+  export AGENDA_TEST_REDIS_CLUSTER_URL="redis+cluster://${nodes[0]}/0"
+  echo "up: $AGENDA_TEST_REDIS_CLUSTER_URL (nodes ${nodes[*]})"
+}
+
+stop_redis_cluster() {
+  local pid
+  for pid in "${REDIS_CLUSTER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  REDIS_CLUSTER_PIDS=()
+  if [ -n "$REDIS_CLUSTER_DIR" ]; then rm -rf "$REDIS_CLUSTER_DIR"; fi
+  REDIS_CLUSTER_DIR=""
+}
+
 # install_node_packages: Node Agenda and its backends, exactly as the lock pins them, for the
 # interop suite (tests/interop/node).
 install_node_packages() {

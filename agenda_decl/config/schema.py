@@ -61,8 +61,12 @@ DESCRIPTIONS: dict[str, str] = {
     "PostgresStorage.channel_name": "The LISTEN/NOTIFY channel.",
     "PostgresStorage.disable_notifications": "Poll only: no LISTEN/NOTIFY.",
     "RedisStorage.connection_string":
-        "A Redis URL; write `${REDIS_URL}` to read it from the environment.",
-    "RedisStorage.key_prefix": "The prefix of every key (Agenda v6's layout).",
+        "A Redis URL (redis://, rediss://, unix://; a Redis Cluster: redis+cluster:// or "
+        "rediss+cluster:// and any one node); write `${REDIS_URL}` to read it from the "
+        "environment.",
+    "RedisStorage.key_prefix": "The prefix of every key (Agenda v6's layout). On a Redis "
+        "Cluster it must start with a hash tag, e.g. `{agenda}:`, so that every key of the "
+        "store shares one slot.",
     "RedisStorage.channel_name": "The pub/sub channel.",
     "RedisStorage.disable_notifications": "Poll only: no pub/sub.",
     "MongoStorage.address": "A MongoDB URL (mongodb://host/db) or host:port/db.",
@@ -70,7 +74,8 @@ DESCRIPTIONS: dict[str, str] = {
     "MongoStorage.ensure_index": "Create the index Agenda uses when missing.",
     "PostgresNotifications.connection_string": "A PostgreSQL URL.",
     "PostgresNotifications.channel_name": "The LISTEN/NOTIFY channel.",
-    "RedisNotifications.connection_string": "A Redis URL.",
+    "RedisNotifications.connection_string":
+        "A Redis URL (redis+cluster://: pub/sub on the node named, which reaches every node).",
     "RedisNotifications.channel_name": "The pub/sub channel.",
     "SchedulerConfig.process_every": "How often the scheduler looks for due jobs.",
     "SchedulerConfig.max_concurrency": "Jobs running at once in this worker, all names together.",

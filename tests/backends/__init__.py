@@ -11,11 +11,11 @@ from typing import Any, Protocol
 
 from agenda_decl.interfaces import AgendaBackend, NotificationChannel
 
-BACKENDS: list[str] = ["memory", "sqlite", "mongo", "postgres", "redis"]
+BACKENDS: list[str] = ["memory", "sqlite", "mongo", "postgres", "redis", "redis_cluster"]
 #: Backends whose store is shared by several processes (multi-worker tests).
-MULTIPROCESS_BACKENDS: list[str] = ["sqlite", "postgres", "redis"]
+MULTIPROCESS_BACKENDS: list[str] = ["sqlite", "postgres", "redis", "redis_cluster"]
 #: Backends with a notification channel of their own (channel suite).
-CHANNELS: list[str] = ["memory", "postgres", "redis"]
+CHANNELS: list[str] = ["memory", "postgres", "redis", "redis_cluster"]
 
 
 class BackendModule(Protocol):

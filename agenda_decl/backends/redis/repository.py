@@ -1,7 +1,8 @@
 """The Redis job repository, in Agenda v6's keys and hashes (``codec``).
 
 Every write and multi-key read is one Lua script (``scripts``), so it is atomic; a claim reads
-only the jobs that are due (plus stale locks), never every job of a name.
+only the due jobs of its own name (plus stale locks), from the name's due index, never every
+job of a name nor the due jobs of other names.
 
 Through an outage (a restart, a failover) every call is repeated for up to ``retry_for``
 (``connectors.redis.retrying``), and every call is safe to repeat: reads; claims and state
@@ -19,7 +20,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agenda_decl._clock import truncate_ms
@@ -36,6 +36,7 @@ from agenda_decl.backends import base
 from agenda_decl.backends.base.repeats import moved_on, state_already_written
 from agenda_decl.backends.redis import codec, scripts
 from agenda_decl.connectors.redis import (
+    AnyRedis,
     check_name,
     check_reachable,
     redacted_address,
@@ -53,8 +54,9 @@ log = logging.getLogger("agenda_decl.backends.redis")
 SWEEP_COUNT = 100
 #: Job hashes the connect-time heal reads per script call.
 HEAL_COUNT = 500
-#: The value of ``decl:layout`` once every job of the prefix is in this layout.
-LAYOUT = "agendajs-redis-backend-3.0.7"
+#: The value of ``decl:layout`` once every job of the prefix is in this layout and in the due
+#: index of its name (a store marked with an older value is healed again at connect).
+LAYOUT = "agendajs-redis-backend-3.0.7+due-index"
 
 T = TypeVar("T")
 
@@ -70,13 +72,16 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     the server.
     """
 
-    def __init__(self, client: Redis, *, key_prefix: str = "agenda:", where: str | None = None,
+    def __init__(self, client: AnyRedis, *, key_prefix: str = "agenda:", where: str | None = None,
                  read_only: bool = False, retry_for: Duration = DEFAULT_RETRY_FOR):
         self._client = client
         self.key_prefix = check_name(key_prefix, field="key_prefix")
         self._where = where or redacted_address(client, None)
         self._read_only = read_only
         self._scripts = {script: client.register_script(script) for script in scripts.ALL}
+        #: The one key each script declares: the scripts build every other key from the
+        #: prefix (ARGV[1]), in the prefix's slot on a cluster; this one routes them there.
+        self._route = [f"{self.key_prefix}jobs:all"]
         #: The outage policy of every call (``retry_for``).
         self.retrying = retrying(self._where, retry_for)
 
@@ -97,7 +102,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         call = self._scripts[script]
 
         async def attempt(this: Attempt) -> Any:
-            return text(await call(keys=[], args=[self.key_prefix, *arguments(this)]))
+            return text(await call(keys=self._route, args=[self.key_prefix, *arguments(this)]))
 
         return await self.retrying.run(attempt)
 
@@ -113,7 +118,8 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
 
     async def _heal(self) -> None:
         """Bring every job hash of the prefix to Node 3.0.7's form once (the ``heal`` block of
-        ``save.lua``: no ``lockedAt`` field, no ``'null'`` data), in slices of ``jobs:all``
+        ``save.lua``: no ``lockedAt`` field, no ``'null'`` data) and into the due index of its
+        name, in slices of ``jobs:all``
         (SSCAN), one script call each; then ``decl:layout`` says it is done, and later
         connects read that key only. Hashes agenda-decl 0.1 workers still running write
         afterwards keep their ``lockedAt`` until a lock write of ours drops it; they are

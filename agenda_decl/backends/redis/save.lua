@@ -48,6 +48,7 @@ for _, job in ipairs(cjson.decode(ARGV[2])) do
     if same then
       redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, tonumber(f[3]) or 0), id)
     end
+    reindex(id, name)
   end
 end
 return missing
@@ -86,15 +87,20 @@ local function insert(single, next_text, debounce_text)
     'insertOrder', redis.call('INCR', P .. 'decl:insert_order'))
   set_fields(key, next_text, debounce_text)
   redis.call('SADD', P .. 'jobs:all', id)
-  redis.call('SADD', P .. 'jobs:by_name:' .. name, id)
+  if redis.call('SADD', P .. 'jobs:by_name:' .. name, id) == 1 then
+    redis.call('INCR', known_key(name))
+  end
   redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, priority), id)
   if single then redis.call('SET', P .. 'jobs:single:' .. name, id) end
+  reindex(id, name)
   return hash_of(id)
 end
 
 local function update(existing, next_text, debounce_text)
+  unindex(existing, name)  -- its entry goes with the old priority
   set_fields(job_key(existing), next_text, debounce_text)
   redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, priority), existing)
+  reindex(existing, name)
   return hash_of(existing)
 end
 
@@ -222,6 +228,8 @@ return insert(false, iso_or_null(next_ms), iso_or_null(debounce_ms))
 --   again.
 -- * data 'null' (0.1's form of no data, on which Node's unique scan throws) becomes '{}'
 --   with noData = 'true': it still reads back as no data.
+-- * the job is put into (or out of) the due index of its name (reindex), which jobs written
+--   by Node Agenda or by an agenda-decl from before that index lack.
 -- Returns the number of hashes changed.
 local changed = 0
 for i = 2, #ARGV do
@@ -242,6 +250,7 @@ for i = 2, #ARGV do
       touched = true
     end
     if touched then changed = changed + 1 end
+    reindex(ARGV[i], f[1])
   end
 end
 return changed
