@@ -168,6 +168,21 @@ FROM unnest(
 ON CONFLICT (id) DO NOTHING
 RETURNING *
 
+-- announced_insert --
+-- {insert} (insert_many) and its NOTIFY in one statement, so an enqueue costs one round
+-- trip: each row given a payload (one per job name and batch: _model.wake_ups) is announced
+-- on the jobs channel once inserted. NOTIFY goes out at commit, so no listener hears of a row
+-- it cannot read yet; a row a repeated attempt skips (an earlier attempt, whose reply was
+-- lost, stored and announced it) is not announced again. pg_notify returns void: cast to
+-- text, it is an empty column of the result.
+WITH inserted AS (
+{insert}
+)
+SELECT inserted.*,
+    CASE WHEN n.payload IS NOT NULL THEN pg_notify(%(channel)s, n.payload)::text END AS notified
+FROM inserted
+LEFT JOIN unnest(%(id)b::uuid[], %(payload)b::text[]) AS n(id, payload) ON n.id = inserted.id
+
 -- update_saved --
 UPDATE {table} SET
     name = %(name)s, priority = %(priority)s, next_run_at = %(next_run_at)s::timestamptz,
