@@ -258,9 +258,8 @@ class Agenda:
 
     async def now_many(self, name: str, items: Iterable[Any]) -> list[Job[Any]]:
         """:meth:`now` for many jobs of one name, one per item (its data), saved as
-        :meth:`save_many` saves. Every item goes through the definition's ``validate_data``
-        first: a bad one raises ``BatchItemError`` naming its index (its own error names the
-        field and the value), and nothing is stored."""
+        :meth:`save_many` saves. An item the definition's ``validate_data`` refuses raises
+        ``BatchItemError`` naming its index (and the field and value), and nothing is stored."""
         self._definition(name)
         jobs = []
         for index, data in enumerate(items):
@@ -271,12 +270,10 @@ class Agenda:
         return await self.save_many(jobs)
 
     async def save_many(self, jobs: Iterable[Job[Any]]) -> list[Job[Any]]:
-        """Save new jobs from :meth:`create` together: one statement or script per batch
-        (``JobRepository.insert_jobs``), announced once per job name and batch. Each job must
-        be a plain insert (not saved yet, not single, no unique key: those decide against
-        what is stored; ``save()`` them). Every job is checked before anything is written: a
-        bad one raises ``BatchItemError`` naming its index, and nothing is stored. Returns the
-        jobs, saved (ids set), in order."""
+        """Save new jobs from :meth:`create` together and return them, saved, in order:
+        ``JobRepository.insert_jobs`` says what is accepted (plain inserts), how a bad job is
+        refused (``BatchItemError`` naming its index; nothing stored) and how the batches and
+        their notifications (one per job name and batch) go out."""
         batch = list(jobs)
         if batch:
             await self.ready()

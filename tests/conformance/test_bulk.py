@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,10 +18,12 @@ from agenda_decl import (
     InvalidOptionError,
     Job,
     JobNotification,
+    JobParameters,
     JobsQueryOptions,
 )
+from agenda_decl._clock import utcnow
 from agenda_decl.backends import base
-from agenda_decl.interfaces import AgendaBackend, NotificationChannel
+from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
 from tests.conformance.conftest import MakeAgenda
 
 pytestmark = pytest.mark.asyncio
@@ -238,3 +241,31 @@ async def test_a_batch_is_announced_once_per_job_name(
     assert {note.job_id for note in notes} <= ids
     assert str(jobs[0].attrs.id) in {note.job_id for note in by_name["a"]}
     assert all(note.source == agenda.name for note in notes)
+
+
+# -- the store's insert_jobs -----------------------------------------------------------------
+
+
+async def test_insert_jobs_returns_what_a_read_gives_back(
+    repository: JobRepository, small_batches: int
+) -> None:
+    """The records ``insert_jobs`` returns (built without reading back where the store can)
+    are the stored ones, field for field."""
+    now = utcnow().replace(microsecond=123456)
+    jobs = [
+        JobParameters(name="a", data={"n": 1, "nested": {"b": [1, 2]}}, next_run_at=now),
+        JobParameters(name="a", data=None, next_run_at=None, priority=-5, disabled=True),
+        JobParameters(name="b", data=[1, "x"], next_run_at=now, repeat_interval=5000,
+                      repeat_timezone="Europe/Berlin", skip_days=[0, 6],
+                      start_date=now - timedelta(days=1), end_date=now + timedelta(days=9)),
+        JobParameters(name="b", data="text", next_run_at=now, repeat_interval="5 minutes",
+                      repeat_at="3:30pm", fork=True),
+    ]
+    stored = await repository.insert_jobs(jobs, last_modified_by="bulk")
+    assert [job.name for job in stored] == ["a", "a", "b", "b"]
+    for job in stored:
+        assert job.id is not None
+        assert job == await repository.get_job_by_id(job.id)
+    assert stored[0].data == {"n": 1, "nested": {"b": [1, 2]}}
+    assert stored[2].skip_days == [0, 6] and stored[3].last_modified_by == "bulk"
+    assert await repository.insert_jobs([]) == []

@@ -7,7 +7,7 @@
 * ``saving``: the save-job rules (single upserts, debounce, insert-only unique keys);
 * ``batches``: the single-job methods of stores that claim and write states in batches, and
   the fencing rule of a state write;
-* ``inserts``: the checks before a bulk insert and its batch size;
+* ``inserts``: the checks before a bulk insert, its batch size, and what it stored;
 * ``backend``: the backend class every store's backend is (its repository, its channel);
 * ``repeats``: what makes a claim and a state write safe to repeat after a lost reply.
 
@@ -25,7 +25,7 @@ from agenda_decl.backends.base.batches import (
     holds_lock,
 )
 from agenda_decl.backends.base.checks import check_job, refuse_write, validate_identifier
-from agenda_decl.backends.base.inserts import INSERT_BATCH, check_inserts
+from agenda_decl.backends.base.inserts import INSERT_BATCH, check_inserts, inserted
 from agenda_decl.backends.base.queries import (
     INSTANT_FIELDS,
     IdNameCriteria,
@@ -54,6 +54,7 @@ __all__ = [
     "debounce_outcome",
     "holds_lock",
     "id_name_criteria",
+    "inserted",
     "is_debounced",
     "is_insert_only",
     "refuse_write",

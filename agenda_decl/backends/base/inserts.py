@@ -1,13 +1,18 @@
 """What every store does for ``insert_jobs``: check every job before anything is written,
-naming the index of a bad one, and cut the jobs into batches of one statement or script."""
+naming the index of a bad one, batch them, and tell what an insert stored."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+import attrs
+
+from agenda_decl._clock import truncate_ms
 from agenda_decl._job_data import not_a_plain_insert
-from agenda_decl._model import JobParameters
+from agenda_decl._model import JobId, JobParameters
 from agenda_decl.backends.base.checks import check_job
 from agenda_decl.errors import AgendaError, BatchItemError, InvalidOptionError
 
@@ -30,3 +35,24 @@ def check_inserts(jobs: Sequence[JobParameters[Any]]) -> list[str]:
         except (AgendaError, ValueError, TypeError) as error:
             raise BatchItemError(index, error) from error
     return encoded
+
+
+def inserted(
+    job: JobParameters[Any], job_id: str, data: str, last_modified_by: str | None
+) -> JobParameters[Any]:
+    """What a plain insert of ``job`` stored, without reading it back: its non-processor
+    fields as given (instants at the millisecond, as every store reads them back), its data
+    as the JSON text ``data`` it was stored as, no processor state (a store that keeps some
+    field in another form adjusts it)."""
+    return attrs.evolve(
+        job, id=JobId(job_id), data=json.loads(data), last_modified_by=last_modified_by,
+        unique=None, unique_opts=None, locked_at=None, last_run_at=None, last_finished_at=None,
+        failed_at=None, fail_count=None, fail_reason=None, progress=None,
+        skip_days=None if job.skip_days is None else list(job.skip_days),
+        next_run_at=_ms(job.next_run_at), debounce_started_at=_ms(job.debounce_started_at),
+        start_date=_ms(job.start_date), end_date=_ms(job.end_date),
+    )
+
+
+def _ms(value: datetime | None) -> datetime | None:
+    return None if value is None else truncate_ms(value.astimezone(UTC))

@@ -149,6 +149,7 @@ INSERT INTO {table} (
 -- Plain inserts requested together, as one statement. The caller chooses the ids (random
 -- UUIDs, as gen_random_uuid() would, handed out in ascending order so that the
 -- created_at, id tie-break keeps the batch's order) and matches RETURNING rows by id.
+-- {returning} is * (a save reads its row back) or id (a bulk insert knows what it stored).
 INSERT INTO {table} (
     id, name, priority, next_run_at, type, repeat_timezone, repeat_interval, data, repeat_at,
     disabled, fork, last_modified_by, debounce_started_at, start_date, end_date, skip_days
@@ -166,7 +167,7 @@ FROM unnest(
        repeat_at, disabled, fork, last_modified_by, debounce_started_at, start_date, end_date,
        skip_days)
 ON CONFLICT (id) DO NOTHING
-RETURNING *
+RETURNING {returning}
 
 -- announced_insert --
 -- {insert} (insert_many) and its NOTIFY in one statement, so an enqueue costs one round

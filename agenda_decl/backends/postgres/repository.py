@@ -77,8 +77,13 @@ def _statement(name: str, table: str) -> sql.Composed:
 
 
 @functools.cache
-def _announced_insert(table: str) -> sql.Composed:
-    return queries.render("announced_insert", insert=_statement("insert_many", table))
+def _insert_statement(table: str, *, announced: bool, whole_rows: bool) -> sql.Composed:
+    """``insert_many`` returning whole rows (a save) or only the ids (a bulk insert, which
+    knows what it stored: reading it back would cost more than the insert), with its NOTIFY
+    (``announced_insert``) when announced."""
+    returning = sql.SQL("*" if whole_rows else "id")
+    insert = queries.render("insert_many", table=sql.Identifier(table), returning=returning)
+    return queries.render("announced_insert", insert=insert) if announced else insert
 
 
 # -- rows -----------------------------------------------------------------------------------------
@@ -93,6 +98,17 @@ def _job(row: Mapping[str, Any]) -> JobParameters[Any]:
     if isinstance(interval, str) and interval.isascii() and interval.isdigit():
         values["repeat_interval"] = int(interval)
     return job_from_row(values)
+
+
+def _inserted(
+    job: JobParameters[Any], key: uuid.UUID, data: str, by: str | None
+) -> JobParameters[Any]:
+    """What a plain insert stored (``base.inserted``), with the interval as read back."""
+    stored = base.inserted(job, str(key), data, by)
+    interval = stored.repeat_interval
+    if isinstance(interval, str) and interval.isascii() and interval.isdigit():
+        stored.repeat_interval = int(interval)
+    return stored
 
 
 def _claim_order(row: Mapping[str, Any]) -> tuple[bool, datetime, int, datetime, str]:
@@ -369,9 +385,13 @@ class PostgresJobRepository(base.ClaimsInBatches):
         if len(rows) == 1:
             return [_job(await self._inserts.submit((rows[0], announce)))]
         stored: list[JobParameters[Any]] = []
-        for batch in base.chunks(rows, base.INSERT_BATCH):
-            inserted = await self._insert_rows([(values, announce) for values in batch])
-            stored.extend(_job(row) for row in inserted)
+        for start in range(0, len(rows), base.INSERT_BATCH):
+            end = start + base.INSERT_BATCH
+            batch = [(values, announce) for values in rows[start:end]]
+            ids = await self._insert_rows(batch, whole_rows=False)
+            stored.extend(_inserted(job, row["id"], data, last_modified_by)
+                          for job, data, row in zip(jobs[start:end], encoded[start:end], ids,
+                                                    strict=True))
         return stored
 
     async def _insert_batch(self, batch: list[_Insert]) -> list[Row | Exception]:
@@ -388,19 +408,20 @@ class PostgresJobRepository(base.ClaimsInBatches):
         except Exception as error:
             return error
 
-    async def _insert_rows(self, batch: list[_Insert]) -> list[Row]:
+    async def _insert_rows(self, batch: list[_Insert], *, whole_rows: bool = True) -> list[Row]:
         """Insert ``batch`` under ids made here, before the first attempt (random UUIDs, as
         ``gen_random_uuid()`` makes, handed out in ascending order so that the ``created_at,
         id`` tie-break keeps the batch's order), announcing the rows that come with an
         ``Announcement`` in the same statement. An attempt repeated after a lost reply skips
-        the rows the first one stored and reads them back: never a job twice."""
+        the rows the first one stored and reads them back: never a job twice. Returns the
+        rows (only their ids unless ``whole_rows``), in batch order."""
         ids = sorted(uuid.uuid4() for _ in batch)
         columns = queries.insert_columns([values for values, _ in batch], ids)
-        statement = self._sql("insert_many")
         payloads = queries.announce_payloads(batch, ids)
-        if any(payload is not None for payload in payloads):
-            statement = _announced_insert(self._table)
+        announced = any(payload is not None for payload in payloads)
+        if announced:
             columns.update(channel=self._channel, payload=payloads)
+        statement = _insert_statement(self._table, announced=announced, whole_rows=whole_rows)
 
         async def insert(conn: Connection, attempt: Attempt) -> list[Row]:
             rows = await queries.fetch(conn, statement, columns)
