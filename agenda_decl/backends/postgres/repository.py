@@ -111,6 +111,10 @@ def _inserted(
     return stored
 
 
+def _uuid_int(key: uuid.UUID) -> int:
+    return key.int  # the order of UUIDs, at a fraction of UUID.__lt__'s cost
+
+
 def _claim_order(row: Mapping[str, Any]) -> tuple[bool, datetime, int, datetime, str]:
     never = datetime.max.replace(tzinfo=UTC)
     return (
@@ -415,7 +419,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         ``Announcement`` in the same statement. An attempt repeated after a lost reply skips
         the rows the first one stored and reads them back: never a job twice. Returns the
         rows (only their ids unless ``whole_rows``), in batch order."""
-        ids = sorted(uuid.uuid4() for _ in batch)
+        ids = sorted((uuid.uuid4() for _ in batch), key=_uuid_int)
         columns = queries.insert_columns([values for values, _ in batch], ids)
         payloads = queries.announce_payloads(batch, ids)
         announced = any(payload is not None for payload in payloads)
