@@ -491,8 +491,11 @@ async def test_mongodb_unreachable_past_pymongos_own_retries_is_one_clear_error(
 
             jobs = db.get_collection(collection)
             monkeypatch.setattr(type(jobs), "insert_one", unreachable)
+            monkeypatch.setattr(type(jobs), "insert_many", unreachable)
             with pytest.raises(BackendUnavailableError) as raised:
                 await agenda.now("work")
+            with pytest.raises(BackendUnavailableError, match="unreachable"):
+                await agenda.now_many("work", [{"n": 1}, {"n": 2}])
         finally:
             await agenda.stop()
             db.drop_collection(collection)
