@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import attrs
-
 from agenda_decl._convert import CAMEL_NAMES, format_datetime, parse_datetime
 from agenda_decl._job_data import truncate_reason
 from agenda_decl._model import JobId, JobParameters
@@ -175,8 +173,10 @@ def job_from_values(values: list[Any]) -> JobParameters[Any]:
 def inserted(job: JobParameters[Any], job_id: str, data: str, by: str | None) -> JobParameters[Any]:
     """What a plain insert stored, without reading it back: the non-processor fields as sent,
     at the precision and in the form the store keeps them."""
-    interval = None if job.repeat_interval is None else _interval(str(job.repeat_interval))
-    return attrs.evolve(base.inserted(job, job_id, data, by), repeat_interval=interval)
+    stored = base.inserted(job, job_id, data, by)  # a new record: set, not evolved (slower)
+    if job.repeat_interval is not None:
+        stored.repeat_interval = _interval(str(job.repeat_interval))
+    return stored
 
 
 def _value(fields: Mapping[str, str | None], key: str) -> str | None:
