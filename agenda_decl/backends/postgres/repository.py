@@ -89,7 +89,6 @@ def _insert_statement(table: str, *, announced: bool, whole_rows: bool) -> sql.C
 # -- rows -----------------------------------------------------------------------------------------
 
 
-
 def _job(row: Mapping[str, Any]) -> JobParameters[Any]:
     values = dict(row)
     values["id"] = str(row["id"])
