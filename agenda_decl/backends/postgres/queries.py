@@ -8,6 +8,7 @@ parameter (``%(name)s`` or ``%s``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -373,6 +374,28 @@ def insert_columns(batch: Sequence[Row], ids: Sequence[uuid.UUID]) -> Row:
     columns: Row = {name: [values[name] for values in batch] for name in batch[0]}
     columns["id"] = list(ids)
     return columns
+
+
+@functools.cache
+def insert_statement(table: str, *, announced: bool, whole_rows: bool) -> sql.Composed:
+    """``insert_many`` returning whole rows (a save) or only the ids (a bulk insert, which
+    knows what it stored: reading it back would cost more than the insert), with its NOTIFY
+    (``announced_insert``) when announced."""
+    returning = sql.SQL("*" if whole_rows else "id")
+    insert = render("insert_many", table=sql.Identifier(table), returning=returning)
+    return render("announced_insert", insert=insert) if announced else insert
+
+
+def inserted(
+    job: JobParameters[Any], key: uuid.UUID, data: str, by: str | None
+) -> JobParameters[Any]:
+    """What a plain insert stored (``base.inserted``), with the interval as it reads back
+    (the column is text: an interval of digits is a number of milliseconds)."""
+    stored = base.inserted(job, str(key), data, by)
+    interval = stored.repeat_interval
+    if isinstance(interval, str) and interval.isascii() and interval.isdigit():
+        stored.repeat_interval = int(interval)
+    return stored
 
 
 def announce_payloads(batch: Sequence[Insert], ids: Sequence[uuid.UUID]) -> list[str | None]:

@@ -20,6 +20,7 @@ import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import psycopg
@@ -76,16 +77,6 @@ def _statement(name: str, table: str) -> sql.Composed:
     return queries.render(name, table=sql.Identifier(table))
 
 
-@functools.cache
-def _insert_statement(table: str, *, announced: bool, whole_rows: bool) -> sql.Composed:
-    """``insert_many`` returning whole rows (a save) or only the ids (a bulk insert, which
-    knows what it stored: reading it back would cost more than the insert), with its NOTIFY
-    (``announced_insert``) when announced."""
-    returning = sql.SQL("*" if whole_rows else "id")
-    insert = queries.render("insert_many", table=sql.Identifier(table), returning=returning)
-    return queries.render("announced_insert", insert=insert) if announced else insert
-
-
 # -- rows -----------------------------------------------------------------------------------------
 
 
@@ -97,21 +88,6 @@ def _job(row: Mapping[str, Any]) -> JobParameters[Any]:
     if isinstance(interval, str) and interval.isascii() and interval.isdigit():
         values["repeat_interval"] = int(interval)
     return job_from_row(values)
-
-
-def _inserted(
-    job: JobParameters[Any], key: uuid.UUID, data: str, by: str | None
-) -> JobParameters[Any]:
-    """What a plain insert stored (``base.inserted``), with the interval as read back."""
-    stored = base.inserted(job, str(key), data, by)
-    interval = stored.repeat_interval
-    if isinstance(interval, str) and interval.isascii() and interval.isdigit():
-        stored.repeat_interval = int(interval)
-    return stored
-
-
-def _uuid_int(key: uuid.UUID) -> int:
-    return key.int  # the order of UUIDs, at a fraction of UUID.__lt__'s cost
 
 
 def _claim_order(row: Mapping[str, Any]) -> tuple[bool, datetime, int, datetime, str]:
@@ -392,7 +368,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
             end = start + base.INSERT_BATCH
             batch = [(values, announce) for values in rows[start:end]]
             ids = await self._insert_rows(batch, whole_rows=False)
-            stored.extend(_inserted(job, row["id"], data, last_modified_by)
+            stored.extend(queries.inserted(job, row["id"], data, last_modified_by)
                           for job, data, row in zip(jobs[start:end], encoded[start:end], ids,
                                                     strict=True))
         return stored
@@ -418,13 +394,15 @@ class PostgresJobRepository(base.ClaimsInBatches):
         ``Announcement`` in the same statement. An attempt repeated after a lost reply skips
         the rows the first one stored and reads them back: never a job twice. Returns the
         rows (only their ids unless ``whole_rows``), in batch order."""
-        ids = sorted((uuid.uuid4() for _ in batch), key=_uuid_int)
+        # Sorted as UUIDs compare, by their integer (attrgetter: UUID.__lt__ costs more).
+        ids = sorted((uuid.uuid4() for _ in batch), key=attrgetter("int"))
         columns = queries.insert_columns([values for values, _ in batch], ids)
         payloads = queries.announce_payloads(batch, ids)
         announced = any(payload is not None for payload in payloads)
         if announced:
             columns.update(channel=self._channel, payload=payloads)
-        statement = _insert_statement(self._table, announced=announced, whole_rows=whole_rows)
+        statement = queries.insert_statement(self._table, announced=announced,
+                                             whole_rows=whole_rows)
 
         async def insert(conn: Connection, attempt: Attempt) -> list[Row]:
             rows = await queries.fetch(conn, statement, columns)
