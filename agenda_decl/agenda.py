@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from agenda_decl import timing
 from agenda_decl._clock import Clock, StoreAlignedClock
+from agenda_decl._job_data import not_a_plain_insert
 from agenda_decl._job_log import JobLogQuery, JobLogQueryResult
 from agenda_decl._model import (
     DrainResult,
@@ -31,6 +32,7 @@ from agenda_decl.backoff import BackoffStrategy
 from agenda_decl.errors import (
     AgendaNotRunningError,
     BackendUnavailableError,
+    BatchItemError,
     InvalidOptionError,
     NotConnectedError,
     UnknownJobError,
@@ -126,7 +128,7 @@ class Agenda:
         self._events = Events()
         self._link = ChannelLink(
             self, notification_channel or backend.notification_channel, self._events,
-            store_name=backend.name,
+            store_name=backend.name, store_channel=notification_channel is None,
         )
         self._processor: JobProcessor | None = None
         self._ready = False
@@ -256,6 +258,32 @@ class Agenda:
     async def now(self, name: str, data: Any = None) -> Job[Any]:
         """Create and save a job that runs as soon as possible."""
         return await self.create(name, data).schedule(self.clock.now()).save()
+
+    async def now_many(self, name: str, items: Iterable[Any]) -> list[Job[Any]]:
+        """:meth:`now` for many jobs of one name, one per item (its data), saved as
+        :meth:`save_many` saves. An item the definition's ``validate_data`` refuses raises
+        ``BatchItemError`` naming its index (and the field and value), and nothing is stored."""
+        self._definition(name)
+        jobs = []
+        for index, data in enumerate(items):
+            try:
+                jobs.append(self.create(name, data))
+            except Exception as error:  # whatever validate_data raises: the item is refused
+                raise BatchItemError(index, error) from error
+        return await self.save_many(jobs)
+
+    async def save_many(self, jobs: Iterable[Job[Any]]) -> list[Job[Any]]:
+        """Save new jobs from :meth:`create` together and return them, saved, in order:
+        ``JobRepository.insert_jobs`` says what is accepted (plain inserts), how a bad job is
+        refused (``BatchItemError`` naming its index; nothing stored) and how the batches and
+        their notifications (one per job name and batch) go out."""
+        batch = list(jobs)
+        if batch:
+            await self.ready()
+            stored = await self._link.insert([job.attrs for job in batch])
+            for job, params in zip(batch, stored, strict=True):
+                job.saved_as(params)
+        return batch
 
     @overload
     async def schedule(self, when: datetime | str, names: str, data: Any = None,
@@ -539,10 +567,19 @@ class Agenda:
     # -- what jobs and the runtime call (JobOwner, Scheduler) ----------------------------
 
     async def save_job(self, params: JobParameters[Any]) -> JobParameters[Any]:
+        """Store ``params`` and announce it (a plain insert in one round trip with its
+        notification where the store can)."""
         await self.ready()
-        return await self.repository.save_job(
+        if not_a_plain_insert(params) is None:
+            try:
+                return (await self._link.insert([params]))[0]
+            except BatchItemError as error:  # a lone save: the job's own error
+                raise error.cause from None
+        stored = await self.repository.save_job(
             params, last_modified_by=self.name, now=self.clock.now()
         )
+        await self._link.publish_saved([stored])
+        return stored
 
     async def save_job_state(
         self,
@@ -591,10 +628,6 @@ class Agenda:
         self.job_log.event(event)
         await self._events.emit_job(event)
         self._link.publish_state(event)
-
-    async def publish_job_notification(self, job: Job[Any]) -> None:
-        """Tell listening workers a job was saved (skipped when the channel is down)."""
-        await self._link.publish_job(job)
 
 
 def _as_list(names: str | Sequence[str]) -> list[str]:

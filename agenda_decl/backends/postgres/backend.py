@@ -72,6 +72,8 @@ class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationCh
             connection_string=connection_string, pool=pool, channel_name=channel_name,
             reconnect=reconnect, connect_timeout=connect_timeout, retry_for=retry_for,
         )
+        if channel is not None:  # an enqueue's NOTIFY rides in its INSERT statement
+            repository.announce_on(channel.channel_name)
         logger = PostgresJobLogger(
             lambda: repository.pool, table_name=log_table_name, ensure_schema=ensure_schema,
             retention=log_retention, read_only=read_only,

@@ -149,6 +149,7 @@ INSERT INTO {table} (
 -- Plain inserts requested together, as one statement. The caller chooses the ids (random
 -- UUIDs, as gen_random_uuid() would, handed out in ascending order so that the
 -- created_at, id tie-break keeps the batch's order) and matches RETURNING rows by id.
+-- {returning} is * (a save reads its row back) or id (a bulk insert knows what it stored).
 INSERT INTO {table} (
     id, name, priority, next_run_at, type, repeat_timezone, repeat_interval, data, repeat_at,
     disabled, fork, last_modified_by, debounce_started_at, start_date, end_date, skip_days
@@ -166,7 +167,22 @@ FROM unnest(
        repeat_at, disabled, fork, last_modified_by, debounce_started_at, start_date, end_date,
        skip_days)
 ON CONFLICT (id) DO NOTHING
-RETURNING *
+RETURNING {returning}
+
+-- announced_insert --
+-- {insert} (insert_many) and its NOTIFY in one statement, so an enqueue costs one round
+-- trip: each row given a payload (one per job name and batch: _model.wake_ups) is announced
+-- on the jobs channel once inserted. NOTIFY goes out at commit, so no listener hears of a row
+-- it cannot read yet; a row a repeated attempt skips (an earlier attempt, whose reply was
+-- lost, stored and announced it) is not announced again. pg_notify returns void: cast to
+-- text, it is an empty column of the result.
+WITH inserted AS (
+{insert}
+)
+SELECT inserted.*,
+    CASE WHEN n.payload IS NOT NULL THEN pg_notify(%(channel)s, n.payload)::text END AS notified
+FROM inserted
+LEFT JOIN unnest(%(id)b::uuid[], %(payload)b::text[]) AS n(id, payload) ON n.id = inserted.id
 
 -- update_saved --
 UPDATE {table} SET

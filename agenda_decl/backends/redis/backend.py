@@ -83,6 +83,8 @@ class RedisBackend(StoreBackend[RedisJobRepository, RedisNotificationChannel]):
             client=client, channel_name=channel_name,
             health_check_interval=health_check_interval, retry_for=retry_for, where=self._where,
         )
+        if channel is not None:  # an enqueue's PUBLISH rides in its insert script
+            repository.announce_on(channel.channel_name)
         logger = RedisJobLogger(client, key_prefix=key_prefix, retention=log_retention,
                                 read_only=read_only)
         super().__init__(repository, channel=channel, owns_connection=owns_client,

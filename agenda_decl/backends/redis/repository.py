@@ -23,8 +23,10 @@ from typing import Any, TypeVar
 from redis.exceptions import RedisError
 
 from agenda_decl._clock import truncate_ms
+from agenda_decl._convert import notification_to_json
 from agenda_decl._job_data import check_data_filter
 from agenda_decl._model import (
+    Announcement,
     JobId,
     JobParameters,
     JobsOverview,
@@ -82,11 +84,22 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         #: The one key each script declares: the scripts build every other key from the
         #: prefix (ARGV[1]), in the prefix's slot on a cluster; this one routes them there.
         self._route = [f"{self.key_prefix}jobs:all"]
+        #: The channel inserts announce themselves on (``announce_on``); None: they do not.
+        self._channel: str | None = None
         #: The outage policy of every call (``retry_for``).
         self.retrying = retrying(self._where, retry_for)
 
     def __repr__(self) -> str:
         return f"RedisJobRepository({self._where}, key_prefix={self.key_prefix!r})"
+
+    def announce_on(self, channel_name: str) -> None:
+        """PUBLISH on ``channel_name`` in the script of an insert given an ``announce`` (the
+        backend's own pub/sub channel, on the same server: one round trip per enqueue)."""
+        self._channel = channel_name
+
+    @property
+    def announces_inserts(self) -> bool:
+        return self._channel is not None
 
     async def _run(self, script: str, *args: str) -> Any:
         """Run ``script`` with ``args``, repeated through an outage."""
@@ -297,6 +310,35 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         if script == scripts.INSERT:
             return codec.inserted(job, job_id, data, last_modified_by)
         return job if stored is None else codec.job_from_values(stored)
+
+    async def insert_jobs(
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        announce: Announcement | None = None,
+    ) -> list[JobParameters[Any]]:
+        """One ``insert_many`` script call per batch, which PUBLISHes the batch's
+        notifications itself when announcing."""
+        encoded = base.check_inserts(jobs)
+        by = last_modified_by
+        stored: list[JobParameters[Any]] = []
+        for start in range(0, len(jobs), base.INSERT_BATCH):
+            end = start + base.INSERT_BATCH
+            batch = list(zip(jobs[start:end], encoded[start:end], strict=True))
+            ids = [str(uuid.uuid4()) for _ in batch]
+            rows = [[job_id, job.name, codec.ms_arg(job.next_run_at), str(job.priority),
+                     "true" if job.data is None else "", *codec.job_fields(job, data, by)]
+                    for job_id, (job, data) in zip(ids, batch, strict=True)]
+            inserted = [codec.inserted(job, job_id, data, by)
+                        for job_id, (job, data) in zip(ids, batch, strict=True)]
+            messages = [] if announce is None or self._channel is None else [
+                [self._channel, notification_to_json(notification)]
+                for notification in announce.notifications(inserted)]
+            await self._run(scripts.INSERT_MANY, "", codec.encode_json(rows),
+                            codec.encode_json(messages))
+            stored.extend(inserted)
+        return stored
 
     async def save_job_states(
         self,

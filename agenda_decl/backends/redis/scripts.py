@@ -91,10 +91,11 @@ UNLOCK = _script(PRELUDE, _CLAIM["unlock"])
 # -- writing ------------------------------------------------------------------------------------
 
 SAVE_STATES = _script(PRELUDE, _SAVE["save_states"])
-INSERT = _script(PRELUDE, _SAVE["save"], _SAVE["insert"])
-SAVE_BY_ID = _script(PRELUDE, _SAVE["save"], _SAVE["save_by_id"])
-SAVE_SINGLE = _script(PRELUDE, _SAVE["save"], _SAVE["save_single"])
-SAVE_UNIQUE = _script(PRELUDE, _SAVE["save"], _SAVE["save_unique"])
+INSERT_MANY = _script(PRELUDE, _SAVE["new_job"], _SAVE["insert_many"])
+INSERT = _script(PRELUDE, _SAVE["new_job"], _SAVE["save"], _SAVE["insert"])
+SAVE_BY_ID = _script(PRELUDE, _SAVE["new_job"], _SAVE["save"], _SAVE["save_by_id"])
+SAVE_SINGLE = _script(PRELUDE, _SAVE["new_job"], _SAVE["save"], _SAVE["save_single"])
+SAVE_UNIQUE = _script(PRELUDE, _SAVE["new_job"], _SAVE["save"], _SAVE["save_unique"])
 HEAL = _script(PRELUDE, _SAVE["heal"])
 
 # -- matching many jobs -------------------------------------------------------------------------
@@ -105,7 +106,7 @@ OVERVIEW = _script(PRELUDE, _QUERY["overview"])
 QUEUE_SIZE = _script(PRELUDE, _QUERY["queue_size"])
 
 #: Every script, in the order the repository registers them.
-ALL = (CLAIM, LOCK_JOB, UNLOCK, SAVE_STATES, INSERT, SAVE_BY_ID, SAVE_SINGLE, SAVE_UNIQUE,
-       HEAL, MODIFY, QUERY, OVERVIEW, QUEUE_SIZE)
+ALL = (CLAIM, LOCK_JOB, UNLOCK, SAVE_STATES, INSERT_MANY, INSERT, SAVE_BY_ID, SAVE_SINGLE,
+       SAVE_UNIQUE, HEAL, MODIFY, QUERY, OVERVIEW, QUEUE_SIZE)
 #: The scripts that only read; a read-only repository runs no other.
 READ_ONLY = frozenset({QUERY, OVERVIEW, QUEUE_SIZE})

@@ -81,6 +81,10 @@ END
 -- select_by_id --
 SELECT *, rowid AS row_order FROM {table} WHERE id = ?
 
+-- select_by_ids --
+-- The rows of the given ids (a JSON array), as insert_jobs reads its batch back.
+SELECT *, rowid AS row_order FROM {table} WHERE id IN (SELECT value FROM json_each(?))
+
 -- select_single --
 SELECT *, rowid AS row_order FROM {table} WHERE name = ? AND type = 'single' LIMIT 1
 
