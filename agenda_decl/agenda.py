@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from agenda_decl import timing
 from agenda_decl._clock import Clock, StoreAlignedClock
@@ -41,20 +41,12 @@ from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationCha
 from agenda_decl.job import Handler, Job, JobDefinition
 from agenda_decl.runtime.channel_link import ChannelLink
 from agenda_decl.runtime.events import (
-    ClaimListener,
     ClaimReport,
-    ErrorListener,
     Events,
-    FailListener,
+    EventSubscriptions,
     JobEvent,
-    JobListener,
-    Listener,
-    PollListener,
     PollReport,
-    ProgressListener,
-    ReadyListener,
     RetryDetails,
-    RetryListener,
 )
 from agenda_decl.runtime.job_log import JobLog, LoggingOption, choose_logger
 from agenda_decl.runtime.processor import JobProcessor
@@ -81,7 +73,7 @@ def _default_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class Agenda:
+class Agenda(EventSubscriptions):
     """Schedules and runs jobs stored in ``backend``.
 
         agenda = Agenda(backend=SQLiteBackend(path="jobs.db"), process_every="1 second")
@@ -509,59 +501,7 @@ class Agenda:
     def is_active_job_processor(self) -> bool:
         return self._processor is not None
 
-    # -- events --------------------------------------------------------------------------
-
-    @overload
-    def on(self, event: Literal["ready"], listener: ReadyListener) -> None: ...
-    @overload
-    def on(self, event: Literal["error"], listener: ErrorListener) -> None: ...
-    @overload
-    def on(self, event: Literal["start", "success", "complete"], listener: JobListener) -> None: ...
-    @overload
-    def on(self, event: Literal["fail", "retry exhausted"], listener: FailListener) -> None: ...
-    @overload
-    def on(self, event: Literal["retry"], listener: RetryListener) -> None: ...
-    @overload
-    def on(self, event: Literal["progress"], listener: ProgressListener) -> None: ...
-    @overload
-    def on(self, event: Literal["claim"], listener: ClaimListener) -> None: ...
-    @overload
-    def on(self, event: Literal["poll"], listener: PollListener) -> None: ...
-    @overload
-    def on(self, event: str, listener: Listener) -> None: ...
-
-    def on(self, event: str, listener: Listener) -> None:
-        """Listen to ``ready``, ``error``, ``start``, ``success``, ``fail``, ``complete``,
-        ``progress``, ``retry``, ``retry exhausted``, or ``EVENT:<job name>``; ``claim`` and
-        ``poll`` report this worker's claims and polls (metrics, health). A job event's
-        listener gets the same arguments whether this process ran the job or another worker
-        did (see :mod:`agenda_decl.runtime.events`)."""
-        self._events.on(event, listener)
-        self._link.sync_state_subscription()
-
-    @overload
-    def once(self, event: Literal["ready"], listener: ReadyListener) -> None: ...
-    @overload
-    def once(self, event: Literal["error"], listener: ErrorListener) -> None: ...
-    @overload
-    def once(self, event: Literal["start", "success", "complete"],
-             listener: JobListener) -> None: ...
-    @overload
-    def once(self, event: Literal["fail", "retry exhausted"], listener: FailListener) -> None: ...
-    @overload
-    def once(self, event: Literal["retry"], listener: RetryListener) -> None: ...
-    @overload
-    def once(self, event: Literal["progress"], listener: ProgressListener) -> None: ...
-    @overload
-    def once(self, event: str, listener: Listener) -> None: ...
-
-    def once(self, event: str, listener: Listener) -> None:
-        """:meth:`on`, for the next event only."""
-        self._events.once(event, listener)
-        self._link.sync_state_subscription()
-
-    def off(self, event: str, listener: Listener) -> None:
-        self._events.off(event, listener)
+    def _listeners_changed(self) -> None:
         self._link.sync_state_subscription()
 
     # -- what jobs and the runtime call (JobOwner, Scheduler) ----------------------------
