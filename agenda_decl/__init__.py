@@ -28,6 +28,7 @@ from agenda_decl.errors import (
     AbandonedRunError,
     AgendaError,
     BackendUnavailableError,
+    BatchItemError,
     InvalidDateError,
     InvalidIntervalError,
     InvalidOptionError,
@@ -36,6 +37,7 @@ from agenda_decl.errors import (
     JobNotFoundError,
     LockLostError,
     NotConnectedError,
+    StateWriteError,
     UnknownJobError,
 )
 from agenda_decl.handles import ConfigAgenda, JobHandle
@@ -53,6 +55,7 @@ __all__ = [
     "AgendaError",
     "BackendUnavailableError",
     "BaseNotificationChannel",
+    "BatchItemError",
     "ClaimReport",
     "Clock",
     "ConfigAgenda",
@@ -93,6 +96,7 @@ __all__ = [
     "RemoveJobsOptions",
     "RetryDetails",
     "RunningStats",
+    "StateWriteError",
     "SystemClock",
     "UniqueOptions",
     "UnknownJobError",

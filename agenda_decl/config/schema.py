@@ -68,8 +68,12 @@ DESCRIPTIONS: dict[str, str] = {
         "A direct PostgreSQL URL for the LISTEN connection, when `connection_string` goes "
         "through a transaction pooler such as PgBouncer (storage and NOTIFY go through it).",
     "RedisStorage.connection_string":
-        "A Redis URL; write `${REDIS_URL}` to read it from the environment.",
-    "RedisStorage.key_prefix": "The prefix of every key (Agenda v6's layout).",
+        "A Redis URL (redis://, rediss://, unix://; a Redis Cluster: redis+cluster:// or "
+        "rediss+cluster:// and any one node); write `${REDIS_URL}` to read it from the "
+        "environment.",
+    "RedisStorage.key_prefix": "The prefix of every key (Agenda v6's layout). On a Redis "
+        "Cluster it must start with a hash tag, e.g. `{agenda}:`, so that every key of the "
+        "store shares one slot.",
     "RedisStorage.channel_name": "The pub/sub channel.",
     "RedisStorage.disable_notifications": "Poll only: no pub/sub.",
     "MongoStorage.address": "A MongoDB URL (mongodb://host/db) or host:port/db.",
@@ -80,7 +84,8 @@ DESCRIPTIONS: dict[str, str] = {
     "PostgresNotifications.listen_connection_string":
         "A direct PostgreSQL URL for the LISTEN connection, when `connection_string` is a "
         "transaction pooler's.",
-    "RedisNotifications.connection_string": "A Redis URL.",
+    "RedisNotifications.connection_string":
+        "A Redis URL (redis+cluster://: pub/sub on the node named, which reaches every node).",
     "RedisNotifications.channel_name": "The pub/sub channel.",
     "SchedulerConfig.process_every": "How often the scheduler looks for due jobs.",
     "SchedulerConfig.max_concurrency": "Jobs running at once in this worker, all names together.",

@@ -35,6 +35,12 @@ from agenda_decl.config.rules import (
     schedule_problems,
     text_problem,
 )
+from agenda_decl.connectors.redis_urls import (
+    CLUSTER_PREFIX_RULE,
+    CLUSTER_SCHEMES,
+    has_hash_tag,
+    is_cluster_url,
+)
 
 if TYPE_CHECKING:
     from agenda_decl.config._structure import Parts
@@ -47,6 +53,7 @@ BACKOFF_PRESETS = ("aggressive", "standard", "relaxed")
 _SQL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PG_CHANNEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.-]*$")
 _REDIS_NAME = re.compile(r"^[A-Za-z0-9_.:{}/-]{1,128}$")
+_REDIS_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 Path_ = tuple[str | int, ...]
@@ -165,8 +172,12 @@ def _check_backend(checker: _Checker, backend: model.BackendConfig) -> None:
         _pg_channel(checker, (*path, "channel_name"), storage.channel_name)
     elif isinstance(storage, model.RedisStorage):
         checker.url((*path, "connection_string"), storage.connection_string, "Redis",
-                    ("redis", "rediss", "unix"))
+                    _REDIS_SCHEMES)
         _redis_name(checker, (*path, "key_prefix"), storage.key_prefix)
+        if (storage.connection_string is not None and is_cluster_url(storage.connection_string)
+                and not has_hash_tag(storage.key_prefix)):
+            checker.report((*path, "key_prefix"), f"{storage.key_prefix!r} has no hash "
+                           f"tag: {CLUSTER_PREFIX_RULE}")
         _redis_name(checker, (*path, "channel_name"), storage.channel_name)
     else:
         _mongo(checker, path, storage.address, storage.collection)
@@ -200,7 +211,7 @@ def _check_notifications(checker: _Checker, backend: model.BackendConfig) -> Non
         _pg_channel(checker, (*path, "channel_name"), channel.channel_name)
     elif isinstance(channel, model.RedisNotifications):
         checker.url((*path, "connection_string"), channel.connection_string, "Redis",
-                    ("redis", "rediss", "unix"))
+                    _REDIS_SCHEMES)
         _redis_name(checker, (*path, "channel_name"), channel.channel_name)
     elif isinstance(channel, model.MongoChangeStreamNotifications):
         if not isinstance(backend.storage, model.MongoStorage):

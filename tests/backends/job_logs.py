@@ -47,7 +47,7 @@ async def make_logged_backend(kind: str, tmp_path: Path, **options: Any
 @asynccontextmanager
 async def _backend(kind: str, tmp_path: Path, options: dict[str, Any]
                    ) -> AsyncIterator[AgendaBackend]:
-    if kind in (*POSTGRES_KINDS, "redis"):
+    if kind in (*POSTGRES_KINDS, "redis", "redis_cluster"):
         async with load(kind).make_backend(tmp_path, **options) as made:
             yield made
         return

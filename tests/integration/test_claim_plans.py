@@ -68,12 +68,13 @@ async def test_sqlite_claims_read_only_the_claim_indexes(tmp_path: Path) -> None
     _fill_sqlite(path, now_ms)
     params = {key: sqlite_queries.to_ms(value) if isinstance(value, datetime) else value
               for key, value in _params(now).items()}
-    plan = _sqlite_plan(path, "claim", params)
+    due, stale = _sqlite_plan(path, "claim_due", params), _sqlite_plan(path, "claim_stale", params)
     assert any("USING INDEX agenda_jobs_claim_due_idx (name=? AND next_run_at<?)" in step
-               for step in plan), plan
+               for step in due), due
+    assert not any("TEMP B-TREE" in step for step in due), due
     assert any("USING INDEX agenda_jobs_claim_stale_idx (name=? AND locked_at<?)" in step
-               for step in plan), plan
-    assert not any(step.startswith("SCAN agenda_jobs") for step in plan), plan
+               for step in stale), stale
+    assert not any(step.startswith("SCAN agenda_jobs") for step in due + stale), due + stale
     probe = _sqlite_plan(path, "first_waiting", {"name": "target"})
     assert any("agenda_jobs_claim_due_idx" in step for step in probe), probe
     try:

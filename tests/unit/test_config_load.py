@@ -24,6 +24,7 @@ from agenda_decl.config.model import (
     JobConfig,
     PayloadField,
     PostgresStorage,
+    RedisStorage,
     SchedulerConfig,
     SQLiteStorage,
 )
@@ -435,11 +436,25 @@ def test_secrets_never_show_in_errors() -> None:
     assert "tok-9876543" not in message
     assert message == (
         "agenda.yaml:5:24: backend.storage.connection_string: expected a Redis connection "
-        "string (redis:// or rediss:// or unix://, e.g. redis://user@host/...), got a "
-        "postgresql:// URL\n"
+        "string (redis:// or rediss:// or unix:// or redis+cluster:// or rediss+cluster://, "
+        "e.g. redis://user@host/...), got a postgresql:// URL\n"
         "agenda.yaml:6:48: scheduler.max_concurrency: expected an integer, got '${TOKEN}' "
         "(a string from the environment)"
     )
+
+
+def test_a_redis_cluster_needs_a_key_prefix_with_a_hash_tag() -> None:
+    storage = ("version: 1\nbackend:\n  storage:\n    type: redis\n    connection_string: "
+               "redis+cluster://10.0.0.1:7000\n")
+    assert errors(storage) == [
+        "agenda.yaml:4:5: backend.storage.key_prefix: 'agenda:' has no hash tag: on a Redis "
+        "Cluster every key of the store must share one slot, so the prefix needs a hash tag, "
+        "for example '{agenda}:'"
+    ]
+    config = load_config(write(storage + "    key_prefix: '{agenda}:'\n"), environ={})
+    assert config.backend is not None
+    assert isinstance(config.backend.storage, RedisStorage)
+    assert config.backend.storage.key_prefix == "{agenda}:"
 
 
 def test_a_value_from_the_environment_is_quoted_as_the_file_wrote_it() -> None:

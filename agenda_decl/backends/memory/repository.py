@@ -18,6 +18,7 @@ from agenda_decl._model import (
     PROCESSOR_FIELDS,
     STATE_FIELDS,
     TIMING_FIELDS,
+    Announcement,
     JobId,
     JobParameters,
     JobsOverview,
@@ -123,6 +124,17 @@ class InMemoryJobRepository(base.ClaimsInBatches):
             return self._upsert_unique(incoming, job, now)
         return self._insert(incoming)
 
+    async def insert_jobs(
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        announce: Announcement | None = None,
+    ) -> list[JobParameters[Any]]:
+        """Every job at once (no await between them, so no reader sees half a batch)."""
+        base.check_inserts(jobs)
+        return [self._insert(_without_processor_fields(job, last_modified_by)) for job in jobs]
+
     async def save_job_state(
         self,
         job: JobParameters[Any],
@@ -194,9 +206,12 @@ class InMemoryJobRepository(base.ClaimsInBatches):
 
     # -- internals -----------------------------------------------------------------------
 
-    def _claim_order(self, job: JobParameters[Any]) -> tuple[bool, datetime, int, int]:
+    def _claim_order(self, job: JobParameters[Any]) -> tuple[bool, bool, datetime, int, int]:
+        """Stale locks first (crash recovery never waits for the backlog), then next_run_at
+        nulls last, priority desc, insertion order."""
         never = datetime.max.replace(tzinfo=UTC)
         return (
+            job.locked_at is None,
             job.next_run_at is None,
             job.next_run_at or never,
             -job.priority,

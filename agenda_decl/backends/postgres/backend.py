@@ -80,6 +80,8 @@ class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationCh
             reconnect=reconnect, connect_timeout=connect_timeout, retry_for=retry_for,
             listen_connection_string=listen_connection_string,
         )
+        if channel is not None:  # an enqueue's NOTIFY rides in its INSERT statement
+            repository.announce_on(channel.channel_name)
         logger = PostgresJobLogger(
             lambda: repository.pool, table_name=log_table_name, ensure_schema=ensure_schema,
             retention=log_retention, read_only=read_only,

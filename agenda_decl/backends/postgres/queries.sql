@@ -160,6 +160,7 @@ INSERT INTO {table} (
 -- Plain inserts requested together, as one statement. The caller chooses the ids (random
 -- UUIDs, as gen_random_uuid() would, handed out in ascending order so that the
 -- created_at, id tie-break keeps the batch's order) and matches RETURNING rows by id.
+-- {returning} is * (a save reads its row back) or id (a bulk insert knows what it stored).
 INSERT INTO {table} (
     id, name, priority, next_run_at, type, repeat_timezone, repeat_interval, data, repeat_at,
     disabled, fork, last_modified_by, debounce_started_at, start_date, end_date, skip_days
@@ -177,7 +178,22 @@ FROM unnest(
        repeat_at, disabled, fork, last_modified_by, debounce_started_at, start_date, end_date,
        skip_days)
 ON CONFLICT (id) DO NOTHING
-RETURNING *
+RETURNING {returning}
+
+-- announced_insert --
+-- {insert} (insert_many) and its NOTIFY in one statement, so an enqueue costs one round
+-- trip: each row given a payload (one per job name and batch: _model.wake_ups) is announced
+-- on the jobs channel once inserted. NOTIFY goes out at commit, so no listener hears of a row
+-- it cannot read yet; a row a repeated attempt skips (an earlier attempt, whose reply was
+-- lost, stored and announced it) is not announced again. pg_notify returns void: cast to
+-- text, it is an empty column of the result.
+WITH inserted AS (
+{insert}
+)
+SELECT inserted.*,
+    CASE WHEN n.payload IS NOT NULL THEN pg_notify(%(channel)s, n.payload)::text END AS notified
+FROM inserted
+LEFT JOIN unnest(%(id)b::uuid[], %(payload)b::text[]) AS n(id, payload) ON n.id = inserted.id
 
 -- update_saved --
 UPDATE {table} SET
@@ -293,40 +309,40 @@ WHERE t.id = v.id AND t.name = v.name
 RETURNING t.id
 
 -- claim --
--- Claim up to limit jobs in one statement. The row locks of FOR UPDATE plus SKIP LOCKED
+-- Claim up to limit jobs in one statement: first the jobs of the name whose lock went stale
+-- (a worker died or a run outlived lock_lifetime), whatever their next_run_at, so crash
+-- recovery never waits behind a backlog of due jobs (the partial locked_at index finds
+-- them: few rows are locked at a time); then, for the room left, unlocked due jobs
+-- (claim_due_idx gives them in order, reading no completed job and no other name's). The row locks of FOR UPDATE plus SKIP LOCKED
 -- give concurrent claimers different rows; a row another claimer has just committed is
 -- re-checked against the WHERE clause, so it is not taken twice. RETURNING order is
--- arbitrary: the caller re-sorts. now NULL stamps with the database clock.
---
--- The eligible rows come from two index scans, each stopping at limit rows (an OR of both
--- conditions made the planner walk every due job of every name and sort them): the due
--- unlocked jobs through claim_due_idx, in order, and the expired locks through the
--- locked_at index (few rows are locked at a time). Every LIMIT is a constant, so the
--- planner knows at most limit rows are updated and finds them by primary key. A row locked
--- by a branch but not picked is released when the statement ends.
-WITH due AS (
-    SELECT id, next_run_at, priority, created_at FROM {table}
-    WHERE name = %(name)s AND disabled = FALSE AND locked_at IS NULL
-      AND next_run_at <= %(next_scan_at)s
-    ORDER BY next_run_at, priority DESC, created_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-), stale AS (
-    SELECT id, next_run_at, priority, created_at FROM {table}
+-- arbitrary: the caller re-sorts, stale ones (claimed_stale) first. now NULL stamps with the
+-- database clock.
+WITH stale AS (
+    SELECT id FROM {table}
     WHERE name = %(name)s AND disabled = FALSE AND locked_at <= %(lock_deadline)s
     ORDER BY next_run_at ASC NULLS LAST, priority DESC, created_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-)
-UPDATE {table}
-SET locked_at = COALESCE(%(now)s::timestamptz, date_trunc('milliseconds', clock_timestamp())),
-    last_modified_by = %(by)s
-WHERE id IN (
-    SELECT id FROM (SELECT * FROM due UNION ALL SELECT * FROM stale) AS eligible
-    ORDER BY next_run_at ASC NULLS LAST, priority DESC, created_at, id
+), due AS (
+    SELECT id FROM {table}
+    WHERE name = %(name)s AND disabled = FALSE
+      AND locked_at IS NULL AND next_run_at <= %(next_scan_at)s
+    ORDER BY next_run_at ASC, priority DESC, created_at, id
+    LIMIT %(limit)s - (SELECT COUNT(*) FROM stale)
+    FOR UPDATE SKIP LOCKED
+), picked AS (
+    -- The LIMIT changes no result: it tells the planner how few rows come (the one of due
+    -- is an expression it cannot read), so it joins them on the primary key, not by hash.
+    SELECT id, TRUE AS stale FROM stale UNION ALL SELECT id, FALSE FROM due
     LIMIT %(limit)s
 )
-RETURNING *
+UPDATE {table} AS t
+SET locked_at = COALESCE(%(now)s::timestamptz, date_trunc('milliseconds', clock_timestamp())),
+    last_modified_by = %(by)s
+FROM picked
+WHERE t.id = picked.id
+RETURNING t.*, picked.stale AS claimed_stale
 
 -- lock --
 -- Agenda compares next_run_at = $3, so a null one never locks; the reference store

@@ -20,6 +20,7 @@ import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import psycopg
@@ -29,6 +30,7 @@ from agenda_decl._clock import utcnow
 from agenda_decl._convert import job_from_row, parse_datetime
 from agenda_decl._group_commit import GroupCommit
 from agenda_decl._model import (
+    Announcement,
     JobId,
     JobParameters,
     JobsOverview,
@@ -40,6 +42,7 @@ from agenda_decl._secrets import mask_url
 from agenda_decl.backends import base
 from agenda_decl.backends.base.repeats import moved_on, state_already_written
 from agenda_decl.backends.postgres import queries
+from agenda_decl.backends.postgres.queries import Insert as _Insert
 from agenda_decl.backends.postgres.queries import Row, job_uuid
 from agenda_decl.connectors.postgres import (
     Connection,
@@ -88,9 +91,12 @@ def _job(row: Mapping[str, Any]) -> JobParameters[Any]:
     return job_from_row(values)
 
 
-def _claim_order(row: Mapping[str, Any]) -> tuple[bool, datetime, int, datetime, str]:
+def _claim_order(row: Mapping[str, Any]) -> tuple[bool, bool, datetime, int, datetime, str]:
+    """The claim statement's order: stale locks first, then next_run_at nulls last, priority
+    desc, created_at, id."""
     never = datetime.max.replace(tzinfo=UTC)
     return (
+        not row["claimed_stale"],
         row["next_run_at"] is None,
         row["next_run_at"] or never,
         -row["priority"],
@@ -165,7 +171,9 @@ class PostgresJobRepository(base.ClaimsInBatches):
         self._connect_timeout = connect_timeout
         #: Whether the store is reached through a connection pooler (known after connect).
         self.pooled = False
-        self._inserts: GroupCommit[Row, Row] = GroupCommit(self._insert_batch)
+        self._inserts: GroupCommit[_Insert, Row] = GroupCommit(self._insert_batch)
+        #: The channel inserts announce themselves on (``announce_on``); None: they do not.
+        self._channel: str | None = None
         #: The outage policy of every statement (``retry_for``).
         self.retrying = retrying(where(connection_string, pool), retry_for)
 
@@ -176,6 +184,15 @@ class PostgresJobRepository(base.ClaimsInBatches):
     @property
     def table_name(self) -> str:
         return self._table
+
+    def announce_on(self, channel_name: str) -> None:
+        """NOTIFY ``channel_name`` in the statement of an insert given an ``announce`` (the
+        backend's own LISTEN/NOTIFY channel: one round trip per enqueue)."""
+        self._channel = channel_name
+
+    @property
+    def announces_inserts(self) -> bool:
+        return self._channel is not None
 
     @property
     def pool(self) -> Pool:
@@ -357,32 +374,67 @@ class PostgresJobRepository(base.ClaimsInBatches):
             return _job((await self._fetch(upsert, {**values, "now": now}))[0])
         if job.unique:
             return await self._save_unique(job, values, now)
-        return _job(await self._inserts.submit(values))
+        return _job(await self._inserts.submit((values, None)))
 
-    async def _insert_batch(self, batch: list[Row]) -> list[Row | Exception]:
+    async def insert_jobs(
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        announce: Announcement | None = None,
+    ) -> list[JobParameters[Any]]:
+        """One statement per batch, with its NOTIFY when announcing (``announced_insert``).
+        A lone job joins the inserts submitted at the same moment (group commit)."""
+        self._writable()
+        encoded = base.check_inserts(jobs)
+        announce = announce if self.announces_inserts else None
+        rows = [queries.save_values(job, data, last_modified_by)
+                for job, data in zip(jobs, encoded, strict=True)]
+        if len(rows) == 1:
+            return [_job(await self._inserts.submit((rows[0], announce)))]
+        stored: list[JobParameters[Any]] = []
+        for start in range(0, len(rows), base.INSERT_BATCH):
+            end = start + base.INSERT_BATCH
+            batch = [(values, announce) for values in rows[start:end]]
+            ids = await self._insert_rows(batch, whole_rows=False)
+            stored.extend(queries.inserted(job, row["id"], data, last_modified_by)
+                          for job, data, row in zip(jobs[start:end], encoded[start:end], ids,
+                                                    strict=True))
+        return stored
+
+    async def _insert_batch(self, batch: list[_Insert]) -> list[Row | Exception]:
         """Plain inserts submitted together: one statement; if it fails, each row alone, so
         an error reaches only the save that caused it."""
         if len(batch) > 1:
             with contextlib.suppress(psycopg.DataError, psycopg.IntegrityError):
                 return list(await self._insert_rows(batch))
-        return [await self._insert_one(values) for values in batch]
+        return [await self._insert_one(insert) for insert in batch]
 
-    async def _insert_one(self, values: Row) -> Row | Exception:
+    async def _insert_one(self, insert: _Insert) -> Row | Exception:
         try:
-            return (await self._insert_rows([values]))[0]
+            return (await self._insert_rows([insert]))[0]
         except Exception as error:
             return error
 
-    async def _insert_rows(self, batch: list[Row]) -> list[Row]:
+    async def _insert_rows(self, batch: list[_Insert], *, whole_rows: bool = True) -> list[Row]:
         """Insert ``batch`` under ids made here, before the first attempt (random UUIDs, as
         ``gen_random_uuid()`` makes, handed out in ascending order so that the ``created_at,
-        id`` tie-break keeps the batch's order). An attempt repeated after a lost reply skips
-        the rows the first one stored and reads them back: never a job twice."""
-        ids = sorted(uuid.uuid4() for _ in batch)
-        columns = queries.insert_columns(batch, ids)
+        id`` tie-break keeps the batch's order), announcing the rows that come with an
+        ``Announcement`` in the same statement. An attempt repeated after a lost reply skips
+        the rows the first one stored and reads them back: never a job twice. Returns the
+        rows (only their ids unless ``whole_rows``), in batch order."""
+        # Sorted as UUIDs compare, by their integer (attrgetter: UUID.__lt__ costs more).
+        ids = sorted((uuid.uuid4() for _ in batch), key=attrgetter("int"))
+        columns = queries.insert_columns([values for values, _ in batch], ids)
+        payloads = queries.announce_payloads(batch, ids)
+        announced = any(payload is not None for payload in payloads)
+        if announced:
+            columns.update(channel=self._channel, payload=payloads)
+        statement = queries.insert_statement(self._table, announced=announced,
+                                             whole_rows=whole_rows)
 
         async def insert(conn: Connection, attempt: Attempt) -> list[Row]:
-            rows = await queries.fetch(conn, self._sql("insert_many"), columns)
+            rows = await queries.fetch(conn, statement, columns)
             by_id = {row["id"]: row for row in rows}
             for key in ids:
                 if key not in by_id:  # stored by an earlier attempt whose reply was lost

@@ -96,6 +96,10 @@ END
 -- select_by_id --
 SELECT *, rowid AS row_order FROM {table} WHERE id = ?
 
+-- select_by_ids --
+-- The rows of the given ids (a JSON array), as insert_jobs reads its batch back.
+SELECT *, rowid AS row_order FROM {table} WHERE id IN (SELECT value FROM json_each(?))
+
 -- select_single --
 SELECT *, rowid AS row_order FROM {table} WHERE name = ? AND type = 'single' LIMIT 1
 
@@ -143,30 +147,30 @@ UPDATE {table} SET
     last_modified_by = :last_modified_by
 WHERE id = :id AND name = :name AND (:lock_token IS NULL OR locked_at = :lock_token)
 
--- claim --
--- The atomic claim: pick the best eligible rows and stamp them, in one statement (run inside
--- BEGIN IMMEDIATE, so no other connection writes in between). RETURNING order is arbitrary:
--- the caller re-sorts on (next_run_at nulls last, priority desc, row_order).
---
--- The eligible rows are the best of two index scans, each stopping at limit rows (an OR of
--- both conditions made the planner read every row of the name and sort them): the due
--- unlocked jobs in the order of claim_due_idx, and the expired locks through
--- claim_stale_idx (few rows are locked at a time).
+-- claim_stale --
+-- The claim, first step: jobs of the name whose lock went stale (a worker died or a run
+-- outlived lock_lifetime), whatever their next_run_at, so crash recovery never waits behind
+-- a backlog of due jobs. Few rows are locked at a time: claim_stale_idx (name, locked_at)
+-- finds them (the name alone would read every completed job of the name). Run inside BEGIN IMMEDIATE with claim_due (no other connection writes in between).
+-- RETURNING order is arbitrary: the caller re-sorts on (next_run_at nulls last, priority
+-- desc, row_order).
 UPDATE {table} SET locked_at = :now, last_modified_by = :by, updated_at = :now
 WHERE id IN (
-    SELECT id FROM (
-        SELECT * FROM (
-            SELECT id, next_run_at, priority, rowid AS row_order FROM {table}
-            WHERE name = :name AND disabled = 0 AND locked_at IS NULL
-              AND next_run_at <= :next_scan_at
-            ORDER BY next_run_at, priority DESC, rowid LIMIT :limit)
-        UNION ALL
-        SELECT * FROM (
-            SELECT id, next_run_at, priority, rowid AS row_order FROM {table}
-            WHERE name = :name AND disabled = 0 AND locked_at <= :lock_deadline
-            ORDER BY next_run_at IS NULL, next_run_at, priority DESC, rowid LIMIT :limit)
-    )
-    ORDER BY next_run_at IS NULL, next_run_at, priority DESC, row_order
+    SELECT id FROM {table}
+    WHERE name = :name AND disabled = 0 AND locked_at <= :lock_deadline
+    ORDER BY next_run_at IS NULL, next_run_at, priority DESC, rowid
+    LIMIT :limit
+)
+RETURNING *, rowid AS row_order
+
+-- claim_due --
+-- The claim, second step: unlocked jobs due within the scan window, for the room the stale
+-- ones left (claim_due_idx gives them in order, with no sort: rowid follows its columns).
+UPDATE {table} SET locked_at = :now, last_modified_by = :by, updated_at = :now
+WHERE id IN (
+    SELECT id FROM {table}
+    WHERE name = :name AND disabled = 0 AND locked_at IS NULL AND next_run_at <= :next_scan_at
+    ORDER BY next_run_at, priority DESC, rowid
     LIMIT :limit
 )
 RETURNING *, rowid AS row_order
