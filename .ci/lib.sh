@@ -41,6 +41,46 @@ start_servers() {
   wait_for Redis redis_up
 }
 
+# install_pgbouncer: Debian's pgbouncer, for the conformance suite through a transaction pooler
+# (tests/backends/postgres_pgbouncer starts a private one in front of 127.0.0.1:5432).
+install_pgbouncer() {
+  say "PgBouncer (Debian's pgbouncer)"
+  if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
+    echo "missing: installing it with apt-get"
+    command -v apt-get >/dev/null 2>&1 || die "pgbouncer is not installed and there is no apt-get to install it"
+    apt-get update -qq -o DPkg::Lock::Timeout=300 || die "apt-get update failed: cannot install pgbouncer"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends pgbouncer >/dev/null \
+      || die "apt-get could not install pgbouncer; the PgBouncer conformance run needs it"
+  fi
+  local binary
+  binary="$(command -v pgbouncer || echo /usr/sbin/pgbouncer)"
+  "$binary" --version | head -n 1 || die "pgbouncer is installed but does not run"
+}
+
+# start_pgbouncer VENV: a private PgBouncer (transaction pooling) in front of the shared
+# server's database test, on a free port; its URL is exported as AGENDA_TEST_PGBOUNCER_URL
+# (tests/backends/pgbouncer.py writes its config). stop_pgbouncer stops it (.ci/run traps it
+# on exit).
+PGBOUNCER_DIR=""
+start_pgbouncer() {
+  say "PgBouncer in transaction pooling mode, in front of 127.0.0.1:5432/test"
+  PGBOUNCER_PYTHON="$1/bin/python"
+  PGBOUNCER_DIR="$(mktemp -d)"
+  AGENDA_TEST_PGBOUNCER_URL="$("$1/bin/python" -m tests.backends.pgbouncer start "$PGBOUNCER_DIR")" \
+    || die "pgbouncer did not start (see $PGBOUNCER_DIR/pgbouncer.log)"
+  export AGENDA_TEST_PGBOUNCER_URL
+  psql "$AGENDA_TEST_PGBOUNCER_URL" -Atc 'select 1' >/dev/null \
+    || die "pgbouncer runs but database 'test' is not usable through it"
+  echo "up: $AGENDA_TEST_PGBOUNCER_URL"
+}
+
+stop_pgbouncer() {
+  if [ -n "$PGBOUNCER_DIR" ]; then
+    "$PGBOUNCER_PYTHON" -m tests.backends.pgbouncer stop "$PGBOUNCER_DIR" || true
+  fi
+  PGBOUNCER_DIR=""
+}
+
 # start_redis_cluster: a Redis Cluster of three masters (no replicas) on free loopback ports,
 # its data in a temporary folder, for the conformance suite on a cluster
 # (tests/backends/redis_cluster.py); exports AGENDA_TEST_REDIS_CLUSTER_URL. stop_redis_cluster

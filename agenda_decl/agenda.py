@@ -398,7 +398,8 @@ class Agenda(EventSubscriptions):
         """Connect the backend (once) and, if there is one, the notification channel.
 
         A channel that cannot connect is reported as an ``error`` event and the scheduler
-        goes on polling; a backend that cannot connect raises ``BackendUnavailableError``.
+        goes on polling (one whose configuration is refused raises ``InvalidOptionError``);
+        a backend that cannot connect raises ``BackendUnavailableError``.
         """
         if self._ready:
             return

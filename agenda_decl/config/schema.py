@@ -54,12 +54,19 @@ DESCRIPTIONS: dict[str, str] = {
         "MongoDB change streams on the jobs collection (needs a replica set).",
     "SQLiteStorage.path": "The database file, relative to this file (created when missing).",
     "SQLiteStorage.table_name": "The jobs table.",
+    "SQLiteStorage.watch_changes":
+        "Wake workers when another process commits to the file (SQLite's change counter), "
+        "instead of waiting for the poll.",
+    "SQLiteStorage.watch_interval": "How often the change counter is read (e.g. '20 ms').",
     "PostgresStorage.connection_string":
         "A PostgreSQL URL; write `${DATABASE_URL}` to read it from the environment.",
     "PostgresStorage.table_name": "The jobs table (Agenda v6's layout).",
     "PostgresStorage.ensure_schema": "Create the table and its indexes when missing.",
     "PostgresStorage.channel_name": "The LISTEN/NOTIFY channel.",
     "PostgresStorage.disable_notifications": "Poll only: no LISTEN/NOTIFY.",
+    "PostgresStorage.listen_connection_string":
+        "A direct PostgreSQL URL for the LISTEN connection, when `connection_string` goes "
+        "through a transaction pooler such as PgBouncer (storage and NOTIFY go through it).",
     "RedisStorage.connection_string":
         "A Redis URL (redis://, rediss://, unix://; a Redis Cluster: redis+cluster:// or "
         "rediss+cluster:// and any one node); write `${REDIS_URL}` to read it from the "
@@ -74,6 +81,9 @@ DESCRIPTIONS: dict[str, str] = {
     "MongoStorage.ensure_index": "Create the index Agenda uses when missing.",
     "PostgresNotifications.connection_string": "A PostgreSQL URL.",
     "PostgresNotifications.channel_name": "The LISTEN/NOTIFY channel.",
+    "PostgresNotifications.listen_connection_string":
+        "A direct PostgreSQL URL for the LISTEN connection, when `connection_string` is a "
+        "transaction pooler's.",
     "RedisNotifications.connection_string":
         "A Redis URL (redis+cluster://: pub/sub on the node named, which reaches every node).",
     "RedisNotifications.channel_name": "The pub/sub channel.",

@@ -163,10 +163,10 @@ def _check_backend(checker: _Checker, backend: model.BackendConfig) -> None:
     storage = backend.storage
     if isinstance(storage, model.SQLiteStorage):
         checker.text((*path, "path"), storage.path, "a file path", limit=4096)
+        checker.duration((*path, "watch_interval"), storage.watch_interval)
         _table_name(checker, (*path, "table_name"), storage.table_name, 63)
     elif isinstance(storage, model.PostgresStorage):
-        checker.url((*path, "connection_string"), storage.connection_string, "PostgreSQL",
-                    ("postgresql", "postgres"), conninfo=True)
+        _pg_urls(checker, path, storage)
         # The index and trigger names derived from the table must fit PostgreSQL's 63 bytes.
         _table_name(checker, (*path, "table_name"), storage.table_name, 63 - 19)
         _pg_channel(checker, (*path, "channel_name"), storage.channel_name)
@@ -186,6 +186,13 @@ def _check_backend(checker: _Checker, backend: model.BackendConfig) -> None:
     _check_notifications(checker, backend)
 
 
+def _pg_urls(checker: _Checker, path: Path_,
+             block: model.PostgresStorage | model.PostgresNotifications) -> None:
+    for field in ("connection_string", "listen_connection_string"):
+        checker.url((*path, field), getattr(block, field), "PostgreSQL",
+                    ("postgresql", "postgres"), conninfo=True)
+
+
 def _check_job_log(checker: _Checker, path: Path_, storage: model.Storage) -> None:
     if isinstance(storage, model.SQLiteStorage | model.PostgresStorage):
         # PostgreSQL: the index names derived from the table ("_timestamp_idx") fit 63 bytes.
@@ -200,8 +207,7 @@ def _check_notifications(checker: _Checker, backend: model.BackendConfig) -> Non
     path: Path_ = ("backend", "notifications")
     channel = backend.notifications
     if isinstance(channel, model.PostgresNotifications):
-        checker.url((*path, "connection_string"), channel.connection_string, "PostgreSQL",
-                    ("postgresql", "postgres"), conninfo=True)
+        _pg_urls(checker, path, channel)
         _pg_channel(checker, (*path, "channel_name"), channel.channel_name)
     elif isinstance(channel, model.RedisNotifications):
         checker.url((*path, "connection_string"), channel.connection_string, "Redis",

@@ -26,7 +26,7 @@ from agenda_decl._model import (
     JobStateNotification,
 )
 from agenda_decl._tasks import BackgroundTasks
-from agenda_decl.errors import NotConnectedError
+from agenda_decl.errors import InvalidOptionError, NotConnectedError
 from agenda_decl.interfaces import NotificationChannel, Unsubscribe
 from agenda_decl.runtime.events import Events, JobEvent
 from agenda_decl.runtime.scheduler import Scheduler
@@ -92,7 +92,9 @@ class ChannelLink:
 
     async def attach(self) -> None:
         """Listen to the channel and connect it. A channel that cannot connect is reported as
-        an ``error`` event; the scheduler goes on polling."""
+        an ``error`` event; the scheduler goes on polling. A channel that refuses its
+        configuration (``InvalidOptionError``: a LISTEN through a connection pooler) raises:
+        no retry would mend it."""
         channel = self.channel
         if channel is None:
             return
@@ -104,6 +106,9 @@ class ChannelLink:
         if channel.state != "connected":
             try:
                 await channel.connect()
+            except InvalidOptionError:
+                await self.detach()
+                raise
             except Exception as error:
                 if not isinstance(channel, _SelfReconnecting):  # those report it
                     await self._events.emit_error(error)

@@ -62,7 +62,8 @@ BROKEN: list[tuple[str, str, list[str]]] = [
     ("unknown key with the allowed ones", "version: 1\nbackend:\n  storage: {type: sqlite, "
      "paht: jobs.db}\n", [
         "agenda.yaml:3:27: backend.storage.paht: unknown key 'paht' (allowed: type, path, "
-        "table_name, logging, log_table_name; did you mean 'path'?)",
+        "table_name, logging, log_table_name, watch_changes, watch_interval; did you mean "
+        "'path'?)",
     ]),
     ("unknown top-level key", BASE + "schedule: []\n", [
         "agenda.yaml:4:1: schedule: unknown key 'schedule' (allowed: version, backend, "
@@ -266,7 +267,8 @@ def test_every_problem_of_a_file_at_once() -> None:
     )
     assert errors(text) == [
         "agenda.yaml:3:27: backend.storage.tabel_name: unknown key 'tabel_name' (allowed: "
-        "type, path, table_name, logging, log_table_name; did you mean 'table_name'?)",
+        "type, path, table_name, logging, log_table_name, watch_changes, watch_interval; did "
+        "you mean 'table_name'?)",
         "agenda.yaml:5:18: scheduler.process_every: expected a duration (milliseconds, or text "
         "like '5 minutes' or '1 hour and 30 minutes'), got 'soon' (a string)",
         "agenda.yaml:6:20: scheduler.max_concurrency: expected an integer >= 1, got 0",
@@ -468,6 +470,26 @@ def test_a_value_from_the_environment_is_quoted_as_the_file_wrote_it() -> None:
         "'5 minutes' or '1 hour and 30 minutes'), got '${TOKEN}' (a string from the "
         "environment)",
     ]
+
+
+def test_the_listen_url_is_a_secret_and_a_checked_postgres_url() -> None:
+    text = ("version: 1\nbackend:\n  storage:\n    type: postgres\n"
+            "    connection_string: postgresql://app@pgbouncer:6432/jobs\n"
+            "    listen_connection_string: ${DIRECT_URL}\n")
+    config = load_config(write(text), environ={"DIRECT_URL": URL})
+    assert isinstance(config.backend.storage, PostgresStorage)
+    assert config.backend.storage.listen_connection_string == URL
+    shown = json.dumps(redacted(config)) + repr(config)
+    assert SECRET not in shown
+    assert redacted(config)["backend"]["storage"]["listen_connection_string"] == (
+        "postgresql://app:***@db.internal:5432/billing")
+    message = "\n".join(errors(text, {"DIRECT_URL": f"redis://:{SECRET}@r:6379"}))
+    assert SECRET not in message
+    assert message == (
+        "agenda.yaml:6:31: backend.storage.listen_connection_string: expected a PostgreSQL "
+        "connection string (postgresql:// or postgres://, e.g. postgresql://user@host/...), "
+        "got a redis:// URL"
+    )
 
 
 def test_literal_passwords_in_the_file_are_masked_too() -> None:

@@ -43,8 +43,12 @@ Insert = tuple[Row, Announcement | None]
 
 #: The statements, by the names of their blocks in ``queries.sql``.
 STATEMENTS = load_named_blocks("agenda_decl.backends.postgres", "queries.sql")
-#: The name suffixes of Agenda's four indexes; the statement of each is ``create<suffix>``.
-INDEX_SUFFIXES = ("_find_and_lock_idx", "_single_job_idx", "_locked_at_idx", "_next_run_at_idx")
+#: The name suffixes of the indexes, the statement of each is ``create<suffix>``: Agenda's
+#: four, then agenda-decl's own (``_claim_due_idx``: see ``queries.sql``).
+INDEX_SUFFIXES = (
+    "_find_and_lock_idx", "_single_job_idx", "_locked_at_idx", "_next_run_at_idx",
+    "_claim_due_idx",
+)
 
 #: Derived names (``<t>_updated_at_trigger``, ...) must fit PostgreSQL's 63-byte identifiers.
 MAX_TABLE_NAME = 63 - len("_updated_at_trigger")

@@ -47,6 +47,7 @@ from agenda_decl.backends.postgres.queries import Row, job_uuid
 from agenda_decl.connectors.postgres import (
     Connection,
     Pool,
+    behind_pooler,
     borrow,
     connect,
     open_pool,
@@ -135,7 +136,13 @@ class PostgresJobRepository(base.ClaimsInBatches):
 
     ``retry_for`` (default 30 seconds; 0: no retries) bounds how long a statement is repeated
     while the server cannot be reached; past it the call raises ``BackendUnavailableError``
-    naming the server (see the module docstring for why every repeat is safe)."""
+    naming the server (see the module docstring for why every repeat is safe).
+
+    Behind a transaction pooler (PgBouncer's ``pool_mode = transaction``, found at connect:
+    ``pooled``) every statement stands alone: no server-side prepared statements, no session
+    settings (a read-only repository then refuses writes itself only), and every lock is a
+    transaction's. A given pool must then be opened with ``kwargs={"prepare_threshold":
+    None}``; ``connect`` says so otherwise."""
 
     def __init__(
         self,
@@ -162,6 +169,8 @@ class PostgresJobRepository(base.ClaimsInBatches):
         self._absent = False
         self._max_pool_size = max_pool_size
         self._connect_timeout = connect_timeout
+        #: Whether the store is reached through a connection pooler (known after connect).
+        self.pooled = False
         self._inserts: GroupCommit[_Insert, Row] = GroupCommit(self._insert_batch)
         #: The channel inserts announce themselves on (``announce_on``); None: they do not.
         self._channel: str | None = None
@@ -198,6 +207,8 @@ class PostgresJobRepository(base.ClaimsInBatches):
             raise InvalidOptionError(
                 "the pool given to PostgresJobRepository is not open: await pool.open() first"
             )
+        if not self._owns_pool:
+            await self._check_given_pool()
         if self._ensure_schema and not self._schema_ready:
             async with borrow(self.pool) as conn:
                 await queries.create_schema(conn, self._table)
@@ -210,15 +221,30 @@ class PostgresJobRepository(base.ClaimsInBatches):
         # One direct connection first: a clear, fast error when the server is unreachable.
         probe = await connect(conninfo, self._connect_timeout)
         try:
+            self.pooled = await behind_pooler(probe)
             if self._ensure_schema:
                 await queries.create_schema(probe, self._table)
                 self._schema_ready = True
         finally:
             await probe.close()
+        # Behind a transaction pooler a session setting would stay on a server connection
+        # that other clients get next: the read-only refusal is then this repository's own.
+        read_only_session = self._read_only and not self.pooled
         return await open_pool(
             conninfo, max_size=self._max_pool_size, name=f"agenda-decl:{self._table}",
-            configure=_read_only_session if self._read_only else None,
+            configure=_read_only_session if read_only_session else None, pooled=self.pooled,
         )
+
+    async def _check_given_pool(self) -> None:
+        """A given pool behind a pooler must not prepare statements (see the class)."""
+        async with borrow(self.pool) as conn:
+            self.pooled = await behind_pooler(conn)
+            if self.pooled and conn.prepare_threshold is not None:
+                raise InvalidOptionError(
+                    f"the pool given to {self!r} reaches PostgreSQL through a connection "
+                    "pooler, where server-side prepared statements fail: open it with "
+                    "kwargs={'prepare_threshold': None}"
+                )
 
     async def _table_present(self, conn: psycopg.AsyncConnection[Any]) -> bool:
         name = sql.Identifier(self._table).as_string(conn)
