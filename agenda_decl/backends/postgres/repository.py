@@ -19,7 +19,7 @@ import contextlib
 import functools
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from agenda_decl._clock import utcnow
-from agenda_decl._convert import job_from_row, parse_datetime
+from agenda_decl._convert import parse_datetime
 from agenda_decl._group_commit import GroupCommit
 from agenda_decl._model import (
     Announcement,
@@ -44,6 +44,7 @@ from agenda_decl.backends.base.repeats import moved_on, state_already_written
 from agenda_decl.backends.postgres import queries
 from agenda_decl.backends.postgres.queries import Insert as _Insert
 from agenda_decl.backends.postgres.queries import Row, job_uuid
+from agenda_decl.backends.postgres.rows import claim_order, latest_per_id, row_job
 from agenda_decl.connectors.postgres import (
     Connection,
     Pool,
@@ -76,44 +77,6 @@ _SERVER_NOW = queries.render("server_now")
 @functools.cache
 def _statement(name: str, table: str) -> sql.Composed:
     return queries.render(name, table=sql.Identifier(table))
-
-
-# -- rows -----------------------------------------------------------------------------------------
-
-
-def _job(row: Mapping[str, Any]) -> JobParameters[Any]:
-    values = dict(row)
-    values["id"] = str(row["id"])
-    interval = values.get("repeat_interval")
-    # The column is text (Agenda's); an interval saved as milliseconds comes back as a number.
-    if isinstance(interval, str) and interval.isascii() and interval.isdigit():
-        values["repeat_interval"] = int(interval)
-    return job_from_row(values)
-
-
-def _claim_order(row: Mapping[str, Any]) -> tuple[bool, bool, datetime, int, datetime, str]:
-    """The claim statement's order: stale locks first, then next_run_at nulls last, priority
-    desc, created_at, id."""
-    never = datetime.max.replace(tzinfo=UTC)
-    return (
-        not row["claimed_stale"],
-        row["next_run_at"] is None,
-        row["next_run_at"] or never,
-        -row["priority"],
-        row["created_at"] or never,
-        str(row["id"]),
-    )
-
-
-def _latest_per_id(jobs: Sequence[JobParameters[Any]]) -> list[JobParameters[Any]]:
-    """One write per job, the last one requested (a row is updated once per statement)."""
-    latest: dict[str, JobParameters[Any]] = {}
-    for job in jobs:
-        if job.id is None:
-            raise ValueError("Cannot save job state without job ID")
-        latest.pop(job.id, None)
-        latest[job.id] = job
-    return list(latest.values())
 
 
 async def _read_only_session(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -306,7 +269,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         rows = await self._read(page, {**params, "limit": options.limit or None,
                                        "skip": options.skip})
         if rows or not options.skip:
-            return JobsResult(jobs=[base.with_state(_job(r), r["state"]) for r in rows],
+            return JobsResult(jobs=[base.with_state(row_job(r), r["state"]) for r in rows],
                               total=rows[0]["total"] if rows else 0)
         count = queries.render("count", table=table, where=where.sql(), state_filter=state)
         counted = await self._read(count, params)
@@ -322,7 +285,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
     async def get_job_by_id(self, job_id: str) -> JobParameters[Any] | None:
         key = job_uuid(job_id)
         rows = await self._read(self._sql("select_by_id"), (key,)) if key else []
-        return _job(rows[0]) if rows else None
+        return row_job(rows[0]) if rows else None
 
     async def get_queue_size(self) -> int:
         rows = await self._read(self._sql("queue_size"), ())
@@ -368,13 +331,13 @@ class PostgresJobRepository(base.ClaimsInBatches):
             rows = await self._fetch(
                 self._sql("update_saved"), {**values, "id": key, "match_name": job.name}
             ) if key else []
-            return _job(rows[0]) if rows else job
+            return row_job(rows[0]) if rows else job
         if job.type == "single":
             upsert = self._sql("upsert_single")
-            return _job((await self._fetch(upsert, {**values, "now": now}))[0])
+            return row_job((await self._fetch(upsert, {**values, "now": now}))[0])
         if job.unique:
             return await self._save_unique(job, values, now)
-        return _job(await self._inserts.submit((values, None)))
+        return row_job(await self._inserts.submit((values, None)))
 
     async def insert_jobs(
         self,
@@ -391,7 +354,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         rows = [queries.save_values(job, data, last_modified_by)
                 for job, data in zip(jobs, encoded, strict=True)]
         if len(rows) == 1:
-            return [_job(await self._inserts.submit((rows[0], announce)))]
+            return [row_job(await self._inserts.submit((rows[0], announce)))]
         stored: list[JobParameters[Any]] = []
         for start in range(0, len(rows), base.INSERT_BATCH):
             end = start + base.INSERT_BATCH
@@ -473,10 +436,10 @@ class PostgresJobRepository(base.ClaimsInBatches):
                 values["next_run_at"] = outcome.next_run_at
                 values["debounce_started_at"] = outcome.debounce_started_at
             if stored is None:
-                return _job((await queries.fetch(conn, self._sql("insert"), values))[0])
+                return row_job((await queries.fetch(conn, self._sql("insert"), values))[0])
             match = {"id": job_uuid(stored.id), "match_name": stored.name}
             update = self._sql("update_saved")
-            return _job((await queries.fetch(conn, update, {**values, **match}))[0])
+            return row_job((await queries.fetch(conn, update, {**values, **match}))[0])
 
     async def _select_unique(
         self, conn: psycopg.AsyncConnection[Any], name: str, unique: Mapping[str, Any]
@@ -489,7 +452,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         )
         params = [name, *(p for _, condition_params in conditions for p in condition_params)]
         rows = await queries.fetch(conn, statement, params)
-        return _job(rows[0]) if rows else None
+        return row_job(rows[0]) if rows else None
 
     async def save_job_state(
         self,
@@ -518,7 +481,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         fenced out)."""
         self._writable()
         tokens = lock_tokens or {}
-        latest = _latest_per_id(jobs)
+        latest = latest_per_id(jobs)
         keyed = {key: job for key, job in ((job_uuid(j.id), j) for j in latest) if key}
         if not keyed:
             return [JobId(str(job.id)) for job in latest]
@@ -558,7 +521,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         missing = []
         for job in jobs:
             rows = await queries.fetch(conn, self._sql("select_by_id"), (job_uuid(job.id),))
-            if not (rows and state_already_written(_job(rows[0]), job, by)):
+            if not (rows and state_already_written(row_job(rows[0]), job, by)):
                 missing.append(JobId(str(job.id)))
         return missing
 
@@ -584,7 +547,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
                                        {**params, "now": moved_on(now, moved)})
 
         rows = await run(self.pool, self.retrying, lock)
-        return _job(rows[0]) if rows else None
+        return row_job(rows[0]) if rows else None
 
     async def unlock_job(self, job: JobParameters[Any]) -> None:
         key = job_uuid(job.id) if job.id else None
@@ -619,7 +582,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
             })
 
         rows = await run(self.pool, self.retrying, claim)
-        return [_job(row) for row in sorted(rows, key=_claim_order)]
+        return [row_job(row) for row in sorted(rows, key=claim_order)]
 
 
 def _moved(attempt: Attempt) -> timedelta:
