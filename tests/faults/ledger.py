@@ -18,10 +18,12 @@ after its last lock (the start's or a touch's). The rules:
 * **started more than once**: a job with two or more attempts; *unexplained* when the earlier
   attempt was neither killed, nor past its lease (a lost lock), nor cut by its process ending.
 * **never finished**: an attempt with no ``return`` whose process was not killed.
-* **overlap**: two attempts of one job live at once. *Lease overlap*: the later one started
-  before the earlier one's lease ended, it returned or it was killed (two live lock holders,
-  what fencing forbids). *Handler overlap*: before the earlier one returned or was killed (two
-  handlers running, what a handler that outlives its lock without ``touch()`` causes).
+* **overlap**: two attempts of one job live at once. *Handler overlap* (the reference's rule:
+  a killed attempt's interval ends at its kill): the later one started before the earlier
+  one returned or was killed; two handlers ran at once, what a handler that outlives its lock
+  without ``touch()`` causes. *Lease overlap* (stricter): the later one started before the
+  earlier one returned or its lease ended, killed or not; the store handed out a lock that
+  was still held.
 * **re-run of a completed job**: an attempt that starts after a completed attempt of the job.
 * **kill→restart**: for an attempt cut by a ``kill``, the seconds from the kill to the job's
   next start.
@@ -32,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -41,6 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+
+
+#: Locks are stamped by each worker's store-aligned clock, whose offset is measured over a
+#: round trip: two workers' stamps may disagree by that much (a few ms; more under load).
+CLOCK_TOLERANCE = 0.1
 
 
 class LedgerWriter:
@@ -93,8 +101,10 @@ class Attempt:
         return min(ends) if ends else math.inf
 
     def held_until(self, lock_lifetime: float) -> float:
-        """When it stopped holding the job: its end, its kill or the end of its lease."""
-        return min(self.live_until(), self.lease_end(lock_lifetime))
+        """When it stopped holding the job: its return or the end of its lease (a kill frees
+        nothing: the store must wait for the lease to end)."""
+        returned = math.inf if self.returned is None else self.returned
+        return min(returned, self.lease_end(lock_lifetime))
 
     @property
     def is_completed(self) -> bool:
@@ -115,6 +125,8 @@ class Findings:
     completed_reruns: list[str]
     lost_locks: list[str]
     kill_restart: list[float]
+    #: Seconds from enqueue to first start, of the jobs enqueued while the workers ran.
+    start_latency: list[float]
     errors: dict[str, int]
 
     @property
@@ -137,8 +149,18 @@ class Findings:
             "kill_restart_n": len(delays),
             "kill_restart_p50": None if not delays else round(statistics.median(delays), 2),
             "kill_restart_max": None if not delays else round(delays[-1], 2),
+            **_percentiles("start_latency", self.start_latency),
             "errors": dict(self.errors),
         }
+
+
+def _percentiles(name: str, values: list[float]) -> dict[str, float | None]:
+    ordered = sorted(values)
+    if not ordered:
+        return {f"{name}_p50": None, f"{name}_p99": None, f"{name}_max": None}
+    p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+    return {f"{name}_p50": round(statistics.median(ordered), 3),
+            f"{name}_p99": round(p99, 3), f"{name}_max": round(ordered[-1], 3)}
 
 
 def attempts_of(events: Iterable[dict[str, Any]]) -> list[Attempt]:
@@ -196,9 +218,19 @@ def count(events: list[dict[str, Any]], enqueued: Iterable[str], lock_lifetime: 
         _pairs(job, runs, lock_lifetime, findings)
         delays += [later.start - earlier.killed for earlier, later in pairwise(runs)
                    if earlier.killed is not None]
-    errors = Counter(str(e["error"]) for e in events if e["kind"] == "error")
-    return Findings(jobs=len(jobs), kill_restart=delays, errors=dict(errors),
+    errors = Counter(_error_kind(e) for e in events if e["kind"] == "error")
+    enqueued_at = {e["job"]: float(e["t"]) for e in events if e["kind"] == "enqueue"}
+    latency = [by_job[job][0].start - enqueued_at[job] for job in jobs
+               if by_job.get(job) and job in enqueued_at]
+    return Findings(jobs=len(jobs), kill_restart=delays, start_latency=latency,
+                    errors=dict(errors),
                     **{field: sorted(set(findings[field])) for field in _LISTS})
+
+
+def _error_kind(event: dict[str, Any]) -> str:
+    """An error event's type and the start of its message, ids and numbers left out."""
+    message = re.sub(r"[0-9a-f-]{8,}|\d+", "#", str(event.get("message", "")))
+    return f"{event['error']}: {message[:70]}"
 
 
 _LISTS = ("lost", "started_more_than_once", "unexplained_restarts", "never_finished",
@@ -215,7 +247,7 @@ def _pairs(job: str, runs: list[Attempt], lock_lifetime: float,
                or previous.returned > previous.lease_end(lock_lifetime))
         if not cut:
             findings["unexplained_restarts"].append(job)
-        if any(later.start < a.held_until(lock_lifetime) for a in earlier):
+        if any(later.start < a.held_until(lock_lifetime) - CLOCK_TOLERANCE for a in earlier):
             findings["lease_overlaps"].append(job)
         if any(later.start < a.live_until() for a in earlier):
             findings["handler_overlaps"].append(job)
