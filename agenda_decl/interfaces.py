@@ -212,8 +212,9 @@ class JobRepository(abc.ABC):
 
         Eligible: not disabled, and either unlocked with ``next_run_at <= next_scan_at``, or
         locked at or before ``lock_deadline`` (a stale lock: taken over whatever its
-        ``next_run_at``). Order: ``next_run_at`` ascending (nulls last), then ``priority``
-        descending. Two concurrent callers never receive the same job. ``now`` stamps
+        ``next_run_at``). Order: stale locks first (a killed worker's jobs restart without
+        waiting for a backlog of due jobs), then ``next_run_at`` ascending (nulls last), then
+        ``priority`` descending. Two concurrent callers never receive the same job. ``now`` stamps
         ``locked_at``; when ``None`` the store's own clock is used where it has one, and the
         window and deadline are read relative to it.
         """

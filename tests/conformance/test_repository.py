@@ -970,6 +970,27 @@ async def test_claim_takes_over_stale_locks_whatever_next_run_at(
     assert await claim(repository, "stale") is None
 
 
+async def test_stale_locks_are_claimed_before_a_backlog_of_due_jobs(
+    repository: JobRepository,
+) -> None:
+    """Crash recovery does not wait for the backlog: a running job whose lock went stale (its
+    start write cleared next_run_at, or moved it to the next occurrence) is claimed before
+    any due job, so even a claim of one takes it."""
+    for i in range(30):
+        await save(repository, "backlog", next_run_at=at(-600 + i), data={"i": i})
+    for kind, next_run_at in (("one-off", None), ("repeating", at(3600))):
+        crashed = await save(repository, "backlog", next_run_at=next_run_at, data={"i": kind})
+        crashed.locked_at = crashed.last_run_at = at(-700)
+        await repository.save_job_state(crashed)
+    now = utcnow()
+    deadline = now - timedelta(minutes=10)
+    first = await repository.get_next_jobs_to_run("backlog", now, deadline, 1, now)
+    assert [j.data["i"] for j in first] == ["repeating"]
+    rest = await repository.get_next_jobs_to_run("backlog", now, deadline, 3, now)
+    assert [j.data["i"] for j in rest] == ["one-off", 0, 1]
+    assert all(j.locked_at is not None for j in first + rest)
+
+
 async def test_batch_claim_takes_each_job_once(repository: JobRepository) -> None:
     for i in range(25):
         await save(repository, "batch", next_run_at=at(-i), data={"i": i})

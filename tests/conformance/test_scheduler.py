@@ -237,6 +237,25 @@ async def test_a_job_with_a_stale_lock_is_taken_over(make_agenda: MakeAgenda) ->
     assert ledger.runs == [("crashed", {"crash": True})]
 
 
+async def test_a_crashed_run_is_taken_over_before_the_backlog(make_agenda: MakeAgenda) -> None:
+    """Crash recovery within lock_lifetime + process_every whatever the backlog: a one-off
+    job whose worker died mid-run (its start write cleared next_run_at) is claimed in the
+    first claim once its lock is stale, ahead of every due job, even with lock_limit 1."""
+    clock = FakeClock(utcnow())
+    agenda, ledger = make_agenda(clock=clock, lock_limit=1), Ledger()
+    agenda.define("work", ledger.handler, lock_lifetime="1 minute")
+    for i in range(20):
+        await agenda.schedule(clock.now() - timedelta(minutes=5), "work", {"i": i})
+    crashed = await agenda.create("work", {"i": "crashed"}).save()
+    crashed.attrs.next_run_at = None  # what the start write of a one-off stores
+    crashed.attrs.last_run_at = crashed.attrs.locked_at = clock.now()
+    await agenda.repository.save_job_state(crashed.attrs)
+    clock.advance(timedelta(minutes=1))  # the crash was one lock lifetime ago
+    await agenda.start()
+    await ledger.wait_for(3)
+    assert ledger.runs[:3] == [("work", {"i": "crashed"}), ("work", {"i": 0}), ("work", {"i": 1})]
+
+
 async def test_a_live_lock_is_not_taken_over(make_agenda: MakeAgenda) -> None:
     agenda, ledger = make_agenda(), Ledger()
     agenda.define("held", ledger.handler, lock_lifetime="1 minute")

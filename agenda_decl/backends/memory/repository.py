@@ -194,9 +194,12 @@ class InMemoryJobRepository(base.ClaimsInBatches):
 
     # -- internals -----------------------------------------------------------------------
 
-    def _claim_order(self, job: JobParameters[Any]) -> tuple[bool, datetime, int, int]:
+    def _claim_order(self, job: JobParameters[Any]) -> tuple[bool, bool, datetime, int, int]:
+        """Stale locks first (crash recovery never waits for the backlog), then next_run_at
+        nulls last, priority desc, insertion order."""
         never = datetime.max.replace(tzinfo=UTC)
         return (
+            job.locked_at is None,
             job.next_run_at is None,
             job.next_run_at or never,
             -job.priority,

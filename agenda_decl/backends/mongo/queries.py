@@ -281,24 +281,19 @@ def unique_filter(job: JobParameters[Any]) -> Document:
 
 
 def claim_filters(name: str, next_scan_at: datetime, lock_deadline: datetime) -> list[Document]:
-    """The claim filter split in two tiers, tried in order.
+    """The claim filter split in tiers, tried in order.
 
-    Mongo sorts null first, the contract wants nulls last, and a sort cannot say so; so
-    jobs with a ``nextRunAt`` are claimed first and stale locks of jobs without one after.
-    Each tier is still a single atomic ``find_one_and_update``.
+    Stale locks come first, whatever their ``nextRunAt`` (a running job's start write moved
+    it to its next occurrence or cleared it), so crash recovery never waits behind a backlog
+    of due jobs; then the unlocked due jobs. Mongo sorts null first, the contract wants nulls
+    last, and a sort cannot say so; so the stale locks of jobs with a ``nextRunAt`` go before
+    those without one. Each tier is a single atomic ``find_one_and_update`` on Node's
+    ``findAndLockNextJobIndex`` (``name`` bounds the scan; ``lockedAt`` is read from the keys).
     """
     common: Document = {"name": {"$eq": name}, "disabled": {"$ne": True}}
-    deadline = to_bson_date(lock_deadline)
-    dated = {
-        **common,
-        "nextRunAt": {"$ne": None},
-        "$or": [
-            {"lockedAt": None, "nextRunAt": {"$lte": to_bson_date(next_scan_at)}},
-            {"lockedAt": {"$lte": deadline}},
-        ],
-    }
-    undated = {**common, "nextRunAt": None, "lockedAt": {"$lte": deadline}}
-    return [dated, undated]
+    stale = {**common, "lockedAt": {"$lte": to_bson_date(lock_deadline)}}
+    due = {**common, "lockedAt": None, "nextRunAt": {"$lte": to_bson_date(next_scan_at)}}
+    return [{**stale, "nextRunAt": {"$ne": None}}, {**stale, "nextRunAt": None}, due]
 
 
 def lock_filter(oid: ObjectId, job: JobParameters[Any]) -> Document:

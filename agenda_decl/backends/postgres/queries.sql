@@ -282,23 +282,37 @@ WHERE t.id = v.id AND t.name = v.name
 RETURNING t.id
 
 -- claim --
--- Claim up to limit jobs in one statement. The row locks of FOR UPDATE plus SKIP LOCKED
+-- Claim up to limit jobs in one statement: first the jobs of the name whose lock went stale
+-- (a worker died or a run outlived lock_lifetime), whatever their next_run_at, so crash
+-- recovery never waits behind a backlog of due jobs (the partial locked_at index finds
+-- them: few rows are locked at a time); then, for the room left, unlocked due jobs (the
+-- find_and_lock index gives them in order). The row locks of FOR UPDATE plus SKIP LOCKED
 -- give concurrent claimers different rows; a row another claimer has just committed is
 -- re-checked against the WHERE clause, so it is not taken twice. RETURNING order is
--- arbitrary: the caller re-sorts. now NULL stamps with the database clock.
-UPDATE {table}
-SET locked_at = COALESCE(%(now)s::timestamptz, date_trunc('milliseconds', clock_timestamp())),
-    last_modified_by = %(by)s
-WHERE id IN (
+-- arbitrary: the caller re-sorts, stale ones (claimed_stale) first. now NULL stamps with the
+-- database clock.
+WITH stale AS (
     SELECT id FROM {table}
-    WHERE name = %(name)s AND disabled = FALSE
-      AND ((locked_at IS NULL AND next_run_at <= %(next_scan_at)s)
-           OR locked_at <= %(lock_deadline)s)
+    WHERE name = %(name)s AND disabled = FALSE AND locked_at <= %(lock_deadline)s
     ORDER BY next_run_at ASC NULLS LAST, priority DESC, created_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT id FROM {table}
+    WHERE name = %(name)s AND disabled = FALSE
+      AND locked_at IS NULL AND next_run_at <= %(next_scan_at)s
+    ORDER BY next_run_at ASC, priority DESC, created_at, id
+    LIMIT %(limit)s - (SELECT COUNT(*) FROM stale)
+    FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id, TRUE AS stale FROM stale UNION ALL SELECT id, FALSE FROM due
 )
-RETURNING *
+UPDATE {table} AS t
+SET locked_at = COALESCE(%(now)s::timestamptz, date_trunc('milliseconds', clock_timestamp())),
+    last_modified_by = %(by)s
+FROM picked
+WHERE t.id = picked.id
+RETURNING t.*, picked.stale AS claimed_stale
 
 -- lock --
 -- Agenda compares next_run_at = $3, so a null one never locks; the reference store

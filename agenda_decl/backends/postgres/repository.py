@@ -87,9 +87,12 @@ def _job(row: Mapping[str, Any]) -> JobParameters[Any]:
     return job_from_row(values)
 
 
-def _claim_order(row: Mapping[str, Any]) -> tuple[bool, datetime, int, datetime, str]:
+def _claim_order(row: Mapping[str, Any]) -> tuple[bool, bool, datetime, int, datetime, str]:
+    """The claim statement's order: stale locks first, then next_run_at nulls last, priority
+    desc, created_at, id."""
     never = datetime.max.replace(tzinfo=UTC)
     return (
+        not row["claimed_stale"],
         row["next_run_at"] is None,
         row["next_run_at"] or never,
         -row["priority"],

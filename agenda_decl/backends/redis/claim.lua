@@ -43,10 +43,11 @@ local chosen, seen = {}, {}
 local function details(id)
   local g = redis.call('HMGET', job_key(id), 'nextRunAt', 'priority', 'createdAt', 'insertOrder')
   return {id = id, next_ms = iso_ms(g[1]), priority = tonumber(g[2]) or 0,
-    created = g[3] or '', seq = tonumber(g[4]) or 0}
+    created = g[3] or '', seq = tonumber(g[4]) or 0, stale = false}
 end
-local function choose(job)
+local function choose(job, is_stale)
   if seen[job.id] then return false end
+  job.stale = is_stale
   seen[job.id] = true
   table.insert(chosen, job)
   return true
@@ -60,37 +61,41 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', locked_set, '-inf', deadline)) d
   elseif not stale(f[3], f[4], deadline) then
     redis.call('ZADD', locked_set, lock_time(f[3], f[4]), id)  -- touched since
   elseif f[2] ~= 'true' then
-    choose(details(id))
+    choose(details(id), true)
   end
 end
 
--- 3. due jobs, earliest first, until `limit` are found and their millisecond is complete
---    (within one millisecond the true priority and insertion order decide, not the score)
+-- 3. due jobs, earliest first, until the room the stale ones left is filled and the last
+--    one's millisecond is complete (within one millisecond the true priority and insertion
+--    order decide, not the score)
 local upper = '(' .. fmt_int(scan_ms + 1)
-local total = redis.call('ZCOUNT', zset, '-inf', upper)
+local room = limit - #chosen
+local total = room > 0 and redis.call('ZCOUNT', zset, '-inf', upper) or 0
 local found, last_ms, rank = 0, nil, 0
 while rank < total do
   local page = redis.call('ZRANGE', zset, rank, math.min(rank + 99, total - 1), 'WITHSCORES')
   for i = 1, #page, 2 do
     local id, ms = page[i], math.floor(tonumber(page[i + 1]))
-    if found >= limit and ms > last_ms then rank = total; break end
+    if found >= room and ms > last_ms then rank = total; break end
     local f = peek(id)
     if f[1] == name and f[2] ~= 'true' then
-      local job = nil
+      local job, is_stale = nil, false
       if not is_locked(f[3], f[4]) then
         job = details(id)
         if not (job.next_ms and job.next_ms <= scan_ms) then job = nil end
       elseif stale(f[3], f[4], deadline) then
-        job = details(id)
+        job, is_stale = details(id), true
       end
-      if job and choose(job) then found, last_ms = found + 1, ms end
+      if job and choose(job, is_stale) then found, last_ms = found + 1, ms end
     end
   end
   rank = rank + 100
 end
 
--- 4. claim order: nextRunAt (nulls last), priority desc, insertion order
+-- 4. claim order: stale locks first (crash recovery never waits for the backlog), then
+--    nextRunAt (nulls last), priority desc, insertion order
 table.sort(chosen, function(a, b)
+  if a.stale ~= b.stale then return a.stale end
   if a.next_ms ~= b.next_ms then
     if a.next_ms == nil then return false end
     if b.next_ms == nil then return true end

@@ -128,16 +128,30 @@ UPDATE {table} SET
     last_modified_by = :last_modified_by
 WHERE id = :id AND name = :name AND (:lock_token IS NULL OR locked_at = :lock_token)
 
--- claim --
--- The atomic claim: pick the best eligible rows and stamp them, in one statement (run inside
--- BEGIN IMMEDIATE, so no other connection writes in between). RETURNING order is arbitrary:
--- the caller re-sorts on (next_run_at nulls last, priority desc, row_order).
+-- claim_stale --
+-- The claim, first step: jobs of the name whose lock went stale (a worker died or a run
+-- outlived lock_lifetime), whatever their next_run_at, so crash recovery never waits behind
+-- a backlog of due jobs. Few rows are locked at a time: the partial locked_at index finds
+-- them. Run inside BEGIN IMMEDIATE with claim_due (no other connection writes in between).
+-- RETURNING order is arbitrary: the caller re-sorts on (next_run_at nulls last, priority
+-- desc, row_order).
 UPDATE {table} SET locked_at = :now, last_modified_by = :by, updated_at = :now
 WHERE id IN (
     SELECT id FROM {table}
-    WHERE name = :name AND disabled = 0
-      AND ((locked_at IS NULL AND next_run_at <= :next_scan_at) OR locked_at <= :lock_deadline)
+    WHERE name = :name AND disabled = 0 AND locked_at <= :lock_deadline
     ORDER BY next_run_at IS NULL, next_run_at, priority DESC, rowid
+    LIMIT :limit
+)
+RETURNING *, rowid AS row_order
+
+-- claim_due --
+-- The claim, second step: unlocked jobs due within the scan window, for the room the stale
+-- ones left (the find_and_lock index gives them in order).
+UPDATE {table} SET locked_at = :now, last_modified_by = :by, updated_at = :now
+WHERE id IN (
+    SELECT id FROM {table}
+    WHERE name = :name AND disabled = 0 AND locked_at IS NULL AND next_run_at <= :next_scan_at
+    ORDER BY next_run_at, priority DESC, rowid
     LIMIT :limit
 )
 RETURNING *, rowid AS row_order

@@ -249,10 +249,17 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             "by": last_modified_by,
             "limit": limit,
         }
-        statement = self._sql("claim")
-        rows = await self._write(lambda c: fetch_all(c, statement, params))
-        rows.sort(key=_claim_order)
-        return [_job_from_row(row) for row in rows]
+        stale, due = self._sql("claim_stale"), self._sql("claim_due")
+
+        def claim(c: sqlite3.Connection) -> list[Row]:
+            # Stale locks first, then due jobs for the room left: one transaction.
+            taken = sorted(fetch_all(c, stale, params), key=_claim_order)
+            if len(taken) < limit:
+                more = fetch_all(c, due, {**params, "limit": limit - len(taken)})
+                taken += sorted(more, key=_claim_order)
+            return taken
+
+        return [_job_from_row(row) for row in await self._write(claim)]
 
     # -- save_job branches (run in the worker thread, inside BEGIN IMMEDIATE) -------------
 
@@ -372,6 +379,6 @@ def _job_from_row(row: Row) -> JobParameters[Any]:
 
 
 def _claim_order(row: Row) -> tuple[bool, int, int, int]:
-    """The claim order of the claim statement: next_run_at nulls last, priority desc, rowid."""
+    """The order of each claim statement: next_run_at nulls last, priority desc, rowid."""
     next_run_at = row["next_run_at"]
     return (next_run_at is None, next_run_at or 0, -row["priority"], row["row_order"])
