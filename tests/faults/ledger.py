@@ -13,7 +13,8 @@ An *attempt* is one handler run: ``start`` to ``return``. Its *lease* ends ``loc
 after its last lock (the start's or a touch's). The rules:
 
 * **lost**: an enqueued job with no completed attempt (completed: a ``complete`` event and no
-  ``lost`` one, i.e. the scheduler did not report the end write as fenced out).
+  ``lost`` one, i.e. the scheduler did not report the end write as fenced out) that the
+  store does not hold as completed either.
 * **lost lock**: a job with an attempt whose state write was fenced out (``LockLostError``).
 * **started more than once**: a job with two or more attempts; *unexplained* when the earlier
   attempt was neither killed, nor past its lease (a lost lock), nor cut by its process ending.
@@ -44,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-
 
 #: Locks are stamped by each worker's store-aligned clock, whose offset is measured over a
 #: round trip: two workers' stamps may disagree by that much (a few ms; more under load).
@@ -195,9 +195,11 @@ def _apply(attempt: Attempt, kind: str, event: dict[str, Any]) -> None:
         attempt.lost_lock = True
 
 
-def count(events: list[dict[str, Any]], enqueued: Iterable[str], lock_lifetime: float
-          ) -> Findings:
-    """Apply the counting rules to a finished run (``lock_lifetime`` in seconds)."""
+def count(events: list[dict[str, Any]], enqueued: Iterable[str], lock_lifetime: float,
+          stored: set[str] | None = None) -> Findings:
+    """Apply the counting rules to a finished run (``lock_lifetime`` in seconds). ``stored``:
+    the jobs the store holds as completed (a worker killed between its end write and its
+    ``complete`` event leaves only the store to tell)."""
     by_job: dict[str, list[Attempt]] = defaultdict(list)
     for attempt in attempts_of(events):
         by_job[attempt.job].append(attempt)
@@ -207,7 +209,7 @@ def count(events: list[dict[str, Any]], enqueued: Iterable[str], lock_lifetime: 
     delays: list[float] = []
     for job in jobs:
         runs = by_job.get(job, [])
-        if not any(a.is_completed for a in runs):
+        if not any(a.is_completed for a in runs) and job not in (stored or ()):
             findings["lost"].append(job)
         if len(runs) > 1:
             findings["started_more_than_once"].append(job)
