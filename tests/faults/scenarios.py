@@ -210,9 +210,8 @@ class Fleet:
         self.spawn()
 
     def stop_one(self) -> None:
-        """Ask one live worker to ``stop()`` while its jobs run."""
-        alive = [p for p in self.processes if p.poll() is None and p.pid not in self.killed]
-        alive[0].send_signal(signal.SIGUSR1)
+        """Ask the busiest ready worker to ``stop()`` while its jobs run."""
+        self.ready_workers()[0].send_signal(signal.SIGUSR1)
 
     def drain(self) -> list[int]:
         (self.control / "drain").touch()

@@ -57,8 +57,11 @@ KILLS = [Scenario(f"SIGKILL every 2 s x4, {n} jobs x 200 ms queued", jobs=n, han
                   kills=4) for n in (300, 600)]
 KILL_SHORT = Scenario("SIGKILL once, 90 jobs x 200 ms queued", jobs=90, handler_ms=200,
                       kills=1, kill_every=0.5)
-NO_TOUCH = Scenario("first run 6 s on a 3 s lock, no touch()", jobs=3 if LONG else 2,
-                    handler_ms=20, slow_first_ms=6000)
+# Enqueued while the workers run, a little apart, so that different workers claim them, and
+# the poll that finds an expired lock first is anyone's (after a common start, the worker
+# that claimed first also polls first, and would always take its own job back).
+NO_TOUCH = Scenario("first run 6 s on a 3 s lock, no touch()", jobs=6 if LONG else 2,
+                    handler_ms=20, slow_first_ms=6000, backlog=False, enqueue_gap=0.2)
 TOUCH = Scenario("9 s run on a 3 s lock, touch() every 1 s", jobs=3, handler_ms=9000,
                  touch_every_ms=1000)
 STOP = Scenario("stop() of one worker while its jobs run, 1 s jobs", jobs=60 if LONG else 30,
