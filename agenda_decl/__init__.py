@@ -36,6 +36,7 @@ from agenda_decl.errors import (
     JobNotFoundError,
     LockLostError,
     NotConnectedError,
+    StateWriteError,
     UnknownJobError,
 )
 from agenda_decl.handles import ConfigAgenda, JobHandle
@@ -93,6 +94,7 @@ __all__ = [
     "RemoveJobsOptions",
     "RetryDetails",
     "RunningStats",
+    "StateWriteError",
     "SystemClock",
     "UniqueOptions",
     "UnknownJobError",

@@ -32,6 +32,7 @@ from agenda_decl.errors import (
     AgendaNotRunningError,
     BackendUnavailableError,
     InvalidOptionError,
+    NotConnectedError,
     UnknownJobError,
 )
 from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationChannel
@@ -132,6 +133,8 @@ class Agenda:
         self._ready_lock = asyncio.Lock()
         #: Counts stops: a job that started under an earlier value outlived its scheduler.
         self.generation = 0
+        #: stop() or drain() closed the store: runs that outlive it write nothing.
+        self._store_closed = False
         self._executor: ThreadPoolExecutor | None = None
         self._state_writer = StateWriter(backend.repository, self.name)
         self._runner = Runner(self)
@@ -383,6 +386,7 @@ class Agenda:
             if self._ready:
                 return
             await self._connect_backend()
+            self._store_closed = False
             await self.job_log.connect()
             await self._link.attach()
             self._ready = True
@@ -456,6 +460,7 @@ class Agenda:
         await self.job_log.flush()
         close = self.backend.owns_connection if close_connection is None else close_connection
         if close:
+            self._store_closed = True
             await self.backend.disconnect()
         self._ready = False
         self.generation += 1
@@ -548,11 +553,16 @@ class Agenda:
     ) -> None:
         """Write the state fields of a job. A job started before the last stop
         (``started_in`` older than :attr:`generation`) writes only if the store is still open:
-        it never reconnects what ``stop()`` closed (its loop may be shutting down). With a
+        when ``stop()`` closed it, the write raises ``NotConnectedError`` on every backend and
+        reconnects nothing (the loop may be shutting down). With a
         ``lock_token`` (the lock the running job holds) the write is fenced: it raises
         ``LockLostError`` and stores nothing when the stored lock is another one."""
         if started_in is None or started_in == self.generation:
             await self.ready()
+        elif self._store_closed:
+            raise NotConnectedError(
+                f"stop() closed the {self.backend.name} store before this run ended"
+            )
         await self._state_writer.save(params, lock_token=lock_token)
 
     def submit_job_state(

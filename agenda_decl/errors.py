@@ -62,23 +62,38 @@ class JobCanceledError(AgendaError, RuntimeError):
     """``touch()`` on a run that the processor abandoned (its lock expired)."""
 
 
-class AbandonedRunError(AgendaError, RuntimeError):
-    """The previous run of a job started and never finished: its worker stopped (a crash, a
-    kill) or the run outlived its lock without ``touch()``. Counted as a failed attempt when
-    the job is claimed again."""
-
-
-class LockLostError(JobCanceledError):
-    """A worker-owned state write (start, ``touch()``, end) whose lock is no longer the one the
-    run holds: the lock expired and another worker claimed the job (fencing). Nothing of the
-    write was stored. ``touch()`` raises it so the handler can stop; the scheduler reports a
-    rejected start or end write as an ``error`` event instead."""
+class _AboutAJob(AgendaError):
+    """An error about one job: ``job_id`` and ``job_name`` say which (for ``error``
+    listeners, which receive the error alone)."""
 
     def __init__(self, message: str, *, job_id: str | None = None,
                  job_name: str | None = None) -> None:
         super().__init__(message)
         self.job_id = job_id
         self.job_name = job_name
+
+
+class AbandonedRunError(_AboutAJob, RuntimeError):
+    """The previous run of a job started and never finished: its worker stopped (a crash, a
+    kill) or the run outlived its lock without ``touch()``. The worker that claims the job
+    again reports it as an ``error`` event and stores it as a failed attempt while its own
+    run goes on (so a job that keeps killing its worker stops at its retry limit); once that
+    run ends, the attempt is withdrawn (a slow run is not a crash)."""
+
+
+class LockLostError(JobCanceledError, _AboutAJob):
+    """A worker-owned state write (start, ``touch()``, end) whose lock is no longer the one the
+    run holds: the lock expired and another worker claimed the job (fencing). Nothing of the
+    write was stored. ``touch()`` raises it so the handler can stop; the scheduler reports a
+    rejected end write as an ``error`` event instead."""
+
+
+class StateWriteError(_AboutAJob, RuntimeError):
+    """A run's start or end state was not stored (the store failed, the job was removed
+    while it ran, or ``stop()`` closed the store before the run ended), reported as an
+    ``error`` event; ``__cause__`` is the reason. A run whose end was not stored is not
+    reported as ``success``; the job keeps its lock until ``lock_lifetime`` runs out, then a
+    worker runs it again."""
 
 
 # -- rejected state writes -----------------------------------------------------------------------

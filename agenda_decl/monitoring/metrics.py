@@ -119,11 +119,7 @@ class WorkerMetrics:
             self.succeeded.labels(job.attrs.name).inc()
 
     def _on_fail(self, error: BaseException, job: Any) -> None:
-        if not isinstance(job, Job):
-            return
-        if isinstance(error, AbandonedRunError):  # the previous run, not this one
-            self.abandoned.labels(job.attrs.name).inc()
-        else:
+        if isinstance(job, Job):
             self.failed.labels(job.attrs.name).inc()
 
     def _on_complete(self, job: Any) -> None:
@@ -149,6 +145,8 @@ class WorkerMetrics:
     def _on_error(self, error: BaseException) -> None:
         if isinstance(error, LockLostError) and error.job_name:
             self.lock_lost.labels(error.job_name).inc()
+        elif isinstance(error, AbandonedRunError) and error.job_name:  # a takeover found it
+            self.abandoned.labels(error.job_name).inc()
 
     # -- read when scraped -------------------------------------------------------------------
 

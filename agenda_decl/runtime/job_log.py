@@ -156,6 +156,13 @@ class JobLog:
         if self.logs(job.attrs.name):
             self._write(job, "warn", "expired", "job expired (lock lifetime exceeded)")
 
+    def abandoned(self, job: Job[Any], error: BaseException) -> None:
+        """A claim found ``job``'s previous run unfinished (its lock expired: Node's
+        ``expired`` entry, written by the worker that takes the job over)."""
+        if self.logs(job.attrs.name):
+            self._write(job, "warn", "expired", f"job expired: {_reason(error)}",
+                        error=format_failure(error), fail_count=job.attrs.fail_count)
+
     def _start(self, event: JobEvent, job: Job[Any]) -> None:
         self._write(job, "info", "start", "job started")
 

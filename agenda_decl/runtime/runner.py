@@ -10,9 +10,18 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+import attrs
+
 from agenda_decl import timing
 from agenda_decl.backoff import BackoffContext
-from agenda_decl.errors import AbandonedRunError, AgendaError, LockLostError, UnknownJobError
+from agenda_decl.errors import (
+    AbandonedRunError,
+    AgendaError,
+    JobNotFoundError,
+    LockLostError,
+    StateWriteError,
+    UnknownJobError,
+)
 from agenda_decl.job import Job, JobDefinition
 from agenda_decl.runtime.events import JobEvent
 from agenda_decl.runtime.scheduler import Scheduler
@@ -41,8 +50,12 @@ class _Execution:
         job = self.job
         job.started_in = self.scheduler.generation
         abandoned = self._abandoned_run()
+        before = _Failures.of(job)
         if abandoned is not None:
-            job.fail(abandoned)  # before the start: this run's start must read as later
+            # Counted at once, and stored by the start write: if this run never ends either,
+            # the next worker counts on top, so a job that keeps killing its worker stops at
+            # its retry limit. Before the start: this run's start must read as later.
+            job.fail(abandoned)
         self._begin()
         if abandoned is not None and not await self._retry_abandoned(abandoned):
             await self._finish(succeeded=False)  # retries exhausted: give up, do not run
@@ -55,17 +68,20 @@ class _Execution:
         try:
             await self._emit(JobEvent(name="start", job=job))
             await self._execute()
+            if abandoned is not None:
+                before.restore(job)  # this run ended: the previous one may have been slow
             job.attrs.last_finished_at = self._success_time()
             succeeded = True
-            await self._emit(JobEvent(name="success", job=job))
         except Exception as error:
+            if abandoned is not None:
+                before.restore(job)
             await self._failed(error)
         except asyncio.CancelledError:
             # The loop is shutting down under the handler: writing now would reopen
             # connections that nothing will close. The lock expires as after a crash.
             started.add_done_callback(_ignore_result)
             raise
-        await _report_failed_write(started, job)
+        await self._report_start_write(started)
         await self._finish(succeeded=succeeded)
 
     async def _emit(self, event: JobEvent) -> None:
@@ -73,25 +89,29 @@ class _Execution:
 
     def _abandoned_run(self) -> AbandonedRunError | None:
         """The previous run, if it started and never recorded an end (success or failure)."""
-        started, ended = self.job.attrs.last_run_at, self.job.attrs.last_finished_at
+        attrs = self.job.attrs
+        started, ended = attrs.last_run_at, attrs.last_finished_at
         if started is None or (ended is not None and ended >= started):
             return None
         return AbandonedRunError(
-            f"the run started at {started.isoformat(timespec='milliseconds')} never finished: "
-            "its worker stopped (crash?) or it ran past lock_lifetime without touch()"
+            f"job {attrs.name} (ID {attrs.id}): the run started at "
+            f"{started.isoformat(timespec='milliseconds')} never finished: its worker stopped "
+            "(crash?) or it ran past lock_lifetime without touch()",
+            job_id=attrs.id, job_name=attrs.name,
         )
 
     async def _retry_abandoned(self, error: AbandonedRunError) -> bool:
-        """An abandoned run counts as a failed attempt (``fail()`` was called), so a job that
-        kills its worker does not loop unseen forever; whether to run again now is the
-        definition's retry policy (no policy: run, as Agenda does)."""
+        """Report the abandoned run (an ``error`` event: not a ``fail`` of this run; if its
+        worker is alive, its end write reports the lost lock) and apply the definition's
+        retry policy to it (no policy: run, as Agenda does)."""
         job = self.job
-        log.warning("job %s (ID %s): %s", job.attrs.name, job.attrs.id, error)
-        await self._emit(JobEvent(name="fail", job=job, error=error))
+        self.scheduler.job_log.abandoned(job, error)
+        await self.scheduler.emit_error(error)
         if self.definition is None or self.definition.backoff is None:
             return True
         if self._backoff_delay(error, self.definition) is not None:
             return True
+        await self._emit(JobEvent(name="fail", job=job, error=error))
         await self._emit(JobEvent(name="retry exhausted", job=job, error=error))
         return False
 
@@ -155,42 +175,86 @@ class _Execution:
         await self._emit(JobEvent.retry(job, error=error, delay=delay))
 
     async def _finish(self, *, succeeded: bool) -> None:
+        """The fenced end write, then ``success`` only if it was stored (else an ``error``
+        naming the job and why), then ``complete``."""
         job, scheduler = self.job, self.scheduler
         job.attrs.locked_at = None
-        taken_over = False
+        stored = False
         try:
             await job.save_state()
+            stored = True
         except LockLostError:  # fenced out: another worker holds the job now
-            taken_over = True
             await scheduler.emit_error(LockLostError(
                 f"job {job.attrs.name} (ID {job.attrs.id}) was taken over by another worker "
                 "while this run went on (its lock expired): this run's result is dropped",
                 job_id=job.attrs.id, job_name=job.attrs.name,
             ))
-        except Exception as error:  # removed while it ran, or its scheduler stopped
-            log.info("final state of job %s not saved: %s", job.attrs.id, error)
+        except Exception as error:  # the store failed, the job was removed, or stop() closed
+            await scheduler.emit_error(_not_stored(job, "end", error))
+        if succeeded and stored:
+            await self._emit(JobEvent(name="success", job=job))
         await self._emit(JobEvent(name="complete", job=job))
         remove = self.definition.remove_on_complete if self.definition else None
         if remove is None:
             remove = scheduler.remove_on_complete
         outlived = job.started_in != scheduler.generation  # don't reconnect to remove
-        if (succeeded and remove and job.attrs.next_run_at is None and not outlived
-                and not taken_over):
+        if succeeded and stored and remove and job.attrs.next_run_at is None and not outlived:
             try:
                 await job.remove()
             except Exception:
                 log.exception("removing completed job %s failed", job.attrs.id)
 
+    async def _report_start_write(self, write: asyncio.Future[None]) -> None:
+        """A failed start write is an ``error`` event, unless the end write that follows
+        is bound to fail the same way and report it (fenced out, or the job is gone)."""
+        try:
+            await write
+        except (LockLostError, JobNotFoundError) as error:
+            log.warning("start state of job %s not stored: %s", self.job.attrs.id, error)
+        except Exception as error:
+            await self.scheduler.emit_error(_not_stored(self.job, "start", error))
+
+
+@attrs.frozen
+class _Failures:
+    """The failure fields of a job before a run counted its abandoned predecessor."""
+
+    fail_count: int | None
+    fail_reason: str | None
+    failed_at: datetime | None
+    last_finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job[Any]) -> _Failures:
+        a = job.attrs
+        return cls(a.fail_count, a.fail_reason, a.failed_at, a.last_finished_at)
+
+    def restore(self, job: Job[Any]) -> None:
+        a = job.attrs
+        a.fail_count, a.fail_reason = self.fail_count, self.fail_reason
+        a.failed_at, a.last_finished_at = self.failed_at, self.last_finished_at
+
+
+def _not_stored(job: Job[Any], which: str, reason: Exception) -> StateWriteError:
+    """The ``error`` of a start or end write that failed, naming the job, the reason and
+    what becomes of the job."""
+    attrs = job.attrs
+    if which == "start":
+        outcome = "the end write stores the run's whole state if it succeeds"
+    elif isinstance(reason, JobNotFoundError):
+        outcome = "the job was removed while it ran"
+    else:
+        outcome = ("the job keeps its lock until lock_lifetime runs out, then a worker runs "
+                   "it again")
+    error = StateWriteError(
+        f"the {which} state of job {attrs.name} (ID {attrs.id}) was not stored: {reason}; "
+        f"{outcome}",
+        job_id=attrs.id, job_name=attrs.name,
+    )
+    error.__cause__ = reason
+    return error
+
 
 def _ignore_result(write: asyncio.Future[None]) -> None:
     if not write.cancelled():
         write.exception()
-
-
-async def _report_failed_write(write: asyncio.Future[None], job: Job[Any]) -> None:
-    try:
-        await write
-    except LockLostError as error:  # the final write is fenced out too, and reports it
-        log.warning("start state of job %s rejected: %s", job.attrs.id, error)
-    except Exception as error:  # e.g. the job was removed after it was claimed
-        log.info("start state of job %s not saved: %s", job.attrs.id, error)

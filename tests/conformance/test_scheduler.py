@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from agenda_decl import (
+    AbandonedRunError,
     Agenda,
     InMemoryNotificationChannel,
     InvalidDateError,
@@ -21,6 +22,7 @@ from agenda_decl import (
     JobsQueryOptions,
     LockLostError,
     RemoveJobsOptions,
+    StateWriteError,
     UnknownJobError,
     backoff,
 )
@@ -416,16 +418,22 @@ async def test_a_stale_holders_final_write_is_rejected(make_agenda: MakeAgenda) 
     after_a = await stored(takeover.a, job)
     assert after_a.locked_at == b_lock
     assert after_a.last_modified_by == "worker-b"
-    # B counted A's unfinished run as a failed attempt; A's success was dropped.
+    # B counts A's unfinished run as a failed attempt while B runs; A's result was dropped
+    # and reported once, as a lost lock (no success).
     assert after_a.fail_count == 1 and "never finished" in (after_a.fail_reason or "")
     assert after_a.last_finished_at == after_a.failed_at
     lost = [e for e in takeover.a_errors if isinstance(e, LockLostError)]
     assert len(lost) == 1 and job.attrs.id in str(lost[0]) and "long" in str(lost[0])
+    assert len(takeover.a_errors) == 1
+    assert [e.event for e in takeover.a_events.events] == ["start", "complete"]
     takeover.b_go.set()
     await takeover.b_events.wait_for("complete", job_name="long")
     final = await stored(takeover.a, job)
     assert (final.locked_at, final.last_modified_by) == (None, "worker-b")
     assert final.last_finished_at is not None
+    # B ended fine: A's run was slow, not a crash, and is no failed attempt.
+    assert (final.fail_count, final.fail_reason, final.state) == (None, None, "completed")
+    assert [e.event for e in takeover.b_events.events] == ["start", "success", "complete"]
     assert takeover.runs == ["a", "b"]
 
 
@@ -493,23 +501,43 @@ async def crashed_run(agenda: Agenda, name: str, *, fail_count: int = 0) -> Job[
     return job
 
 
-async def test_a_run_that_never_finished_counts_as_a_failed_attempt(
+async def test_a_run_that_never_finished_counts_until_the_rerun_ends(
     make_agenda: MakeAgenda,
 ) -> None:
-    """Crash recovery counts the crash (reliability §0.5): the job runs again, and its
-    fail_count and reason show what happened."""
-    agenda, ledger = make_agenda(), Ledger()
-    agenda.define("crashy", ledger.handler, lock_lifetime="1 minute")
+    """Crash recovery reports the unfinished run (an ``error`` event naming the job, not a
+    ``fail`` of the new run) and stores it as a failed attempt while the job runs again, so
+    a job that keeps killing its worker stops at its retry limit (reliability §0.5). Once
+    the rerun ends fine the attempt is withdrawn: the run may only have been slow."""
+    agenda, errors, release = make_agenda(), [], asyncio.Event()
+    agenda.on("error", errors.append)
+    runs: list[Any] = []
+
+    async def rerun(job: Job[Any]) -> None:
+        runs.append(job.attrs.data)
+        await release.wait()
+
+    agenda.define("crashy", rerun, lock_lifetime="1 minute")
     events = EventRecorder(agenda)
     job = await crashed_run(agenda, "crashy")
     await agenda.start()
+    await wait_until(lambda: _stored_matches(agenda, job, lambda j: j.fail_count == 1))
+    during = await stored(agenda, job)
+    assert "never finished" in (during.fail_reason or "") and during.state == "running"
+    (abandoned,) = errors
+    assert isinstance(abandoned, AbandonedRunError) and abandoned.job_id == job.attrs.id
+    assert "crashy" in str(abandoned) and "never finished" in str(abandoned)
+    release.set()
     await events.wait_for("complete", job_name="crashy")
-    assert ledger.runs == [("crashy", {"n": 1})]
-    (fail,) = events.of("fail")
-    assert fail.error is not None and "never finished" in fail.error
+    assert runs == [{"n": 1}]
+    assert [e.event for e in events.events] == ["start", "success", "complete"]
     final = await stored(agenda, job)
-    assert final.fail_count == 1 and "never finished" in (final.fail_reason or "")
+    assert (final.fail_count, final.fail_reason, final.failed_at) == (0, None, None)
     assert final.state == "completed" and final.locked_at is None
+
+
+async def _stored_matches(agenda: Agenda, job: Job[Any], condition: Any) -> bool:
+    current = await stored(agenda, job)
+    return current is not None and bool(condition(current))
 
 
 async def test_an_abandoned_run_past_the_retry_limit_is_given_up(
@@ -659,8 +687,66 @@ async def test_stop_keeps_the_lock_of_a_running_job_and_releases_queued_ones(
     assert after_stop[queued.id].locked_at is None
     release.set()  # the store stays open: the run's own final write releases its lock
     await events.wait_for("complete")
+    assert [e.event for e in events.events] == ["start", "success", "complete"]
     final = await agenda.repository.get_job_by_id(running.id)
     assert final is not None and final.locked_at is None and final.last_finished_at is not None
+
+
+async def test_a_run_that_outlives_a_closing_stop_is_not_reported_as_success(
+    make_agenda: MakeAgenda,
+) -> None:
+    """stop() that closes the store: a run ending afterwards stores nothing, on every
+    backend; it emits ``error`` (StateWriteError naming the job and why) instead of
+    ``success``, and the job keeps its lock and its unfinished start, so that once
+    lock_lifetime runs out a worker runs it again and counts the unfinished run."""
+    agenda, started, release = make_agenda(), asyncio.Event(), asyncio.Event()
+    errors: list[BaseException] = []
+    agenda.on("error", errors.append)
+
+    async def slow(job: Job[Any]) -> None:
+        started.set()
+        await release.wait()
+
+    agenda.define("slow", slow)
+    events = EventRecorder(agenda)
+    job = await agenda.now("slow")
+    await agenda.start()
+    await asyncio.wait_for(started.wait(), 10)
+    await wait_until(lambda: _stored_matches(agenda, job, lambda j: j.last_run_at is not None))
+    claimed = await stored(agenda, job)
+    await agenda.stop(close_connection=True)
+    release.set()
+    await events.wait_for("complete")
+    assert [e.event for e in events.events] == ["start", "complete"]
+    (error,) = [e for e in errors if isinstance(e, StateWriteError)]
+    assert error.job_id == job.attrs.id and error.job_name == "slow"
+    assert "slow" in str(error) and "stop() closed" in str(error)
+    after = await stored(agenda, job)  # connects the store again
+    assert (after.locked_at, after.last_run_at) == (claimed.locked_at, claimed.last_run_at)
+    assert after.last_finished_at is None and after.state == "running"
+
+
+async def test_an_end_write_that_fails_is_an_error_not_a_success(
+    make_agenda: MakeAgenda,
+) -> None:
+    """A job removed while it runs: its end write stores nothing, and the run reports an
+    ``error`` naming the job instead of ``success``."""
+    agenda, errors = make_agenda(), []
+    agenda.on("error", errors.append)
+
+    async def removes_itself(job: Job[Any]) -> None:
+        await job.remove()
+
+    agenda.define("gone", removes_itself)
+    events = EventRecorder(agenda)
+    job = await agenda.now("gone")
+    await agenda.start()
+    await events.wait_for("complete")
+    assert [e.event for e in events.events] == ["start", "complete"]
+    (error,) = errors
+    assert isinstance(error, StateWriteError) and error.job_id == job.attrs.id
+    assert "gone" in str(error) and "removed while it ran" in str(error)
+    assert await stored(agenda, job) is None
 
 
 async def test_a_job_that_outlives_stop_never_reconnects_the_store(

@@ -19,6 +19,7 @@ from agenda_decl import (
     JobLogQuery,
     JobsQueryOptions,
 )
+from agenda_decl._clock import utcnow
 from agenda_decl._job_log import MAX_ERROR_CHARS, JobLogRetention, bounded, format_failure
 from agenda_decl.interfaces import AgendaBackend, JobLogger, JobRepository
 from agenda_decl.runtime import job_log
@@ -203,6 +204,26 @@ async def test_a_run_past_its_lock_lifetime_logs_expired() -> None:
     assert len(expired) == 1
     assert (expired[0].level, expired[0].message) == (
         "warn", "job expired (lock lifetime exceeded)")
+
+
+async def test_a_run_found_unfinished_logs_expired_once() -> None:
+    """The worker that takes over a run that never finished writes Node's ``expired`` entry
+    for it (not a ``fail`` of its own run, which then succeeds)."""
+    logger = InMemoryJobLogger()
+    agenda = Agenda(InMemoryBackend(), logging=logger, process_every="50 ms")
+    agenda.define("crashy", lambda job: None, lock_lifetime=100)
+    recorder = EventRecorder(agenda)
+    crashed = await agenda.create("crashy").save()
+    crashed.attrs.last_run_at = crashed.attrs.locked_at = utcnow() - timedelta(seconds=1)
+    await agenda.repository.save_job_state(crashed.attrs)
+    await agenda.start()
+    await recorder.wait_for("complete")
+    await agenda.stop()
+    events = [e.event for e in logger.entries]
+    assert events == ["locked", "expired", "start", "success", "complete"]
+    expired = logger.entries[1]
+    assert expired.level == "warn" and "never finished" in expired.message
+    assert expired.fail_count == 1
 
 
 async def test_one_milliseconds_entries_get_increasing_timestamps() -> None:

@@ -5,6 +5,7 @@ and OpenTelemetry spans around job runs. On the in-memory store, with the real c
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agenda_decl import Agenda, Job
+from agenda_decl._clock import utcnow
 from agenda_decl.monitoring import WorkerHealth, WorkerMetrics, install_tracing
 from agenda_decl.runtime.events import ClaimReport, PollReport
 from agenda_decl.testing import InMemoryBackend
@@ -96,6 +98,28 @@ async def test_metrics_count_the_runs_of_this_worker() -> None:
     assert sample("agenda_decl_stored_jobs", name="ok", state="completed") == 2
     assert sample("agenda_decl_notification_channel_state",
                   agenda_decl_notification_channel_state="connected") == 1
+
+
+async def test_metrics_count_a_run_found_unfinished_once() -> None:
+    """A takeover of a run that never finished counts as abandoned, not as a failed run."""
+    agenda = worker()
+    metrics = WorkerMetrics(agenda)
+    done: list[Any] = []
+    agenda.on("complete", done.append)
+    crashed = await agenda.create("ok", {}).save()
+    crashed.attrs.last_run_at = crashed.attrs.locked_at = utcnow() - timedelta(hours=1)
+    await agenda.repository.save_job_state(crashed.attrs)
+    await agenda.start()
+    try:
+        await until(lambda: len(done) == 1)
+    finally:
+        await agenda.stop()
+    assert metrics.registry.get_sample_value("agenda_decl_runs_abandoned_total",
+                                             {"name": "ok"}) == 1
+    assert metrics.registry.get_sample_value("agenda_decl_jobs_failed_total",
+                                             {"name": "ok"}) in (None, 0)
+    assert metrics.registry.get_sample_value("agenda_decl_jobs_succeeded_total",
+                                             {"name": "ok"}) == 1
 
 
 async def test_health_turns_503_when_claims_fail() -> None:

@@ -305,7 +305,10 @@ WITH stale AS (
     LIMIT %(limit)s - (SELECT COUNT(*) FROM stale)
     FOR UPDATE SKIP LOCKED
 ), picked AS (
+    -- The LIMIT changes no result: it tells the planner how few rows come (the one of due
+    -- is an expression it cannot read), so it joins them on the primary key, not by hash.
     SELECT id, TRUE AS stale FROM stale UNION ALL SELECT id, FALSE FROM due
+    LIMIT %(limit)s
 )
 UPDATE {table} AS t
 SET locked_at = COALESCE(%(now)s::timestamptz, date_trunc('milliseconds', clock_timestamp())),
