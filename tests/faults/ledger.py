@@ -3,21 +3,23 @@
 
 Every worker process appends one JSON line per event to one file (``O_APPEND``; a line is a
 single ``write``, which Linux keeps whole): a handler's ``start`` (with the lock it holds),
-each ``touch`` (with the renewed lock), its ``return``, the scheduler's ``complete`` and
-``lost`` (a ``LockLostError`` for the run) events, its other ``error`` events, ``ready``,
-``stop`` and ``exit``. The test process adds ``kill`` (after the killed process is gone, so
-nothing of it is later) and ``enqueue``. Times are ``time.time()`` on one machine, the same
-clock the stores' lock stamps come from.
+each ``touch`` (with the renewed lock), its ``return``, the scheduler's ``success`` (emitted
+once the end is stored), ``lost`` (a ``LockLostError``: fenced out) and ``unstored`` (a
+``StateWriteError``: the end was not stored) for the run, its other ``error`` events,
+``ready``, ``stop`` (with the attempts running then) and ``exit``. The test process adds
+``kill`` (after the killed process is gone, so nothing of it is later) and ``enqueue``.
+Times are ``time.time()`` on one machine, the same clock the stores' lock stamps come from.
 
 An *attempt* is one handler run: ``start`` to ``return``. Its *lease* ends ``lock_lifetime``
 after its last lock (the start's or a touch's). The rules:
 
-* **lost**: an enqueued job with no completed attempt (completed: a ``complete`` event and no
-  ``lost`` one, i.e. the scheduler did not report the end write as fenced out) that the
-  store does not hold as completed either.
-* **lost lock**: a job with an attempt whose state write was fenced out (``LockLostError``).
+* **lost**: an enqueued job with no completed attempt (completed: ``success``, and no ``lost``
+  or ``unstored``) that the store does not hold as completed either.
+* **lost lock**: a job with an attempt whose state write was fenced out (``LockLostError``);
+  **unstored**: a job with an attempt whose end was reported as not stored.
 * **started more than once**: a job with two or more attempts; *unexplained* when the earlier
-  attempt was neither killed, nor past its lease (a lost lock), nor cut by its process ending.
+  attempt was neither killed, nor past its lease (a lost lock), nor reported as not stored,
+  nor cut by its process ending.
 * **never finished**: an attempt with no ``return`` whose process was not killed.
 * **overlap**: two attempts of one job live at once. *Handler overlap* (the reference's rule:
   a killed attempt's interval ends at its kill): the later one started before the earlier
@@ -90,6 +92,7 @@ class Attempt:
     returned: float | None = None
     completed: float | None = None
     lost_lock: bool = False
+    unstored: bool = False
     killed: float | None = None
 
     def lease_end(self, lock_lifetime: float) -> float:
@@ -108,7 +111,7 @@ class Attempt:
 
     @property
     def is_completed(self) -> bool:
-        return self.completed is not None and not self.lost_lock
+        return self.completed is not None and not (self.lost_lock or self.unstored)
 
 
 @attrs.frozen
@@ -124,6 +127,9 @@ class Findings:
     handler_overlaps: list[str]
     completed_reruns: list[str]
     lost_locks: list[str]
+    unstored: list[str]
+    #: The jobs running in a worker when it called ``stop()``.
+    running_at_stop: list[str]
     kill_restart: list[float]
     #: Seconds from enqueue to first start, of the jobs enqueued while the workers ran.
     start_latency: list[float]
@@ -146,6 +152,8 @@ class Findings:
             "handler_overlaps": len(self.handler_overlaps),
             "completed_reruns": len(self.completed_reruns),
             "lost_locks": len(self.lost_locks),
+            "unstored": len(self.unstored),
+            "running_at_stop": len(self.running_at_stop),
             "kill_restart_n": len(delays),
             "kill_restart_p50": None if not delays else round(statistics.median(delays), 2),
             "kill_restart_max": None if not delays else round(delays[-1], 2),
@@ -189,17 +197,19 @@ def _apply(attempt: Attempt, kind: str, event: dict[str, Any]) -> None:
         attempt.lock = max(attempt.lock, float(event["lock"]))
     elif kind == "return":
         attempt.returned = float(event["t"])
-    elif kind == "complete":
+    elif kind == "success":
         attempt.completed = float(event["t"])
     elif kind == "lost":
         attempt.lost_lock = True
+    elif kind == "unstored":
+        attempt.unstored = True
 
 
 def count(events: list[dict[str, Any]], enqueued: Iterable[str], lock_lifetime: float,
           stored: set[str] | None = None) -> Findings:
     """Apply the counting rules to a finished run (``lock_lifetime`` in seconds). ``stored``:
     the jobs the store holds as completed (a worker killed between its end write and its
-    ``complete`` event leaves only the store to tell)."""
+    ``success`` event leaves only the store to tell)."""
     by_job: dict[str, list[Attempt]] = defaultdict(list)
     for attempt in attempts_of(events):
         by_job[attempt.job].append(attempt)
@@ -217,9 +227,14 @@ def count(events: list[dict[str, Any]], enqueued: Iterable[str], lock_lifetime: 
                                       if a.returned is None and a.pid not in kills]
         if any(a.lost_lock for a in runs):
             findings["lost_locks"].append(job)
+        if any(a.unstored for a in runs):
+            findings["unstored"].append(job)
         _pairs(job, runs, lock_lifetime, findings)
         delays += [later.start - earlier.killed for earlier, later in pairwise(runs)
                    if earlier.killed is not None]
+    of_attempt = {a.id: a.job for runs in by_job.values() for a in runs}
+    findings["running_at_stop"] = [of_attempt[a] for e in events if e["kind"] == "stop"
+                                   for a in e["running"] if a in of_attempt]
     errors = Counter(_error_kind(e) for e in events if e["kind"] == "error")
     enqueued_at = {e["job"]: float(e["t"]) for e in events if e["kind"] == "enqueue"}
     latency = [by_job[job][0].start - enqueued_at[job] for job in jobs
@@ -236,7 +251,8 @@ def _error_kind(event: dict[str, Any]) -> str:
 
 
 _LISTS = ("lost", "started_more_than_once", "unexplained_restarts", "never_finished",
-          "lease_overlaps", "handler_overlaps", "completed_reruns", "lost_locks")
+          "lease_overlaps", "handler_overlaps", "completed_reruns", "lost_locks", "unstored",
+          "running_at_stop")
 
 
 def _pairs(job: str, runs: list[Attempt], lock_lifetime: float,
@@ -245,7 +261,8 @@ def _pairs(job: str, runs: list[Attempt], lock_lifetime: float,
     for index, later in enumerate(runs[1:], start=1):
         earlier = runs[:index]
         previous = earlier[-1]
-        cut = (previous.killed is not None or previous.lost_lock or previous.returned is None
+        cut = (previous.killed is not None or previous.lost_lock or previous.unstored
+               or previous.returned is None
                or previous.returned > previous.lease_end(lock_lifetime))
         if not cut:
             findings["unexplained_restarts"].append(job)

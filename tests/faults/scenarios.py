@@ -329,11 +329,11 @@ async def _meddle(fleet: Fleet, scenario: Scenario) -> None:
 
 
 async def _all_completed(fleet: Fleet, producer: Agenda, enqueued: list[str]) -> bool:
-    """Whether every job completed: by the ledger, else (a worker killed after its end write
-    was stored, before it told) by the store."""
+    """Whether every job completed: by the ledger (``success``), else (a worker killed after
+    its end write was stored, before it told) by the store."""
     events = fleet.events()
     starts = {e["attempt"]: e["job"] for e in events if e["kind"] == "start"}
-    done = {starts.get(e["attempt"]) for e in events if e["kind"] == "complete"}
+    done = {starts.get(e["attempt"]) for e in events if e["kind"] == "success"}
     missing = set(enqueued) - done
     if not enqueued or len(missing) > 20:
         return False

@@ -68,18 +68,18 @@ STOP = Scenario("stop() of one worker while its jobs run, 1 s jobs", jobs=60 if 
                 handler_ms=1000, stop_one_after=1.5)
 STARTUP = Scenario("8 workers start at once on an empty store", jobs=50, handler_ms=20,
                    workers=8, barrier=True)
-STARTUP_ROUNDS = 10 if LONG else 1
+STARTUP_ROUNDS = 10
 LISTENER_KILLED = Scenario("notification connection killed twice", jobs=600 if LONG else 150,
                            handler_ms=20, backlog=False, enqueue_gap=0.01,
                            fault_at=(1 / 3, 2 / 3))
 ALL_KILLED = Scenario("every connection killed twice", jobs=600, handler_ms=20,
-                                     backlog=False, enqueue_gap=0.01, fault_at=(1 / 3, 2 / 3))
+                      backlog=False, enqueue_gap=0.01, fault_at=(1 / 3, 2 / 3))
 RESTARTS = Scenario("server restarted x3 while producing", jobs=1000, handler_ms=20,
                     backlog=False, enqueue_gap=0.005, fault_at=(0.25, 0.5, 0.75))
 
 #: Scenarios on every backend's store, by tier.
-COMMON = [HEALTHY, BACKLOG, *KILLS, NO_TOUCH, TOUCH, STOP] if LONG else [KILL_SHORT, NO_TOUCH,
-                                                                         STOP]
+COMMON = ([HEALTHY, BACKLOG, *KILLS, NO_TOUCH, TOUCH, STOP, STARTUP] if LONG
+          else [KILL_SHORT, NO_TOUCH, STOP])
 
 
 # -- the checks ------------------------------------------------------------------------------
@@ -88,11 +88,12 @@ COMMON = [HEALTHY, BACKLOG, *KILLS, NO_TOUCH, TOUCH, STOP] if LONG else [KILL_SH
 def check_counting_rules(outcome: Outcome, *, restarts: bool = False,
                          two_handlers: bool = False) -> None:
     """What every scenario must show: 0 lost (in the ledger and in the store), 0 overlapping
-    lock holders, 0 re-runs of a completed job, 0 restarts without a cause (a kill or a lost
-    lock), 0 runs that never finished, no exception in the producer, every worker exiting
-    cleanly. ``restarts``: a job may start more than once (after a kill or a lost lock);
-    ``two_handlers``: two handlers of a job may run at once (a handler that outlives its
-    lock without touch() cannot be stopped)."""
+    lock holders, 0 re-runs of a completed job, 0 restarts without a cause (a kill, a lost
+    lock, an end not stored), 0 runs that never finished, no exception in the producer, no
+    failed attempt left in the store, every worker exiting cleanly. ``restarts``: a job may
+    start more than once (after a kill, a lost lock, an end not stored); ``two_handlers``: two
+    handlers of a job may run at once (a handler that outlives its lock without touch()
+    cannot be stopped)."""
     found = outcome.findings
     assert not found.lost, outcome.describe()
     assert outcome.stored_completed == found.jobs, outcome.describe()
@@ -101,6 +102,9 @@ def check_counting_rules(outcome: Outcome, *, restarts: bool = False,
     assert not found.unexplained_restarts, outcome.describe()
     assert not found.never_finished, outcome.describe()
     assert outcome.producer_errors == [], outcome.describe()
+    # A run that never finished (killed, or past its lock) counts as a failed attempt only
+    # until the job's next run ends: in the end no job shows one.
+    assert outcome.stored_failed_attempts == 0, outcome.describe()
     assert set(outcome.exit_codes) <= {0}, outcome.describe()
     if not restarts:
         assert not found.started_more_than_once, outcome.describe()
@@ -131,9 +135,15 @@ def record(outcome: Outcome) -> None:
 @pytest.mark.parametrize("scenario", COMMON, ids=lambda s: s.name)
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_scenario(backend: str, scenario: Scenario, tmp_path: Path) -> None:
-    async with shared_store(backend, tmp_path) as store:
-        outcome = await run_scenario(store, scenario, tmp_path / "run")
-    record(outcome)
+    # Startups are repeated: a schema race hangs only some of them (Agenda: 3 of 87).
+    for round_ in range(STARTUP_ROUNDS if scenario.barrier else 1):
+        async with shared_store(backend, tmp_path) as store:
+            outcome = await run_scenario(store, scenario, tmp_path / f"run-{round_}")
+        record(outcome)
+        check_scenario(scenario, outcome)
+
+
+def check_scenario(scenario: Scenario, outcome: Outcome) -> None:
     found = outcome.findings
     if scenario.kills:
         check_counting_rules(outcome, restarts=True)
@@ -147,22 +157,15 @@ async def test_scenario(backend: str, scenario: Scenario, tmp_path: Path) -> Non
         check_counting_rules(outcome, restarts=True, two_handlers=True)
         assert set(found.started_more_than_once) <= set(found.lost_locks), outcome.describe()
     elif scenario.stop_one_after is not None:
+        # stop() closes the store: a run that ends afterwards is reported as not stored
+        # (StateWriteError), never as a success, and runs again once its lock expires; the
+        # same on every backend.
         check_counting_rules(outcome, restarts=True)
+        assert found.unstored, f"no run ended after stop()\n{outcome.describe()}"
+        assert set(found.unstored) <= set(found.running_at_stop), outcome.describe()
     else:
         check_counting_rules(outcome)
-        assert not found.lost_locks and outcome.stored_failed_attempts == 0, outcome.describe()
-
-
-async def test_workers_starting_at_once_on_an_empty_store(tmp_path: Path) -> None:
-    """STARTUP_ROUNDS rounds of 8 workers released at one moment before anything created the
-    store: every one gets ready (Agenda: 3 of 87 hung in a schema race), and the jobs run
-    once each."""
-    for backend in BACKENDS if LONG else ["postgres"]:
-        for round_ in range(STARTUP_ROUNDS):
-            async with shared_store(backend, tmp_path) as store:
-                outcome = await run_scenario(store, STARTUP, tmp_path / f"{backend}-{round_}")
-            record(outcome)
-            check_counting_rules(outcome)
+        assert not (found.lost_locks or found.unstored), outcome.describe()
 
 
 # -- faults on servers of the test's own ------------------------------------------------------

@@ -20,9 +20,9 @@ def event(t: float, kind: str, **fields: Any) -> dict[str, Any]:
 
 
 def run(t: float, attempt: str, job: str, seconds: float = 0.1) -> list[dict[str, Any]]:
-    """A healthy attempt: start, return, complete."""
+    """A healthy attempt: start, return, success."""
     return [start(t, attempt, job), event(t + seconds, "return", attempt=attempt),
-            event(t + seconds + 0.01, "complete", attempt=attempt)]
+            event(t + seconds + 0.01, "success", attempt=attempt)]
 
 
 def test_healthy_runs_find_nothing() -> None:
@@ -47,8 +47,8 @@ def test_a_start_within_the_lease_of_a_killed_run_is_a_lease_overlap() -> None:
 
 def test_a_run_past_its_lease_taken_over_is_two_handlers_not_two_holders() -> None:
     events = [start(0, "1.1", "a"), start(3.2, "2.1", "a"), event(6.0, "return", attempt="1.1"),
-              event(6.01, "lost", attempt="1.1"), event(6.02, "complete", attempt="1.1"),
-              event(3.3, "return", attempt="2.1"), event(3.31, "complete", attempt="2.1")]
+              event(6.01, "lost", attempt="1.1"), event(3.3, "return", attempt="2.1"),
+              event(3.31, "success", attempt="2.1")]
     found = count(events, ["a"], LOCK)
     assert found.handler_overlaps == ["a"] and found.lost_locks == ["a"]
     assert not (found.lease_overlaps or found.unexplained_restarts or found.completed_reruns
@@ -74,3 +74,12 @@ def test_a_job_never_completed_is_lost_and_a_run_without_return_never_finished()
 def test_a_fenced_out_end_is_not_a_completion() -> None:
     events = [*run(0, "1.1", "a"), event(0.2, "lost", attempt="1.1")]
     assert count(events, ["a"], LOCK).lost == ["a"]
+
+
+def test_an_end_not_stored_explains_the_next_run_and_the_store_can_tell_completion() -> None:
+    events = [start(0, "1.1", "a"), event(0.1, "stop", pid=1, running=["1.1"]),
+              event(1.0, "return", attempt="1.1"), event(1.01, "unstored", attempt="1.1"),
+              *run(3.5, "2.1", "a"), start(0, "3.1", "b"), event(0.1, "return", attempt="3.1")]
+    found = count(events, ["a", "b"], LOCK, stored={"b"})
+    assert found.unstored == ["a"] and found.running_at_stop == ["a"]
+    assert not (found.unexplained_restarts or found.completed_reruns or found.lost)

@@ -1,5 +1,7 @@
 """A worker process of the fault harness: a real ``Agenda`` running the ``fault`` job and
-writing every handler start, touch and return, and the scheduler's events, to the ledger.
+writing every handler start, touch and return, and the scheduler's events (``success``, which
+comes once the end is stored; a fenced-out write; an end not stored; other errors), to the
+ledger.
 
     python -m tests.faults.worker CONFIG_JSON
 
@@ -27,7 +29,7 @@ import attrs
 import cattrs
 
 from agenda_decl import Agenda, Job
-from agenda_decl.errors import LockLostError
+from agenda_decl.errors import LockLostError, StateWriteError
 from tests.backends import load
 from tests.faults.ledger import LedgerWriter
 
@@ -81,7 +83,7 @@ class FaultWorker:
                         max_concurrency=config.max_concurrency)
         agenda.define(JOB, self.handle, concurrency=config.concurrency,
                       lock_lifetime=config.lock_lifetime_ms)
-        agenda.on("complete", self.on_complete)
+        agenda.on("success", self.on_success)
         agenda.on("error", self.on_error)
         return agenda
 
@@ -122,15 +124,20 @@ class FaultWorker:
             return False
         return True
 
-    def on_complete(self, job: Any) -> None:
+    def on_success(self, job: Any) -> None:
+        """``success``: emitted once the run's end is stored."""
         attempt = self.running.get(str(job.attrs.id)) if isinstance(job, Job) else None
         if attempt is not None:  # not a relayed event of another worker's job
-            self.ledger.write("complete", attempt=attempt)
+            self.ledger.write("success", attempt=attempt)
 
     def on_error(self, error: BaseException) -> None:
+        """A fenced-out write (``lost``), an end that was not stored (``unstored``), anything
+        else (``error``)."""
         attempt = self.running.get(str(getattr(error, "job_id", None)))
         if isinstance(error, LockLostError) and attempt is not None:
             self.ledger.write("lost", attempt=attempt)
+        elif isinstance(error, StateWriteError) and attempt is not None:
+            self.ledger.write("unstored", attempt=attempt, cause=repr(error.__cause__)[:200])
         else:
             self.ledger.write("error", pid=self.pid, error=type(error).__name__,
                               message=str(error)[:300])
@@ -155,8 +162,9 @@ class FaultWorker:
 
     async def stop_while_running(self, agenda: Agenda) -> None:
         """``stop()`` with handlers running, then wait for them to return (up to 30 s)."""
+        running = sorted(self.live)
         await agenda.stop()
-        self.ledger.write("stop", pid=self.pid, running=sorted(self.live))
+        self.ledger.write("stop", pid=self.pid, running=running)
         deadline = time.monotonic() + 30
         while self.live and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
