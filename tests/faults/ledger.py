@@ -18,8 +18,9 @@ after its last lock (the start's or a touch's). The rules:
 * **lost lock**: a job with an attempt whose state write was fenced out (``LockLostError``);
   **unstored**: a job with an attempt whose end was reported as not stored.
 * **started more than once**: a job with two or more attempts; *unexplained* when the earlier
-  attempt was neither killed, nor past its lease (a lost lock), nor reported as not stored,
-  nor cut by its process ending.
+  attempt was neither killed (while running, or after it returned but before its
+  ``success``), nor past its lease (a lost lock), nor reported as not stored, nor cut by its
+  process ending.
 * **never finished**: an attempt with no ``return`` whose process was not killed.
 * **overlap**: two attempts of one job live at once. *Handler overlap* (the reference's rule:
   a killed attempt's interval ends at its kill): the later one started before the earlier
@@ -93,6 +94,9 @@ class Attempt:
     completed: float | None = None
     lost_lock: bool = False
     unstored: bool = False
+    #: Its process was killed after the handler returned, before ``success``: the end write
+    #: may not have gone out (at-least-once: the job may run again).
+    died_unreported: bool = False
     killed: float | None = None
 
     def lease_end(self, lock_lifetime: float) -> float:
@@ -189,6 +193,8 @@ def attempts_of(events: Iterable[dict[str, Any]]) -> list[Attempt]:
         kill = kills.get(attempt.pid)
         if kill is not None and (attempt.returned is None or attempt.returned > kill):
             attempt.killed = kill
+        elif kill is not None and attempt.completed is None:
+            attempt.died_unreported = True
     return sorted(attempts.values(), key=lambda a: a.start)
 
 
@@ -261,8 +267,8 @@ def _pairs(job: str, runs: list[Attempt], lock_lifetime: float,
     for index, later in enumerate(runs[1:], start=1):
         earlier = runs[:index]
         previous = earlier[-1]
-        cut = (previous.killed is not None or previous.lost_lock or previous.unstored
-               or previous.returned is None
+        cut = (previous.killed is not None or previous.died_unreported or previous.lost_lock
+               or previous.unstored or previous.returned is None
                or previous.returned > previous.lease_end(lock_lifetime))
         if not cut:
             findings["unexplained_restarts"].append(job)

@@ -83,3 +83,11 @@ def test_an_end_not_stored_explains_the_next_run_and_the_store_can_tell_completi
     found = count(events, ["a", "b"], LOCK, stored={"b"})
     assert found.unstored == ["a"] and found.running_at_stop == ["a"]
     assert not (found.unexplained_restarts or found.completed_reruns or found.lost)
+
+
+def test_a_kill_between_return_and_success_explains_the_next_run() -> None:
+    events = [start(0, "1.1", "a"), event(0.2, "return", attempt="1.1"),
+              event(0.25, "kill", pid=1), *run(3.5, "2.1", "a")]
+    found = count(events, ["a"], LOCK)
+    assert found.started_more_than_once == ["a"] and not found.unexplained_restarts
+    assert found.kill_restart == []  # not killed while running
