@@ -27,11 +27,12 @@ from typing import Any
 from uuid import uuid4
 
 import attrs
+from redis.asyncio import Redis
 
 from agenda_decl import Agenda, JobsQueryOptions, compute_job_state
 from tests.backends import load
 from tests.backends.postgres import drop_table, unique_names
-from tests.backends.redis import unique_prefix
+from tests.backends.redis import delete_keys, unique_prefix
 from tests.backends.servers import POSTGRES_URL, REDIS_URL
 from tests.faults.ledger import Findings, LedgerWriter, count, read_events
 from tests.faults.worker import JOB, WorkerConfig
@@ -63,11 +64,11 @@ async def shared_store(backend: str, tmp_path: Path) -> AsyncIterator[Store]:
         yield Store("sqlite", {"path": str(tmp_path / f"faults-{uuid4().hex[:8]}.db"),
                                "table_name": "agenda_jobs"})
     elif backend == "postgres":
-        table, channel = unique_names()
+        store = postgres_store(POSTGRES_URL)
         try:
-            yield postgres_store(POSTGRES_URL, table, channel)
+            yield store
         finally:
-            await drop_table(table)
+            await drop_table(store.spec["table_name"])
     elif backend == "redis":
         store = redis_store(REDIS_URL)
         try:
@@ -78,10 +79,9 @@ async def shared_store(backend: str, tmp_path: Path) -> AsyncIterator[Store]:
         raise ValueError(f"no fault-harness store for {backend!r}")
 
 
-def postgres_store(url: str, table: str | None = None, channel: str | None = None) -> Store:
-    fresh_table, fresh_channel = unique_names()
-    return Store("postgres", {"url": url, "table_name": table or fresh_table,
-                              "channel_name": channel or fresh_channel})
+def postgres_store(url: str) -> Store:
+    table, channel = unique_names()
+    return Store("postgres", {"url": url, "table_name": table, "channel_name": channel})
 
 
 def redis_store(url: str) -> Store:
@@ -90,10 +90,6 @@ def redis_store(url: str) -> Store:
 
 
 async def delete_redis_keys(store: Store) -> None:
-    from redis.asyncio import Redis
-
-    from tests.backends.redis import delete_keys
-
     client = Redis.from_url(store.spec["url"])
     try:
         await delete_keys(client, store.spec["key_prefix"])
@@ -182,8 +178,8 @@ class Fleet:
     def events(self) -> list[dict[str, Any]]:
         return read_events(self.ledger_path)
 
-    def ready(self) -> int:
-        return sum(1 for e in self.events() if e["kind"] == "ready")
+    def counted(self, kind: str) -> int:
+        return sum(1 for e in self.events() if e["kind"] == kind)
 
     def ready_workers(self) -> list[subprocess.Popen[bytes]]:
         """The workers that got ready and were not killed, busiest first (most handlers
@@ -252,15 +248,18 @@ async def run_scenario(store: Store, scenario: Scenario, folder: Path,
     try:
         if scenario.barrier:
             fleet.spawn(scenario.workers)
-            await asyncio.sleep(1)  # the processes import, then wait at the barrier
+            await _until(lambda: fleet.counted("waiting") >= scenario.workers, 60,
+                         "workers at the barrier")
             (fleet.control / "go").touch()
-            await _until(lambda: fleet.ready() >= scenario.workers, 60, "workers ready")
+            await _until(lambda: fleet.counted("ready") >= scenario.workers, 60,
+                         "workers ready")
         if scenario.backlog:
             await _enqueue(producer, scenario, fleet.ledger, enqueued, producer_errors, None)
         if not scenario.barrier:
             fleet.spawn(scenario.workers)
         if not scenario.backlog:
-            await _until(lambda: fleet.ready() >= scenario.workers, 60, "workers ready")
+            await _until(lambda: fleet.counted("ready") >= scenario.workers, 60,
+                         "workers ready")
         meddling = asyncio.create_task(_meddle(fleet, scenario))
         if not scenario.backlog:
             await _enqueue(producer, scenario, fleet.ledger, enqueued, producer_errors, fault)

@@ -7,8 +7,8 @@ ledger.
 
 Control (files in ``WorkerConfig.control``, and one signal):
 
-* ``go``: with ``barrier`` set, the worker connects only once this file exists, so that
-  several processes start at the same moment;
+* ``go``: with ``barrier`` set, the worker writes ``waiting`` once imported and connects only
+  once this file exists, so that several processes start at the same moment;
 * ``drain``: claim nothing more, let running jobs finish (``drain()``), exit 0;
 * ``SIGUSR1``: ``stop()`` while jobs run, then keep the event loop up until this process's
   handlers have returned (their end writes go out after ``stop()``), exit 0.
@@ -143,7 +143,8 @@ class FaultWorker:
                               message=str(error)[:300])
 
     async def run(self) -> None:
-        if self.config.barrier:
+        if self.config.barrier:  # imported and waiting: the runner releases all at once
+            self.ledger.write("waiting", pid=self.pid)
             while not await asyncio.to_thread((self.control / "go").exists):
                 await asyncio.sleep(0.01)
         agenda = self.agenda()
