@@ -123,3 +123,19 @@ def matches_unique(stored: JobParameters[Any], unique: Mapping[str, Any], name: 
     return stored.name == name and all(
         same_json(unique_value(stored, key), value) for key, value in unique.items()
     )
+
+
+# -- plain inserts -------------------------------------------------------------------------------
+
+
+def not_a_plain_insert(job: JobParameters[Any]) -> str | None:
+    """Why saving ``job`` is more than inserting it (``None``: it is a plain insert, which
+    ``JobRepository.insert_jobs`` takes): it is stored already, or it is a ``single`` or
+    unique save, which decides against what is stored."""
+    if job.id is not None:
+        return f"job {job.name!r} is saved already (id {job.id}): save() it alone"
+    if job.type == "single":
+        return f"job {job.name!r} is a single job (every()): save() it alone"
+    if job.unique:
+        return f"job {job.name!r} has a unique key: save() it alone"
+    return None

@@ -7,6 +7,7 @@ timezone-aware UTC.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Generic, Literal, NewType, TypeVar
 
@@ -285,6 +286,46 @@ class JobNotification:
     priority: int
     timestamp: datetime
     source: str | None = None
+
+
+@attrs.define(kw_only=True, frozen=True)
+class Announcement:
+    """Who announces newly stored jobs, and when: the ``source`` and ``timestamp`` of the
+    job notifications a store publishes in the round trip of the insert itself
+    (``JobRepository.insert_jobs``)."""
+
+    source: str | None
+    timestamp: datetime
+
+    def notification(
+        self, job_id: str, name: str, next_run_at: datetime | None, priority: int
+    ) -> JobNotification:
+        return JobNotification(job_id=JobId(job_id), job_name=name, next_run_at=next_run_at,
+                               priority=priority, timestamp=self.timestamp, source=self.source)
+
+    def notifications(self, jobs: Sequence[JobParameters[Any]]) -> list[JobNotification]:
+        """The notifications that announce ``jobs`` (stored ones: with ids), one per job name
+        (:func:`wake_ups`)."""
+        chosen = [jobs[index] for index in wake_ups([(j.name, j.next_run_at) for j in jobs])]
+        return [self.notification(str(job.id), job.name, job.next_run_at, job.priority)
+                for job in chosen]
+
+
+def wake_ups(jobs: Sequence[tuple[str, datetime | None]]) -> list[int]:
+    """Which of the jobs saved together (``(name, next_run_at)`` pairs) are announced: the
+    earliest due of each name (the first on a tie, one without a next run only when its name
+    has no other). A notification wakes the claims of its name, so one per name and batch
+    does what one per job would, without flooding the listeners."""
+    chosen: dict[str, int] = {}
+    for index, (name, next_run_at) in enumerate(jobs):
+        best = chosen.get(name)
+        if best is None or _earlier(next_run_at, jobs[best][1]):
+            chosen[name] = index
+    return sorted(chosen.values())
+
+
+def _earlier(candidate: datetime | None, best: datetime | None) -> bool:
+    return candidate is not None and (best is None or candidate < best)
 
 
 @attrs.define(kw_only=True, frozen=True)

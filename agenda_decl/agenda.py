@@ -14,10 +14,11 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from agenda_decl import timing
 from agenda_decl._clock import Clock, StoreAlignedClock
+from agenda_decl._job_data import not_a_plain_insert
 from agenda_decl._job_log import JobLogQuery, JobLogQueryResult
 from agenda_decl._model import (
     DrainResult,
@@ -31,6 +32,7 @@ from agenda_decl.backoff import BackoffStrategy
 from agenda_decl.errors import (
     AgendaNotRunningError,
     BackendUnavailableError,
+    BatchItemError,
     InvalidOptionError,
     NotConnectedError,
     UnknownJobError,
@@ -39,20 +41,12 @@ from agenda_decl.interfaces import AgendaBackend, JobRepository, NotificationCha
 from agenda_decl.job import Handler, Job, JobDefinition
 from agenda_decl.runtime.channel_link import ChannelLink
 from agenda_decl.runtime.events import (
-    ClaimListener,
     ClaimReport,
-    ErrorListener,
     Events,
-    FailListener,
+    EventSubscriptions,
     JobEvent,
-    JobListener,
-    Listener,
-    PollListener,
     PollReport,
-    ProgressListener,
-    ReadyListener,
     RetryDetails,
-    RetryListener,
 )
 from agenda_decl.runtime.job_log import JobLog, LoggingOption, choose_logger
 from agenda_decl.runtime.processor import JobProcessor
@@ -79,7 +73,7 @@ def _default_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class Agenda:
+class Agenda(EventSubscriptions):
     """Schedules and runs jobs stored in ``backend``.
 
         agenda = Agenda(backend=SQLiteBackend(path="jobs.db"), process_every="1 second")
@@ -126,7 +120,7 @@ class Agenda:
         self._events = Events()
         self._link = ChannelLink(
             self, notification_channel or backend.notification_channel, self._events,
-            store_name=backend.name,
+            store_name=backend.name, store_channel=notification_channel is None,
         )
         self._processor: JobProcessor | None = None
         self._ready = False
@@ -257,6 +251,32 @@ class Agenda:
         """Create and save a job that runs as soon as possible."""
         return await self.create(name, data).schedule(self.clock.now()).save()
 
+    async def now_many(self, name: str, items: Iterable[Any]) -> list[Job[Any]]:
+        """:meth:`now` for many jobs of one name, one per item (its data), saved as
+        :meth:`save_many` saves. An item the definition's ``validate_data`` refuses raises
+        ``BatchItemError`` naming its index (and the field and value), and nothing is stored."""
+        self._definition(name)
+        jobs = []
+        for index, data in enumerate(items):
+            try:
+                jobs.append(self.create(name, data))
+            except Exception as error:  # whatever validate_data raises: the item is refused
+                raise BatchItemError(index, error) from error
+        return await self.save_many(jobs)
+
+    async def save_many(self, jobs: Iterable[Job[Any]]) -> list[Job[Any]]:
+        """Save new jobs from :meth:`create` together and return them, saved, in order:
+        ``JobRepository.insert_jobs`` says what is accepted (plain inserts), how a bad job is
+        refused (``BatchItemError`` naming its index; nothing stored) and how the batches and
+        their notifications (one per job name and batch) go out."""
+        batch = list(jobs)
+        if batch:
+            await self.ready()
+            stored = await self._link.insert([job.attrs for job in batch])
+            for job, params in zip(batch, stored, strict=True):
+                job.saved_as(params)
+        return batch
+
     @overload
     async def schedule(self, when: datetime | str, names: str, data: Any = None,
                        **options: Any) -> Job[Any]: ...
@@ -378,7 +398,8 @@ class Agenda:
         """Connect the backend (once) and, if there is one, the notification channel.
 
         A channel that cannot connect is reported as an ``error`` event and the scheduler
-        goes on polling; a backend that cannot connect raises ``BackendUnavailableError``.
+        goes on polling (one whose configuration is refused raises ``InvalidOptionError``);
+        a backend that cannot connect raises ``BackendUnavailableError``.
         """
         if self._ready:
             return
@@ -481,68 +502,25 @@ class Agenda:
     def is_active_job_processor(self) -> bool:
         return self._processor is not None
 
-    # -- events --------------------------------------------------------------------------
-
-    @overload
-    def on(self, event: Literal["ready"], listener: ReadyListener) -> None: ...
-    @overload
-    def on(self, event: Literal["error"], listener: ErrorListener) -> None: ...
-    @overload
-    def on(self, event: Literal["start", "success", "complete"], listener: JobListener) -> None: ...
-    @overload
-    def on(self, event: Literal["fail", "retry exhausted"], listener: FailListener) -> None: ...
-    @overload
-    def on(self, event: Literal["retry"], listener: RetryListener) -> None: ...
-    @overload
-    def on(self, event: Literal["progress"], listener: ProgressListener) -> None: ...
-    @overload
-    def on(self, event: Literal["claim"], listener: ClaimListener) -> None: ...
-    @overload
-    def on(self, event: Literal["poll"], listener: PollListener) -> None: ...
-    @overload
-    def on(self, event: str, listener: Listener) -> None: ...
-
-    def on(self, event: str, listener: Listener) -> None:
-        """Listen to ``ready``, ``error``, ``start``, ``success``, ``fail``, ``complete``,
-        ``progress``, ``retry``, ``retry exhausted``, or ``EVENT:<job name>``; ``claim`` and
-        ``poll`` report this worker's claims and polls (metrics, health). A job event's
-        listener gets the same arguments whether this process ran the job or another worker
-        did (see :mod:`agenda_decl.runtime.events`)."""
-        self._events.on(event, listener)
-        self._link.sync_state_subscription()
-
-    @overload
-    def once(self, event: Literal["ready"], listener: ReadyListener) -> None: ...
-    @overload
-    def once(self, event: Literal["error"], listener: ErrorListener) -> None: ...
-    @overload
-    def once(self, event: Literal["start", "success", "complete"],
-             listener: JobListener) -> None: ...
-    @overload
-    def once(self, event: Literal["fail", "retry exhausted"], listener: FailListener) -> None: ...
-    @overload
-    def once(self, event: Literal["retry"], listener: RetryListener) -> None: ...
-    @overload
-    def once(self, event: Literal["progress"], listener: ProgressListener) -> None: ...
-    @overload
-    def once(self, event: str, listener: Listener) -> None: ...
-
-    def once(self, event: str, listener: Listener) -> None:
-        """:meth:`on`, for the next event only."""
-        self._events.once(event, listener)
-        self._link.sync_state_subscription()
-
-    def off(self, event: str, listener: Listener) -> None:
-        self._events.off(event, listener)
+    def _listeners_changed(self) -> None:
         self._link.sync_state_subscription()
 
     # -- what jobs and the runtime call (JobOwner, Scheduler) ----------------------------
 
     async def save_job(self, params: JobParameters[Any]) -> JobParameters[Any]:
+        """Store ``params`` and announce it (a plain insert in one round trip with its
+        notification where the store can)."""
         await self.ready()
-        return await self.repository.save_job(
+        if not_a_plain_insert(params) is None:
+            try:
+                return (await self._link.insert([params]))[0]
+            except BatchItemError as error:  # a lone save: the job's own error
+                raise error.cause from None
+        stored = await self.repository.save_job(
             params, last_modified_by=self.name, now=self.clock.now()
         )
+        await self._link.publish_saved([stored])
+        return stored
 
     async def save_job_state(
         self,
@@ -591,10 +569,6 @@ class Agenda:
         self.job_log.event(event)
         await self._events.emit_job(event)
         self._link.publish_state(event)
-
-    async def publish_job_notification(self, job: Job[Any]) -> None:
-        """Tell listening workers a job was saved (skipped when the channel is down)."""
-        await self._link.publish_job(job)
 
 
 def _as_list(names: str | Sequence[str]) -> list[str]:

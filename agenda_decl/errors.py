@@ -35,6 +35,20 @@ class InvalidOptionError(AgendaError, ValueError):
     """An option with a value outside what it allows (a negative concurrency, ...)."""
 
 
+class BatchItemError(AgendaError, ValueError):
+    """An item of a bulk enqueue (``now_many``, ``save_many``) that cannot be stored: nothing
+    of the batch was stored. ``index`` is the item's position in what was given; the item's
+    own error (which names the field and the value) is the ``__cause__`` and is repeated in
+    the message."""
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        self.index = index
+        self.cause = error
+        reason = str(error) or type(error).__name__
+        super().__init__(f"item [{index}] of the batch: {reason} (nothing of the batch was "
+                         "stored)")
+
+
 class UnknownJobError(AgendaError, KeyError):
     """A job name that has no definition where one is required."""
 

@@ -7,6 +7,7 @@ was generated from)::
     from myapp.agenda_jobs import SendWelcomePayload, send_welcome
 
     job = await send_welcome.now(SendWelcomePayload(email="ada@example.com", plan="pro"))
+    jobs = await send_welcome.now_many([SendWelcomePayload(email=e) for e in emails])
     run_sync(send_welcome.now(...))        # the same from code that is not async
 
     async def handler(job: Job[dict[str, Any]]) -> None:   # in a worker
@@ -38,6 +39,7 @@ from attrs import frozen as frozen
 from agenda_decl._convert import payload_converter
 from agenda_decl.agenda import Agenda
 from agenda_decl.config.payload import RESERVED_DATA_KEYS
+from agenda_decl.errors import BatchItemError
 from agenda_decl.job import Job
 from agenda_decl.timing import Duration
 
@@ -114,6 +116,18 @@ class JobHandle(Generic[P]):
     async def now(self, payload: P) -> Job[Any]:
         """Store a job that runs as soon as possible."""
         return await self.agenda.now(self.name, self.data(payload))
+
+    async def now_many(self, payloads: Iterable[P]) -> list[Job[Any]]:
+        """Store one job per payload, all due now, in one round trip per batch
+        (``Agenda.now_many``): a bad payload raises ``BatchItemError`` naming its index, and
+        nothing is stored."""
+        items = []
+        for index, payload in enumerate(payloads):
+            try:
+                items.append(self.data(payload))
+            except TypeError as error:
+                raise BatchItemError(index, error) from error
+        return await self.agenda.now_many(self.name, items)
 
     async def schedule(
         self,

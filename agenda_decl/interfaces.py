@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from agenda_decl._job_log import JobLogEntry, JobLogQuery, JobLogQueryResult, JobLogRetention
 from agenda_decl._model import (
+    Announcement,
     JobId,
     JobNotification,
     JobParameters,
@@ -124,6 +125,38 @@ class JobRepository(abc.ABC):
         unchanged; ``debounce`` moves ``next_run_at`` as described in the docs. (4) insert.
         ``unique`` and ``unique_opts`` themselves are not stored. ``start_date``, ``end_date`` and
         ``skip_days`` are stored and read back.
+        """
+
+    @property
+    def announces_inserts(self) -> bool:
+        """Whether :meth:`insert_jobs` publishes the job notifications itself, in the round
+        trip of the insert: set up by a backend whose own channel shares the store's
+        connection (PostgreSQL's NOTIFY, Redis's PUBLISH). Then a scheduler that uses that
+        channel publishes nothing more for the jobs it inserts."""
+        return False
+
+    @abc.abstractmethod
+    async def insert_jobs(
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        announce: Announcement | None = None,
+    ) -> list[JobParameters[Any]]:
+        """Insert new jobs; return the stored records (with their ids), in order.
+
+        Every job must be a plain insert (``_job_data.not_a_plain_insert``: no id, not
+        ``single``, no unique key; those decide against what is stored: :meth:`save_job`).
+        Every job is checked (as :meth:`save_job` checks one) before anything is written; a
+        bad one raises ``BatchItemError`` naming its index, and nothing is stored. Then the
+        jobs are written in batches (``backends.base.INSERT_BATCH`` at most), each in one
+        statement, script or transaction, stored entirely or not at all (a store failing
+        between two batches leaves the earlier ones stored). A batch repeated after a lost
+        reply stores no job twice.
+
+        With ``announce``, a store that :attr:`announces_inserts` publishes, in each batch's
+        round trip, one job notification per job name (``_model.wake_ups``); otherwise
+        ``announce`` is ignored and the caller publishes.
         """
 
     @abc.abstractmethod

@@ -60,7 +60,8 @@ class JobRunner(Protocol):
 
 class JobOwner(JobRunner, Protocol):
     """What a job needs of the scheduler it belongs to: the time, its definition, the store
-    calls, announcing a save and progress, and running it. The Agenda implements it."""
+    calls (a save is announced to listening workers), progress, and running it. The Agenda
+    implements it."""
 
     @property
     def clock(self) -> Clock: ...
@@ -71,7 +72,9 @@ class JobOwner(JobRunner, Protocol):
     @property
     def default_lock_lifetime(self) -> int: ...
 
-    async def save_job(self, params: JobParameters[Any]) -> JobParameters[Any]: ...
+    async def save_job(self, params: JobParameters[Any]) -> JobParameters[Any]:
+        """Store ``params`` and announce it; return the stored record."""
+        ...
 
     async def save_job_state(
         self,
@@ -82,8 +85,6 @@ class JobOwner(JobRunner, Protocol):
     ) -> None: ...
 
     async def cancel(self, options: RemoveJobsOptions | None = None, **criteria: Any) -> int: ...
-
-    async def publish_job_notification(self, job: Job[Any]) -> None: ...
 
     async def report_progress(self, job: Job[Any], progress: float) -> None: ...
 
@@ -198,13 +199,17 @@ class Job(Generic[DATA]):
 
     async def save(self) -> Self:
         """Insert or update the job and announce it on the notification channel."""
-        stored = await self.agenda.save_job(self.attrs)
+        return self.saved_as(await self.agenda.save_job(self.attrs))
+
+    def saved_as(self, stored: JobParameters[Any]) -> Self:
+        """Take what the store decided on saving this job: its id, its next run (a single or
+        debounced save may keep the stored one) and, for an insert-only save that found a
+        match, the stored data."""
         self.attrs.id = stored.id
         self.attrs.next_run_at = stored.next_run_at
         self.attrs.debounce_started_at = stored.debounce_started_at
         if self.attrs.unique_opts and self.attrs.unique_opts.insert_only:
             self.attrs.data = stored.data
-        await self.agenda.publish_job_notification(self)
         return self
 
     async def remove(self) -> int:

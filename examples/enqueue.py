@@ -27,6 +27,9 @@ def main() -> None:
         welcome = SendWelcomePayload(email="ada@example.com", plan="pro")
         job = run_sync(send_welcome.now(welcome))
         print(f"enqueued send-welcome {job.attrs.data} id={job.attrs.id}")
+        team = [SendWelcomePayload(email=f"{name}@example.com") for name in ("ken", "lin")]
+        jobs = run_sync(send_welcome.now_many(team))  # one round trip for the lot
+        print(f"enqueued {len(jobs)} send-welcome jobs at once")
         later = SendWelcomePayload(email="grace@example.com")  # plan: the default, "free"
         job = run_sync(send_welcome.schedule("in 4 seconds", later))
         print(f"scheduled send-welcome {job.attrs.data} at {job.attrs.next_run_at:%H:%M:%S}")

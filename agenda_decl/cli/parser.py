@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_command in (_add_validate, _add_plan, _add_apply, _add_run, _add_generate,
-                        add_jobs, add_logs):
+                        add_jobs, add_logs, _add_dashboard):
         add_command(commands, config_option)
     return parser
 
@@ -137,3 +137,22 @@ def _add_generate(commands: Commands, config_option: RaisingParser) -> None:
                           help="write nothing; exit 1 when the file is missing or stale")
     generate.add_argument("--output", metavar="PATH", type=python_file,
                           help="write here instead of codegen.output")
+
+
+def _add_dashboard(commands: Commands, config_option: RaisingParser) -> None:
+    dashboard = commands.add_parser(
+        "dashboard", parents=[config_option], help="serve a web dashboard of the jobs",
+        description="Serve a web page over the store: an overview per job name, the jobs "
+        "(filters, sorting, paging), each job's fields, data, history and traceback with "
+        "actions (retry, run now, pause, resume, delete; each confirmed), and the schedules "
+        "of the file beside their stored jobs. Needs agenda-decl[dashboard]. Binding another "
+        "address than 127.0.0.1 needs AGENDA_DECL_DASHBOARD_TOKEN, or "
+        "AGENDA_DECL_DASHBOARD_USER and AGENDA_DECL_DASHBOARD_PASSWORD, in the environment.",
+    )
+    dashboard.add_argument("--host", default="127.0.0.1", metavar="HOST",
+                           help="the address to listen on (default: 127.0.0.1, this machine "
+                           "only)")
+    dashboard.add_argument("--port", type=port, default=8080, metavar="PORT",
+                           help="the port (default: 8080; 0: any free one)")
+    dashboard.add_argument("--read-only", action="store_true",
+                           help="offer no actions and refuse every POST")

@@ -69,7 +69,9 @@ def build_backend(
     off = _own_channel_off(config)
     logs = _job_log(storage)
     if isinstance(storage, model.SQLiteStorage):
-        return _sqlite(storage, base_dir or config_dir(config), read_only, logs)
+        watch = {"watch_changes": storage.watch_changes and not off,
+                 "watch_interval": storage.watch_interval}
+        return _sqlite(storage, base_dir or config_dir(config), read_only, {**logs, **watch})
     if isinstance(storage, model.PostgresStorage):
         from agenda_decl.backends.postgres import PostgresBackend
 
@@ -77,7 +79,8 @@ def build_backend(
             connection_string=storage.connection_string, table_name=storage.table_name,
             ensure_schema=storage.ensure_schema, channel_name=storage.channel_name,
             disable_notifications=storage.disable_notifications or off, read_only=read_only,
-            log_table_name=storage.log_table_name, **logs,
+            log_table_name=storage.log_table_name,
+            listen_connection_string=storage.listen_connection_string, **logs,
         )
     if isinstance(storage, model.RedisStorage):
         from agenda_decl.backends.redis import RedisBackend
@@ -107,11 +110,11 @@ def _job_log(storage: model.Storage) -> dict[str, Any]:
 
 
 def _sqlite(storage: model.SQLiteStorage, base_dir: Path, read_only: bool,
-            logs: dict[str, Any]) -> AgendaBackend:
+            extra: dict[str, Any]) -> AgendaBackend:
     from agenda_decl.backends.sqlite import SQLiteBackend
 
     options = {"table_name": storage.table_name, "read_only": read_only,
-               "log_table_name": storage.log_table_name, **logs}
+               "log_table_name": storage.log_table_name, **extra}
     if storage.path == ":memory:":
         return SQLiteBackend(path=storage.path, **options)
     path = Path(os.path.expanduser(storage.path))
@@ -132,8 +135,9 @@ def build_channel(config: model.AgendaConfig) -> NotificationChannel | None:
     if isinstance(channel, model.PostgresNotifications):
         from agenda_decl.backends.postgres import PostgresNotificationChannel
 
-        return PostgresNotificationChannel(connection_string=channel.connection_string,
-                                           channel_name=channel.channel_name)
+        return PostgresNotificationChannel(
+            connection_string=channel.connection_string, channel_name=channel.channel_name,
+            listen_connection_string=channel.listen_connection_string)
     if isinstance(channel, model.RedisNotifications):
         from agenda_decl.backends.redis import RedisNotificationChannel
 

@@ -69,7 +69,7 @@ MAX_VALUES = 100_000
 MAX_DEPTH = 64
 
 #: Fields holding connection strings: shown with the password masked, everywhere.
-SECRET_FIELDS = frozenset({"connection_string", "address"})
+SECRET_FIELDS = frozenset({"connection_string", "listen_connection_string", "address"})
 
 _ENV_REF = re.compile(r"\$\$\{|\$\{([^}]*)(\}?)")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -56,6 +56,11 @@ class SQLiteStorage:
     logging: Logging = False
     #: The job log's table, in the same file (created only when `logging` is on).
     log_table_name: str = "agenda_logs"
+    #: Wake workers when another process commits to the file (SQLite's change counter,
+    #: read every `watch_interval`), instead of waiting for the poll.
+    watch_changes: bool = True
+    #: How often the change counter is read (e.g. '20 ms').
+    watch_interval: Duration = "20 ms"
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -66,6 +71,9 @@ class PostgresStorage:
     ensure_schema: bool = True
     channel_name: str = "agenda:jobs"
     disable_notifications: bool = False
+    #: A direct URL to the server for the channel's LISTEN connection, when
+    #: `connection_string` goes through a transaction pooler such as PgBouncer.
+    listen_connection_string: str | None = attrs.field(default=None, repr=_secret_repr)
     #: Write the job log (Agenda 6.2's `logging`), in Node's `agenda_logs` table.
     logging: Logging = False
     #: The job log's table (Node's `logTableName`; created only when `logging` is on).
@@ -120,6 +128,8 @@ class PostgresNotifications:
     type: Literal["postgres"]
     connection_string: str = attrs.field(repr=_secret_repr)
     channel_name: str = "agenda:jobs"
+    #: A direct URL for the LISTEN connection when `connection_string` is a pooler's.
+    listen_connection_string: str | None = attrs.field(default=None, repr=_secret_repr)
 
 
 @attrs.define(kw_only=True, frozen=True)

@@ -54,15 +54,26 @@ DESCRIPTIONS: dict[str, str] = {
         "MongoDB change streams on the jobs collection (needs a replica set).",
     "SQLiteStorage.path": "The database file, relative to this file (created when missing).",
     "SQLiteStorage.table_name": "The jobs table.",
+    "SQLiteStorage.watch_changes":
+        "Wake workers when another process commits to the file (SQLite's change counter), "
+        "instead of waiting for the poll.",
+    "SQLiteStorage.watch_interval": "How often the change counter is read (e.g. '20 ms').",
     "PostgresStorage.connection_string":
         "A PostgreSQL URL; write `${DATABASE_URL}` to read it from the environment.",
     "PostgresStorage.table_name": "The jobs table (Agenda v6's layout).",
     "PostgresStorage.ensure_schema": "Create the table and its indexes when missing.",
     "PostgresStorage.channel_name": "The LISTEN/NOTIFY channel.",
     "PostgresStorage.disable_notifications": "Poll only: no LISTEN/NOTIFY.",
+    "PostgresStorage.listen_connection_string":
+        "A direct PostgreSQL URL for the LISTEN connection, when `connection_string` goes "
+        "through a transaction pooler such as PgBouncer (storage and NOTIFY go through it).",
     "RedisStorage.connection_string":
-        "A Redis URL; write `${REDIS_URL}` to read it from the environment.",
-    "RedisStorage.key_prefix": "The prefix of every key (Agenda v6's layout).",
+        "A Redis URL (redis://, rediss://, unix://; a Redis Cluster: redis+cluster:// or "
+        "rediss+cluster:// and any one node); write `${REDIS_URL}` to read it from the "
+        "environment.",
+    "RedisStorage.key_prefix": "The prefix of every key (Agenda v6's layout). On a Redis "
+        "Cluster it must start with a hash tag, e.g. `{agenda}:`, so that every key of the "
+        "store shares one slot.",
     "RedisStorage.channel_name": "The pub/sub channel.",
     "RedisStorage.disable_notifications": "Poll only: no pub/sub.",
     "MongoStorage.address": "A MongoDB URL (mongodb://host/db) or host:port/db.",
@@ -70,7 +81,11 @@ DESCRIPTIONS: dict[str, str] = {
     "MongoStorage.ensure_index": "Create the index Agenda uses when missing.",
     "PostgresNotifications.connection_string": "A PostgreSQL URL.",
     "PostgresNotifications.channel_name": "The LISTEN/NOTIFY channel.",
-    "RedisNotifications.connection_string": "A Redis URL.",
+    "PostgresNotifications.listen_connection_string":
+        "A direct PostgreSQL URL for the LISTEN connection, when `connection_string` is a "
+        "transaction pooler's.",
+    "RedisNotifications.connection_string":
+        "A Redis URL (redis+cluster://: pub/sub on the node named, which reaches every node).",
     "RedisNotifications.channel_name": "The pub/sub channel.",
     "SchedulerConfig.process_every": "How often the scheduler looks for due jobs.",
     "SchedulerConfig.max_concurrency": "Jobs running at once in this worker, all names together.",

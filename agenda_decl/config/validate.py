@@ -35,6 +35,12 @@ from agenda_decl.config.rules import (
     schedule_problems,
     text_problem,
 )
+from agenda_decl.connectors.redis_urls import (
+    CLUSTER_PREFIX_RULE,
+    CLUSTER_SCHEMES,
+    has_hash_tag,
+    is_cluster_url,
+)
 
 if TYPE_CHECKING:
     from agenda_decl.config._structure import Parts
@@ -47,6 +53,7 @@ BACKOFF_PRESETS = ("aggressive", "standard", "relaxed")
 _SQL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PG_CHANNEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.-]*$")
 _REDIS_NAME = re.compile(r"^[A-Za-z0-9_.:{}/-]{1,128}$")
+_REDIS_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 Path_ = tuple[str | int, ...]
@@ -156,23 +163,34 @@ def _check_backend(checker: _Checker, backend: model.BackendConfig) -> None:
     storage = backend.storage
     if isinstance(storage, model.SQLiteStorage):
         checker.text((*path, "path"), storage.path, "a file path", limit=4096)
+        checker.duration((*path, "watch_interval"), storage.watch_interval)
         _table_name(checker, (*path, "table_name"), storage.table_name, 63)
     elif isinstance(storage, model.PostgresStorage):
-        checker.url((*path, "connection_string"), storage.connection_string, "PostgreSQL",
-                    ("postgresql", "postgres"), conninfo=True)
+        _pg_urls(checker, path, storage)
         # The index and trigger names derived from the table must fit PostgreSQL's 63 bytes.
         _table_name(checker, (*path, "table_name"), storage.table_name, 63 - 19)
         _pg_channel(checker, (*path, "channel_name"), storage.channel_name)
     elif isinstance(storage, model.RedisStorage):
         checker.url((*path, "connection_string"), storage.connection_string, "Redis",
-                    ("redis", "rediss", "unix"))
+                    _REDIS_SCHEMES)
         _redis_name(checker, (*path, "key_prefix"), storage.key_prefix)
+        if (storage.connection_string is not None and is_cluster_url(storage.connection_string)
+                and not has_hash_tag(storage.key_prefix)):
+            checker.report((*path, "key_prefix"), f"{storage.key_prefix!r} has no hash "
+                           f"tag: {CLUSTER_PREFIX_RULE}")
         _redis_name(checker, (*path, "channel_name"), storage.channel_name)
     else:
         _mongo(checker, path, storage.address, storage.collection)
         _mongo(checker, path, None, storage.log_collection, field="log_collection")
     _check_job_log(checker, path, storage)
     _check_notifications(checker, backend)
+
+
+def _pg_urls(checker: _Checker, path: Path_,
+             block: model.PostgresStorage | model.PostgresNotifications) -> None:
+    for field in ("connection_string", "listen_connection_string"):
+        checker.url((*path, field), getattr(block, field), "PostgreSQL",
+                    ("postgresql", "postgres"), conninfo=True)
 
 
 def _check_job_log(checker: _Checker, path: Path_, storage: model.Storage) -> None:
@@ -189,12 +207,11 @@ def _check_notifications(checker: _Checker, backend: model.BackendConfig) -> Non
     path: Path_ = ("backend", "notifications")
     channel = backend.notifications
     if isinstance(channel, model.PostgresNotifications):
-        checker.url((*path, "connection_string"), channel.connection_string, "PostgreSQL",
-                    ("postgresql", "postgres"), conninfo=True)
+        _pg_urls(checker, path, channel)
         _pg_channel(checker, (*path, "channel_name"), channel.channel_name)
     elif isinstance(channel, model.RedisNotifications):
         checker.url((*path, "connection_string"), channel.connection_string, "Redis",
-                    ("redis", "rediss", "unix"))
+                    _REDIS_SCHEMES)
         _redis_name(checker, (*path, "channel_name"), channel.channel_name)
     elif isinstance(channel, model.MongoChangeStreamNotifications):
         if not isinstance(backend.storage, model.MongoStorage):

@@ -61,6 +61,7 @@ WAIT_PER_ATTEMPT = 2.0
 _TRANSIENT_CLASSES = ("08", "53", "57", "58")
 #: Returned connections whose return was interrupted: kept referenced until returned.
 _RETURNING: set[asyncio.Task[None]] = set()
+_BACKEND_PID = "SELECT pg_backend_pid()"
 
 
 def unavailable(conninfo: str, error: BaseException) -> BackendUnavailableError:
@@ -112,6 +113,23 @@ async def connect(conninfo: str, timeout: float, **kwargs: Any) -> Connection:
         raise unavailable(conninfo, error) from None
 
 
+async def behind_pooler(conn: Connection) -> bool:
+    """Whether ``conn`` reaches the server through a connection pooler (PgBouncer, pgcat,
+    Odyssey...). A pooler answers the client's startup itself, with a process id (the cancel
+    key) of its own making, so the server's ``pg_backend_pid()`` is another number; a direct
+    connection, or a plain TCP proxy, reports the server's own. One round trip."""
+    cursor = await conn.execute(_BACKEND_PID)
+    row = await cursor.fetchone()
+    return row is not None and row[0] != conn.info.backend_pid
+
+
+def pooled_kwargs(pooled: bool) -> dict[str, Any]:
+    """Connection options for a store reached through a transaction pooler: no server-side
+    prepared statements (psycopg prepares a statement run often on its connection, but the
+    pooler hands each transaction to any server connection, where it does not exist)."""
+    return {"prepare_threshold": None} if pooled else {}
+
+
 async def open_pool(
     conninfo: str,
     *,
@@ -119,12 +137,15 @@ async def open_pool(
     name: str,
     configure: Configure | None = None,
     wait_timeout: float | None = None,
+    pooled: bool = False,
 ) -> Pool:
     """An open pool of autocommit connections (at least one). With ``wait_timeout``, wait
     that long for the first connection (psycopg_pool's error when it does not come);
-    without, return at once and let the pool connect in the background."""
+    without, return at once and let the pool connect in the background. ``pooled``: the
+    server is behind a transaction pooler (see :func:`pooled_kwargs`)."""
     pool: Pool = AsyncConnectionPool(
-        conninfo, min_size=1, max_size=max_size, open=False, kwargs={"autocommit": True},
+        conninfo, min_size=1, max_size=max_size, open=False,
+        kwargs={"autocommit": True, **pooled_kwargs(pooled)},
         name=name, configure=configure, reconnect_timeout=RECONNECT_TIMEOUT,
     )
     if wait_timeout is None:

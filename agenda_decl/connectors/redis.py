@@ -9,16 +9,27 @@ command again at once (two quick tries); beyond that, :func:`retrying` repeats t
 operation with backoff for up to ``retry_for`` (``connectors.retry``), then raises one
 ``BackendUnavailableError``. A server still loading its data after a restart (``LOADING``)
 or a replica made read-only by a failover (``READONLY``) counts as unreachable too.
+
+A Redis Cluster is reached with a ``redis+cluster://`` (or ``rediss+cluster://``) connection
+string naming any one node: the client (redis-py's ``RedisCluster``) finds the others and
+routes each command by its keys. Every key of a store must then share one hash slot, so a
+key prefix on a cluster needs a hash tag (``redis_urls.check_cluster_prefix``). Pub/sub needs
+no slot: PUBLISH on any node reaches the subscribers of every node, so a channel listens and
+publishes on one node (``redis_urls.node_url``, :func:`plain_node_url`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
-from typing import Any
+from typing import Any, TypeAlias
+from urllib.parse import quote
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import (
@@ -31,6 +42,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agenda_decl._secrets import mask_text, mask_url
+from agenda_decl.connectors.redis_urls import is_cluster_url, node_url
 from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR, Retrying
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 from agenda_decl.timing import Duration
@@ -40,6 +52,8 @@ MAX_CONNECTIONS = 64
 _NAME = re.compile(r"^[A-Za-z0-9_.:{}/-]{1,128}$")
 #: What the driver raises when the server cannot be reached (or stops answering).
 UNREACHABLE = (RedisError, OSError)
+#: A client of one server or of a cluster.
+AnyRedis: TypeAlias = Redis | RedisCluster
 
 
 def transient(error: BaseException) -> bool:
@@ -66,9 +80,17 @@ def check_name(value: str, *, field: str) -> str:
     return value
 
 
-def client_from_url(url: str) -> Redis:
+def client_from_url(url: str) -> AnyRedis:
     """An owned client: strings back, short retries (the scheduler polls again anyway), and a
-    pool that makes a burst of commands wait for a connection instead of failing."""
+    pool that makes a burst of commands wait for a connection instead of failing. A
+    ``redis+cluster://`` string gives a :class:`RedisCluster` started from that node."""
+    if is_cluster_url(url):
+        return _cluster_from_url(url)
+    return server_client_from_url(url)
+
+
+def server_client_from_url(url: str) -> Redis:
+    """:func:`client_from_url` for a single server (or one node of a cluster)."""
     try:
         pool = BlockingConnectionPool.from_url(
             url,
@@ -87,10 +109,57 @@ def client_from_url(url: str) -> Redis:
     return Redis.from_pool(pool)  # type: ignore[no-any-return, unused-ignore]
 
 
-def redacted_address(client: Redis, url: str | None) -> str:
+class _WaitingRedisCluster(RedisCluster):
+    """A ``RedisCluster`` whose commands wait for a free connection, as a single server's
+    client built here does (``BlockingConnectionPool``): redis-py's cluster raises
+    ``MaxConnectionsError`` once a node has ``max_connections`` in use, which a burst of
+    enqueues would hit (and which would read as an outage). At most ``MAX_CONNECTIONS``
+    commands are in flight, so no node's pool is ever full."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight = asyncio.Semaphore(MAX_CONNECTIONS)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._in_flight:
+            return await super().execute_command(*args, **kwargs)
+
+
+def _cluster_from_url(url: str) -> RedisCluster:
+    try:
+        return _WaitingRedisCluster.from_url(
+            node_url(url),
+            max_connections=MAX_CONNECTIONS,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 2),
+        )
+    except ValueError:
+        raise InvalidOptionError(
+            f"invalid Redis connection string {mask_url(url)!r} "
+            "(expected redis+cluster:// or rediss+cluster:// and one node's address)"
+        ) from None
+
+
+def plain_node_url(cluster: RedisCluster) -> str:
+    """A connection string of one node of ``cluster`` (the first it was started from), with
+    its credentials: what a channel listens on."""
+    node = next(iter(cluster.nodes_manager.startup_nodes.values()))
+    kwargs = cluster.get_connection_kwargs()
+    user, password = kwargs.get("username"), kwargs.get("password")
+    auth = ""
+    if password is not None:
+        auth = f"{quote(user or '', safe='')}:{quote(password, safe='')}@"
+    scheme = "rediss" if kwargs.get("connection_class") is SSLConnection else "redis"
+    return f"{scheme}://{auth}{node.host}:{node.port}/0"
+
+
+def redacted_address(client: AnyRedis, url: str | None) -> str:
     """Where the client points, for messages (never with the password)."""
     if url is not None:
         return mask_url(url)
+    if isinstance(client, RedisCluster):
+        return mask_url(f"redis+cluster://{plain_node_url(client).split('://', 1)[1]}")
     kwargs = client.connection_pool.connection_kwargs
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"
@@ -102,7 +171,7 @@ def redacted_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {mask_text(str(error))}"
 
 
-async def check_reachable(client: Redis, where: str) -> None:
+async def check_reachable(client: AnyRedis, where: str) -> None:
     """PING the server; BackendUnavailableError (without the password) when it does not
     answer."""
     try:

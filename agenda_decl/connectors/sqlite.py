@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import mmap
 import os
 import random
 import re
@@ -228,6 +229,68 @@ class SQLiteConnector:
 
 
 # -- connection helpers (worker thread) ----------------------------------------------------------
+
+
+def open_watcher(path: str, busy_timeout_ms: float) -> sqlite3.Connection:
+    """A connection of its own for a thread that only reads (the change watcher): rows as
+    dicts, the same functions as the repository's connection, never a write."""
+    try:
+        connection = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+    except sqlite3.Error as error:
+        raise BackendUnavailableError(f"cannot open SQLite database {path}: {error}") from error
+    _register_functions(connection)
+    connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    return connection
+
+
+def data_version(c: sqlite3.Connection) -> int:
+    """SQLite's change counter of this connection: it moves when another connection (of
+    this process or another) commits, never for this connection's own writes. In WAL mode
+    it reads the shared-memory index: no disk I/O."""
+    return int(c.execute("PRAGMA data_version").fetchone()["data_version"])
+
+
+#: The two copies of the WAL-index header at the start of the ``-shm`` file (SQLite's file
+#: format, "walformat": every commit rewrites them, with a new frame count and checksum).
+_WAL_INDEX_HEADERS = 96
+
+
+class ChangeCounter:
+    """Whether another connection committed to the file since the last look, as cheaply as
+    an idle process can ask: the WAL-index headers, mapped from the ``-shm`` file, are
+    compared in memory, and only when they moved is :func:`data_version` asked (which
+    also tells another connection's commit from this one's). Where the ``-shm`` file cannot
+    be mapped every look asks :func:`data_version`."""
+
+    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+        self._connection = connection
+        self._version = data_version(connection)  # also maps the -shm file for this connection
+        self._headers: bytes | None = None
+        self._index = _map_wal_index(path)
+
+    def changed(self) -> bool:
+        if self._index is not None:
+            headers = self._index[:_WAL_INDEX_HEADERS]
+            if headers == self._headers:
+                return False
+            self._headers = headers
+        version = data_version(self._connection)
+        if version == self._version:
+            return False
+        self._version = version
+        return True
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+
+
+def _map_wal_index(path: str) -> mmap.mmap | None:
+    try:
+        with open(f"{path}-shm", "rb") as shm:
+            return mmap.mmap(shm.fileno(), _WAL_INDEX_HEADERS, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
 
 
 def in_transaction(c: sqlite3.Connection, work: Work[T], begin: str) -> T:

@@ -15,7 +15,7 @@ import attrs
 
 from agenda_decl._events import EventEmitter
 from agenda_decl._model import JobNotification, JobStateNotification, NotificationChannelState
-from agenda_decl.errors import NotConnectedError
+from agenda_decl.errors import InvalidOptionError, NotConnectedError
 from agenda_decl.interfaces import (
     ChannelEvent,
     NotificationChannel,
@@ -126,7 +126,8 @@ class BaseNotificationChannel(NotificationChannel):
     # -- connecting ----------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Open the connection; on failure emit ``error``, schedule a reconnect and raise."""
+        """Open the connection; on failure emit ``error``, schedule a reconnect (not for a
+        refused configuration, which no retry mends) and raise."""
         self._cancel_reconnect()
         self.set_state("connecting")
         try:
@@ -134,7 +135,8 @@ class BaseNotificationChannel(NotificationChannel):
         except Exception as error:
             self.emit_error(error)
             self.set_state("error")
-            self._schedule_reconnect()
+            if not isinstance(error, InvalidOptionError):
+                self._schedule_reconnect()
             raise
         self._reconnect_attempts = 0
         self._opened_at = time.monotonic()

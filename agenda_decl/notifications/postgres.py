@@ -28,6 +28,7 @@ from agenda_decl._tasks import cancel_and_wait
 from agenda_decl.connectors.postgres import (
     Connection,
     Pool,
+    behind_pooler,
     connect,
     open_pool,
     pool_target,
@@ -163,6 +164,13 @@ class PostgresNotificationChannel(BaseNotificationChannel):
     a publish is repeated through an outage for up to ``retry_for`` (a repeat may deliver a
     notification twice, which costs a claim that finds nothing). Delivery is at most once:
     the scheduler's poll covers whatever is lost.
+
+    ``listen_connection_string`` is where the LISTEN connection goes when publishing (and
+    the storage) go through a transaction pooler such as PgBouncer: a pooler hands each
+    transaction to any server connection, so a LISTEN through it hears nothing. Without it
+    the LISTEN connection uses ``connection_string`` (or the pool's target), and ``connect``
+    refuses one that turns out to reach the server through a pooler (``InvalidOptionError``);
+    behind a pooler in session mode, where LISTEN works, give the same URL again.
     """
 
     def __init__(
@@ -176,12 +184,14 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         probe_timeout: float = 5.0,
         connect_timeout: float = 10.0,
         retry_for: Duration = DEFAULT_RETRY_FOR,
+        listen_connection_string: str | None = None,
     ) -> None:
         if connection_string is None and pool is None:
             raise InvalidOptionError("PostgresNotificationChannel needs connection_string or pool")
         super().__init__(channel_name=check_channel_name(channel_name), reconnect=reconnect)
         self.state_channel_name = f"{channel_name}:state"
         self._conninfo = connection_string
+        self._listen_conninfo = listen_connection_string
         self._shared_pool = pool
         self._own_pool: Pool | None = None
         self._probe_interval = probe_interval
@@ -216,6 +226,8 @@ class PostgresNotificationChannel(BaseNotificationChannel):
     # -- connection ------------------------------------------------------------------------------
 
     async def _target(self) -> tuple[str, dict[str, Any]]:
+        if self._listen_conninfo is not None:
+            return self._listen_conninfo, {}
         if self._conninfo is not None:
             return self._conninfo, {}
         assert self._shared_pool is not None
@@ -225,6 +237,8 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         await self._close()
         conninfo, kwargs = await self._target()
         conn = await connect(conninfo, self._connect_timeout, **kwargs)
+        if self._listen_conninfo is None:
+            await self._refuse_pooler(conn, conninfo)
         channels = (self.channel_name, self.state_channel_name)
         listener = _Listener(conn, channels, self._enqueue, self.connection_lost,
                              probe_interval=self._probe_interval, probe_timeout=self._probe_timeout)
@@ -238,6 +252,23 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         listener.start()
         if self._dispatcher is None:
             self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+
+    async def _refuse_pooler(self, conn: Connection, conninfo: str) -> None:
+        """A LISTEN through a transaction pooler would hear nothing, silently: refuse it."""
+        try:
+            pooled = await behind_pooler(conn)
+        except Exception as error:
+            await conn.close()
+            raise unavailable(conninfo, error) from None
+        if pooled:
+            await conn.close()
+            raise InvalidOptionError(
+                f"notification channel {self.channel_name!r}: {mask_url(conninfo)} reaches "
+                "PostgreSQL through a connection pooler, where LISTEN hears nothing (a "
+                "transaction pooler hands each statement to any server connection). Give "
+                "listen_connection_string, a direct URL to the server, for the LISTEN "
+                "connection (the same URL if the pooler runs in session mode)."
+            )
 
     async def _close(self) -> None:
         """Drop the LISTEN connection in the background (a dead one may take a while to let
@@ -267,8 +298,10 @@ class PostgresNotificationChannel(BaseNotificationChannel):
             return self._shared_pool
         if self._own_pool is None:
             assert self._conninfo is not None
+            # A separate LISTEN URL means publishing goes through a pooler.
             pool = await open_pool(self._conninfo, max_size=2, name="agenda-decl:notify",
-                                   wait_timeout=self._connect_timeout)
+                                   wait_timeout=self._connect_timeout,
+                                   pooled=self._listen_conninfo is not None)
             self._own_pool = pool
         return self._own_pool
 

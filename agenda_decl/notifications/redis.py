@@ -18,6 +18,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 
 from agenda_decl._convert import (
     notification_from_json,
@@ -31,16 +32,19 @@ from agenda_decl._secrets import mask_url
 from agenda_decl._tasks import cancel_and_wait
 from agenda_decl.connectors.redis import (
     UNREACHABLE,
+    AnyRedis,
     check_name,
-    client_from_url,
     close_subscriber,
     connect_subscriber,
+    plain_node_url,
     redacted_address,
     redacted_error,
     retrying,
+    server_client_from_url,
     subscriber,
     text,
 )
+from agenda_decl.connectors.redis_urls import is_cluster_url, node_url
 from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR, Attempt
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOptions
@@ -63,6 +67,11 @@ class RedisNotificationChannel(BaseNotificationChannel):
     the subscriber connection; a dead, half-open or unsubscribed connection is thus noticed
     within two intervals and replaced (the scheduler polls at once after a reconnect).
 
+    On a Redis Cluster (a ``redis+cluster://`` string or a ``RedisCluster`` client) the channel
+    has a connection of its own to one node, the one named or the first the client was started
+    from: pub/sub is not routed by slot, and a PUBLISH on any node reaches every node's
+    subscribers.
+
     A publish is repeated through an outage for up to ``retry_for`` (a repeat may deliver a
     message twice: a hint, which costs a claim that finds nothing); past it, it raises
     ``BackendUnavailableError`` naming the server.
@@ -72,7 +81,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
         self,
         *,
         connection_string: str | None = None,
-        client: Redis | None = None,
+        client: AnyRedis | None = None,
         channel_name: str = "agenda:jobs",
         reconnect: ReconnectOptions | None = None,
         health_check_interval: int | float | timedelta | str = 30_000,
@@ -85,8 +94,14 @@ class RedisNotificationChannel(BaseNotificationChannel):
             raise InvalidOptionError(
                 "RedisNotificationChannel requires client or connection_string (one of them)"
             )
+        if isinstance(client, RedisCluster):  # pub/sub on one node of its own (see below)
+            connection_string, client = plain_node_url(client), None
+        # Pub/sub is not routed by slot: a PUBLISH on any node of a cluster reaches the
+        # subscribers of every node, so the channel listens and publishes on the node named.
+        if connection_string is not None and is_cluster_url(connection_string):
+            connection_string = node_url(connection_string)
         self._url = connection_string
-        self._client = client
+        self._client: Redis | None = client
         self._owns_client = client is None
         interval = parse_duration(health_check_interval, field="health_check_interval")
         self._check_every = max(interval, 10) / 1000
@@ -117,7 +132,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
     def _publisher(self) -> Redis:
         if self._client is None:
             assert self._url is not None
-            self._client = client_from_url(self._url)
+            self._client = server_client_from_url(self._url)
         return self._client
 
     # -- publishing --------------------------------------------------------------------------

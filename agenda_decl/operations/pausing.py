@@ -25,6 +25,7 @@ import attrs
 from agenda_decl import timing
 from agenda_decl._model import JobParameters, RemoveJobsOptions
 from agenda_decl.agenda import Agenda
+from agenda_decl.config.model import AgendaConfig
 from agenda_decl.config.pause import (
     PauseMark,
     is_schedule_job,
@@ -35,7 +36,7 @@ from agenda_decl.config.pause import (
 from agenda_decl.job import Job
 from agenda_decl.operations.targets import plain, repeats, schedule_of
 
-__all__ = ["PauseResult", "default_operator", "pause", "pause_mark", "resume"]
+__all__ = ["PauseResult", "declared_disabled", "default_operator", "pause", "pause_mark", "resume"]
 
 
 @attrs.define(kw_only=True)
@@ -108,6 +109,13 @@ async def resume(
     await _set_disabled(agenda, bulk, False)
     result.changed.extend(attrs.evolve(plain(job), disabled=False) for job in bulk)
     return result
+
+
+def declared_disabled(config: AgendaConfig) -> set[tuple[str, str, str]]:
+    """(owner, job name, key) of every schedule the file declares ``disabled``: what
+    :func:`resume` leaves disabled."""
+    return {(config.owner, schedule.job, schedule.schedule_key)
+            for schedule in config.schedules if schedule.disabled}
 
 
 def _schedule_identity(job: JobParameters[Any]) -> tuple[str, str, str] | None:

@@ -1,11 +1,12 @@
 """The scheduler's link to its notification channel, and to the store's clock.
 
-Outbound: a saved job is announced (``JobNotification``), a job event is sent to the other
-workers (``JobStateNotification``). Inbound: a notification wakes the processor for its job
-name, a reconnect wakes it for every name (what was published while away is lost), another
-worker's state notification becomes a local event of the same shape. A channel that gave up
-reconnecting is tried again from the poll. The skew between this machine's clock and the
-store's is measured on connect and refreshed from the poll.
+Outbound: a saved job is announced (``JobNotification``: one per job name and batch, in the
+insert's own round trip when the store publishes on this very channel), a job event is sent
+to the other workers (``JobStateNotification``). Inbound: a notification wakes the processor
+for its job name, a reconnect wakes it for every name (what was published while away is
+lost), another worker's state notification becomes a local event of the same shape. A
+channel that gave up reconnecting is tried again from the poll. The skew between this
+machine's clock and the store's is measured on connect and refreshed from the poll.
 """
 
 from __future__ import annotations
@@ -13,15 +14,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from agenda_decl._clock import StoreAlignedClock
-from agenda_decl._model import JobNotification, JobParameters, JobStateNotification
+from agenda_decl._model import (
+    Announcement,
+    JobNotification,
+    JobParameters,
+    JobStateNotification,
+)
 from agenda_decl._tasks import BackgroundTasks
-from agenda_decl.errors import NotConnectedError
+from agenda_decl.errors import InvalidOptionError, NotConnectedError
 from agenda_decl.interfaces import NotificationChannel, Unsubscribe
-from agenda_decl.job import Job
 from agenda_decl.runtime.events import Events, JobEvent
 from agenda_decl.runtime.scheduler import Scheduler
 
@@ -64,9 +70,13 @@ class ChannelLink:
         events: Events,
         *,
         store_name: str,
+        store_channel: bool = False,
     ) -> None:
         self._scheduler = scheduler
         self.channel = channel
+        #: ``channel`` is the store's own (``backend.notification_channel``): a store that
+        #: ``announces_inserts`` publishes on it in the insert's round trip.
+        self._store_channel = store_channel and channel is not None
         self._events = events
         self._store_name = store_name
         #: Woken by notifications while the scheduler processes jobs.
@@ -82,7 +92,9 @@ class ChannelLink:
 
     async def attach(self) -> None:
         """Listen to the channel and connect it. A channel that cannot connect is reported as
-        an ``error`` event; the scheduler goes on polling."""
+        an ``error`` event; the scheduler goes on polling. A channel that refuses its
+        configuration (``InvalidOptionError``: a LISTEN through a connection pooler) raises:
+        no retry would mend it."""
         channel = self.channel
         if channel is None:
             return
@@ -94,6 +106,9 @@ class ChannelLink:
         if channel.state != "connected":
             try:
                 await channel.connect()
+            except InvalidOptionError:
+                await self.detach()
+                raise
             except Exception as error:
                 if not isinstance(channel, _SelfReconnecting):  # those report it
                     await self._events.emit_error(error)
@@ -160,20 +175,37 @@ class ChannelLink:
 
     # -- outbound ------------------------------------------------------------------------
 
-    async def publish_job(self, job: Job[Any]) -> None:
-        """Tell listening workers a job was saved (skipped when the channel is down)."""
+    async def insert(self, jobs: Sequence[JobParameters[Any]]) -> list[JobParameters[Any]]:
+        """Store new jobs (``JobRepository.insert_jobs``) and tell listening workers: in the
+        insert's own round trip when the store publishes on this very channel, else on the
+        channel once they are stored."""
+        repository = self._scheduler.repository
+        announce = self._announcement()
+        inline = self._store_channel and repository.announces_inserts
+        stored = await repository.insert_jobs(jobs, last_modified_by=self._scheduler.name,
+                                              announce=announce if inline else None)
+        if not inline:
+            await self.publish_saved(stored, announce)
+        return stored
+
+    async def publish_saved(
+        self, jobs: Sequence[JobParameters[Any]], announce: Announcement | None = None
+    ) -> None:
+        """Tell listening workers jobs were saved, one notification per job name (skipped
+        when the channel is down)."""
         channel = self.channel
-        if channel is None or channel.state != "connected" or job.attrs.id is None:
+        if channel is None or channel.state != "connected":
             return
-        notification = JobNotification(
-            job_id=job.attrs.id, job_name=job.attrs.name, next_run_at=job.attrs.next_run_at,
-            priority=job.attrs.priority, timestamp=self._scheduler.clock.now(),
-            source=self._scheduler.name,
-        )
-        try:
-            await channel.publish(notification)
-        except Exception as error:  # the save succeeded; polling will find the job
-            await self._events.emit_error(error)
+        stored = [job for job in jobs if job.id is not None]
+        for notification in (announce or self._announcement()).notifications(stored):
+            try:
+                await channel.publish(notification)
+            except Exception as error:  # the save succeeded; polling will find the job
+                await self._events.emit_error(error)
+                return
+
+    def _announcement(self) -> Announcement:
+        return Announcement(source=self._scheduler.name, timestamp=self._scheduler.clock.now())
 
     def publish_state(self, event: JobEvent) -> None:
         """Send a job event of this worker to the others, without waiting (best effort)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, overload
 
 import attrs
 
@@ -217,3 +217,68 @@ class Events:
             return False
         self._emitter.emit_sync("error", error)
         return True
+
+
+class EventSubscriptions:
+    """The typed ``on``/``once``/``off`` of the Agenda facade: each event name with the
+    listener shape it calls (the overloads), over :class:`Events`. A subclass learns of every
+    change through ``_listeners_changed`` (the Agenda subscribes to relayed job states only
+    while someone listens)."""
+
+    _events: Events
+
+    def _listeners_changed(self) -> None:
+        """Called after every ``on``, ``once`` and ``off``."""
+
+    @overload
+    def on(self, event: Literal["ready"], listener: ReadyListener) -> None: ...
+    @overload
+    def on(self, event: Literal["error"], listener: ErrorListener) -> None: ...
+    @overload
+    def on(self, event: Literal["start", "success", "complete"], listener: JobListener) -> None: ...
+    @overload
+    def on(self, event: Literal["fail", "retry exhausted"], listener: FailListener) -> None: ...
+    @overload
+    def on(self, event: Literal["retry"], listener: RetryListener) -> None: ...
+    @overload
+    def on(self, event: Literal["progress"], listener: ProgressListener) -> None: ...
+    @overload
+    def on(self, event: Literal["claim"], listener: ClaimListener) -> None: ...
+    @overload
+    def on(self, event: Literal["poll"], listener: PollListener) -> None: ...
+    @overload
+    def on(self, event: str, listener: Listener) -> None: ...
+
+    def on(self, event: str, listener: Listener) -> None:
+        """Listen to ``ready``, ``error``, ``start``, ``success``, ``fail``, ``complete``,
+        ``progress``, ``retry``, ``retry exhausted``, or ``EVENT:<job name>``; ``claim`` and
+        ``poll`` report this worker's claims and polls (metrics, health). A job event's
+        listener gets the same arguments whether this process ran the job or another worker
+        did (see :mod:`agenda_decl.runtime.events`)."""
+        self._events.on(event, listener)
+        self._listeners_changed()
+
+    @overload
+    def once(self, event: Literal["ready"], listener: ReadyListener) -> None: ...
+    @overload
+    def once(self, event: Literal["error"], listener: ErrorListener) -> None: ...
+    @overload
+    def once(self, event: Literal["start", "success", "complete"],
+             listener: JobListener) -> None: ...
+    @overload
+    def once(self, event: Literal["fail", "retry exhausted"], listener: FailListener) -> None: ...
+    @overload
+    def once(self, event: Literal["retry"], listener: RetryListener) -> None: ...
+    @overload
+    def once(self, event: Literal["progress"], listener: ProgressListener) -> None: ...
+    @overload
+    def once(self, event: str, listener: Listener) -> None: ...
+
+    def once(self, event: str, listener: Listener) -> None:
+        """:meth:`on`, for the next event only."""
+        self._events.once(event, listener)
+        self._listeners_changed()
+
+    def off(self, event: str, listener: Listener) -> None:
+        self._events.off(event, listener)
+        self._listeners_changed()

@@ -399,8 +399,10 @@ def test_the_readme_demo_on_the_shipped_agenda_yaml(tmp_path: Path) -> None:
     assert "refused, nothing stored: send-welcome.data.plan: expected one of" in enqueued.stdout
     run = call(CLI, "run", "--exit-after", "8 seconds")
     assert run.returncode == 0, run.stderr
-    assert run.stdout.count("welcome mail to") == 2
+    assert run.stdout.count("welcome mail to") == 4
     assert "welcome mail to ada@example.com (plan pro)" in run.stdout
+    assert "welcome mail to ken@example.com (plan free)" in run.stdout
+    assert "welcome mail to lin@example.com (plan free)" in run.stdout
     assert "welcome mail to grace@example.com (plan free)" in run.stdout
     assert "heartbeat: demo is alive" in run.stdout
     again = call(CLI, "apply", "--yes")

@@ -11,11 +11,17 @@ from typing import Any, Protocol
 
 from agenda_decl.interfaces import AgendaBackend, NotificationChannel
 
-BACKENDS: list[str] = ["memory", "sqlite", "mongo", "postgres", "redis"]
+BACKENDS: list[str] = [
+    "memory", "sqlite", "mongo", "postgres", "postgres_pgbouncer", "redis", "redis_cluster",
+]
 #: Backends whose store is shared by several processes (multi-worker tests).
-MULTIPROCESS_BACKENDS: list[str] = ["sqlite", "postgres", "redis"]
+MULTIPROCESS_BACKENDS: list[str] = [
+    "sqlite", "postgres", "postgres_pgbouncer", "redis", "redis_cluster",
+]
 #: Backends with a notification channel of their own (channel suite).
-CHANNELS: list[str] = ["memory", "postgres", "redis"]
+CHANNELS: list[str] = ["memory", "postgres", "postgres_pgbouncer", "redis", "redis_cluster"]
+#: The PostgreSQL backends: direct, and through PgBouncer in transaction pooling mode.
+POSTGRES_KINDS = ("postgres", "postgres_pgbouncer")
 
 
 class BackendModule(Protocol):

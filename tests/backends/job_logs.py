@@ -12,7 +12,7 @@ from typing import Any
 from uuid import uuid4
 
 from agenda_decl.interfaces import AgendaBackend, JobLogger
-from tests.backends import load
+from tests.backends import POSTGRES_KINDS, load
 
 
 def _unique() -> str:
@@ -22,7 +22,7 @@ def _unique() -> str:
 def with_log_name(kind: str) -> dict[str, Any]:
     """Backend options that give its job log a name of its own (none for Redis and memory,
     whose logs live under the backend's own key prefix or object)."""
-    if kind in ("postgres", "sqlite"):
+    if kind in (*POSTGRES_KINDS, "sqlite"):
         return {"log_table_name": _unique()}
     if kind == "mongo":
         return {"log_collection": _unique()}
@@ -47,7 +47,7 @@ async def make_logged_backend(kind: str, tmp_path: Path, **options: Any
 @asynccontextmanager
 async def _backend(kind: str, tmp_path: Path, options: dict[str, Any]
                    ) -> AsyncIterator[AgendaBackend]:
-    if kind in ("postgres", "redis"):
+    if kind in (*POSTGRES_KINDS, "redis", "redis_cluster"):
         async with load(kind).make_backend(tmp_path, **options) as made:
             yield made
         return
@@ -92,7 +92,7 @@ async def _mongo_backend(options: dict[str, Any]) -> AsyncIterator[AgendaBackend
 async def drop_log(kind: str, logger: JobLogger) -> None:
     """Drop the log table (PostgreSQL; Redis keys go with the backend's prefix, the SQLite
     file with the test's directory, the Mongo collection with its database)."""
-    if kind == "postgres":
+    if kind in POSTGRES_KINDS:
         from tests.backends.postgres import drop_table
 
         await drop_table(logger.table_name)  # type: ignore[attr-defined]

@@ -10,6 +10,10 @@ stopping them, terminating every client connection.
   (``appendonly yes``, ``appendfsync always``), so that a restart keeps every acknowledged
   write; ``persistent=False`` runs it as a cache (no AOF, no RDB), where a restart loses
   everything, which is data loss by configuration, not something a client can ride out.
+* :class:`PrivateRedisCluster`: a Redis Cluster of three masters (no replicas), each a
+  ``redis-server --cluster-enabled yes`` on free loopback ports (data port and bus port),
+  joined with ``redis-cli --cluster create``; ``.ci/lib.sh``'s ``start_redis_cluster`` does
+  the same in shell for ``.ci/run``.
 
 A missing binary fails the test that asked for the server, loudly; it never skips.
 The fixtures ``private_postgres`` and ``private_redis`` give a started server and remove it
@@ -36,6 +40,7 @@ PG_BIN = os.environ.get("AGENDA_TEST_PG_BIN") or next(
     iter(sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)), "/usr/lib/postgresql/15/bin"
 )
 REDIS_SERVER = os.environ.get("AGENDA_TEST_REDIS_SERVER", "redis-server")
+REDIS_CLI = os.environ.get("AGENDA_TEST_REDIS_CLI", "redis-cli")
 
 
 def free_port() -> int:
@@ -175,6 +180,71 @@ class PrivateRedis:
     def remove(self) -> None:
         process, self._process = self._process, None
         if process is not None:
+            process.kill()
+            process.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateRedisCluster:
+    """Three cluster-enabled ``redis-server`` masters in a temporary folder, joined into one
+    cluster; ``url`` (``redis+cluster://``) names the first node, ``nodes`` all three."""
+
+    def __init__(self, masters: int = 3) -> None:
+        self.binary = _require(REDIS_SERVER, "redis-server")
+        self.cli = _require(REDIS_CLI, "redis-cli")
+        self.dir = Path(tempfile.mkdtemp(prefix="agenda-test-redis-cluster-"))
+        self.ports = [free_port() for _ in range(masters)]
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def nodes(self) -> list[str]:
+        return [f"127.0.0.1:{port}" for port in self.ports]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://{self.nodes[0]}/0"
+
+    def start(self) -> None:
+        for port in self.ports:
+            folder = self.dir / str(port)
+            folder.mkdir()
+            # The bus port is the data port + 10000 unless given; that one may be taken.
+            argv = [self.binary, "--port", str(port), "--cluster-port", str(free_port()),
+                    "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                    "--cluster-config-file", str(folder / "nodes.conf"), "--dir", str(folder),
+                    "--save", "", "--appendonly", "no", "--daemonize", "no",
+                    "--logfile", str(folder / "server.log")]
+            self._processes.append(subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL))
+            if not _wait_for_port(port, 30):
+                self._fail(f"redis-server --cluster-enabled yes did not start on port {port}")
+        create = subprocess.run(
+            [self.cli, "--cluster", "create", *self.nodes, "--cluster-replicas", "0",
+             "--cluster-yes"], capture_output=True, text=True, timeout=120, check=False,
+            stdin=subprocess.DEVNULL)
+        if create.returncode != 0:
+            self._fail(f"redis-cli --cluster create failed: {create.stdout}{create.stderr}")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if all("cluster_state:ok" in self._info(port) for port in self.ports):
+                return
+            time.sleep(0.2)
+        self._fail("the cluster did not reach cluster_state:ok within 60 s")
+
+    def _info(self, port: int) -> str:
+        result = subprocess.run([self.cli, "-p", str(port), "cluster", "info"],
+                                capture_output=True, text=True, timeout=30, check=False)
+        return result.stdout
+
+    def _fail(self, message: str) -> None:
+        logs = "\n".join(f"{log}:\n{log.read_text()}" for log in self.dir.glob("*/server.log"))
+        self.remove()
+        pytest.fail(f"{message}\n{logs}", pytrace=False)
+
+    def remove(self) -> None:
+        processes, self._processes = self._processes, []
+        for process in processes:
             process.kill()
             process.wait(timeout=30)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from redis.asyncio import Redis
-
 from agenda_decl.backends.redis import RedisBackend, RedisNotificationChannel
+from agenda_decl.connectors.redis import AnyRedis
 from agenda_decl.errors import BackendUnavailableError
 from tests.backends import ChannelPair
 from tests.backends.servers import REDIS_URL, server_missing
@@ -22,7 +21,7 @@ def unique_prefix() -> str:
     return f"agenda-test:{uuid4().hex}:"
 
 
-async def delete_keys(client: Redis, prefix: str) -> None:
+async def delete_keys(client: AnyRedis, prefix: str) -> None:
     pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
     batch: list[Any] = []
     async for key in client.scan_iter(match=pattern, count=1000):

@@ -14,6 +14,9 @@ POSTGRES_URL = os.environ.get(
     "AGENDA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("AGENDA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: A Redis Cluster (``redis+cluster://``) that `.ci/run` started; without it the tests start
+#: one of their own (tests/backends/redis_cluster.py).
+REDIS_CLUSTER_URL = os.environ.get("AGENDA_TEST_REDIS_CLUSTER_URL")
 #: Set to run the MongoDB tests against a real server instead of mongomock.
 MONGODB_URL = os.environ.get("AGENDA_TEST_MONGODB_URL")
 

@@ -1017,3 +1017,61 @@ async def test_concurrent_single_claims_never_share_a_job(repository: JobReposit
     claimed = await asyncio.gather(*(claim(repository, "race") for _ in range(15)))
     ids = [c.id for c in claimed if c]
     assert len(ids) == 10 == len(set(ids))
+
+
+async def claim_many(repository: JobRepository, name: str, limit: int) -> list[JobParameters[Any]]:
+    now = utcnow()
+    return await repository.get_next_jobs_to_run(
+        name, now + timedelta(seconds=5), now - timedelta(minutes=10), limit, now
+    )
+
+
+async def test_another_names_due_jobs_do_not_change_what_is_claimed(
+    repository: JobRepository,
+) -> None:
+    # More due jobs of another name than one page of any store's scan, all earlier than ours.
+    for i in range(150):
+        await save(repository, "other", next_run_at=at(-600 - i))
+    await save(repository, "mine", next_run_at=at(-2), data={"n": 2})
+    await save(repository, "mine", next_run_at=at(-3), data={"n": 1})
+    await save(repository, "mine", next_run_at=at(3600), data={"n": "future"})
+    claimed = await claim_many(repository, "mine", 10)
+    assert [c.data for c in claimed] == [{"n": 1}, {"n": 2}]
+    assert len(await claim_many(repository, "other", 200)) == 150
+
+
+async def test_a_claim_follows_every_change_of_a_jobs_schedule(
+    repository: JobRepository,
+) -> None:
+    """Rescheduling, disabling, enabling, unlocking, a state write and a removal each change
+    whether and when a job is claimed, at once."""
+    late = await save(repository, "flow", next_run_at=at(3600), data={"j": "late"})
+    early = await save(repository, "flow", next_run_at=at(-60), data={"j": "early"})
+    gone = await save(repository, "flow", next_run_at=at(-120), data={"j": "gone"})
+    assert await repository.remove_jobs(RemoveJobsOptions(id=gone.id)) == 1
+    late.next_run_at = at(-90)  # rescheduled: now the earliest
+    await repository.save_job(late)
+    assert await repository.disable_jobs(RemoveJobsOptions(id=early.id)) == 1
+    first = await claim(repository, "flow")
+    assert first is not None and first.data == {"j": "late"}
+    assert await claim(repository, "flow") is None  # early is disabled
+    assert await repository.enable_jobs(RemoveJobsOptions(id=early.id)) == 1
+    await repository.unlock_job(first)  # released before it started: claimable again
+    again = [await claim(repository, "flow") for _ in range(3)]
+    assert [c.data["j"] if c else None for c in again] == ["late", "early", None]
+    finished = again[0]
+    assert finished is not None
+    finished.locked_at, finished.next_run_at = None, at(-1)  # ran; due again at once
+    await repository.save_job_state(finished)
+    last = await claim(repository, "flow")
+    assert last is not None and last.id == finished.id
+
+
+async def test_a_large_backlog_of_the_name_is_claimed_in_order(
+    repository: JobRepository,
+) -> None:
+    for i in range(130):
+        await save(repository, "backlog", next_run_at=at(-1000 + i), data={"i": i})
+    claimed = await claim_many(repository, "backlog", 120)
+    claimed += await claim_many(repository, "backlog", 120)
+    assert [c.data["i"] for c in claimed] == list(range(130))

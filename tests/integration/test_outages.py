@@ -381,6 +381,13 @@ async def test_postgres_an_insert_repeated_after_a_lost_reply_stores_one_job(
         backend = agenda.backend
         assert isinstance(backend, PostgresBackend)
         assert backend.repository.retrying.retries == 1
+        lose_first_reply("INSERT INTO")
+        jobs = await agenda.now_many("work", [{"n": n} for n in range(2, 12)])
+        result = await agenda.query_jobs(JobsQueryOptions(name="work"))
+        assert sorted(str(stored.id) for stored in result.jobs) == sorted(
+            str(j.attrs.id) for j in [job, *jobs])
+        assert [j.attrs.data for j in jobs] == [{"n": n} for n in range(2, 12)]
+        assert backend.repository.retrying.retries == 2
     finally:
         await agenda.stop()
         await drop_table(table)
@@ -437,21 +444,28 @@ async def test_redis_an_insert_repeated_after_a_lost_reply_stores_one_job(
         await agenda.ready()
         from agenda_decl.backends.redis import scripts
 
-        real = repository._scripts[scripts.INSERT]
-        lost: list[bool] = []
+        real = repository._scripts[scripts.INSERT_MANY]
+        lost: list[bool] = []  # one entry per enqueue: whether its first reply was lost
 
         async def insert_then_lose_reply(**kwargs: Any) -> Any:
             reply = await real(**kwargs)
-            if not lost:
-                lost.append(True)
+            if not lost[-1]:
+                lost[-1] = True
                 raise RedisConnectionError("Connection closed by server.")
             return reply
 
-        monkeypatch.setitem(repository._scripts, scripts.INSERT, insert_then_lose_reply)
+        monkeypatch.setitem(repository._scripts, scripts.INSERT_MANY, insert_then_lose_reply)
+        lost.append(False)
         job = await agenda.now("work", {"n": 1})
         result = await agenda.query_jobs(JobsQueryOptions(name="work"))
         assert [stored.id for stored in result.jobs] == [job.attrs.id]
-        assert lost and repository.retrying.retries == 1
+        assert lost == [True] and repository.retrying.retries == 1
+        lost.append(False)
+        jobs = await agenda.now_many("work", [{"n": n} for n in range(2, 12)])
+        result = await agenda.query_jobs(JobsQueryOptions(name="work"))
+        assert sorted(str(stored.id) for stored in result.jobs) == sorted(
+            str(j.attrs.id) for j in [job, *jobs])
+        assert repository.retrying.retries == 2
     finally:
         await agenda.stop()
         client = Redis.from_url(REDIS_URL)
@@ -481,8 +495,11 @@ async def test_mongodb_unreachable_past_pymongos_own_retries_is_one_clear_error(
 
             jobs = db.get_collection(collection)
             monkeypatch.setattr(type(jobs), "insert_one", unreachable)
+            monkeypatch.setattr(type(jobs), "insert_many", unreachable)
             with pytest.raises(BackendUnavailableError) as raised:
                 await agenda.now("work")
+            with pytest.raises(BackendUnavailableError, match="unreachable"):
+                await agenda.now_many("work", [{"n": 1}, {"n": 2}])
         finally:
             await agenda.stop()
             db.drop_collection(collection)

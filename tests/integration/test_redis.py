@@ -195,6 +195,69 @@ async def test_a_job_written_by_node_agenda_is_found_listed_and_claimed(
     assert await claim(backend, "node-job") is None
 
 
+async def test_a_job_node_rescheduled_is_claimed_at_its_new_time(
+    backend: RedisBackend, client: Redis
+) -> None:
+    """Node moves a job earlier in its hash and the global set only (it keeps no due index of
+    a name); the sweep of the name brings the job into ours."""
+    repo = backend.repository
+    saved = await repo.save_job(JobParameters(name="node-job", next_run_at=utcnow()
+                                              + timedelta(hours=1)))
+    assert await claim(backend, "node-job") is None
+    due = utcnow() - timedelta(seconds=5)
+    await client.hset(key(backend, f"job:{saved.id}"), "nextRunAt", format_datetime(due))
+    await client.zadd(key(backend, "jobs:by_next_run_at"), {str(saved.id): _node_score(
+        format_datetime(due), 0)})
+    claimed: list[Any] = []
+
+    async def claimed_it() -> bool:
+        claimed.append(await claim(backend, "node-job"))
+        return claimed[-1] is not None
+
+    await wait_until(claimed_it, timeout=5)
+    assert claimed[-1].id == saved.id
+
+
+async def test_a_job_node_enqueues_into_a_large_name_is_claimed_at_once(
+    backend: RedisBackend, client: Redis
+) -> None:
+    """The name has more jobs than one slow sweep reads, and was swept a moment ago: the
+    claim sees that the name has a member none of our writes added and sweeps it whole."""
+    repo = backend.repository
+    later = utcnow() + timedelta(hours=1)
+    for _ in range(250):
+        await repo.save_job(JobParameters(name="node-job", next_run_at=later))
+    assert await claim(backend, "node-job") is None  # the slow sweep's gate is now shut
+    due = format_datetime(utcnow() - timedelta(seconds=5))
+    job_id = await write_agenda_job(client, backend, nextRunAt=due)
+    claimed = await claim(backend, "node-job")
+    assert claimed is not None and claimed.id == job_id
+
+
+async def test_connect_indexes_every_due_job_of_a_store_without_the_due_index(
+    client: Redis,
+) -> None:
+    """A store Node Agenda (or an agenda-decl from before the due index) filled: connect puts
+    every job into its name's due index, so one claim finds them all, however many."""
+    prefix = redis_backends.unique_prefix()
+    made = RedisBackend(connection_string=REDIS_URL, key_prefix=prefix)
+    try:
+        await made.connect()
+        due = format_datetime(utcnow() - timedelta(minutes=1))
+        ids = {await write_agenda_job(client, made, nextRunAt=due) for _ in range(250)}
+        await client.delete(key(made, "decl:layout"))
+        again = RedisBackend(connection_string=REDIS_URL, key_prefix=prefix)
+        await again.connect()
+        await again.disconnect()
+        now = utcnow()
+        claimed = await made.repository.get_next_jobs_to_run(
+            "node-job", now, now - timedelta(minutes=10), 300, now)
+        assert {job.id for job in claimed} == ids
+    finally:
+        await made.disconnect()
+        await redis_backends.delete_keys(client, prefix)
+
+
 async def test_a_stale_node_lock_on_a_job_that_is_not_due_is_taken_over(
     backend: RedisBackend, client: Redis
 ) -> None:

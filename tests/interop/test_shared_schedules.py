@@ -13,7 +13,7 @@ import pytest
 
 from agenda_decl import JobsQueryOptions, timing
 from agenda_decl._convert import parse_datetime
-from tests.interop.conftest import Sides
+from tests.interop.conftest import NodeAgent, Sides
 
 CRON = "*/2 * * * * *"  # every 2 seconds (6 fields: seconds first), in a zone of its own
 ZONE = "America/New_York"
@@ -105,6 +105,16 @@ async def test_a_daily_cron_in_a_time_zone_is_computed_alike(sides: Sides) -> No
     assert read_by_node["weekday-report"]["repeatTimezone"] == ZONE
 
 
+async def _stored_failure(worker: NodeAgent, reason: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        job = (await worker.request("query", name="flaky"))[0]
+        if job.get("failReason") == reason and job.get("lockedAt") is None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"Node's end write of the failed run never reached the store: {job}")
+
+
 async def _fail_once(sides: Sides, side: str, reason: str) -> None:
     """A worker of one side alone runs the repeating job "flaky" once; it fails with
     ``reason``. The worker stops before the job is due again and once the run's end write is
@@ -116,6 +126,9 @@ async def _fail_once(sides: Sides, side: str, reason: str) -> None:
         await worker.request("start")
         await sides.ledger.wait_for(
             lambda: sum(1 for end in sides.ledger.ends if end["event"] == "fail") > fails)
+        # Node emits `fail` before its end write, and its stop() does not wait for that write:
+        # stop only once the store shows this run's failure.
+        await _stored_failure(worker, reason)
         await worker.request("stop")
         await sides.ledger.all_complete()
         await worker.close()

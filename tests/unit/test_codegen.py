@@ -173,4 +173,9 @@ async def enqueue(job: Job[Any]) -> None:
         currency="GBP",  # type: ignore[arg-type]
     )
     await send_invoice.now(Report(month=1))  # type: ignore[arg-type]
+    saved = await send_invoice.now_many([payload, payload])
+    assert_type(saved, list[Job[Any]])
+    await raw_data.now_many([{"n": 1}, {"n": 2}])
+    await send_invoice.now_many([payload, Report(month=1)])  # type: ignore[list-item]
+    await send_invoice.now_many((Report(month=n) for n in range(3)))  # type: ignore[misc]
 '''

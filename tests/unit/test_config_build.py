@@ -13,7 +13,7 @@ from agenda_decl import InMemoryNotificationChannel
 from agenda_decl.backends.mongo import MongoBackend, MongoChangeStreamNotificationChannel
 from agenda_decl.backends.postgres import PostgresBackend, PostgresNotificationChannel
 from agenda_decl.backends.redis import RedisBackend, RedisNotificationChannel
-from agenda_decl.backends.sqlite import SQLiteBackend
+from agenda_decl.backends.sqlite import SQLiteBackend, SQLiteChangeChannel
 from agenda_decl.backoff import BackoffContext
 from agenda_decl.config import (
     ConfigError,
@@ -197,3 +197,14 @@ def test_the_embedded_default_builds(tmp_path: Path) -> None:
     assert isinstance(agenda.backend, SQLiteBackend)
     assert isinstance(agenda.channel, InMemoryNotificationChannel)
     assert sorted(agenda.runnable_names()) == ["cleanup", "heartbeat", "report", "send-welcome"]
+
+
+def test_sqlite_watches_changes_unless_told_otherwise(tmp_path: Path) -> None:
+    storage = "version: 1\nbackend:\n  storage: {type: sqlite, path: jobs.db%s}\n%s"
+    watching = build_backend(load_config(write(tmp_path, storage % (", watch_interval: 15 ms", "")),
+                                         environ={}))
+    assert isinstance(watching.notification_channel, SQLiteChangeChannel)
+    assert watching.notification_channel.interval == 0.015
+    for off in ((", watch_changes: false", ""), ("", "  notifications: {type: none}\n")):
+        backend = build_backend(load_config(write(tmp_path, storage % off), environ={}))
+        assert backend.notification_channel is None

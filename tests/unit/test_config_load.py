@@ -24,6 +24,7 @@ from agenda_decl.config.model import (
     JobConfig,
     PayloadField,
     PostgresStorage,
+    RedisStorage,
     SchedulerConfig,
     SQLiteStorage,
 )
@@ -61,7 +62,8 @@ BROKEN: list[tuple[str, str, list[str]]] = [
     ("unknown key with the allowed ones", "version: 1\nbackend:\n  storage: {type: sqlite, "
      "paht: jobs.db}\n", [
         "agenda.yaml:3:27: backend.storage.paht: unknown key 'paht' (allowed: type, path, "
-        "table_name, logging, log_table_name; did you mean 'path'?)",
+        "table_name, logging, log_table_name, watch_changes, watch_interval; did you mean "
+        "'path'?)",
     ]),
     ("unknown top-level key", BASE + "schedule: []\n", [
         "agenda.yaml:4:1: schedule: unknown key 'schedule' (allowed: version, backend, "
@@ -265,7 +267,8 @@ def test_every_problem_of_a_file_at_once() -> None:
     )
     assert errors(text) == [
         "agenda.yaml:3:27: backend.storage.tabel_name: unknown key 'tabel_name' (allowed: "
-        "type, path, table_name, logging, log_table_name; did you mean 'table_name'?)",
+        "type, path, table_name, logging, log_table_name, watch_changes, watch_interval; did "
+        "you mean 'table_name'?)",
         "agenda.yaml:5:18: scheduler.process_every: expected a duration (milliseconds, or text "
         "like '5 minutes' or '1 hour and 30 minutes'), got 'soon' (a string)",
         "agenda.yaml:6:20: scheduler.max_concurrency: expected an integer >= 1, got 0",
@@ -433,11 +436,25 @@ def test_secrets_never_show_in_errors() -> None:
     assert "tok-9876543" not in message
     assert message == (
         "agenda.yaml:5:24: backend.storage.connection_string: expected a Redis connection "
-        "string (redis:// or rediss:// or unix://, e.g. redis://user@host/...), got a "
-        "postgresql:// URL\n"
+        "string (redis:// or rediss:// or unix:// or redis+cluster:// or rediss+cluster://, "
+        "e.g. redis://user@host/...), got a postgresql:// URL\n"
         "agenda.yaml:6:48: scheduler.max_concurrency: expected an integer, got '${TOKEN}' "
         "(a string from the environment)"
     )
+
+
+def test_a_redis_cluster_needs_a_key_prefix_with_a_hash_tag() -> None:
+    storage = ("version: 1\nbackend:\n  storage:\n    type: redis\n    connection_string: "
+               "redis+cluster://10.0.0.1:7000\n")
+    assert errors(storage) == [
+        "agenda.yaml:4:5: backend.storage.key_prefix: 'agenda:' has no hash tag: on a Redis "
+        "Cluster every key of the store must share one slot, so the prefix needs a hash tag, "
+        "for example '{agenda}:'"
+    ]
+    config = load_config(write(storage + "    key_prefix: '{agenda}:'\n"), environ={})
+    assert config.backend is not None
+    assert isinstance(config.backend.storage, RedisStorage)
+    assert config.backend.storage.key_prefix == "{agenda}:"
 
 
 def test_a_value_from_the_environment_is_quoted_as_the_file_wrote_it() -> None:
@@ -453,6 +470,26 @@ def test_a_value_from_the_environment_is_quoted_as_the_file_wrote_it() -> None:
         "'5 minutes' or '1 hour and 30 minutes'), got '${TOKEN}' (a string from the "
         "environment)",
     ]
+
+
+def test_the_listen_url_is_a_secret_and_a_checked_postgres_url() -> None:
+    text = ("version: 1\nbackend:\n  storage:\n    type: postgres\n"
+            "    connection_string: postgresql://app@pgbouncer:6432/jobs\n"
+            "    listen_connection_string: ${DIRECT_URL}\n")
+    config = load_config(write(text), environ={"DIRECT_URL": URL})
+    assert isinstance(config.backend.storage, PostgresStorage)
+    assert config.backend.storage.listen_connection_string == URL
+    shown = json.dumps(redacted(config)) + repr(config)
+    assert SECRET not in shown
+    assert redacted(config)["backend"]["storage"]["listen_connection_string"] == (
+        "postgresql://app:***@db.internal:5432/billing")
+    message = "\n".join(errors(text, {"DIRECT_URL": f"redis://:{SECRET}@r:6379"}))
+    assert SECRET not in message
+    assert message == (
+        "agenda.yaml:6:31: backend.storage.listen_connection_string: expected a PostgreSQL "
+        "connection string (postgresql:// or postgres://, e.g. postgresql://user@host/...), "
+        "got a redis:// URL"
+    )
 
 
 def test_literal_passwords_in_the_file_are_masked_too() -> None:

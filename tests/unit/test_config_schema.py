@@ -50,7 +50,7 @@ def test_there_are_configs_to_check() -> None:
     names = {path.name for path in CONFIGS}
     assert {"agenda.yaml", "sqlite.yaml", "postgres.yaml", "redis.yaml", "mongo.yaml",
             "mongo-changestream.yaml", "mongo-redis.yaml", "mongo-postgres.yaml",
-            "postgres-redis.yaml"} <= names
+            "postgres-redis.yaml", "redis-cluster.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(ROOT)) for p in CONFIGS])

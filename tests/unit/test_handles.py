@@ -15,6 +15,7 @@ import pytest
 
 from agenda_decl import Agenda, ConfigAgenda, JobHandle, JobsQueryOptions
 from agenda_decl.config import PayloadError, check_payload, load_config
+from agenda_decl.errors import BatchItemError
 from agenda_decl.testing import InMemoryBackend
 from tests.unit.codegen_case import import_generated
 
@@ -117,6 +118,30 @@ async def test_bad_data_is_refused_and_nothing_stored(agenda: Agenda, jobs: Modu
         await jobs.send_invoice.now(invoice(jobs, due=datetime(2026, 1, 1)))
     with pytest.raises(TypeError, match="takes a SendInvoicePayload payload, got Report"):
         await jobs.send_invoice.now(jobs.Report(month=1))
+    assert await stored(agenda, "send-invoice") == []
+
+
+async def test_now_many_stores_what_now_stores(agenda: Agenda, jobs: ModuleType) -> None:
+    saved = await jobs.send_invoice.now_many([invoice(jobs), invoice(jobs, currency="USD")])
+    assert [job.attrs.data for job in saved] == [
+        STORED_INVOICE, {**STORED_INVOICE, "currency": "USD"}]
+    assert all(job.attrs.id for job in saved)
+    assert await stored(agenda, "send-invoice") == [job.attrs.data for job in saved]
+    assert await jobs.send_invoice.now_many([]) == []
+
+
+async def test_now_many_refuses_a_bad_payload_naming_its_index_and_stores_nothing(
+    agenda: Agenda, jobs: ModuleType
+) -> None:
+    good = invoice(jobs)
+    with pytest.raises(BatchItemError, match=r"item \[2\] of the batch: send-invoice\.data\."
+                       r"currency: expected one of .*got 'GBP'") as raised:
+        await jobs.send_invoice.now_many([good, good, invoice(jobs, currency="GBP"), good])
+    assert raised.value.index == 2
+    assert isinstance(raised.value.cause, PayloadError)
+    with pytest.raises(BatchItemError, match=r"item \[1\] of the batch: .*takes a "
+                       r"SendInvoicePayload payload, got Report"):
+        await jobs.send_invoice.now_many([good, jobs.Report(month=1)])
     assert await stored(agenda, "send-invoice") == []
 
 

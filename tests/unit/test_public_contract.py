@@ -321,6 +321,7 @@ def test_agenda_constructor_defaults() -> None:
 AGENDA_METHODS = [
     "define", "every", "schedule", "now", "create", "query_jobs", "get_jobs_overview", "cancel",
     "disable", "enable", "purge", "start", "stop", "drain", "get_running_stats", "on",
+    "now_many",
 ]  # fmt: skip
 JOB_METHODS = [
     "repeat_every", "repeat_at", "schedule", "priority", "unique", "fail", "touch", "save",

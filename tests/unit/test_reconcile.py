@@ -8,7 +8,7 @@ import asyncio
 import pickle
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -65,8 +65,8 @@ class CountingRepository(InMemoryJobRepository):
     """Counts every write; with ``interleave`` each call yields to the loop first, so two
     concurrent appliers really interleave (the in-memory store never suspends by itself)."""
 
-    WRITERS = ("save_job", "save_job_state", "remove_jobs", "disable_jobs", "enable_jobs",
-               "lock_job", "unlock_job", "unlock_jobs")
+    WRITERS = ("save_job", "insert_jobs", "save_job_state", "remove_jobs", "disable_jobs",
+               "enable_jobs", "lock_job", "unlock_job", "unlock_jobs")
 
     def __init__(self, interleave: bool = False) -> None:
         super().__init__()
@@ -85,6 +85,13 @@ class CountingRepository(InMemoryJobRepository):
         await self._pause()
         self.writes.append(f"save_job {job.name}")
         return await super().save_job(job, **kwargs)
+
+    async def insert_jobs(
+        self, jobs: Sequence[JobParameters[Any]], **kwargs: Any
+    ) -> list[JobParameters[Any]]:
+        await self._pause()
+        self.writes.extend(f"insert_jobs {job.name}" for job in jobs)
+        return await super().insert_jobs(jobs, **kwargs)
 
     async def save_job_state(self, job: JobParameters[Any], **kwargs: Any) -> None:
         self.writes.append(f"save_job_state {job.name}")

@@ -7,6 +7,7 @@
 * ``saving``: the save-job rules (single upserts, debounce, insert-only unique keys);
 * ``batches``: the single-job methods of stores that claim and write states in batches, and
   the fencing rule of a state write;
+* ``inserts``: the checks before a bulk insert, its batch size, and what it stored;
 * ``backend``: the backend class every store's backend is (its repository, its channel);
 * ``repeats``: what makes a claim and a state write safe to repeat after a lost reply.
 
@@ -24,6 +25,7 @@ from agenda_decl.backends.base.batches import (
     holds_lock,
 )
 from agenda_decl.backends.base.checks import check_job, refuse_write, validate_identifier
+from agenda_decl.backends.base.inserts import INSERT_BATCH, check_inserts, inserted
 from agenda_decl.backends.base.queries import (
     INSTANT_FIELDS,
     IdNameCriteria,
@@ -39,17 +41,20 @@ from agenda_decl.backends.base.saving import (
 )
 
 __all__ = [
+    "INSERT_BATCH",
     "INSTANT_FIELDS",
     "ClaimsInBatches",
     "DebounceOutcome",
     "IdNameCriteria",
     "StoreBackend",
     "WritesStatesInBatches",
+    "check_inserts",
     "check_job",
     "chunks",
     "debounce_outcome",
     "holds_lock",
     "id_name_criteria",
+    "inserted",
     "is_debounced",
     "is_insert_only",
     "refuse_write",

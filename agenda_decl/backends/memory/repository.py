@@ -18,6 +18,7 @@ from agenda_decl._model import (
     PROCESSOR_FIELDS,
     STATE_FIELDS,
     TIMING_FIELDS,
+    Announcement,
     JobId,
     JobParameters,
     JobsOverview,
@@ -122,6 +123,17 @@ class InMemoryJobRepository(base.ClaimsInBatches):
         if job.unique:
             return self._upsert_unique(incoming, job, now)
         return self._insert(incoming)
+
+    async def insert_jobs(
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        announce: Announcement | None = None,
+    ) -> list[JobParameters[Any]]:
+        """Every job at once (no await between them, so no reader sees half a batch)."""
+        base.check_inserts(jobs)
+        return [self._insert(_without_processor_fields(job, last_modified_by)) for job in jobs]
 
     async def save_job_state(
         self,

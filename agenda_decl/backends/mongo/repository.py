@@ -19,6 +19,7 @@ from pymongo.errors import PyMongoError
 from agenda_decl._clock import utcnow
 from agenda_decl._convert import parse_datetime
 from agenda_decl._model import (
+    Announcement,
     JobParameters,
     JobsOverview,
     JobsQueryOptions,
@@ -210,6 +211,24 @@ class MongoJobRepository(base.ClaimsInBatches):
         base.check_job(job)
         fields = queries.job_fields(job, last_modified_by)
         return await self._write(self._save, job, fields, now or utcnow())
+
+    async def insert_jobs(
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        announce: Announcement | None = None,
+    ) -> list[JobParameters[Any]]:
+        """One ``insert_many`` per batch, under ObjectIds made here in ascending order (the
+        insertion order the claim's tie-break reads)."""
+        base.check_inserts(jobs)
+        stored: list[JobParameters[Any]] = []
+        for batch in base.chunks(list(jobs), base.INSERT_BATCH):
+            documents = [{"_id": ObjectId(), **queries.job_fields(job, last_modified_by),
+                          **queries.processor_nulls()} for job in batch]
+            await self._write(self._collection.insert_many, documents)
+            stored.extend(queries.job_from_mongo(document) for document in documents)
+        return stored
 
     def _save(self, job: JobParameters[Any], fields: Document, now: datetime) -> JobParameters[Any]:
         if job.id is not None:

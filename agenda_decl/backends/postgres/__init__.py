@@ -2,8 +2,9 @@
 
 A Node Agenda 6.2.6 process (@agendajs/postgres-backend 3.0.6) and agenda-decl workers can
 share one table and one channel, whichever side creates the table: the table, its columns and
-their types, indexes, trigger, channel names and JSON payloads are exactly Node's. A table of
-agenda-decl 0.1 (``skip_days INTEGER[]``) is migrated to Node's ``JSONB`` at connect. The
+their types, indexes (plus one of our own for claims), trigger, channel names and JSON
+payloads are exactly Node's. A table of agenda-decl 0.1 (``skip_days INTEGER[]``) is
+migrated to Node's ``JSONB`` at connect. The
 repository and its SQL are here, and so is the job log (``PostgresJobLogger``, in Agenda
 6.2's ``agenda_logs`` table); the channel is ``notifications.postgres`` and the connection
 plumbing both share is ``connectors.postgres``.

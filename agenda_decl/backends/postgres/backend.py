@@ -35,6 +35,12 @@ class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationCh
     publish is repeated while the server cannot be reached (a restart, a failover, killed
     connections) before the call raises ``BackendUnavailableError``; see the README's
     "Outages" section.
+
+    Behind PgBouncer in transaction pooling (or another pooler), give ``connection_string``
+    the pooler's URL and ``listen_connection_string`` a direct URL to the server: storage
+    and publishing go through the pooler (no prepared statements there, found at connect),
+    the channel's LISTEN connection goes straight to the server. Without it, a channel whose
+    LISTEN would go through a pooler is refused at start (``InvalidOptionError``).
     """
 
     name = "PostgreSQL"
@@ -56,6 +62,7 @@ class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationCh
         log_table_name: str = "agenda_logs",
         log_retention: JobLogRetention | None = None,
         retry_for: Duration = DEFAULT_RETRY_FOR,
+        listen_connection_string: str | None = None,
     ) -> None:
         if (connection_string is None) == (pool is None):
             raise InvalidOptionError(
@@ -71,7 +78,10 @@ class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationCh
         channel = None if off else PostgresNotificationChannel(
             connection_string=connection_string, pool=pool, channel_name=channel_name,
             reconnect=reconnect, connect_timeout=connect_timeout, retry_for=retry_for,
+            listen_connection_string=listen_connection_string,
         )
+        if channel is not None:  # an enqueue's NOTIFY rides in its INSERT statement
+            repository.announce_on(channel.channel_name)
         logger = PostgresJobLogger(
             lambda: repository.pool, table_name=log_table_name, ensure_schema=ensure_schema,
             retention=log_retention, read_only=read_only,

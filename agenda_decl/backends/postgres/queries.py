@@ -8,6 +8,7 @@ parameter (``%(name)s`` or ``%s``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -20,24 +21,34 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from agenda_decl._clock import truncate_ms
+from agenda_decl._convert import notification_to_json
 from agenda_decl._job_data import check_data_filter, encode_data, truncate_reason
 from agenda_decl._model import (
+    Announcement,
     JobParameters,
     JobsQueryOptions,
     RemoveJobsOptions,
     SortDirection,
     SortKey,
+    wake_ups,
 )
 from agenda_decl._named_blocks import load_named_blocks
 from agenda_decl.backends import base
 from agenda_decl.errors import InvalidOptionError
+from agenda_decl.notifications.postgres import MAX_NOTIFY_BYTES
 
 Row = dict[str, Any]
+#: One row to insert and, when it is announced in the same statement, by whom.
+Insert = tuple[Row, Announcement | None]
 
 #: The statements, by the names of their blocks in ``queries.sql``.
 STATEMENTS = load_named_blocks("agenda_decl.backends.postgres", "queries.sql")
-#: The name suffixes of Agenda's four indexes; the statement of each is ``create<suffix>``.
-INDEX_SUFFIXES = ("_find_and_lock_idx", "_single_job_idx", "_locked_at_idx", "_next_run_at_idx")
+#: The name suffixes of the indexes, the statement of each is ``create<suffix>``: Agenda's
+#: four, then agenda-decl's own (``_claim_due_idx``: see ``queries.sql``).
+INDEX_SUFFIXES = (
+    "_find_and_lock_idx", "_single_job_idx", "_locked_at_idx", "_next_run_at_idx",
+    "_claim_due_idx",
+)
 
 #: Derived names (``<t>_updated_at_trigger``, ...) must fit PostgreSQL's 63-byte identifiers.
 MAX_TABLE_NAME = 63 - len("_updated_at_trigger")
@@ -367,6 +378,46 @@ def insert_columns(batch: Sequence[Row], ids: Sequence[uuid.UUID]) -> Row:
     columns: Row = {name: [values[name] for values in batch] for name in batch[0]}
     columns["id"] = list(ids)
     return columns
+
+
+@functools.cache
+def insert_statement(table: str, *, announced: bool, whole_rows: bool) -> sql.Composed:
+    """``insert_many`` returning whole rows (a save) or only the ids (a bulk insert, which
+    knows what it stored: reading it back would cost more than the insert), with its NOTIFY
+    (``announced_insert``) when announced."""
+    returning = sql.SQL("*" if whole_rows else "id")
+    insert = render("insert_many", table=sql.Identifier(table), returning=returning)
+    return render("announced_insert", insert=insert) if announced else insert
+
+
+def inserted(
+    job: JobParameters[Any], key: uuid.UUID, data: str, by: str | None
+) -> JobParameters[Any]:
+    """What a plain insert stored (``base.inserted``), with the interval as it reads back
+    (the column is text: an interval of digits is a number of milliseconds)."""
+    stored = base.inserted(job, str(key), data, by)
+    interval = stored.repeat_interval
+    if isinstance(interval, str) and interval.isascii() and interval.isdigit():
+        stored.repeat_interval = int(interval)
+    return stored
+
+
+def announce_payloads(batch: Sequence[Insert], ids: Sequence[uuid.UUID]) -> list[str | None]:
+    """The NOTIFY payload of each row of an insert (None: not announced): for the rows that
+    come with an ``Announcement``, one per job name (``wake_ups``), exactly as the channel's
+    ``publish`` sends it. One over NOTIFY's limit is left out, as ``publish`` leaves it out."""
+    payloads: list[str | None] = [None] * len(batch)
+    announced = [index for index, (_, announce) in enumerate(batch) if announce is not None]
+    rows = [batch[index][0] for index in announced]
+    for chosen in wake_ups([(row["name"], row["next_run_at"]) for row in rows]):
+        index = announced[chosen]
+        values, announce = batch[index]
+        assert announce is not None
+        payload = notification_to_json(announce.notification(
+            str(ids[index]), values["name"], values["next_run_at"], values["priority"]))
+        if len(payload.encode()) <= MAX_NOTIFY_BYTES:
+            payloads[index] = payload
+    return payloads
 
 
 def states_columns(

@@ -2,7 +2,8 @@
 --
 -- The table, its columns and types, its four indexes and its updated_at trigger are exactly
 -- those @agendajs/postgres-backend 3.0.6 creates (its schema.js), so a Node Agenda 6.2.6
--- process can share the table whichever side creates it. skip_days is JSONB (a JSON array
+-- process can share the table whichever side creates it; one index of our own
+-- (claim_due_idx) keeps claims flat, and Node ignores it. skip_days is JSONB (a JSON array
 -- of weekday numbers), as Node writes it.
 --
 -- {table} (and, in the schema, {index}, {trigger}, {function}) are psycopg.sql.Identifier
@@ -71,6 +72,16 @@ CREATE INDEX IF NOT EXISTS {index} ON {table} (locked_at) WHERE locked_at IS NOT
 -- create_next_run_at_idx --
 CREATE INDEX IF NOT EXISTS {index} ON {table} (next_run_at)
     WHERE next_run_at IS NOT NULL
+
+-- create_claim_due_idx --
+-- Not Node's: the claim's due jobs in the claim's full order, holding only waiting jobs
+-- (unlocked, with a next run), so a claim reads the rows it takes and no others: not the
+-- completed jobs of its name, not another name's backlog, not a run of jobs that share one
+-- next_run_at (the find-and-lock index leaves created_at, id to a sort of the whole run).
+-- Node ignores it; its own four indexes are unchanged.
+CREATE INDEX IF NOT EXISTS {index} ON {table}
+    (name, next_run_at, priority DESC, created_at, id)
+    WHERE disabled = FALSE AND locked_at IS NULL AND next_run_at IS NOT NULL
 
 -- trigger_function --
 CREATE OR REPLACE FUNCTION {function}() RETURNS TRIGGER AS $$
@@ -149,6 +160,7 @@ INSERT INTO {table} (
 -- Plain inserts requested together, as one statement. The caller chooses the ids (random
 -- UUIDs, as gen_random_uuid() would, handed out in ascending order so that the
 -- created_at, id tie-break keeps the batch's order) and matches RETURNING rows by id.
+-- {returning} is * (a save reads its row back) or id (a bulk insert knows what it stored).
 INSERT INTO {table} (
     id, name, priority, next_run_at, type, repeat_timezone, repeat_interval, data, repeat_at,
     disabled, fork, last_modified_by, debounce_started_at, start_date, end_date, skip_days
@@ -166,7 +178,22 @@ FROM unnest(
        repeat_at, disabled, fork, last_modified_by, debounce_started_at, start_date, end_date,
        skip_days)
 ON CONFLICT (id) DO NOTHING
-RETURNING *
+RETURNING {returning}
+
+-- announced_insert --
+-- {insert} (insert_many) and its NOTIFY in one statement, so an enqueue costs one round
+-- trip: each row given a payload (one per job name and batch: _model.wake_ups) is announced
+-- on the jobs channel once inserted. NOTIFY goes out at commit, so no listener hears of a row
+-- it cannot read yet; a row a repeated attempt skips (an earlier attempt, whose reply was
+-- lost, stored and announced it) is not announced again. pg_notify returns void: cast to
+-- text, it is an empty column of the result.
+WITH inserted AS (
+{insert}
+)
+SELECT inserted.*,
+    CASE WHEN n.payload IS NOT NULL THEN pg_notify(%(channel)s, n.payload)::text END AS notified
+FROM inserted
+LEFT JOIN unnest(%(id)b::uuid[], %(payload)b::text[]) AS n(id, payload) ON n.id = inserted.id
 
 -- update_saved --
 UPDATE {table} SET
@@ -285,8 +312,8 @@ RETURNING t.id
 -- Claim up to limit jobs in one statement: first the jobs of the name whose lock went stale
 -- (a worker died or a run outlived lock_lifetime), whatever their next_run_at, so crash
 -- recovery never waits behind a backlog of due jobs (the partial locked_at index finds
--- them: few rows are locked at a time); then, for the room left, unlocked due jobs (the
--- find_and_lock index gives them in order). The row locks of FOR UPDATE plus SKIP LOCKED
+-- them: few rows are locked at a time); then, for the room left, unlocked due jobs
+-- (claim_due_idx gives them in order, reading no completed job and no other name's). The row locks of FOR UPDATE plus SKIP LOCKED
 -- give concurrent claimers different rows; a row another claimer has just committed is
 -- re-checked against the WHERE clause, so it is not taken twice. RETURNING order is
 -- arbitrary: the caller re-sorts, stale ones (claimed_stale) first. now NULL stamps with the

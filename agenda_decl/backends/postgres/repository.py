@@ -19,16 +19,18 @@ import contextlib
 import functools
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from agenda_decl._clock import utcnow
-from agenda_decl._convert import job_from_row, parse_datetime
+from agenda_decl._convert import parse_datetime
 from agenda_decl._group_commit import GroupCommit
 from agenda_decl._model import (
+    Announcement,
     JobId,
     JobParameters,
     JobsOverview,
@@ -40,10 +42,13 @@ from agenda_decl._secrets import mask_url
 from agenda_decl.backends import base
 from agenda_decl.backends.base.repeats import moved_on, state_already_written
 from agenda_decl.backends.postgres import queries
+from agenda_decl.backends.postgres.queries import Insert as _Insert
 from agenda_decl.backends.postgres.queries import Row, job_uuid
+from agenda_decl.backends.postgres.rows import claim_order, latest_per_id, row_job
 from agenda_decl.connectors.postgres import (
     Connection,
     Pool,
+    behind_pooler,
     borrow,
     connect,
     open_pool,
@@ -74,44 +79,6 @@ def _statement(name: str, table: str) -> sql.Composed:
     return queries.render(name, table=sql.Identifier(table))
 
 
-# -- rows -----------------------------------------------------------------------------------------
-
-
-def _job(row: Mapping[str, Any]) -> JobParameters[Any]:
-    values = dict(row)
-    values["id"] = str(row["id"])
-    interval = values.get("repeat_interval")
-    # The column is text (Agenda's); an interval saved as milliseconds comes back as a number.
-    if isinstance(interval, str) and interval.isascii() and interval.isdigit():
-        values["repeat_interval"] = int(interval)
-    return job_from_row(values)
-
-
-def _claim_order(row: Mapping[str, Any]) -> tuple[bool, bool, datetime, int, datetime, str]:
-    """The claim statement's order: stale locks first, then next_run_at nulls last, priority
-    desc, created_at, id."""
-    never = datetime.max.replace(tzinfo=UTC)
-    return (
-        not row["claimed_stale"],
-        row["next_run_at"] is None,
-        row["next_run_at"] or never,
-        -row["priority"],
-        row["created_at"] or never,
-        str(row["id"]),
-    )
-
-
-def _latest_per_id(jobs: Sequence[JobParameters[Any]]) -> list[JobParameters[Any]]:
-    """One write per job, the last one requested (a row is updated once per statement)."""
-    latest: dict[str, JobParameters[Any]] = {}
-    for job in jobs:
-        if job.id is None:
-            raise ValueError("Cannot save job state without job ID")
-        latest.pop(job.id, None)
-        latest[job.id] = job
-    return list(latest.values())
-
-
 async def _read_only_session(conn: psycopg.AsyncConnection[Any]) -> None:
     """Each pooled connection of a read-only repository: the server refuses its writes too."""
     await conn.execute(queries.STATEMENTS["read_only_session"])
@@ -132,7 +99,13 @@ class PostgresJobRepository(base.ClaimsInBatches):
 
     ``retry_for`` (default 30 seconds; 0: no retries) bounds how long a statement is repeated
     while the server cannot be reached; past it the call raises ``BackendUnavailableError``
-    naming the server (see the module docstring for why every repeat is safe)."""
+    naming the server (see the module docstring for why every repeat is safe).
+
+    Behind a transaction pooler (PgBouncer's ``pool_mode = transaction``, found at connect:
+    ``pooled``) every statement stands alone: no server-side prepared statements, no session
+    settings (a read-only repository then refuses writes itself only), and every lock is a
+    transaction's. A given pool must then be opened with ``kwargs={"prepare_threshold":
+    None}``; ``connect`` says so otherwise."""
 
     def __init__(
         self,
@@ -159,7 +132,11 @@ class PostgresJobRepository(base.ClaimsInBatches):
         self._absent = False
         self._max_pool_size = max_pool_size
         self._connect_timeout = connect_timeout
-        self._inserts: GroupCommit[Row, Row] = GroupCommit(self._insert_batch)
+        #: Whether the store is reached through a connection pooler (known after connect).
+        self.pooled = False
+        self._inserts: GroupCommit[_Insert, Row] = GroupCommit(self._insert_batch)
+        #: The channel inserts announce themselves on (``announce_on``); None: they do not.
+        self._channel: str | None = None
         #: The outage policy of every statement (``retry_for``).
         self.retrying = retrying(where(connection_string, pool), retry_for)
 
@@ -170,6 +147,15 @@ class PostgresJobRepository(base.ClaimsInBatches):
     @property
     def table_name(self) -> str:
         return self._table
+
+    def announce_on(self, channel_name: str) -> None:
+        """NOTIFY ``channel_name`` in the statement of an insert given an ``announce`` (the
+        backend's own LISTEN/NOTIFY channel: one round trip per enqueue)."""
+        self._channel = channel_name
+
+    @property
+    def announces_inserts(self) -> bool:
+        return self._channel is not None
 
     @property
     def pool(self) -> Pool:
@@ -184,6 +170,8 @@ class PostgresJobRepository(base.ClaimsInBatches):
             raise InvalidOptionError(
                 "the pool given to PostgresJobRepository is not open: await pool.open() first"
             )
+        if not self._owns_pool:
+            await self._check_given_pool()
         if self._ensure_schema and not self._schema_ready:
             async with borrow(self.pool) as conn:
                 await queries.create_schema(conn, self._table)
@@ -196,15 +184,30 @@ class PostgresJobRepository(base.ClaimsInBatches):
         # One direct connection first: a clear, fast error when the server is unreachable.
         probe = await connect(conninfo, self._connect_timeout)
         try:
+            self.pooled = await behind_pooler(probe)
             if self._ensure_schema:
                 await queries.create_schema(probe, self._table)
                 self._schema_ready = True
         finally:
             await probe.close()
+        # Behind a transaction pooler a session setting would stay on a server connection
+        # that other clients get next: the read-only refusal is then this repository's own.
+        read_only_session = self._read_only and not self.pooled
         return await open_pool(
             conninfo, max_size=self._max_pool_size, name=f"agenda-decl:{self._table}",
-            configure=_read_only_session if self._read_only else None,
+            configure=_read_only_session if read_only_session else None, pooled=self.pooled,
         )
+
+    async def _check_given_pool(self) -> None:
+        """A given pool behind a pooler must not prepare statements (see the class)."""
+        async with borrow(self.pool) as conn:
+            self.pooled = await behind_pooler(conn)
+            if self.pooled and conn.prepare_threshold is not None:
+                raise InvalidOptionError(
+                    f"the pool given to {self!r} reaches PostgreSQL through a connection "
+                    "pooler, where server-side prepared statements fail: open it with "
+                    "kwargs={'prepare_threshold': None}"
+                )
 
     async def _table_present(self, conn: psycopg.AsyncConnection[Any]) -> bool:
         name = sql.Identifier(self._table).as_string(conn)
@@ -266,7 +269,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         rows = await self._read(page, {**params, "limit": options.limit or None,
                                        "skip": options.skip})
         if rows or not options.skip:
-            return JobsResult(jobs=[base.with_state(_job(r), r["state"]) for r in rows],
+            return JobsResult(jobs=[base.with_state(row_job(r), r["state"]) for r in rows],
                               total=rows[0]["total"] if rows else 0)
         count = queries.render("count", table=table, where=where.sql(), state_filter=state)
         counted = await self._read(count, params)
@@ -282,7 +285,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
     async def get_job_by_id(self, job_id: str) -> JobParameters[Any] | None:
         key = job_uuid(job_id)
         rows = await self._read(self._sql("select_by_id"), (key,)) if key else []
-        return _job(rows[0]) if rows else None
+        return row_job(rows[0]) if rows else None
 
     async def get_queue_size(self) -> int:
         rows = await self._read(self._sql("queue_size"), ())
@@ -328,38 +331,73 @@ class PostgresJobRepository(base.ClaimsInBatches):
             rows = await self._fetch(
                 self._sql("update_saved"), {**values, "id": key, "match_name": job.name}
             ) if key else []
-            return _job(rows[0]) if rows else job
+            return row_job(rows[0]) if rows else job
         if job.type == "single":
             upsert = self._sql("upsert_single")
-            return _job((await self._fetch(upsert, {**values, "now": now}))[0])
+            return row_job((await self._fetch(upsert, {**values, "now": now}))[0])
         if job.unique:
             return await self._save_unique(job, values, now)
-        return _job(await self._inserts.submit(values))
+        return row_job(await self._inserts.submit((values, None)))
 
-    async def _insert_batch(self, batch: list[Row]) -> list[Row | Exception]:
+    async def insert_jobs(
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        announce: Announcement | None = None,
+    ) -> list[JobParameters[Any]]:
+        """One statement per batch, with its NOTIFY when announcing (``announced_insert``).
+        A lone job joins the inserts submitted at the same moment (group commit)."""
+        self._writable()
+        encoded = base.check_inserts(jobs)
+        announce = announce if self.announces_inserts else None
+        rows = [queries.save_values(job, data, last_modified_by)
+                for job, data in zip(jobs, encoded, strict=True)]
+        if len(rows) == 1:
+            return [row_job(await self._inserts.submit((rows[0], announce)))]
+        stored: list[JobParameters[Any]] = []
+        for start in range(0, len(rows), base.INSERT_BATCH):
+            end = start + base.INSERT_BATCH
+            batch = [(values, announce) for values in rows[start:end]]
+            ids = await self._insert_rows(batch, whole_rows=False)
+            stored.extend(queries.inserted(job, row["id"], data, last_modified_by)
+                          for job, data, row in zip(jobs[start:end], encoded[start:end], ids,
+                                                    strict=True))
+        return stored
+
+    async def _insert_batch(self, batch: list[_Insert]) -> list[Row | Exception]:
         """Plain inserts submitted together: one statement; if it fails, each row alone, so
         an error reaches only the save that caused it."""
         if len(batch) > 1:
             with contextlib.suppress(psycopg.DataError, psycopg.IntegrityError):
                 return list(await self._insert_rows(batch))
-        return [await self._insert_one(values) for values in batch]
+        return [await self._insert_one(insert) for insert in batch]
 
-    async def _insert_one(self, values: Row) -> Row | Exception:
+    async def _insert_one(self, insert: _Insert) -> Row | Exception:
         try:
-            return (await self._insert_rows([values]))[0]
+            return (await self._insert_rows([insert]))[0]
         except Exception as error:
             return error
 
-    async def _insert_rows(self, batch: list[Row]) -> list[Row]:
+    async def _insert_rows(self, batch: list[_Insert], *, whole_rows: bool = True) -> list[Row]:
         """Insert ``batch`` under ids made here, before the first attempt (random UUIDs, as
         ``gen_random_uuid()`` makes, handed out in ascending order so that the ``created_at,
-        id`` tie-break keeps the batch's order). An attempt repeated after a lost reply skips
-        the rows the first one stored and reads them back: never a job twice."""
-        ids = sorted(uuid.uuid4() for _ in batch)
-        columns = queries.insert_columns(batch, ids)
+        id`` tie-break keeps the batch's order), announcing the rows that come with an
+        ``Announcement`` in the same statement. An attempt repeated after a lost reply skips
+        the rows the first one stored and reads them back: never a job twice. Returns the
+        rows (only their ids unless ``whole_rows``), in batch order."""
+        # Sorted as UUIDs compare, by their integer (attrgetter: UUID.__lt__ costs more).
+        ids = sorted((uuid.uuid4() for _ in batch), key=attrgetter("int"))
+        columns = queries.insert_columns([values for values, _ in batch], ids)
+        payloads = queries.announce_payloads(batch, ids)
+        announced = any(payload is not None for payload in payloads)
+        if announced:
+            columns.update(channel=self._channel, payload=payloads)
+        statement = queries.insert_statement(self._table, announced=announced,
+                                             whole_rows=whole_rows)
 
         async def insert(conn: Connection, attempt: Attempt) -> list[Row]:
-            rows = await queries.fetch(conn, self._sql("insert_many"), columns)
+            rows = await queries.fetch(conn, statement, columns)
             by_id = {row["id"]: row for row in rows}
             for key in ids:
                 if key not in by_id:  # stored by an earlier attempt whose reply was lost
@@ -398,10 +436,10 @@ class PostgresJobRepository(base.ClaimsInBatches):
                 values["next_run_at"] = outcome.next_run_at
                 values["debounce_started_at"] = outcome.debounce_started_at
             if stored is None:
-                return _job((await queries.fetch(conn, self._sql("insert"), values))[0])
+                return row_job((await queries.fetch(conn, self._sql("insert"), values))[0])
             match = {"id": job_uuid(stored.id), "match_name": stored.name}
             update = self._sql("update_saved")
-            return _job((await queries.fetch(conn, update, {**values, **match}))[0])
+            return row_job((await queries.fetch(conn, update, {**values, **match}))[0])
 
     async def _select_unique(
         self, conn: psycopg.AsyncConnection[Any], name: str, unique: Mapping[str, Any]
@@ -414,7 +452,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         )
         params = [name, *(p for _, condition_params in conditions for p in condition_params)]
         rows = await queries.fetch(conn, statement, params)
-        return _job(rows[0]) if rows else None
+        return row_job(rows[0]) if rows else None
 
     async def save_job_state(
         self,
@@ -443,7 +481,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         fenced out)."""
         self._writable()
         tokens = lock_tokens or {}
-        latest = _latest_per_id(jobs)
+        latest = latest_per_id(jobs)
         keyed = {key: job for key, job in ((job_uuid(j.id), j) for j in latest) if key}
         if not keyed:
             return [JobId(str(job.id)) for job in latest]
@@ -483,7 +521,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         missing = []
         for job in jobs:
             rows = await queries.fetch(conn, self._sql("select_by_id"), (job_uuid(job.id),))
-            if not (rows and state_already_written(_job(rows[0]), job, by)):
+            if not (rows and state_already_written(row_job(rows[0]), job, by)):
                 missing.append(JobId(str(job.id)))
         return missing
 
@@ -509,7 +547,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
                                        {**params, "now": moved_on(now, moved)})
 
         rows = await run(self.pool, self.retrying, lock)
-        return _job(rows[0]) if rows else None
+        return row_job(rows[0]) if rows else None
 
     async def unlock_job(self, job: JobParameters[Any]) -> None:
         key = job_uuid(job.id) if job.id else None
@@ -544,7 +582,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
             })
 
         rows = await run(self.pool, self.retrying, claim)
-        return [_job(row) for row in sorted(rows, key=_claim_order)]
+        return [row_job(row) for row in sorted(rows, key=claim_order)]
 
 
 def _moved(attempt: Attempt) -> timedelta:

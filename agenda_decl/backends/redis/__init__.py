@@ -5,7 +5,8 @@ A Node Agenda v6 process and agenda-decl workers can share one Redis: jobs live 
 ``jobs:by_name:{name}``, ``jobs:by_next_run_at`` and ``jobs:single:{name}`` keys, ids are UUIDs,
 and notifications go to Agenda's channels (``agenda:jobs`` and ``agenda:jobs:state``) as
 Agenda's JSON. Every write and multi-key read is one Lua script (the ``.lua`` files here), so
-it is atomic. Redis Cluster is not supported (the scripts address job hashes by id). The
+it is atomic. On a Redis Cluster (``redis+cluster://``) every key of a store shares the slot
+of the hash tag its key prefix starts with (``{agenda}:``), so each script runs on one node. The
 channel is ``notifications.redis``; the client plumbing both share is ``connectors.redis``.
 The job log (``RedisJobLogger``) keeps Agenda 6.2's ``log:{id}`` hashes and ``logs:*`` sorted
 sets under the same prefix.

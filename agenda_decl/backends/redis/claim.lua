@@ -5,91 +5,119 @@
 -- ARGV: prefix, name, next_scan_at ms, lock_deadline ms, now ms ('' = Redis TIME),
 -- last_modified_by, limit, sweep count. Returns each claimed job (JOB_FIELDS), in order.
 --
--- Cost: O(log N + D + S), N = all jobs, D = entries of the global sorted set that come due
--- before next_scan_at and precede the claimed ones (due jobs of every name, including the
--- claimed-but-not-started and disabled ones), S = stale locks of this name; plus, at most
--- once a second per name, a sweep of `sweep count` members of the name. Jobs that are not
--- due are never read (Agenda v6's script read every job of the name on every call).
+-- Cost: O(log N + limit + S), N = due jobs of the name, S = stale locks of this name (plus
+-- the index entries that Node made out of date since, each put right once); plus, at most
+-- once a second per name, a sweep of `sweep count` members of the name (ten times that at
+-- every claim while the name has jobs Node enqueued that a pass has not seen). Other names' jobs,
+-- and this name's jobs that are not due, disabled or locked, are never read (Agenda v6's
+-- script read every job of the name on every call).
 local name = ARGV[2]
 local scan_ms, deadline = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = tonumber(ARGV[5]) or server_ms()
 local by, limit, sweep = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
-local zset, locked_set = P .. 'jobs:by_next_run_at', locked_key(name)
+local due, locked_set = due_key(name), locked_key(name)
 
 local function peek(id)
   return redis.call('HMGET', job_key(id), 'name', 'disabled', 'lockedAt', 'lockedAtMs')
 end
 
--- 1. adopt the locks Node Agenda wrote on jobs of this name, a slice of the name at a time
-local gate = P .. 'decl:sweep_gate:' .. name
-if sweep > 0 and redis.call('SET', gate, '1', 'PX', 1000, 'NX') then
-  local cursor_key = P .. 'decl:sweep:' .. name
-  local page = redis.call('SSCAN', P .. 'jobs:by_name:' .. name,
-    redis.call('GET', cursor_key) or '0', 'COUNT', sweep)
-  for _, id in ipairs(page[2]) do
-    local f = peek(id)
-    if f[1] == name and is_locked(f[3], f[4]) then
-      redis.call('ZADD', locked_set, 'NX', lock_time(f[3], f[4]), id)
-    end
+-- a Node process locks without telling us: note its lock, so that it is judged as ours are
+local function adopt_lock(id, f)
+  if f[1] == name and is_locked(f[3], f[4]) then
+    redis.call('ZADD', locked_set, 'NX', lock_time(f[3], f[4]), id)
   end
-  if page[1] == '0' then
+end
+
+-- 1. the jobs Node Agenda wrote or changed (it keeps neither our due index nor our lock index)
+--    are brought into both, a slice of the name at a time: at most once a second; and at
+--    every claim, ten slices, while the name has members that our writes do not account for
+--    (`foreign`: Node enqueued or removed jobs of it), until a whole pass of the name has
+--    gone by with that number unchanged (a pass it changed during starts again).
+local by_name = P .. 'jobs:by_name:' .. name
+local function sweep_slice(cursor, count)
+  local page = redis.call('SSCAN', by_name, cursor, 'COUNT', count)
+  for _, id in ipairs(page[2]) do
+    adopt_lock(id, peek(id))
+    reindex(id, name)
+  end
+  return page[1]
+end
+local members = redis.call('SCARD', by_name)
+local foreign = members - (tonumber(redis.call('GET', known_key(name))) or 0)
+if sweep > 0 and foreign ~= 0 then
+  local pass_key = P .. 'decl:catch_up:' .. name
+  local pass = redis.call('HMGET', pass_key, 'cursor', 'foreign')
+  local cursor = tonumber(pass[2]) == foreign and pass[1] or '0'
+  cursor = sweep_slice(cursor, sweep * 10)
+  if cursor == '0' then
+    redis.call('SET', known_key(name), members)
+    redis.call('DEL', pass_key)
+  else
+    redis.call('HSET', pass_key, 'cursor', cursor, 'foreign', foreign)
+  end
+elseif sweep > 0 and redis.call('SET', P .. 'decl:sweep_gate:' .. name, '1', 'PX', 1000,
+    'NX') then
+  local cursor_key = P .. 'decl:sweep:' .. name
+  local cursor = sweep_slice(redis.call('GET', cursor_key) or '0', sweep)
+  if cursor == '0' then
     redis.call('DEL', cursor_key)
   else
-    redis.call('SET', cursor_key, page[1])
+    redis.call('SET', cursor_key, cursor)
   end
 end
 
 local chosen, seen = {}, {}
-local function details(id)
-  local g = redis.call('HMGET', job_key(id), 'nextRunAt', 'priority', 'createdAt', 'insertOrder')
-  return {id = id, next_ms = iso_ms(g[1]), priority = tonumber(g[2]) or 0,
-    created = g[3] or '', seq = tonumber(g[4]) or 0, stale = false}
-end
 local function choose(job, is_stale)
   if seen[job.id] then return false end
-  job.stale = is_stale
+  job.stale = is_stale == true
   seen[job.id] = true
   table.insert(chosen, job)
   return true
 end
 
--- 2. stale locks, whatever their nextRunAt
+-- 2. stale locks, whatever their nextRunAt; a lock released since (by Node) puts the job
+--    back into the due index
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', locked_set, '-inf', deadline)) do
   local f = peek(id)
   if f[1] ~= name or not is_locked(f[3], f[4]) then
     redis.call('ZREM', locked_set, id)
+    reindex(id, name)
   elseif not stale(f[3], f[4], deadline) then
     redis.call('ZADD', locked_set, lock_time(f[3], f[4]), id)  -- touched since
   elseif f[2] ~= 'true' then
-    choose(details(id), true)
+    choose(due_entry(id, name), true)
   end
 end
 
--- 3. due jobs, earliest first, until the room the stale ones left is filled and the last
---    one's millisecond is complete (within one millisecond the true priority and insertion
---    order decide, not the score)
-local upper = '(' .. fmt_int(scan_ms + 1)
+-- 3. the first entries of the name's due index up to next_scan_at, for the room the stale
+--    ones left: the due jobs in claim order. An entry that no longer matches its hash (Node
+--    changed the job; a stale Node lock is adopted here and taken by step 2 next time) is
+--    put right after the pass (not during it: the pages are read by offset).
 local room = limit - #chosen
-local total = room > 0 and redis.call('ZCOUNT', zset, '-inf', upper) or 0
-local found, last_ms, rank = 0, nil, 0
-while rank < total do
-  local page = redis.call('ZRANGE', zset, rank, math.min(rank + 99, total - 1), 'WITHSCORES')
+local found, offset, out_of_date = 0, 0, {}
+while found < room do
+  local page = redis.call('ZRANGEBYSCORE', due, '-inf', scan_ms, 'WITHSCORES', 'LIMIT',
+    offset, 100)
+  if #page == 0 then break end
   for i = 1, #page, 2 do
-    local id, ms = page[i], math.floor(tonumber(page[i + 1]))
-    if found >= room and ms > last_ms then rank = total; break end
-    local f = peek(id)
-    if f[1] == name and f[2] ~= 'true' then
-      local job, is_stale = nil, false
-      if not is_locked(f[3], f[4]) then
-        job = details(id)
-        if not (job.next_ms and job.next_ms <= scan_ms) then job = nil end
-      elseif stale(f[3], f[4], deadline) then
-        job, is_stale = details(id), true
-      end
-      if job and choose(job, is_stale) then found, last_ms = found + 1, ms end
+    local member, ms = page[i], tonumber(page[i + 1])
+    local id = due_id(member)
+    local job = id and due_entry(id, name)
+    if job and job.eligible and job.member == member and job.next_ms == ms then
+      if choose(job, false) then found = found + 1 end
+      if found >= room then break end
+    else
+      table.insert(out_of_date, {member, id})
     end
   end
-  rank = rank + 100
+  offset = offset + 100
+end
+for _, entry in ipairs(out_of_date) do
+  redis.call('ZREM', due, entry[1])
+  if entry[2] then
+    adopt_lock(entry[2], peek(entry[2]))
+    reindex(entry[2], name)
+  end
 end
 
 -- 4. claim order: stale locks first (crash recovery never waits for the backlog), then
@@ -112,6 +140,7 @@ for i = 1, math.min(limit, #chosen) do
   write_lock(key, now)
   redis.call('HSET', key, 'lastModifiedBy', by, 'updatedAt', now_iso)
   redis.call('ZADD', locked_set, now, job.id)
+  redis.call('ZREM', due, job.member)
   table.insert(claimed, hash_of(job.id))
 end
 return claimed
@@ -127,6 +156,7 @@ if iso_ms(f[5]) ~= expected then return nil end
 write_lock(key, now)
 redis.call('HSET', key, 'lastModifiedBy', ARGV[6], 'updatedAt', ms_iso(now))
 redis.call('ZADD', locked_key(name), now, id)
+reindex(id, name)
 return hash_of(id)
 
 -- unlock --
@@ -137,6 +167,7 @@ for i = 3, #ARGV do
   if f[1] and (ARGV[2] == '0' or present(f[2])) then
     write_lock(job_key(id), nil)
     redis.call('ZREM', locked_key(f[1]), id)
+    reindex(id, f[1])
   end
 end
 return 0

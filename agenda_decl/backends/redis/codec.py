@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import attrs
-
 from agenda_decl._convert import CAMEL_NAMES, format_datetime, parse_datetime
 from agenda_decl._job_data import truncate_reason
 from agenda_decl._model import JobId, JobParameters
@@ -175,21 +173,10 @@ def job_from_values(values: list[Any]) -> JobParameters[Any]:
 def inserted(job: JobParameters[Any], job_id: str, data: str, by: str | None) -> JobParameters[Any]:
     """What a plain insert stored, without reading it back: the non-processor fields as sent,
     at the precision and in the form the store keeps them."""
-    interval = None if job.repeat_interval is None else _interval(str(job.repeat_interval))
-    return attrs.evolve(
-        job, id=JobId(job_id), data=json.loads(data), last_modified_by=by, unique=None,
-        unique_opts=None, locked_at=None, last_run_at=None, last_finished_at=None,
-        failed_at=None, fail_count=None, fail_reason=None, progress=None,
-        repeat_interval=interval,
-        skip_days=None if job.skip_days is None else list(job.skip_days),
-        next_run_at=_stored_instant(job.next_run_at),
-        debounce_started_at=_stored_instant(job.debounce_started_at),
-        start_date=_stored_instant(job.start_date), end_date=_stored_instant(job.end_date),
-    )
-
-
-def _stored_instant(value: datetime | None) -> datetime | None:
-    return None if value is None else parse_datetime(format_datetime(value))
+    stored = base.inserted(job, job_id, data, by)  # a new record: set, not evolved (slower)
+    if job.repeat_interval is not None:
+        stored.repeat_interval = _interval(str(job.repeat_interval))
+    return stored
 
 
 def _value(fields: Mapping[str, str | None], key: str) -> str | None:

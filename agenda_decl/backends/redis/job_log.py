@@ -24,7 +24,6 @@ from datetime import datetime
 from typing import Any
 
 import attrs
-from redis.asyncio import Redis
 
 from agenda_decl._convert import format_datetime, parse_datetime
 from agenda_decl._job_log import (
@@ -36,7 +35,7 @@ from agenda_decl._job_log import (
 )
 from agenda_decl.backends import base
 from agenda_decl.backends.redis.codec import epoch_ms
-from agenda_decl.connectors.redis import check_name, text
+from agenda_decl.connectors.redis import AnyRedis, check_name, text
 from agenda_decl.interfaces import JobLogger
 
 __all__ = ["RedisJobLogger"]
@@ -61,7 +60,7 @@ class RedisJobLogger(JobLogger):
 
     def __init__(
         self,
-        client: Redis,
+        client: AnyRedis,
         *,
         key_prefix: str = "agenda:",
         retention: JobLogRetention | None = None,

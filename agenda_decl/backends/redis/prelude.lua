@@ -112,12 +112,55 @@ end
 
 local function job_key(id) return P .. 'job:' .. id end
 local function locked_key(name) return P .. 'decl:locked:' .. name end
+local function due_key(name) return P .. 'decl:due:' .. name end
+-- how many members of jobs:by_name:{name} our own writes account for: when the set's size
+-- differs, another writer (Node Agenda) added or removed jobs of the name, and the next claim
+-- sweeps the name fast until it has seen them all
+local function known_key(name) return P .. 'decl:known:' .. name end
 
 -- insertion order: our counter, else Agenda's createdAt, then the id
 local function before(a, b)
   if a.created ~= b.created then return a.created < b.created end
   if a.seq ~= b.seq then return a.seq < b.seq end
   return a.id < b.id
+end
+
+-- The due index of a name (decl:due:{name}), ours alone: score = nextRunAt in ms, member =
+-- the claim order within a millisecond (priority descending, then insertion order as in
+-- `before`) and the id: '<2^53 - priority, 17 digits> <createdAt> <insertOrder, 16 digits>
+-- <id>'. So its first entries are the claim's first jobs, whatever the backlog. A job is in
+-- it exactly while its hash has this name, a nextRunAt, and is neither disabled nor locked.
+-- Every script of ours that changes one of those (or the priority: `unindex` first) runs
+-- `reindex` after its writes, in the same atomic step; a claim re-checks each entry it reads
+-- against the hash (Node Agenda writes the hash and its global set only).
+local MAX_PRIORITY = 9007199254740991
+local DUE_FIELDS = {'name', 'disabled', 'lockedAt', 'lockedAtMs', 'nextRunAt', 'priority',
+  'createdAt', 'insertOrder'}
+
+local function due_entry(id, name)
+  local f = redis.call('HMGET', job_key(id), unpack(DUE_FIELDS))
+  local job = {id = id, next_ms = iso_ms(f[5]), priority = tonumber(f[6]) or 0,
+    created = f[7] or '', seq = tonumber(f[8]) or 0}
+  local p = math.min(math.max(job.priority, -MAX_PRIORITY), MAX_PRIORITY)
+  job.member = string.format('%017d %s %016d %s', MAX_PRIORITY - p, job.created, job.seq, id)
+  job.eligible = f[1] == name and f[2] ~= 'true' and not is_locked(f[3], f[4])
+    and job.next_ms ~= nil
+  return job
+end
+
+local function due_id(member) return string.match(member, '^%d+ [^ ]* %d+ (.+)$') end
+
+local function unindex(id, name)
+  redis.call('ZREM', due_key(name), due_entry(id, name).member)
+end
+
+local function reindex(id, name)
+  local job = due_entry(id, name)
+  if job.eligible then
+    redis.call('ZADD', due_key(name), job.next_ms, job.member)
+  else
+    redis.call('ZREM', due_key(name), job.member)
+  end
 end
 
 -- the hash fields a job is read from, in the order the scripts return them (HMGET); the

@@ -48,9 +48,12 @@ for _, id in ipairs(candidate_ids(spec)) do
   if ok then
     count = count + 1
     if action == 'remove' then
+      unindex(id, name)
       redis.call('DEL', key)
       redis.call('SREM', P .. 'jobs:all', id)
-      redis.call('SREM', P .. 'jobs:by_name:' .. name, id)
+      if redis.call('SREM', P .. 'jobs:by_name:' .. name, id) == 1 then
+        redis.call('DECR', known_key(name))
+      end
       redis.call('ZREM', P .. 'jobs:by_next_run_at', id)
       redis.call('ZREM', locked_key(name), id)
       local pointer_key = P .. 'jobs:single:' .. name
@@ -58,6 +61,7 @@ for _, id in ipairs(candidate_ids(spec)) do
     else
       redis.call('HSET', key, 'disabled', action == 'disable' and 'true' or 'false',
         'updatedAt', now_iso)
+      reindex(id, name)
     end
   end
 end

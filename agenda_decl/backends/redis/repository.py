@@ -1,7 +1,8 @@
 """The Redis job repository, in Agenda v6's keys and hashes (``codec``).
 
 Every write and multi-key read is one Lua script (``scripts``), so it is atomic; a claim reads
-only the jobs that are due (plus stale locks), never every job of a name.
+only the due jobs of its own name (plus stale locks), from the name's due index, never every
+job of a name nor the due jobs of other names.
 
 Through an outage (a restart, a failover) every call is repeated for up to ``retry_for``
 (``connectors.redis.retrying``), and every call is safe to repeat: reads; claims and state
@@ -19,12 +20,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agenda_decl._clock import truncate_ms
+from agenda_decl._convert import notification_to_json
 from agenda_decl._job_data import check_data_filter
 from agenda_decl._model import (
+    Announcement,
     JobId,
     JobParameters,
     JobsOverview,
@@ -36,6 +38,7 @@ from agenda_decl.backends import base
 from agenda_decl.backends.base.repeats import moved_on, state_already_written
 from agenda_decl.backends.redis import codec, scripts
 from agenda_decl.connectors.redis import (
+    AnyRedis,
     check_name,
     check_reachable,
     redacted_address,
@@ -53,8 +56,9 @@ log = logging.getLogger("agenda_decl.backends.redis")
 SWEEP_COUNT = 100
 #: Job hashes the connect-time heal reads per script call.
 HEAL_COUNT = 500
-#: The value of ``decl:layout`` once every job of the prefix is in this layout.
-LAYOUT = "agendajs-redis-backend-3.0.7"
+#: The value of ``decl:layout`` once every job of the prefix is in this layout and in the due
+#: index of its name (a store marked with an older value is healed again at connect).
+LAYOUT = "agendajs-redis-backend-3.0.7+due-index"
 
 T = TypeVar("T")
 
@@ -70,18 +74,32 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     the server.
     """
 
-    def __init__(self, client: Redis, *, key_prefix: str = "agenda:", where: str | None = None,
+    def __init__(self, client: AnyRedis, *, key_prefix: str = "agenda:", where: str | None = None,
                  read_only: bool = False, retry_for: Duration = DEFAULT_RETRY_FOR):
         self._client = client
         self.key_prefix = check_name(key_prefix, field="key_prefix")
         self._where = where or redacted_address(client, None)
         self._read_only = read_only
         self._scripts = {script: client.register_script(script) for script in scripts.ALL}
+        #: The one key each script declares: the scripts build every other key from the
+        #: prefix (ARGV[1]), in the prefix's slot on a cluster; this one routes them there.
+        self._route = [f"{self.key_prefix}jobs:all"]
+        #: The channel inserts announce themselves on (``announce_on``); None: they do not.
+        self._channel: str | None = None
         #: The outage policy of every call (``retry_for``).
         self.retrying = retrying(self._where, retry_for)
 
     def __repr__(self) -> str:
         return f"RedisJobRepository({self._where}, key_prefix={self.key_prefix!r})"
+
+    def announce_on(self, channel_name: str) -> None:
+        """PUBLISH on ``channel_name`` in the script of an insert given an ``announce`` (the
+        backend's own pub/sub channel, on the same server: one round trip per enqueue)."""
+        self._channel = channel_name
+
+    @property
+    def announces_inserts(self) -> bool:
+        return self._channel is not None
 
     async def _run(self, script: str, *args: str) -> Any:
         """Run ``script`` with ``args``, repeated through an outage."""
@@ -97,7 +115,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         call = self._scripts[script]
 
         async def attempt(this: Attempt) -> Any:
-            return text(await call(keys=[], args=[self.key_prefix, *arguments(this)]))
+            return text(await call(keys=self._route, args=[self.key_prefix, *arguments(this)]))
 
         return await self.retrying.run(attempt)
 
@@ -113,7 +131,8 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
 
     async def _heal(self) -> None:
         """Bring every job hash of the prefix to Node 3.0.7's form once (the ``heal`` block of
-        ``save.lua``: no ``lockedAt`` field, no ``'null'`` data), in slices of ``jobs:all``
+        ``save.lua``: no ``lockedAt`` field, no ``'null'`` data) and into the due index of its
+        name, in slices of ``jobs:all``
         (SSCAN), one script call each; then ``decl:layout`` says it is done, and later
         connects read that key only. Hashes agenda-decl 0.1 workers still running write
         afterwards keep their ``lockedAt`` until a lock write of ours drops it; they are
@@ -291,6 +310,35 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         if script == scripts.INSERT:
             return codec.inserted(job, job_id, data, last_modified_by)
         return job if stored is None else codec.job_from_values(stored)
+
+    async def insert_jobs(
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        announce: Announcement | None = None,
+    ) -> list[JobParameters[Any]]:
+        """One ``insert_many`` script call per batch, which PUBLISHes the batch's
+        notifications itself when announcing."""
+        encoded = base.check_inserts(jobs)
+        by = last_modified_by
+        stored: list[JobParameters[Any]] = []
+        for start in range(0, len(jobs), base.INSERT_BATCH):
+            end = start + base.INSERT_BATCH
+            batch = list(zip(jobs[start:end], encoded[start:end], strict=True))
+            ids = [str(uuid.uuid4()) for _ in batch]
+            rows = [[job_id, job.name, codec.ms_arg(job.next_run_at), str(job.priority),
+                     "true" if job.data is None else "", *codec.job_fields(job, data, by)]
+                    for job_id, (job, data) in zip(ids, batch, strict=True)]
+            inserted = [codec.inserted(job, job_id, data, by)
+                        for job_id, (job, data) in zip(ids, batch, strict=True)]
+            messages = [] if announce is None or self._channel is None else [
+                [self._channel, notification_to_json(notification)]
+                for notification in announce.notifications(inserted)]
+            await self._run(scripts.INSERT_MANY, "", codec.encode_json(rows),
+                            codec.encode_json(messages))
+            stored.extend(inserted)
+        return stored
 
     async def save_job_states(
         self,

@@ -1,6 +1,6 @@
 -- The Redis scripts that write jobs (read by ``scripts.py``; each runs after the prelude
--- block of prelude.lua, and insert, save_by_id, save_single and save_unique after the save
--- block of this file too).
+-- block of prelude.lua; insert_many after the new_job block of this file, and insert,
+-- save_by_id, save_single and save_unique after the new_job and save blocks).
 
 -- save_states --
 -- ARGV: prefix, then one JSON array with an array per job: id, name, lock ms ('' =
@@ -48,9 +48,56 @@ for _, job in ipairs(cjson.decode(ARGV[2])) do
     if same then
       redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, tonumber(f[3]) or 0), id)
     end
+    reindex(id, name)
   end
 end
 return missing
+
+-- new_job --
+-- What storing a new job writes, for every insert: its hash (null processor fields,
+-- createdAt and updatedAt, our insertOrder, noData when it has no data, then the field pairs
+-- pairs[first..last]) and its entries in jobs:all, jobs:by_name:{name} and
+-- jobs:by_next_run_at.
+local function store_new_job(id, name, next_ms, priority, now_iso, no_data, pairs, first, last)
+  local key = job_key(id)
+  redis.call('HSET', key, 'id', id, 'lockedAtMs', 'null',
+    'lastFinishedAt', 'null', 'failedAt', 'null', 'failCount', 'null', 'failReason', 'null',
+    'lastRunAt', 'null', 'progress', 'null', 'createdAt', now_iso, 'updatedAt', now_iso,
+    'insertOrder', redis.call('INCR', P .. 'decl:insert_order'))
+  redis.call('HSET', key, unpack(pairs, first, last))
+  if no_data then redis.call('HSET', key, 'noData', 'true') end
+  redis.call('SADD', P .. 'jobs:all', id)
+  if redis.call('SADD', P .. 'jobs:by_name:' .. name, id) == 1 then
+    redis.call('INCR', known_key(name))
+  end
+  redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, priority), id)
+end
+
+-- insert_many --
+-- Insert new jobs (no id, not single, no unique key) under the ids the caller made, then
+-- announce them. ARGV: prefix, now ms ('' = TIME), one JSON array with an array per job (id,
+-- name, nextRunAt ms ('' = null), priority, noData ('true' or ''), then the field pairs of
+-- every non-processor field), and one JSON array of [channel, payload] messages to PUBLISH
+-- once the jobs are stored (so the enqueue and its notification are one round trip). A job
+-- whose id exists is one this very batch stored before (the caller repeats the call when the
+-- reply was lost): it is not written again, and a batch with no new job publishes nothing.
+-- Returns how many jobs were new.
+local now_iso = ms_iso(tonumber(ARGV[2]) or server_ms())
+local new = 0
+for _, job in ipairs(cjson.decode(ARGV[3])) do
+  if redis.call('EXISTS', job_key(job[1])) == 0 then
+    store_new_job(job[1], job[2], tonumber(job[3]), tonumber(job[4]), now_iso,
+      job[5] == 'true', job, 6, #job)
+    reindex(job[1], job[2])
+    new = new + 1
+  end
+end
+if new > 0 then
+  for _, message in ipairs(cjson.decode(ARGV[4])) do
+    redis.call('PUBLISH', message[1], message[2])
+  end
+end
+return new
 
 -- save --
 -- The shared body of the save scripts. ARGV: prefix, name, id (existing, or a fresh uuid
@@ -79,22 +126,19 @@ end
 local function iso_or_null(ms) if ms then return ms_iso(ms) end return 'null' end
 
 local function insert(single, next_text, debounce_text)
-  local key = job_key(id)
-  redis.call('HSET', key, 'id', id, 'lockedAtMs', 'null',
-    'lastFinishedAt', 'null', 'failedAt', 'null', 'failCount', 'null', 'failReason', 'null',
-    'lastRunAt', 'null', 'progress', 'null', 'createdAt', now_iso,
-    'insertOrder', redis.call('INCR', P .. 'decl:insert_order'))
-  set_fields(key, next_text, debounce_text)
-  redis.call('SADD', P .. 'jobs:all', id)
-  redis.call('SADD', P .. 'jobs:by_name:' .. name, id)
-  redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, priority), id)
+  store_new_job(id, name, next_ms, priority, now_iso, opts.noData, ARGV, 8, #ARGV)
+  if next_text then redis.call('HSET', job_key(id), 'nextRunAt', next_text) end
+  if debounce_text then redis.call('HSET', job_key(id), 'debounceStartedAt', debounce_text) end
   if single then redis.call('SET', P .. 'jobs:single:' .. name, id) end
+  reindex(id, name)
   return hash_of(id)
 end
 
 local function update(existing, next_text, debounce_text)
+  unindex(existing, name)  -- its entry goes with the old priority
   set_fields(job_key(existing), next_text, debounce_text)
   redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, priority), existing)
+  reindex(existing, name)
   return hash_of(existing)
 end
 
@@ -222,6 +266,8 @@ return insert(false, iso_or_null(next_ms), iso_or_null(debounce_ms))
 --   again.
 -- * data 'null' (0.1's form of no data, on which Node's unique scan throws) becomes '{}'
 --   with noData = 'true': it still reads back as no data.
+-- * the job is put into (or out of) the due index of its name (reindex), which jobs written
+--   by Node Agenda or by an agenda-decl from before that index lack.
 -- Returns the number of hashes changed.
 local changed = 0
 for i = 2, #ARGV do
@@ -242,6 +288,7 @@ for i = 2, #ARGV do
       touched = true
     end
     if touched then changed = changed + 1 end
+    reindex(ARGV[i], f[1])
   end
 end
 return changed

@@ -3,9 +3,10 @@ module (``prelude.lua``, ``claim.lua``, ``save.lua``, ``query.lua``), put togeth
 
 Every write and every multi-key read runs as one script, so it is atomic (Redis runs one
 script at a time) and costs one round trip. Each script is the ``prelude`` block (shared
-helpers) plus its body; ``ARGV[1]`` is always the key prefix. Job hashes are addressed by id
-inside the scripts, so the keys are not all declared in ``KEYS``: Redis Cluster is not
-supported.
+helpers) plus its body; ``ARGV[1]`` is always the key prefix, and ``KEYS[1]`` is the prefix's
+``jobs:all`` (the repository's ``_route``). The scripts build the other keys (job hashes by
+id, the per-name sets) from the prefix; on a Redis Cluster the prefix starts with a hash tag,
+so all of them are in the slot of ``KEYS[1]``, on the node the script was sent to.
 
 The layout is the one @agendajs/redis-backend 3.0.7 (Node Agenda 6.2.6) creates, writes and
 reads: ``job:{id}`` hashes whose values are all strings (``'null'`` for absent), with the
@@ -15,14 +16,30 @@ sorted set; ``jobs:single:{name}``. A Node process keeps maintaining exactly tho
 remain the source of truth. Our own additions are hints that Node-written jobs can do
 without, and that Node ignores:
 
+* ``decl:due:{name}`` (sorted set, score = nextRunAt in ms, member = priority, insertion
+  order and id, so that the set's order is the claim order; see the prelude): the due index
+  of a name, so that a claim reads only its own name's first due jobs, in O(log N +
+  claimed), whatever the backlog of this name or of others. A job is in it exactly while it
+  has a nextRunAt and is neither disabled nor locked (the prelude's ``reindex``, which every
+  script of ours that changes one of those runs in the same atomic step). Node keeps only
+  the global set, so a job it wrote or changed is brought in by the sweep below, by a claim
+  that meets its entry out of date, or by the heal at connect; a claim re-checks every entry
+  against the hash.
+* ``decl:known:{name}`` (counter): the members of ``jobs:by_name:{name}`` our writes added
+  (minus those they removed). A claim that finds the set's size different (Node enqueued or
+  removed jobs of the name) sweeps ten slices per call, ungated, with a cursor of its own
+  (``decl:catch_up:{name}``), until a whole pass goes by with that difference unchanged,
+  then sets the counter to the size. A writer that does not keep the count costs a pass,
+  never a job.
 * ``decl:locked:{name}`` (sorted set, score = lock time in ms): the jobs of a name locked by
   us, so stale locks are found in O(log N + stale) instead of scanning the name. Entries are
-  checked against the hash before use (Node may have unlocked or touched the job since).
+  checked against the hash before use (Node may have unlocked or touched the job since: such
+  a job goes back into the due index).
 * ``decl:sweep:{name}`` and ``decl:sweep_gate:{name}`` (expires after 1 s): the cursor of an
-  incremental SSCAN of ``jobs:by_name:{name}``, at most one slice a second per name, that adds
-  locks written by Node Agenda to ``decl:locked:{name}``. A Node lock on a due job is judged in
-  the due scan directly; the sweep is what finds a crashed Node worker's lock on a job that is
-  not due (a one-off whose nextRunAt was cleared when its run started).
+  incremental SSCAN of ``jobs:by_name:{name}``, at most one slice a second per name, that
+  brings the jobs Node Agenda wrote into the due index and its locks into
+  ``decl:locked:{name}`` (a crashed Node worker's lock on a job that is not due, a one-off
+  whose nextRunAt was cleared when its run started, is found this way).
 * ``decl:insert_order`` (counter) and the hash field ``insertOrder``: insertion order as the
   final tie-break (Node-written jobs fall back to ``createdAt``, then the id).
 * the hash field ``noData`` (``'true'``) on a job saved without data: Node's form of no data
@@ -30,7 +47,8 @@ without, and that Node ignores:
   too; ``noData`` says that this ``'{}'`` reads back as ``None``, as a job without data does
   in every other store. A Node-written ``'{}'`` (no ``noData``) reads as ``{}``, as Node reads
   it.
-* ``decl:layout``: set once connect has healed every job of the prefix (``HEAL``).
+* ``decl:layout``: set once connect has healed every job of the prefix and put it into its
+  name's due index (``HEAL``).
 
 Lock field: ``lockedAtMs`` (epoch milliseconds as a decimal string, ``'null'`` when unlocked)
 is the only one, read and written alone, as in 3.0.7. agenda-decl 0.1 also wrote an ISO
@@ -73,10 +91,11 @@ UNLOCK = _script(PRELUDE, _CLAIM["unlock"])
 # -- writing ------------------------------------------------------------------------------------
 
 SAVE_STATES = _script(PRELUDE, _SAVE["save_states"])
-INSERT = _script(PRELUDE, _SAVE["save"], _SAVE["insert"])
-SAVE_BY_ID = _script(PRELUDE, _SAVE["save"], _SAVE["save_by_id"])
-SAVE_SINGLE = _script(PRELUDE, _SAVE["save"], _SAVE["save_single"])
-SAVE_UNIQUE = _script(PRELUDE, _SAVE["save"], _SAVE["save_unique"])
+INSERT_MANY = _script(PRELUDE, _SAVE["new_job"], _SAVE["insert_many"])
+INSERT = _script(PRELUDE, _SAVE["new_job"], _SAVE["save"], _SAVE["insert"])
+SAVE_BY_ID = _script(PRELUDE, _SAVE["new_job"], _SAVE["save"], _SAVE["save_by_id"])
+SAVE_SINGLE = _script(PRELUDE, _SAVE["new_job"], _SAVE["save"], _SAVE["save_single"])
+SAVE_UNIQUE = _script(PRELUDE, _SAVE["new_job"], _SAVE["save"], _SAVE["save_unique"])
 HEAL = _script(PRELUDE, _SAVE["heal"])
 
 # -- matching many jobs -------------------------------------------------------------------------
@@ -87,7 +106,7 @@ OVERVIEW = _script(PRELUDE, _QUERY["overview"])
 QUEUE_SIZE = _script(PRELUDE, _QUERY["queue_size"])
 
 #: Every script, in the order the repository registers them.
-ALL = (CLAIM, LOCK_JOB, UNLOCK, SAVE_STATES, INSERT, SAVE_BY_ID, SAVE_SINGLE, SAVE_UNIQUE,
-       HEAL, MODIFY, QUERY, OVERVIEW, QUEUE_SIZE)
+ALL = (CLAIM, LOCK_JOB, UNLOCK, SAVE_STATES, INSERT_MANY, INSERT, SAVE_BY_ID, SAVE_SINGLE,
+       SAVE_UNIQUE, HEAL, MODIFY, QUERY, OVERVIEW, QUEUE_SIZE)
 #: The scripts that only read; a read-only repository runs no other.
 READ_ONLY = frozenset({QUERY, OVERVIEW, QUEUE_SIZE})

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agenda_decl._clock import utcnow
 from agenda_decl._job_data import UNIQUE_FIELDS, truncate_reason
-from agenda_decl._model import JobParameters, JobsQueryOptions, RemoveJobsOptions
+from agenda_decl._model import (
+    JobId,
+    JobNotification,
+    JobParameters,
+    JobsQueryOptions,
+    RemoveJobsOptions,
+)
 from agenda_decl._named_blocks import load_named_blocks
 from agenda_decl.backends import base
 from agenda_decl.errors import InvalidOptionError
@@ -33,7 +40,10 @@ MS = timedelta(milliseconds=1)
 STATEMENTS = load_named_blocks("agenda_decl.backends.sqlite", "queries.sql")
 #: The suffixes of the index names (``<table>_find_and_lock_idx``, ...); the statement of
 #: each is the block ``create_<suffix>``.
-INDEX_SUFFIXES = ("find_and_lock_idx", "single_job_idx", "locked_at_idx", "next_run_at_idx")
+INDEX_SUFFIXES = (
+    "find_and_lock_idx", "single_job_idx", "locked_at_idx", "next_run_at_idx",
+    "claim_due_idx", "claim_stale_idx",
+)
 
 #: The allow-list of sort keys and the SQL each sorts on. Data sorts on its JSON text, with a
 #: JSON ``null`` counted as missing (so it goes last, as in the reference store).
@@ -276,3 +286,26 @@ def same_timing(row: Mapping[str, Any], values: Params) -> bool:
     return stored == incoming or (
         stored is not None and incoming is not None and json.loads(stored) == json.loads(incoming)
     )
+
+
+#: The most names one change probe walks (a store with more is left to the poll beyond that).
+PROBE_NAME_LIMIT = 1000
+
+
+def waiting_jobs(c: sqlite3.Connection, table: str) -> list[JobNotification]:
+    """Per job name, the unlocked job due first, as the notification a save of it would
+    publish: what the change watcher announces after another connection committed. Two index
+    seeks per name (``next_name``, ``first_waiting``), whatever the backlog."""
+    next_name, first = render("next_name", table=table), render("first_waiting", table=table)
+    found: list[JobNotification] = []
+    name = ""
+    for _ in range(PROBE_NAME_LIMIT):
+        name = c.execute(next_name, (name,)).fetchone()["name"]
+        if name is None:
+            break
+        row = c.execute(first, {"name": name}).fetchone()
+        if row is not None:
+            found.append(JobNotification(
+                job_id=JobId(row["id"]), job_name=name, next_run_at=from_ms(row["next_run_at"]),
+                priority=row["priority"], timestamp=utcnow()))
+    return found

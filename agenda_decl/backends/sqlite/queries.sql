@@ -58,6 +58,21 @@ CREATE INDEX IF NOT EXISTS "{prefix}_locked_at_idx" ON {table} (locked_at)
 CREATE INDEX IF NOT EXISTS "{prefix}_next_run_at_idx" ON {table} (next_run_at)
     WHERE next_run_at IS NOT NULL
 
+-- create_claim_due_idx --
+-- The claim's due jobs in the claim's order (rowid, the last tie-break, follows in every
+-- index), holding only waiting jobs: a claim reads the rows it takes and no others, not the
+-- completed jobs of its name, not another name's backlog, not a run of jobs that share one
+-- next_run_at (the find-and-lock index has locked_at and disabled between priority and rowid,
+-- so such a run would be sorted whole).
+CREATE INDEX IF NOT EXISTS "{prefix}_claim_due_idx" ON {table} (name, next_run_at, priority DESC)
+    WHERE disabled = 0 AND locked_at IS NULL AND next_run_at IS NOT NULL
+
+-- create_claim_stale_idx --
+-- The claim's expired locks of one name: only locked rows, so a name with a million
+-- completed jobs costs nothing here.
+CREATE INDEX IF NOT EXISTS "{prefix}_claim_stale_idx" ON {table} (name, locked_at)
+    WHERE disabled = 0 AND locked_at IS NOT NULL
+
 -- schema_objects --
 -- Which of the given table and index names exist already.
 SELECT name FROM sqlite_master WHERE name IN (SELECT value FROM json_each(?))
@@ -80,6 +95,10 @@ END
 
 -- select_by_id --
 SELECT *, rowid AS row_order FROM {table} WHERE id = ?
+
+-- select_by_ids --
+-- The rows of the given ids (a JSON array), as insert_jobs reads its batch back.
+SELECT *, rowid AS row_order FROM {table} WHERE id IN (SELECT value FROM json_each(?))
 
 -- select_single --
 SELECT *, rowid AS row_order FROM {table} WHERE name = ? AND type = 'single' LIMIT 1
@@ -131,8 +150,8 @@ WHERE id = :id AND name = :name AND (:lock_token IS NULL OR locked_at = :lock_to
 -- claim_stale --
 -- The claim, first step: jobs of the name whose lock went stale (a worker died or a run
 -- outlived lock_lifetime), whatever their next_run_at, so crash recovery never waits behind
--- a backlog of due jobs. Few rows are locked at a time: the partial locked_at index finds
--- them. Run inside BEGIN IMMEDIATE with claim_due (no other connection writes in between).
+-- a backlog of due jobs. Few rows are locked at a time: claim_stale_idx (name, locked_at)
+-- finds them (the name alone would read every completed job of the name). Run inside BEGIN IMMEDIATE with claim_due (no other connection writes in between).
 -- RETURNING order is arbitrary: the caller re-sorts on (next_run_at nulls last, priority
 -- desc, row_order).
 UPDATE {table} SET locked_at = :now, last_modified_by = :by, updated_at = :now
@@ -146,7 +165,7 @@ RETURNING *, rowid AS row_order
 
 -- claim_due --
 -- The claim, second step: unlocked jobs due within the scan window, for the room the stale
--- ones left (the find_and_lock index gives them in order).
+-- ones left (claim_due_idx gives them in order, with no sort: rowid follows its columns).
 UPDATE {table} SET locked_at = :now, last_modified_by = :by, updated_at = :now
 WHERE id IN (
     SELECT id FROM {table}
@@ -198,3 +217,16 @@ UPDATE {table} SET disabled = :disabled, updated_at = :stamp WHERE {where}
 
 -- select_unique --
 SELECT *, rowid AS row_order FROM {table} WHERE {where} ORDER BY rowid
+
+-- next_name --
+-- The change watcher's walk over the names of waiting jobs, one index seek per name (a skip
+-- scan of claim_due_idx, whose predicate it repeats): no read of the rows of any one name.
+SELECT min(name) AS name FROM {table}
+WHERE disabled = 0 AND locked_at IS NULL AND next_run_at IS NOT NULL AND name > ?
+
+-- first_waiting --
+-- The unlocked job of one name that is due first (an index seek): what the change watcher
+-- announces for that name.
+SELECT id, name, next_run_at, priority FROM {table}
+WHERE name = :name AND disabled = 0 AND next_run_at IS NOT NULL AND locked_at IS NULL
+ORDER BY next_run_at LIMIT 1

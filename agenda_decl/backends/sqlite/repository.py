@@ -8,6 +8,7 @@ never take the same job.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -20,6 +21,7 @@ from agenda_decl._clock import utcnow
 from agenda_decl._convert import job_from_row
 from agenda_decl._job_data import check_data_filter, matches_unique
 from agenda_decl._model import (
+    Announcement,
     JobId,
     JobParameters,
     JobsOverview,
@@ -172,6 +174,35 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         stamp = _normalize(now) if now is not None else utcnow()
         saved = await self._write(lambda c: self._save(c, job, values, stamp))
         return job if saved is None else saved
+
+    async def insert_jobs(
+        self,
+        jobs: Sequence[JobParameters[Any]],
+        *,
+        last_modified_by: str | None = None,
+        announce: Announcement | None = None,
+    ) -> list[JobParameters[Any]]:
+        """One transaction per batch: ``executemany`` of the insert, then the rows read back
+        (one query) in the same transaction."""
+        encoded = base.check_inserts(jobs)
+        rows = [queries.save_params(job, data, last_modified_by)
+                for job, data in zip(jobs, encoded, strict=True)]
+        stored: list[JobParameters[Any]] = []
+        for batch in base.chunks(rows, base.INSERT_BATCH):
+            stored.extend(await self._write(functools.partial(self._insert_many, batch=batch)))
+        return stored
+
+    def _insert_many(
+        self, c: sqlite3.Connection, *, batch: Sequence[Row]
+    ) -> list[JobParameters[Any]]:
+        stamp = queries.to_ms(utcnow())
+        ids = [uuid.uuid4().hex for _ in batch]
+        c.executemany(self._sql("insert"),
+                      [{**values, "id": job_id, "stamp": stamp}
+                       for values, job_id in zip(batch, ids, strict=True)])
+        found = {row["id"]: row for row in fetch_all(c, self._sql("select_by_ids"),
+                                                     (json.dumps(ids),))}
+        return [_job_from_row(found[job_id]) for job_id in ids]
 
     async def save_job_states(
         self,

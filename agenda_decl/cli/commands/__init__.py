@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from agenda_decl.cli.commands.dashboard import cmd_dashboard
 from agenda_decl.cli.commands.generate import cmd_generate
 from agenda_decl.cli.commands.jobs import cmd_jobs
 from agenda_decl.cli.commands.logs import cmd_logs
@@ -23,4 +24,5 @@ COMMANDS: dict[str, Callable[[CommandContext], int]] = {
     "generate": cmd_generate,
     "jobs": cmd_jobs,
     "logs": cmd_logs,
+    "dashboard": cmd_dashboard,
 }

@@ -9,11 +9,11 @@ from agenda_decl._model import JobParameters
 from agenda_decl.agenda import Agenda
 from agenda_decl.cli.commands.job_actions import job_ref, run_on_agenda
 from agenda_decl.cli.context import EXIT_OK, CommandContext
-from agenda_decl.config.model import AgendaConfig
 from agenda_decl.errors import JobNotFoundError
 from agenda_decl.operations import (
     OperationRefusedError,
     PauseResult,
+    declared_disabled,
     jobs_of_name,
     pause,
     pause_mark,
@@ -58,7 +58,7 @@ def cmd_pause(context: CommandContext) -> int:
 def cmd_resume(context: CommandContext) -> int:
     async def work(agenda: Agenda) -> int:
         jobs = await _targets(agenda, context, "resume")
-        declared = _declared_disabled(context.config)
+        declared = declared_disabled(context.config)
         if context.args.key is not None:
             _refuse_declared_disabled(context, declared)
         result = await resume(agenda, jobs, declared_disabled=declared)
@@ -66,11 +66,6 @@ def cmd_resume(context: CommandContext) -> int:
         return EXIT_OK
 
     return run_on_agenda(context, work)
-
-
-def _declared_disabled(config: AgendaConfig) -> set[tuple[str, str, str]]:
-    return {(config.owner, schedule.job, schedule.schedule_key)
-            for schedule in config.schedules if schedule.disabled}
 
 
 def _refuse_declared_disabled(context: CommandContext, declared: set[tuple[str, str, str]]

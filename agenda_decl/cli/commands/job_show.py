@@ -9,8 +9,6 @@ from typing import Any
 
 import attrs
 
-from agenda_decl._model import JobParameters
-from agenda_decl.cli.commands.job_view import job_json, last_failure
 from agenda_decl.cli.context import (
     EXIT_OK,
     CommandContext,
@@ -20,13 +18,9 @@ from agenda_decl.cli.context import (
 )
 from agenda_decl.cli.output import Output, iso
 from agenda_decl.config.pause import PauseMark
-from agenda_decl.operations import found_by_ids, last_error_entry, state_of
+from agenda_decl.operations import found_by_ids, job_details, last_error_entry, state_of
 
-__all__ = ["cmd_show", "failure_json"]
-
-#: Fields printed by the table of ``jobs show`` in this order, after those of ``jobs --json``.
-_MORE_FIELDS = ("locked_at", "progress", "start_date", "end_date", "skip_days",
-                "debounce_started_at", "last_modified_by", "fork")
+__all__ = ["cmd_show"]
 
 
 def cmd_show(context: CommandContext) -> int:
@@ -37,9 +31,7 @@ def cmd_show(context: CommandContext) -> int:
         (job,) = await found_by_ids(agenda, [context.args.id])
         assert job.id is not None
         entry = await last_error_entry(agenda, job.id)
-        shown = {**job_json(job, state_of(job, agenda), context.config),
-                 **{name: getattr(job, name) for name in _MORE_FIELDS},
-                 "last_failure": failure_json(job, entry)}
+        shown = job_details(job, state_of(job, agenda), context.config, entry)
         if context.wants_json:
             context.output.json(shown)
         else:
@@ -47,21 +39,6 @@ def cmd_show(context: CommandContext) -> int:
         return EXIT_OK
 
     return asyncio.run(with_ready_agenda(context, agenda, work))
-
-
-def failure_json(job: JobParameters[Any], entry: Any | None) -> dict[str, Any] | None:
-    """The job's last failure: the fields stored on the job, and from the job log's error
-    entry (``entry``) its traceback; None when the job never failed."""
-    if job.failed_at is None and not job.fail_count:
-        return None
-    return {
-        "failed_at": job.failed_at,
-        "fail_count": job.fail_count or 0,
-        "reason": job.fail_reason,
-        "last_run_failed": last_failure(job) is not None,
-        "traceback": getattr(entry, "error", None),
-        "logged_at": getattr(entry, "timestamp", None),
-    }
 
 
 def _print_job(output: Output, shown: dict[str, Any]) -> None:

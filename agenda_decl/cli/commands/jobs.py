@@ -27,7 +27,7 @@ from agenda_decl.cli.commands.job_actions import (
 )
 from agenda_decl.cli.commands.job_pause import cmd_pause, cmd_resume
 from agenda_decl.cli.commands.job_show import cmd_show
-from agenda_decl.cli.commands.job_view import FAILURE_CHARS, job_json, last_failure, short_time
+from agenda_decl.cli.commands.job_view import FAILURE_CHARS, short_time
 from agenda_decl.cli.context import (
     EXIT_ERROR,
     EXIT_OK,
@@ -37,6 +37,7 @@ from agenda_decl.cli.context import (
     with_ready_agenda,
 )
 from agenda_decl.cli.output import Output
+from agenda_decl.operations import job_json, last_failure
 
 __all__ = ["cmd_jobs"]
 

@@ -1,0 +1,49 @@
+"""What the rows of the jobs table become: the job a row holds, the order the claim
+statement returns rows in, and one state write per job of a batch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from agenda_decl._convert import job_from_row
+from agenda_decl._model import JobParameters
+
+__all__ = ["claim_order", "latest_per_id", "row_job"]
+
+
+def row_job(row: Mapping[str, Any]) -> JobParameters[Any]:
+    """The job a row of the table holds."""
+    values = dict(row)
+    values["id"] = str(row["id"])
+    interval = values.get("repeat_interval")
+    # The column is text (Agenda's); an interval saved as milliseconds comes back as a number.
+    if isinstance(interval, str) and interval.isascii() and interval.isdigit():
+        values["repeat_interval"] = int(interval)
+    return job_from_row(values)
+
+
+def claim_order(row: Mapping[str, Any]) -> tuple[bool, bool, datetime, int, datetime, str]:
+    """The claim statement's order: stale locks first, then next_run_at nulls last, priority
+    desc, created_at, id."""
+    never = datetime.max.replace(tzinfo=UTC)
+    return (
+        not row["claimed_stale"],
+        row["next_run_at"] is None,
+        row["next_run_at"] or never,
+        -row["priority"],
+        row["created_at"] or never,
+        str(row["id"]),
+    )
+
+
+def latest_per_id(jobs: Sequence[JobParameters[Any]]) -> list[JobParameters[Any]]:
+    """One write per job, the last one requested (a row is updated once per statement)."""
+    latest: dict[str, JobParameters[Any]] = {}
+    for job in jobs:
+        if job.id is None:
+            raise ValueError("Cannot save job state without job ID")
+        latest.pop(job.id, None)
+        latest[job.id] = job
+    return list(latest.values())

@@ -1,0 +1,124 @@
+"""Claims stay flat with the backlog: with many completed jobs of the claimed name and a
+backlog of another name, the claim reads through the claim indexes (EXPLAIN), never a scan of
+the table or of every row of the name, and takes the right jobs. Speed itself is measured in
+bench/; this checks the plan that makes it flat. ``AGENDA_TEST_LONG=1`` uses the sizes of the
+issue (1,000,000 completed, 100,000 due of another name)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from agenda_decl.backends.postgres import queries as pg_queries
+from agenda_decl.backends.sqlite import SQLiteBackend
+from agenda_decl.backends.sqlite import queries as sqlite_queries
+from tests.backends.postgres import make_backend
+from tests.backends.servers import POSTGRES_URL
+
+LONG = os.environ.get("AGENDA_TEST_LONG") == "1"
+#: Completed jobs of the claimed name, due jobs of another name, due jobs of the claimed name.
+COMPLETED, OTHER, DUE = (1_000_000, 100_000, 10_000) if LONG else (50_000, 10_000, 1_000)
+LIMIT = 50
+
+
+def _params(now: datetime) -> dict[str, Any]:
+    return {"name": "target", "limit": LIMIT, "by": "plan-test", "now": now,
+            "next_scan_at": now + timedelta(seconds=5),
+            "lock_deadline": now - timedelta(minutes=10)}
+
+
+# -- SQLite ---------------------------------------------------------------------------------
+
+
+def _fill_sqlite(path: Path, now_ms: int) -> None:
+    with closing(sqlite3.connect(path, isolation_level=None)) as c:
+        c.execute("BEGIN")
+        insert = ("INSERT INTO agenda_jobs (id, name, next_run_at, created_at, updated_at, "
+                  "last_finished_at) VALUES (?, ?, ?, ?, ?, ?)")
+        c.executemany(insert, ((f"c{i}", "target", None, now_ms, now_ms, now_ms)
+                               for i in range(COMPLETED)))
+        # One next_run_at for a whole backlog, as a bulk enqueue makes it.
+        c.executemany(insert, ((f"o{i}", "other", now_ms - 3_600_000, now_ms, now_ms, None)
+                               for i in range(OTHER)))
+        c.executemany(insert, ((f"t{i:06}", "target", now_ms - 60_000, now_ms, now_ms, None)
+                               for i in range(DUE)))
+        c.execute("COMMIT")
+
+
+def _sqlite_plan(path: Path, name: str, params: dict[str, Any]) -> list[str]:
+    statement = sqlite_queries.render(name, table='"agenda_jobs"', prefix="agenda_jobs")
+    with closing(sqlite3.connect(path)) as c:
+        return [row[3] for row in c.execute(f"EXPLAIN QUERY PLAN {statement}", params)]
+
+
+async def test_sqlite_claims_read_only_the_claim_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    backend = SQLiteBackend(path, watch_changes=False)
+    await backend.connect()
+    now = datetime.now(UTC).replace(microsecond=0)
+    now_ms = sqlite_queries.to_ms(now)
+    assert now_ms is not None
+    _fill_sqlite(path, now_ms)
+    params = {key: sqlite_queries.to_ms(value) if isinstance(value, datetime) else value
+              for key, value in _params(now).items()}
+    due, stale = _sqlite_plan(path, "claim_due", params), _sqlite_plan(path, "claim_stale", params)
+    assert any("USING INDEX agenda_jobs_claim_due_idx (name=? AND next_run_at<?)" in step
+               for step in due), due
+    assert not any("TEMP B-TREE" in step for step in due), due
+    assert any("USING INDEX agenda_jobs_claim_stale_idx (name=? AND locked_at<?)" in step
+               for step in stale), stale
+    assert not any(step.startswith("SCAN agenda_jobs") for step in due + stale), due + stale
+    probe = _sqlite_plan(path, "first_waiting", {"name": "target"})
+    assert any("agenda_jobs_claim_due_idx" in step for step in probe), probe
+    try:
+        claimed = await backend.repository.get_next_jobs_to_run(
+            "target", now + timedelta(seconds=5), now - timedelta(minutes=10), LIMIT, now)
+        assert [job.id for job in claimed] == [f"t{i:06}" for i in range(LIMIT)]
+    finally:
+        await backend.disconnect()
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------
+
+
+_FILL = """
+INSERT INTO {table} (name, next_run_at, last_finished_at, created_at)
+SELECT 'target', NULL, now(), now() - interval '1 day' FROM generate_series(1, %(completed)s);
+INSERT INTO {table} (name, next_run_at, created_at)
+SELECT 'other', now() - interval '1 hour', now() FROM generate_series(1, %(other)s);
+INSERT INTO {table} (name, next_run_at, created_at)
+SELECT 'target', now() - interval '1 minute', now() + g * interval '1 microsecond'
+FROM generate_series(1, %(due)s) AS g;
+"""
+
+
+async def test_postgres_claims_read_only_the_claim_index(tmp_path: Path) -> None:
+    async with make_backend(tmp_path, disable_notifications=True) as backend:
+        table = sql.Identifier(backend.repository.table_name)
+        async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+            for statement in _FILL.strip().split(";\n"):
+                await conn.execute(sql.SQL(statement).format(table=table),  # type: ignore[arg-type]
+                                   {"completed": COMPLETED, "other": OTHER, "due": DUE})
+            await conn.execute(sql.SQL("ANALYZE {}").format(table))
+            now = datetime.now(UTC)
+            claim = pg_queries.render("claim", table=table)
+            async with conn.transaction(force_rollback=True):
+                cursor = await conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) ") + claim,
+                                            _params(now))
+                plan = "\n".join(row[0] for row in await cursor.fetchall())
+        index = f"{backend.repository.table_name}_claim_due_idx"
+        assert f"Index Scan using {index}" in plan, plan
+        assert "Seq Scan" not in plan, plan
+        assert "Rows Removed by Filter" not in plan, plan
+        claimed = await backend.repository.get_next_jobs_to_run(
+            "target", now + timedelta(seconds=5), now - timedelta(minutes=10), LIMIT, now)
+        assert len(claimed) == LIMIT
+        assert {job.name for job in claimed} == {"target"}
+        assert all(job.next_run_at is not None for job in claimed)
