@@ -36,8 +36,9 @@ class GroupCommit(Generic[T, R]):
       item's result, with the exception of its item or batch, or cancelled when the sender
       task itself is cancelled (loop shutdown) or ``close`` is called. Nobody waits forever.
     - with ``key``, an item submitted while another with the same key still waits replaces
-      it (the newer goes to the back of the queue) and both waiters get the newer's result:
-      one batch never holds a key twice, and the last write wins.
+      it (the newer goes to the back of the queue; ``merge(older, newer)`` when given, else
+      the newer) and both waiters get its result: one batch never holds a key twice, and the
+      last write wins.
     - items go out in submission order, at most ``limit`` per batch, one batch at a time.
     """
 
@@ -47,10 +48,12 @@ class GroupCommit(Generic[T, R]):
         *,
         limit: int = MAX_BATCH,
         key: Callable[[T], Hashable] | None = None,
+        merge: Callable[[T, T], T] | None = None,
     ) -> None:
         self._send = send
         self._limit = limit
         self._key = key
+        self._merge = merge
         self._waiting: dict[Hashable, _Waiting[T, R]] = {}
         self._sender: asyncio.Task[None] | None = None
         self._unkeyed = 0
@@ -61,6 +64,8 @@ class GroupCommit(Generic[T, R]):
         future: asyncio.Future[R] = loop.create_future()
         key = self._key_of(item)
         replaced = self._waiting.pop(key, None)
+        if replaced is not None and self._merge is not None:
+            item = self._merge(replaced.item, item)
         futures = [*(replaced.futures if replaced else []), future]
         self._waiting[key] = _Waiting(item, futures)
         if self._sender is None:

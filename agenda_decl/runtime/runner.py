@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from agenda_decl import timing
+from agenda_decl._clock import truncate_ms
 from agenda_decl.backoff import BackoffContext
 from agenda_decl.errors import (
     AbandonedRunError,
@@ -63,7 +64,7 @@ class _Execution:
         # The start state (last_run_at, the next run) is written while the handler starts:
         # the job is already locked, so waiting for the write first would only add a round
         # trip to every job's latency. The final write is queued after it.
-        started = self.scheduler.submit_job_state(job.attrs, lock_token=job.lock_token)
+        started = self._write_start()
         succeeded = False
         try:
             await self._emit(JobEvent(name="start", job=job))
@@ -83,6 +84,20 @@ class _Execution:
             raise
         await self._report_start_write(started)
         await self._finish(succeeded=succeeded)
+
+    def _write_start(self) -> asyncio.Future[None]:
+        """Queue the start write. It also renews the lock (a touch): the run's lock_lifetime
+        counts from its start, not from the claim, so a job that waited in this worker's
+        queue is not taken over while it runs within its lifetime. Fenced by the claim's
+        lock; later writes carry the new one."""
+        job = self.job
+        claimed = job.lock_token
+        if claimed is None:  # not claimed (run directly): nothing to renew
+            return self.scheduler.submit_job_state(job.attrs)
+        job.attrs.locked_at = truncate_ms(self.scheduler.clock.now())
+        write = self.scheduler.submit_job_state(job.attrs, lock_token=claimed)
+        job.adopt_lock(job.attrs.locked_at)
+        return write
 
     async def _emit(self, event: JobEvent) -> None:
         await self.scheduler.emit_job_event(event)

@@ -30,7 +30,7 @@ class StateWriter:
         self._repository = repository
         self._last_modified_by = last_modified_by
         self._writes: GroupCommit[_StateWrite, None] = GroupCommit(
-            self._write, key=lambda write: write.job.id
+            self._write, key=lambda write: write.job.id, merge=_keep_stored_token
         )
 
     def submit(
@@ -41,8 +41,9 @@ class StateWriter:
 
         The state is copied at once (the caller may change the job before the batch goes
         out). A newer write of a job still waiting replaces the older one: one batch never
-        holds a job twice, and the last state wins, with the newer write's lock token (a
-        run's writes are ordered, so it is the token the run holds when it writes).
+        holds a job twice, and the last state wins, fenced by the older write's lock token:
+        the older write never went out, so the store still holds its lock (a run's start
+        write moves the lock to the start, and a write queued behind it carries the new one).
         """
         if job.id is None:
             raise ValueError("Cannot save job state without job ID")
@@ -74,3 +75,10 @@ class StateWriter:
             return await rejected_state_write(self._repository, write.job, write.lock_token)
         except Exception as error:  # the store failed while we asked: report that
             return error
+
+
+def _keep_stored_token(older: _StateWrite, newer: _StateWrite) -> _StateWrite:
+    """The newer state, fenced by the lock the store still holds: the older write's."""
+    if older.lock_token is None:
+        return newer
+    return attrs.evolve(newer, lock_token=older.lock_token)

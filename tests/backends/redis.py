@@ -40,7 +40,9 @@ def backend_spec(backend: RedisBackend) -> dict[str, Any]:
 
 
 def backend_from_spec(spec: dict[str, Any]) -> RedisBackend:
-    return RedisBackend(connection_string=REDIS_URL, **spec)
+    """The backend of ``backend_spec``; a ``url`` in the spec names another server."""
+    options = dict(spec)
+    return RedisBackend(connection_string=options.pop("url", REDIS_URL), **options)
 
 
 @asynccontextmanager

@@ -654,6 +654,31 @@ async def test_a_run_past_its_lock_lifetime_is_reported(make_agenda: MakeAgenda)
     assert any("took more than 100ms" in str(e) for e in errors)
 
 
+async def test_a_job_that_waited_in_the_queue_gets_its_whole_lock_lifetime_once_it_starts(
+    make_agenda: MakeAgenda,
+) -> None:
+    """A claimed job waiting behind another in this worker's queue has been locked since the
+    claim; its start renews the lock, so a run shorter than lock_lifetime is never reported
+    as outliving it (nor taken over by another worker), however long it waited. (Found by
+    the fault harness: 2 s jobs on a 3 s lock in a backlog ran twice.)"""
+    agenda, errors = make_agenda(), []
+    agenda.on("error", errors.append)
+
+    async def slow(job: Job[Any]) -> None:
+        await asyncio.sleep(0.3)
+
+    agenda.define("queued", slow, concurrency=1, lock_lifetime=500)  # claims 2 at a time
+    events = EventRecorder(agenda)
+    jobs = [await agenda.now("queued", {"i": i}) for i in range(3)]
+    await agenda.start()
+    await events.wait_for("complete", 3)
+    assert errors == []
+    assert [e.event for e in events.events].count("success") == 3
+    for job in jobs:
+        final = await stored(agenda, job)
+        assert (final.locked_at, final.fail_count) == (None, None)
+
+
 async def test_stop_keeps_the_lock_of_a_running_job_and_releases_queued_ones(
     make_agenda: MakeAgenda,
 ) -> None:

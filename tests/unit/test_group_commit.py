@@ -4,6 +4,7 @@ batch, and no waiter left unsettled when the sender is cancelled or closed."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,47 @@ async def test_flush_waits_for_everything_submitted() -> None:
     await commit.flush()
     assert all(f.done() for f in futures)
     await commit.flush()  # nothing pending: returns at once
+
+
+async def test_a_merge_combines_the_replaced_item_with_the_newer() -> None:
+    store = Store()
+    store.gate.clear()
+    commit: GroupCommit[str, str] = GroupCommit(
+        store.send, key=lambda item: item[0], merge=lambda older, newer: newer + older[1:])
+    first = commit.submit_nowait("x1")  # in flight
+    await asyncio.sleep(0)
+    older, newer = commit.submit_nowait("y1"), commit.submit_nowait("y2")
+    store.gate.set()
+    assert (await first, await older, await newer) == ("X1", "Y21", "Y21")
+    assert store.batches == [["x1"], ["y21"]]
+
+
+async def test_a_state_write_queued_behind_a_lock_renewal_is_fenced_by_the_stored_lock() -> None:
+    """A run's start write renews the lock (fenced by the claim's); an end write that
+    replaces it before it went out must still be fenced by the claim's lock, which is the
+    one the store holds."""
+    from datetime import UTC, datetime, timedelta
+
+    from agenda_decl._model import JobParameters
+    from agenda_decl.runtime.state_writer import StateWriter
+
+    sent: list[tuple[list[Any], Any]] = []
+    gate = asyncio.Event()
+
+    class Repository:
+        async def save_job_states(self, jobs: Any, *, last_modified_by: Any = None,
+                                  lock_tokens: Any = None) -> list[Any]:
+            sent.append(([job.locked_at for job in jobs], lock_tokens))
+            await gate.wait()
+            return []
+
+    writer = StateWriter(Repository(), "w")  # type: ignore[arg-type]
+    claimed = datetime(2026, 1, 1, tzinfo=UTC)
+    started = claimed + timedelta(seconds=2)
+    other = writer.submit(JobParameters(id="other", name="n"))  # in flight
+    await asyncio.sleep(0)
+    start = writer.submit(JobParameters(id="j", name="n", locked_at=started), lock_token=claimed)
+    end = writer.submit(JobParameters(id="j", name="n", locked_at=None), lock_token=started)
+    gate.set()
+    await asyncio.gather(other, start, end)
+    assert sent[1] == ([None], {"j": claimed})
