@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import mmap
 import os
 import random
 import re
@@ -257,20 +256,25 @@ _WAL_INDEX_HEADERS = 96
 
 class ChangeCounter:
     """Whether another connection committed to the file since the last look, as cheaply as
-    an idle process can ask: the WAL-index headers, mapped from the ``-shm`` file, are
-    compared in memory, and only when they moved is :func:`data_version` asked (which
-    also tells another connection's commit from this one's). Where the ``-shm`` file cannot
-    be mapped every look asks :func:`data_version`."""
+    an idle process can ask: the WAL-index headers at the start of the ``-shm`` file are
+    read (one ``pread``) and compared, and only when they moved is :func:`data_version`
+    asked (which also tells another connection's commit from this one's). Where the
+    ``-shm`` file cannot be opened every look asks :func:`data_version`.
+
+    The headers are read, not mapped: SQLite truncates the ``-shm`` file when a connection
+    opens it with no other connection on it, and a mapped page past the end of a truncated
+    file kills the process with SIGBUS, where a read only comes back short. Our own
+    connection keeps the file in use while the counter lives, so it is not replaced."""
 
     def __init__(self, connection: sqlite3.Connection, path: str) -> None:
         self._connection = connection
-        self._version = data_version(connection)  # also maps the -shm file for this connection
+        self._version = data_version(connection)  # also opens the -shm file for this connection
         self._headers: bytes | None = None
-        self._index = _map_wal_index(path)
+        self._shm = _open_wal_index(path)
 
     def changed(self) -> bool:
-        if self._index is not None:
-            headers = self._index[:_WAL_INDEX_HEADERS]
+        headers = self._read_headers()
+        if headers is not None:
             if headers == self._headers:
                 return False
             self._headers = headers
@@ -280,16 +284,24 @@ class ChangeCounter:
         self._version = version
         return True
 
+    def _read_headers(self) -> bytes | None:
+        if self._shm is None:
+            return None
+        try:
+            return os.pread(self._shm, _WAL_INDEX_HEADERS, 0)
+        except OSError:
+            return None
+
     def close(self) -> None:
-        if self._index is not None:
-            self._index.close()
+        if self._shm is not None:
+            shm, self._shm = self._shm, None
+            os.close(shm)
 
 
-def _map_wal_index(path: str) -> mmap.mmap | None:
+def _open_wal_index(path: str) -> int | None:
     try:
-        with open(f"{path}-shm", "rb") as shm:
-            return mmap.mmap(shm.fileno(), _WAL_INDEX_HEADERS, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):
+        return os.open(f"{path}-shm", os.O_RDONLY)
+    except OSError:
         return None
 
 

@@ -6,7 +6,7 @@ when any other connection, in this process or another, commits to the file, and 
 WAL-index headers in the ``-shm`` file, which every commit rewrites. A thread of the
 channel's own compares those headers every ``interval`` and asks the counter only when they
 moved (``connectors.sqlite.ChangeCounter``): an idle worker pays a wake-up of that thread
-and a 96-byte comparison per interval, nothing on its event loop. When it moved, the
+and a 96-byte read and comparison per interval, nothing on its event loop. When it moved, the
 ``probe`` given by the store (two index seeks per job name) finds each name's unlocked job
 due first, and subscribers get it as a :class:`JobNotification`, as if it had been published.
 """
