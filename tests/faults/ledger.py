@@ -26,8 +26,8 @@ after its last lock (the start's or a touch's). The rules:
   a killed attempt's interval ends at its kill): the later one started before the earlier
   one returned or was killed; two handlers ran at once, what a handler that outlives its lock
   without ``touch()`` causes. *Lease overlap* (stricter): the later one started before the
-  earlier one returned or its lease ended, killed or not; the store handed out a lock that
-  was still held.
+  earlier one returned, was killed or its lease ended; the store handed out a lock that was
+  still held.
 * **re-run of a completed job**: an attempt that starts after a completed attempt of the job.
 * **kill→restart**: for an attempt cut by a ``kill``, the seconds from the kill to the job's
   next start.
@@ -108,10 +108,10 @@ class Attempt:
         return min(ends) if ends else math.inf
 
     def held_until(self, lock_lifetime: float) -> float:
-        """When it stopped holding the job: its return or the end of its lease (a kill frees
-        nothing: the store must wait for the lease to end)."""
-        returned = math.inf if self.returned is None else self.returned
-        return min(returned, self.lease_end(lock_lifetime))
+        """When it stopped holding the job: its return, its kill, or the end of its lease. (A
+        killed run's stored lock is not known: its start write, which renews the lock, may
+        not have gone out; so its interval ends at the kill, as the reference counts it.)"""
+        return min(self.live_until(), self.lease_end(lock_lifetime))
 
     @property
     def is_completed(self) -> bool:

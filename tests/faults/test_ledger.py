@@ -39,10 +39,10 @@ def test_a_killed_run_restarted_after_its_lease_is_explained_and_timed() -> None
                 or found.never_finished or found.completed_reruns)
 
 
-def test_a_start_within_the_lease_of_a_killed_run_is_a_lease_overlap() -> None:
-    events = [start(0, "1.1", "a"), event(1.0, "kill", pid=1), *run(2.0, "2.1", "a")]
+def test_a_start_within_the_lease_of_a_live_run_is_a_lease_overlap() -> None:
+    events = [start(0, "1.1", "a"), *run(2.0, "2.1", "a"), event(5.0, "return", attempt="1.1")]
     found = count(events, ["a"], LOCK)
-    assert found.lease_overlaps == ["a"] and found.handler_overlaps == []
+    assert found.lease_overlaps == ["a"] and found.handler_overlaps == ["a"]
 
 
 def test_a_run_past_its_lease_taken_over_is_two_handlers_not_two_holders() -> None:
