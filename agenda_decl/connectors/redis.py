@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 from urllib.parse import quote
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -32,6 +32,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AuthenticationError,
     BusyLoadingError,
@@ -54,6 +55,12 @@ _NAME = re.compile(r"^[A-Za-z0-9_.:{}/-]{1,128}$")
 UNREACHABLE = (RedisError, OSError)
 #: A client of one server or of a cluster.
 AnyRedis: TypeAlias = Redis | RedisCluster
+
+
+def register_script(client: AnyRedis, script: str) -> AsyncScript:
+    """``script`` registered on ``client``, a server's or a cluster's (which routes each call
+    by its first key). redis-py before 6 types the method's ``self`` as ``Redis`` only."""
+    return cast(Redis, client).register_script(script)
 
 
 def transient(error: BaseException) -> bool:

@@ -95,14 +95,14 @@ class RedisNotificationChannel(BaseNotificationChannel):
                 "RedisNotificationChannel requires client or connection_string (one of them)"
             )
         if isinstance(client, RedisCluster):  # pub/sub on one node of its own (see below)
-            connection_string, client = plain_node_url(client), None
+            connection_string = plain_node_url(client)
         # Pub/sub is not routed by slot: a PUBLISH on any node of a cluster reaches the
         # subscribers of every node, so the channel listens and publishes on the node named.
         if connection_string is not None and is_cluster_url(connection_string):
             connection_string = node_url(connection_string)
         self._url = connection_string
-        self._client: Redis | None = client
-        self._owns_client = client is None
+        self._client: Redis | None = client if isinstance(client, Redis) else None
+        self._owns_client = self._client is None
         interval = parse_duration(health_check_interval, field="health_check_interval")
         self._check_every = max(interval, 10) / 1000
         self._probe_channel = f"{channel_name}:probe:{uuid.uuid4().hex}"

@@ -42,6 +42,7 @@ from agenda_decl.connectors.redis import (
     check_name,
     check_reachable,
     redacted_address,
+    register_script,
     retrying,
     text,
 )
@@ -80,7 +81,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         self.key_prefix = check_name(key_prefix, field="key_prefix")
         self._where = where or redacted_address(client, None)
         self._read_only = read_only
-        self._scripts = {script: client.register_script(script) for script in scripts.ALL}
+        self._scripts = {script: register_script(client, script) for script in scripts.ALL}
         #: The one key each script declares: the scripts build every other key from the
         #: prefix (ARGV[1]), in the prefix's slot on a cluster; this one routes them there.
         self._route = [f"{self.key_prefix}jobs:all"]
