@@ -645,8 +645,13 @@ async def test_every_job_runs_while_the_subscriber_is_killed(client: Redis) -> N
         assert states.count("reconnecting") >= 2
         (subscriber,) = await subscriber_ids(client, client_name)
         assert subscriber not in killed
-        result = await agenda.query_jobs(JobsQueryOptions(name="work", state="completed"))
-        assert result.total == total
+
+        async def all_completed() -> bool:
+            # the last handler has returned; its end write may still be on its way
+            result = await agenda.query_jobs(JobsQueryOptions(name="work", state="completed"))
+            return result.total == total
+
+        await wait_until(all_completed)
     finally:
         await agenda.stop(close_connection=False)
         await redis_backends.delete_keys(named, prefix)

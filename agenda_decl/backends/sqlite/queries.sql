@@ -113,7 +113,7 @@ INSERT INTO {table} (
     :name, :priority, :next_run_at, :type, :repeat_timezone, :repeat_interval, :data, :repeat_at,
     :disabled, :debounce_started_at, :last_modified_by, :fork, :start_date, :end_date, :skip_days
 )
-RETURNING *, rowid AS row_order
+{returning}
 
 -- update_saved --
 -- Every field save_job writes, matched on id and name (the processor fields stay as

@@ -44,6 +44,9 @@ from agenda_decl.timing import parse_duration
 
 __all__ = ["SQLiteJobRepository"]
 
+#: What a single insert returns: the stored row, in the order rows are read back.
+_RETURNING = "RETURNING *, rowid AS row_order"
+
 T = TypeVar("T")
 
 
@@ -197,7 +200,9 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     ) -> list[JobParameters[Any]]:
         stamp = queries.to_ms(utcnow())
         ids = [uuid.uuid4().hex for _ in batch]
-        c.executemany(self._sql("insert"),
+        # No RETURNING here: executemany cannot step through the rows a statement returns
+        # (SQLITE_MISUSE on Python 3.13's sqlite3); the batch is read back below.
+        c.executemany(self._sql("insert", returning=""),
                       [{**values, "id": job_id, "stamp": stamp}
                        for values, job_id in zip(batch, ids, strict=True)])
         found = {row["id"]: row for row in fetch_all(c, self._sql("select_by_ids"),
@@ -307,7 +312,7 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
 
     def _insert(self, c: sqlite3.Connection, values: Row, now: datetime) -> JobParameters[Any]:
         params = {**values, "id": uuid.uuid4().hex, "stamp": queries.to_ms(now)}
-        return _job_from_row(fetch_one(c, self._sql("insert"), params))
+        return _job_from_row(fetch_one(c, self._sql("insert", returning=_RETURNING), params))
 
     def _update_saved(
         self, c: sqlite3.Connection, job_id: str, values: Row, now: datetime
