@@ -34,7 +34,8 @@ INDEXES = {
     "agenda_jobs_find_and_lock_idx",
     "agenda_jobs_single_job_idx",
     "agenda_jobs_locked_at_idx",
-    "agenda_jobs_next_run_at_idx",
+    "agenda_jobs_next_run_at_desc_idx",
+    "agenda_jobs_next_run_at_asc_idx",
     "agenda_jobs_claim_due_idx",
     "agenda_jobs_claim_stale_idx",
 }
