@@ -164,8 +164,8 @@ def _bind(params: Params, value: Any) -> str:
 def data_sql(needle: Any, doc: str, path: str, params: Params) -> str | None:
     """"The JSON value at ``path`` of the JSON text ``doc`` contains ``needle``", as
     ``data_contains`` decides it, in SQLite's JSON functions (C, no Python call per row); None
-    when a part of ``needle`` cannot be spelled exactly (a key with a double quote, an integer
-    beyond 64 bits, text Python cannot encode), and the caller uses the Python function.
+    when a part of ``needle`` cannot be spelled exactly (a key JSON escapes, an integer beyond
+    64 bits, text Python cannot encode), and the caller uses the Python function.
 
     ``json_type`` keeps true apart from 1 and the text "7" apart from the number; integer and
     real compare by value, as Python's ``==`` does. An array needle: every element is
@@ -173,7 +173,7 @@ def data_sql(needle: Any, doc: str, path: str, params: Params) -> str | None:
     if isinstance(needle, Mapping):
         clauses = [f"json_type({doc}, {_bind(params, path)}) = 'object'"]
         for key, value in needle.items():
-            if not key or '"' in key or not _encodable(key):
+            if not _plain_key(key):
                 return None
             clause = data_sql(value, doc, f'{path}."{key}"', params)
             if clause is None:
@@ -233,6 +233,13 @@ def _scalar_kind(value: Any) -> str | None:
     return None
 
 
+def _plain_key(key: str) -> bool:
+    """A key SQLite's JSON path finds: one the store writes without an escape (``encode_data``
+    keeps non-ASCII as it is), as SQLite matches a quoted path label against the key's text
+    in the document, escapes and all."""
+    return bool(key) and _encodable(key) and json.dumps(key, ensure_ascii=False) == f'"{key}"'
+
+
 def _encodable(text: str) -> bool:
     try:
         text.encode()
@@ -260,6 +267,18 @@ def query_criteria(options: JobsQueryOptions) -> tuple[list[str], Params]:
         clauses.append(FILTERS["state"])
         params["state"] = options.state
     return clauses, params
+
+
+def page_statements(
+    options: JobsQueryOptions, *, table: str, prefix: str
+) -> tuple[str, str, Params]:
+    """A query's page and count statements and their parameters but ``now`` (the caller's
+    clock): what ``query_jobs`` runs, and what the plan tests explain."""
+    clauses, params = query_criteria(options)
+    params.update(limit=options.limit or -1, skip=options.skip)
+    where = " AND ".join(clauses) or "1"
+    page = render("select_page", table=table, prefix=prefix, where=where, order=order_by(options))
+    return page, render("count", table=table, prefix=prefix, where=where), params
 
 
 def _like_pattern(search: str) -> str:

@@ -113,11 +113,9 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     async def query_jobs(self, options: JobsQueryOptions | None = None) -> JobsResult:
         options = options or JobsQueryOptions()
         check_data_filter(options.data)
-        clauses, params = queries.query_criteria(options)
-        params.update(now=queries.to_ms(utcnow()), limit=options.limit or -1, skip=options.skip)
-        where = " AND ".join(clauses) or "1"
-        page = self._sql("select_page", where=where, order=queries.order_by(options))
-        count = self._sql("count", where=where)
+        page, count, params = queries.page_statements(
+            options, table=f'"{self._table_name}"', prefix=self._table_name)
+        params["now"] = queries.to_ms(utcnow())
 
         def read(c: sqlite3.Connection) -> tuple[list[Row], int]:
             rows = fetch_all(c, page, params)
