@@ -59,6 +59,11 @@ SORT_EXPRESSIONS = {
     "data": "NULLIF(data, 'null')",
 }
 
+#: The sort keys whose column is NOT NULL: sorted by the bare column, which the planner
+#: drops from the order when the filter fixes it (the jobs of one name sorted by name are
+#: read in rowid order, no sort).
+NOT_NULL_SORT_KEYS = frozenset({"name", "priority"})
+
 STATE_CASE = STATEMENTS["state_case"]
 
 #: Filter fragments (each names its own parameters); ``where`` is ANDed from these.
@@ -295,6 +300,7 @@ def order_by(options: JobsQueryOptions) -> str:
     spec = list(options.sort.items()) if options.sort else DEFAULT_SORT
     parts = [
         f"{SORT_EXPRESSIONS[key]} DESC" if direction == "desc"
+        else SORT_EXPRESSIONS[key] if key in NOT_NULL_SORT_KEYS
         else f"({SORT_EXPRESSIONS[key]} IS NULL), {SORT_EXPRESSIONS[key]}"
         for key, direction in spec
     ]
