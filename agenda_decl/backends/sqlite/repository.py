@@ -134,7 +134,13 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     async def get_jobs_overview(self) -> list[JobsOverview]:
         statement, now = self._sql("overview"), queries.to_ms(utcnow())
         rows = await self._connector.read(lambda c: fetch_all(c, statement, {"now": now}))
-        return [JobsOverview(**row) for row in rows]
+        counts: dict[str, dict[str, int]] = {}
+        for row in rows:  # sorted by name
+            entry = counts.setdefault(row["name"], {"total": 0, "paused": 0})
+            entry["total"] += row["jobs"]
+            entry[row["state"]] = entry.get(row["state"], 0) + row["jobs"]
+            entry["paused"] += row["jobs"] if row["disabled"] else 0
+        return [JobsOverview(name=name, **entry) for name, entry in counts.items()]
 
     async def get_distinct_job_names(self) -> list[str]:
         statement = self._sql("distinct_names")
