@@ -130,8 +130,9 @@ async def test_postgres_claims_read_only_the_claim_index(tmp_path: Path) -> None
 
 async def test_sqlite_job_list_pages_are_read_off_the_next_run_indexes(tmp_path: Path) -> None:
     """A page of the job list sorted by next run, either way, is a walk of the index to the
-    limit (no sort of the table, whose completed jobs have no next run), and a state filter
-    seeks its range: the page costs the same with 50,000 jobs or 50."""
+    limit (no sort of the table, whose completed jobs have no next run), a state filter seeks
+    its range, and the overview's newest failure of a name is a seek of the failed jobs: the
+    page costs the same with 50,000 jobs or 50."""
     path = tmp_path / "jobs.db"
     backend = SQLiteBackend(path, watch_changes=False)
     await backend.connect()
@@ -147,6 +148,9 @@ async def test_sqlite_job_list_pages_are_read_off_the_next_run_indexes(tmp_path:
         "queued": (JobsQueryOptions(state="queued", sort={"next_run_at": "desc"}, limit=LIMIT),
                    "SEARCH agenda_jobs USING INDEX agenda_jobs_next_run_at_desc_idx "
                    "(next_run_at<?)"),
+        "newest failure": (JobsQueryOptions(name="target", state="failed",
+                                            sort={"last_finished_at": "desc"}, limit=1),
+                           "SEARCH agenda_jobs USING INDEX agenda_jobs_failed_idx (name=?)"),
     }
     try:
         for label, (options, step) in cases.items():
@@ -156,12 +160,13 @@ async def test_sqlite_job_list_pages_are_read_off_the_next_run_indexes(tmp_path:
                 plan = [row[3] for row in c.execute(f"EXPLAIN QUERY PLAN {page}",
                                                      {**params, "now": now_ms})]
             assert plan == [step], (label, plan)
-        desc, asc, queued = [await backend.repository.query_jobs(options)
-                             for options, _ in cases.values()]
+        desc, asc, queued, failed = [await backend.repository.query_jobs(options)
+                                     for options, _ in cases.values()]
         assert [job.id for job in desc.jobs] == [f"t{i:06}" for i in range(LIMIT)]
         assert [job.id for job in asc.jobs] == [f"o{i}" for i in range(LIMIT, 2 * LIMIT)]
         assert [job.id for job in queued.jobs] == [f"t{i:06}" for i in range(LIMIT)]
         assert desc.total == asc.total == COMPLETED + OTHER + DUE
         assert queued.total == OTHER + DUE
+        assert failed.jobs == []
     finally:
         await backend.disconnect()

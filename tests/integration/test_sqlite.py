@@ -38,6 +38,7 @@ INDEXES = {
     "agenda_jobs_next_run_at_asc_idx",
     "agenda_jobs_claim_due_idx",
     "agenda_jobs_claim_stale_idx",
+    "agenda_jobs_failed_idx",
 }
 
 
@@ -107,6 +108,7 @@ async def test_a_file_of_an_older_version_gets_the_job_list_indexes_on_open(
     with raw(db_path) as connection:
         connection.execute("DROP INDEX agenda_jobs_next_run_at_desc_idx")
         connection.execute("DROP INDEX agenda_jobs_next_run_at_asc_idx")
+        connection.execute("DROP INDEX agenda_jobs_failed_idx")
         connection.execute('CREATE INDEX "agenda_jobs_next_run_at_idx" ON agenda_jobs'
                            " (next_run_at) WHERE next_run_at IS NOT NULL")
     reopened = SQLiteBackend(db_path)

@@ -42,7 +42,7 @@ STATEMENTS = load_named_blocks("agenda_decl.backends.sqlite", "queries.sql")
 #: each is the block ``create_<suffix>``.
 INDEX_SUFFIXES = (
     "find_and_lock_idx", "single_job_idx", "locked_at_idx", "next_run_at_desc_idx",
-    "next_run_at_asc_idx", "claim_due_idx", "claim_stale_idx",
+    "next_run_at_asc_idx", "claim_due_idx", "claim_stale_idx", "failed_idx",
 )
 #: The blocks that take out what older files have and this version replaced (each one
 #: idempotent), run with the ``create_`` blocks when an index is missing.

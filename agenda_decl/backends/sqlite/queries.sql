@@ -70,6 +70,14 @@ CREATE INDEX IF NOT EXISTS "{prefix}_next_run_at_desc_idx" ON {table} (next_run_
 CREATE INDEX IF NOT EXISTS "{prefix}_next_run_at_asc_idx" ON {table}
     ((next_run_at IS NULL), next_run_at)
 
+-- create_failed_idx --
+-- The jobs whose last run may have failed (failed_at is set: the state filter "failed" adds
+-- that term, see queries.STATE_IMPLIES), per name, newest end first: the overview's newest
+-- failure of a name is one seek, and a list of failed jobs reads only these. Partial, so
+-- only failed jobs cost a write here.
+CREATE INDEX IF NOT EXISTS "{prefix}_failed_idx" ON {table} (name, last_finished_at DESC)
+    WHERE failed_at IS NOT NULL
+
 -- drop_next_run_at_idx --
 -- The partial index (next_run_at) WHERE next_run_at IS NOT NULL of files made before
 -- next_run_at_desc_idx: that one covers all it served, so it would only cost writes.
