@@ -73,3 +73,11 @@ async def test_query_total_of_the_last_page_and_past_the_end(repository: JobRepo
     assert await page(data={"i": 0}, limit=2, skip=2) == (1, 3)
     assert await page(state="scheduled", limit=10) == (5, 5)
     assert await page(state="queued", limit=10, skip=1) == (0, 0)
+
+
+async def test_query_search_folds_case_beyond_ascii(repository: JobRepository) -> None:
+    for name in ("Ärger-Report", "ärger-mail", "ARGER", "Argument"):
+        await save(repository, name)
+    assert sorted(await names_of(repository, search="ÄRG")) == ["Ärger-Report", "ärger-mail"]
+    assert sorted(await names_of(repository, search="arg")) == ["ARGER", "Argument"]
+    assert await names_of(repository, search="r-r") == ["Ärger-Report"]
