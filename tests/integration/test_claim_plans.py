@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from agenda_decl._model import JobsQueryOptions
 from agenda_decl.backends.postgres import queries as pg_queries
 from agenda_decl.backends.sqlite import SQLiteBackend
 from agenda_decl.backends.sqlite import queries as sqlite_queries
@@ -122,3 +123,50 @@ async def test_postgres_claims_read_only_the_claim_index(tmp_path: Path) -> None
         assert len(claimed) == LIMIT
         assert {job.name for job in claimed} == {"target"}
         assert all(job.next_run_at is not None for job in claimed)
+
+
+# -- the dashboard's job list (SQLite) --------------------------------------------------------
+
+
+async def test_sqlite_job_list_pages_are_read_off_the_next_run_indexes(tmp_path: Path) -> None:
+    """A page of the job list sorted by next run, either way, is a walk of the index to the
+    limit (no sort of the table, whose completed jobs have no next run), a state filter seeks
+    its range, and the overview's newest failure of a name is a seek of the failed jobs: the
+    page costs the same with 50,000 jobs or 50."""
+    path = tmp_path / "jobs.db"
+    backend = SQLiteBackend(path, watch_changes=False)
+    await backend.connect()
+    now = datetime.now(UTC).replace(microsecond=0)
+    now_ms = sqlite_queries.to_ms(now)
+    assert now_ms is not None
+    _fill_sqlite(path, now_ms)
+    cases = {
+        "desc": (JobsQueryOptions(sort={"next_run_at": "desc"}, limit=LIMIT),
+                 "SCAN agenda_jobs USING INDEX agenda_jobs_next_run_at_desc_idx"),
+        "asc": (JobsQueryOptions(sort={"next_run_at": "asc"}, limit=LIMIT, skip=LIMIT),
+                "SCAN agenda_jobs USING INDEX agenda_jobs_next_run_at_asc_idx"),
+        "queued": (JobsQueryOptions(state="queued", sort={"next_run_at": "desc"}, limit=LIMIT),
+                   "SEARCH agenda_jobs USING INDEX agenda_jobs_next_run_at_desc_idx "
+                   "(next_run_at<?)"),
+        "newest failure": (JobsQueryOptions(name="target", state="failed",
+                                            sort={"last_finished_at": "desc"}, limit=1),
+                           "SEARCH agenda_jobs USING INDEX agenda_jobs_failed_idx (name=?)"),
+    }
+    try:
+        for label, (options, step) in cases.items():
+            page, _, params = sqlite_queries.page_statements(
+                options, table='"agenda_jobs"', prefix="agenda_jobs")
+            with closing(sqlite3.connect(path)) as c:
+                plan = [row[3] for row in c.execute(f"EXPLAIN QUERY PLAN {page}",
+                                                     {**params, "now": now_ms})]
+            assert plan == [step], (label, plan)
+        desc, asc, queued, failed = [await backend.repository.query_jobs(options)
+                                     for options, _ in cases.values()]
+        assert [job.id for job in desc.jobs] == [f"t{i:06}" for i in range(LIMIT)]
+        assert [job.id for job in asc.jobs] == [f"o{i}" for i in range(LIMIT, 2 * LIMIT)]
+        assert [job.id for job in queued.jobs] == [f"t{i:06}" for i in range(LIMIT)]
+        assert desc.total == asc.total == COMPLETED + OTHER + DUE
+        assert queued.total == OTHER + DUE
+        assert failed.jobs == []
+    finally:
+        await backend.disconnect()

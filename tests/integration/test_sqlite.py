@@ -34,9 +34,11 @@ INDEXES = {
     "agenda_jobs_find_and_lock_idx",
     "agenda_jobs_single_job_idx",
     "agenda_jobs_locked_at_idx",
-    "agenda_jobs_next_run_at_idx",
+    "agenda_jobs_next_run_at_desc_idx",
+    "agenda_jobs_next_run_at_asc_idx",
     "agenda_jobs_claim_due_idx",
     "agenda_jobs_claim_stale_idx",
+    "agenda_jobs_failed_idx",
 }
 
 
@@ -68,7 +70,7 @@ def due_job(name: str = "work", **fields: Any) -> JobParameters[Any]:
 # -- layout --------------------------------------------------------------------------------------
 
 
-async def test_schema_has_the_postgres_columns_and_indexes(
+async def test_schema_has_the_postgres_columns_and_the_indexes(
     backend: SQLiteBackend, db_path: Path
 ) -> None:
     with raw(db_path) as connection:
@@ -86,6 +88,39 @@ async def test_schema_has_the_postgres_columns_and_indexes(
     assert columns == COLUMNS
     assert indexes == INDEXES
     assert "UNIQUE" in single and "type = 'single'" in single
+
+
+def _indexes(connection: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'agenda_jobs'"
+        " AND sql IS NOT NULL")}
+
+
+async def test_a_file_of_an_older_version_gets_the_job_list_indexes_on_open(
+    db_path: Path,
+) -> None:
+    """Files made before the job-list indexes had a partial next_run_at_idx: opening one
+    replaces it, and the jobs in it stay."""
+    first = SQLiteBackend(db_path)
+    await first.connect()
+    await first.repository.save_job(due_job("kept"))
+    await first.disconnect()
+    with raw(db_path) as connection:
+        connection.execute("DROP INDEX agenda_jobs_next_run_at_desc_idx")
+        connection.execute("DROP INDEX agenda_jobs_next_run_at_asc_idx")
+        connection.execute("DROP INDEX agenda_jobs_failed_idx")
+        connection.execute('CREATE INDEX "agenda_jobs_next_run_at_idx" ON agenda_jobs'
+                           " (next_run_at) WHERE next_run_at IS NOT NULL")
+    reopened = SQLiteBackend(db_path)
+    await reopened.connect()
+    try:
+        result = await reopened.repository.query_jobs(JobsQueryOptions(
+            sort={"next_run_at": "asc"}))
+        assert [job.name for job in result.jobs] == ["kept"]
+    finally:
+        await reopened.disconnect()
+    with raw(db_path) as connection:
+        assert _indexes(connection) == INDEXES
 
 
 async def test_wal_mode_is_on(backend: SQLiteBackend, db_path: Path) -> None:

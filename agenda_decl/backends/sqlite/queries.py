@@ -41,9 +41,12 @@ STATEMENTS = load_named_blocks("agenda_decl.backends.sqlite", "queries.sql")
 #: The suffixes of the index names (``<table>_find_and_lock_idx``, ...); the statement of
 #: each is the block ``create_<suffix>``.
 INDEX_SUFFIXES = (
-    "find_and_lock_idx", "single_job_idx", "locked_at_idx", "next_run_at_idx",
-    "claim_due_idx", "claim_stale_idx",
+    "find_and_lock_idx", "single_job_idx", "locked_at_idx", "next_run_at_desc_idx",
+    "next_run_at_asc_idx", "claim_due_idx", "claim_stale_idx", "failed_idx",
 )
+#: The blocks that take out what older files have and this version replaced (each one
+#: idempotent), run with the ``create_`` blocks when an index is missing.
+MIGRATIONS = ("drop_next_run_at_idx",)
 
 #: The allow-list of sort keys and the SQL each sorts on. Data sorts on its JSON text, with a
 #: JSON ``null`` counted as missing (so it goes last, as in the reference store).
@@ -56,6 +59,11 @@ SORT_EXPRESSIONS = {
     "data": "NULLIF(data, 'null')",
 }
 
+#: The sort keys whose column is NOT NULL: sorted by the bare column, which the planner
+#: drops from the order when the filter fixes it (the jobs of one name sorted by name are
+#: read in rowid order, no sort).
+NOT_NULL_SORT_KEYS = frozenset({"name", "priority"})
+
 STATE_CASE = STATEMENTS["state_case"]
 
 #: Filter fragments (each names its own parameters); ``where`` is ANDed from these.
@@ -65,11 +73,29 @@ FILTERS = {
     "name": "name = :name",
     "names": "name IN (SELECT value FROM json_each(:names))",
     "not_names": "name NOT IN (SELECT value FROM json_each(:not_names))",
-    "search": "agenda_lower(name) LIKE :search ESCAPE '\\'",
+    # A name of ASCII only (as many characters as bytes) is matched by SQLite's LIKE, which
+    # folds ASCII case as Python's lower() does there; any other name by the Python function,
+    # so a non-ASCII letter still folds (CASE evaluates only the branch it takes).
+    "search": "CASE WHEN length(name) = length(CAST(name AS BLOB))"
+              " THEN name LIKE :search ESCAPE '\\'"
+              " ELSE agenda_lower(name) LIKE :search ESCAPE '\\' END",
+    # The data filter that data_sql cannot spell with SQLite's JSON functions.
     "data": "agenda_data_contains(data, :data)",
     "enabled": "disabled = 0",
     "paused": "disabled = 1",
     "state": f"({STATE_CASE}) = :state",
+}
+
+#: What each state implies of one indexed column, ANDed before the state expression so that
+#: the planner can seek (a queued job is due: next_run_at <= now; a completed one has none)
+#: instead of computing the state of every row. Read off state_case: a state is only reached
+#: when the column is so. "repeating" implies nothing indexed.
+STATE_IMPLIES = {
+    "running": "locked_at IS NOT NULL",
+    "failed": "failed_at IS NOT NULL",
+    "scheduled": "next_run_at > :now",
+    "queued": "next_run_at <= :now",
+    "completed": "next_run_at IS NULL",
 }
 
 DEFAULT_SORT = [("next_run_at", "desc"), ("last_run_at", "desc")]
@@ -117,9 +143,114 @@ def _common_criteria(options: JobsQueryOptions | RemoveJobsOptions) -> tuple[lis
         clauses.append(FILTERS["not_names"])
         params["not_names"] = _json_text(list(criteria.not_names), "not_names")
     if options.data is not None:
-        clauses.append(FILTERS["data"])
-        params["data"] = _json_text(options.data, "the data filter")
+        clauses.append(data_filter(options.data, params))
     return clauses, params
+
+
+def data_filter(needle: Any, params: Params) -> str:
+    """The clause "data contains ``needle``" (``_job_data.data_contains``): spelled with
+    SQLite's JSON functions when :func:`data_sql` can, else the Python function on each row
+    (a hundred times slower)."""
+    text = _json_text(needle, "the data filter")  # refuses what is not JSON, either way
+    clause = data_sql(needle, "data", "$", params)
+    if clause is None:
+        params["data"] = text
+        return FILTERS["data"]
+    return clause
+
+
+def _bind(params: Params, value: Any) -> str:
+    """A new parameter holding ``value``; its placeholder."""
+    name = f"j{len(params)}"
+    params[name] = value
+    return f":{name}"
+
+
+def data_sql(needle: Any, doc: str, path: str, params: Params) -> str | None:
+    """"The JSON value at ``path`` of the JSON text ``doc`` contains ``needle``", as
+    ``data_contains`` decides it, in SQLite's JSON functions (C, no Python call per row); None
+    when a part of ``needle`` cannot be spelled exactly (a key JSON escapes, an integer beyond
+    64 bits, text Python cannot encode), and the caller uses the Python function.
+
+    ``json_type`` keeps true apart from 1 and the text "7" apart from the number; integer and
+    real compare by value, as Python's ``==`` does. An array needle: every element is
+    contained in some element of the stored array (``json_each``)."""
+    if isinstance(needle, Mapping):
+        clauses = [f"json_type({doc}, {_bind(params, path)}) = 'object'"]
+        for key, value in needle.items():
+            if not _plain_key(key):
+                return None
+            clause = data_sql(value, doc, f'{path}."{key}"', params)
+            if clause is None:
+                return None
+            clauses.append(clause)
+        return " AND ".join(clauses)
+    if isinstance(needle, list):
+        at = _bind(params, path)
+        clauses = [f"json_type({doc}, {at}) = 'array'"]
+        for wanted in needle:
+            each = f"e{len(params)}"
+            clause = _element_sql(wanted, each, params)
+            if clause is None:
+                return None
+            clauses.append(STATEMENTS["data_element"].format(
+                doc=doc, path=at, each=each, clause=clause))
+        return " AND ".join(clauses)
+    kind = _scalar_kind(needle)
+    if kind is None:
+        return None
+    at = _bind(params, path)
+    if needle is None or isinstance(needle, bool):
+        return f"json_type({doc}, {at}) = {kind}"
+    value = _bind(params, needle)
+    return f"json_extract({doc}, {at}) = {value} AND json_type({doc}, {at}) IN {kind}"
+
+
+def _element_sql(wanted: Any, each: str, params: Params) -> str | None:
+    """``wanted`` is contained in the array element ``each`` (a row of ``json_each``): a
+    scalar by the element's type and atom, an object or array by its JSON text, read only when
+    the element is one (CASE: the text of a string element is not JSON)."""
+    if isinstance(wanted, Mapping | list):
+        container = "object" if isinstance(wanted, Mapping) else "array"
+        inner = data_sql(wanted, f"{each}.value", "$", params)
+        return None if inner is None else (
+            f"CASE WHEN {each}.type = '{container}' THEN {inner} ELSE 0 END")
+    kind = _scalar_kind(wanted)
+    if kind is None:
+        return None
+    if wanted is None or isinstance(wanted, bool):
+        return f"{each}.type = {kind}"
+    return f"{each}.atom = {_bind(params, wanted)} AND {each}.type IN {kind}"
+
+
+def _scalar_kind(value: Any) -> str | None:
+    """The JSON types (as SQL) a stored value equal to ``value`` may have, or None."""
+    if value is None:
+        return "'null'"
+    if isinstance(value, bool):
+        return "'true'" if value else "'false'"
+    if isinstance(value, str):
+        return "('text')" if _encodable(value) else None
+    if isinstance(value, int):
+        return "('integer', 'real')" if value in INT64 else None
+    if isinstance(value, float):
+        return "('integer', 'real')"
+    return None
+
+
+def _plain_key(key: str) -> bool:
+    """A key SQLite's JSON path finds: one the store writes without an escape (``encode_data``
+    keeps non-ASCII as it is), as SQLite matches a quoted path label against the key's text
+    in the document, escapes and all."""
+    return bool(key) and _encodable(key) and json.dumps(key, ensure_ascii=False) == f'"{key}"'
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def remove_criteria(options: RemoveJobsOptions) -> tuple[list[str], Params]:
@@ -136,9 +267,23 @@ def query_criteria(options: JobsQueryOptions) -> tuple[list[str], Params]:
     if options.state == "paused":
         clauses.append(FILTERS["paused"])
     elif options.state is not None:
+        if options.state in STATE_IMPLIES:
+            clauses.append(STATE_IMPLIES[options.state])
         clauses.append(FILTERS["state"])
         params["state"] = options.state
     return clauses, params
+
+
+def page_statements(
+    options: JobsQueryOptions, *, table: str, prefix: str
+) -> tuple[str, str, Params]:
+    """A query's page and count statements and their parameters but ``now`` (the caller's
+    clock): what ``query_jobs`` runs, and what the plan tests explain."""
+    clauses, params = query_criteria(options)
+    params.update(limit=options.limit or -1, skip=options.skip)
+    where = " AND ".join(clauses) or "1"
+    page = render("select_page", table=table, prefix=prefix, where=where, order=order_by(options))
+    return page, render("count", table=table, prefix=prefix, where=where), params
 
 
 def _like_pattern(search: str) -> str:
@@ -148,9 +293,15 @@ def _like_pattern(search: str) -> str:
 
 
 def order_by(options: JobsQueryOptions) -> str:
+    """Each key nulls last, then insertion order (rowid). NULL is SQLite's smallest value, so
+    descending is the plain ``DESC`` and ascending ``(key IS NULL), key``: the spellings the
+    next_run_at indexes have, so a page sorted by next run is read off an index (an explicit
+    ``NULLS LAST`` on an ascending key keeps SQLite from using any index)."""
     spec = list(options.sort.items()) if options.sort else DEFAULT_SORT
     parts = [
-        f"{SORT_EXPRESSIONS[key]} {'DESC' if direction == 'desc' else 'ASC'} NULLS LAST"
+        f"{SORT_EXPRESSIONS[key]} DESC" if direction == "desc"
+        else SORT_EXPRESSIONS[key] if key in NOT_NULL_SORT_KEYS
+        else f"({SORT_EXPRESSIONS[key]} IS NULL), {SORT_EXPRESSIONS[key]}"
         for key, direction in spec
     ]
     return ", ".join([*parts, "rowid"])

@@ -41,8 +41,9 @@ CREATE TABLE IF NOT EXISTS {table} (
 )
 
 -- create_find_and_lock_idx --
--- The four indexes of the PostgreSQL store. The find-and-lock predicate is spelled exactly
--- as in the claim query (disabled = 0) so that the planner can use the partial index.
+-- Three of the four indexes of the PostgreSQL store (its next_run_at_idx is replaced by the
+-- two job-list indexes below). The find-and-lock predicate is spelled exactly as in the claim
+-- query (disabled = 0) so that the planner can use the partial index.
 CREATE INDEX IF NOT EXISTS "{prefix}_find_and_lock_idx" ON {table}
     (name, next_run_at, priority DESC, locked_at, disabled) WHERE disabled = 0
 
@@ -54,9 +55,33 @@ CREATE UNIQUE INDEX IF NOT EXISTS "{prefix}_single_job_idx" ON {table} (name)
 CREATE INDEX IF NOT EXISTS "{prefix}_locked_at_idx" ON {table} (locked_at)
     WHERE locked_at IS NOT NULL
 
--- create_next_run_at_idx --
-CREATE INDEX IF NOT EXISTS "{prefix}_next_run_at_idx" ON {table} (next_run_at)
-    WHERE next_run_at IS NOT NULL
+-- create_next_run_at_desc_idx --
+-- The job list's order by next run, descending (the dashboard's default): walked forward it
+-- gives next_run_at DESC NULLS LAST (NULL is SQLite's smallest value) with rowid ascending
+-- as the tie-break, exactly order_by's, so a page is a walk of skip + limit entries (no sort)
+-- and a filter stops as soon as the page is full. Full, not partial: the order needs the
+-- NULL rows too. It also serves queue_size's range (next_run_at < ?), which is why it
+-- replaces the partial next_run_at_idx of older files (see drop_next_run_at_idx).
+CREATE INDEX IF NOT EXISTS "{prefix}_next_run_at_desc_idx" ON {table} (next_run_at DESC)
+
+-- create_next_run_at_asc_idx --
+-- The same ascending: SQLite puts NULL first in an ascending index, so NULLS LAST is spelled
+-- (next_run_at IS NULL), next_run_at by order_by, and this index has those expressions.
+CREATE INDEX IF NOT EXISTS "{prefix}_next_run_at_asc_idx" ON {table}
+    ((next_run_at IS NULL), next_run_at)
+
+-- create_failed_idx --
+-- The jobs whose last run may have failed (failed_at is set: the state filter "failed" adds
+-- that term, see queries.STATE_IMPLIES), per name, newest end first: the overview's newest
+-- failure of a name is one seek, and a list of failed jobs reads only these. Partial, so
+-- only failed jobs cost a write here.
+CREATE INDEX IF NOT EXISTS "{prefix}_failed_idx" ON {table} (name, last_finished_at DESC)
+    WHERE failed_at IS NOT NULL
+
+-- drop_next_run_at_idx --
+-- The partial index (next_run_at) WHERE next_run_at IS NOT NULL of files made before
+-- next_run_at_desc_idx: that one covers all it served, so it would only cost writes.
+DROP INDEX IF EXISTS "{prefix}_next_run_at_idx"
 
 -- create_claim_due_idx --
 -- The claim's due jobs in the claim's order (rowid, the last tie-break, follows in every
@@ -194,13 +219,15 @@ SELECT DISTINCT name FROM {table} ORDER BY name
 SELECT COUNT(*) AS size FROM {table} WHERE next_run_at < ?
 
 -- overview --
-SELECT name, COUNT(*) AS total,
-    SUM(state = 'running') AS running, SUM(state = 'scheduled') AS scheduled,
-    SUM(state = 'queued') AS queued, SUM(state = 'completed') AS completed,
-    SUM(state = 'failed') AS failed, SUM(state = 'repeating') AS repeating,
-    SUM(disabled) AS paused
-FROM (SELECT name, disabled, {state} AS state FROM {table})
-GROUP BY name ORDER BY name
+-- The jobs per name, state and pause, one count each (repository.get_jobs_overview adds
+-- them up per name): a third cheaper than eight sums per row over the same scan.
+SELECT name, {state} AS state, disabled, COUNT(*) AS jobs FROM {table}
+GROUP BY name, state, disabled ORDER BY name
+
+-- data_element --
+-- One element of the array at {path} of the JSON text {doc} satisfies {clause} (a fragment
+-- built by queries.data_sql about the json_each row {each}; values are parameters).
+EXISTS (SELECT 1 FROM json_each({doc}, {path}) AS {each} WHERE {clause})
 
 -- select_page --
 SELECT *, rowid AS row_order, {state} AS state FROM {table} WHERE {where}

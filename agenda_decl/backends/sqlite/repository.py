@@ -113,21 +113,34 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
     async def query_jobs(self, options: JobsQueryOptions | None = None) -> JobsResult:
         options = options or JobsQueryOptions()
         check_data_filter(options.data)
-        clauses, params = queries.query_criteria(options)
-        params.update(now=queries.to_ms(utcnow()), limit=options.limit or -1, skip=options.skip)
-        where = " AND ".join(clauses) or "1"
-        page = self._sql("select_page", where=where, order=queries.order_by(options))
-        count = self._sql("count", where=where)
-        rows, total = await self._connector.read(
-            lambda c: (fetch_all(c, page, params), fetch_one(c, count, params))
-        )
+        page, count, params = queries.page_statements(
+            options, table=f'"{self._table_name}"', prefix=self._table_name)
+        params["now"] = queries.to_ms(utcnow())
+
+        def read(c: sqlite3.Connection) -> tuple[list[Row], int]:
+            rows = fetch_all(c, page, params)
+            # A page that is not full ends the matches, so the total is known without
+            # counting them again (the count is the dear part of a filtered page: it reads
+            # every match, the page stops at the limit). An empty page past the start may
+            # have skipped them all: counted.
+            if (rows or not options.skip) and (not options.limit or len(rows) < options.limit):
+                return rows, options.skip + len(rows)
+            return rows, fetch_one(c, count, params)["total"]
+
+        rows, total = await self._connector.read(read)
         jobs = [base.with_state(_job_from_row(row), row["state"]) for row in rows]
-        return JobsResult(jobs=jobs, total=total["total"])
+        return JobsResult(jobs=jobs, total=total)
 
     async def get_jobs_overview(self) -> list[JobsOverview]:
         statement, now = self._sql("overview"), queries.to_ms(utcnow())
         rows = await self._connector.read(lambda c: fetch_all(c, statement, {"now": now}))
-        return [JobsOverview(**row) for row in rows]
+        counts: dict[str, dict[str, int]] = {}
+        for row in rows:  # sorted by name
+            entry = counts.setdefault(row["name"], {"total": 0, "paused": 0})
+            entry["total"] += row["jobs"]
+            entry[row["state"]] = entry.get(row["state"], 0) + row["jobs"]
+            entry["paused"] += row["jobs"] if row["disabled"] else 0
+        return [JobsOverview(name=name, **entry) for name, entry in counts.items()]
 
     async def get_distinct_job_names(self) -> list[str]:
         statement = self._sql("distinct_names")
@@ -376,8 +389,11 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         )
 
     def _create_schema(self, c: sqlite3.Connection) -> None:
+        """The table and the indexes, created when missing; a file made by an older version
+        (an index missing) is migrated in the same transaction."""
         if not self._schema_exists(c):  # skip the write lock when another process made it
-            names = ("create_table", *(f"create_{suffix}" for suffix in queries.INDEX_SUFFIXES))
+            names = ("create_table", *(f"create_{suffix}" for suffix in queries.INDEX_SUFFIXES),
+                     *queries.MIGRATIONS)
             schema = [self._sql(name) for name in names]
             in_transaction(c, lambda conn: [conn.execute(s) for s in schema], "BEGIN IMMEDIATE")
 
