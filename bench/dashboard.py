@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import POSTGRES_URL, REDIS_URL, Store, remove
+from bench.settings import POSTGRES_URL, REDIS_URL
+from bench.stores import Store, remove
 
 NAMES = ["send-mail", "report", "sync", "cleanup", "invoice"]
 PAGES = {

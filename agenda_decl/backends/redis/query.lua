@@ -67,19 +67,19 @@ for _, id in ipairs(candidate_ids(spec)) do
 end
 return count
 
--- query --
--- ARGV: prefix, spec JSON {id, ids, names, includeDisabled, state, data (tagged),
--- sort = [[key, dir], ...], skip, limit}. Filters, computes states, sorts and pages in one
--- pass over the candidates (O(candidates), blocking Redis meanwhile, like any script).
--- Returns {total, state, hash, state, hash, ...} for the page.
+-- rows --
+-- ARGV: prefix, spec JSON {names, includeDisabled, state, data (tagged), needData, now,
+-- countOnly}, then the ids of one slice (``listing.py`` sends at most ROWS_SLICE). Filters
+-- them and returns what the client sorts by, per match: {id, state, nextRunAt ms, lastRunAt
+-- ms, lastFinishedAt ms, priority (text), name, createdAt, insertOrder, data text}, false for
+-- an absent value; with countOnly, the number of matches. Bounded work: one slice per call.
 local spec = cjson.decode(ARGV[2])
-local now = server_ms()
+local now = spec.now
 local names = name_set(spec.names)
-local need_data = spec.data ~= nil
-for _, s in ipairs(spec.sort) do if s[1] == 'data' then need_data = true end end
-
-local rows = {}
-for _, id in ipairs(candidate_ids(spec)) do
+local need_data = spec.needData or spec.data ~= nil
+local out, count = {}, 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
   local key = job_key(id)
   local f = redis.call('HMGET', key, 'name', 'disabled', 'lockedAt', 'lockedAtMs', 'failedAt',
     'lastFinishedAt', 'repeatInterval', 'nextRunAt', 'repeatAt', 'lastRunAt', 'priority',
@@ -89,53 +89,46 @@ for _, id in ipairs(candidate_ids(spec)) do
     j.state = state_of(j, now)
     local wanted = spec.state == nil or (spec.state == 'paused' and j.disabled)
       or j.state == spec.state
+    local data = false
     if wanted and need_data then
       local g = redis.call('HMGET', key, 'data', 'noData')
       -- a job without data sorts with the missing values (last), as in the SQL stores
-      if not is_no_data(g[1], g[2]) then j.data = g[1] or '{}' end
+      if not is_no_data(g[1], g[2]) then data = g[1] or '{}' end
       if spec.data then
-        local data = decode_data(g[1], g[2])
-        wanted = data ~= nil and contains(data, spec.data)
+        local decoded = decode_data(g[1], g[2])
+        wanted = decoded ~= nil and contains(decoded, spec.data)
       end
     end
     if wanted then
-      j.next_run_at, j.last_finished_at = j.next_ms, j.finished_ms
-      j.last_run_at, j.priority = iso_ms(f[10]), tonumber(f[11]) or 0
-      j.created, j.seq = f[12] or '', tonumber(f[13]) or 0
-      table.insert(rows, j)
+      count = count + 1
+      if not spec.countOnly then
+        for _, v in ipairs({id, j.state, j.next_ms or false, iso_ms(f[10]) or false,
+            j.finished_ms or false, tostring(tonumber(f[11]) or 0), f[1], f[12] or '',
+            tostring(tonumber(f[13]) or 0), data}) do
+          table.insert(out, v)
+        end
+      end
     end
   end
 end
+if spec.countOnly then return count end
+return out
 
--- explicit keys in order, nulls last either way, then insertion order
-table.sort(rows, function(a, b)
-  for _, s in ipairs(spec.sort) do
-    local x, y = a[s[1]], b[s[1]]
-    if x ~= y then
-      if x == nil then return false end
-      if y == nil then return true end
-      if s[2] == 'desc' then return x > y end
-      return x < y
-    end
-  end
-  return before(a, b)
-end)
-
-local out = {#rows}
-local last = #rows
-if spec.limit > 0 then last = math.min(last, spec.skip + spec.limit) end
-for i = spec.skip + 1, last do
-  table.insert(out, rows[i].state)
-  table.insert(out, hash_of(rows[i].id))
-end
+-- read --
+-- ARGV: prefix, then ids. The hashes of those jobs (JOB_FIELDS), in order; a job gone since
+-- the client chose it has false for its name.
+local out = {}
+for i = 2, #ARGV do table.insert(out, hash_of(ARGV[i])) end
 return out
 
 -- overview --
--- ARGV: prefix. One pass over all jobs: {name, total, running, scheduled, queued, completed,
--- failed, repeating, paused, name, ...}.
-local now = server_ms()
+-- ARGV: prefix, now (ms), then the ids of one slice of jobs:all. Counts by name and state:
+-- {name, total, running, scheduled, queued, completed, failed, repeating, paused, name, ...};
+-- the client adds the slices up.
+local now = tonumber(ARGV[2])
 local by_name, order = {}, {}
-for _, id in ipairs(redis.call('SMEMBERS', P .. 'jobs:all')) do
+for i = 3, #ARGV do
+  local id = ARGV[i]
   local f = redis.call('HMGET', job_key(id), unpack(STATE_FIELDS))
   if f[1] then
     local j = state_row(id, f)

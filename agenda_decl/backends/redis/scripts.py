@@ -101,12 +101,13 @@ HEAL = _script(PRELUDE, _SAVE["heal"])
 # -- matching many jobs -------------------------------------------------------------------------
 
 MODIFY = _script(PRELUDE, _QUERY["candidates"], _QUERY["modify"])
-QUERY = _script(PRELUDE, _QUERY["candidates"], _QUERY["query"])
+ROWS = _script(PRELUDE, _QUERY["candidates"], _QUERY["rows"])
+READ = _script(PRELUDE, _QUERY["read"])
 OVERVIEW = _script(PRELUDE, _QUERY["overview"])
 QUEUE_SIZE = _script(PRELUDE, _QUERY["queue_size"])
 
 #: Every script, in the order the repository registers them.
 ALL = (CLAIM, LOCK_JOB, UNLOCK, SAVE_STATES, INSERT_MANY, INSERT, SAVE_BY_ID, SAVE_SINGLE,
-       SAVE_UNIQUE, HEAL, MODIFY, QUERY, OVERVIEW, QUEUE_SIZE)
+       SAVE_UNIQUE, HEAL, MODIFY, ROWS, READ, OVERVIEW, QUEUE_SIZE)
 #: The scripts that only read; a read-only repository runs no other.
-READ_ONLY = frozenset({QUERY, OVERVIEW, QUEUE_SIZE})
+READ_ONLY = frozenset({ROWS, READ, OVERVIEW, QUEUE_SIZE})
