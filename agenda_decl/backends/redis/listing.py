@@ -195,16 +195,17 @@ class Listing:
         if unfiltered and options.skip and options.skip < len(walk):
             position = skipped = await self._group_start(walk, options.skip, timed)
         rows: list[Row] = []
-        boundary: Any = None  # the millisecond of the page's last row, once known
+        # the millisecond of the page's last row (None: no next run), once the page is full
+        boundary: list[int | None] = []
         while position < len(walk):
             entries = await self._entries(walk, position, ROWS_SLICE)
             position += len(entries)
             groups = dict(entries)
             found = await self._rows(spec, [member for member, _ in entries])
             rows.extend(found)
-            if needed is not None and boundary is None and skipped + len(rows) >= needed:
-                boundary = groups[rows[needed - skipped - 1]["id"]]
-            if boundary is not None and entries[-1][1] != boundary:
+            if needed is not None and not boundary and skipped + len(rows) >= needed:
+                boundary.append(groups[rows[needed - skipped - 1]["id"]])
+            if boundary and entries[-1][1] != boundary[0]:
                 break
         if counted_by_sets:
             return rows, skipped, await self._set_total(spec), True
