@@ -28,7 +28,7 @@ shows as "more than". A full walk (any other order) is always exact.
 
 from __future__ import annotations
 
-import functools
+import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -45,19 +45,21 @@ __all__ = ["COUNT_BOUND", "ROWS_SLICE", "Listing"]
 ROWS_SLICE = 500
 #: Index entries a filtered walk reads past the page to count matches before it returns a
 #: lower bound for the total instead.
-COUNT_BOUND = 5_000
+COUNT_BOUND = 2_000
 #: The score of a job without a next run in ``jobs:by_next_run_at`` (Number.MAX_SAFE_INTEGER).
 NO_NEXT_RUN = 9007199254740991
 #: The overview's state columns, in the order the ``overview`` block returns them.
 OVERVIEW_KEYS = ("total", "running", "scheduled", "queued", "completed", "failed", "repeating",
                  "paused")
-#: The fields of a row of the ``rows`` block, in order.
+#: The fields of a row of the ``rows`` block, in order (a row is a list: many thousands of
+#: them are read for a sort on another key than the next run).
 ROW_FIELDS = ("id", "state", "next_run_at", "last_run_at", "last_finished_at", "priority",
               "name", "created", "seq", "data")
+ID, STATE, CREATED, SEQ = (ROW_FIELDS.index(field) for field in ("id", "state", "created", "seq"))
 
 Run = Callable[..., Awaitable[Any]]
 Retried = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
-Row = dict[str, Any]
+Row = list[Any]
 
 
 class Listing:
@@ -116,28 +118,23 @@ class Listing:
         else:
             rows = await self._every_row(spec, ids, names)
             total, exact = len(rows), True
-        rows.sort(key=functools.cmp_to_key(_comparator(sort)))
+        _sort(rows, sort)
         start = options.skip - skipped
         page = rows[start : start + options.limit] if options.limit else rows[start:]
         jobs = []
         if page:
-            read = await self._run(scripts.READ, *(row["id"] for row in page))
-            jobs = [base.with_state(codec.job_from_values(values), row["state"])
+            read = await self._run(scripts.READ, *(row[ID] for row in page))
+            jobs = [base.with_state(codec.job_from_values(values), row[STATE])
                     for row, values in zip(page, read, strict=True) if values[1] is not None]
         return JobsResult(jobs=jobs, total=total, total_exact=exact)
 
     async def _rows(self, spec: dict[str, Any], ids: Sequence[str]) -> list[Row]:
-        flat = await self._run(scripts.ROWS, codec.encode_json(spec), *ids)
-        width = len(ROW_FIELDS)
-        rows = [dict(zip(ROW_FIELDS, flat[i : i + width], strict=True))
-                for i in range(0, len(flat), width)]
-        for row in rows:
-            row["priority"], row["seq"] = float(row["priority"]), float(row["seq"])
-        return rows
+        """The matches among ``ids``, in their order."""
+        return _parse_rows(await self._run(scripts.ROWS, codec.encode_json(spec), "ids", *ids))
 
     async def _count(self, spec: dict[str, Any], ids: Sequence[str]) -> int:
         return int(await self._run(scripts.ROWS, codec.encode_json({**spec, "countOnly": True}),
-                                   *ids))
+                                   "ids", *ids))
 
     async def _every_row(self, spec: dict[str, Any], ids: Sequence[str] | None,
                          names: list[str] | None) -> list[Row]:
@@ -148,11 +145,20 @@ class Listing:
             for start in range(0, len(unique), ROWS_SLICE):
                 rows.extend(await self._rows(spec, unique[start : start + ROWS_SLICE]))
             return rows
-        sets = ([f"{self._prefix}jobs:by_name:{name}" for name in names] if names is not None
-                else [f"{self._prefix}jobs:all"])
-        async for slice_ids in self._scan_sets(sets):
-            rows.extend(await self._rows(spec, slice_ids))
-        return rows
+        # each slice of a set is scanned in the script (one round trip); SSCAN may return a
+        # member twice, so rows are kept by id
+        found: dict[str, Row] = {}
+        encoded = codec.encode_json(spec)
+        for key in ([f"jobs:by_name:{name}" for name in names] if names is not None
+                    else ["jobs:all"]):
+            cursor = "0"
+            while True:
+                cursor, answer = await self._run(scripts.ROWS, encoded, "scan", key, cursor,
+                                                 str(ROWS_SLICE))
+                found.update((row[ID], row) for row in _parse_rows(answer))
+                if cursor == "0":
+                    break
+        return list(found.values())
 
     async def _scan_sets(self, keys: Sequence[str]) -> AsyncIterator[list[str]]:
         """The members of ``keys``, each once, in slices of at most ``ROWS_SLICE``."""
@@ -204,7 +210,7 @@ class Listing:
             found = await self._rows(spec, [member for member, _ in entries])
             rows.extend(found)
             if needed is not None and not boundary and skipped + len(rows) >= needed:
-                boundary.append(groups[rows[needed - skipped - 1]["id"]])
+                boundary.append(groups[rows[needed - skipped - 1][ID]])
             if boundary and entries[-1][1] != boundary[0]:
                 break
         if counted_by_sets:
@@ -283,29 +289,25 @@ class _Concat:
         return spans
 
 
+def _parse_rows(answer: str) -> list[Row]:
+    """The rows of the ``rows`` block's JSON answer (``{}``: none)."""
+    rows = json.loads(answer)
+    return rows if isinstance(rows, list) else []
+
+
 def _millisecond(score: float) -> int | None:
     """The next run of an entry of ``jobs:by_next_run_at``, in ms (None: no next run)."""
     return None if score >= NO_NEXT_RUN else math.floor(score)
 
 
-def _comparator(sort: list[tuple[str, str]]) -> Callable[[Row, Row], int]:
-    """The order of the ``rows`` block's rows: the sort keys in order, missing values last in
-    either direction, then insertion order (createdAt, insertOrder, id), as the other stores
-    sort."""
-
-    def compare(a: Row, b: Row) -> int:
-        for key, direction in sort:
-            x, y = a[key], b[key]
-            if x != y:
-                if x is None:
-                    return 1
-                if y is None:
-                    return -1
-                before = x > y if direction == "desc" else x < y
-                return -1 if before else 1
-        for key in ("created", "seq", "id"):
-            if a[key] != b[key]:
-                return -1 if a[key] < b[key] else 1
-        return 0
-
-    return compare
+def _sort(rows: list[Row], sort: list[tuple[str, str]]) -> None:
+    """Sort ``rows`` as the other stores do: by the sort keys in order, missing values last
+    in either direction, then insertion order (createdAt, insertOrder, id). Stable sorts from
+    the last key to the first (Python keeps a reverse sort stable too)."""
+    rows.sort(key=lambda row: (row[CREATED], row[SEQ], row[ID]))
+    for key, direction in reversed(sort):
+        at = ROW_FIELDS.index(key)
+        if direction == "desc":
+            rows.sort(key=lambda row: (row[at] is not None, row[at]), reverse=True)
+        else:
+            rows.sort(key=lambda row: (row[at] is None, row[at]))

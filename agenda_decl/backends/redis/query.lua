@@ -69,50 +69,75 @@ return count
 
 -- rows --
 -- ARGV: prefix, spec JSON {names, includeDisabled, state, data (tagged), needData, now,
--- countOnly}, then the ids of one slice (``listing.py`` sends at most ROWS_SLICE). Filters
--- them and returns what the client sorts by, per match: {id, state, nextRunAt ms, lastRunAt
--- ms, lastFinishedAt ms, priority (text), name, createdAt, insertOrder, data text}, false for
--- an absent value; with countOnly, the number of matches. Bounded work: one slice per call.
+-- countOnly}, then either 'ids' and the ids of one slice, or 'scan', a set's key (after the
+-- prefix), an SSCAN cursor and a count: one slice of that set. Filters them and returns what
+-- the client sorts by as one JSON array (decoded in C by the client, much faster than a
+-- reply of many values), per match: [id, state, nextRunAt ms, lastRunAt ms, lastFinishedAt
+-- ms, priority, name, createdAt, insertOrder, data text], null for an absent value; with
+-- countOnly, the number of matches instead; a scan puts the next cursor first. Bounded work:
+-- one slice per call (``listing.py`` asks for at most ROWS_SLICE).
 local spec = cjson.decode(ARGV[2])
 local now = spec.now
 local names = name_set(spec.names)
 local need_data = spec.needData or spec.data ~= nil
-local out, count = {}, 0
-for i = 3, #ARGV do
-  local id = ARGV[i]
+-- with a filter on data, or on name over ids of any name (the walk of the next-run index),
+-- those are read first and the rest only for a match
+local prefilter = spec.data ~= nil or (names ~= nil and ARGV[3] == 'ids')
+local FIELDS = {'name', 'disabled', 'lockedAt', 'lockedAtMs', 'failedAt', 'lastFinishedAt',
+  'repeatInterval', 'nextRunAt', 'repeatAt', 'lastRunAt', 'priority', 'createdAt',
+  'insertOrder', 'data', 'noData'}  -- STATE_FIELDS first, in their order (state_row)
+if not need_data then FIELDS[14], FIELDS[15] = nil, nil end
+
+local ids, cursor = {}, nil
+if ARGV[3] == 'scan' then
+  local page = redis.call('SSCAN', P .. ARGV[4], ARGV[5], 'COUNT', tonumber(ARGV[6]))
+  cursor, ids = page[1], page[2]
+else
+  for i = 4, #ARGV do table.insert(ids, ARGV[i]) end
+end
+
+local function matches_data(text, no_data)
+  if not spec.data then return true end
+  local decoded = decode_data(text, no_data)
+  return decoded ~= nil and contains(decoded, spec.data)
+end
+
+local rows, count = {}, 0
+for _, id in ipairs(ids) do
   local key = job_key(id)
-  local f = redis.call('HMGET', key, 'name', 'disabled', 'lockedAt', 'lockedAtMs', 'failedAt',
-    'lastFinishedAt', 'repeatInterval', 'nextRunAt', 'repeatAt', 'lastRunAt', 'priority',
-    'createdAt', 'insertOrder')  -- STATE_FIELDS first, in their order (state_row)
-  local j = f[1] and (not names or names[f[1]]) and state_row(id, f)
+  local f = nil
+  if prefilter then
+    local g = redis.call('HMGET', key, 'name', 'data', 'noData')
+    if g[1] and (not names or names[g[1]]) and matches_data(g[2], g[3]) then
+      f = redis.call('HMGET', key, unpack(FIELDS))
+    end
+  else
+    f = redis.call('HMGET', key, unpack(FIELDS))
+  end
+  local j = f and f[1] and state_row(id, f)
   if j and (spec.includeDisabled or not j.disabled) then
     j.state = state_of(j, now)
     local wanted = spec.state == nil or (spec.state == 'paused' and j.disabled)
       or j.state == spec.state
-    local data = false
-    if wanted and need_data then
-      local g = redis.call('HMGET', key, 'data', 'noData')
-      -- a job without data sorts with the missing values (last), as in the SQL stores
-      if not is_no_data(g[1], g[2]) then data = g[1] or '{}' end
-      if spec.data then
-        local decoded = decode_data(g[1], g[2])
-        wanted = decoded ~= nil and contains(decoded, spec.data)
-      end
-    end
+    if wanted and not prefilter then wanted = matches_data(f[14], f[15]) end
     if wanted then
       count = count + 1
       if not spec.countOnly then
-        for _, v in ipairs({id, j.state, j.next_ms or false, iso_ms(f[10]) or false,
-            j.finished_ms or false, tostring(tonumber(f[11]) or 0), f[1], f[12] or '',
-            tostring(tonumber(f[13]) or 0), data}) do
-          table.insert(out, v)
-        end
+        -- a job without data sorts with the missing values (last), as in the SQL stores
+        local data = cjson.null
+        if need_data and not is_no_data(f[14], f[15]) then data = f[14] or '{}' end
+        table.insert(rows, {id, j.state, j.next_ms or cjson.null, iso_ms(f[10]) or cjson.null,
+          j.finished_ms or cjson.null, tonumber(f[11]) or 0, f[1], f[12] or '',
+          tonumber(f[13]) or 0, data})
       end
     end
   end
 end
-if spec.countOnly then return count end
-return out
+local answer = count
+-- an empty Lua table encodes as {}, which the client reads as no rows as well
+if not spec.countOnly then answer = cjson.encode(rows) end
+if cursor then return {cursor, answer} end
+return answer
 
 -- read --
 -- ARGV: prefix, then ids. The hashes of those jobs (JOB_FIELDS), in order; a job gone since
