@@ -113,7 +113,7 @@ class Listing:
         if options.data is not None:
             spec["data"] = codec.tagged(options.data)
         skipped = 0  # matches before the rows read, all sorted before them
-        if ids is None and sort[0][0] == "next_run_at":
+        if ids is None and sort[0][0] == "next_run_at" and await self._walk_pays(options, names):
             rows, skipped, total, exact = await self._walk(options, spec, sort[0][1] == "desc")
         else:
             rows = await self._every_row(spec, ids, names)
@@ -127,6 +127,18 @@ class Listing:
             jobs = [base.with_state(codec.job_from_values(values), row[STATE])
                     for row, values in zip(page, read, strict=True) if values[1] is not None]
         return JobsResult(jobs=jobs, total=total, total_exact=exact)
+
+    async def _walk_pays(self, options: JobsQueryOptions, names: list[str] | None) -> bool:
+        """Whether walking the next-run index (all names) to fill the page reads fewer jobs
+        than the name sets asked hold: a name with few jobs among many is read whole."""
+        if names is None:
+            return True
+        selected = sum([int(await self._call("scard", f"{self._prefix}jobs:by_name:{name}"))
+                        for name in names])
+        size = int(await self._call("zcard", self._zset))
+        needed = options.skip + options.limit if options.limit else size
+        # the walk reads about needed * size / selected entries to find the page's rows
+        return selected * selected > needed * size
 
     async def _rows(self, spec: dict[str, Any], ids: Sequence[str]) -> list[Row]:
         """The matches among ``ids``, in their order."""
@@ -161,18 +173,24 @@ class Listing:
         return list(found.values())
 
     async def _scan_sets(self, keys: Sequence[str]) -> AsyncIterator[list[str]]:
-        """The members of ``keys``, each once, in slices of at most ``ROWS_SLICE``."""
+        """The members of ``keys``, each once (SSCAN may return one twice), in slices of
+        ``ROWS_SLICE`` (SSCAN's count is a hint: its pages are gathered)."""
         seen: set[str] = set()
+        pending: list[str] = []
         for key in keys:
             cursor: Any = 0
             while True:
                 cursor, members = await self._call("sscan", key, cursor, count=ROWS_SLICE)
                 fresh = [m for m in text(members) if m not in seen]
                 seen.update(fresh)
-                if fresh:
-                    yield fresh
+                pending.extend(fresh)
+                while len(pending) >= ROWS_SLICE:
+                    yield pending[:ROWS_SLICE]
+                    pending = pending[ROWS_SLICE:]
                 if int(cursor) == 0:
                     break
+        if pending:
+            yield pending
 
     async def _walk(self, options: JobsQueryOptions, spec: dict[str, Any], descending: bool
                     ) -> tuple[list[Row], int, int, bool]:

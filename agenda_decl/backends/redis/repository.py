@@ -58,6 +58,9 @@ log = logging.getLogger("agenda_decl.backends.redis")
 
 #: Members of ``jobs:by_name:{name}`` each claim looks at for locks written by Node Agenda.
 SWEEP_COUNT = 100
+#: Keys one SCAN step of ``get_distinct_job_names`` visits (every job hash is a key, so a
+#: large store is mostly visited for nothing; a few milliseconds of server time per step).
+NAME_SCAN_COUNT = 10_000
 #: Job hashes the connect-time heal reads per script call.
 HEAL_COUNT = 500
 #: The value of ``decl:layout`` once every job of the prefix is in this layout and in the due
@@ -212,7 +215,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
 
         async def scan() -> list[str]:
             names: set[str] = set()
-            async for key in self._client.scan_iter(match=pattern, count=1000):
+            async for key in self._client.scan_iter(match=pattern, count=NAME_SCAN_COUNT):
                 names.add(text(key)[len(prefix) :])
             return sorted(names)
 
