@@ -1,10 +1,10 @@
 """What each page shows, gathered from the store through the Agenda's queries and
 :mod:`agenda_decl.operations` (the dashboard keeps no state of its own).
 
-Every list is one paged ``query_jobs`` call (the backends' indexed queries: a filter on name,
-state or data, one sort key, ``skip``/``limit``), so a page costs the same with 100 jobs or
-100,000. The overview is ``get_jobs_overview`` (one aggregate) plus two one-row queries per
-job name (its next run, its newest failure).
+Every list is one paged ``query_jobs`` call (the backends' own queries: a filter on name,
+state or data, one sort key, ``skip``/``limit``; what each costs over 100,000 jobs is in
+bench/HISTORY.md). The overview is ``get_jobs_overview`` (one aggregate) plus two one-row
+queries per job name (its next run, its newest failure).
 """
 
 from __future__ import annotations

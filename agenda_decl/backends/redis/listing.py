@@ -16,14 +16,20 @@ Where the rows come from:
   here, by the later sort keys and insertion order). A state filter that depends on the next
   run narrows the walk to its score range (queued: before now; scheduled: after; completed:
   no next run). Without any filter the walk starts at the page (a rank, found in O(log N)).
-* Any other order: every job of the names asked (``SSCAN`` of ``jobs:by_name:{name}``, or
-  ``jobs:all``), or the ids asked, in slices: O(candidates) in total, bounded per call.
+  A filter the index cannot narrow (name, data, other states) is applied to each slice, so
+  a rare match costs a long walk (in short calls); a name whose jobs are few among many is
+  read from its set instead (``_walk_pays``).
+* Any other order: every job of the names asked (``SSCAN`` of ``jobs:by_name:{name}`` inside
+  the script, or ``jobs:all``), or the ids asked, in slices: O(candidates) in total, bounded
+  per call. The rows come back as one JSON text per slice, sorted here.
+* The overview: every job of ``jobs:all``, counted by name and state in slices. Counters kept
+  by our writes could not see Node Agenda's state writes, so the counts are always read.
 
 Totals: without a state or data filter and with disabled jobs included, the sizes of the
 name sets (``SCARD``). Otherwise the walk goes on counting past the page up to
 ``COUNT_BOUND`` more entries of the index; a walk that stops there returns the matches
 counted so far (at least the page's end) with ``total_exact=False``, which the dashboard
-shows as "more than". A full walk (any other order) is always exact.
+shows as "at least N found" with a next page. A full read (any other order) is exact.
 """
 
 from __future__ import annotations

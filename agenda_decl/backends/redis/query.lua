@@ -1,9 +1,9 @@
 -- The Redis scripts that read or change many jobs at once (read by ``scripts.py``; each
--- runs after the prelude block of prelude.lua, and modify and query after the candidates
+-- runs after the prelude block of prelude.lua, and modify and rows after the candidates
 -- block of this file too).
 
 -- candidates --
--- Candidate ids for remove/disable/enable/query: id, else ids, else the name sets, else all.
+-- Candidate ids for remove/disable/enable: id, else ids, else the name sets, else all.
 local function candidate_ids(spec)
   if spec.id then return {spec.id} end
   local ids, seen = {}, {}

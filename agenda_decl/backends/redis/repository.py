@@ -60,7 +60,7 @@ log = logging.getLogger("agenda_decl.backends.redis")
 SWEEP_COUNT = 100
 #: Keys one SCAN step of ``get_distinct_job_names`` visits (every job hash is a key, so a
 #: large store is mostly visited for nothing; a few milliseconds of server time per step).
-NAME_SCAN_COUNT = 10_000
+NAME_SCAN_COUNT = 5_000
 #: Job hashes the connect-time heal reads per script call.
 HEAL_COUNT = 500
 #: The value of ``decl:layout`` once every job of the prefix is in this layout and in the due

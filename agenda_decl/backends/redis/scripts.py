@@ -1,8 +1,9 @@
 """The Lua scripts of the Redis store: the named blocks of the ``.lua`` files beside this
 module (``prelude.lua``, ``claim.lua``, ``save.lua``, ``query.lua``), put together.
 
-Every write and every multi-key read runs as one script, so it is atomic (Redis runs one
-script at a time) and costs one round trip. Each script is the ``prelude`` block (shared
+Every write runs as one script, so it is atomic (Redis runs one script at a time) and costs
+one round trip; listings run one short script per slice of jobs (``listing``), because a
+script holds the whole server while it runs. Each script is the ``prelude`` block (shared
 helpers) plus its body; ``ARGV[1]`` is always the key prefix, and ``KEYS[1]`` is the prefix's
 ``jobs:all`` (the repository's ``_route``). The scripts build the other keys (job hashes by
 id, the per-name sets) from the prefix; on a Redis Cluster the prefix starts with a hash tag,
