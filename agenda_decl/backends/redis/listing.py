@@ -225,13 +225,17 @@ class Listing:
         if unfiltered and options.skip and options.skip < len(walk):
             position = skipped = await self._group_start(walk, options.skip, timed)
         rows: list[Row] = []
+        seen: set[str] = set()
         # the millisecond of the page's last row (None: no next run), once the page is full
         boundary: list[int | None] = []
         while position < len(walk):
             entries = await self._entries(walk, position, ROWS_SLICE)
             position += len(entries)
             groups = dict(entries)
-            found = await self._rows(spec, [member for member, _ in entries])
+            # a job rescheduled during the walk can be met again at its new rank: once only
+            found = [row for row in await self._rows(spec, [member for member, _ in entries])
+                     if row[ID] not in seen]
+            seen.update(row[ID] for row in found)
             rows.extend(found)
             if needed is not None and not boundary and skipped + len(rows) >= needed:
                 boundary.append(groups[rows[needed - skipped - 1][ID]])
