@@ -229,8 +229,12 @@ class Listing:
         # the millisecond of the page's last row (None: no next run), once the page is full
         boundary: list[int | None] = []
         while position < len(walk):
+            # the index can shrink during the walk (ranks past its end read nothing), so the
+            # position moves on by what was asked
             entries = await self._entries(walk, position, ROWS_SLICE)
-            position += len(entries)
+            position += ROWS_SLICE
+            if not entries:
+                break
             groups = dict(entries)
             # a job rescheduled during the walk can be met again at its new rank: once only
             found = [row for row in await self._rows(spec, [member for member, _ in entries])
@@ -245,10 +249,11 @@ class Listing:
             return rows, skipped, await self._set_total(spec), True
         total, budget = len(rows), COUNT_BOUND
         while position < len(walk) and budget > 0:
-            entries = await self._entries(walk, position, min(ROWS_SLICE, budget))
-            position += len(entries)
-            budget -= len(entries)
-            total += await self._count(spec, [member for member, _ in entries])
+            step = min(ROWS_SLICE, budget)
+            entries = await self._entries(walk, position, step)
+            position, budget = position + step, budget - step
+            if entries:
+                total += await self._count(spec, [member for member, _ in entries])
         return rows, 0, total, position >= len(walk)
 
     async def _set_total(self, spec: dict[str, Any]) -> int:
@@ -272,11 +277,14 @@ class Listing:
         rank = walk[position]
         if rank >= timed:
             return walk.index(timed) if timed in walk else position
-        (_, score), = await self._call("zrange", self._zset, rank, rank, withscores=True)
-        millisecond = math.floor(score)
+        found = await self._call("zrange", self._zset, rank, rank, withscores=True)
+        if not found:  # the index shrank meanwhile: walk from the start instead
+            return 0
+        millisecond = math.floor(found[0][1])
         before = int(await self._call("zcount", self._zset, "-inf", f"({millisecond}"))
         through = int(await self._call("zcount", self._zset, "-inf", f"({millisecond + 1}"))
-        return walk.index(through - 1 if walk.descending else before)
+        start = through - 1 if walk.descending else before
+        return walk.index(start) if start in walk else 0
 
 
 class _Concat:
