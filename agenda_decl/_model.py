@@ -218,6 +218,10 @@ class JobsResult:
     jobs: list[JobWithState[Any]]
     #: The number of matches after the state filter and before skip/limit.
     total: int
+    #: False when ``total`` is a lower bound (at least the end of the page): a store that
+    #: would have to read every job to count a filter's matches may stop counting (Redis
+    #: past a bound, see ``backends.redis.listing``); the other stores always count.
+    total_exact: bool = True
 
 
 @attrs.define(kw_only=True, frozen=True)

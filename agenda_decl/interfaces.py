@@ -64,8 +64,10 @@ class JobRepository(abc.ABC):
         """Jobs matching ``options`` with their computed state (one ``now`` per query).
 
         Filtering, the state filter, sorting and paging happen in the store. ``total`` counts
-        matches after the state filter and before ``skip``/``limit``. An id the store could
-        never have issued matches nothing (no error).
+        matches after the state filter and before ``skip``/``limit``; a store that would have
+        to read every job to count them may stop past a bound (Redis with a state or data
+        filter): then ``total_exact`` is False and ``total`` a lower bound, at least the end
+        of the page. An id the store could never have issued matches nothing (no error).
         """
 
     @abc.abstractmethod

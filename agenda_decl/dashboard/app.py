@@ -154,10 +154,11 @@ async def _jobs(dashboard: _Dashboard, request: Request) -> Response:
         problem = None
     except FilterError as error:
         filters, problem = JobFilters(), str(error)
-    jobs, total = (await list_jobs(dashboard.agenda, dashboard.config, filters)
-                   if problem is None else ([], 0))
+    jobs, total, exact = (await list_jobs(dashboard.agenda, dashboard.config, filters)
+                          if problem is None else ([], 0, True))
     return dashboard.page(request, "jobs.html", {
-        "page_name": "jobs", "jobs": jobs, "total": total, "filters": filters,
+        "page_name": "jobs", "jobs": jobs, "total": total, "total_exact": exact,
+        "filters": filters,
         "problem": problem, "states": STATE_FILTERS, "page_size": PAGE_SIZE,
         "raw": dict(request.query_params),
         "names": sorted(dashboard.config.jobs), "done": request.query_params.get("done"),

@@ -1,10 +1,10 @@
 """What each page shows, gathered from the store through the Agenda's queries and
 :mod:`agenda_decl.operations` (the dashboard keeps no state of its own).
 
-Every list is one paged ``query_jobs`` call (the backends' indexed queries: a filter on name,
-state or data, one sort key, ``skip``/``limit``), so a page costs the same with 100 jobs or
-100,000. The overview is ``get_jobs_overview`` (one aggregate) plus two one-row queries per
-job name (its next run, its newest failure).
+Every list is one paged ``query_jobs`` call (the backends' own queries: a filter on name,
+state or data, one sort key, ``skip``/``limit``; what each costs over 100,000 jobs is in
+bench/HISTORY.md). The overview is ``get_jobs_overview`` (one aggregate) plus two one-row
+queries per job name (its next run, its newest failure).
 """
 
 from __future__ import annotations
@@ -193,15 +193,18 @@ def _json_or_text(raw: str) -> Any:
 
 
 async def list_jobs(agenda: Agenda, config: AgendaConfig, filters: JobFilters
-                    ) -> tuple[list[dict[str, Any]], int]:
-    """One page of jobs (each as ``jobs --json`` shows it) and the number of matches."""
+                    ) -> tuple[list[dict[str, Any]], int, bool]:
+    """One page of jobs (each as ``jobs --json`` shows it), the number of matches and whether
+    it is exact (a store may count a filter's matches only up to a bound: then it is a lower
+    bound, see ``JobsResult.total_exact``)."""
     sort: dict[SortKey, SortDirection] = {filters.sort: filters.order}  # type: ignore[dict-item]
     result = await agenda.query_jobs(JobsQueryOptions(
         name=filters.name or None, search=filters.search or None,
         state=filters.state or None,  # type: ignore[arg-type]
         data=parse_data_filter(filters.data), sort=sort,
         skip=(filters.page - 1) * PAGE_SIZE, limit=PAGE_SIZE))
-    return [job_json(job, job.state, config) for job in result.jobs], result.total
+    return ([job_json(job, job.state, config) for job in result.jobs], result.total,
+            result.total_exact)
 
 
 async def job_page(agenda: Agenda, config: AgendaConfig, job_id: str) -> dict[str, Any]:

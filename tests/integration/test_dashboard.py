@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 from agenda_decl._model import JobsQueryOptions
 from agenda_decl.agenda import Agenda
+from agenda_decl.backends.redis import listing
 from agenda_decl.config import build_agenda, load_config
 from agenda_decl.config.apply import apply
 from agenda_decl.config.model import AgendaConfig
@@ -117,6 +118,24 @@ def jobs_of(env: Env, name: str) -> list[Any]:
         finally:
             await agenda.stop()
     return asyncio.run(query())
+
+
+@pytest.mark.parametrize("env", ["redis"], indirect=True)
+def test_a_total_counted_up_to_a_bound_shows_as_a_lower_bound(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis counts a filter's matches past the page only up to a bound (reading every job
+    would hold the server): the list says "at least" and still offers the next page."""
+    monkeypatch.setattr(listing, "ROWS_SLICE", 3)
+    monkeypatch.setattr(listing, "COUNT_BOUND", 1)
+    seed(env, extra=55)
+    with client_of(env) as client:
+        first = client.get("/jobs", params={"state": "scheduled", "sort": "next_run_at"})
+        assert first.text.count('<tr data-id="') == 50
+        assert re.search(r"at least (\d+) found", first.text)
+        assert 'rel="next"' in first.text
+        second = client.get("/jobs", params={"state": "scheduled", "page": "2"})
+        assert second.text.count('<tr data-id="') == 5  # the last page: exact again
+        assert "55 found" in second.text and 'rel="next"' not in second.text
 
 
 def test_pages_show_the_store(env: Env) -> None:

@@ -156,7 +156,10 @@ def test_jobs_query_options_fields_and_defaults() -> None:
 
 
 def test_jobs_result_fields() -> None:
-    assert field_names(JobsResult) == ["jobs", "total"]
+    # DESIGN.md's two fields first; total_exact (default True) is ours: a store that counts
+    # only up to a bound (Redis with a state or data filter) says so
+    assert field_names(JobsResult) == ["jobs", "total", "total_exact"]
+    assert JobsResult(jobs=[], total=0).total_exact is True
 
 
 def test_jobs_overview_fields() -> None:

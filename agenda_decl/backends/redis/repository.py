@@ -1,8 +1,10 @@
 """The Redis job repository, in Agenda v6's keys and hashes (``codec``).
 
-Every write and multi-key read is one Lua script (``scripts``), so it is atomic; a claim reads
+Every write is one Lua script (``scripts``), so it is atomic; a claim reads
 only the due jobs of its own name (plus stale locks), from the name's due index, never every
-job of a name nor the due jobs of other names.
+job of a name nor the due jobs of other names. Listings (``query_jobs``, the overview) read
+in slices of bounded work, through Node's next-run index where the order allows
+(``listing``).
 
 Through an outage (a restart, a failover) every call is repeated for up to ``retry_for``
 (``connectors.redis.retrying``), and every call is safe to repeat: reads; claims and state
@@ -37,6 +39,7 @@ from agenda_decl._model import (
 from agenda_decl.backends import base
 from agenda_decl.backends.base.repeats import moved_on, state_already_written
 from agenda_decl.backends.redis import codec, scripts
+from agenda_decl.backends.redis.listing import Listing
 from agenda_decl.connectors.redis import (
     AnyRedis,
     check_name,
@@ -55,6 +58,9 @@ log = logging.getLogger("agenda_decl.backends.redis")
 
 #: Members of ``jobs:by_name:{name}`` each claim looks at for locks written by Node Agenda.
 SWEEP_COUNT = 100
+#: Keys one SCAN step of ``get_distinct_job_names`` visits (every job hash is a key, so a
+#: large store is mostly visited for nothing; a few milliseconds of server time per step).
+NAME_SCAN_COUNT = 5_000
 #: Job hashes the connect-time heal reads per script call.
 HEAL_COUNT = 500
 #: The value of ``decl:layout`` once every job of the prefix is in this layout and in the due
@@ -89,6 +95,8 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         self._channel: str | None = None
         #: The outage policy of every call (``retry_for``).
         self.retrying = retrying(self._where, retry_for)
+        #: The dashboard's reads, in slices of bounded work (``listing``).
+        self._listing = Listing(client, self.key_prefix, self._run, self._retried)
 
     def __repr__(self) -> str:
         return f"RedisJobRepository({self._where}, key_prefix={self.key_prefix!r})"
@@ -183,27 +191,8 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         names = await self._query_names(options, criteria.names)
         if names == []:
             return JobsResult(jobs=[], total=0)
-        sort = list(options.sort.items()) if options.sort else [
-            ("next_run_at", "desc"), ("last_run_at", "desc"),
-        ]
-        spec: dict[str, Any] = {
-            "sort": sort, "skip": options.skip, "limit": options.limit,
-            "includeDisabled": options.include_disabled,
-        }
-        if criteria.ids is not None:
-            spec["ids"] = list(criteria.ids)
-        if names is not None:
-            spec["names"] = names
-        if options.state is not None:
-            spec["state"] = options.state
-        if options.data is not None:
-            spec["data"] = codec.tagged(options.data)
-        total, *page = await self._run(scripts.QUERY, codec.encode_json(spec))
-        jobs = [
-            base.with_state(codec.job_from_values(page[i + 1]), page[i])
-            for i in range(0, len(page), 2)
-        ]
-        return JobsResult(jobs=jobs, total=int(total))
+        ids = list(criteria.ids) if criteria.ids is not None else None
+        return await self._listing.query(options, ids, names)
 
     async def _query_names(
         self, options: JobsQueryOptions, names: Sequence[str] | None
@@ -217,15 +206,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         return [name for name in pool if needle in name.lower()]
 
     async def get_jobs_overview(self) -> list[JobsOverview]:
-        flat = await self._run(scripts.OVERVIEW)
-        keys = ("total", "running", "scheduled", "queued", "completed", "failed", "repeating",
-                "paused")
-        entries = [
-            JobsOverview(name=flat[i], **{k: int(v) for k, v in zip(keys, flat[i + 1 : i + 9],
-                                                                     strict=True)})
-            for i in range(0, len(flat), 9)
-        ]
-        return sorted(entries, key=lambda entry: entry.name)
+        return await self._listing.overview()
 
     async def get_distinct_job_names(self) -> list[str]:
         """From the ``jobs:by_name:*`` keys, with SCAN (never KEYS, which blocks the server)."""
@@ -234,7 +215,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
 
         async def scan() -> list[str]:
             names: set[str] = set()
-            async for key in self._client.scan_iter(match=pattern, count=1000):
+            async for key in self._client.scan_iter(match=pattern, count=NAME_SCAN_COUNT):
                 names.add(text(key)[len(prefix) :])
             return sorted(names)
 

@@ -1,8 +1,9 @@
 """The Lua scripts of the Redis store: the named blocks of the ``.lua`` files beside this
 module (``prelude.lua``, ``claim.lua``, ``save.lua``, ``query.lua``), put together.
 
-Every write and every multi-key read runs as one script, so it is atomic (Redis runs one
-script at a time) and costs one round trip. Each script is the ``prelude`` block (shared
+Every write runs as one script, so it is atomic (Redis runs one script at a time) and costs
+one round trip; listings run one short script per slice of jobs (``listing``), because a
+script holds the whole server while it runs. Each script is the ``prelude`` block (shared
 helpers) plus its body; ``ARGV[1]`` is always the key prefix, and ``KEYS[1]`` is the prefix's
 ``jobs:all`` (the repository's ``_route``). The scripts build the other keys (job hashes by
 id, the per-name sets) from the prefix; on a Redis Cluster the prefix starts with a hash tag,
@@ -101,12 +102,13 @@ HEAL = _script(PRELUDE, _SAVE["heal"])
 # -- matching many jobs -------------------------------------------------------------------------
 
 MODIFY = _script(PRELUDE, _QUERY["candidates"], _QUERY["modify"])
-QUERY = _script(PRELUDE, _QUERY["candidates"], _QUERY["query"])
+ROWS = _script(PRELUDE, _QUERY["candidates"], _QUERY["rows"])
+READ = _script(PRELUDE, _QUERY["read"])
 OVERVIEW = _script(PRELUDE, _QUERY["overview"])
 QUEUE_SIZE = _script(PRELUDE, _QUERY["queue_size"])
 
 #: Every script, in the order the repository registers them.
 ALL = (CLAIM, LOCK_JOB, UNLOCK, SAVE_STATES, INSERT_MANY, INSERT, SAVE_BY_ID, SAVE_SINGLE,
-       SAVE_UNIQUE, HEAL, MODIFY, QUERY, OVERVIEW, QUEUE_SIZE)
+       SAVE_UNIQUE, HEAL, MODIFY, ROWS, READ, OVERVIEW, QUEUE_SIZE)
 #: The scripts that only read; a read-only repository runs no other.
-READ_ONLY = frozenset({QUERY, OVERVIEW, QUEUE_SIZE})
+READ_ONLY = frozenset({ROWS, READ, OVERVIEW, QUEUE_SIZE})

@@ -3,8 +3,8 @@
 //
 // One refresh at a time: the next starts `seconds` after the previous answer, or later when
 // the page was slow to build (ten times its duration), so that an open page never keeps a
-// large store busy more than a tenth of the time (on Redis a query is one script, which holds
-// the server while it runs).
+// large store busy more than a tenth of the time (a Redis overview reads every job, in short
+// scripts that each hold the server while they run).
 (function () {
   "use strict";
   var seconds = parseInt(document.body.getAttribute("data-refresh"), 10) || 0;
