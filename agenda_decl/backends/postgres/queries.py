@@ -374,8 +374,14 @@ def _timing_values(job: JobParameters[Any]) -> Row:
 
 
 def insert_columns(batch: Sequence[Row], ids: Sequence[uuid.UUID]) -> Row:
-    """``INSERT_MANY`` parameters: one array per column, rows in ``batch`` order."""
-    columns: Row = {name: [values[name] for values in batch] for name in batch[0]}
+    """``INSERT_MANY`` parameters: one array per column, rows in ``batch`` order. A column
+    that is NULL in every row is sent as a NULL array, which the statement's unnest pads with
+    NULLs: psycopg dumps an array element by element, a good share of a bulk insert's cost,
+    and most columns of a plain insert are NULL."""
+    columns: Row = {}
+    for name in batch[0]:
+        values = [row[name] for row in batch]
+        columns[name] = None if values.count(None) == len(values) else values
     columns["id"] = list(ids)
     return columns
 
@@ -391,14 +397,16 @@ def insert_statement(table: str, *, announced: bool, whole_rows: bool) -> sql.Co
 
 
 def inserted(
-    job: JobParameters[Any], key: uuid.UUID, data: str, by: str | None
-) -> JobParameters[Any]:
-    """What a plain insert stored (``base.inserted``), with the interval as it reads back
+    jobs: Sequence[JobParameters[Any]], keys: Sequence[uuid.UUID], data: Sequence[str],
+    by: str | None,
+) -> list[JobParameters[Any]]:
+    """What plain inserts stored (``base.inserted_all``), with the interval as it reads back
     (the column is text: an interval of digits is a number of milliseconds)."""
-    stored = base.inserted(job, str(key), data, by)
-    interval = stored.repeat_interval
-    if isinstance(interval, str) and interval.isascii() and interval.isdigit():
-        stored.repeat_interval = int(interval)
+    stored = base.inserted_all(jobs, [str(key) for key in keys], data, by)
+    for job in stored:
+        interval = job.repeat_interval
+        if isinstance(interval, str) and interval.isascii() and interval.isdigit():
+            job.repeat_interval = int(interval)
     return stored
 
 

@@ -161,6 +161,7 @@ INSERT INTO {table} (
 -- UUIDs, as gen_random_uuid() would, handed out in ascending order so that the
 -- created_at, id tie-break keeps the batch's order) and matches RETURNING rows by id.
 -- {returning} is * (a save reads its row back) or id (a bulk insert knows what it stored).
+-- A column that is NULL in every row comes as a NULL array: unnest pads it with NULLs.
 INSERT INTO {table} (
     id, name, priority, next_run_at, type, repeat_timezone, repeat_interval, data, repeat_at,
     disabled, fork, last_modified_by, debounce_started_at, start_date, end_date, skip_days

@@ -360,9 +360,8 @@ class PostgresJobRepository(base.ClaimsInBatches):
             end = start + base.INSERT_BATCH
             batch = [(values, announce) for values in rows[start:end]]
             ids = await self._insert_rows(batch, whole_rows=False)
-            stored.extend(queries.inserted(job, row["id"], data, last_modified_by)
-                          for job, data, row in zip(jobs[start:end], encoded[start:end], ids,
-                                                    strict=True))
+            stored.extend(queries.inserted(jobs[start:end], [row["id"] for row in ids],
+                                           encoded[start:end], last_modified_by))
         return stored
 
     async def _insert_batch(self, batch: list[_Insert]) -> list[Row | Exception]:
