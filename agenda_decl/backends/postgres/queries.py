@@ -374,25 +374,26 @@ def _timing_values(job: JobParameters[Any]) -> Row:
 
 
 def insert_columns(batch: Sequence[Row], ids: Sequence[uuid.UUID]) -> Row:
-    """``INSERT_MANY`` parameters: one array per column, rows in ``batch`` order. A column
-    that is NULL in every row is sent as a NULL array, which the statement's unnest pads with
-    NULLs: psycopg dumps an array element by element, a good share of a bulk insert's cost,
-    and most columns of a plain insert are NULL."""
-    columns: Row = {}
-    for name in batch[0]:
+    """``INSERT_MANY`` parameters, rows in ``batch`` order: for each column, the value every
+    row has (``<column>_all``, the array NULL) or, when the rows differ, one array (the value
+    NULL). psycopg dumps an array element by element, the largest part of a bulk insert's
+    Python cost, and the rows of a now_many batch share most of their columns."""
+    columns: Row = {"id": list(ids)}
+    for name, first in batch[0].items():
         values = [row[name] for row in batch]
-        columns[name] = None if values.count(None) == len(values) else values
-    columns["id"] = list(ids)
+        if values.count(first) == len(values):
+            columns[name], columns[f"{name}_all"] = None, first
+        else:
+            columns[name], columns[f"{name}_all"] = values, None
     return columns
 
 
 @functools.cache
-def insert_statement(table: str, *, announced: bool, whole_rows: bool) -> sql.Composed:
-    """``insert_many`` returning whole rows (a save) or only the ids (a bulk insert, which
-    knows what it stored: reading it back would cost more than the insert), with its NOTIFY
-    (``announced_insert``) when announced."""
-    returning = sql.SQL("*" if whole_rows else "id")
-    insert = render("insert_many", table=sql.Identifier(table), returning=returning)
+def insert_statement(table: str, *, announced: bool) -> sql.Composed:
+    """``insert_many`` returning the ids (every insert knows what it stored: reading it back
+    would cost more than the insert), with its NOTIFY (``announced_insert``) when
+    announced."""
+    insert = render("insert_many", table=sql.Identifier(table), returning=sql.SQL("id"))
     return render("announced_insert", insert=insert) if announced else insert
 
 

@@ -60,11 +60,12 @@ return missing
 -- jobs:by_next_run_at.
 local function store_new_job(id, name, next_ms, priority, now_iso, no_data, pairs, first, last)
   local key = job_key(id)
+  local order = redis.call('INCR', P .. 'decl:insert_order')
+  -- one HSET for the whole hash (unpack last: it expands only there)
   redis.call('HSET', key, 'id', id, 'lockedAtMs', 'null',
     'lastFinishedAt', 'null', 'failedAt', 'null', 'failCount', 'null', 'failReason', 'null',
     'lastRunAt', 'null', 'progress', 'null', 'createdAt', now_iso, 'updatedAt', now_iso,
-    'insertOrder', redis.call('INCR', P .. 'decl:insert_order'))
-  redis.call('HSET', key, unpack(pairs, first, last))
+    'insertOrder', order, unpack(pairs, first, last))
   if no_data then redis.call('HSET', key, 'noData', 'true') end
   redis.call('SADD', P .. 'jobs:all', id)
   if redis.call('SADD', P .. 'jobs:by_name:' .. name, id) == 1 then
