@@ -331,7 +331,8 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             # The jobs of a now_many batch share one next_run_at: its ms text made once.
             millis = {when: codec.ms_arg(when) for when in {job.next_run_at for job, _ in batch}}
             rows = [[job_id, job.name, millis[job.next_run_at], str(job.priority),
-                     "true" if job.data is None else "", *codec.job_fields(job, data, by)]
+                     "true" if job.data is None else "", "true" if job.disabled else "",
+                     *codec.job_fields(job, data, by)]
                     for job_id, (job, data) in zip(ids, batch, strict=True)]
             inserted = codec.inserted_all(jobs[start:end], ids, encoded[start:end], by)
             messages = [] if announce is None or self._channel is None else [

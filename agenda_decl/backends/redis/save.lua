@@ -72,13 +72,15 @@ local function store_new_job(id, name, next_ms, priority, now_iso, no_data, pair
     redis.call('INCR', known_key(name))
   end
   redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, priority), id)
+  return order
 end
 
 -- insert_many --
 -- Insert new jobs (no id, not single, no unique key) under the ids the caller made, then
 -- announce them. ARGV: prefix, now ms ('' = TIME), one JSON array with an array per job (id,
--- name, nextRunAt ms ('' = null), priority, noData ('true' or ''), then the field pairs of
--- every non-processor field), and one JSON array of [channel, payload] messages to PUBLISH
+-- name, nextRunAt ms ('' = null), priority, noData ('true' or ''), disabled ('true' or ''),
+-- then the field pairs of every non-processor field), and one JSON array of [channel,
+-- payload] messages to PUBLISH
 -- once the jobs are stored (so the enqueue and its notification are one round trip). A job
 -- whose id exists is one this very batch stored before (the caller repeats the call when the
 -- reply was lost): it is not written again, and a batch with no new job publishes nothing.
@@ -87,9 +89,14 @@ local now_iso = ms_iso(tonumber(ARGV[2]) or server_ms())
 local new = 0
 for _, job in ipairs(cjson.decode(ARGV[3])) do
   if redis.call('EXISTS', job_key(job[1])) == 0 then
-    store_new_job(job[1], job[2], tonumber(job[3]), tonumber(job[4]), now_iso,
-      job[5] == 'true', job, 6, #job)
-    reindex(job[1], job[2])
+    local next_ms, priority = tonumber(job[3]), tonumber(job[4])
+    local order = store_new_job(job[1], job[2], next_ms, priority, now_iso, job[5] == 'true',
+      job, 7, #job)
+    -- reindex without reading the hash back: a new job is unlocked, and its due entry is
+    -- made of what was just written
+    if next_ms and job[6] ~= 'true' then
+      redis.call('ZADD', due_key(job[2]), next_ms, due_member(job[1], priority, now_iso, order))
+    end
     new = new + 1
   end
 end
