@@ -338,7 +338,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
             return row_job((await self._fetch(upsert, {**values, "now": now}))[0])
         if job.unique:
             return await self._save_unique(job, values, now)
-        row = await self._inserts.submit((values, None))
+        row = await self._inserts.submit_inline((values, None))
         return queries.inserted([job], [row["id"]], [data], last_modified_by)[0]
 
     async def insert_jobs(
@@ -356,7 +356,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         rows = [queries.save_values(job, data, last_modified_by)
                 for job, data in zip(jobs, encoded, strict=True)]
         if len(rows) == 1:
-            row = await self._inserts.submit((rows[0], announce))
+            row = await self._inserts.submit_inline((rows[0], announce))
             return queries.inserted(jobs, [row["id"]], encoded, last_modified_by)
         stored: list[JobParameters[Any]] = []
         for start in range(0, len(rows), base.INSERT_BATCH):
