@@ -56,6 +56,8 @@ class GroupCommit(Generic[T, R]):
         self._merge = merge
         self._waiting: dict[Hashable, _Waiting[T, R]] = {}
         self._sender: asyncio.Task[None] | None = None
+        #: Settled when the item ``submit_inline`` is sending from its caller's task is sent.
+        self._inline: asyncio.Future[None] | None = None
         self._unkeyed = 0
 
     def submit_nowait(self, item: T) -> asyncio.Future[R]:
@@ -68,17 +70,39 @@ class GroupCommit(Generic[T, R]):
             item = self._merge(replaced.item, item)
         futures = [*(replaced.futures if replaced else []), future]
         self._waiting[key] = _Waiting(item, futures)
-        if self._sender is None:
+        if self._sender is None and self._inline is None:
             self._sender = loop.create_task(self._run())
         return future
 
     async def submit(self, item: T) -> R:
         return await self.submit_nowait(item)
 
+    async def submit_inline(self, item: T) -> R:
+        """:meth:`submit`, except that an item submitted while nothing waits and no batch is
+        in flight is sent from the caller's own task: a lone call skips the hop through the
+        sender task (a few hundredths of a millisecond, on an enqueue of under one). What is
+        submitted meanwhile waits for it, as it waits for a batch in flight. Unlike
+        ``submit``'s, this send stops if the caller is cancelled."""
+        if self._sender is not None or self._inline is not None or self._waiting:
+            return await self.submit(item)
+        loop = asyncio.get_running_loop()
+        self._inline = sent = loop.create_future()
+        try:
+            results = await self._send([item])
+        finally:
+            sent.set_result(None)
+            self._inline = None
+            if self._waiting and self._sender is None:
+                self._sender = loop.create_task(self._run())
+        (result,) = results
+        if isinstance(result, Exception):
+            raise result
+        return result
+
     async def flush(self) -> None:
         """Wait until everything submitted so far has been sent (or failed)."""
-        while self._sender is not None:
-            await asyncio.wait({self._sender})
+        while self._sender is not None or self._inline is not None:
+            await asyncio.wait({f for f in (self._sender, self._inline) if f is not None})
 
     async def close(self) -> None:
         """Stop sending; every waiter not yet settled is cancelled."""

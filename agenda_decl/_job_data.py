@@ -26,15 +26,21 @@ UNIQUE_FIELDS = frozenset(
 )
 
 
+#: ``json.dumps`` with options makes an encoder per call, a good share of encoding a small
+#: value: one is kept (encoders hold no state between calls).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
 def encode_data(data: Any, *, name: str) -> str:
     """Job data as compact JSON text; anything that is not plain JSON is a clear error."""
     try:
-        text = json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        text = _ENCODER.encode(data)
     except (TypeError, ValueError) as error:
         raise InvalidOptionError(
             f"data of job {name!r} is not JSON-serializable ({error}); job data is JSON only"
         ) from None
-    if len(text.encode()) > MAX_DATA_BYTES:
+    # A character is at most 4 bytes of UTF-8: shorter text needs no byte count.
+    if len(text) > MAX_DATA_BYTES // 4 and len(text.encode()) > MAX_DATA_BYTES:
         raise InvalidOptionError(
             f"data of job {name!r} is {len(text.encode())} bytes as JSON; "
             f"the limit is {MAX_DATA_BYTES}"

@@ -37,6 +37,24 @@ async def test_a_burst_goes_out_in_one_batch_after_the_first() -> None:
     assert store.batches == [["a"], ["b", "c", "d"]]
 
 
+async def test_a_lone_inline_item_goes_out_alone_and_what_comes_meanwhile_after_it() -> None:
+    store = Store()
+    store.gate.clear()
+    commit: GroupCommit[str, str] = GroupCommit(store.send)
+    first = asyncio.ensure_future(commit.submit_inline("a"))
+    await asyncio.sleep(0)  # "a" is being sent, waiting for the store
+    later = [commit.submit_nowait("b"), asyncio.ensure_future(commit.submit_inline("c"))]
+    await asyncio.sleep(0)
+    assert store.batches == [["a"]]  # nothing else goes out while "a" is in flight
+    flushed = asyncio.ensure_future(commit.flush())
+    store.gate.set()
+    assert [await f for f in [first, *later]] == ["A", "B", "C"]
+    await flushed
+    assert store.batches == [["a"], ["b", "c"]]
+    with pytest.raises(ValueError, match="bad-2"):
+        await commit.submit_inline("bad-2")
+
+
 async def test_limit_bounds_a_batch() -> None:
     store = Store()
     commit: GroupCommit[str, str] = GroupCommit(store.send, limit=2)

@@ -25,7 +25,12 @@ from agenda_decl.backends.base.batches import (
     holds_lock,
 )
 from agenda_decl.backends.base.checks import check_job, refuse_write, validate_identifier
-from agenda_decl.backends.base.inserts import INSERT_BATCH, check_inserts, inserted
+from agenda_decl.backends.base.inserts import (
+    INSERT_BATCH,
+    check_inserts,
+    inserted,
+    inserted_all,
+)
 from agenda_decl.backends.base.queries import (
     INSTANT_FIELDS,
     IdNameCriteria,
@@ -55,6 +60,7 @@ __all__ = [
     "holds_lock",
     "id_name_criteria",
     "inserted",
+    "inserted_all",
     "is_debounced",
     "is_insert_only",
     "refuse_write",

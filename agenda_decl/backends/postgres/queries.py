@@ -374,31 +374,40 @@ def _timing_values(job: JobParameters[Any]) -> Row:
 
 
 def insert_columns(batch: Sequence[Row], ids: Sequence[uuid.UUID]) -> Row:
-    """``INSERT_MANY`` parameters: one array per column, rows in ``batch`` order."""
-    columns: Row = {name: [values[name] for values in batch] for name in batch[0]}
-    columns["id"] = list(ids)
+    """``INSERT_MANY`` parameters, rows in ``batch`` order: for each column, the value every
+    row has (``<column>_all``, the array NULL) or, when the rows differ, one array (the value
+    NULL). psycopg dumps an array element by element, the largest part of a bulk insert's
+    Python cost, and the rows of a now_many batch share most of their columns."""
+    columns: Row = {"id": list(ids)}
+    for name, first in batch[0].items():
+        values = [row[name] for row in batch]
+        if values.count(first) == len(values):
+            columns[name], columns[f"{name}_all"] = None, first
+        else:
+            columns[name], columns[f"{name}_all"] = values, None
     return columns
 
 
 @functools.cache
-def insert_statement(table: str, *, announced: bool, whole_rows: bool) -> sql.Composed:
-    """``insert_many`` returning whole rows (a save) or only the ids (a bulk insert, which
-    knows what it stored: reading it back would cost more than the insert), with its NOTIFY
-    (``announced_insert``) when announced."""
-    returning = sql.SQL("*" if whole_rows else "id")
-    insert = render("insert_many", table=sql.Identifier(table), returning=returning)
+def insert_statement(table: str, *, announced: bool) -> sql.Composed:
+    """``insert_many`` returning the ids (every insert knows what it stored: reading it back
+    would cost more than the insert), with its NOTIFY (``announced_insert``) when
+    announced."""
+    insert = render("insert_many", table=sql.Identifier(table), returning=sql.SQL("id"))
     return render("announced_insert", insert=insert) if announced else insert
 
 
 def inserted(
-    job: JobParameters[Any], key: uuid.UUID, data: str, by: str | None
-) -> JobParameters[Any]:
-    """What a plain insert stored (``base.inserted``), with the interval as it reads back
+    jobs: Sequence[JobParameters[Any]], keys: Sequence[uuid.UUID], data: Sequence[str],
+    by: str | None,
+) -> list[JobParameters[Any]]:
+    """What plain inserts stored (``base.inserted_all``), with the interval as it reads back
     (the column is text: an interval of digits is a number of milliseconds)."""
-    stored = base.inserted(job, str(key), data, by)
-    interval = stored.repeat_interval
-    if isinstance(interval, str) and interval.isascii() and interval.isdigit():
-        stored.repeat_interval = int(interval)
+    stored = base.inserted_all(jobs, [str(key) for key in keys], data, by)
+    for job in stored:
+        interval = job.repeat_interval
+        if isinstance(interval, str) and interval.isascii() and interval.isdigit():
+            job.repeat_interval = int(interval)
     return stored
 
 

@@ -160,14 +160,26 @@ INSERT INTO {table} (
 -- Plain inserts requested together, as one statement. The caller chooses the ids (random
 -- UUIDs, as gen_random_uuid() would, handed out in ascending order so that the
 -- created_at, id tie-break keeps the batch's order) and matches RETURNING rows by id.
--- {returning} is * (a save reads its row back) or id (a bulk insert knows what it stored).
+-- {returning} is id: the caller knows what it stored (queries.inserted).
+-- A column whose value is the same in every row (most of them: one job, or a now_many batch,
+-- whose jobs share name, priority, due time...) comes as one value, %(<column>_all)s, and
+-- its array as NULL, which unnest pads with NULLs; the other columns come as arrays, with a
+-- NULL <column>_all. psycopg dumps an array element by element in Python, the largest part
+-- of a bulk insert's own cost.
 INSERT INTO {table} (
     id, name, priority, next_run_at, type, repeat_timezone, repeat_interval, data, repeat_at,
     disabled, fork, last_modified_by, debounce_started_at, start_date, end_date, skip_days
 )
-SELECT id, name, priority, next_run_at, type, repeat_timezone, repeat_interval, data,
-    repeat_at, disabled, fork, last_modified_by, debounce_started_at, start_date, end_date,
-    skip_days
+SELECT id, COALESCE(name, %(name_all)s), COALESCE(priority, %(priority_all)s::integer),
+    COALESCE(next_run_at, %(next_run_at_all)s::timestamptz), COALESCE(type, %(type_all)s),
+    COALESCE(repeat_timezone, %(repeat_timezone_all)s),
+    COALESCE(repeat_interval, %(repeat_interval_all)s), COALESCE(data, %(data_all)s::jsonb),
+    COALESCE(repeat_at, %(repeat_at_all)s), COALESCE(disabled, %(disabled_all)s::boolean),
+    COALESCE(fork, %(fork_all)s::boolean), COALESCE(last_modified_by, %(last_modified_by_all)s),
+    COALESCE(debounce_started_at, %(debounce_started_at_all)s::timestamptz),
+    COALESCE(start_date, %(start_date_all)s::timestamptz),
+    COALESCE(end_date, %(end_date_all)s::timestamptz),
+    COALESCE(skip_days, %(skip_days_all)s::jsonb)
 FROM unnest(
     %(id)b::uuid[], %(name)b::text[], %(priority)b::integer[], %(next_run_at)b::timestamptz[],
     %(type)b::text[], %(repeat_timezone)b::text[], %(repeat_interval)b::text[],

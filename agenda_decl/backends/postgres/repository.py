@@ -325,7 +325,8 @@ class PostgresJobRepository(base.ClaimsInBatches):
         now: datetime | None = None,
     ) -> JobParameters[Any]:
         self._writable()
-        values = queries.save_values(job, base.check_job(job), last_modified_by)
+        data = base.check_job(job)
+        values = queries.save_values(job, data, last_modified_by)
         if job.id is not None:
             key = job_uuid(job.id)
             rows = await self._fetch(
@@ -337,7 +338,8 @@ class PostgresJobRepository(base.ClaimsInBatches):
             return row_job((await self._fetch(upsert, {**values, "now": now}))[0])
         if job.unique:
             return await self._save_unique(job, values, now)
-        return row_job(await self._inserts.submit((values, None)))
+        row = await self._inserts.submit_inline((values, None))
+        return queries.inserted([job], [row["id"]], [data], last_modified_by)[0]
 
     async def insert_jobs(
         self,
@@ -354,15 +356,15 @@ class PostgresJobRepository(base.ClaimsInBatches):
         rows = [queries.save_values(job, data, last_modified_by)
                 for job, data in zip(jobs, encoded, strict=True)]
         if len(rows) == 1:
-            return [row_job(await self._inserts.submit((rows[0], announce)))]
+            row = await self._inserts.submit_inline((rows[0], announce))
+            return queries.inserted(jobs, [row["id"]], encoded, last_modified_by)
         stored: list[JobParameters[Any]] = []
         for start in range(0, len(rows), base.INSERT_BATCH):
             end = start + base.INSERT_BATCH
             batch = [(values, announce) for values in rows[start:end]]
-            ids = await self._insert_rows(batch, whole_rows=False)
-            stored.extend(queries.inserted(job, row["id"], data, last_modified_by)
-                          for job, data, row in zip(jobs[start:end], encoded[start:end], ids,
-                                                    strict=True))
+            ids = await self._insert_rows(batch)
+            stored.extend(queries.inserted(jobs[start:end], [row["id"] for row in ids],
+                                           encoded[start:end], last_modified_by))
         return stored
 
     async def _insert_batch(self, batch: list[_Insert]) -> list[Row | Exception]:
@@ -379,13 +381,14 @@ class PostgresJobRepository(base.ClaimsInBatches):
         except Exception as error:
             return error
 
-    async def _insert_rows(self, batch: list[_Insert], *, whole_rows: bool = True) -> list[Row]:
+    async def _insert_rows(self, batch: list[_Insert]) -> list[Row]:
         """Insert ``batch`` under ids made here, before the first attempt (random UUIDs, as
         ``gen_random_uuid()`` makes, handed out in ascending order so that the ``created_at,
         id`` tie-break keeps the batch's order), announcing the rows that come with an
         ``Announcement`` in the same statement. An attempt repeated after a lost reply skips
-        the rows the first one stored and reads them back: never a job twice. Returns the
-        rows (only their ids unless ``whole_rows``), in batch order."""
+        the rows the first one stored and reads them back: never a job twice. Returns a row
+        holding at least the id of each job, in batch order: the callers know what they
+        stored (``queries.inserted``), and reading every column back costs more."""
         # Sorted as UUIDs compare, by their integer (attrgetter: UUID.__lt__ costs more).
         ids = sorted((uuid.uuid4() for _ in batch), key=attrgetter("int"))
         columns = queries.insert_columns([values for values, _ in batch], ids)
@@ -393,8 +396,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         announced = any(payload is not None for payload in payloads)
         if announced:
             columns.update(channel=self._channel, payload=payloads)
-        statement = queries.insert_statement(self._table, announced=announced,
-                                             whole_rows=whole_rows)
+        statement = queries.insert_statement(self._table, announced=announced)
 
         async def insert(conn: Connection, attempt: Attempt) -> list[Row]:
             rows = await queries.fetch(conn, statement, columns)

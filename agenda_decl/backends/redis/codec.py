@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,8 +42,21 @@ def ms_arg(value: datetime | None) -> str:
     return "" if value is None else str(epoch_ms(value))
 
 
+#: The last instant :func:`_iso` formatted and its text (one tuple: replaced at once). The
+#: jobs of a bulk insert share their ``next_run_at``: formatted once, not once per job.
+_LAST_ISO: tuple[datetime | None, str] = (None, NULL)
+
+
 def _iso(value: datetime | None) -> str:
-    return NULL if value is None else format_datetime(value)
+    global _LAST_ISO
+    if value is None:
+        return NULL
+    last = _LAST_ISO
+    if last[0] is value:  # the tuple holds the instant: its id cannot be another's
+        return last[1]
+    text = format_datetime(value)
+    _LAST_ISO = (value, text)
+    return text
 
 
 def str_or_null(value: Any) -> str:
@@ -76,18 +89,19 @@ def job_fields(job: JobParameters[Any], data: str, by: str | None) -> list[str]:
     """Every field ``save_job`` writes (never the processor's), as hash field/value pairs;
     ``data`` is the job's data as JSON text. The save scripts add ``noData`` when the job has
     none (``save_options``)."""
-    skip_days = NULL if job.skip_days is None else encode_json(job.skip_days)
-    values = {
-        "name": job.name, "priority": str(job.priority), "nextRunAt": _iso(job.next_run_at),
-        "type": job.type, "repeatTimezone": str_or_null(job.repeat_timezone),
-        "repeatInterval": str_or_null(job.repeat_interval),
-        "data": NO_DATA if job.data is None else data,
-        "repeatAt": str_or_null(job.repeat_at), "disabled": _flag(job.disabled),
-        "fork": _flag(job.fork), "lastModifiedBy": str_or_null(by),
-        "debounceStartedAt": _iso(job.debounce_started_at), "startDate": _iso(job.start_date),
-        "endDate": _iso(job.end_date), "skipDays": skip_days,
-    }
-    return [item for pair in values.items() for item in pair]
+    # A flat list, not a dict flattened: this runs once per job of a bulk insert.
+    skip_days = job.skip_days
+    return [
+        "name", job.name, "priority", str(job.priority), "nextRunAt", _iso(job.next_run_at),
+        "type", job.type, "repeatTimezone", str_or_null(job.repeat_timezone),
+        "repeatInterval", str_or_null(job.repeat_interval),
+        "data", NO_DATA if job.data is None else data,
+        "repeatAt", str_or_null(job.repeat_at), "disabled", _flag(job.disabled),
+        "fork", _flag(job.fork), "lastModifiedBy", str_or_null(by),
+        "debounceStartedAt", _iso(job.debounce_started_at), "startDate", _iso(job.start_date),
+        "endDate", _iso(job.end_date),
+        "skipDays", NULL if skip_days is None else encode_json(skip_days),
+    ]
 
 
 def state_args(
@@ -173,9 +187,18 @@ def job_from_values(values: list[Any]) -> JobParameters[Any]:
 def inserted(job: JobParameters[Any], job_id: str, data: str, by: str | None) -> JobParameters[Any]:
     """What a plain insert stored, without reading it back: the non-processor fields as sent,
     at the precision and in the form the store keeps them."""
-    stored = base.inserted(job, job_id, data, by)  # a new record: set, not evolved (slower)
-    if job.repeat_interval is not None:
-        stored.repeat_interval = _interval(str(job.repeat_interval))
+    return inserted_all([job], [job_id], [data], by)[0]
+
+
+def inserted_all(
+    jobs: Sequence[JobParameters[Any]], ids: Sequence[str], data: Sequence[str],
+    by: str | None,
+) -> list[JobParameters[Any]]:
+    """:func:`inserted` of every job of a batch (``base.inserted_all``), in order."""
+    stored = base.inserted_all(jobs, ids, data, by)  # new records: set, not evolved (slower)
+    for record in stored:
+        if record.repeat_interval is not None:
+            record.repeat_interval = _interval(str(record.repeat_interval))
     return stored
 
 

@@ -137,12 +137,16 @@ local MAX_PRIORITY = 9007199254740991
 local DUE_FIELDS = {'name', 'disabled', 'lockedAt', 'lockedAtMs', 'nextRunAt', 'priority',
   'createdAt', 'insertOrder'}
 
+local function due_member(id, priority, created, seq)
+  local p = math.min(math.max(priority, -MAX_PRIORITY), MAX_PRIORITY)
+  return string.format('%017d %s %016d %s', MAX_PRIORITY - p, created, seq, id)
+end
+
 local function due_entry(id, name)
   local f = redis.call('HMGET', job_key(id), unpack(DUE_FIELDS))
   local job = {id = id, next_ms = iso_ms(f[5]), priority = tonumber(f[6]) or 0,
     created = f[7] or '', seq = tonumber(f[8]) or 0}
-  local p = math.min(math.max(job.priority, -MAX_PRIORITY), MAX_PRIORITY)
-  job.member = string.format('%017d %s %016d %s', MAX_PRIORITY - p, job.created, job.seq, id)
+  job.member = due_member(id, job.priority, job.created, job.seq)
   job.eligible = f[1] == name and f[2] ~= 'true' and not is_locked(f[3], f[4])
     and job.next_ms ~= nil
   return job

@@ -309,11 +309,13 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             end = start + base.INSERT_BATCH
             batch = list(zip(jobs[start:end], encoded[start:end], strict=True))
             ids = [str(uuid.uuid4()) for _ in batch]
-            rows = [[job_id, job.name, codec.ms_arg(job.next_run_at), str(job.priority),
-                     "true" if job.data is None else "", *codec.job_fields(job, data, by)]
+            # The jobs of a now_many batch share one next_run_at: its ms text made once.
+            millis = {when: codec.ms_arg(when) for when in {job.next_run_at for job, _ in batch}}
+            rows = [[job_id, job.name, millis[job.next_run_at], str(job.priority),
+                     "true" if job.data is None else "", "true" if job.disabled else "",
+                     *codec.job_fields(job, data, by)]
                     for job_id, (job, data) in zip(ids, batch, strict=True)]
-            inserted = [codec.inserted(job, job_id, data, by)
-                        for job_id, (job, data) in zip(ids, batch, strict=True)]
+            inserted = codec.inserted_all(jobs[start:end], ids, encoded[start:end], by)
             messages = [] if announce is None or self._channel is None else [
                 [self._channel, notification_to_json(notification)]
                 for notification in announce.notifications(inserted)]

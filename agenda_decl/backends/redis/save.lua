@@ -57,41 +57,56 @@ return missing
 -- What storing a new job writes, for every insert: its hash (null processor fields,
 -- createdAt and updatedAt, our insertOrder, noData when it has no data, then the field pairs
 -- pairs[first..last]) and its entries in jobs:all, jobs:by_name:{name} and
--- jobs:by_next_run_at.
-local function store_new_job(id, name, next_ms, priority, now_iso, no_data, pairs, first, last)
+-- jobs:by_next_run_at. A batch passes the insert order it reserved and a table that counts
+-- the jobs added per name (one INCRBY of the known count per name afterwards).
+local function store_new_job(id, name, next_ms, priority, now_iso, no_data, pairs, first, last,
+                             order, known)
   local key = job_key(id)
+  order = order or redis.call('INCR', P .. 'decl:insert_order')
+  -- one HSET for the whole hash (unpack last: it expands only there)
   redis.call('HSET', key, 'id', id, 'lockedAtMs', 'null',
     'lastFinishedAt', 'null', 'failedAt', 'null', 'failCount', 'null', 'failReason', 'null',
     'lastRunAt', 'null', 'progress', 'null', 'createdAt', now_iso, 'updatedAt', now_iso,
-    'insertOrder', redis.call('INCR', P .. 'decl:insert_order'))
-  redis.call('HSET', key, unpack(pairs, first, last))
+    'insertOrder', order, unpack(pairs, first, last))
   if no_data then redis.call('HSET', key, 'noData', 'true') end
   redis.call('SADD', P .. 'jobs:all', id)
   if redis.call('SADD', P .. 'jobs:by_name:' .. name, id) == 1 then
-    redis.call('INCR', known_key(name))
+    if known then known[name] = (known[name] or 0) + 1 else redis.call('INCR', known_key(name)) end
   end
   redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, priority), id)
+  return order
 end
 
 -- insert_many --
 -- Insert new jobs (no id, not single, no unique key) under the ids the caller made, then
 -- announce them. ARGV: prefix, now ms ('' = TIME), one JSON array with an array per job (id,
--- name, nextRunAt ms ('' = null), priority, noData ('true' or ''), then the field pairs of
--- every non-processor field), and one JSON array of [channel, payload] messages to PUBLISH
--- once the jobs are stored (so the enqueue and its notification are one round trip). A job
+-- name, nextRunAt ms ('' = null), priority, noData ('true' or ''), disabled ('true' or ''),
+-- then the field pairs of every non-processor field), and one JSON array of [channel,
+-- payload] messages to PUBLISH once the jobs are stored (so the enqueue and its notification
+-- are one round trip). A job
 -- whose id exists is one this very batch stored before (the caller repeats the call when the
 -- reply was lost): it is not written again, and a batch with no new job publishes nothing.
 -- Returns how many jobs were new.
 local now_iso = ms_iso(tonumber(ARGV[2]) or server_ms())
 local new = 0
-for _, job in ipairs(cjson.decode(ARGV[3])) do
+local jobs = cjson.decode(ARGV[3])
+-- the batch's insert orders, reserved at once (a job skipped below leaves a gap: harmless)
+local first_order = redis.call('INCRBY', P .. 'decl:insert_order', #jobs) - #jobs
+local known = {}
+for i, job in ipairs(jobs) do
   if redis.call('EXISTS', job_key(job[1])) == 0 then
-    store_new_job(job[1], job[2], tonumber(job[3]), tonumber(job[4]), now_iso,
-      job[5] == 'true', job, 6, #job)
-    reindex(job[1], job[2])
+    local next_ms, priority = tonumber(job[3]), tonumber(job[4])
+    local order = store_new_job(job[1], job[2], next_ms, priority, now_iso, job[5] == 'true',
+      job, 7, #job, first_order + i, known)
+    -- reindex without reading the hash back: a new job is unlocked, and its due entry is
+    -- made of what was just written
+    if next_ms and job[6] ~= 'true' then
+      redis.call('ZADD', due_key(job[2]), next_ms, due_member(job[1], priority, now_iso, order))
+    end
     new = new + 1
   end
 end
+for name, count in pairs(known) do redis.call('INCRBY', known_key(name), count) end
 if new > 0 then
   for _, message in ipairs(cjson.decode(ARGV[4])) do
     redis.call('PUBLISH', message[1], message[2])

@@ -22,7 +22,8 @@ without, and that Node ignores:
   of a name, so that a claim reads only its own name's first due jobs, in O(log N +
   claimed), whatever the backlog of this name or of others. A job is in it exactly while it
   has a nextRunAt and is neither disabled nor locked (the prelude's ``reindex``, which every
-  script of ours that changes one of those runs in the same atomic step). Node keeps only
+  script of ours that changes one of those runs in the same atomic step; ``insert_many``
+  writes a new job's entry itself, from what it just stored). Node keeps only
   the global set, so a job it wrote or changed is brought in by the sweep below, by a claim
   that meets its entry out of date, or by the heal at connect; a claim re-checks every entry
   against the hash.
