@@ -123,17 +123,20 @@ class GroupCommit(Generic[T, R]):
 
     async def _run(self) -> None:
         batch: list[_Waiting[T, R]] = []
+        me = asyncio.current_task()
         try:
             while self._waiting:
                 keys = list(self._waiting)[: self._limit]
                 batch = [self._waiting.pop(key) for key in keys]
                 await self._send_batch(batch)
                 batch = []
+        except GeneratorExit:  # closed by the garbage collector after its loop: no loop to use
+            raise
         except BaseException:  # cancelled: nobody may wait forever
             self._cancel_all(batch + list(self._waiting.values()))
             raise
         finally:
-            if self._sender is asyncio.current_task():
+            if self._sender is me:
                 self._sender = None
 
     async def _send_batch(self, batch: list[_Waiting[T, R]]) -> None:

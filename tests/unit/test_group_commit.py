@@ -4,6 +4,8 @@ batch, and no waiter left unsettled when the sender is cancelled or closed."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 from typing import Any
 
 import pytest
@@ -158,3 +160,29 @@ async def test_a_state_write_queued_behind_a_lock_renewal_is_fenced_by_the_store
     gate.set()
     await asyncio.gather(other, start, end)
     assert sent[1] == ([None], {"j": claimed})
+
+
+def test_a_sender_left_pending_when_its_loop_closed_is_collected_quietly() -> None:
+    # A program (or a test) that closes its loop with a batch in flight: the garbage collector
+    # later closes the sender's coroutine with GeneratorExit, outside any loop. It used to try to
+    # cancel the waiters there ("Event loop is closed", an unraisable error in whatever ran next).
+    unraisable: list[Any] = []
+    loop = asyncio.new_event_loop()
+    store = Store()
+
+    async def start() -> None:
+        store.gate.clear()
+        commit: GroupCommit[str, str] = GroupCommit(store.send)
+        commit.submit_nowait("a")
+        await asyncio.sleep(0)  # "a" is in flight, waiting for the store forever
+
+    previous, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        loop.run_until_complete(start())
+        loop.close()
+        del loop
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert store.batches == [["a"]]
+    assert unraisable == []
