@@ -44,7 +44,7 @@ from agenda_decl.backends.base.repeats import moved_on, state_already_written
 from agenda_decl.backends.postgres import queries
 from agenda_decl.backends.postgres.queries import Insert as _Insert
 from agenda_decl.backends.postgres.queries import Row, job_uuid
-from agenda_decl.backends.postgres.rows import claim_order, latest_per_id, row_job
+from agenda_decl.backends.postgres.rows import claim_order, latest_per_id, overview, row_job
 from agenda_decl.connectors.postgres import (
     Connection,
     Pool,
@@ -280,14 +280,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
                           total=total)
 
     async def get_jobs_overview(self) -> list[JobsOverview]:
-        rows = await self._read(self._sql("overview"), {"now": utcnow()})
-        counts: dict[str, dict[str, int]] = {}
-        for row in rows:  # sorted by name
-            entry = counts.setdefault(row["name"], {"total": 0, "paused": 0})
-            entry["total"] += row["jobs"]
-            entry[row["state"]] = entry.get(row["state"], 0) + row["jobs"]
-            entry["paused"] += row["jobs"] if row["paused"] else 0
-        return [JobsOverview(name=name, **entry) for name, entry in counts.items()]
+        return overview(await self._read(self._sql("overview"), {"now": utcnow()}))
 
     async def get_distinct_job_names(self) -> list[str]:
         return [row["name"] for row in await self._read(self._sql("distinct_names"), ())]
