@@ -187,8 +187,8 @@ def _read_off(plan: str, index: str) -> bool:
 async def test_postgres_job_list_pages_are_read_off_the_next_run_indexes(tmp_path: Path) -> None:
     """As the SQLite test above: a page sorted by next run, either way, is a walk of an index
     to the limit (no sort of the matches), a state filter seeks its range of next_run_at, the
-    overview's newest failure of a name is a seek of the failed jobs, and the overview reads
-    the table once."""
+    overview's newest failure and next run of a name are seeks, and the overview reads the
+    table once."""
     async with make_backend(tmp_path, disable_notifications=True) as backend:
         t = backend.repository.table_name
         table = sql.Identifier(t)
@@ -208,6 +208,9 @@ async def test_postgres_job_list_pages_are_read_off_the_next_run_indexes(tmp_pat
                 "newest failure": (JobsQueryOptions(name="target", state="failed",
                                                     sort={"last_finished_at": "desc"}, limit=1),
                                    f"{t}_failed_idx"),
+                "next run of a name": (JobsQueryOptions(name="target", include_disabled=False,
+                                                        sort={"next_run_at": "asc"}, limit=1),
+                                       f"{t}_name_idx"),
             }
             plans = {}
             for label, (options, _) in cases.items():
@@ -230,9 +233,11 @@ async def test_postgres_job_list_pages_are_read_off_the_next_run_indexes(tmp_pat
             assert "Seq Scan" not in plans[label], (label, plans[label])
         assert "Index Cond: (next_run_at <=" in plans["queued"], plans["queued"]
         assert sum(f"Scan on {t}" in line for line in overview_plan) == 1, overview_plan
-        desc, asc, queued, failed = [await backend.repository.query_jobs(options)
-                                     for options, _ in cases.values()]
+        desc, asc, queued, failed, next_run = [await backend.repository.query_jobs(options)
+                                               for options, _ in cases.values()]
         assert [job.id for job in desc.jobs] == [job.id for job in queued.jobs] == first_due
+        assert [job.id for job in next_run.jobs] == first_due[:1]
+        assert next_run.total == COMPLETED + DUE
         assert {job.name for job in asc.jobs} == {"other"}
         assert desc.total == asc.total == COMPLETED + OTHER + DUE
         assert queued.total == OTHER + DUE

@@ -205,7 +205,8 @@ async def test_indexes_and_trigger_have_agendas_names(backend: PostgresBackend) 
                               (t,)))
     assert set(indexes) == {f"{t}_pkey", f"{t}_find_and_lock_idx", f"{t}_single_job_idx",
                             f"{t}_locked_at_idx", f"{t}_next_run_at_idx", f"{t}_claim_due_idx",
-                            f"{t}_next_run_desc_idx", f"{t}_next_run_asc_idx", f"{t}_failed_idx"}
+                            f"{t}_next_run_desc_idx", f"{t}_next_run_asc_idx", f"{t}_failed_idx",
+                            f"{t}_name_idx"}
     assert indexes[f"{t}_find_and_lock_idx"].endswith(
         "(name, next_run_at, priority DESC, locked_at, disabled) WHERE (disabled = false)")
     assert "UNIQUE" in indexes[f"{t}_single_job_idx"]
@@ -275,7 +276,8 @@ async def schema_objects(table: str) -> tuple[Any, ...]:
 
 
 #: agenda-decl's own indexes: the claim's and the job list's.
-OWN_INDEXES = ("_claim_due_idx", "_next_run_desc_idx", "_next_run_asc_idx", "_failed_idx")
+OWN_INDEXES = (
+    "_claim_due_idx", "_next_run_desc_idx", "_next_run_asc_idx", "_failed_idx", "_name_idx")
 
 
 def nodes_part(schema: tuple[Any, ...], table: str) -> tuple[Any, ...]:

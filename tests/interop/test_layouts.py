@@ -69,6 +69,8 @@ async def test_postgres_table_is_the_one_node_creates() -> None:
         assert python_indexes.pop("T_failed_idx").endswith(
             "(name, last_finished_at DESC NULLS LAST, created_at, id) "
             "WHERE (failed_at IS NOT NULL)")
+        assert python_indexes.pop("T_name_idx").endswith(
+            "(name, next_run_at, created_at, id) INCLUDE (disabled)")
         assert python_indexes == await _indexes(node_table)
         assert await _triggers(python_table) == await _triggers(node_table)
     finally:

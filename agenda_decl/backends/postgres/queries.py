@@ -47,7 +47,7 @@ STATEMENTS = load_named_blocks("agenda_decl.backends.postgres", "queries.sql")
 #: four, then agenda-decl's own (the claim's and the job list's: see ``queries.sql``).
 INDEX_SUFFIXES = (
     "_find_and_lock_idx", "_single_job_idx", "_locked_at_idx", "_next_run_at_idx",
-    "_claim_due_idx", "_next_run_desc_idx", "_next_run_asc_idx", "_failed_idx",
+    "_claim_due_idx", "_next_run_desc_idx", "_next_run_asc_idx", "_failed_idx", "_name_idx",
 )
 
 #: Derived names (``<t>_updated_at_trigger``, ...) must fit PostgreSQL's 63-byte identifiers.

@@ -3,7 +3,8 @@
 -- The table, its columns and types, its four indexes and its updated_at trigger are exactly
 -- those @agendajs/postgres-backend 3.0.6 creates (its schema.js), so a Node Agenda 6.2.6
 -- process can share the table whichever side creates it; indexes of our own keep claims
--- (claim_due_idx) and the job list (next_run_desc_idx, next_run_asc_idx, failed_idx) flat,
+-- (claim_due_idx) and the job list (next_run_desc_idx, next_run_asc_idx, failed_idx,
+-- name_idx) flat,
 -- and Node ignores them. skip_days is JSONB (a JSON array
 -- of weekday numbers), as Node writes it.
 --
@@ -102,6 +103,15 @@ CREATE INDEX IF NOT EXISTS {index} ON {table} (next_run_at, created_at, id)
 -- of a name is one seek, and a list of failed jobs reads only them.
 CREATE INDEX IF NOT EXISTS {index} ON {table}
     (name, last_finished_at DESC NULLS LAST, created_at, id) WHERE failed_at IS NOT NULL
+
+-- create_name_idx --
+-- The jobs of one name in next-run order (disabled included, so the enabled ones are counted
+-- without reading a row): the overview's next run of a name is one seek, and a count of a
+-- name's jobs (a full page's total) reads only this index, where the table has no other
+-- index on the name that holds every job (find_and_lock_idx holds the enabled ones only,
+-- as disabled = FALSE, which "disabled IS NOT TRUE" does not imply).
+CREATE INDEX IF NOT EXISTS {index} ON {table} (name, next_run_at, created_at, id)
+    INCLUDE (disabled)
 
 -- trigger_function --
 CREATE OR REPLACE FUNCTION {function}() RETURNS TRIGGER AS $$
