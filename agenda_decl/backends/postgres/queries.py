@@ -222,8 +222,9 @@ def page_statements(
     params = {**where.params, "limit": options.limit or None, "skip": options.skip}
     condition = sql.SQL(" AND ").join([where.sql(), state_filter(options.state, params)])
     name = sql.Identifier(table)
-    page = render("query_page" if options.limit else "query", table=name, where=condition,
-                  order=order_by(options.sort))
+    scanned = options.data is not None or options.search is not None
+    statement = "query" if not options.limit else "query_page_counted" if scanned else "query_page"
+    page = render(statement, table=name, where=condition, order=order_by(options.sort))
     return page, render("count", table=name, where=condition), params
 
 

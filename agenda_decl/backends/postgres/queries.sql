@@ -436,6 +436,17 @@ FROM (SELECT id FROM {table} WHERE {where} ORDER BY {order}
 JOIN {table} AS t USING (id)
 ORDER BY {order}
 
+-- query_page_counted --
+-- query_page for a filter no index serves (data, text in the name), which reads every row to
+-- find the matches anyway: the total is counted in that same pass, where walking an index in
+-- {order} would read the rows again in random order (all of them when the page is not
+-- full) and a full page then count them in a second pass.
+SELECT t.*, {state} AS state, page.total
+FROM (SELECT id, COUNT(*) OVER () AS total FROM {table} WHERE {where} ORDER BY {order}
+      LIMIT %(limit)s OFFSET %(skip)s) AS page
+JOIN {table} AS t USING (id)
+ORDER BY {order}
+
 -- count --
 -- The total of a full page, or of an empty one past the end (a page that is not full tells
 -- its total without it: query_jobs).

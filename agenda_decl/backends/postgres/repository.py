@@ -273,6 +273,8 @@ class PostgresJobRepository(base.ClaimsInBatches):
             # skipped them all: counted.
             if (rows or not skip) and (not limit or len(rows) < limit):
                 return rows, skip + len(rows)
+            if rows and "total" in rows[0]:  # counted by the page (query_page_counted)
+                return rows, rows[0]["total"]
             return rows, (await queries.fetch(conn, count, params))[0]["total"]
 
         rows, total = await run(self.pool, self.retrying, read)
