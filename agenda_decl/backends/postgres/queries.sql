@@ -4,9 +4,8 @@
 -- those @agendajs/postgres-backend 3.0.6 creates (its schema.js), so a Node Agenda 6.2.6
 -- process can share the table whichever side creates it; indexes of our own keep claims
 -- (claim_due_idx) and the job list (next_run_desc_idx, next_run_asc_idx, failed_idx,
--- name_idx) flat,
--- and Node ignores them. skip_days is JSONB (a JSON array
--- of weekday numbers), as Node writes it.
+-- name_idx) flat, and Node ignores them. skip_days is JSONB (a JSON array of weekday
+-- numbers), as Node writes it.
 --
 -- {table} (and, in the schema, {index}, {trigger}, {function}) are psycopg.sql.Identifier
 -- placeholders; {state} is the state_case block; {where}, {state_filter}, {order} and
