@@ -6,7 +6,9 @@ issue (1,000,000 completed, 100,000 due of another name)."""
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -170,3 +172,83 @@ async def test_sqlite_job_list_pages_are_read_off_the_next_run_indexes(tmp_path:
         assert failed.jobs == []
     finally:
         await backend.disconnect()
+
+
+# -- the dashboard's job list (PostgreSQL) ----------------------------------------------------
+
+
+def _read_off(plan: str, index: str) -> bool:
+    """Whether the page's LIMIT reads straight off ``index`` (no sort between them)."""
+    lines = plan.splitlines()
+    return any("Limit" in line and re.search(rf"Index (Only )?Scan using {index}\b", after)
+               for line, after in itertools.pairwise(lines))
+
+
+async def test_postgres_job_list_pages_are_read_off_the_next_run_indexes(tmp_path: Path) -> None:
+    """As the SQLite test above: a page sorted by next run, either way, is a walk of an index
+    to the limit (no sort of the matches), a state filter seeks its range of next_run_at, the
+    overview's newest failure and next run of a name are seeks, and the overview reads the
+    table once."""
+    async with make_backend(tmp_path, disable_notifications=True) as backend:
+        t = backend.repository.table_name
+        table = sql.Identifier(t)
+        async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+            for statement in _FILL.strip().split(";\n"):
+                await conn.execute(sql.SQL(statement).format(table=table),  # type: ignore[arg-type]
+                                   {"completed": COMPLETED, "other": OTHER, "due": DUE})
+            await conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
+            now = datetime.now(UTC)
+            cases = {
+                "desc": (JobsQueryOptions(sort={"next_run_at": "desc"}, limit=LIMIT),
+                         f"{t}_next_run_desc_idx"),
+                "asc": (JobsQueryOptions(sort={"next_run_at": "asc"}, limit=LIMIT, skip=LIMIT),
+                        f"{t}_next_run_asc_idx"),
+                "queued": (JobsQueryOptions(state="queued", sort={"next_run_at": "desc"},
+                                            limit=LIMIT), f"{t}_next_run_desc_idx"),
+                "newest failure": (JobsQueryOptions(name="target", state="failed",
+                                                    sort={"last_finished_at": "desc"}, limit=1),
+                                   f"{t}_failed_idx"),
+                # Either index gives the name's jobs in this order: the planner picks by its
+                # estimates.
+                "next run of a name": (JobsQueryOptions(name="other", include_disabled=False,
+                                                        sort={"next_run_at": "asc"}, limit=1),
+                                       f"({t}_name_idx|{t}_next_run_asc_idx)"),
+            }
+            plans, counts = {}, {}
+            for label, (options, _) in cases.items():
+                statements = pg_queries.page_statements(options, t)
+                assert statements is not None
+                page, count, params = statements
+                for found, statement in ((plans, page), (counts, count)):
+                    cursor = await conn.execute(sql.SQL("EXPLAIN (COSTS OFF) ") + statement,
+                                                {**params, "now": now})
+                    found[label] = "\n".join(row[0] for row in await cursor.fetchall())
+            overview = pg_queries.render("overview", table=table)
+            cursor = await conn.execute(sql.SQL("EXPLAIN (COSTS OFF) ") + overview, {"now": now})
+            overview_plan = [row[0] for row in await cursor.fetchall()]
+            # The due jobs of the target, in insertion order (they share one next run).
+            cursor = await conn.execute(sql.SQL(
+                "SELECT id::text FROM {} WHERE name = 'target' AND next_run_at IS NOT NULL "
+                "ORDER BY created_at LIMIT %s").format(table), (LIMIT,))
+            first_due = [row[0] for row in await cursor.fetchall()]
+            cursor = await conn.execute(sql.SQL(
+                "SELECT id::text FROM {} WHERE name = 'other' "
+                "ORDER BY next_run_at, created_at, id LIMIT 1").format(table))
+            first_other = [row[0] for row in await cursor.fetchall()]
+        for label, (_, index) in cases.items():
+            assert _read_off(plans[label], index), (label, plans[label])
+            assert "Seq Scan" not in plans[label], (label, plans[label])
+        assert "Index Cond: (next_run_at <=" in plans["queued"], plans["queued"]
+        # The total of a full page of one name's jobs reads the name's index only (the
+        # table was vacuumed: every page is visible to all).
+        assert f"Index Only Scan using {t}_name_idx" in counts["next run of a name"], counts
+        assert sum(f"Scan on {t}" in line for line in overview_plan) == 1, overview_plan
+        desc, asc, queued, failed, next_run = [await backend.repository.query_jobs(options)
+                                               for options, _ in cases.values()]
+        assert [job.id for job in desc.jobs] == [job.id for job in queued.jobs] == first_due
+        assert [job.id for job in next_run.jobs] == first_other
+        assert next_run.total == OTHER
+        assert {job.name for job in asc.jobs} == {"other"}
+        assert desc.total == asc.total == COMPLETED + OTHER + DUE
+        assert queued.total == OTHER + DUE
+        assert failed.jobs == []

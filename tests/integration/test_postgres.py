@@ -204,7 +204,9 @@ async def test_indexes_and_trigger_have_agendas_names(backend: PostgresBackend) 
     indexes = dict(await rows("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s",
                               (t,)))
     assert set(indexes) == {f"{t}_pkey", f"{t}_find_and_lock_idx", f"{t}_single_job_idx",
-                            f"{t}_locked_at_idx", f"{t}_next_run_at_idx", f"{t}_claim_due_idx"}
+                            f"{t}_locked_at_idx", f"{t}_next_run_at_idx", f"{t}_claim_due_idx",
+                            f"{t}_next_run_desc_idx", f"{t}_next_run_asc_idx", f"{t}_failed_idx",
+                            f"{t}_name_idx"}
     assert indexes[f"{t}_find_and_lock_idx"].endswith(
         "(name, next_run_at, priority DESC, locked_at, disabled) WHERE (disabled = false)")
     assert "UNIQUE" in indexes[f"{t}_single_job_idx"]
@@ -273,12 +275,17 @@ async def schema_objects(table: str) -> tuple[Any, ...]:
     return columns, indexes, triggers
 
 
+#: agenda-decl's own indexes: the claim's and the job list's.
+OWN_INDEXES = (
+    "_claim_due_idx", "_next_run_desc_idx", "_next_run_asc_idx", "_failed_idx", "_name_idx")
+
+
 def nodes_part(schema: tuple[Any, ...], table: str) -> tuple[Any, ...]:
-    """``schema`` without agenda-decl's own claim index, which must be there (it is the one
+    """``schema`` without agenda-decl's own indexes, which must be there (they are the one
     thing a connect adds to Node's table)."""
     columns, indexes, triggers = schema
-    own = [index for index in indexes if index[0] == f"{table}_claim_due_idx"]
-    assert len(own) == 1, indexes
+    own = [index for index in indexes if index[0] in {table + s for s in OWN_INDEXES}]
+    assert len(own) == len(OWN_INDEXES), indexes
     return columns, [index for index in indexes if index not in own], triggers
 
 

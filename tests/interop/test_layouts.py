@@ -58,10 +58,19 @@ async def test_postgres_table_is_the_one_node_creates() -> None:
         node_table, python_table = node_made.store.table, python_made.store.table
         assert await _columns(python_table) == await _columns(node_table)
         python_indexes = await _indexes(python_table)
-        # Node's indexes exactly, plus agenda-decl's claim index (Node ignores it).
+        # Node's indexes exactly, plus agenda-decl's claim and job list indexes (Node
+        # ignores them).
         assert python_indexes.pop("T_claim_due_idx").endswith(
             "(name, next_run_at, priority DESC, created_at, id) WHERE ((disabled = false) AND "
             "(locked_at IS NULL) AND (next_run_at IS NOT NULL))")
+        assert python_indexes.pop("T_next_run_desc_idx").endswith(
+            "(next_run_at DESC NULLS LAST, created_at, id)")
+        assert python_indexes.pop("T_next_run_asc_idx").endswith("(next_run_at, created_at, id)")
+        assert python_indexes.pop("T_failed_idx").endswith(
+            "(name, last_finished_at DESC NULLS LAST, created_at, id) "
+            "WHERE (failed_at IS NOT NULL)")
+        assert python_indexes.pop("T_name_idx").endswith(
+            "(name, next_run_at, created_at, id) INCLUDE (disabled)")
         assert python_indexes == await _indexes(node_table)
         assert await _triggers(python_table) == await _triggers(node_table)
     finally:

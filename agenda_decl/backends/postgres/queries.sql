@@ -2,9 +2,10 @@
 --
 -- The table, its columns and types, its four indexes and its updated_at trigger are exactly
 -- those @agendajs/postgres-backend 3.0.6 creates (its schema.js), so a Node Agenda 6.2.6
--- process can share the table whichever side creates it; one index of our own
--- (claim_due_idx) keeps claims flat, and Node ignores it. skip_days is JSONB (a JSON array
--- of weekday numbers), as Node writes it.
+-- process can share the table whichever side creates it; indexes of our own keep claims
+-- (claim_due_idx) and the job list (next_run_desc_idx, next_run_asc_idx, failed_idx,
+-- name_idx) flat, and Node ignores them. skip_days is JSONB (a JSON array of weekday
+-- numbers), as Node writes it.
 --
 -- {table} (and, in the schema, {index}, {trigger}, {function}) are psycopg.sql.Identifier
 -- placeholders; {state} is the state_case block; {where}, {state_filter}, {order} and
@@ -82,6 +83,34 @@ CREATE INDEX IF NOT EXISTS {index} ON {table} (next_run_at)
 CREATE INDEX IF NOT EXISTS {index} ON {table}
     (name, next_run_at, priority DESC, created_at, id)
     WHERE disabled = FALSE AND locked_at IS NULL AND next_run_at IS NOT NULL
+
+-- create_next_run_desc_idx --
+-- Not Node's, like the two below: the job list's order by next run, descending, exactly as
+-- query_jobs spells it (next_run_at DESC NULLS LAST, then insertion order: created_at, id),
+-- so a page is a walk of the index to its limit instead of a sort of every match, and a
+-- state filter seeks the range of next_run_at its state implies (queries.STATE_IMPLIES).
+-- The walk that picks a page's ids reads no row (id is in the index).
+CREATE INDEX IF NOT EXISTS {index} ON {table} (next_run_at DESC NULLS LAST, created_at, id)
+
+-- create_next_run_asc_idx --
+-- The same, ascending (ASC is NULLS LAST already): a backward walk of the other index would
+-- give the nulls first and insertion order reversed.
+CREATE INDEX IF NOT EXISTS {index} ON {table} (next_run_at, created_at, id)
+
+-- create_failed_idx --
+-- Only the jobs that ever failed, per name, newest end first: the overview's newest failure
+-- of a name is one seek, and a list of failed jobs reads only them.
+CREATE INDEX IF NOT EXISTS {index} ON {table}
+    (name, last_finished_at DESC NULLS LAST, created_at, id) WHERE failed_at IS NOT NULL
+
+-- create_name_idx --
+-- The jobs of one name in next-run order (disabled included, so the enabled ones are counted
+-- without reading a row): the overview's next run of a name is one seek, and a count of a
+-- name's jobs (a full page's total) reads only this index, where the table has no other
+-- index on the name that holds every job (find_and_lock_idx holds the enabled ones only,
+-- as disabled = FALSE, which "disabled IS NOT TRUE" does not imply).
+CREATE INDEX IF NOT EXISTS {index} ON {table} (name, next_run_at, created_at, id)
+    INCLUDE (disabled)
 
 -- trigger_function --
 CREATE OR REPLACE FUNCTION {function}() RETURNS TRIGGER AS $$
@@ -382,31 +411,45 @@ SELECT COUNT(*) AS size FROM {table}
 WHERE next_run_at < date_trunc('milliseconds', clock_timestamp())
 
 -- overview --
-SELECT name COLLATE "C" AS name, COUNT(*) AS total,
-    COUNT(*) FILTER (WHERE state = 'running') AS running,
-    COUNT(*) FILTER (WHERE state = 'scheduled') AS scheduled,
-    COUNT(*) FILTER (WHERE state = 'queued') AS queued,
-    COUNT(*) FILTER (WHERE state = 'completed') AS completed,
-    COUNT(*) FILTER (WHERE state = 'failed') AS failed,
-    COUNT(*) FILTER (WHERE state = 'repeating') AS repeating,
-    COUNT(*) FILTER (WHERE disabled IS TRUE) AS paused
-FROM (SELECT name, disabled, {state} AS state FROM {table}) AS j
-GROUP BY 1 ORDER BY 1
+-- The jobs per name, state and pause, one count each (repository.get_jobs_overview adds
+-- them up per name): one pass that computes each row's state once (a FILTER per state
+-- computes it once per state: the planner inlines it into each). OFFSET 0 keeps the
+-- subquery whole, so the planner hashes the few groups instead of estimating one per row
+-- (it cannot see that the CASE has six values) and sorting the table for them.
+SELECT name COLLATE "C" AS name, state, paused, COUNT(*) AS jobs
+FROM (SELECT name, {state} AS state, disabled IS TRUE AS paused FROM {table} OFFSET 0) AS j
+GROUP BY 1, 2, 3 ORDER BY 1
 
 -- query --
--- {where}, {state_filter} and {order} are composed by the repository. The window count is
--- taken after the state filter and before LIMIT/OFFSET (NULL limit = no limit).
-SELECT j.*, COUNT(*) OVER () AS total
-FROM (SELECT *, {state} AS state FROM {table} WHERE {where}) AS j
-WHERE {state_filter}
+-- Every match, in {order} ({where} holds the filters and the state filter; composed by
+-- queries.page_statements): a query without a limit.
+SELECT *, {state} AS state FROM {table} WHERE {where} ORDER BY {order} OFFSET %(skip)s
+
+-- query_page --
+-- One page: first the ids of the page, in {order} (off a next-run index when sorted by next
+-- run, reading no row there), then the rows of those ids only, so a deep page does not read
+-- the rows it skips. The outer ORDER BY re-sorts only the page.
+SELECT t.*, {state} AS state
+FROM (SELECT id FROM {table} WHERE {where} ORDER BY {order}
+      LIMIT %(limit)s OFFSET %(skip)s) AS page
+JOIN {table} AS t USING (id)
 ORDER BY {order}
-LIMIT %(limit)s OFFSET %(skip)s
+
+-- query_page_counted --
+-- query_page for a filter no index serves (data, text in the name), which reads every row to
+-- find the matches anyway: the total is counted in that same pass, where walking an index in
+-- {order} would read the rows again in random order (all of them when the page is not
+-- full) and a full page then count them in a second pass.
+SELECT t.*, {state} AS state, page.total
+FROM (SELECT id, COUNT(*) OVER () AS total FROM {table} WHERE {where} ORDER BY {order}
+      LIMIT %(limit)s OFFSET %(skip)s) AS page
+JOIN {table} AS t USING (id)
+ORDER BY {order}
 
 -- count --
--- The total when the page is empty (skip past the end), where the window count has no row.
-SELECT COUNT(*) AS total
-FROM (SELECT *, {state} AS state FROM {table} WHERE {where}) AS j
-WHERE {state_filter}
+-- The total of a full page, or of an empty one past the end (a page that is not full tells
+-- its total without it: query_jobs).
+SELECT COUNT(*) AS total FROM {table} WHERE {where}
 
 -- delete --
 DELETE FROM {table} WHERE {where}

@@ -44,7 +44,7 @@ from agenda_decl.backends.base.repeats import moved_on, state_already_written
 from agenda_decl.backends.postgres import queries
 from agenda_decl.backends.postgres.queries import Insert as _Insert
 from agenda_decl.backends.postgres.queries import Row, job_uuid
-from agenda_decl.backends.postgres.rows import claim_order, latest_per_id, row_job
+from agenda_decl.backends.postgres.rows import claim_order, latest_per_id, overview, row_job
 from agenda_decl.connectors.postgres import (
     Connection,
     Pool,
@@ -258,26 +258,31 @@ class PostgresJobRepository(base.ClaimsInBatches):
 
     async def query_jobs(self, options: JobsQueryOptions | None = None) -> JobsResult:
         options = options or JobsQueryOptions()
-        where = queries.query_where(options)
-        if where is None:
+        statements = queries.page_statements(options, self._table)
+        if statements is None or self._absent:
             return JobsResult(jobs=[], total=0)
-        params = {**where.params, "now": utcnow()}
-        state = queries.state_filter(options.state, params)
-        table = sql.Identifier(self._table)
-        page = queries.render("query", table=table, where=where.sql(), state_filter=state,
-                        order=queries.order_by(options.sort))
-        rows = await self._read(page, {**params, "limit": options.limit or None,
-                                       "skip": options.skip})
-        if rows or not options.skip:
-            return JobsResult(jobs=[base.with_state(row_job(r), r["state"]) for r in rows],
-                              total=rows[0]["total"] if rows else 0)
-        count = queries.render("count", table=table, where=where.sql(), state_filter=state)
-        counted = await self._read(count, params)
-        return JobsResult(jobs=[], total=counted[0]["total"] if counted else 0)
+        page, count, params = statements
+        params["now"] = utcnow()
+        limit, skip = options.limit, options.skip
+
+        async def read(conn: Connection, _: Attempt) -> tuple[list[Row], int]:
+            rows = await queries.fetch(conn, page, params)
+            # A page that is not full ends the matches, so the total is known without
+            # counting them (the count is the dear part of a filtered page: it reads every
+            # match, the page stops at the limit). An empty page past the start may have
+            # skipped them all: counted.
+            if (rows or not skip) and (not limit or len(rows) < limit):
+                return rows, skip + len(rows)
+            if rows and "total" in rows[0]:  # counted by the page (query_page_counted)
+                return rows, rows[0]["total"]
+            return rows, (await queries.fetch(conn, count, params))[0]["total"]
+
+        rows, total = await run(self.pool, self.retrying, read)
+        return JobsResult(jobs=[base.with_state(row_job(r), r["state"]) for r in rows],
+                          total=total)
 
     async def get_jobs_overview(self) -> list[JobsOverview]:
-        rows = await self._read(self._sql("overview"), {"now": utcnow()})
-        return [JobsOverview(**row) for row in rows]
+        return overview(await self._read(self._sql("overview"), {"now": utcnow()}))
 
     async def get_distinct_job_names(self) -> list[str]:
         return [row["name"] for row in await self._read(self._sql("distinct_names"), ())]

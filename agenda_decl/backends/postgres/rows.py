@@ -1,5 +1,5 @@
 """What the rows of the jobs table become: the job a row holds, the order the claim
-statement returns rows in, and one state write per job of a batch."""
+statement returns rows in, one state write per job of a batch, and the overview's counts."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agenda_decl._convert import job_from_row
-from agenda_decl._model import JobParameters
+from agenda_decl._model import JobParameters, JobsOverview
 
-__all__ = ["claim_order", "latest_per_id", "row_job"]
+__all__ = ["claim_order", "latest_per_id", "overview", "row_job"]
 
 
 def row_job(row: Mapping[str, Any]) -> JobParameters[Any]:
@@ -47,3 +47,15 @@ def latest_per_id(jobs: Sequence[JobParameters[Any]]) -> list[JobParameters[Any]
         latest.pop(job.id, None)
         latest[job.id] = job
     return list(latest.values())
+
+
+def overview(rows: Sequence[Mapping[str, Any]]) -> list[JobsOverview]:
+    """The overview of each name from the ``overview`` statement's counts per name, state
+    and pause (sorted by name)."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        entry = counts.setdefault(row["name"], {"total": 0, "paused": 0})
+        entry["total"] += row["jobs"]
+        entry[row["state"]] = entry.get(row["state"], 0) + row["jobs"]
+        entry["paused"] += row["jobs"] if row["paused"] else 0
+    return [JobsOverview(name=name, **entry) for name, entry in counts.items()]
