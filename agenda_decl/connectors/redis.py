@@ -167,7 +167,10 @@ def redacted_address(client: AnyRedis, url: str | None) -> str:
         return mask_url(url)
     if isinstance(client, RedisCluster):
         return mask_url(f"redis+cluster://{plain_node_url(client).split('://', 1)[1]}")
-    kwargs = client.connection_pool.connection_kwargs
+    # Any: with redis-py 6.2's types mypy does not narrow the union after the check above (a
+    # cast to Redis is then redundant with newer ones)
+    plain: Any = client
+    kwargs = plain.connection_pool.connection_kwargs
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"
     return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
