@@ -7,13 +7,16 @@ import io
 import json
 import logging
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agenda_decl import cli
+from agenda_decl._model import JobsResult, JobWithState
 from agenda_decl.cli.commands import COMMANDS
+from agenda_decl.cli.commands.jobs import _print_jobs
 from agenda_decl.cli.output import Output, logging_to
 from agenda_decl.cli.parser import parse_duration
 
@@ -468,3 +471,16 @@ def test_jobs_states_and_disabled_read_and_filter_alike(
     code, _out, err = run(capsys, "-c", str(path), "jobs", "--state", "paused")  # not a state
     assert code == 1
     assert "--state: invalid choice: 'paused'" in err
+
+
+def test_a_lower_bound_total_is_printed_as_one() -> None:
+    # Redis stops counting a filtered listing past a bound: the table says "at least".
+    job: JobWithState[Any] = JobWithState(
+        name="report", id="j1", next_run_at=datetime.now(UTC), state="queued")
+    out = io.StringIO()
+    _print_jobs(Output(out), JobsResult(jobs=[job], total=2001, total_exact=False), 0)
+    assert out.getvalue().splitlines()[-1] == (
+        "(1-1 of at least 2001 shown; --skip 1 for the next page, --limit 0 for all)")
+    out = io.StringIO()
+    _print_jobs(Output(out), JobsResult(jobs=[], total=2001, total_exact=False), 3000)
+    assert out.getvalue() == "No jobs on this page (at least 2001 in all).\n"

@@ -70,7 +70,8 @@ def cmd_jobs(context: CommandContext) -> int:
         skip = args.skip if args.page is None else (args.page - 1) * args.limit
         result = await _query_jobs(agenda, args, skip)
         if args.json:
-            context.output.json({"total": result.total, "skip": skip, "jobs": [
+            context.output.json({"total": result.total, "total_exact": result.total_exact,
+                                 "skip": skip, "jobs": [
                 job_json(job, job.state, context.config) for job in result.jobs]})
         else:
             _print_jobs(context.output, result, skip)
@@ -99,8 +100,10 @@ async def _query_jobs(agenda: Agenda, args: argparse.Namespace, skip: int) -> Jo
 
 def _print_jobs(output: Output, result: JobsResult, skip: int) -> None:
     jobs, total = result.jobs, result.total
+    # a lower bound (Redis stops counting a filter's matches past a bound) says so
+    counted = f"{total}" if result.total_exact else f"at least {total}"
     if not jobs:
-        output.print("No jobs." if total == 0 else f"No jobs on this page ({total} in all).")
+        output.print("No jobs." if total == 0 else f"No jobs on this page ({counted} in all).")
         return
     rows = [_row(job) for job in jobs]
     widths = [max(len(row[i]) for row in (_COLUMNS, *rows)) for i in range(len(_COLUMNS))]
@@ -110,7 +113,7 @@ def _print_jobs(output: Output, result: JobsResult, skip: int) -> None:
     last = skip + len(jobs)
     if total > len(jobs):
         more = f"--skip {last} for the next page, " if last < total else ""
-        output.print(f"({skip + 1}-{last} of {total} shown; {more}--limit 0 for all)")
+        output.print(f"({skip + 1}-{last} of {counted} shown; {more}--limit 0 for all)")
 
 
 def _row(job: JobWithState[Any]) -> tuple[str, ...]:
