@@ -11,7 +11,7 @@ import pytest
 
 from agenda_decl._model import JobsQueryOptions
 from agenda_decl.interfaces import JobRepository
-from tests.conformance.test_repository import at, names_of, save
+from tests.conformance.repository import at, names_of, save
 
 pytestmark = pytest.mark.asyncio
 
