@@ -33,7 +33,8 @@ T = TypeVar("T")
 def format_datetime(value: datetime) -> str:
     """ISO 8601 in UTC with milliseconds, as JavaScript's ``Date.toISOString`` writes it."""
     utc = value if value.tzinfo is UTC else value.astimezone(UTC)
-    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    # "+00:00" cut off rather than a naive copy made first: a worker formats several per job.
+    return utc.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_datetime(value: str | datetime) -> datetime:

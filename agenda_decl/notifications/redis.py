@@ -145,6 +145,12 @@ class RedisNotificationChannel(BaseNotificationChannel):
         self.require_connected("publish state")
         await self._send(self.state_channel, notification_to_json(notification))
 
+    def publish_state_soon(
+        self, notification: JobStateNotification
+    ) -> asyncio.Future[None] | None:
+        self.require_connected("publish state")
+        return self._outbox.submit_nowait((self.state_channel, notification_to_json(notification)))
+
     async def _send(self, channel: str, payload: str) -> None:
         """Publish; the messages of callers that publish at the same moment (jobs finishing
         together) go out in one command, in call order."""
