@@ -76,8 +76,10 @@ def _state_payload(notification: JobStateNotification) -> str | None:
     NOTIFY's limit (None when nothing fits). JSON escapes make the byte size of a prefix
     uneven, so the cut is found by bisection."""
     payload = notification_to_json(notification)
-    if _fits(payload) or not notification.error:
-        return payload if _fits(payload) else None
+    if _fits(payload):
+        return payload
+    if not notification.error:
+        return None
 
     def with_error(error: str | None) -> str:
         return notification_to_json(attrs.evolve(notification, error=error))
@@ -328,7 +330,11 @@ class PostgresNotificationChannel(BaseNotificationChannel):
             notes = [await self._queue.get()]
             while not self._queue.empty():
                 notes.append(self._queue.get_nowait())
-            await asyncio.gather(*(self._deliver(note) for note in notes))
+            # Only those someone subscribes to: gather makes a task of each, and a busy
+            # worker hears its own three state notifications per job that nobody wants.
+            wanted = [note for note in notes if note.payload and self._wanted(note.channel)]
+            if wanted:
+                await asyncio.gather(*(self._deliver(note) for note in wanted))
 
     async def _deliver(self, note: psycopg.Notify) -> None:
         if not note.payload or not self._wanted(note.channel):
