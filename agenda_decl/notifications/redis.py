@@ -226,6 +226,8 @@ class RedisNotificationChannel(BaseNotificationChannel):
         channel = text(message.get("channel"))
         if channel == self._probe_channel:
             self._probe_sent = False
+        elif channel == self.state_channel and not self._state_handlers:
+            return  # nobody here wants it: a busy worker hears three of its own per job
         elif not inbox.put((channel, message.get("data"))):
             log.debug("dropped a notification: %d are waiting for the subscribers", MAX_PENDING)
 
