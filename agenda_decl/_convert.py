@@ -8,6 +8,7 @@ rows. Datetimes inside job data (typed payloads) keep their offset and microseco
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -195,13 +196,16 @@ def _json_value(value: Any) -> str:
     if kind is str:
         return _json_text(value)
     if kind is datetime:
-        return f'"{format_datetime(value)}"'
+        return f'"{_format_instant(value)}"'
     if kind is int:
         return int.__repr__(value)
     return json.dumps(value)  # a float (NaN and infinities included), a str or int subclass
 
 
 _json_text = json.encoder.encode_basestring_ascii
+#: A job's three notifications repeat its run times, and jobs finishing in the same
+#: millisecond share their timestamps: most instants were formatted a moment ago.
+_format_instant = functools.lru_cache(maxsize=1024)(format_datetime)
 
 
 def _object(text: str | bytes) -> dict[str, Any]:
