@@ -27,8 +27,15 @@ async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
     """
     if task is None:
         return
+    # A task whose cancellation was requested already (``BackgroundTasks.cancel`` and then
+    # ``close``) gets its time first: cancelled again at once, a driver cleaning up after the
+    # first one is interrupted (psycopg then closes the connection: "query cancellation
+    # interrupted").
+    repeat = not (isinstance(task, asyncio.Task) and task.cancelling())
     while not task.done():
-        task.cancel()
+        if repeat:
+            task.cancel()
+        repeat = True
         await asyncio.wait({task}, timeout=_RECANCEL_AFTER)
     with contextlib.suppress(asyncio.CancelledError, Exception):
         task.result()

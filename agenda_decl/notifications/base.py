@@ -91,6 +91,14 @@ class BaseNotificationChannel(NotificationChannel):
         else:
             log.warning("%s: %s", type(self).__name__, error)
 
+    def publish_state_soon(
+        self, notification: JobStateNotification
+    ) -> asyncio.Future[None] | None:
+        """Queue ``notification`` and return a future that settles as :meth:`publish_state`
+        would return or raise, without a task of the caller's (a worker publishes three per
+        job). ``None``: this channel has no queue of its own; await ``publish_state``."""
+        return None
+
     def require_connected(self, what: str = "publish") -> None:
         if self._state != "connected":
             raise NotConnectedError(f"Cannot {what}: channel not connected")

@@ -76,8 +76,10 @@ def _state_payload(notification: JobStateNotification) -> str | None:
     NOTIFY's limit (None when nothing fits). JSON escapes make the byte size of a prefix
     uneven, so the cut is found by bisection."""
     payload = notification_to_json(notification)
-    if _fits(payload) or not notification.error:
-        return payload if _fits(payload) else None
+    if _fits(payload):
+        return payload
+    if not notification.error:
+        return None
 
     def with_error(error: str | None) -> str:
         return notification_to_json(attrs.evolve(notification, error=error))
@@ -328,7 +330,11 @@ class PostgresNotificationChannel(BaseNotificationChannel):
             notes = [await self._queue.get()]
             while not self._queue.empty():
                 notes.append(self._queue.get_nowait())
-            await asyncio.gather(*(self._deliver(note) for note in notes))
+            # Only those someone subscribes to: gather makes a task of each, and a busy
+            # worker hears its own three state notifications per job that nobody wants.
+            wanted = [note for note in notes if note.payload and self._wanted(note.channel)]
+            if wanted:
+                await asyncio.gather(*(self._deliver(note) for note in wanted))
 
     async def _deliver(self, note: psycopg.Notify) -> None:
         if not note.payload or not self._wanted(note.channel):
@@ -367,13 +373,18 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         await self._notify(self.channel_name, payload)
 
     async def publish_state(self, notification: JobStateNotification) -> None:
+        await self.publish_state_soon(notification)
+
+    def publish_state_soon(self, notification: JobStateNotification) -> asyncio.Future[None]:
         self.require_connected("publish state")
         payload = _state_payload(notification)
         if payload is None:
             log.warning("not publishing the %s notification of job %r: over the NOTIFY limit",
                         notification.type, notification.job_name)
-            return
-        await self._notify(self.state_channel_name, payload)
+            skipped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            skipped.set_result(None)
+            return skipped
+        return self._outbox.submit_nowait((self.state_channel_name, payload))
 
     async def _notify(self, channel: str, payload: str) -> None:
         await self._outbox.submit((channel, payload))

@@ -145,6 +145,12 @@ class RedisNotificationChannel(BaseNotificationChannel):
         self.require_connected("publish state")
         await self._send(self.state_channel, notification_to_json(notification))
 
+    def publish_state_soon(
+        self, notification: JobStateNotification
+    ) -> asyncio.Future[None] | None:
+        self.require_connected("publish state")
+        return self._outbox.submit_nowait((self.state_channel, notification_to_json(notification)))
+
     async def _send(self, channel: str, payload: str) -> None:
         """Publish; the messages of callers that publish at the same moment (jobs finishing
         together) go out in one command, in call order."""
@@ -220,6 +226,8 @@ class RedisNotificationChannel(BaseNotificationChannel):
         channel = text(message.get("channel"))
         if channel == self._probe_channel:
             self._probe_sent = False
+        elif channel == self.state_channel and not self._state_handlers:
+            return  # nobody here wants it: a busy worker hears three of its own per job
         elif not inbox.put((channel, message.get("data"))):
             log.debug("dropped a notification: %d are waiting for the subscribers", MAX_PENDING)
 

@@ -189,9 +189,13 @@ class Events:
 
     async def emit_job(self, event: JobEvent) -> None:
         """Emit ``event`` and its ``EVENT:<job name>`` form, awaiting each listener."""
+        emitter, name = self._emitter, event.name
+        specific = f"{name}:{event.job.attrs.name}"
+        if not emitter.listener_count(name) and not emitter.listener_count(specific):
+            return  # a worker nobody listens to: three per job, no coroutines needed
         arguments = event.arguments()
-        await self._emitter.emit(event.name, *arguments)
-        await self._emitter.emit(f"{event.name}:{event.job.attrs.name}", *arguments)
+        await emitter.emit(name, *arguments)
+        await emitter.emit(specific, *arguments)
 
     async def emit_report(self, report: ClaimReport | PollReport) -> None:
         """A ``claim`` or ``poll`` event."""

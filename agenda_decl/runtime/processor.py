@@ -189,7 +189,10 @@ class JobProcessor:
 
     def wake(self, name: str) -> None:
         """Claim for one name soon (coalesced: one claim per name in flight)."""
-        if not self.is_running or name not in self.scheduler.runnable_names():
+        if not self.is_running:
+            return
+        definition = self.scheduler.definitions.get(name)
+        if definition is None or definition.handler is None:  # runnable_names(), unlisted
             return
         if name in self._filling:
             self._refill.add(name)

@@ -51,7 +51,8 @@ class _Execution:
         job = self.job
         job.started_in = self.scheduler.generation
         abandoned = self._abandoned_run()
-        before = _Failures.of(job)
+        # Kept only when there is something to restore (a frozen instance per job otherwise).
+        before = _Failures.of(job) if abandoned is not None else None
         if abandoned is not None:
             # Counted at once, and stored by the start write: if this run never ends either,
             # the next worker counts on top, so a job that keeps killing its worker stops at
@@ -69,12 +70,12 @@ class _Execution:
         try:
             await self._emit(JobEvent(name="start", job=job))
             await self._execute()
-            if abandoned is not None:
+            if before is not None:
                 before.restore(job)  # this run ended: the previous one may have been slow
             job.attrs.last_finished_at = self._success_time()
             succeeded = True
         except Exception as error:
-            if abandoned is not None:
+            if before is not None:
                 before.restore(job)
             await self._failed(error)
         except asyncio.CancelledError:

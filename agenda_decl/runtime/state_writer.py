@@ -4,6 +4,7 @@ go out together in the next, so many jobs finishing at once cost one round trip.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +48,7 @@ class StateWriter:
         """
         if job.id is None:
             raise ValueError("Cannot save job state without job ID")
-        return self._writes.submit_nowait(_StateWrite(attrs.evolve(job), lock_token))
+        return self._writes.submit_nowait(_StateWrite(_snapshot(job), lock_token))
 
     async def save(self, job: JobParameters[Any], *, lock_token: datetime | None = None) -> None:
         await self.submit(job, lock_token=lock_token)
@@ -75,6 +76,29 @@ class StateWriter:
             return await rejected_state_write(self._repository, write.job, write.lock_token)
         except Exception as error:  # the store failed while we asked: report that
             return error
+
+
+def _snapshotter() -> Callable[[JobParameters[Any]], JobParameters[Any]]:
+    """A shallow copy of a job's parameters, what ``attrs.evolve(job)`` makes, for a tenth
+    of its cost: a worker copies every job twice (start and end write), and ``evolve``
+    passes each of the 25 fields through keyword handling and ``__init__`` (3.5 us a copy,
+    8% of a SQLite worker's event loop). Generated the way attrs generates its own methods;
+    every field is copied, so a field added to ``JobParameters`` is copied too."""
+    names = [field.name for field in attrs.fields(JobParameters)]
+    lines = ["def snapshot(job):",
+             "    if type(job) is not cls:",  # a subclass (JobWithState): its own fields too
+             "        return evolve(job)",
+             "    copy = new(cls)"]
+    lines += [f"    copy.{name} = job.{name}" for name in names]
+    lines.append("    return copy")
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": JobParameters,
+                                 "evolve": attrs.evolve}
+    exec(compile("\n".join(lines), "<job parameters snapshot>", "exec"), namespace)
+    snapshot: Callable[[JobParameters[Any]], JobParameters[Any]] = namespace["snapshot"]
+    return snapshot
+
+
+_snapshot = _snapshotter()
 
 
 def _keep_stored_token(older: _StateWrite, newer: _StateWrite) -> _StateWrite:
