@@ -63,7 +63,8 @@ class JobRepository(abc.ABC):
     async def query_jobs(self, options: JobsQueryOptions | None = None) -> JobsResult:
         """Jobs matching ``options`` with their computed state (one ``now`` per query).
 
-        Filtering, the state filter, sorting and paging happen in the store. ``total`` counts
+        Filtering, the state filter, sorting and paging happen in the store (Redis reads in
+        bounded slices and sorts here for keys no index of its own serves). ``total`` counts
         matches after the state filter and before ``skip``/``limit``; a store that would have
         to read every job to count them may stop past a bound (Redis with a state or data
         filter): then ``total_exact`` is False and ``total`` a lower bound, at least the end
