@@ -176,13 +176,14 @@ def test_a_sender_left_pending_when_its_loop_closed_is_collected_quietly() -> No
         commit.submit_nowait("a")
         await asyncio.sleep(0)  # "a" is in flight, waiting for the store forever
 
+    batches = store.batches
     previous, sys.unraisablehook = sys.unraisablehook, unraisable.append
     try:
         loop.run_until_complete(start())
         loop.close()
-        del loop
+        del loop, store  # the store's event holds the sender's task: let both go
         gc.collect()
     finally:
         sys.unraisablehook = previous
-    assert store.batches == [["a"]]
+    assert batches == [["a"]]
     assert unraisable == []
