@@ -61,14 +61,21 @@ def _sqlite_plan(path: Path, name: str, params: dict[str, Any]) -> list[str]:
         return [row[3] for row in c.execute(f"EXPLAIN QUERY PLAN {statement}", params)]
 
 
-async def test_sqlite_claims_read_only_the_claim_indexes(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.db"
+async def _filled_sqlite(path: Path) -> tuple[SQLiteBackend, datetime, int]:
+    """A connected backend on ``path`` (its tables and indexes), filled by ``_fill_sqlite``;
+    its "now", and that in milliseconds."""
     backend = SQLiteBackend(path, watch_changes=False)
     await backend.connect()
     now = datetime.now(UTC).replace(microsecond=0)
     now_ms = sqlite_queries.to_ms(now)
     assert now_ms is not None
     _fill_sqlite(path, now_ms)
+    return backend, now, now_ms
+
+
+async def test_sqlite_claims_read_only_the_claim_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    backend, now, _now_ms = await _filled_sqlite(path)
     params = {key: sqlite_queries.to_ms(value) if isinstance(value, datetime) else value
               for key, value in _params(now).items()}
     due, stale = _sqlite_plan(path, "claim_due", params), _sqlite_plan(path, "claim_stale", params)
@@ -136,12 +143,7 @@ async def test_sqlite_job_list_pages_are_read_off_the_next_run_indexes(tmp_path:
     its range, and the overview's newest failure of a name is a seek of the failed jobs: the
     page costs the same with 50,000 jobs or 50."""
     path = tmp_path / "jobs.db"
-    backend = SQLiteBackend(path, watch_changes=False)
-    await backend.connect()
-    now = datetime.now(UTC).replace(microsecond=0)
-    now_ms = sqlite_queries.to_ms(now)
-    assert now_ms is not None
-    _fill_sqlite(path, now_ms)
+    backend, _now, now_ms = await _filled_sqlite(path)
     cases = {
         "desc": (JobsQueryOptions(sort={"next_run_at": "desc"}, limit=LIMIT),
                  "SCAN agenda_jobs USING INDEX agenda_jobs_next_run_at_desc_idx"),

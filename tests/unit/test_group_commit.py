@@ -170,7 +170,7 @@ def test_a_sender_left_pending_when_its_loop_closed_is_collected_quietly() -> No
     loop = asyncio.new_event_loop()
     store = Store()
 
-    async def start() -> None:
+    async def start(store: Store) -> None:
         store.gate.clear()
         commit: GroupCommit[str, str] = GroupCommit(store.send)
         commit.submit_nowait("a")
@@ -179,7 +179,7 @@ def test_a_sender_left_pending_when_its_loop_closed_is_collected_quietly() -> No
     batches = store.batches
     previous, sys.unraisablehook = sys.unraisablehook, unraisable.append
     try:
-        loop.run_until_complete(start())
+        loop.run_until_complete(start(store))
         loop.close()
         del loop, store  # the store's event holds the sender's task: let both go
         gc.collect()
