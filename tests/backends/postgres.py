@@ -34,13 +34,21 @@ async def drop_table(table: str) -> None:
 @asynccontextmanager
 async def make_backend(tmp_path: Path, **options: Any) -> AsyncIterator[PostgresBackend]:
     table, channel = unique_names()
-    backend = PostgresBackend(
-        connection_string=POSTGRES_URL, table_name=table, channel_name=channel, **options
-    )
+    async with opened_backend("PostgreSQL", table, connection_string=POSTGRES_URL,
+                              table_name=table, channel_name=channel, **options) as backend:
+        yield backend
+
+
+@asynccontextmanager
+async def opened_backend(server: str, table: str,
+                         **options: Any) -> AsyncIterator[PostgresBackend]:
+    """A connected backend on ``table``: the test fails naming ``server`` when it cannot
+    connect; the channel, the pool and the table go afterwards."""
+    backend = PostgresBackend(**options)
     try:
         await backend.connect()
     except BackendUnavailableError as error:
-        server_missing("PostgreSQL", error)
+        server_missing(server, error)
     try:
         yield backend
     finally:

@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 
 from agenda_decl.backends.postgres import PostgresBackend, PostgresNotificationChannel
-from agenda_decl.errors import BackendUnavailableError
 from tests.backends import ChannelPair
 from tests.backends.pgbouncer import PgBouncerMissing, pgbouncer_url
-from tests.backends.postgres import drop_table, unique_names
-from tests.backends.servers import POSTGRES_URL, server_missing
+from tests.backends.postgres import opened_backend, unique_names
+from tests.backends.servers import POSTGRES_URL
 
 
 def pooler_url() -> str:
@@ -29,22 +28,12 @@ def pooler_url() -> str:
 @asynccontextmanager
 async def make_backend(tmp_path: Path, **options: Any) -> AsyncIterator[PostgresBackend]:
     table, channel = unique_names()
-    backend = PostgresBackend(
-        connection_string=pooler_url(), listen_connection_string=POSTGRES_URL,
-        table_name=table, channel_name=channel, **options,
-    )
-    try:
-        await backend.connect()
-    except BackendUnavailableError as error:
-        server_missing("PgBouncer", error)
-    assert backend.repository.pooled, "the backend did not find the pooler in between"
-    try:
+    async with opened_backend(
+        "PgBouncer", table, connection_string=pooler_url(),
+        listen_connection_string=POSTGRES_URL, table_name=table, channel_name=channel, **options,
+    ) as backend:
+        assert backend.repository.pooled, "the backend did not find the pooler in between"
         yield backend
-    finally:
-        if backend.notification_channel is not None:
-            await backend.notification_channel.disconnect()
-        await backend.disconnect()
-        await drop_table(table)
 
 
 @asynccontextmanager

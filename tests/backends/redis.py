@@ -47,13 +47,22 @@ def backend_from_spec(spec: dict[str, Any]) -> RedisBackend:
 
 @asynccontextmanager
 async def make_backend(tmp_path: Path, **options: Any) -> AsyncIterator[RedisBackend]:
-    prefix = unique_prefix()
+    async with opened_backend(f"Redis at {REDIS_URL}", REDIS_URL, unique_prefix(),
+                              **options) as backend:
+        yield backend
+
+
+@asynccontextmanager
+async def opened_backend(server: str, url: str, prefix: str,
+                         **options: Any) -> AsyncIterator[RedisBackend]:
+    """A connected backend on ``prefix`` (its channel too, unless given): the test fails
+    naming ``server`` when it cannot connect; its keys go afterwards."""
     options.setdefault("channel_name", f"{prefix}jobs")
-    backend = RedisBackend(connection_string=REDIS_URL, key_prefix=prefix, **options)
+    backend = RedisBackend(connection_string=url, key_prefix=prefix, **options)
     try:
         await backend.connect()
     except BackendUnavailableError as error:
-        server_missing(f"Redis at {REDIS_URL}", error)
+        server_missing(server, error)
     try:
         yield backend
     finally:

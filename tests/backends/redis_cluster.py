@@ -17,11 +17,10 @@ from redis.cluster import RedisCluster
 
 from agenda_decl.backends.redis import RedisBackend, RedisNotificationChannel
 from agenda_decl.connectors.redis_urls import node_url
-from agenda_decl.errors import BackendUnavailableError
 from tests.backends import ChannelPair
 from tests.backends.private_servers import PrivateRedisCluster
-from tests.backends.redis import delete_keys
-from tests.backends.servers import REDIS_CLUSTER_URL, server_missing
+from tests.backends.redis import opened_backend
+from tests.backends.servers import REDIS_CLUSTER_URL
 
 _started: list[PrivateRedisCluster] = []
 
@@ -65,18 +64,10 @@ def backend_from_spec(spec: dict[str, Any]) -> RedisBackend:
 
 @asynccontextmanager
 async def make_backend(tmp_path: Path, **options: Any) -> AsyncIterator[RedisBackend]:
-    url, prefix = cluster_url(), unique_prefix()
-    options.setdefault("channel_name", f"{prefix}jobs")
-    backend = RedisBackend(connection_string=url, key_prefix=prefix, **options)
-    try:
-        await backend.connect()
-    except BackendUnavailableError as error:
-        server_missing(f"the Redis Cluster at {url}", error)
-    try:
+    url = cluster_url()
+    async with opened_backend(f"the Redis Cluster at {url}", url, unique_prefix(),
+                              **options) as backend:
         yield backend
-    finally:
-        await delete_keys(backend.client, prefix)
-        await backend.disconnect()
 
 
 @asynccontextmanager
