@@ -4,11 +4,12 @@
 Every list is one paged ``query_jobs`` call (the backends' own queries: a filter on name,
 state or data, one sort key, ``skip``/``limit``; what each costs over 100,000 jobs is in
 bench/HISTORY.md). The overview is ``get_jobs_overview`` (one aggregate) plus two one-row
-queries per job name (its next run, its newest failure).
+queries per job name (its next run, its newest failure), a few names at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +20,7 @@ from agenda_decl._model import (
     JOB_STATES,
     SORT_KEYS,
     JobParameters,
+    JobsOverview,
     JobsQueryOptions,
     JobStateFilter,
     JobWithState,
@@ -80,16 +82,13 @@ async def overview(agenda: Agenda, config: AgendaConfig) -> dict[str, Any]:
     """Per job name (stored or declared): counts by state, next run, newest failure; the
     queue (jobs due and not running), and the notification channel's state."""
     stored = {row.name: row for row in await agenda.get_jobs_overview()}
-    rows = []
-    for name in sorted({*stored, *config.jobs}):
-        row = stored.get(name)
-        counts = {state: getattr(row, state, 0) for state in (*JOB_STATES, "paused")}
-        rows.append(NameRow(
-            name=name, declared=name in config.jobs, counts=counts,
-            total=row.total if row else 0,
-            next_run=await _next_run(agenda, name) if row else None,
-            last_failed=await _last_failed(agenda, name) if row and row.failed else None,
-        ))
+    names = sorted({*stored, *config.jobs})
+    # Each name's two one-row lookups are independent: asked together (a few at a time, so a
+    # store with many names does not take every pooled connection), the page waits for the
+    # slowest batch instead of the sum of every round trip.
+    limit = asyncio.Semaphore(_LOOKUPS_AT_ONCE)
+    rows = await asyncio.gather(*(_name_row(agenda, config, name, stored.get(name), limit)
+                                  for name in names))
     channel = agenda.channel
     return {
         "rows": rows,
@@ -100,6 +99,20 @@ async def overview(agenda: Agenda, config: AgendaConfig) -> dict[str, Any]:
         "channel": channel.state if channel is not None else None,
         "backend": agenda.backend.name,
     }
+
+
+#: Names whose lookups run at once on the overview (below the smallest default pool).
+_LOOKUPS_AT_ONCE = 4
+
+
+async def _name_row(agenda: Agenda, config: AgendaConfig, name: str, row: JobsOverview | None,
+                    limit: asyncio.Semaphore) -> NameRow:
+    counts = {state: getattr(row, state, 0) for state in (*JOB_STATES, "paused")}
+    async with limit:
+        next_run = await _next_run(agenda, name) if row else None
+        last_failed = await _last_failed(agenda, name) if row and row.failed else None
+    return NameRow(name=name, declared=name in config.jobs, counts=counts,
+                   total=row.total if row else 0, next_run=next_run, last_failed=last_failed)
 
 
 async def _next_run(agenda: Agenda, name: str) -> JobWithState[Any] | None:
