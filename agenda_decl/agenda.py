@@ -551,10 +551,20 @@ class Agenda(EventSubscriptions):
         await self._state_writer.save(params, lock_token=lock_token)
 
     def submit_job_state(
-        self, params: JobParameters[Any], *, lock_token: datetime | None = None
+        self,
+        params: JobParameters[Any],
+        *,
+        lock_token: datetime | None = None,
+        started_in: int | None = None,
     ) -> asyncio.Future[None]:
-        """Queue a state write without waiting for it (the processor's start write)."""
-        return self._state_writer.submit(params, lock_token=lock_token)
+        """:meth:`save_job_state` without waiting for it (a run's start and end writes): the
+        state is queued at once while the store is open for this run, else the checks of
+        :meth:`save_job_state` run first (as a task)."""
+        if self._ready and (started_in is None or started_in == self.generation):
+            return self._state_writer.submit(params, lock_token=lock_token)
+        return asyncio.ensure_future(
+            self.save_job_state(params, started_in=started_in, lock_token=lock_token)
+        )
 
     async def run_job(self, job: Job[Any]) -> None:
         await self._runner.run(job)

@@ -83,8 +83,7 @@ class _Execution:
             # connections that nothing will close. The lock expires as after a crash.
             started.add_done_callback(_ignore_result)
             raise
-        await self._report_start_write(started)
-        await self._finish(succeeded=succeeded)
+        await self._finish(succeeded=succeeded, started=started)
 
     def _write_start(self) -> asyncio.Future[None]:
         """Queue the start write. It also renews the lock (a touch): the run's lock_lifetime
@@ -190,14 +189,24 @@ class _Execution:
         job.attrs.next_run_at = self.scheduler.clock.now() + timedelta(milliseconds=delay)
         await self._emit(JobEvent.retry(job, error=error, delay=delay))
 
-    async def _finish(self, *, succeeded: bool) -> None:
+    async def _finish(
+        self, *, succeeded: bool, started: asyncio.Future[None] | None = None
+    ) -> None:
         """The fenced end write, then ``success`` only if it was stored (else an ``error``
-        naming the job and why), then ``complete``."""
+        naming the job and why), then ``complete``.
+
+        The end write is queued before the start write is awaited: a run that ended before
+        its start write went out is stored by one write (the group commit keeps a job's last
+        state, fenced by the lock the start write was to check), so a short job costs one
+        state write, not two. The start write's failure is still reported first."""
         job, scheduler = self.job, self.scheduler
         job.attrs.locked_at = None
+        end = self._submit_end()
+        if started is not None:
+            await self._report_start_write(started, end)
         stored = False
         try:
-            await job.save_state()
+            await end
             stored = True
         except LockLostError:  # fenced out: another worker holds the job now
             await scheduler.emit_error(LockLostError(
@@ -220,15 +229,33 @@ class _Execution:
             except Exception:
                 log.exception("removing completed job %s failed", job.attrs.id)
 
-    async def _report_start_write(self, write: asyncio.Future[None]) -> None:
+    def _submit_end(self) -> asyncio.Future[None]:
+        """Queue the end write (fenced by the lock the run holds); a write refused at once
+        (a job without an id) is a failed future, reported like a failed write."""
+        job = self.job
+        try:
+            return self.scheduler.submit_job_state(
+                job.attrs, lock_token=job.lock_token, started_in=job.started_in
+            )
+        except Exception as error:
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(error)
+            return failed
+
+    async def _report_start_write(
+        self, write: asyncio.Future[None], end: asyncio.Future[None]
+    ) -> None:
         """A failed start write is an ``error`` event, unless the end write that follows
-        is bound to fail the same way and report it (fenced out, or the job is gone)."""
+        is bound to fail the same way and report it (fenced out, or the job is gone), or
+        the start write went out as part of the end write (merged: one write, one failure,
+        reported by the end write)."""
         try:
             await write
         except (LockLostError, JobNotFoundError) as error:
             log.warning("start state of job %s not stored: %s", self.job.attrs.id, error)
         except Exception as error:
-            await self.scheduler.emit_error(_not_stored(self.job, "start", error))
+            if not _same_failure(end, error):
+                await self.scheduler.emit_error(_not_stored(self.job, "start", error))
 
 
 @attrs.frozen
@@ -269,6 +296,12 @@ def _not_stored(job: Job[Any], which: str, reason: Exception) -> StateWriteError
     )
     error.__cause__ = reason
     return error
+
+
+def _same_failure(write: asyncio.Future[None], error: Exception) -> bool:
+    """Whether ``write`` failed with ``error`` itself: it was the same write (a group commit
+    settles every waiter of a merged write with one outcome)."""
+    return write.done() and not write.cancelled() and write.exception() is error
 
 
 def _ignore_result(write: asyncio.Future[None]) -> None:
