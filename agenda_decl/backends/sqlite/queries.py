@@ -398,15 +398,19 @@ def save_params(job: JobParameters[Any], data: str, last_modified_by: str | None
 
 
 def state_params(
-    job: JobParameters[Any], last_modified_by: str | None, lock_token: datetime | None = None
+    job: JobParameters[Any],
+    last_modified_by: str | None,
+    lock_token: datetime | None = None,
+    *,
+    stamp: int | None = None,
 ) -> Params:
     """The parameters of a job's ``_model.STATE_FIELDS`` plus its key, timing and lock token,
-    as SQLite values."""
+    as SQLite values; ``stamp`` is ``updated_at`` (default: now), one for a whole batch."""
     return {
         "lock_token": to_ms(lock_token),
         "id": str(job.id),
         "name": job.name,
-        "stamp": to_ms(utcnow()),
+        "stamp": to_ms(utcnow()) if stamp is None else stamp,
         "locked_at": to_ms(job.locked_at),
         "next_run_at": to_ms(job.next_run_at),
         "last_run_at": to_ms(job.last_run_at),
