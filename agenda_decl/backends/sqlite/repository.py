@@ -105,9 +105,10 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         """Close the connection and stop the worker thread (queued calls finish first)."""
         await self._connector.close()
 
-    async def _write(self, work: Work[T]) -> T:
+    async def _write(self, work: Work[T], *, quiet: bool = False) -> T:
+        """``quiet``: a claim or state write (see ``SQLiteConnector.write``)."""
         base.refuse_write(self._read_only, f"SQLite database {self._path}")
-        return await self._connector.write(work)
+        return await self._connector.write(work, quiet=quiet)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -247,7 +248,8 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
                 if c.execute(statement, params).rowcount == 0
             ]
 
-        return await self._write(write)
+        # Quiet: this process's runs and their next runs are its processor's to wake for.
+        return await self._write(write, quiet=True)
 
     # -- locking -------------------------------------------------------------------------
 
@@ -314,7 +316,7 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             decode = decoder(columns)  # both statements return the same columns
             return [decode(row) for row in taken]
 
-        return await self._write(claim)
+        return await self._write(claim, quiet=True)  # takes jobs: nothing new to wake for
 
     # -- save_job branches (run in the worker thread, inside BEGIN IMMEDIATE) -------------
 
