@@ -581,10 +581,17 @@ class Agenda(EventSubscriptions):
     def emit_error_soon(self, error: BaseException) -> None:
         self._events.emit_error_soon(error)
 
+    def hears_job_events(self) -> bool:
+        """Whether a job event would reach anything: a listener, the job log, or the other
+        workers (a channel that carries states). A worker nobody hears skips making them."""
+        return (self._events.listens_to_job_events() or self.job_log.logger is not None
+                or self._link.publishes_states)
+
     async def emit_job_event(self, event: JobEvent) -> None:
         """Log ``event``, emit it and ``event:<name>`` locally, then tell other workers."""
         self.job_log.event(event)
-        await self._events.emit_job(event)
+        if self._events.listens_to(event):
+            await self._events.emit_job(event)
         self._link.publish_state(event)
 
 

@@ -8,7 +8,7 @@ import contextvars
 import inspect
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -68,7 +68,8 @@ class _Execution:
         started = self._write_start()
         succeeded = False
         try:
-            await self._emit(JobEvent(name="start", job=job))
+            if (event := self._event("start")) is not None:
+                await self.scheduler.emit_job_event(event)
             await self._execute()
             if before is not None:
                 before.restore(job)  # this run ended: the previous one may have been slow
@@ -99,8 +100,10 @@ class _Execution:
         job.adopt_lock(job.attrs.locked_at)
         return write
 
-    async def _emit(self, event: JobEvent) -> None:
-        await self.scheduler.emit_job_event(event)
+    def _event(self, name: Literal["start", "success", "complete"]) -> JobEvent | None:
+        """This run's event ``name``, or None when nothing hears job events here (a busy
+        worker nobody listens to makes three per job for nothing)."""
+        return JobEvent(name=name, job=self.job) if self.scheduler.hears_job_events() else None
 
     def _abandoned_run(self) -> AbandonedRunError | None:
         """The previous run, if it started and never recorded an end (success or failure)."""
@@ -126,8 +129,8 @@ class _Execution:
             return True
         if self._backoff_delay(error, self.definition) is not None:
             return True
-        await self._emit(JobEvent(name="fail", job=job, error=error))
-        await self._emit(JobEvent(name="retry exhausted", job=job, error=error))
+        await self.scheduler.emit_job_event(JobEvent(name="fail", job=job, error=error))
+        await self.scheduler.emit_job_event(JobEvent(name="retry exhausted", job=job, error=error))
         return False
 
     def _backoff_delay(self, error: Exception, definition: JobDefinition) -> int | None:
@@ -176,7 +179,7 @@ class _Execution:
 
     async def _failed(self, error: Exception) -> None:
         self.job.fail(error)
-        await self._emit(JobEvent(name="fail", job=self.job, error=error))
+        await self.scheduler.emit_job_event(JobEvent(name="fail", job=self.job, error=error))
         if self.definition is not None and self.definition.backoff is not None:
             await self._retry(error, self.definition)
 
@@ -184,10 +187,11 @@ class _Execution:
         job = self.job
         delay = self._backoff_delay(error, definition)
         if delay is None:
-            await self._emit(JobEvent(name="retry exhausted", job=job, error=error))
+            await self.scheduler.emit_job_event(
+                JobEvent(name="retry exhausted", job=job, error=error))
             return
         job.attrs.next_run_at = self.scheduler.clock.now() + timedelta(milliseconds=delay)
-        await self._emit(JobEvent.retry(job, error=error, delay=delay))
+        await self.scheduler.emit_job_event(JobEvent.retry(job, error=error, delay=delay))
 
     async def _finish(
         self, *, succeeded: bool, started: asyncio.Future[None] | None = None
@@ -216,9 +220,10 @@ class _Execution:
             ))
         except Exception as error:  # the store failed, the job was removed, or stop() closed
             await scheduler.emit_error(_not_stored(job, "end", error))
-        if succeeded and stored:
-            await self._emit(JobEvent(name="success", job=job))
-        await self._emit(JobEvent(name="complete", job=job))
+        if succeeded and stored and (event := self._event("success")) is not None:
+            await self.scheduler.emit_job_event(event)
+        if (event := self._event("complete")) is not None:
+            await self.scheduler.emit_job_event(event)
         remove = self.definition.remove_on_complete if self.definition else None
         if remove is None:
             remove = scheduler.remove_on_complete

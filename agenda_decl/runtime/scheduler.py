@@ -46,6 +46,10 @@ class Scheduler(JobOwner, Protocol):
         the checks of a run that outlived its scheduler are done)."""
         ...
 
+    def hears_job_events(self) -> bool:
+        """Whether :meth:`emit_job_event` would reach anything (else a run skips it)."""
+        ...
+
     async def emit_job_event(self, event: JobEvent) -> None:
         """Emit a job event here and tell the other workers."""
         ...

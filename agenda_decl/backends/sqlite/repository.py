@@ -232,13 +232,13 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         lock_tokens: Mapping[str, datetime] | None = None,
     ) -> list[JobId]:
         """All the state writes in one transaction (one commit, one fsync)."""
-        statement = self._sql("update_state")
+        statement, bound = queries.numbered(self._sql("update_state"))
         tokens = lock_tokens or {}
         stamp = queries.to_ms(utcnow())  # one updated_at for the batch, as one transaction
         batch = [
-            (job, queries.state_params(job, last_modified_by,
-                                       tokens.get(job.id) if job.id is not None else None,
-                                       stamp=stamp))
+            (job, bound(queries.state_params(job, last_modified_by,
+                                             tokens.get(job.id) if job.id is not None else None,
+                                             stamp=stamp)))
             for job in jobs
         ]
 
