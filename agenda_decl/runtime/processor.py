@@ -367,7 +367,7 @@ class JobProcessor:
 
     async def _run(self, job: Job[Any]) -> None:
         try:
-            await job.run()
+            await self.scheduler.run_job(job)  # what job.run() does, one frame less
         except Exception as error:
             await self.scheduler.emit_error(error)
         finally:

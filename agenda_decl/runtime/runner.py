@@ -7,8 +7,9 @@ import asyncio
 import contextvars
 import inspect
 import logging
+from collections.abc import Awaitable, Coroutine
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 
@@ -23,7 +24,7 @@ from agenda_decl.errors import (
     StateWriteError,
     UnknownJobError,
 )
-from agenda_decl.job import Job, JobDefinition
+from agenda_decl.job import Handler, Job, JobDefinition
 from agenda_decl.runtime.events import JobEvent
 from agenda_decl.runtime.scheduler import Scheduler
 
@@ -35,16 +36,28 @@ class Runner:
 
     def __init__(self, scheduler: Scheduler) -> None:
         self._scheduler = scheduler
+        #: Per job name, its handler and whether it is a coroutine function: inspect's
+        #: answer costs microseconds, and a busy worker would ask it once per job.
+        self._async: dict[str, tuple[Handler, bool]] = {}
 
-    async def run(self, job: Job[Any]) -> None:
-        """Run the handler once, saving state before and after and emitting the events."""
-        await _Execution(self._scheduler, job).run()
+    def run(self, job: Job[Any]) -> Coroutine[Any, Any, None]:
+        """Run the handler once, saving state before and after and emitting the events (the
+        execution's coroutine itself: no frame of its own per job)."""
+        return _Execution(self._scheduler, job, self).run()
+
+    def is_async(self, name: str, handler: Handler) -> bool:
+        """Whether ``handler``, the handler of ``name``, is a coroutine function."""
+        known = self._async.get(name)
+        if known is None or known[0] is not handler:  # first run, or defined again
+            known = self._async[name] = (handler, inspect.iscoroutinefunction(handler))
+        return known[1]
 
 
 class _Execution:
-    def __init__(self, scheduler: Scheduler, job: Job[Any]) -> None:
+    def __init__(self, scheduler: Scheduler, job: Job[Any], runner: Runner) -> None:
         self.scheduler = scheduler
         self.job = job
+        self.runner = runner
         self.definition: JobDefinition | None = scheduler.definitions.get(job.attrs.name)
 
     async def run(self) -> None:
@@ -168,8 +181,8 @@ class _Execution:
         if definition is None or definition.handler is None:
             raise UnknownJobError(f"Undefined job: no handler for {job.attrs.name!r}")
         handler = definition.handler
-        if inspect.iscoroutinefunction(handler):
-            await handler(job)
+        if self.runner.is_async(job.attrs.name, handler):
+            await cast(Awaitable[None], handler(job))
             return
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
