@@ -243,9 +243,10 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         ]
 
         def write(c: sqlite3.Connection) -> list[JobId]:
+            cursor = c.cursor()  # one for the batch (Connection.execute makes one per row)
             return [
                 JobId(str(job.id)) for job, params in batch
-                if c.execute(statement, params).rowcount == 0
+                if cursor.execute(statement, params).rowcount == 0
             ]
 
         # Quiet: this process's runs and their next runs are its processor's to wake for.
