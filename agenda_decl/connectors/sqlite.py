@@ -108,7 +108,7 @@ class SQLiteConnector:
         referenced and open a connection of our own."""
         _FORK_ORPHANS.append(self._connection)
         self._executor, self._connection = None, None
-        self.own_commits = OwnCommits()  # the parent's commits are another connection's now
+        self.own_commits.close()  # the parent's commits are another connection's now
         self._connect_lock = asyncio.Lock()
         self._pid = os.getpid()
 
@@ -337,6 +337,7 @@ class OwnCommits:
 
     def open(self, path: str) -> None:
         """Read the headers of the database at ``path`` (its connection is in WAL mode)."""
+        self.close()
         self._shm = _open_wal_index(path)
 
     def close(self) -> None:
