@@ -19,14 +19,19 @@ class EventEmitter:
         self._listeners: dict[str, list[Listener]] = {}
         #: Coroutines of async listeners called by :meth:`emit_sync`.
         self._background = BackgroundTasks(what="event listener")
+        #: Moves on every ``on`` and ``off`` (``once`` included): what was derived from the
+        #: listeners holds while it has not moved.
+        self.version = 0
 
     def on(self, event: str, listener: Listener) -> None:
         self._listeners.setdefault(event, []).append(listener)
+        self.version += 1
 
     def off(self, event: str, listener: Listener) -> None:
         listeners = self._listeners.get(event, [])
         if listener in listeners:
             listeners.remove(listener)
+        self.version += 1
 
     def once(self, event: str, listener: Listener) -> None:
         def wrapper(*args: Any) -> Any:

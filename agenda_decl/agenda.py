@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar, overload
@@ -551,13 +551,24 @@ class Agenda(EventSubscriptions):
         await self._state_writer.save(params, lock_token=lock_token)
 
     def submit_job_state(
-        self, params: JobParameters[Any], *, lock_token: datetime | None = None
+        self,
+        params: JobParameters[Any],
+        *,
+        lock_token: datetime | None = None,
+        started_in: int | None = None,
     ) -> asyncio.Future[None]:
-        """Queue a state write without waiting for it (the processor's start write)."""
-        return self._state_writer.submit(params, lock_token=lock_token)
+        """:meth:`save_job_state` without waiting for it (a run's start and end writes): the
+        state is queued at once while the store is open for this run, else the checks of
+        :meth:`save_job_state` run first (as a task)."""
+        if self._ready and (started_in is None or started_in == self.generation):
+            return self._state_writer.submit(params, lock_token=lock_token)
+        return asyncio.ensure_future(
+            self.save_job_state(params, started_in=started_in, lock_token=lock_token)
+        )
 
-    async def run_job(self, job: Job[Any]) -> None:
-        await self._runner.run(job)
+    def run_job(self, job: Job[Any]) -> Coroutine[Any, Any, None]:
+        """The run of ``job`` (the runner's coroutine itself: one frame less per job)."""
+        return self._runner.run(job)
 
     async def report_progress(self, job: Job[Any], progress: float) -> None:
         await self.emit_job_event(JobEvent(name="progress", job=job, progress=progress))
@@ -571,10 +582,17 @@ class Agenda(EventSubscriptions):
     def emit_error_soon(self, error: BaseException) -> None:
         self._events.emit_error_soon(error)
 
+    def hears_job_events(self) -> bool:
+        """Whether a job event would reach anything: a listener, the job log, or the other
+        workers (a channel that carries states). A worker nobody hears skips making them."""
+        return (self._events.listens_to_job_events() or self.job_log.logger is not None
+                or self._link.publishes_states)
+
     async def emit_job_event(self, event: JobEvent) -> None:
         """Log ``event``, emit it and ``event:<name>`` locally, then tell other workers."""
         self.job_log.event(event)
-        await self._events.emit_job(event)
+        if self._events.listens_to(event):
+            await self._events.emit_job(event)
         self._link.publish_state(event)
 
 

@@ -9,6 +9,7 @@ runtime.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, Self
@@ -310,7 +311,7 @@ class Job(Generic[DATA]):
             return False
         definition = self.agenda.definitions.get(self.attrs.name)
         lifetime = definition.lock_lifetime if definition else self.agenda.default_lock_lifetime
-        return locked_at < now - timedelta(milliseconds=lifetime)
+        return locked_at < now - _milliseconds(lifetime)
 
     async def _fetch(self) -> JobParameters[Any]:
         if self.attrs.id is None:
@@ -320,3 +321,9 @@ class Job(Generic[DATA]):
             raise AgendaError(f"job with id {self.attrs.id} not found in database")
         return stored
 
+
+@functools.lru_cache(maxsize=64)
+def _milliseconds(count: int) -> timedelta:
+    """``timedelta(milliseconds=count)``, made once per lock lifetime (checked several times
+    per job run)."""
+    return timedelta(milliseconds=count)

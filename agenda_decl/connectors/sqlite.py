@@ -20,6 +20,7 @@ import os
 import random
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +87,8 @@ class SQLiteConnector:
         self._pid = os.getpid()
         #: How many times a call found the database locked and retried (for tests and metrics).
         self.busy_retries = 0
+        #: This connection's quiet commits, for a change watcher of this process.
+        self.own_commits = OwnCommits()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -105,6 +108,7 @@ class SQLiteConnector:
         referenced and open a connection of our own."""
         _FORK_ORPHANS.append(self._connection)
         self._executor, self._connection = None, None
+        self.own_commits.close()  # the parent's commits are another connection's now
         self._connect_lock = asyncio.Lock()
         self._pid = os.getpid()
 
@@ -132,27 +136,32 @@ class SQLiteConnector:
 
     # -- calls ---------------------------------------------------------------------------
 
-    async def write(self, work: Work[T]) -> T:
-        """Run ``work`` in a write transaction (the caller refuses writes when read-only)."""
-        return await self._submit(work, "BEGIN IMMEDIATE")
+    async def write(self, work: Work[T], *, quiet: bool = False) -> T:
+        """Run ``work`` in a write transaction (the caller refuses writes when read-only).
+        ``quiet``: the write makes no work this process does not know of already (a claim, a
+        state write), so this process's change watcher need not look (see
+        :class:`OwnCommits`)."""
+        return await self._submit(work, "BEGIN IMMEDIATE", quiet=quiet)
 
     async def read(self, work: Work[T]) -> T:
         return await self._submit(work, "BEGIN")
 
-    async def _submit(self, work: Work[T], begin: str) -> T:
+    async def _submit(self, work: Work[T], begin: str, *, quiet: bool = False) -> T:
         await self.connect()
         executor = self._executor
         if executor is None:  # closed while we waited
             raise BackendUnavailableError(f"SQLite database {self._path} is closed")
-        call = functools.partial(self._transaction, work, begin)
+        call = functools.partial(self._transaction, work, begin, quiet)
         return await asyncio.get_running_loop().run_in_executor(executor, call)
 
     # -- the worker thread ---------------------------------------------------------------
 
-    def _transaction(self, work: Work[T], begin: str) -> T:
+    def _transaction(self, work: Work[T], begin: str, quiet: bool = False) -> T:
         connection = self._connection
         if connection is None:
             raise BackendUnavailableError(f"SQLite database {self._path} is closed")
+        if quiet and self.own_commits.is_open:
+            return self._retrying(lambda: self.own_commits.commit(connection, work))
         return self._retrying(lambda: in_transaction(connection, work, begin))
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
@@ -183,6 +192,8 @@ class SQLiteConnector:
             return
         self._connection = self._connect(self._path)
         self._retrying(functools.partial(self._prepare, self._connection))
+        if self._path not in IN_MEMORY:
+            self.own_commits.open(self._path)
 
     def _connect(self, target: str, *, uri: bool = False) -> sqlite3.Connection:
         try:
@@ -222,6 +233,7 @@ class SQLiteConnector:
         self._create_schema(c)
 
     def _close_connection(self) -> None:
+        self.own_commits.close()
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
@@ -259,43 +271,125 @@ class ChangeCounter:
     an idle process can ask: the WAL-index headers at the start of the ``-shm`` file are
     read (one ``pread``) and compared, and only when they moved is :func:`data_version`
     asked (which also tells another connection's commit from this one's). Where the
-    ``-shm`` file cannot be opened every look asks :func:`data_version`.
+    ``-shm`` file cannot be opened every look asks :func:`data_version`. With ``own``,
+    headers that moved only by the quiet commits of this process's own connection (one
+    chain of them from the last look to this one) are no change either.
 
     The headers are read, not mapped: SQLite truncates the ``-shm`` file when a connection
     opens it with no other connection on it, and a mapped page past the end of a truncated
     file kills the process with SIGBUS, where a read only comes back short. Our own
     connection keeps the file in use while the counter lives, so it is not replaced."""
 
-    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, path: str, own: OwnCommits | None = None
+    ) -> None:
         self._connection = connection
         self._version = data_version(connection)  # also opens the -shm file for this connection
         self._headers: bytes | None = None
         self._shm = _open_wal_index(path)
+        self._own = own
 
     def changed(self) -> bool:
-        headers = self._read_headers()
+        headers = _read_wal_index(self._shm)
         if headers is not None:
             if headers == self._headers:
                 return False
-            self._headers = headers
+            previous, self._headers = self._headers, headers
+            if previous is not None and self._own is not None \
+                    and self._own.explains(previous, headers):
+                return False
         version = data_version(self._connection)
         if version == self._version:
             return False
         self._version = version
         return True
 
-    def _read_headers(self) -> bytes | None:
-        if self._shm is None:
-            return None
-        try:
-            return os.pread(self._shm, _WAL_INDEX_HEADERS, 0)
-        except OSError:
-            return None
-
     def close(self) -> None:
         if self._shm is not None:
             shm, self._shm = self._shm, None
             os.close(shm)
+
+
+class OwnCommits:
+    """The quiet commits of one connection (:meth:`SQLiteConnector.write`), as the
+    WAL-index headers before and after each, so that a change watcher of the same process
+    can tell "only our own claims and state writes moved the file" (nothing to probe for)
+    from "another connection committed" (probe).
+
+    Sound: the "before" headers are read inside ``BEGIN IMMEDIATE``, which holds the
+    database's only write lock, so they are the last commit's; the "after" headers are read
+    after ``COMMIT`` and kept only when the connection's ``data_version`` has not moved since
+    inside the transaction: no other connection committed in between, so they are this
+    commit's (a checkpoint may have rewritten them meanwhile, which changes no row). A
+    commit of another connection between two of ours breaks the chain: the watcher looks."""
+
+    #: Commits remembered (a watcher looks every few milliseconds; far fewer happen between).
+    LIMIT = 1024
+
+    def __init__(self) -> None:
+        self._shm: int | None = None
+        self._next: dict[bytes, bytes] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        return self._shm is not None
+
+    def open(self, path: str) -> None:
+        """Read the headers of the database at ``path`` (its connection is in WAL mode)."""
+        self.close()
+        self._shm = _open_wal_index(path)
+
+    def close(self) -> None:
+        shm, self._shm = self._shm, None
+        if shm is not None:
+            os.close(shm)
+        with self._lock:
+            self._next.clear()
+
+    def commit(self, c: sqlite3.Connection, work: Work[T]) -> T:
+        """:func:`in_transaction` with ``BEGIN IMMEDIATE``, recording the commit."""
+        before: list[tuple[int, bytes | None]] = []
+
+        def recorded(conn: sqlite3.Connection) -> T:
+            before.append((data_version(conn), _read_wal_index(self._shm)))
+            return work(conn)
+
+        result = in_transaction(c, recorded, "BEGIN IMMEDIATE")
+        after = _read_wal_index(self._shm)
+        ((version, headers),) = before
+        if headers is not None and after not in (None, headers) and data_version(c) == version:
+            assert after is not None
+            self._record(headers, after)
+        return result
+
+    def _record(self, before: bytes, after: bytes) -> None:
+        with self._lock:
+            self._next[before] = after
+            if len(self._next) > self.LIMIT:
+                del self._next[next(iter(self._next))]
+
+    def explains(self, start: bytes, end: bytes) -> bool:
+        """Whether our recorded commits lead from the headers ``start`` to ``end``."""
+        with self._lock:
+            seen = start
+            for _ in range(len(self._next)):
+                following = self._next.get(seen)
+                if following is None:
+                    return False
+                if following == end:
+                    return True
+                seen = following
+        return False
+
+
+def _read_wal_index(shm: int | None) -> bytes | None:
+    if shm is None:
+        return None
+    try:
+        return os.pread(shm, _WAL_INDEX_HEADERS, 0)
+    except OSError:
+        return None
 
 
 def _open_wal_index(path: str) -> int | None:

@@ -221,6 +221,12 @@ class ChannelLink:
     def _announcement(self) -> Announcement:
         return Announcement(source=self._scheduler.name, timestamp=self._scheduler.clock.now())
 
+    @property
+    def publishes_states(self) -> bool:
+        """Whether :meth:`publish_state` may send anything (the channel carries states)."""
+        channel = self.channel
+        return channel is not None and channel.supports_state_notifications
+
     def publish_state(self, event: JobEvent) -> None:
         """Send a job event of this worker to the others, without waiting (best effort)."""
         kind = event.name

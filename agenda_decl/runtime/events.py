@@ -36,6 +36,7 @@ JobEventName = Literal[
 ]
 #: The events other workers send on the channel's state side (``start``, ``complete``, ...).
 STATE_EVENTS: frozenset[str] = frozenset(get_args(StateNotificationType))
+JOB_EVENTS: frozenset[str] = frozenset(get_args(JobEventName))
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -169,6 +170,8 @@ class Events:
         self._emitter = EventEmitter()
         #: ``error`` events emitted from code that cannot wait for the listeners.
         self._soon = BackgroundTasks(what="error event")
+        #: :meth:`listens_to_job_events` as of the emitter's ``version`` (asked per event).
+        self._job_listeners: tuple[int, bool] = (-1, False)
 
     def on(self, event: str, listener: Listener) -> None:
         self._emitter.on(event, listener)
@@ -179,6 +182,17 @@ class Events:
     def off(self, event: str, listener: Listener) -> None:
         self._emitter.off(event, listener)
 
+    def listens_to_job_events(self) -> bool:
+        """Whether any listener waits for a job event (``start``, ``fail``, ..., or a per-name
+        form); recomputed only after listeners changed."""
+        version, listening = self._job_listeners
+        if version != self._emitter.version:
+            version = self._emitter.version
+            listening = any(event.partition(":")[0] in JOB_EVENTS
+                            for event in self._emitter.events())
+            self._job_listeners = (version, listening)
+        return listening
+
     def listens_to_state_events(self) -> bool:
         """Whether any listener waits for an event other workers relay (or its per-name
         form)."""
@@ -187,15 +201,21 @@ class Events:
     async def emit_ready(self) -> None:
         await self._emitter.emit("ready")
 
+    def listens_to(self, event: JobEvent) -> bool:
+        """Whether ``event`` or its ``EVENT:<job name>`` form has a listener (a worker
+        nobody listens to emits three per job: asked before any coroutine is made)."""
+        emitter = self._emitter
+        return bool(emitter.listener_count(event.name)
+                    or emitter.listener_count(f"{event.name}:{event.job.attrs.name}"))
+
     async def emit_job(self, event: JobEvent) -> None:
         """Emit ``event`` and its ``EVENT:<job name>`` form, awaiting each listener."""
+        if not self.listens_to(event):
+            return
         emitter, name = self._emitter, event.name
-        specific = f"{name}:{event.job.attrs.name}"
-        if not emitter.listener_count(name) and not emitter.listener_count(specific):
-            return  # a worker nobody listens to: three per job, no coroutines needed
         arguments = event.arguments()
         await emitter.emit(name, *arguments)
-        await emitter.emit(specific, *arguments)
+        await emitter.emit(f"{name}:{event.job.attrs.name}", *arguments)
 
     async def emit_report(self, report: ClaimReport | PollReport) -> None:
         """A ``claim`` or ``poll`` event."""

@@ -80,6 +80,8 @@ class JobProcessor:
         self.max_concurrency = max_concurrency
         self.lock_limit = lock_limit
         self.process_every = process_every
+        #: ``process_every`` as a duration (compared with every job started).
+        self._window = timedelta(milliseconds=process_every)
         self.is_running = False
         self.dispatching = True
         self.locked: dict[str, Job[Any]] = {}
@@ -177,7 +179,7 @@ class JobProcessor:
     async def process(self, names: Iterable[str] | None = None) -> None:
         """Claim for ``names`` (default: every defined name with a handler), then dispatch."""
         now = self.scheduler.clock.now()
-        self.next_scan_at = now + timedelta(milliseconds=self.process_every)
+        self.next_scan_at = now + self._window
         targets = list(names) if names is not None else self.scheduler.runnable_names()
         # Through wake(): one claim per name at a time. Two concurrent claims of one name
         # interleave their SKIP LOCKED picks and mix up the arrival order of equal jobs.
@@ -255,7 +257,7 @@ class JobProcessor:
         return claimed
 
     def _room(self, definition: JobDefinition) -> int:
-        status = self.status.setdefault(definition.name, NameStatus())
+        status = self._status(definition.name)
         limits = [definition.concurrency * 2 - status.locked]
         if self.lock_limit > 0:
             limits.append(self.lock_limit - len(self.locked) - self._reserved)
@@ -274,8 +276,11 @@ class JobProcessor:
         job: Job[Any] = Job(self.scheduler, params, lock_token=params.locked_at)
         self.scheduler.job_log.locked(job)
         self.locked[params.id] = job
-        self.status.setdefault(params.name, NameStatus()).locked += 1
-        self._queues.setdefault(params.name, _NameQueue()).push(job)
+        self._status(params.name).locked += 1
+        queue = self._queues.get(params.name)
+        if queue is None:
+            queue = self._queues[params.name] = _NameQueue()
+        queue.push(job)
 
     def handle_notification(self, notification: JobNotification) -> None:
         if not self.is_running:
@@ -328,15 +333,13 @@ class JobProcessor:
 
     def _too_far(self, job: Job[Any], now: datetime) -> bool:
         next_run_at = job.attrs.next_run_at
-        return next_run_at is not None and next_run_at - now > timedelta(
-            milliseconds=self.process_every
-        )
+        return next_run_at is not None and next_run_at - now > self._window
 
     def _has_capacity(self, name: str) -> bool:
         definition = self.scheduler.definitions.get(name)
         if definition is None:
             return False
-        return self.status.setdefault(name, NameStatus()).running < definition.concurrency
+        return self._status(name).running < definition.concurrency
 
     def _arm_timer(self, now: datetime) -> None:
         upcoming = [
@@ -364,7 +367,7 @@ class JobProcessor:
 
     async def _run(self, job: Job[Any]) -> None:
         try:
-            await job.run()
+            await self.scheduler.run_job(job)  # what job.run() does, one frame less
         except Exception as error:
             await self.scheduler.emit_error(error)
         finally:
@@ -401,10 +404,18 @@ class JobProcessor:
                 self.scheduler.job_log.expired(job)
                 self.scheduler.emit_error_soon(AgendaError(message))
 
+    def _status(self, name: str) -> NameStatus:
+        """The counts of ``name`` (made on first use; not with ``setdefault``, which would
+        build a new one per call: several calls per job)."""
+        status = self.status.get(name)
+        if status is None:
+            status = self.status[name] = NameStatus()
+        return status
+
     def _forget(self, job: Job[Any]) -> None:
         job_id = job.attrs.id
         assert job_id is not None
-        status = self.status.setdefault(job.attrs.name, NameStatus())
+        status = self._status(job.attrs.name)
         if self.locked.pop(job_id, None) is not None:
             status.locked -= 1
         if self.running.pop(job_id, None) is not None:

@@ -7,8 +7,9 @@ import asyncio
 import contextvars
 import inspect
 import logging
+from collections.abc import Awaitable, Coroutine
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, cast
 
 import attrs
 
@@ -23,7 +24,7 @@ from agenda_decl.errors import (
     StateWriteError,
     UnknownJobError,
 )
-from agenda_decl.job import Job, JobDefinition
+from agenda_decl.job import Handler, Job, JobDefinition
 from agenda_decl.runtime.events import JobEvent
 from agenda_decl.runtime.scheduler import Scheduler
 
@@ -35,16 +36,28 @@ class Runner:
 
     def __init__(self, scheduler: Scheduler) -> None:
         self._scheduler = scheduler
+        #: Per job name, its handler and whether it is a coroutine function: inspect's
+        #: answer costs microseconds, and a busy worker would ask it once per job.
+        self._async: dict[str, tuple[Handler, bool]] = {}
 
-    async def run(self, job: Job[Any]) -> None:
-        """Run the handler once, saving state before and after and emitting the events."""
-        await _Execution(self._scheduler, job).run()
+    def run(self, job: Job[Any]) -> Coroutine[Any, Any, None]:
+        """Run the handler once, saving state before and after and emitting the events (the
+        execution's coroutine itself: no frame of its own per job)."""
+        return _Execution(self._scheduler, job, self).run()
+
+    def is_async(self, name: str, handler: Handler) -> bool:
+        """Whether ``handler``, the handler of ``name``, is a coroutine function."""
+        known = self._async.get(name)
+        if known is None or known[0] is not handler:  # first run, or defined again
+            known = self._async[name] = (handler, inspect.iscoroutinefunction(handler))
+        return known[1]
 
 
 class _Execution:
-    def __init__(self, scheduler: Scheduler, job: Job[Any]) -> None:
+    def __init__(self, scheduler: Scheduler, job: Job[Any], runner: Runner) -> None:
         self.scheduler = scheduler
         self.job = job
+        self.runner = runner
         self.definition: JobDefinition | None = scheduler.definitions.get(job.attrs.name)
 
     async def run(self) -> None:
@@ -68,7 +81,8 @@ class _Execution:
         started = self._write_start()
         succeeded = False
         try:
-            await self._emit(JobEvent(name="start", job=job))
+            if (event := self._event("start")) is not None:
+                await self.scheduler.emit_job_event(event)
             await self._execute()
             if before is not None:
                 before.restore(job)  # this run ended: the previous one may have been slow
@@ -83,8 +97,7 @@ class _Execution:
             # connections that nothing will close. The lock expires as after a crash.
             started.add_done_callback(_ignore_result)
             raise
-        await self._report_start_write(started)
-        await self._finish(succeeded=succeeded)
+        await self._finish(succeeded=succeeded, started=started)
 
     def _write_start(self) -> asyncio.Future[None]:
         """Queue the start write. It also renews the lock (a touch): the run's lock_lifetime
@@ -100,8 +113,10 @@ class _Execution:
         job.adopt_lock(job.attrs.locked_at)
         return write
 
-    async def _emit(self, event: JobEvent) -> None:
-        await self.scheduler.emit_job_event(event)
+    def _event(self, name: Literal["start", "success", "complete"]) -> JobEvent | None:
+        """This run's event ``name``, or None when nothing hears job events here (a busy
+        worker nobody listens to makes three per job for nothing)."""
+        return JobEvent(name=name, job=self.job) if self.scheduler.hears_job_events() else None
 
     def _abandoned_run(self) -> AbandonedRunError | None:
         """The previous run, if it started and never recorded an end (success or failure)."""
@@ -127,8 +142,8 @@ class _Execution:
             return True
         if self._backoff_delay(error, self.definition) is not None:
             return True
-        await self._emit(JobEvent(name="fail", job=job, error=error))
-        await self._emit(JobEvent(name="retry exhausted", job=job, error=error))
+        await self.scheduler.emit_job_event(JobEvent(name="fail", job=job, error=error))
+        await self.scheduler.emit_job_event(JobEvent(name="retry exhausted", job=job, error=error))
         return False
 
     def _backoff_delay(self, error: Exception, definition: JobDefinition) -> int | None:
@@ -166,8 +181,8 @@ class _Execution:
         if definition is None or definition.handler is None:
             raise UnknownJobError(f"Undefined job: no handler for {job.attrs.name!r}")
         handler = definition.handler
-        if inspect.iscoroutinefunction(handler):
-            await handler(job)
+        if self.runner.is_async(job.attrs.name, handler):
+            await cast(Awaitable[None], handler(job))
             return
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
@@ -177,7 +192,7 @@ class _Execution:
 
     async def _failed(self, error: Exception) -> None:
         self.job.fail(error)
-        await self._emit(JobEvent(name="fail", job=self.job, error=error))
+        await self.scheduler.emit_job_event(JobEvent(name="fail", job=self.job, error=error))
         if self.definition is not None and self.definition.backoff is not None:
             await self._retry(error, self.definition)
 
@@ -185,19 +200,30 @@ class _Execution:
         job = self.job
         delay = self._backoff_delay(error, definition)
         if delay is None:
-            await self._emit(JobEvent(name="retry exhausted", job=job, error=error))
+            await self.scheduler.emit_job_event(
+                JobEvent(name="retry exhausted", job=job, error=error))
             return
         job.attrs.next_run_at = self.scheduler.clock.now() + timedelta(milliseconds=delay)
-        await self._emit(JobEvent.retry(job, error=error, delay=delay))
+        await self.scheduler.emit_job_event(JobEvent.retry(job, error=error, delay=delay))
 
-    async def _finish(self, *, succeeded: bool) -> None:
+    async def _finish(
+        self, *, succeeded: bool, started: asyncio.Future[None] | None = None
+    ) -> None:
         """The fenced end write, then ``success`` only if it was stored (else an ``error``
-        naming the job and why), then ``complete``."""
+        naming the job and why), then ``complete``.
+
+        The end write is queued before the start write is awaited: a run that ended before
+        its start write went out is stored by one write (the group commit keeps a job's last
+        state, fenced by the lock the start write was to check), so a short job costs one
+        state write, not two. The start write's failure is still reported first."""
         job, scheduler = self.job, self.scheduler
         job.attrs.locked_at = None
+        end = self._submit_end()
+        if started is not None:
+            await self._report_start_write(started, end)
         stored = False
         try:
-            await job.save_state()
+            await end
             stored = True
         except LockLostError:  # fenced out: another worker holds the job now
             await scheduler.emit_error(LockLostError(
@@ -207,9 +233,10 @@ class _Execution:
             ))
         except Exception as error:  # the store failed, the job was removed, or stop() closed
             await scheduler.emit_error(_not_stored(job, "end", error))
-        if succeeded and stored:
-            await self._emit(JobEvent(name="success", job=job))
-        await self._emit(JobEvent(name="complete", job=job))
+        if succeeded and stored and (event := self._event("success")) is not None:
+            await self.scheduler.emit_job_event(event)
+        if (event := self._event("complete")) is not None:
+            await self.scheduler.emit_job_event(event)
         remove = self.definition.remove_on_complete if self.definition else None
         if remove is None:
             remove = scheduler.remove_on_complete
@@ -220,15 +247,33 @@ class _Execution:
             except Exception:
                 log.exception("removing completed job %s failed", job.attrs.id)
 
-    async def _report_start_write(self, write: asyncio.Future[None]) -> None:
+    def _submit_end(self) -> asyncio.Future[None]:
+        """Queue the end write (fenced by the lock the run holds); a write refused at once
+        (a job without an id) is a failed future, reported like a failed write."""
+        job = self.job
+        try:
+            return self.scheduler.submit_job_state(
+                job.attrs, lock_token=job.lock_token, started_in=job.started_in
+            )
+        except Exception as error:
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(error)
+            return failed
+
+    async def _report_start_write(
+        self, write: asyncio.Future[None], end: asyncio.Future[None]
+    ) -> None:
         """A failed start write is an ``error`` event, unless the end write that follows
-        is bound to fail the same way and report it (fenced out, or the job is gone)."""
+        is bound to fail the same way and report it (fenced out, or the job is gone), or
+        the start write went out as part of the end write (merged: one write, one failure,
+        reported by the end write)."""
         try:
             await write
         except (LockLostError, JobNotFoundError) as error:
             log.warning("start state of job %s not stored: %s", self.job.attrs.id, error)
         except Exception as error:
-            await self.scheduler.emit_error(_not_stored(self.job, "start", error))
+            if not _same_failure(end, error):
+                await self.scheduler.emit_error(_not_stored(self.job, "start", error))
 
 
 @attrs.frozen
@@ -269,6 +314,12 @@ def _not_stored(job: Job[Any], which: str, reason: Exception) -> StateWriteError
     )
     error.__cause__ = reason
     return error
+
+
+def _same_failure(write: asyncio.Future[None], error: Exception) -> bool:
+    """Whether ``write`` failed with ``error`` itself: it was the same write (a group commit
+    settles every waiter of a merged write with one outcome)."""
+    return write.done() and not write.cancelled() and write.exception() is error
 
 
 def _ignore_result(write: asyncio.Future[None]) -> None:

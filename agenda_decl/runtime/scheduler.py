@@ -36,9 +36,18 @@ class Scheduler(JobOwner, Protocol):
         ...
 
     def submit_job_state(
-        self, params: JobParameters[Any], *, lock_token: datetime | None = None
+        self,
+        params: JobParameters[Any],
+        *,
+        lock_token: datetime | None = None,
+        started_in: int | None = None,
     ) -> asyncio.Future[None]:
-        """Queue a state write without waiting for it."""
+        """``save_job_state`` without waiting for it: the state is copied at once (or once
+        the checks of a run that outlived its scheduler are done)."""
+        ...
+
+    def hears_job_events(self) -> bool:
+        """Whether :meth:`emit_job_event` would reach anything (else a run skips it)."""
         ...
 
     async def emit_job_event(self, event: JobEvent) -> None:

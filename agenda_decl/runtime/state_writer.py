@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -16,8 +16,9 @@ from agenda_decl.errors import rejected_state_write
 from agenda_decl.interfaces import JobRepository
 
 
-@attrs.frozen
-class _StateWrite:
+class _StateWrite(NamedTuple):
+    """A tuple, not an attrs class: two or three are made per job run."""
+
     job: JobParameters[Any]
     #: The lock the writer holds (fencing), ``None`` for an unfenced write.
     lock_token: datetime | None = None
@@ -105,4 +106,4 @@ def _keep_stored_token(older: _StateWrite, newer: _StateWrite) -> _StateWrite:
     """The newer state, fenced by the lock the store still holds: the older write's."""
     if older.lock_token is None:
         return newer
-    return attrs.evolve(newer, lock_token=older.lock_token)
+    return _StateWrite(newer.job, older.lock_token)

@@ -1,10 +1,13 @@
 """The SQLite change watcher between two processes on one file: a worker that polls every 60
 seconds starts a job another process enqueued long before its next poll. With the watcher off
-the same job waits (the control that shows the watcher, not the poll, started it)."""
+the same job waits (the control that shows the watcher, not the poll, started it). The
+watcher does not look after the worker's own claims and state writes, and never misses
+another connection's commit for them."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,6 +19,7 @@ from uuid import uuid4
 
 from agenda_decl import Agenda
 from agenda_decl.backends.sqlite import SQLiteBackend
+from agenda_decl.connectors.sqlite import ChangeCounter, SQLiteConnector, open_watcher
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,3 +97,46 @@ async def test_a_save_in_the_workers_own_process_wakes_it_and_the_watcher_ends_o
     await asyncio.wait_for(ran.wait(), 20)  # the poll is 60 s away
     await agenda.stop()
     assert len(watchers()) == before
+
+
+def _schema(c: sqlite3.Connection) -> None:
+    c.execute("CREATE TABLE IF NOT EXISTS t (v INTEGER)")
+
+
+async def test_the_counter_skips_our_quiet_commits_but_never_another_connections(
+    tmp_path: Path,
+) -> None:
+    """The claims and state writes of the store's own connection (quiet writes) do not make
+    the watcher look; a commit of another connection does, even when it lands between two
+    of ours within one look; an ordinary write of our own connection does too."""
+    path = str(tmp_path / "jobs.db")
+    connector = SQLiteConnector(path, busy_timeout_ms=5000, create_schema=_schema,
+                                has_schema=lambda c: True)
+    await connector.connect()
+    watcher = open_watcher(path, 5000)
+    counter = ChangeCounter(watcher, path, connector.own_commits)
+    other = sqlite3.connect(path, isolation_level=None)
+
+    def insert(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO t VALUES (1)")
+
+    try:
+        assert not counter.changed()
+        for _ in range(3):
+            await connector.write(insert, quiet=True)
+        assert not counter.changed()
+        other.execute("INSERT INTO t VALUES (2)")
+        assert counter.changed()
+        await connector.write(insert, quiet=True)
+        other.execute("INSERT INTO t VALUES (3)")
+        await connector.write(insert, quiet=True)
+        assert counter.changed()
+        await connector.write(insert, quiet=True)
+        assert not counter.changed()
+        await connector.write(insert)
+        assert counter.changed()
+    finally:
+        other.close()
+        counter.close()
+        watcher.close()
+        await connector.close()

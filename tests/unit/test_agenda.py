@@ -19,6 +19,7 @@ from agenda_decl import (
     backoff,
     run_sync,
 )
+from agenda_decl.errors import BackendUnavailableError, StateWriteError
 from agenda_decl.notifications.base import ReconnectOptions
 from agenda_decl.runtime import channel_link
 from agenda_decl.runtime.events import RemoteJob
@@ -348,6 +349,41 @@ class CountingClaims(InMemoryJobRepository):
     async def get_next_jobs_to_run(self, *args: Any, **kwargs: Any) -> Any:
         self.claims += 1
         return await super().get_next_jobs_to_run(*args, **kwargs)
+
+
+async def test_a_short_run_is_stored_by_one_write_and_its_failure_reported_once() -> None:
+    """A run that ends before its start write went out is stored by one write (the end's
+    state, fenced like the start write), and when that write fails the run reports one
+    ``error`` (the end state not stored) and no ``success``, not a second for the start."""
+    agenda = make()
+    repository = agenda.repository
+    writes: list[list[Any]] = []
+    errors: list[BaseException] = []
+    agenda.on("error", errors.append)
+    saved = repository.save_job_states
+
+    async def failing(jobs: Any, **options: Any) -> Any:
+        writes.append([(job.last_run_at, job.last_finished_at) for job in jobs])
+        raise BackendUnavailableError("the store is down")
+
+    agenda.define("quick", _no_op)
+    job = await agenda.now("quick")
+    events = EventRecorder(agenda)
+    repository.save_job_states = failing  # type: ignore[method-assign]
+    await job.run()
+    assert [e.event for e in events.events] == ["start", "complete"]
+    ((state,),) = writes  # one write, with the whole run: started and finished
+    assert state[0] is not None and state[1] is not None
+    (error,) = errors
+    assert isinstance(error, StateWriteError) and "end state" in str(error)
+    repository.save_job_states = saved  # type: ignore[method-assign]
+    await job.run()
+    after = await repository.get_job_by_id(job.attrs.id or "")
+    assert after is not None and after.last_finished_at is not None
+
+
+async def _no_op(job: Job[Any]) -> None:
+    """An async handler that returns at once (its run ends before any write goes out)."""
 
 
 def test_run_sync_from_plain_code() -> None:

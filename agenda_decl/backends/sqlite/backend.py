@@ -68,6 +68,7 @@ class SQLiteBackend(StoreBackend[SQLiteJobRepository, SQLiteChangeChannel]):
                 functools.partial(waiting_jobs, table=f'"{repository.table_name}"'),
                 interval=max(interval, 1) / 1000,
                 busy_timeout_ms=parse_duration(busy_timeout, field="busy_timeout"),
+                own_commits=repository.connector.own_commits,
             )
         super().__init__(repository, channel=channel, logger=logger, logging=logging)
 

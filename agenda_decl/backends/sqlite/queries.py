@@ -10,10 +10,12 @@ value is a bound parameter.
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import re
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -99,6 +101,27 @@ STATE_IMPLIES = {
 }
 
 DEFAULT_SORT = [("next_run_at", "desc"), ("last_run_at", "desc")]
+
+
+@functools.lru_cache(maxsize=16)
+def numbered(statement: str) -> tuple[str, Callable[[Params], tuple[Any, ...]]]:
+    """``statement`` with its named parameters (``:name``) numbered (``?1``, ``?2``, one
+    number per name), and what turns its parameter dict into the tuple bound in their
+    place: bound by position, a row's parameters cost no name lookup each (19 for a state
+    write, two per job run). For statements with no ``:`` but their parameters'."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match[1] not in names:
+            names.append(match[1])
+        return f"?{names.index(match[1]) + 1}"
+
+    text = re.sub(r":(\w+)", number, statement)
+    if len(names) == 1:
+        (name,) = names
+        return text, lambda params: (params[name],)
+    pick: Callable[[Params], tuple[Any, ...]] = operator.itemgetter(*names)
+    return text, pick
 
 
 def render(name: str, *, table: str, prefix: str = "", **fragments: str) -> str:
@@ -398,15 +421,19 @@ def save_params(job: JobParameters[Any], data: str, last_modified_by: str | None
 
 
 def state_params(
-    job: JobParameters[Any], last_modified_by: str | None, lock_token: datetime | None = None
+    job: JobParameters[Any],
+    last_modified_by: str | None,
+    lock_token: datetime | None = None,
+    *,
+    stamp: int | None = None,
 ) -> Params:
     """The parameters of a job's ``_model.STATE_FIELDS`` plus its key, timing and lock token,
-    as SQLite values."""
+    as SQLite values; ``stamp`` is ``updated_at`` (default: now), one for a whole batch."""
     return {
         "lock_token": to_ms(lock_token),
         "id": str(job.id),
         "name": job.name,
-        "stamp": to_ms(utcnow()),
+        "stamp": to_ms(utcnow()) if stamp is None else stamp,
         "locked_at": to_ms(job.locked_at),
         "next_run_at": to_ms(job.next_run_at),
         "last_run_at": to_ms(job.last_run_at),

@@ -13,12 +13,11 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from agenda_decl._clock import utcnow
-from agenda_decl._convert import job_from_row
 from agenda_decl._job_data import check_data_filter, matches_unique
 from agenda_decl._model import (
     Announcement,
@@ -31,6 +30,8 @@ from agenda_decl._model import (
 )
 from agenda_decl.backends import base
 from agenda_decl.backends.sqlite import queries
+from agenda_decl.backends.sqlite.rows import decoder, fetch_jobs
+from agenda_decl.backends.sqlite.rows import job_from_row as _job_from_row
 from agenda_decl.connectors.sqlite import (
     Row,
     SQLiteConnector,
@@ -104,9 +105,10 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         """Close the connection and stop the worker thread (queued calls finish first)."""
         await self._connector.close()
 
-    async def _write(self, work: Work[T]) -> T:
+    async def _write(self, work: Work[T], *, quiet: bool = False) -> T:
+        """``quiet``: a claim or state write (see ``SQLiteConnector.write``)."""
         base.refuse_write(self._read_only, f"SQLite database {self._path}")
-        return await self._connector.write(work)
+        return await self._connector.write(work, quiet=quiet)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -230,21 +232,25 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         lock_tokens: Mapping[str, datetime] | None = None,
     ) -> list[JobId]:
         """All the state writes in one transaction (one commit, one fsync)."""
-        statement = self._sql("update_state")
+        statement, bound = queries.numbered(self._sql("update_state"))
         tokens = lock_tokens or {}
+        stamp = queries.to_ms(utcnow())  # one updated_at for the batch, as one transaction
         batch = [
-            (job, queries.state_params(job, last_modified_by,
-                                   tokens.get(job.id) if job.id is not None else None))
+            (job, bound(queries.state_params(job, last_modified_by,
+                                             tokens.get(job.id) if job.id is not None else None,
+                                             stamp=stamp)))
             for job in jobs
         ]
 
         def write(c: sqlite3.Connection) -> list[JobId]:
+            cursor = c.cursor()  # one for the batch (Connection.execute makes one per row)
             return [
                 JobId(str(job.id)) for job, params in batch
-                if c.execute(statement, params).rowcount == 0
+                if cursor.execute(statement, params).rowcount == 0
             ]
 
-        return await self._write(write)
+        # Quiet: this process's runs and their next runs are its processor's to wake for.
+        return await self._write(write, quiet=True)
 
     # -- locking -------------------------------------------------------------------------
 
@@ -300,15 +306,18 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         }
         stale, due = self._sql("claim_stale"), self._sql("claim_due")
 
-        def claim(c: sqlite3.Connection) -> list[Row]:
+        def claim(c: sqlite3.Connection) -> list[JobParameters[Any]]:
             # Stale locks first, then due jobs for the room left: one transaction.
-            taken = sorted(fetch_all(c, stale, params), key=_claim_order)
+            columns, taken = fetch_jobs(c, stale, params)
+            taken.sort(key=_claim_order(columns))
             if len(taken) < limit:
-                more = fetch_all(c, due, {**params, "limit": limit - len(taken)})
-                taken += sorted(more, key=_claim_order)
-            return taken
+                columns, more = fetch_jobs(c, due, {**params, "limit": limit - len(taken)})
+                more.sort(key=_claim_order(columns))
+                taken += more
+            decode = decoder(columns)  # both statements return the same columns
+            return [decode(row) for row in taken]
 
-        return [_job_from_row(row) for row in await self._write(claim)]
+        return await self._write(claim, quiet=True)  # takes jobs: nothing new to wake for
 
     # -- save_job branches (run in the worker thread, inside BEGIN IMMEDIATE) -------------
 
@@ -419,18 +428,13 @@ def _normalize(value: datetime) -> datetime:
     return moment
 
 
-def _job_from_row(row: Row) -> JobParameters[Any]:
-    values = dict(row)
-    for column in base.INSTANT_FIELDS:
-        values[column] = queries.from_ms(values[column])
-    values["data"] = json.loads(values["data"])
-    if values["skip_days"] is not None:
-        values["skip_days"] = json.loads(values["skip_days"])
-    values["disabled"], values["fork"] = bool(values["disabled"]), bool(values["fork"])
-    return job_from_row(values)
+def _claim_order(columns: Sequence[str]) -> Callable[[Sequence[Any]], tuple[bool, int, int, int]]:
+    """The order of each claim statement, for its rows as tuples with ``columns``:
+    next_run_at nulls last, priority desc, rowid."""
+    at, priority, rowid = (columns.index(c) for c in ("next_run_at", "priority", "row_order"))
 
+    def order(row: Sequence[Any]) -> tuple[bool, int, int, int]:
+        next_run_at = row[at]
+        return (next_run_at is None, next_run_at or 0, -row[priority], row[rowid])
 
-def _claim_order(row: Row) -> tuple[bool, int, int, int]:
-    """The order of each claim statement: next_run_at nulls last, priority desc, rowid."""
-    next_run_at = row["next_run_at"]
-    return (next_run_at is None, next_run_at or 0, -row["priority"], row["row_order"])
+    return order
