@@ -68,7 +68,10 @@ def check_channel_name(value: str) -> str:
 
 
 def _fits(payload: str) -> bool:
-    return len(payload.encode()) <= MAX_NOTIFY_BYTES
+    # An ASCII payload (every state notification: its JSON escapes the rest) has as many bytes
+    # as characters; isascii() reads a flag the string keeps, encode() copies it (three a job).
+    size = len(payload) if payload.isascii() else len(payload.encode())
+    return size <= MAX_NOTIFY_BYTES
 
 
 def _state_payload(notification: JobStateNotification) -> str | None:
@@ -311,6 +314,10 @@ class PostgresNotificationChannel(BaseNotificationChannel):
 
     def _enqueue(self, note: psycopg.Notify) -> None:
         # The listener never waits on subscribers: a slow one must not delay the probe.
+        # Only what someone subscribes to is queued: a busy worker hears its own three state
+        # notifications per job, which nobody here wants unless a state event has listeners.
+        if not note.payload or not self._wanted(note.channel):
+            return
         try:
             self._queue.put_nowait(note)
         except asyncio.QueueFull:
@@ -330,10 +337,11 @@ class PostgresNotificationChannel(BaseNotificationChannel):
             notes = [await self._queue.get()]
             while not self._queue.empty():
                 notes.append(self._queue.get_nowait())
-            # Only those someone subscribes to: gather makes a task of each, and a busy
-            # worker hears its own three state notifications per job that nobody wants.
-            wanted = [note for note in notes if note.payload and self._wanted(note.channel)]
-            if wanted:
+            # Only those someone still subscribes to (the subscribers may have left since).
+            wanted = [note for note in notes if self._wanted(note.channel)]
+            if len(wanted) == 1:  # the wake-up of an idle worker: no task, no loop turn more
+                await self._deliver(wanted[0])
+            elif wanted:  # gather makes a task of each
                 await asyncio.gather(*(self._deliver(note) for note in wanted))
 
     async def _deliver(self, note: psycopg.Notify) -> None:

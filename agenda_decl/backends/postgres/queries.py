@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -38,6 +39,8 @@ from agenda_decl.errors import InvalidOptionError
 from agenda_decl.notifications.postgres import MAX_NOTIFY_BYTES
 
 Row = dict[str, Any]
+#: A statement as the repository runs it: composed, or rendered to bytes once (``_statement``).
+Statement = sql.Composed | sql.SQL | bytes
 #: One row to insert and, when it is announced in the same statement, by whom.
 Insert = tuple[Row, Announcement | None]
 
@@ -101,6 +104,20 @@ def job_uuid(value: object) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+#: A UUID as ``str(uuid.UUID)`` writes it: how every id read from the table comes back.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def job_key(value: object) -> str | None:
+    """The canonical text of the UUID an id stands for, or None (as :func:`job_uuid`). An id
+    read from the table is canonical already: checked by a match, without parsing it into a
+    UUID (a state write converts every job's id, and the parse was a visible part of it)."""
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
+        return value
+    key = job_uuid(value)
+    return None if key is None else str(key)
 
 
 class Where:
@@ -426,12 +443,12 @@ def insert_columns(batch: Sequence[Row], ids: Sequence[uuid.UUID]) -> Row:
 
 
 @functools.cache
-def insert_statement(table: str, *, announced: bool) -> sql.Composed:
+def insert_statement(table: str, *, announced: bool) -> bytes:
     """``insert_many`` returning the ids (every insert knows what it stored: reading it back
     would cost more than the insert), with its NOTIFY (``announced_insert``) when
-    announced."""
+    announced; as bytes, composed once (the table name is a plain ASCII identifier)."""
     insert = render("insert_many", table=sql.Identifier(table), returning=sql.SQL("id"))
-    return render("announced_insert", insert=insert) if announced else insert
+    return (render("announced_insert", insert=insert) if announced else insert).as_bytes()
 
 
 def inserted(
@@ -467,10 +484,11 @@ def announce_payloads(batch: Sequence[Insert], ids: Sequence[uuid.UUID]) -> list
 
 
 def states_columns(
-    jobs: Mapping[uuid.UUID, JobParameters[Any]], by: str | None,
+    jobs: Mapping[str, JobParameters[Any]], by: str | None,
     lock_tokens: Mapping[str, datetime],
 ) -> Row:
-    """``save_job_states`` parameters: one array per column, in the same job order."""
+    """``save_job_states`` parameters: one array per column, in the same job order (the ids
+    as their canonical text, ``job_key``: the statement casts them)."""
     values = list(jobs.values())
     tokens = [lock_tokens.get(str(job.id)) for job in values]
     return {

@@ -320,7 +320,9 @@ WHERE id = %(id)s AND name = %(name)s
 -- update_states --
 -- save_job_states: the state fields of many jobs in one statement (one array per column,
 -- one element per job, sent binary). RETURNING tells which jobs were written (the others are
--- gone or fenced out: lock_token as in update_state). next_run_at as in update_state.
+-- gone or fenced out: lock_token as in update_state). next_run_at as in update_state. The ids
+-- come and go as text (canonical, checked by the caller): a UUID made and read back in
+-- Python, twice per job, cost more than the casts here.
 UPDATE {table} AS t SET
     locked_at = v.locked_at,
     next_run_at = CASE
@@ -336,7 +338,7 @@ UPDATE {table} AS t SET
     failed_at = v.failed_at, last_finished_at = v.last_finished_at,
     last_modified_by = %(last_modified_by)s
 FROM unnest(
-    %(id)b::uuid[], %(name)b::text[], %(locked_at)b::timestamptz[],
+    %(id)b::text[]::uuid[], %(name)b::text[], %(locked_at)b::timestamptz[],
     %(next_run_at)b::timestamptz[], %(last_run_at)b::timestamptz[], %(progress)b::real[],
     %(fail_reason)b::text[], %(fail_count)b::integer[], %(failed_at)b::timestamptz[],
     %(last_finished_at)b::timestamptz[], %(repeat_interval)b::text[], %(repeat_at)b::text[],
@@ -347,7 +349,7 @@ FROM unnest(
        end_date, skip_days, lock_token)
 WHERE t.id = v.id AND t.name = v.name
   AND (v.lock_token IS NULL OR date_trunc('milliseconds', t.locked_at) = v.lock_token)
-RETURNING t.id
+RETURNING t.id::text AS id
 
 -- claim --
 -- Claim up to limit jobs in one statement: first the jobs of the name whose lock went stale

@@ -43,7 +43,7 @@ from agenda_decl.backends import base
 from agenda_decl.backends.base.repeats import moved_on, state_already_written
 from agenda_decl.backends.postgres import queries
 from agenda_decl.backends.postgres.queries import Insert as _Insert
-from agenda_decl.backends.postgres.queries import Row, job_uuid
+from agenda_decl.backends.postgres.queries import Row, job_key, job_uuid
 from agenda_decl.backends.postgres.rows import claim_order, latest_per_id, overview, row_job
 from agenda_decl.connectors.postgres import (
     Connection,
@@ -75,8 +75,10 @@ _SERVER_NOW = queries.render("server_now")
 
 
 @functools.cache
-def _statement(name: str, table: str) -> sql.Composed:
-    return queries.render(name, table=sql.Identifier(table))
+def _statement(name: str, table: str) -> bytes:
+    """The statement as psycopg sends it: composed once, not at every execute (the table
+    name is a plain ASCII identifier, so its bytes are the same in every client encoding)."""
+    return queries.render(name, table=sql.Identifier(table)).as_bytes()
 
 
 async def _read_only_session(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -225,11 +227,11 @@ class PostgresJobRepository(base.ClaimsInBatches):
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def _sql(self, name: str) -> sql.Composed:
+    def _sql(self, name: str) -> bytes:
         """The statement ``name`` of ``queries.sql`` for this repository's table."""
         return _statement(name, self._table)
 
-    async def _fetch(self, statement: sql.Composable, params: Any) -> list[Row]:
+    async def _fetch(self, statement: queries.Statement, params: Any) -> list[Row]:
         """The rows of one statement, repeated through an outage (the statement must be safe
         to repeat: every one of this repository is)."""
 
@@ -238,14 +240,14 @@ class PostgresJobRepository(base.ClaimsInBatches):
 
         return await run(self.pool, self.retrying, fetch)
 
-    async def _read(self, statement: sql.Composable, params: Any) -> list[Row]:
+    async def _read(self, statement: queries.Statement, params: Any) -> list[Row]:
         """Rows of a read of the table; none when a read-only repository found no table."""
         return [] if self._absent else await self._fetch(statement, params)
 
     def _writable(self) -> None:
         base.refuse_write(self._read_only, repr(self))
 
-    async def _execute(self, statement: sql.Composed, params: Any) -> int:
+    async def _execute(self, statement: queries.Statement, params: Any) -> int:
         self._writable()
 
         async def execute(conn: Connection, _: Attempt) -> int:
@@ -489,7 +491,8 @@ class PostgresJobRepository(base.ClaimsInBatches):
         self._writable()
         tokens = lock_tokens or {}
         latest = latest_per_id(jobs)
-        keyed = {key: job for key, job in ((job_uuid(j.id), j) for j in latest) if key}
+        keys = [job_key(job.id) for job in latest]
+        keyed = {key: job for key, job in zip(keys, latest, strict=True) if key}
         if not keyed:
             return [JobId(str(job.id)) for job in latest]
         if len(latest) == 1:  # the simpler statement is cheaper for the common lone write
@@ -499,7 +502,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         async def write(conn: Connection, _: Attempt) -> list[JobId]:
             rows = await queries.fetch(conn, self._sql("update_states"), columns)
             written = {row["id"] for row in rows}
-            missing = [job for job in latest if job_uuid(job.id) not in written]
+            missing = [job for key, job in zip(keys, latest, strict=True) if key not in written]
             return await self._not_written(conn, missing, last_modified_by)
 
         return await run(self.pool, self.retrying, write)
