@@ -46,6 +46,7 @@ log = logging.getLogger("agenda_decl.backends.postgres")
 
 _SQL = load_named_blocks("agenda_decl.notifications", "postgres.sql")
 _NOTIFY_MANY = _SQL["notify_many"]
+_NOTIFY_ONE_CHANNEL = _SQL["notify_one_channel"]
 _PROBE = sql.SQL(_SQL["probe"]).format()
 
 #: PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
@@ -401,10 +402,16 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         """One statement for every notification published together (a burst of saves costs
         one round trip)."""
         pool = await self._publishing_pool()
-        channels, payloads = [c for c, _ in batch], [p for _, p in batch]
+        channel = batch[0][0]
+        payloads = [p for _, p in batch]
+        params: tuple[str | list[str], list[str]]
+        if all(c == channel for c, _ in batch):
+            statement, params = _NOTIFY_ONE_CHANNEL, (channel, payloads)
+        else:
+            statement, params = _NOTIFY_MANY, ([c for c, _ in batch], payloads)
 
         async def notify(conn: Connection, _: Attempt) -> None:
-            await conn.execute(_NOTIFY_MANY, (channels, payloads))
+            await conn.execute(statement, params)
 
         await run(pool, self._retrying, notify)
         return [None] * len(batch)

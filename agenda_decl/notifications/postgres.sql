@@ -9,6 +9,11 @@
 -- Binary parameters (%b): psycopg escapes every element of a text-format array.
 SELECT pg_notify(c, p) FROM unnest(%b::text[], %b::text[]) AS m(c, p)
 
+-- notify_one_channel --
+-- notify_many when every notification goes to one channel (a worker's burst of state
+-- notifications): the channel once, not an array element per payload.
+SELECT pg_notify(%b::text, p) FROM unnest(%b::text[]) AS m(p)
+
 -- listen --
 LISTEN {channel}
 

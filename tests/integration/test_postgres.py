@@ -424,6 +424,30 @@ async def test_batched_state_writes_in_one_statement(backend: PostgresBackend) -
     assert await repository.save_job_states([]) == []
 
 
+async def test_a_batch_of_alike_state_writes_is_fenced_as_one(backend: PostgresBackend) -> None:
+    """Jobs claimed together share their lock, so a batch of their writes sends each column
+    once (``update_states``' shared values): every write lands under the claim's lock, none
+    under a lock one millisecond off, and one differing job is written as it says."""
+    repository = backend.repository
+    for _ in range(3):
+        await repository.save_job(JobParameters(name="alike", next_run_at=utcnow()))
+    now = utcnow()
+    claimed = await repository.get_next_jobs_to_run(
+        "alike", now, now - timedelta(minutes=1), 3, now)
+    assert len(claimed) == 3 and len({job.locked_at for job in claimed}) == 1
+    stale = {str(job.id): now - timedelta(milliseconds=1) for job in claimed}
+    for job in claimed:
+        job.last_run_at = job.last_finished_at = now
+    missing = await repository.save_job_states(claimed, lock_tokens=stale)
+    assert sorted(missing) == sorted(str(job.id) for job in claimed)
+    claimed[0].progress = 50
+    tokens = {str(job.id): now for job in claimed}
+    assert await repository.save_job_states(claimed, lock_tokens=tokens) == []
+    stored = [await repository.get_job_by_id(str(job.id)) for job in claimed]
+    assert [(job.last_finished_at, job.progress) for job in stored if job is not None] == [
+        (now, 50), (now, None), (now, None)]
+
+
 async def test_concurrent_inserts_keep_their_order_and_their_own_errors(
     backend: PostgresBackend,
 ) -> None:

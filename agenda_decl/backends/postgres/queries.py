@@ -428,18 +428,25 @@ def _timing_values(job: JobParameters[Any]) -> Row:
 
 
 def insert_columns(batch: Sequence[Row], ids: Sequence[uuid.UUID]) -> Row:
-    """``INSERT_MANY`` parameters, rows in ``batch`` order: for each column, the value every
-    row has (``<column>_all``, the array NULL) or, when the rows differ, one array (the value
-    NULL). psycopg dumps an array element by element, the largest part of a bulk insert's
-    Python cost, and the rows of a now_many batch share most of their columns."""
-    columns: Row = {"id": list(ids)}
-    for name, first in batch[0].items():
-        values = [row[name] for row in batch]
+    """``INSERT_MANY`` parameters, rows in ``batch`` order (see :func:`shared_or_arrays`)."""
+    return {"id": list(ids),
+            **shared_or_arrays({name: [row[name] for row in batch] for name in batch[0]})}
+
+
+def shared_or_arrays(columns: Mapping[str, list[Any]]) -> Row:
+    """The parameters of a statement that takes one array per column (``insert_many``,
+    ``update_states``): for each column, the value every row has (``<column>_all``, the array
+    NULL) or, when the rows differ, one array (the value NULL). psycopg dumps an array element
+    by element, the largest part of a batch's Python cost, and the rows of a batch share most
+    of their columns."""
+    params: Row = {}
+    for name, values in columns.items():
+        first = values[0]
         if values.count(first) == len(values):
-            columns[name], columns[f"{name}_all"] = None, first
+            params[name], params[f"{name}_all"] = None, first
         else:
-            columns[name], columns[f"{name}_all"] = values, None
-    return columns
+            params[name], params[f"{name}_all"] = values, None
+    return params
 
 
 @functools.cache
@@ -487,13 +494,13 @@ def states_columns(
     jobs: Mapping[str, JobParameters[Any]], by: str | None,
     lock_tokens: Mapping[str, datetime],
 ) -> Row:
-    """``save_job_states`` parameters: one array per column, in the same job order (the ids
-    as their canonical text, ``job_key``: the statement casts them)."""
+    """``save_job_states`` parameters: the ids (their canonical text, ``job_key``: the
+    statement casts them) and every other column shared or as an array
+    (:func:`shared_or_arrays`), in the same job order."""
     values = list(jobs.values())
     tokens = [lock_tokens.get(str(job.id)) for job in values]
-    return {
+    columns = shared_or_arrays({
         "lock_token": [None if token is None else truncate_ms(token) for token in tokens],
-        "id": list(jobs),
         "name": [job.name for job in values],
         "locked_at": [job.locked_at for job in values],
         "next_run_at": [job.next_run_at for job in values],
@@ -503,7 +510,6 @@ def states_columns(
         "fail_count": [job.fail_count for job in values],
         "failed_at": [job.failed_at for job in values],
         "last_finished_at": [job.last_finished_at for job in values],
-        "last_modified_by": by,
         "repeat_interval": [None if job.repeat_interval is None else str(job.repeat_interval)
                             for job in values],
         "repeat_at": [job.repeat_at for job in values],
@@ -511,4 +517,5 @@ def states_columns(
         "start_date": [job.start_date for job in values],
         "end_date": [job.end_date for job in values],
         "skip_days": [_skip_days(job.skip_days) for job in values],
-    }
+    })
+    return {"id": list(jobs), "last_modified_by": by, **columns}

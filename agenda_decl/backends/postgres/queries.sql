@@ -318,11 +318,15 @@ WHERE id = %(id)s AND name = %(name)s
        OR date_trunc('milliseconds', locked_at) = %(lock_token)s::timestamptz)
 
 -- update_states --
--- save_job_states: the state fields of many jobs in one statement (one array per column,
--- one element per job, sent binary). RETURNING tells which jobs were written (the others are
--- gone or fenced out: lock_token as in update_state). next_run_at as in update_state. The ids
--- come and go as text (canonical, checked by the caller): a UUID made and read back in
--- Python, twice per job, cost more than the casts here.
+-- save_job_states: the state fields of many jobs in one statement, sent binary: the ids as
+-- one array, every other column as one array (one element per job) or, when every job has
+-- the same value, as that value (%(<column>_all)s, its array NULL, which unnest pads with
+-- NULLs), as insert_many does: psycopg dumps an array element by element, and most state
+-- columns of a batch are alike (a name, NULL failure fields, NULL timing of one-off jobs).
+-- RETURNING tells which jobs were written (the others are gone or fenced out: lock_token
+-- as in update_state). next_run_at as in update_state. The ids come and go as text
+-- (canonical, checked by the caller): a UUID made and read back in Python, twice per job,
+-- cost more than the casts here.
 UPDATE {table} AS t SET
     locked_at = v.locked_at,
     next_run_at = CASE
@@ -337,16 +341,34 @@ UPDATE {table} AS t SET
     progress = v.progress, fail_reason = v.fail_reason, fail_count = v.fail_count,
     failed_at = v.failed_at, last_finished_at = v.last_finished_at,
     last_modified_by = %(last_modified_by)s
-FROM unnest(
-    %(id)b::text[]::uuid[], %(name)b::text[], %(locked_at)b::timestamptz[],
-    %(next_run_at)b::timestamptz[], %(last_run_at)b::timestamptz[], %(progress)b::real[],
-    %(fail_reason)b::text[], %(fail_count)b::integer[], %(failed_at)b::timestamptz[],
-    %(last_finished_at)b::timestamptz[], %(repeat_interval)b::text[], %(repeat_at)b::text[],
-    %(repeat_timezone)b::text[], %(start_date)b::timestamptz[], %(end_date)b::timestamptz[],
-    %(skip_days)b::jsonb[], %(lock_token)b::timestamptz[]
-) AS v(id, name, locked_at, next_run_at, last_run_at, progress, fail_reason, fail_count,
-       failed_at, last_finished_at, repeat_interval, repeat_at, repeat_timezone, start_date,
-       end_date, skip_days, lock_token)
+FROM (
+    SELECT id::uuid AS id, COALESCE(name, %(name_all)s) AS name,
+        COALESCE(locked_at, %(locked_at_all)s::timestamptz) AS locked_at,
+        COALESCE(next_run_at, %(next_run_at_all)s::timestamptz) AS next_run_at,
+        COALESCE(last_run_at, %(last_run_at_all)s::timestamptz) AS last_run_at,
+        COALESCE(progress, %(progress_all)s::real) AS progress,
+        COALESCE(fail_reason, %(fail_reason_all)s::text) AS fail_reason,
+        COALESCE(fail_count, %(fail_count_all)s::integer) AS fail_count,
+        COALESCE(failed_at, %(failed_at_all)s::timestamptz) AS failed_at,
+        COALESCE(last_finished_at, %(last_finished_at_all)s::timestamptz) AS last_finished_at,
+        COALESCE(repeat_interval, %(repeat_interval_all)s::text) AS repeat_interval,
+        COALESCE(repeat_at, %(repeat_at_all)s::text) AS repeat_at,
+        COALESCE(repeat_timezone, %(repeat_timezone_all)s::text) AS repeat_timezone,
+        COALESCE(start_date, %(start_date_all)s::timestamptz) AS start_date,
+        COALESCE(end_date, %(end_date_all)s::timestamptz) AS end_date,
+        COALESCE(skip_days, %(skip_days_all)s::jsonb) AS skip_days,
+        COALESCE(lock_token, %(lock_token_all)s::timestamptz) AS lock_token
+    FROM unnest(
+        %(id)b::text[], %(name)b::text[], %(locked_at)b::timestamptz[],
+        %(next_run_at)b::timestamptz[], %(last_run_at)b::timestamptz[], %(progress)b::real[],
+        %(fail_reason)b::text[], %(fail_count)b::integer[], %(failed_at)b::timestamptz[],
+        %(last_finished_at)b::timestamptz[], %(repeat_interval)b::text[],
+        %(repeat_at)b::text[], %(repeat_timezone)b::text[], %(start_date)b::timestamptz[],
+        %(end_date)b::timestamptz[], %(skip_days)b::jsonb[], %(lock_token)b::timestamptz[]
+    ) AS u(id, name, locked_at, next_run_at, last_run_at, progress, fail_reason, fail_count,
+           failed_at, last_finished_at, repeat_interval, repeat_at, repeat_timezone,
+           start_date, end_date, skip_days, lock_token)
+) AS v
 WHERE t.id = v.id AND t.name = v.name
   AND (v.lock_token IS NULL OR date_trunc('milliseconds', t.locked_at) = v.lock_token)
 RETURNING t.id::text AS id
