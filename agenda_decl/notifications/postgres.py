@@ -411,7 +411,9 @@ class PostgresNotificationChannel(BaseNotificationChannel):
             statement, params = _NOTIFY_MANY, ([c for c, _ in batch], payloads)
 
         async def notify(conn: Connection, _: Attempt) -> None:
-            await conn.execute(statement, params)
+            # Prepared at once on each pooled connection (a worker sends a burst per batch
+            # of jobs); nothing is prepared behind a transaction pooler (prepare_threshold).
+            await conn.execute(statement, params, prepare=True)
 
         await run(pool, self._retrying, notify)
         return [None] * len(batch)

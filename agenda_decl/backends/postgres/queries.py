@@ -280,9 +280,16 @@ def unique_condition(key: str, value: Any) -> tuple[sql.Composable, list[Any]]:
     return sql.SQL("{} = %s").format(column), [value]
 
 
-async def fetch(conn: psycopg.AsyncConnection[Any], statement: Any, params: Any) -> list[Row]:
+async def fetch(
+    conn: psycopg.AsyncConnection[Any], statement: Any, params: Any, *, hot: bool = False
+) -> list[Row]:
+    """The rows of one statement. ``hot``: a statement of a worker's every batch of jobs
+    (claims, state writes), prepared on the server at its first run on a connection instead of
+    psycopg's sixth (with ten pooled connections and a variant per parameter types that is
+    dozens of parses and plans per drain); nothing is prepared behind a transaction pooler
+    (``prepare_threshold`` None wins over ``prepare=True``)."""
     async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(statement, params)
+        await cursor.execute(statement, params, prepare=True if hot else None)
         return await cursor.fetchall() if cursor.description else []
 
 

@@ -500,7 +500,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         columns = queries.states_columns(keyed, last_modified_by, tokens)
 
         async def write(conn: Connection, _: Attempt) -> list[JobId]:
-            rows = await queries.fetch(conn, self._sql("update_states"), columns)
+            rows = await queries.fetch(conn, self._sql("update_states"), columns, hot=True)
             written = {row["id"] for row in rows}
             missing = [job for key, job in zip(keys, latest, strict=True) if key not in written]
             return await self._not_written(conn, missing, last_modified_by)
@@ -516,7 +516,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         values = queries.state_values(job, key, by, tokens.get(str(job.id)))
 
         async def write(conn: Connection, _: Attempt) -> list[JobId]:
-            cursor = await conn.execute(self._sql("update_state"), values)
+            cursor = await conn.execute(self._sql("update_state"), values, prepare=True)
             missing = [] if cursor.rowcount == 1 else [job]
             return await self._not_written(conn, missing, by)
 
@@ -589,7 +589,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
             return await queries.fetch(conn, self._sql("claim"), {
                 **params, "next_scan_at": next_scan_at + moved,
                 "lock_deadline": lock_deadline + moved, "now": moved_on(now, moved),
-            })
+            }, hot=True)
 
         rows = await run(self.pool, self.retrying, claim)
         return [row_job(row) for row in sorted(rows, key=claim_order)]
