@@ -194,8 +194,26 @@ async def check_reachable(client: AnyRedis, where: str) -> None:
 
 
 def subscriber(client: Redis) -> PubSub:
-    """A pub/sub object on ``client``'s pool, not connected yet (see :func:`connect_subscriber`)."""
-    return client.pubsub(ignore_subscribe_messages=True)
+    """A pub/sub object on ``client``'s pool, not connected yet (see :func:`connect_subscriber`).
+    Its ``get_message`` returns the replies to (UN)SUBSCRIBE too: a subscription changed with
+    :func:`send_at_once` is confirmed by them."""
+    return client.pubsub()
+
+
+def send_at_once(pubsub: PubSub, *command: str) -> bool:
+    """Write ``command`` (SUBSCRIBE or UNSUBSCRIBE) on ``pubsub``'s connection before returning,
+    without awaiting: whatever the caller publishes afterwards, on any connection, reaches the
+    server after it, so a subscriber added from synchronous code hears the next message
+    (redis-py's ``subscribe`` is a coroutine, which would write only when next scheduled). The
+    reply arrives through ``get_message``; redis-py's own bookkeeping of the subscriptions is
+    left alone (it only serves its reconnects, which the channel does itself). False, with
+    nothing sent, when the connection is not open."""
+    connection = pubsub.connection
+    writer = getattr(connection, "_writer", None)
+    if connection is None or writer is None or writer.transport.is_closing():
+        return False
+    writer.writelines(connection.pack_command(*command))
+    return True
 
 
 async def connect_subscriber(pubsub: PubSub) -> Any:
