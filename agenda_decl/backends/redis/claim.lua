@@ -133,12 +133,13 @@ table.sort(chosen, function(a, b)
   return before(a, b)
 end)
 
-local now_iso, claimed = ms_iso(now), {}
+local now_iso, now_text, claimed = ms_iso(now), lock_text(now), {}
 for i = 1, math.min(limit, #chosen) do
   local job = chosen[i]
   local key = job_key(job.id)
-  write_lock(key, now)
-  redis.call('HSET', key, 'lastModifiedBy', by, 'updatedAt', now_iso)
+  -- the lock write (write_lock) and the stamps in one HSET; lockedAt only where there is one
+  redis.call('HSET', key, 'lockedAtMs', now_text, 'lastModifiedBy', by, 'updatedAt', now_iso)
+  if job.iso_lock then redis.call('HDEL', key, 'lockedAt') end
   redis.call('ZADD', locked_set, now, job.id)
   redis.call('ZREM', due, job.member)
   table.insert(claimed, hash_of(job.id))
