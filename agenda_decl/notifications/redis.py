@@ -40,6 +40,7 @@ from agenda_decl.connectors.redis import (
     redacted_address,
     redacted_error,
     retrying,
+    send_at_once,
     server_client_from_url,
     subscriber,
     text,
@@ -47,6 +48,7 @@ from agenda_decl.connectors.redis import (
 from agenda_decl.connectors.redis_urls import is_cluster_url, node_url
 from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR, Attempt
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
+from agenda_decl.interfaces import StateNotificationHandler, Unsubscribe
 from agenda_decl.notifications.base import BaseNotificationChannel, ReconnectOptions
 from agenda_decl.timing import Duration, parse_duration
 
@@ -66,6 +68,12 @@ class RedisNotificationChannel(BaseNotificationChannel):
     (``PUBSUB NUMSUB``) and that a probe published on a private channel comes back through
     the subscriber connection; a dead, half-open or unsubscribed connection is thus noticed
     within two intervals and replaced (the scheduler polls at once after a reconnect).
+
+    The subscriber connection listens on the state channel only while this channel has state
+    subscribers (``subscribe_state``): a busy worker publishes three state notifications a
+    job, and nobody here needs them back when nothing subscribes (reading them cost a sixth of
+    a draining worker's CPU). A subscriber added to a connected channel has its SUBSCRIBE
+    written before ``subscribe_state`` returns, so it hears what is published after.
 
     On a Redis Cluster (a ``redis+cluster://`` string or a ``RedisCluster`` client) the channel
     has a connection of its own to one node, the one named or the first the client was started
@@ -108,6 +116,11 @@ class RedisNotificationChannel(BaseNotificationChannel):
         self._probe_channel = f"{channel_name}:probe:{uuid.uuid4().hex}"
         self._probe_sent = False
         self._pubsub: PubSub | None = None
+        #: Whether the subscriber connection asked to hear the state channel, and how many
+        #: replies to those requests have not arrived yet (the health check counts on the
+        #: state channel's subscription only once the server confirmed it).
+        self._state_heard = False
+        self._state_replies = 0
         self._saved_retry: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._connect_lock = asyncio.Lock()
@@ -173,6 +186,29 @@ class RedisNotificationChannel(BaseNotificationChannel):
 
     # -- listening ---------------------------------------------------------------------------
 
+    def subscribe_state(self, handler: StateNotificationHandler) -> Unsubscribe:
+        unsubscribe = super().subscribe_state(handler)
+        self._follow_state_subscribers()
+
+        def remove() -> None:
+            unsubscribe()
+            self._follow_state_subscribers()
+
+        return remove
+
+    def _follow_state_subscribers(self) -> None:
+        """(Un)subscribe the listening connection from the state channel when this channel
+        gained its first state subscriber or lost its last. Not listening yet: ``_open``
+        does it."""
+        wanted = bool(self._state_handlers)
+        if wanted == self._state_heard or not self._tasks or self._pubsub is None:
+            return
+        command = "SUBSCRIBE" if wanted else "UNSUBSCRIBE"
+        if send_at_once(self._pubsub, command, self.state_channel):
+            self._state_heard = wanted
+            self._state_replies += 1
+        # else the connection is closing: the listener fails and the reconnect subscribes
+
     async def connect(self) -> None:
         """Connect and subscribe; a second call while connected (two schedulers sharing one
         backend) does nothing. Called from a task that is being cancelled (a job finishing
@@ -191,7 +227,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
         self._pubsub = pubsub = subscriber(client)
         try:
             self._saved_retry = await connect_subscriber(pubsub)
-            await pubsub.subscribe(self.channel_name, self.state_channel, self._probe_channel)
+            await pubsub.subscribe(self.channel_name, self._probe_channel)
         except UNREACHABLE as error:
             where = mask_url(self._url) if self._url else redacted_address(client, None)
             reason = redacted_error(error)
@@ -201,19 +237,24 @@ class RedisNotificationChannel(BaseNotificationChannel):
         inbox = _Inbox()
         loop = asyncio.get_running_loop()
         self._probe_sent = False
+        self._state_heard, self._state_replies = False, 0
         self._tasks = [loop.create_task(self._listen(pubsub, inbox)),
                        loop.create_task(self._dispatch(inbox))]
+        self._follow_state_subscribers()
 
     async def _listen(self, pubsub: PubSub, inbox: _Inbox) -> None:
         loop = asyncio.get_running_loop()
         next_check = loop.time() + self._check_every
         try:
             while True:
-                message = await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=min(1.0, self._check_every)
-                )
-                if message is not None:
-                    self._route(message, inbox)
+                message = await pubsub.get_message(timeout=min(1.0, self._check_every))
+                if message is not None and self._route(message, inbox):
+                    # An idle worker's wake-up: let the subscribers run (first step) and
+                    # what they started, the claim, send its command (second) before this
+                    # task reads again; a read costs redis-py about 0.1 ms, on the way
+                    # from an enqueue to its job's start.
+                    await asyncio.sleep(0)
+                    await asyncio.sleep(0)
                 if loop.time() >= next_check:
                     await self._check_health()
                     next_check = loop.time() + self._check_every
@@ -222,14 +263,23 @@ class RedisNotificationChannel(BaseNotificationChannel):
         except Exception as error:  # the connection died (or worse): start over
             self.connection_lost(error)
 
-    def _route(self, message: Mapping[str, Any], inbox: _Inbox) -> None:
+    def _route(self, message: Mapping[str, Any], inbox: _Inbox) -> bool:
+        """Hand ``message`` to the subscribers; whether it woke them (nothing was waiting)."""
         channel = text(message.get("channel"))
-        if channel == self._probe_channel:
+        woke = False
+        if message.get("type") != "message":  # a reply to (UN)SUBSCRIBE
+            if channel == self.state_channel and self._state_replies:
+                self._state_replies -= 1
+        elif channel == self._probe_channel:
             self._probe_sent = False
         elif channel == self.state_channel and not self._state_handlers:
-            return  # nobody here wants it: a busy worker hears three of its own per job
-        elif not inbox.put((channel, message.get("data"))):
-            log.debug("dropped a notification: %d are waiting for the subscribers", MAX_PENDING)
+            pass  # a state subscriber just left: nobody here wants it
+        else:
+            woke = inbox.idle
+            if not inbox.put((channel, message.get("data"))):
+                log.debug("dropped a notification: %d are waiting for the subscribers",
+                          MAX_PENDING)
+        return woke
 
     async def _check_health(self) -> None:
         if self._probe_sent:
@@ -238,9 +288,11 @@ class RedisNotificationChannel(BaseNotificationChannel):
                 f"{self._check_every:g}s"
             )
         client = self._publisher()
-        counts = dict(text([list(item) for item in
-                             await client.pubsub_numsub(self.channel_name, self.state_channel)]))
-        if not all(counts.get(name) for name in (self.channel_name, self.state_channel)):
+        names = [self.channel_name]
+        if self._state_heard and not self._state_replies:
+            names.append(self.state_channel)
+        counts = dict(text([list(item) for item in await client.pubsub_numsub(*names)]))
+        if not all(counts.get(name) for name in names):
             raise ConnectionError(f"the subscription to {self.channel_name!r} was lost")
         self._probe_sent = True
         await client.publish(self._probe_channel, "probe")
@@ -280,6 +332,11 @@ class _Inbox:
     def __init__(self) -> None:
         self._items: deque[tuple[str, Any]] = deque()
         self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Whether the subscribers' task waits for a message (none is queued)."""
+        return self._waiter is not None and not self._waiter.done()
 
     def put(self, item: tuple[str, Any]) -> bool:
         if len(self._items) >= MAX_PENDING:

@@ -7,8 +7,9 @@
 --
 -- Cost: O(log N + limit + S), N = due jobs of the name, S = stale locks of this name (plus
 -- the index entries that Node made out of date since, each put right once); plus, at most
--- once a second per name, a sweep of `sweep count` members of the name (ten times that at
--- every claim while the name has jobs Node enqueued that a pass has not seen). Other names' jobs,
+-- once a second per name (once in five seconds while the name has due jobs), a sweep of
+-- `sweep count` members of the name (ten times that at every claim while the name has jobs
+-- Node enqueued that a pass has not seen). Other names' jobs,
 -- and this name's jobs that are not due, disabled or locked, are never read (Agenda v6's
 -- script read every job of the name on every call).
 local name = ARGV[2]
@@ -22,25 +23,44 @@ local function peek(id)
 end
 
 -- a Node process locks without telling us: note its lock, so that it is judged as ours are
+-- (f: the job's name, disabled, lockedAt and lockedAtMs, as DUE_FIELDS and peek begin)
 local function adopt_lock(id, f)
   if f[1] == name and is_locked(f[3], f[4]) then
     redis.call('ZADD', locked_set, 'NX', lock_time(f[3], f[4]), id)
   end
 end
 
+-- adopt_lock and reindex of one job, from one read of its hash
+local function catch_up(id)
+  local f = redis.call('HMGET', job_key(id), unpack(DUE_FIELDS))
+  adopt_lock(id, f)
+  index_entry(entry_of(id, name, f), name)
+end
+
 -- 1. the jobs Node Agenda wrote or changed (it keeps neither our due index nor our lock index)
---    are brought into both, a slice of the name at a time: at most once a second; and at
---    every claim, ten slices, while the name has members that our writes do not account for
---    (`foreign`: Node enqueued or removed jobs of it), until a whole pass of the name has
+--    are brought into both, a slice of the name at a time: at most once a second, or once
+--    in five seconds while the name has due jobs (the claim that finds them is the one an
+--    enqueue waits for: a slice costs it about ten times a claim of one job, so it is left
+--    to the claims that find nothing due, until five seconds have gone by without one); and
+--    at every claim, ten slices, while the name has members that our writes do not account
+--    for (`foreign`: Node enqueued or removed jobs of it), until a whole pass of the name has
 --    gone by with that number unchanged (a pass it changed during starts again).
 local by_name = P .. 'jobs:by_name:' .. name
 local function sweep_slice(cursor, count)
   local page = redis.call('SSCAN', by_name, cursor, 'COUNT', count)
-  for _, id in ipairs(page[2]) do
-    adopt_lock(id, peek(id))
-    reindex(id, name)
-  end
+  for _, id in ipairs(page[2]) do catch_up(id) end
   return page[1]
+end
+local function sweep_due()
+  local gate, busy_gate = P .. 'decl:sweep_gate:' .. name, P .. 'decl:sweep_gate_busy:' .. name
+  if #redis.call('ZRANGEBYSCORE', due, '-inf', scan_ms, 'LIMIT', 0, 1) > 0 then
+    if redis.call('EXISTS', busy_gate) == 1 then return false end
+    redis.call('SET', gate, '1', 'PX', 1000)
+  elseif not redis.call('SET', gate, '1', 'PX', 1000, 'NX') then
+    return false
+  end
+  redis.call('SET', busy_gate, '1', 'PX', 5000)
+  return true
 end
 local members = redis.call('SCARD', by_name)
 local foreign = members - (tonumber(redis.call('GET', known_key(name))) or 0)
@@ -55,8 +75,7 @@ if sweep > 0 and foreign ~= 0 then
   else
     redis.call('HSET', pass_key, 'cursor', cursor, 'foreign', foreign)
   end
-elseif sweep > 0 and redis.call('SET', P .. 'decl:sweep_gate:' .. name, '1', 'PX', 1000,
-    'NX') then
+elseif sweep > 0 and sweep_due() then
   local cursor_key = P .. 'decl:sweep:' .. name
   local cursor = sweep_slice(redis.call('GET', cursor_key) or '0', sweep)
   if cursor == '0' then
@@ -114,10 +133,7 @@ while found < room do
 end
 for _, entry in ipairs(out_of_date) do
   redis.call('ZREM', due, entry[1])
-  if entry[2] then
-    adopt_lock(entry[2], peek(entry[2]))
-    reindex(entry[2], name)
-  end
+  if entry[2] then catch_up(entry[2]) end
 end
 
 -- 4. claim order: stale locks first (crash recovery never waits for the backlog), then
@@ -133,12 +149,13 @@ table.sort(chosen, function(a, b)
   return before(a, b)
 end)
 
-local now_iso, claimed = ms_iso(now), {}
+local now_iso, now_text, claimed = ms_iso(now), lock_text(now), {}
 for i = 1, math.min(limit, #chosen) do
   local job = chosen[i]
   local key = job_key(job.id)
-  write_lock(key, now)
-  redis.call('HSET', key, 'lastModifiedBy', by, 'updatedAt', now_iso)
+  -- the lock write (write_lock) and the stamps in one HSET; lockedAt only where there is one
+  redis.call('HSET', key, 'lockedAtMs', now_text, 'lastModifiedBy', by, 'updatedAt', now_iso)
+  if job.iso_lock then redis.call('HDEL', key, 'lockedAt') end
   redis.call('ZADD', locked_set, now, job.id)
   redis.call('ZREM', due, job.member)
   table.insert(claimed, hash_of(job.id))

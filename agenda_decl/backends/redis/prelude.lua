@@ -103,10 +103,14 @@ local function stale(locked_at, locked_at_ms, deadline)
   return lock_time(locked_at, locked_at_ms) <= deadline
 end
 
+-- the stored text of a lock time in ms (nil: unlocked)
+local function lock_text(ms)
+  if ms then return fmt_int(ms) end
+  return 'null'
+end
+
 local function write_lock(key, ms)
-  local text = 'null'
-  if ms then text = fmt_int(ms) end
-  redis.call('HSET', key, 'lockedAtMs', text)
+  redis.call('HSET', key, 'lockedAtMs', lock_text(ms))
   redis.call('HDEL', key, 'lockedAt')
 end
 
@@ -142,14 +146,28 @@ local function due_member(id, priority, created, seq)
   return string.format('%017d %s %016d %s', MAX_PRIORITY - p, created, seq, id)
 end
 
-local function due_entry(id, name)
-  local f = redis.call('HMGET', job_key(id), unpack(DUE_FIELDS))
+-- the due entry of a job from the values of its DUE_FIELDS, in order (`iso_lock`: the hash
+-- has an ISO lockedAt, which a lock write deletes)
+local function entry_of(id, name, f)
   local job = {id = id, next_ms = iso_ms(f[5]), priority = tonumber(f[6]) or 0,
-    created = f[7] or '', seq = tonumber(f[8]) or 0}
+    created = f[7] or '', seq = tonumber(f[8]) or 0, iso_lock = f[3] ~= false}
   job.member = due_member(id, job.priority, job.created, job.seq)
   job.eligible = f[1] == name and f[2] ~= 'true' and not is_locked(f[3], f[4])
     and job.next_ms ~= nil
   return job
+end
+
+local function due_entry(id, name)
+  return entry_of(id, name, redis.call('HMGET', job_key(id), unpack(DUE_FIELDS)))
+end
+
+-- put a job's due entry in or out of its name's due index
+local function index_entry(job, name)
+  if job.eligible then
+    redis.call('ZADD', due_key(name), job.next_ms, job.member)
+  else
+    redis.call('ZREM', due_key(name), job.member)
+  end
 end
 
 local function due_id(member) return string.match(member, '^%d+ [^ ]* %d+ (.+)$') end
@@ -158,14 +176,7 @@ local function unindex(id, name)
   redis.call('ZREM', due_key(name), due_entry(id, name).member)
 end
 
-local function reindex(id, name)
-  local job = due_entry(id, name)
-  if job.eligible then
-    redis.call('ZADD', due_key(name), job.next_ms, job.member)
-  else
-    redis.call('ZREM', due_key(name), job.member)
-  end
-end
+local function reindex(id, name) index_entry(due_entry(id, name), name) end
 
 -- the hash fields a job is read from, in the order the scripts return them (HMGET); the
 -- same list as scripts.JOB_FIELDS on the Python side (lockedAt only for hashes not healed

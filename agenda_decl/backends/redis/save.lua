@@ -32,23 +32,34 @@ for _, job in ipairs(cjson.decode(ARGV[2])) do
   local token = tonumber(job[5])
   local key = job_key(id)
   local f = redis.call('HMGET', key, 'name', 'lockedAt', 'priority', 'repeatInterval',
-    'repeatAt', 'repeatTimezone', 'startDate', 'endDate', 'skipDays', 'lockedAtMs')
+    'repeatAt', 'repeatTimezone', 'startDate', 'endDate', 'skipDays', 'lockedAtMs', 'disabled',
+    'nextRunAt', 'createdAt', 'insertOrder')
   if f[1] ~= name or (token and lock_time(f[2], f[10]) ~= token) then
     table.insert(missing, id)
   else
     local same = same_timing(job, f)
-    redis.call('HSET', key, unpack(job, same and first_pair or first_pair + 2, width))
-    redis.call('HSET', key, 'updatedAt', now_iso)
-    write_lock(key, lock_ms)
+    local lock = lock_text(lock_ms)
+    -- the fields, updatedAt and the lock (write_lock) in one HSET; lockedAt only if present
+    local fields = {unpack(job, same and first_pair or first_pair + 2, width)}
+    table.insert(fields, 'updatedAt')
+    table.insert(fields, now_iso)
+    table.insert(fields, 'lockedAtMs')
+    table.insert(fields, lock)
+    redis.call('HSET', key, unpack(fields))
+    if f[2] then redis.call('HDEL', key, 'lockedAt') end
     if lock_ms then
       redis.call('ZADD', locked_key(name), lock_ms, id)
     else
       redis.call('ZREM', locked_key(name), id)
     end
+    local next_text = f[12]
     if same then
+      next_text = job[first_pair + 1]
       redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, tonumber(f[3]) or 0), id)
     end
-    reindex(id, name)
+    -- reindex without reading the hash back: its DUE_FIELDS as they are now
+    index_entry(entry_of(id, name, {name, f[11], false, lock, next_text, f[3], f[13], f[14]}),
+      name)
   end
 end
 return missing

@@ -37,8 +37,10 @@ without, and that Node ignores:
   us, so stale locks are found in O(log N + stale) instead of scanning the name. Entries are
   checked against the hash before use (Node may have unlocked or touched the job since: such
   a job goes back into the due index).
-* ``decl:sweep:{name}`` and ``decl:sweep_gate:{name}`` (expires after 1 s): the cursor of an
-  incremental SSCAN of ``jobs:by_name:{name}``, at most one slice a second per name, that
+* ``decl:sweep:{name}``, ``decl:sweep_gate:{name}`` (expires after 1 s) and
+  ``decl:sweep_gate_busy:{name}`` (after 5 s): the cursor of an incremental SSCAN of
+  ``jobs:by_name:{name}``, at most one slice a second per name (one in five seconds while
+  the name has due jobs: the claims an enqueue waits for do not pay for it), that
   brings the jobs Node Agenda wrote into the due index and its locks into
   ``decl:locked:{name}`` (a crashed Node worker's lock on a job that is not due, a one-off
   whose nextRunAt was cleared when its run started, is found this way).
