@@ -18,6 +18,7 @@ from agenda_decl.backends.redis import RedisBackend
 from agenda_decl.connectors.redis_urls import node_url
 from agenda_decl.errors import InvalidOptionError
 from tests.backends import redis_cluster
+from tests.backends.redis import delete_keys
 
 
 @pytest.mark.parametrize("prefix", ["agenda:", "{}agenda:", "agenda:{"])
@@ -81,7 +82,7 @@ async def test_a_job_enqueued_through_one_node_wakes_a_worker_listening_on_anoth
     finally:
         await worker.stop()
         await enqueuer.stop(close_connection=False)
-        await redis_cluster.delete_keys(producer.client, prefix)
+        await delete_keys(producer.client, prefix)
         await producer.disconnect()
 
 
