@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -124,8 +124,9 @@ class GroupCommit(Generic[T, R]):
     async def _run(self) -> None:
         batch: list[_Waiting[T, R]] = []
         me = asyncio.current_task()
+        loop = asyncio.get_running_loop()
         try:
-            while self._waiting:
+            while self._waiting and not loop.is_closed():
                 keys = list(self._waiting)[: self._limit]
                 batch = [self._waiting.pop(key) for key in keys]
                 await self._send_batch(batch)
@@ -152,11 +153,20 @@ class GroupCommit(Generic[T, R]):
         self._waiting.clear()
         for entry in waiting:
             for future in entry.futures:
-                future.cancel()
+                if not _orphaned(future):
+                    future.cancel()
+
+
+def _orphaned(future: asyncio.Future[Any]) -> bool:
+    """Whether ``future``'s loop has closed: the garbage collector is closing a sender left
+    pending by a program that closed its loop, and a driver's cleanup under it may have
+    turned that into an error ("Event loop is closed"). Nobody is left to wake, and settling
+    would raise again, as an unraisable error in whatever runs next."""
+    return future.get_loop().is_closed()
 
 
 def _settle(future: asyncio.Future[R], result: R | Exception) -> None:
-    if future.done():  # the caller gave up waiting
+    if future.done() or _orphaned(future):  # the caller gave up waiting, or is gone
         return
     if isinstance(result, Exception):
         future.set_exception(result)

@@ -31,5 +31,7 @@ async def test_a_burst_of_enqueues_waits_for_connections(
             await asyncio.gather(*(repository.save_job(JobParameters(name="burst", data={"i": i}))
                                    for i in range(calls)))
         assert (await repository.query_jobs(JobsQueryOptions(name="burst"))).total == calls
-        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+        # Ours only: the garbage collector may report another test's leftover task meanwhile.
+        assert [r.getMessage() for r in caplog.records
+                if r.levelno >= logging.WARNING and r.name.startswith("agenda_decl")] == []
         assert repository.retrying.retries == 0
