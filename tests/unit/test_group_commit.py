@@ -183,19 +183,20 @@ def test_a_sender_left_pending_when_its_loop_closed_is_collected_quietly(
     unraisable: list[Any] = []
     loop = asyncio.new_event_loop()
     store = store_kind()
+    callers: list[asyncio.Future[str]] = []
 
-    async def start(store: Store) -> None:
+    async def start(store: Store, callers: list[asyncio.Future[str]]) -> None:
         store.gate.clear()
         commit: GroupCommit[str, str] = GroupCommit(store.send)
-        asyncio.ensure_future(commit.submit("a"))  # a caller waits (a callback on the future)
+        callers.append(asyncio.ensure_future(commit.submit("a")))  # a caller awaits "a"
         await asyncio.sleep(0)  # "a" is in flight, waiting for the store forever
 
     batches = store.batches
     previous, sys.unraisablehook = sys.unraisablehook, unraisable.append
     try:
-        loop.run_until_complete(start(store))
+        loop.run_until_complete(start(store, callers))
         loop.close()
-        del loop, store  # the store's event holds the sender's task: let both go
+        del loop, store, callers  # the store's event holds the sender's task: let all go
         gc.collect()
     finally:
         sys.unraisablehook = previous
