@@ -373,8 +373,9 @@ class PostgresNotificationChannel(BaseNotificationChannel):
             notes = [await self._queue.get()]
             self._dispatching = True
             try:
-                if self._unsettled is not None:  # one delivered at once came first
-                    await asyncio.wait({self._unsettled})
+                unsettled = self._unsettled
+                if unsettled is not None and not unsettled.done():  # one delivered at once
+                    await asyncio.wait({unsettled})  # came first
                 while not self._queue.empty():
                     notes.append(self._queue.get_nowait())
                 # Only those someone still subscribes to (the subscribers may have left).
