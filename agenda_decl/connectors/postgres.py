@@ -26,7 +26,7 @@ import contextlib
 import inspect
 import logging
 import select
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import psycopg
@@ -237,10 +237,37 @@ async def _give_back(pool: Pool, conn: Connection, *, close: bool = False) -> No
                 await conn.close()
         await pool.putconn(conn)
 
-    task = asyncio.get_running_loop().create_task(give_back())
+    # The common return (a healthy idle connection, nobody closing the pool) never suspends:
+    # run up to its first suspension here, and only what is left, if anything, as the task,
+    # so a claim's rows reach the caller without two loop turns (a task, then its waiter).
+    returning = give_back()
+    try:
+        waiting_on = returning.send(None)
+    except StopIteration:
+        return
+    task = asyncio.get_running_loop().create_task(_resume(returning, waiting_on))
     _RETURNING.add(task)
     task.add_done_callback(_returned)
     await asyncio.shield(task)
+
+
+async def _resume(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    """Drive ``coroutine`` on from a suspension at ``waiting_on`` (what it yielded: a future,
+    or None for a bare yield), as the task it started in would have."""
+    while True:
+        try:
+            if waiting_on is None:
+                await asyncio.sleep(0)
+            else:
+                await asyncio.wait({waiting_on})  # the coroutine reads the outcome itself
+            waiting_on = coroutine.send(None)
+        except asyncio.CancelledError as cancelled:  # where the coroutine waits, as a task does
+            try:
+                waiting_on = coroutine.throw(cancelled)
+            except StopIteration:
+                return
+        except StopIteration:
+            return
 
 
 def _returned(task: asyncio.Task[None]) -> None:

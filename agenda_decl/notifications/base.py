@@ -117,7 +117,15 @@ class BaseNotificationChannel(NotificationChannel):
     async def notify_state_handlers(self, notification: JobStateNotification) -> None:
         await self._fan_out(list(self._state_handlers), notification)
 
+    def call_handlers(self, notification: JobNotification) -> list[Awaitable[Any]]:
+        """Call every job subscriber now, in the caller's task; return what the asynchronous
+        ones left to await (:meth:`settle`). :meth:`notify_handlers` is both in one call."""
+        return self._call(list(self._handlers), notification)
+
     async def _fan_out(self, handlers: list[Callable[[Any], Any]], payload: object) -> None:
+        await self.settle(self._call(handlers, payload))
+
+    def _call(self, handlers: list[Callable[[Any], Any]], payload: object) -> list[Awaitable[Any]]:
         pending: list[Awaitable[Any]] = []
         for handler in handlers:
             try:
@@ -127,6 +135,10 @@ class BaseNotificationChannel(NotificationChannel):
                 continue
             if inspect.isawaitable(result):
                 pending.append(result)
+        return pending
+
+    async def settle(self, pending: list[Awaitable[Any]]) -> None:
+        """Await what subscribers returned; their errors go to ``error`` listeners."""
         for outcome in await asyncio.gather(*pending, return_exceptions=True):
             if isinstance(outcome, Exception):
                 self.emit_error(outcome)

@@ -108,7 +108,7 @@ class _Listener:
         self,
         conn: psycopg.AsyncConnection[Any],
         channels: tuple[str, ...],
-        deliver: Callable[[psycopg.Notify], None],
+        deliver: Callable[[psycopg.Notify], bool],
         lost: Callable[[BaseException], None],
         *,
         probe_interval: float,
@@ -135,7 +135,10 @@ class _Listener:
         try:
             while True:
                 async for note in self.conn.notifies(timeout=self._interval):
-                    self._deliver(note)
+                    if self._deliver(note):
+                        # An idle worker's wake-up, delivered from this task: let the claim
+                        # it started send its statement before this task reads again.
+                        await asyncio.sleep(0)
                 await self._probe()
         except Exception as error:
             self._lost(error)
@@ -206,6 +209,11 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         self._listener: _Listener | None = None
         self._queue: asyncio.Queue[psycopg.Notify] = asyncio.Queue(maxsize=10_000)
         self._dispatcher: asyncio.Task[None] | None = None
+        #: Whether the dispatcher is handing a batch to the subscribers.
+        self._dispatching = False
+        #: What the asynchronous subscribers of a notification delivered at once have left
+        #: to do (see ``_enqueue``): later ones wait for it, as they would in the queue.
+        self._unsettled: asyncio.Task[None] | None = None
         self._dropped = 0
         self._disposals: set[asyncio.Task[None]] = set()
         self._outbox: GroupCommit[tuple[str, str], None] = GroupCommit(self._send)
@@ -292,7 +300,8 @@ class PostgresNotificationChannel(BaseNotificationChannel):
             await self._outbox.flush()
             await asyncio.gather(*self._disposals, return_exceptions=True)
             await cancel_and_wait(self._dispatcher)
-            self._dispatcher = None
+            await cancel_and_wait(self._unsettled)
+            self._dispatcher = self._unsettled = None
             while not self._queue.empty():  # nothing stale for the next connect
                 self._queue.get_nowait()
             if self._own_pool is not None:
@@ -313,22 +322,48 @@ class PostgresNotificationChannel(BaseNotificationChannel):
 
     # -- receiving -------------------------------------------------------------------------------
 
-    def _enqueue(self, note: psycopg.Notify) -> None:
-        # The listener never waits on subscribers: a slow one must not delay the probe.
-        # Only what someone subscribes to is queued: a busy worker hears its own three state
-        # notifications per job, which nobody here wants unless a state event has listeners.
+    def _enqueue(self, note: psycopg.Notify) -> bool:
+        """Hand ``note`` on; whether it went to the job subscribers at once (see below).
+
+        The listener never waits on subscribers: a slow one must not delay the probe. Only
+        what someone subscribes to is queued: a busy worker hears its own three state
+        notifications per job, which nobody here wants unless a state event has listeners.
+        A job notification that finds nothing waiting (an idle worker's wake-up) skips the
+        queue: its subscribers are called from the listener's task, so the claim they start
+        is not one task switch (the dispatcher's) further away."""
         if not note.payload or not self._wanted(note.channel):
-            return
+            return False
+        if note.channel == self.channel_name and self._idle():
+            return self._deliver_now(note)
         try:
             self._queue.put_nowait(note)
         except asyncio.QueueFull:
             if not self._dropped:
                 log.warning("subscribers are behind: dropping notifications on %r", note.channel)
             self._dropped += 1
-            return
+            return False
         if self._dropped:
             log.warning("dropped %d notifications while subscribers were behind", self._dropped)
             self._dropped = 0
+        return False
+
+    def _idle(self) -> bool:
+        """Whether no earlier notification still waits for, or is with, the subscribers."""
+        return (self._queue.empty() and not self._dispatching
+                and (self._unsettled is None or self._unsettled.done()))
+
+    def _deliver_now(self, note: psycopg.Notify) -> bool:
+        """Call the job subscribers in this task; what asynchronous ones return is awaited
+        in a task of its own (the listener must not wait)."""
+        try:
+            notification = notification_from_json(note.payload)
+        except Exception as error:  # any DB user can NOTIFY: a hint, never trusted
+            _malformed(note, error)
+            return False
+        pending = self.call_handlers(notification)
+        if pending:
+            self._unsettled = asyncio.get_running_loop().create_task(self.settle(pending))
+        return True
 
     async def _dispatch(self) -> None:
         """Deliver everything received so far in one go: awaiting each notification's
@@ -336,14 +371,21 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         behind. Subscribers are still called in arrival order."""
         while True:
             notes = [await self._queue.get()]
-            while not self._queue.empty():
-                notes.append(self._queue.get_nowait())
-            # Only those someone still subscribes to (the subscribers may have left since).
-            wanted = [note for note in notes if self._wanted(note.channel)]
-            if len(wanted) == 1:  # the wake-up of an idle worker: no task, no loop turn more
-                await self._deliver(wanted[0])
-            elif wanted:  # gather makes a task of each
-                await asyncio.gather(*(self._deliver(note) for note in wanted))
+            self._dispatching = True
+            try:
+                unsettled = self._unsettled
+                if unsettled is not None and not unsettled.done():  # one delivered at once
+                    await asyncio.wait({unsettled})  # came first
+                while not self._queue.empty():
+                    notes.append(self._queue.get_nowait())
+                # Only those someone still subscribes to (the subscribers may have left).
+                wanted = [note for note in notes if self._wanted(note.channel)]
+                if len(wanted) == 1:  # no task, no loop turn more
+                    await self._deliver(wanted[0])
+                elif wanted:  # gather makes a task of each
+                    await asyncio.gather(*(self._deliver(note) for note in wanted))
+            finally:
+                self._dispatching = False
 
     async def _deliver(self, note: psycopg.Notify) -> None:
         if not note.payload or not self._wanted(note.channel):
@@ -351,8 +393,7 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         try:
             parsed = self._parse(note)
         except Exception as error:  # any DB user can NOTIFY: a hint, never trusted
-            log.warning("ignoring a malformed notification on %r (%s): %.200r",
-                        note.channel, type(error).__name__, note.payload)
+            _malformed(note, error)
             return
         if isinstance(parsed, JobNotification):
             await self.notify_handlers(parsed)
@@ -417,3 +458,8 @@ class PostgresNotificationChannel(BaseNotificationChannel):
 
         await run(pool, self._retrying, notify)
         return [None] * len(batch)
+
+
+def _malformed(note: psycopg.Notify, error: Exception) -> None:
+    log.warning("ignoring a malformed notification on %r (%s): %.200r",
+                note.channel, type(error).__name__, note.payload)

@@ -90,10 +90,9 @@ class ChannelLink:
         self._store_channel = store_channel and channel is not None
         self._events = events
         self._store_name = store_name
-        #: Woken by notifications while the scheduler processes jobs.
-        self.processor: Wakeable | None = None
+        self._processor: Wakeable | None = None
         self._attached = False
-        self._unsubscribe: list[Unsubscribe] = []
+        self._unsubscribe_jobs: Unsubscribe | None = None
         self._unsubscribe_state: Unsubscribe | None = None
         self._failed_at = 0.0
         self._skew_checked_at: datetime | None = None
@@ -101,6 +100,16 @@ class ChannelLink:
         #: Whether ``channel`` has ``publish_state_soon`` (asked once: a runtime protocol
         #: check costs microseconds, and a busy worker publishes three states per job).
         self._queues_states = isinstance(channel, _QueuesStates)
+
+    @property
+    def processor(self) -> Wakeable | None:
+        """Woken by notifications while the scheduler processes jobs."""
+        return self._processor
+
+    @processor.setter
+    def processor(self, processor: Wakeable | None) -> None:
+        self._processor = processor
+        self._sync_job_subscription()
 
     # -- the channel's lifecycle ---------------------------------------------------------
 
@@ -114,8 +123,8 @@ class ChannelLink:
             return
         channel.on("stateChange", self._on_channel_state)
         channel.on("error", self._on_channel_error)
-        self._unsubscribe.append(channel.subscribe(self._on_notification))
         self._attached = True
+        self._sync_job_subscription()
         self.sync_state_subscription()
         if channel.state != "connected":
             try:
@@ -129,15 +138,26 @@ class ChannelLink:
 
     async def detach(self) -> None:
         """Stop listening and disconnect the channel."""
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
-        self._unsubscribe.clear()
         self._attached = False
+        self._sync_job_subscription()
         self.sync_state_subscription()
         if self.channel is not None:
             self.channel.off("stateChange", self._on_channel_state)
             self.channel.off("error", self._on_channel_error)
             await self.channel.disconnect()
+
+    def _sync_job_subscription(self) -> None:
+        """Take job notifications from the channel only while a processor here claims: an
+        agenda that only enqueues would decode one per enqueue (its own among them) for
+        nothing, in the moments a worker's wake-up needs the machine."""
+        channel = self.channel
+        wanted = self._attached and channel is not None and self._processor is not None
+        if wanted and self._unsubscribe_jobs is None:
+            assert channel is not None
+            self._unsubscribe_jobs = channel.subscribe(self._on_notification)
+        elif not wanted and self._unsubscribe_jobs is not None:
+            self._unsubscribe_jobs()
+            self._unsubscribe_jobs = None
 
     def sync_state_subscription(self) -> None:
         """Take other workers' state notifications from the channel only while something here
@@ -179,8 +199,8 @@ class ChannelLink:
         """After a reconnect, claim at once: what was published while away is lost."""
         if state == "error":
             self._failed_at = time.monotonic()
-        if state == "connected" and self.processor is not None:
-            self.processor.wake_all()
+        if state == "connected" and self._processor is not None:
+            self._processor.wake_all()
 
     def _on_channel_error(self, error: BaseException) -> None:
         """Channel errors become Agenda ``error`` events at once (in the channel's call)."""
@@ -283,8 +303,8 @@ class ChannelLink:
     # -- inbound -------------------------------------------------------------------------
 
     def _on_notification(self, notification: JobNotification) -> None:
-        if self.processor is not None:
-            self.processor.handle_notification(notification)
+        if self._processor is not None:
+            self._processor.handle_notification(notification)
 
     async def _on_state_notification(self, notification: JobStateNotification) -> None:
         if notification.source == self._scheduler.name:

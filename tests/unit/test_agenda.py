@@ -182,6 +182,25 @@ async def test_state_notifications_are_taken_only_while_a_state_event_is_listene
     await agenda.stop()
 
 
+async def test_job_notifications_are_taken_only_while_processing() -> None:
+    """An agenda that only enqueues decodes no job notification (its own among them)."""
+    channel = InMemoryNotificationChannel()
+    agenda = Agenda(InMemoryBackend(notifications=False), notification_channel=channel,
+                    process_every="1 minute")
+    ran = asyncio.Event()
+    agenda.define("report", lambda job: ran.set())
+    await agenda.ready()
+    await agenda.now("report")
+    assert channel._handlers == []
+    await agenda.start()  # claims what the first poll finds, then only a notification wakes it
+    await asyncio.wait_for(ran.wait(), 5)
+    ran.clear()
+    await agenda.now("report")
+    await asyncio.wait_for(ran.wait(), 5)
+    await agenda.stop()
+    assert channel._handlers == []
+
+
 async def test_events_reach_another_agenda_on_the_same_channel() -> None:
     channel = InMemoryNotificationChannel()
     backend = InMemoryBackend(notifications=False)

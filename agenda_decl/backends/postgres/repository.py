@@ -245,7 +245,8 @@ class PostgresJobRepository(base.ClaimsInBatches):
         return [] if self._absent else await self._fetch(statement, params)
 
     def _writable(self) -> None:
-        base.refuse_write(self._read_only, repr(self))
+        if self._read_only:  # the repr (a masked URL) only for the error: every write asks
+            base.refuse_write(self._read_only, repr(self))
 
     async def _execute(self, statement: queries.Statement, params: Any) -> int:
         self._writable()
