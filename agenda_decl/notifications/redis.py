@@ -33,12 +33,15 @@ from agenda_decl._tasks import cancel_and_wait
 from agenda_decl.connectors.redis import (
     UNREACHABLE,
     AnyRedis,
+    Script,
     check_name,
     close_subscriber,
     connect_subscriber,
     plain_node_url,
+    publish,
     redacted_address,
     redacted_error,
+    register_script,
     retrying,
     send_at_once,
     server_client_from_url,
@@ -110,6 +113,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
             connection_string = node_url(connection_string)
         self._url = connection_string
         self._client: Redis | None = client if isinstance(client, Redis) else None
+        self._publish_many: Script | None = None
         self._owns_client = self._client is None
         interval = parse_duration(health_check_interval, field="health_check_interval")
         self._check_every = max(interval, 10) / 1000
@@ -174,14 +178,17 @@ class RedisNotificationChannel(BaseNotificationChannel):
         ``BackendUnavailableError`` for every message of the batch)."""
         client = self._publisher()
         args = [item for message in messages for item in message]
+        if self._publish_many is None:
+            self._publish_many = register_script(client, _PUBLISH_MANY)
+        publish_many = self._publish_many
 
-        async def publish(_: Attempt) -> None:
+        async def send(_: Attempt) -> None:
             if len(messages) == 1:
-                await client.publish(*messages[0])
+                await publish(client, *messages[0])
             else:  # one command for the lot (a pipeline would need cleaning up if dropped)
-                await client.register_script(_PUBLISH_MANY)(keys=[], args=args)
+                await publish_many(keys=[], args=args)
 
-        await self._retrying.run(publish)
+        await self._retrying.run(send)
         return [None] * len(messages)
 
     # -- listening ---------------------------------------------------------------------------
@@ -322,6 +329,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
         await super().disconnect()
         if self._owns_client and self._client is not None:
             client, self._client = self._client, None
+            self._publish_many = None
             await client.aclose()
 
 

@@ -1,17 +1,22 @@
-"""The client a Redis connection string gives: a burst of calls waits for connections."""
+"""The client a Redis connection string gives: a burst of calls waits for connections; the
+connections it keeps for its scripts and publishes are replaced at once when the server closed
+them, and a script the server does not know is loaded."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
+from redis.asyncio import Redis
 
 from agenda_decl import JobsQueryOptions
 from agenda_decl._model import JobParameters
-from agenda_decl.connectors.redis import MAX_CONNECTIONS
+from agenda_decl.connectors.redis import MAX_CONNECTIONS, register_script, server_client_from_url
 from tests.backends import redis as redis_backends
+from tests.backends.servers import REDIS_URL
 
 pytestmark = pytest.mark.asyncio
 
@@ -35,3 +40,42 @@ async def test_a_burst_of_enqueues_waits_for_connections(
         assert [r.getMessage() for r in caplog.records
                 if r.levelno >= logging.WARNING and r.name.startswith("agenda_decl")] == []
         assert repository.retrying.retries == 0
+
+
+async def test_calls_go_on_at_once_after_the_server_closed_the_idle_connections(
+    tmp_path: Path,
+) -> None:
+    """The server closes every idle command connection of the client (a timeout, a restart,
+    CLIENT KILL): the next enqueues and claims open new connections at once, without the
+    outage policy's retries, and nothing is lost or stored twice."""
+    name = f"agenda-test-{uuid4().hex[:12]}"
+    url = f"{REDIS_URL}?client_name={name}"
+    async with redis_backends.opened_backend(f"Redis at {REDIS_URL}", url,
+                                             redis_backends.unique_prefix()) as backend:
+        repository = backend.repository
+        await asyncio.gather(*(repository.save_job(JobParameters(name="kept", data={"i": i}))
+                               for i in range(4)))
+        admin = Redis.from_url(REDIS_URL)
+        try:
+            own = [entry["id"] for entry in await admin.client_list(_type="normal")
+                   if entry.get("name") == name]
+            assert own
+            for connection_id in own:
+                await admin.client_kill_filter(_id=connection_id)
+        finally:
+            await admin.aclose()
+        for i in range(4, 7):
+            await repository.save_job(JobParameters(name="kept", data={"i": i}))
+        total = (await repository.query_jobs(JobsQueryOptions(name="kept"))).total
+        assert total == 7
+        assert repository.retrying.retries == 0
+
+
+async def test_a_script_the_server_does_not_know_is_loaded_and_run() -> None:
+    client = server_client_from_url(REDIS_URL)
+    try:
+        script = register_script(client, f"-- {uuid4().hex}\nreturn ARGV[1] .. KEYS[1]")
+        assert await script(keys=["b"], args=["a"]) == "ab"
+        assert await script(keys=["d"], args=["c"]) == "cd"
+    finally:
+        await client.aclose()
