@@ -183,7 +183,9 @@ class _WaitingRedis(Redis):
 
     async def _round_trip(self, connection: AbstractConnection, args: Sequence[str]) -> Any:
         try:
-            await connection.send_packed_command(connection.pack_command(*args), False)
+            packed = connection.pack_command(*args)
+            if not _write_now(connection, packed):  # closed: reconnects, or raises
+                await connection.send_packed_command(packed, False)
             reply = await connection.read_response()
         except ResponseError:  # the reply was read: the connection is fine
             await self._keep(connection)
@@ -312,10 +314,20 @@ def send_at_once(pubsub: PubSub, *command: str) -> bool:
     left alone (it only serves its reconnects, which the channel does itself). False, with
     nothing sent, when the connection is not open."""
     connection = pubsub.connection
+    return connection is not None and _write_now(connection, connection.pack_command(*command))
+
+
+def _write_now(connection: AbstractConnection, packed: list[bytes]) -> bool:
+    """Hand ``packed`` to ``connection``'s transport at once; False, with nothing written,
+    when it is not open. redis-py's ``send_packed_command`` also waits for the transport to
+    drain, under ``asyncio.wait_for`` (a task and a timer per command, and one more turn of
+    the loop before the command leaves); a caller that then reads the reply waits for the
+    server to have read it all anyway, and the read's own timeout covers a server that
+    stopped reading."""
     writer = getattr(connection, "_writer", None)
-    if connection is None or writer is None or writer.transport.is_closing():
+    if writer is None or writer.transport.is_closing():
         return False
-    writer.writelines(connection.pack_command(*command))
+    writer.writelines(packed)
     return True
 
 
