@@ -16,7 +16,7 @@ import pytest
 
 from agenda_decl import JobId, JobNotification, JobStateNotification, NotConnectedError
 from agenda_decl._clock import utcnow
-from tests.backends import CHANNELS, ChannelPair, load
+from tests.backends import CHANNELS, ChannelPair, Inbox, load
 
 pytestmark = pytest.mark.asyncio
 
@@ -44,23 +44,6 @@ def notification(name: str = "job", **fields: Any) -> JobNotification:
     }
     values.update(fields)
     return JobNotification(**values)
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, item: Any) -> None:
-        self.items.append(item)
-        self._changed.set()
-
-    async def wait_for(self, count: int, timeout: float = 5) -> list[Any]:
-        async with asyncio.timeout(timeout):
-            while len(self.items) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.items
 
 
 async def settle() -> None:

@@ -29,6 +29,7 @@ from agenda_decl.backends.postgres import (
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError, NotConnectedError
 from agenda_decl.notifications.base import ReconnectOptions
 from agenda_decl.testing import EventRecorder
+from tests.backends import Inbox
 from tests.backends.postgres import drop_table, make_backend, unique_names
 from tests.backends.servers import POSTGRES_URL
 
@@ -143,23 +144,6 @@ async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: f
             if await result if isinstance(result, Awaitable) else result:
                 return
             await asyncio.sleep(0.02)
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, item: Any) -> None:
-        self.items.append(item)
-        self._changed.set()
-
-    async def wait_for(self, count: int, timeout: float = 10) -> list[Any]:
-        async with asyncio.timeout(timeout):
-            while len(self.items) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.items
 
 
 def notification(name: str = "job", **fields: Any) -> JobNotification:

@@ -24,6 +24,7 @@ from agenda_decl.backends.redis import RedisBackend, RedisNotificationChannel
 from agenda_decl.errors import BackendUnavailableError
 from agenda_decl.notifications.base import ReconnectOptions
 from agenda_decl.testing import EventRecorder
+from tests.backends import Inbox
 from tests.backends import redis as redis_backends
 from tests.backends.servers import REDIS_URL
 
@@ -411,22 +412,6 @@ async def test_without_now_the_lock_is_stamped_with_the_redis_clock(
 # -- the channel -----------------------------------------------------------------------------
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.changed = asyncio.Event()
-
-    def __call__(self, notification: JobNotification) -> None:
-        self.names.append(notification.job_name)
-        self.changed.set()
-
-    async def wait_for(self, name: str, timeout: float = 10) -> None:
-        async with asyncio.timeout(timeout):
-            while name not in self.names:
-                self.changed.clear()
-                await self.changed.wait()
-
-
 def note(name: str) -> JobNotification:
     return JobNotification(job_id=JobId("x"), job_name=name, next_run_at=None, priority=0,
                            timestamp=utcnow())
@@ -464,7 +449,7 @@ async def reconnects_after(
 
     await wait_until(back)
     await channel.publish(note("after"))
-    await inbox.wait_for("after")
+    await inbox.wait_for_name("after")
 
 
 async def test_killed_subscriber_connection_reconnects(
@@ -517,7 +502,7 @@ async def test_malformed_messages_are_ignored(
         await client.publish(channel.channel_name, junk)
         await client.publish(channel.state_channel, junk)
     await channel.publish(note("valid"))
-    await inbox.wait_for("valid")
+    await inbox.wait_for_name("valid")
     assert inbox.names == ["valid"] and channel.state == "connected"
     assert "malformed" in caplog.text
 

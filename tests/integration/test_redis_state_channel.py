@@ -14,6 +14,7 @@ from agenda_decl import JobId, JobStateNotification
 from agenda_decl._clock import utcnow
 from agenda_decl._convert import notification_to_json
 from agenda_decl.backends.redis import RedisNotificationChannel
+from tests.backends import Inbox
 from tests.backends.servers import REDIS_URL
 
 pytestmark = pytest.mark.asyncio
@@ -32,22 +33,6 @@ async def channel(client: Redis) -> AsyncIterator[RedisNotificationChannel]:
                                     health_check_interval=200)
     yield made
     await made.disconnect()
-
-
-class States:
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.changed = asyncio.Event()
-
-    def __call__(self, notification: JobStateNotification) -> None:
-        self.names.append(notification.job_name)
-        self.changed.set()
-
-    async def wait_for(self, name: str, timeout: float = 10) -> None:
-        async with asyncio.timeout(timeout):
-            while name not in self.names:
-                self.changed.clear()
-                await self.changed.wait()
 
 
 def state(name: str) -> JobStateNotification:
@@ -73,29 +58,29 @@ async def test_the_state_channel_is_heard_only_while_someone_subscribes(
     await channel.publish_state(state("unheard"))  # publishing needs no subscriber
     assert await subscribers(client, channel.state_channel) == 0
 
-    states = States()
+    states = Inbox()
     unsubscribe = channel.subscribe_state(states)
     # published on another connection right after: the SUBSCRIBE is already on its way
     await client.publish(channel.state_channel, notification_to_json(state("first")))
-    await states.wait_for("first")
+    await states.wait_for_name("first")
     assert await subscribers(client, channel.state_channel) == 1
 
     unsubscribe()
     await until_subscribers(client, channel.state_channel, 0)
     channel.subscribe_state(states)
     await client.publish(channel.state_channel, notification_to_json(state("again")))
-    await states.wait_for("again")
+    await states.wait_for_name("again")
     assert states.names == ["first", "again"]
 
 
 async def test_a_state_subscriber_added_before_connect_hears_from_the_start(
     channel: RedisNotificationChannel, client: Redis,
 ) -> None:
-    states = States()
+    states = Inbox()
     channel.subscribe_state(states)
     await channel.connect()
     await client.publish(channel.state_channel, notification_to_json(state("first")))
-    await states.wait_for("first")
+    await states.wait_for_name("first")
 
 
 async def test_a_silently_lost_state_subscription_is_noticed(
@@ -103,7 +88,7 @@ async def test_a_silently_lost_state_subscription_is_noticed(
 ) -> None:
     changes: list[str] = []
     channel.on("stateChange", changes.append)
-    states = States()
+    states = Inbox()
     channel.subscribe_state(states)
     await channel.connect()
     await until_subscribers(client, channel.state_channel, 1)
@@ -115,4 +100,4 @@ async def test_a_silently_lost_state_subscription_is_noticed(
             await asyncio.sleep(0.02)
     await until_subscribers(client, channel.state_channel, 1)
     await client.publish(channel.state_channel, notification_to_json(state("after")))
-    await states.wait_for("after")
+    await states.wait_for_name("after")
