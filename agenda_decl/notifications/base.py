@@ -180,7 +180,10 @@ class BaseNotificationChannel(NotificationChannel):
 
     def connection_lost(self, error: BaseException) -> None:
         """Called by a subclass when its listening connection died."""
-        if self._state in ("disconnected", "reconnecting"):
+        if self._state in ("disconnected", "reconnecting") or not _in_a_loop():
+            # No loop: the garbage collector is closing a listener left running by a program
+            # that closed its loop (a driver's cleanup turned that into an error): nothing can
+            # reconnect and nobody is left to tell.
             return
         if time.monotonic() - self._opened_at >= STABLE_SECONDS:
             # Only a connection that stayed up earns a fresh backoff; one that dies right
@@ -239,3 +242,11 @@ def _add_handler(handlers: list[Any], handler: Any) -> Unsubscribe:
             handlers.remove(handler)
 
     return unsubscribe
+
+
+def _in_a_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -201,4 +201,5 @@ def test_a_sender_left_pending_when_its_loop_closed_is_collected_quietly(
     finally:
         sys.unraisablehook = previous
     assert batches == [["a"]]
-    assert unraisable == []
+    # Only the sender's: the collection may also close what earlier tests left behind.
+    assert [u for u in unraisable if "GroupCommit" in repr(u.object)] == []

@@ -120,3 +120,18 @@ async def test_a_connection_that_dies_after_each_reopen_still_backs_off() -> Non
     channel.connection_lost(ConnectionError("dies at once"))
     assert channel.state == "error"
     assert "Max reconnection attempts reached" in str(errors[-1])
+
+
+def test_a_listener_closed_after_its_loop_ended_reports_nothing() -> None:
+    # A program that closed its loop with a channel still connected: the garbage collector
+    # later closes the listener's coroutine, and a driver's cleanup may turn that into an
+    # error the listener hands to connection_lost, outside any loop. Nothing can reconnect
+    # there and nobody is left to tell (it raised "no running event loop", an unraisable
+    # error in whatever ran next).
+    loop = asyncio.new_event_loop()
+    channel, errors = FlakyChannel(), []
+    channel.on("error", errors.append)
+    loop.run_until_complete(channel.connect())
+    loop.close()
+    channel.connection_lost(RuntimeError("Event loop is closed"))
+    assert errors == []
