@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast, runtime_checkable
 
@@ -150,14 +150,10 @@ class ChannelLink:
         """Take job notifications from the channel only while a processor here claims: an
         agenda that only enqueues would decode one per enqueue (its own among them) for
         nothing, in the moments a worker's wake-up needs the machine."""
-        channel = self.channel
-        wanted = self._attached and channel is not None and self._processor is not None
-        if wanted and self._unsubscribe_jobs is None:
-            assert channel is not None
-            self._unsubscribe_jobs = channel.subscribe(self._on_notification)
-        elif not wanted and self._unsubscribe_jobs is not None:
-            self._unsubscribe_jobs()
-            self._unsubscribe_jobs = None
+        wanted = self._attached and self._processor is not None
+        self._unsubscribe_jobs = _follow(
+            self._unsubscribe_jobs, self.channel if wanted else None,
+            lambda channel: channel.subscribe(self._on_notification))
 
     def sync_state_subscription(self) -> None:
         """Take other workers' state notifications from the channel only while something here
@@ -167,12 +163,9 @@ class ChannelLink:
         wanted = (self._attached and channel is not None
                   and channel.supports_state_notifications
                   and self._events.listens_to_state_events())
-        if wanted and self._unsubscribe_state is None:
-            assert channel is not None
-            self._unsubscribe_state = channel.subscribe_state(self._on_state_notification)
-        elif not wanted and self._unsubscribe_state is not None:
-            self._unsubscribe_state()
-            self._unsubscribe_state = None
+        self._unsubscribe_state = _follow(
+            self._unsubscribe_state, channel if wanted else None,
+            lambda channel: channel.subscribe_state(self._on_state_notification))
 
     async def tend(self) -> None:
         """What the poll does besides claiming: refresh the clock skew when it is old, and
@@ -342,3 +335,14 @@ def _duration_ms(params: JobParameters[Any]) -> int | None:
     if started is None or ended is None or ended < started:
         return None
     return int((ended - started).total_seconds() * 1000)
+
+
+def _follow(current: Unsubscribe | None, channel: NotificationChannel | None,
+            subscribe: Callable[[NotificationChannel], Unsubscribe]) -> Unsubscribe | None:
+    """A subscription brought in line: made on ``channel`` when given and not made yet,
+    ended when ``channel`` is None (not wanted), else kept."""
+    if channel is not None:
+        return current if current is not None else subscribe(channel)
+    if current is not None:
+        current()
+    return None
