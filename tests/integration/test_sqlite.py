@@ -31,7 +31,6 @@ COLUMNS = [
     "end_date", "skip_days",
 ]  # fmt: skip
 INDEXES = {
-    "agenda_jobs_find_and_lock_idx",
     "agenda_jobs_single_job_idx",
     "agenda_jobs_locked_at_idx",
     "agenda_jobs_next_run_at_desc_idx",
@@ -128,14 +127,30 @@ async def test_wal_mode_is_on(backend: SQLiteBackend, db_path: Path) -> None:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-async def test_claim_uses_the_find_and_lock_index(backend: SQLiteBackend, db_path: Path) -> None:
+async def test_a_file_of_an_older_version_loses_the_find_and_lock_index_on_open(
+    db_path: Path,
+) -> None:
+    """Files made before the claim indexes had Agenda's find-and-lock index, which no claim
+    reads any more: opening one drops it (it only cost writes), and its due job is claimed."""
+    first = SQLiteBackend(db_path)
+    await first.connect()
+    await first.repository.save_job(due_job("kept"))
+    await first.disconnect()
     with raw(db_path) as connection:
-        plan = connection.execute(
-            "EXPLAIN QUERY PLAN SELECT id FROM agenda_jobs WHERE name = ? AND disabled = 0"
-            " AND ((locked_at IS NULL AND next_run_at <= ?) OR locked_at <= ?)",
-            ("x", 1, 1),
-        ).fetchall()
-    assert any("agenda_jobs_find_and_lock_idx" in str(row) for row in plan)
+        connection.execute('CREATE INDEX "agenda_jobs_find_and_lock_idx" ON agenda_jobs'
+                           " (name, next_run_at, priority DESC, locked_at, disabled)"
+                           " WHERE disabled = 0")
+    reopened = SQLiteBackend(db_path)
+    await reopened.connect()
+    try:
+        now = utcnow()
+        claimed = await reopened.repository.get_next_jobs_to_run(
+            "kept", now, now - timedelta(minutes=10), 5, now)
+        assert [job.name for job in claimed] == ["kept"]
+    finally:
+        await reopened.disconnect()
+    with raw(db_path) as connection:
+        assert _indexes(connection) == INDEXES
 
 
 async def test_instants_are_integer_milliseconds_and_read_back_aware_utc(
@@ -234,7 +249,7 @@ async def test_a_custom_table_name_gets_its_own_table_and_indexes(db_path: Path)
     await backend.disconnect()
     with raw(db_path) as connection:
         names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
-    assert {"Other_Jobs", "Other_Jobs_find_and_lock_idx", "Other_Jobs_single_job_idx"} <= names
+    assert {"Other_Jobs", "Other_Jobs_claim_due_idx", "Other_Jobs_single_job_idx"} <= names
 
 
 async def test_data_that_is_not_json_is_refused_and_nothing_stored(

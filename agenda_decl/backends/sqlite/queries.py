@@ -40,15 +40,16 @@ MS = timedelta(milliseconds=1)
 
 #: The statements, by the names of their blocks in ``queries.sql``.
 STATEMENTS = load_named_blocks("agenda_decl.backends.sqlite", "queries.sql")
-#: The suffixes of the index names (``<table>_find_and_lock_idx``, ...); the statement of
+#: The suffixes of the index names (``<table>_single_job_idx``, ...); the statement of
 #: each is the block ``create_<suffix>``.
 INDEX_SUFFIXES = (
-    "find_and_lock_idx", "single_job_idx", "locked_at_idx", "next_run_at_desc_idx",
+    "single_job_idx", "locked_at_idx", "next_run_at_desc_idx",
     "next_run_at_asc_idx", "claim_due_idx", "claim_stale_idx", "failed_idx",
 )
-#: The blocks that take out what older files have and this version replaced (each one
-#: idempotent), run with the ``create_`` blocks when an index is missing.
-MIGRATIONS = ("drop_next_run_at_idx",)
+#: The indexes older files have and this version replaced; the block ``drop_<suffix>`` of
+#: each (idempotent) runs with the ``create_`` blocks when the file has one of them or lacks
+#: one of INDEX_SUFFIXES.
+OBSOLETE_INDEX_SUFFIXES = ("next_run_at_idx", "find_and_lock_idx")
 
 #: The allow-list of sort keys and the SQL each sorts on. Data sorts on its JSON text, with a
 #: JSON ``null`` counted as missing (so it goes last, as in the reference store).

@@ -40,14 +40,9 @@ CREATE TABLE IF NOT EXISTS {table} (
     skip_days TEXT CHECK (skip_days IS NULL OR json_valid(skip_days))
 )
 
--- create_find_and_lock_idx --
--- Three of the four indexes of the PostgreSQL store (its next_run_at_idx is replaced by the
--- two job-list indexes below). The find-and-lock predicate is spelled exactly as in the claim
--- query (disabled = 0) so that the planner can use the partial index.
-CREATE INDEX IF NOT EXISTS "{prefix}_find_and_lock_idx" ON {table}
-    (name, next_run_at, priority DESC, locked_at, disabled) WHERE disabled = 0
-
 -- create_single_job_idx --
+-- Two indexes of Agenda's PostgreSQL table, by its names (its find_and_lock_idx is replaced
+-- by the two claim indexes below, its next_run_at_idx by the two job-list indexes).
 CREATE UNIQUE INDEX IF NOT EXISTS "{prefix}_single_job_idx" ON {table} (name)
     WHERE type = 'single'
 
@@ -82,6 +77,13 @@ CREATE INDEX IF NOT EXISTS "{prefix}_failed_idx" ON {table} (name, last_finished
 -- The partial index (next_run_at) WHERE next_run_at IS NOT NULL of files made before
 -- next_run_at_desc_idx: that one covers all it served, so it would only cost writes.
 DROP INDEX IF EXISTS "{prefix}_next_run_at_idx"
+
+-- drop_find_and_lock_idx --
+-- The find-and-lock index (name, next_run_at, priority DESC, locked_at, disabled) of files
+-- made before the claim read claim_due_idx and claim_stale_idx: no statement reads it any
+-- more, and it holds every job, so each claim and each end write paid two updates of a
+-- large tree for nothing.
+DROP INDEX IF EXISTS "{prefix}_find_and_lock_idx"
 
 -- create_claim_due_idx --
 -- The claim's due jobs in the claim's order (rowid, the last tie-break, follows in every

@@ -399,10 +399,11 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
 
     def _create_schema(self, c: sqlite3.Connection) -> None:
         """The table and the indexes, created when missing; a file made by an older version
-        (an index missing) is migrated in the same transaction."""
+        (an index missing, or one this version replaced still there) is migrated in the same
+        transaction."""
         if not self._schema_exists(c):  # skip the write lock when another process made it
             names = ("create_table", *(f"create_{suffix}" for suffix in queries.INDEX_SUFFIXES),
-                     *queries.MIGRATIONS)
+                     *(f"drop_{suffix}" for suffix in queries.OBSOLETE_INDEX_SUFFIXES))
             schema = [self._sql(name) for name in names]
             in_transaction(c, lambda conn: [conn.execute(s) for s in schema], "BEGIN IMMEDIATE")
 
@@ -412,10 +413,13 @@ class SQLiteJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         return bool(c.execute(queries.STATEMENTS["schema_objects"], (names,)).fetchall())
 
     def _schema_exists(self, c: sqlite3.Connection) -> bool:
+        """Whether the table and exactly this version's indexes are there."""
         table = self._table_name
-        names = [table, *(f"{table}_{suffix}" for suffix in queries.INDEX_SUFFIXES)]
-        found = c.execute(queries.STATEMENTS["schema_objects"], (json.dumps(names),)).fetchall()
-        return len(found) == len(names)
+        wanted = {table, *(f"{table}_{suffix}" for suffix in queries.INDEX_SUFFIXES)}
+        obsolete = [f"{table}_{suffix}" for suffix in queries.OBSOLETE_INDEX_SUFFIXES]
+        names = json.dumps([*wanted, *obsolete])
+        found = {row["name"] for row in c.execute(queries.STATEMENTS["schema_objects"], (names,))}
+        return found == wanted
 
 
 # -- conversions ---------------------------------------------------------------------------------
