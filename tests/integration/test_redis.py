@@ -109,6 +109,39 @@ async def test_scores_sets_and_the_single_pointer(backend: RedisBackend, client:
     assert await client.get(key(backend, "jobs:single:set-test")) == single.id
 
 
+async def test_a_batch_of_mixed_jobs_is_stored_as_one_by_one_saves_store_it(
+    backend: RedisBackend, client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """insert_jobs sends a run of jobs that differ only in id and data as one row, and adds
+    each key's members in one command: every job's hash, its place in the sets and sorted
+    sets, the due index and the known counts come out as saving each alone leaves them, for
+    runs of jobs that differ in name, priority, data (none), disabled and due time, and for
+    a batch large enough that a command's members are sent in slices."""
+    monkeypatch.setattr("agenda_decl.backends.base.INSERT_BATCH", 5000)
+    repo, now = backend.repository, utcnow()
+    jobs = [JobParameters(name="bulk", data={"i": i}, next_run_at=now) for i in range(4500)]
+    jobs += [JobParameters(name="other", data=None, priority=5, next_run_at=now),
+             JobParameters(name="bulk", data={"x": 1}, disabled=True, next_run_at=now),
+             JobParameters(name="bulk", data={"y": 2}, next_run_at=None),
+             JobParameters(name="bulk", data={"i": 4500}, next_run_at=now)]
+    stored = await repo.insert_jobs(jobs)
+    for job, record in zip(jobs, stored, strict=True):
+        read = await repo.get_job_by_id(str(record.id))
+        assert read is not None and (read.name, read.data, read.priority, read.disabled) == (
+            job.name, job.data, job.priority, job.disabled)
+    assert await client.scard(key(backend, "jobs:all")) == 4504
+    assert await client.scard(key(backend, "jobs:by_name:bulk")) == 4503
+    assert await client.get(key(backend, "decl:known:bulk")) == "4503"
+    assert await client.get(key(backend, "decl:known:other")) == "1"
+    assert await client.zscore(key(backend, "jobs:by_next_run_at"), str(stored[-2].id)) == (
+        MAX_SAFE)
+    # due: every bulk job with a next run that is not disabled, in the batch's order
+    due = await repo.get_next_jobs_to_run("bulk", now, now - timedelta(minutes=10), 5000, now)
+    assert [job.data for job in due] == [{"i": i} for i in range(4501)]
+    assert [job.name for job in await repo.get_next_jobs_to_run(
+        "other", now, now - timedelta(minutes=10), 5, now)] == ["other"]
+
+
 async def test_owned_and_shared_clients(backend: RedisBackend, client: Redis) -> None:
     assert backend.owns_connection
     shared = RedisBackend(client=client, key_prefix=backend.repository.key_prefix)

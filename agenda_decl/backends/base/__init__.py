@@ -30,6 +30,7 @@ from agenda_decl.backends.base.inserts import (
     check_inserts,
     inserted,
     inserted_all,
+    random_ids,
 )
 from agenda_decl.backends.base.queries import (
     INSTANT_FIELDS,
@@ -63,6 +64,7 @@ __all__ = [
     "inserted_all",
     "is_debounced",
     "is_insert_only",
+    "random_ids",
     "refuse_write",
     "single_next_run_at",
     "validate_identifier",

@@ -4,6 +4,7 @@ naming the index of a bad one, batch them, and tell what an insert stored."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,20 @@ from agenda_decl.errors import AgendaError, BatchItemError, InvalidOptionError
 #: Jobs per statement or script of ``insert_jobs``: large enough that a round trip is a
 #: small share of the cost, small enough that one script does not hold Redis for long.
 INSERT_BATCH = 1000
+
+
+def random_ids(count: int) -> list[str]:
+    """``count`` random UUIDs (version 4, RFC 4122 variant) as text, from one read of the
+    OS's random source: ``str(uuid.uuid4())`` per job cost a bulk insert about 4 us a job,
+    a sixth of its client time."""
+    digits = os.urandom(16 * count).hex()
+    ids = []
+    for start in range(0, 32 * count, 32):
+        h = digits[start:start + 32]
+        # the version nibble is 4; the variant's two top bits are 10 (8, 9, a or b)
+        ids.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-"
+                   f"{h[20:]}")
+    return ids
 
 
 def check_inserts(jobs: Sequence[JobParameters[Any]]) -> list[str]:

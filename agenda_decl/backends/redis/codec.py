@@ -106,6 +106,30 @@ def job_fields(job: JobParameters[Any], data: str, by: str | None) -> list[str]:
     ]
 
 
+def insert_groups(
+    jobs: Sequence[JobParameters[Any]], ids: Sequence[str], data: Sequence[str], by: str | None,
+) -> list[list[Any]]:
+    """The jobs of an ``insert_many`` call (ids chosen, ``data`` as JSON texts) as its
+    groups: consecutive jobs that differ only in id and data share one row (``[shape,
+    [id, data, id, data...]]``), so a ``now_many`` batch sends its common fields once."""
+    groups: list[list[Any]] = []
+    last: list[str] | None = None
+    members: list[str] = []
+    millis: dict[datetime | None, str] = {}
+    for job, job_id, text in zip(jobs, ids, data, strict=True):
+        when = job.next_run_at
+        if (ms := millis.get(when)) is None:
+            ms = millis[when] = ms_arg(when)
+        no_data = job.data is None
+        shape = ["", job.name, ms, str(job.priority), "true" if no_data else "",
+                 "true" if job.disabled else "", *job_fields(job, "", by)]
+        if shape != last:
+            last, members = shape, []
+            groups.append([shape, members])
+        members += (job_id, NO_DATA if no_data else text)
+    return groups
+
+
 def state_args(
     job: JobParameters[Any], by: str | None, lock_token: datetime | None = None
 ) -> list[str]:

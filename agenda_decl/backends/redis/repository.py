@@ -16,6 +16,7 @@ stored; updates by id, removals and unlocks end in the same state however often 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -35,6 +36,7 @@ from agenda_decl._model import (
     JobsQueryOptions,
     JobsResult,
     RemoveJobsOptions,
+    wake_ups,
 )
 from agenda_decl.backends import base
 from agenda_decl.backends.base.repeats import moved_on, state_already_written
@@ -66,6 +68,10 @@ HEAL_COUNT = 500
 #: The value of ``decl:layout`` once every job of the prefix is in this layout and in the due
 #: index of its name (a store marked with an older value is healed again at connect).
 LAYOUT = "agendajs-redis-backend-3.0.7+due-index"
+
+#: Jobs of an insert batch from which the records of what it stores are made while the server
+#: runs its script (below, the loop turn that costs is worth more than the overlap).
+_OVERLAP_FROM = 64
 
 T = TypeVar("T")
 
@@ -303,26 +309,36 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         """One ``insert_many`` script call per batch, which PUBLISHes the batch's
         notifications itself when announcing."""
         encoded = base.check_inserts(jobs)
-        by = last_modified_by
         stored: list[JobParameters[Any]] = []
         for start in range(0, len(jobs), base.INSERT_BATCH):
             end = start + base.INSERT_BATCH
-            batch = list(zip(jobs[start:end], encoded[start:end], strict=True))
-            ids = [str(uuid.uuid4()) for _ in batch]
-            # The jobs of a now_many batch share one next_run_at: its ms text made once.
-            millis = {when: codec.ms_arg(when) for when in {job.next_run_at for job, _ in batch}}
-            rows = [[job_id, job.name, millis[job.next_run_at], str(job.priority),
-                     "true" if job.data is None else "", "true" if job.disabled else "",
-                     *codec.job_fields(job, data, by)]
-                    for job_id, (job, data) in zip(ids, batch, strict=True)]
-            inserted = codec.inserted_all(jobs[start:end], ids, encoded[start:end], by)
-            messages = [] if announce is None or self._channel is None else [
-                [self._channel, notification_to_json(notification)]
-                for notification in announce.notifications(inserted)]
-            await self._run(scripts.INSERT_MANY, "", codec.encode_json(rows),
-                            codec.encode_json(messages))
-            stored.extend(inserted)
+            stored += await self._insert_batch(jobs[start:end], encoded[start:end],
+                                               last_modified_by, announce)
         return stored
+
+    async def _insert_batch(
+        self, jobs: Sequence[JobParameters[Any]], encoded: Sequence[str], by: str | None,
+        announce: Announcement | None,
+    ) -> list[JobParameters[Any]]:
+        ids = base.random_ids(len(jobs))
+        messages = [] if announce is None or self._channel is None else [
+            [self._channel, notification_to_json(notification)]
+            for notification in announce.notifications(_announced(jobs, ids, encoded, by))]
+        call = self._run(scripts.INSERT_MANY, "", codec.encode_json(
+            codec.insert_groups(jobs, ids, encoded, by)), codec.encode_json(messages))
+        if len(jobs) < _OVERLAP_FROM:
+            await call
+            return codec.inserted_all(jobs, ids, encoded, by)
+        # A large batch: the records of what it stores are made while the server runs it.
+        sent = asyncio.ensure_future(call)
+        try:
+            await asyncio.sleep(0)  # the script's first step: the command goes out
+            inserted = codec.inserted_all(jobs, ids, encoded, by)
+        except BaseException:
+            sent.cancel()
+            raise
+        await sent
+        return inserted
 
     async def save_job_states(
         self,
@@ -411,6 +427,17 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
 def _moved(attempt: Attempt) -> timedelta:
     """How far a repeated claim moves its clock-derived arguments (``base.repeats``)."""
     return attempt.elapsed if attempt.repeated else timedelta(0)
+
+
+def _announced(
+    jobs: Sequence[JobParameters[Any]], ids: Sequence[str], encoded: Sequence[str],
+    by: str | None,
+) -> list[JobParameters[Any]]:
+    """The records of the jobs of a batch its notifications announce (``wake_ups``: one per
+    name), made before the rest: the notifications go out with the script."""
+    chosen = wake_ups([(job.name, job.next_run_at) for job in jobs])
+    return codec.inserted_all([jobs[k] for k in chosen], [ids[k] for k in chosen],
+                              [encoded[k] for k in chosen], by)
 
 
 def _save_script(job: JobParameters[Any]) -> str:

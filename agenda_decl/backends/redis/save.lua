@@ -68,10 +68,12 @@ return missing
 -- What storing a new job writes, for every insert: its hash (null processor fields,
 -- createdAt and updatedAt, our insertOrder, noData when it has no data, then the field pairs
 -- pairs[first..last]) and its entries in jobs:all, jobs:by_name:{name} and
--- jobs:by_next_run_at. A batch passes the insert order it reserved and a table that counts
--- the jobs added per name (one INCRBY of the known count per name afterwards).
+-- jobs:by_next_run_at. A batch passes the insert order it reserved and a `later` table
+-- (new_jobs) that collects the set and sorted-set entries, written by add_later in one
+-- command per key afterwards (a command per job and key cost the script more than the
+-- entries themselves).
 local function store_new_job(id, name, next_ms, priority, now_iso, no_data, pairs, first, last,
-                             order, known)
+                             order, later)
   local key = job_key(id)
   order = order or redis.call('INCR', P .. 'decl:insert_order')
   -- one HSET for the whole hash (unpack last: it expands only there)
@@ -80,44 +82,96 @@ local function store_new_job(id, name, next_ms, priority, now_iso, no_data, pair
     'lastRunAt', 'null', 'progress', 'null', 'createdAt', now_iso, 'updatedAt', now_iso,
     'insertOrder', order, unpack(pairs, first, last))
   if no_data then redis.call('HSET', key, 'noData', 'true') end
+  if later then
+    later.add('SADD', P .. 'jobs:all', id)
+    later.add('SADD', P .. 'jobs:by_name:' .. name, id)
+    later.add('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, priority), id)
+    return order
+  end
   redis.call('SADD', P .. 'jobs:all', id)
   if redis.call('SADD', P .. 'jobs:by_name:' .. name, id) == 1 then
-    if known then known[name] = (known[name] or 0) + 1 else redis.call('INCR', known_key(name)) end
+    redis.call('INCR', known_key(name))
   end
   redis.call('ZADD', P .. 'jobs:by_next_run_at', score(next_ms, priority), id)
   return order
 end
 
+-- The entries a batch of new jobs adds, per command and key, in the order added; written by
+-- write() in commands of at most 4,000 arguments (Lua's unpack has a limit). The members a
+-- jobs:by_name SADD added count as known (decl:known, see the claim's sweep).
+local function new_jobs()
+  local batch, keys = {}, {}
+  -- one member, or (ZADD) a score and a member
+  local function add(command, key, first, second)
+    local entry = batch[key]
+    if not entry then
+      entry = {command = command, args = {}}
+      batch[key] = entry
+      table.insert(keys, key)
+    end
+    local args = entry.args
+    args[#args + 1] = first
+    if second ~= nil then args[#args + 1] = second end
+  end
+  local function write()
+    local by_name = P .. 'jobs:by_name:'
+    for _, key in ipairs(keys) do
+      local entry, added = batch[key], 0
+      for i = 1, #entry.args, 4000 do
+        added = added + redis.call(entry.command, key,
+          unpack(entry.args, i, math.min(i + 3999, #entry.args)))
+      end
+      if key:sub(1, #by_name) == by_name and added > 0 then
+        redis.call('INCRBY', known_key(key:sub(#by_name + 1)), added)
+      end
+    end
+  end
+  return {add = add, write = write}
+end
+
 -- insert_many --
 -- Insert new jobs (no id, not single, no unique key) under the ids the caller made, then
--- announce them. ARGV: prefix, now ms ('' = TIME), one JSON array with an array per job (id,
+-- announce them. ARGV: prefix, now ms ('' = TIME), one JSON array of groups of jobs that
+-- differ only in id and data, each [shape, members]: shape is the jobs' common row (id,
 -- name, nextRunAt ms ('' = null), priority, noData ('true' or ''), disabled ('true' or ''),
--- then the field pairs of every non-processor field), and one JSON array of [channel,
--- payload] messages to PUBLISH once the jobs are stored (so the enqueue and its notification
--- are one round trip). A job
--- whose id exists is one this very batch stored before (the caller repeats the call when the
--- reply was lost): it is not written again, and a batch with no new job publishes nothing.
--- Returns how many jobs were new.
+-- then the field pairs of every non-processor field, whose data value is a placeholder) and
+-- members lists id, data text, id, data text... (a now_many batch is one group: its shared
+-- fields are sent and decoded once, not per job); then one JSON array of [channel, payload]
+-- messages to PUBLISH once the jobs are stored (so the enqueue and its notification are one
+-- round trip). A job whose id exists is one this very batch stored before (the caller
+-- repeats the call when the reply was lost): it is not written again, and a batch with no
+-- new job publishes nothing. Returns how many jobs were new.
 local now_iso = ms_iso(tonumber(ARGV[2]) or server_ms())
 local new = 0
-local jobs = cjson.decode(ARGV[3])
+local groups = cjson.decode(ARGV[3])
+local count = 0
+for _, group in ipairs(groups) do count = count + #group[2] / 2 end
 -- the batch's insert orders, reserved at once (a job skipped below leaves a gap: harmless)
-local first_order = redis.call('INCRBY', P .. 'decl:insert_order', #jobs) - #jobs
-local known = {}
-for i, job in ipairs(jobs) do
-  if redis.call('EXISTS', job_key(job[1])) == 0 then
-    local next_ms, priority = tonumber(job[3]), tonumber(job[4])
-    local order = store_new_job(job[1], job[2], next_ms, priority, now_iso, job[5] == 'true',
-      job, 7, #job, first_order + i, known)
-    -- reindex without reading the hash back: a new job is unlocked, and its due entry is
-    -- made of what was just written
-    if next_ms and job[6] ~= 'true' then
-      redis.call('ZADD', due_key(job[2]), next_ms, due_member(job[1], priority, now_iso, order))
+local order = redis.call('INCRBY', P .. 'decl:insert_order', count) - count
+local later = new_jobs()
+for _, group in ipairs(groups) do
+  local job, members = group[1], group[2]
+  local data_at
+  for k = 7, #job - 1, 2 do
+    if job[k] == 'data' then data_at = k + 1 end
+  end
+  local name, next_ms, priority = job[2], tonumber(job[3]), tonumber(job[4])
+  local no_data, indexed = job[5] == 'true', next_ms and job[6] ~= 'true'
+  for i = 1, #members, 2 do
+    order = order + 1
+    local id = members[i]
+    if redis.call('EXISTS', job_key(id)) == 0 then
+      job[1], job[data_at] = id, members[i + 1]
+      store_new_job(id, name, next_ms, priority, now_iso, no_data, job, 7, #job, order, later)
+      -- the due entry without reading the hash back: a new job is unlocked, and its entry is
+      -- made of what was just written
+      if indexed then later.add('ZADD', due_key(name), next_ms, due_member(id, priority,
+        now_iso, order)) end
+      new = new + 1
     end
-    new = new + 1
   end
 end
-for name, count in pairs(known) do redis.call('INCRBY', known_key(name), count) end
+later.write()
 if new > 0 then
   for _, message in ipairs(cjson.decode(ARGV[4])) do
     redis.call('PUBLISH', message[1], message[2])
