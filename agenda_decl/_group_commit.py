@@ -19,12 +19,15 @@ MAX_BATCH = 500
 #: ``send(batch)`` stores a batch and returns one result, or the exception of that item, per
 #: item in order. An exception raised by ``send`` itself fails every item of the batch.
 Send = Callable[[list[T]], Awaitable[Sequence[R | Exception]]]
+#: Told why a detached item was not sent (``GroupCommit.submit_detached``); must not raise.
+OnFailure = Callable[[Exception], None]
 
 
 @attrs.define
 class _Waiting(Generic[T, R]):
     item: T
     futures: list[asyncio.Future[R]]
+    on_failure: OnFailure | None = None
 
 
 class GroupCommit(Generic[T, R]):
@@ -40,6 +43,8 @@ class GroupCommit(Generic[T, R]):
       the newer) and both waiters get its result: one batch never holds a key twice, and the
       last write wins.
     - items go out in submission order, at most ``limit`` per batch, one batch at a time.
+    - an item of ``submit_detached`` that fails calls its ``on_failure`` with the error, once
+      per distinct error and handler of a batch (a batch that fails whole: once).
     """
 
     def __init__(
@@ -64,15 +69,28 @@ class GroupCommit(Generic[T, R]):
         """Queue ``item``; the returned future settles when its batch has been sent."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
+        self._queue(loop, item, future, None)
+        return future
+
+    def submit_detached(self, item: T, on_failure: OnFailure) -> None:
+        """Queue ``item`` with nobody waiting for it (no future, no callback per item: a
+        worker publishes three notifications per job); ``on_failure(error)`` if it is not
+        sent."""
+        self._queue(asyncio.get_running_loop(), item, None, on_failure)
+
+    def _queue(self, loop: asyncio.AbstractEventLoop, item: T,
+               future: asyncio.Future[R] | None, on_failure: OnFailure | None) -> None:
         key = self._key_of(item)
         replaced = self._waiting.pop(key, None)
-        if replaced is not None and self._merge is not None:
-            item = self._merge(replaced.item, item)
-        futures = [*(replaced.futures if replaced else []), future]
-        self._waiting[key] = _Waiting(item, futures)
+        futures = [future] if future is not None else []
+        if replaced is not None:
+            if self._merge is not None:
+                item = self._merge(replaced.item, item)
+            futures[:0] = replaced.futures
+            on_failure = on_failure or replaced.on_failure
+        self._waiting[key] = _Waiting(item, futures, on_failure)
         if self._sender is None and self._inline is None:
             self._sender = loop.create_task(self._run())
-        return future
 
     async def submit(self, item: T) -> R:
         return await self.submit_nowait(item)
@@ -145,9 +163,14 @@ class GroupCommit(Generic[T, R]):
             results: Sequence[R | Exception] = await self._send([w.item for w in batch])
         except Exception as error:
             results = [error] * len(batch)
+        failures: dict[tuple[OnFailure, int], Exception] = {}
         for waiting, result in zip(batch, results, strict=True):
             for future in waiting.futures:
                 _settle(future, result)
+            if waiting.on_failure is not None and isinstance(result, Exception):
+                failures.setdefault((waiting.on_failure, id(result)), result)
+        for (on_failure, _), failure in failures.items():  # once every waiter is settled
+            on_failure(failure)
 
     def _cancel_all(self, waiting: list[_Waiting[T, R]]) -> None:
         self._waiting.clear()

@@ -92,12 +92,13 @@ class BaseNotificationChannel(NotificationChannel):
             log.warning("%s: %s", type(self).__name__, error)
 
     def publish_state_soon(
-        self, notification: JobStateNotification
-    ) -> asyncio.Future[None] | None:
-        """Queue ``notification`` and return a future that settles as :meth:`publish_state`
-        would return or raise, without a task of the caller's (a worker publishes three per
-        job). ``None``: this channel has no queue of its own; await ``publish_state``."""
-        return None
+        self, notification: JobStateNotification, on_failure: Callable[[Exception], None]
+    ) -> bool:
+        """Queue ``notification`` without a task, a future or a callback of the caller's (a
+        worker publishes three per job); ``on_failure(error)`` when it could not be sent
+        (once per error of a batch). False: this channel has no queue of its own; await
+        ``publish_state``."""
+        return False
 
     def require_connected(self, what: str = "publish") -> None:
         if self._state != "connected":

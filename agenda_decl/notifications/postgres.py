@@ -423,18 +423,28 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         await self._notify(self.channel_name, payload)
 
     async def publish_state(self, notification: JobStateNotification) -> None:
-        await self.publish_state_soon(notification)
-
-    def publish_state_soon(self, notification: JobStateNotification) -> asyncio.Future[None]:
         self.require_connected("publish state")
+        payload = self._state_payload(notification)
+        if payload is not None:
+            await self._outbox.submit((self.state_channel_name, payload))
+
+    def publish_state_soon(
+        self, notification: JobStateNotification, on_failure: Callable[[Exception], None]
+    ) -> bool:
+        self.require_connected("publish state")
+        payload = self._state_payload(notification)
+        if payload is not None:
+            self._outbox.submit_detached((self.state_channel_name, payload), on_failure)
+        return True
+
+    @staticmethod
+    def _state_payload(notification: JobStateNotification) -> str | None:
+        """The payload of ``notification``; None (with a warning) when nothing fits NOTIFY."""
         payload = _state_payload(notification)
         if payload is None:
             log.warning("not publishing the %s notification of job %r: over the NOTIFY limit",
                         notification.type, notification.job_name)
-            skipped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            skipped.set_result(None)
-            return skipped
-        return self._outbox.submit_nowait((self.state_channel_name, payload))
+        return payload
 
     async def _notify(self, channel: str, payload: str) -> None:
         await self._outbox.submit((channel, payload))

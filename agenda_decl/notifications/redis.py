@@ -12,7 +12,7 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -163,10 +163,12 @@ class RedisNotificationChannel(BaseNotificationChannel):
         await self._send(self.state_channel, notification_to_json(notification))
 
     def publish_state_soon(
-        self, notification: JobStateNotification
-    ) -> asyncio.Future[None] | None:
+        self, notification: JobStateNotification, on_failure: Callable[[Exception], None]
+    ) -> bool:
         self.require_connected("publish state")
-        return self._outbox.submit_nowait((self.state_channel, notification_to_json(notification)))
+        self._outbox.submit_detached(
+            (self.state_channel, notification_to_json(notification)), on_failure)
+        return True
 
     async def _send(self, channel: str, payload: str) -> None:
         """Publish; the messages of callers that publish at the same moment (jobs finishing

@@ -11,7 +11,6 @@ machine's clock and the store's is measured on connect and refreshed from the po
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -69,8 +68,8 @@ class _QueuesStates(Protocol):
     (``BaseNotificationChannel``: ``None`` when it has no queue of its own)."""
 
     def publish_state_soon(
-        self, notification: JobStateNotification
-    ) -> asyncio.Future[None] | None: ...
+        self, notification: JobStateNotification, on_failure: Callable[[Exception], None]
+    ) -> bool: ...
 
 
 class ChannelLink:
@@ -264,23 +263,20 @@ class ChannelLink:
         if self._queues_states:
             # Three per job: straight into the channel's outbox, without a task each.
             try:  # a cast, not an isinstance: that check was the one made in __init__
-                sent = cast(_QueuesStates, channel).publish_state_soon(notification)
+                queued = cast(_QueuesStates, channel).publish_state_soon(
+                    notification, self._state_failed)
             except NotConnectedError:
                 return  # best effort, as below
             except Exception as error:
                 self._events.emit_error_soon(error)
                 return
-            if sent is not None:
-                sent.add_done_callback(self._state_sent)
+            if queued:
                 return
         self._sending.spawn(self._send_state(channel, notification))
 
-    def _state_sent(self, sent: asyncio.Future[None]) -> None:
-        """What :meth:`_send_state` does with the outcome of a queued notification."""
-        if sent.cancelled():
-            return
-        error = sent.exception()
-        if error is not None and not isinstance(error, NotConnectedError):
+    def _state_failed(self, error: Exception) -> None:
+        """What :meth:`_send_state` does with the failure of queued notifications."""
+        if not isinstance(error, NotConnectedError):
             self._events.emit_error_soon(error)
 
     async def _send_state(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from agenda_decl import (
     backoff,
     run_sync,
 )
+from agenda_decl._group_commit import GroupCommit
 from agenda_decl.errors import BackendUnavailableError, StateWriteError
 from agenda_decl.notifications.base import ReconnectOptions
 from agenda_decl.runtime import channel_link
@@ -153,6 +155,46 @@ async def test_remote_state_events_are_re_emitted_but_not_our_own() -> None:
     assert seen == [("success", "report", True), ("success:report", "report", True)]
     await agenda.stop()
     assert channel.state == "disconnected"
+
+
+class _UnsendableStates(InMemoryNotificationChannel):
+    """Queues state notifications like the PostgreSQL and Redis channels, into a store that
+    is down."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+        self.outbox: GroupCommit[JobStateNotification, None] = GroupCommit(self._send)
+
+    async def _send(self, batch: list[JobStateNotification]) -> list[None]:
+        self.batches += 1
+        raise ConnectionError("notification store down")
+
+    def publish_state_soon(
+        self, notification: JobStateNotification, on_failure: Callable[[Exception], None]
+    ) -> bool:
+        self.outbox.submit_detached(notification, on_failure)
+        return True
+
+
+async def test_state_notifications_that_cannot_be_sent_are_one_error_per_batch() -> None:
+    channel = _UnsendableStates()
+    agenda = Agenda(InMemoryBackend(notifications=False), notification_channel=channel,
+                    clock=FakeClock(START), process_every="1 second")
+    errors: list[str] = []
+    agenda.on("error", lambda error: errors.append(str(error)))
+    ran: list[int] = []
+    agenda.define("work", lambda job: ran.append(job.attrs.data))
+    await agenda.start()
+    await agenda.now_many("work", [1, 2, 3])
+    async with asyncio.timeout(5):
+        while len(ran) < 3 or channel.outbox:
+            await asyncio.sleep(0.01)
+    await agenda.stop()
+    await asyncio.sleep(0)  # errors are emitted soon, not at once
+    assert sorted(ran) == [1, 2, 3]  # best effort: the jobs ran regardless
+    assert channel.batches >= 1
+    assert errors == ["notification store down"] * channel.batches
 
 
 async def test_state_notifications_are_taken_only_while_a_state_event_is_listened_to() -> None:

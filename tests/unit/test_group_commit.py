@@ -73,6 +73,46 @@ async def test_an_item_error_fails_only_its_waiter() -> None:
         await bad
 
 
+async def test_detached_items_go_out_in_order_and_report_each_item_error() -> None:
+    store = Store()
+    store.gate.clear()
+    commit: GroupCommit[str, str] = GroupCommit(store.send)
+    failures: list[str] = []
+    first = commit.submit_nowait("a")
+    await asyncio.sleep(0)  # "a" is in flight
+    commit.submit_detached("b", lambda error: failures.append(f"1:{error}"))
+    commit.submit_detached("bad-1", lambda error: failures.append(f"2:{error}"))
+    last = commit.submit_nowait("c")
+    commit.submit_detached("bad-2", lambda error: failures.append(f"3:{error}"))
+    store.gate.set()
+    assert (await first, await last) == ("A", "C")
+    await commit.flush()
+    assert store.batches == [["a"], ["b", "bad-1", "c", "bad-2"]]
+    assert failures == ["2:bad-1", "3:bad-2"]
+
+
+async def test_a_failed_send_tells_each_detached_handler_once() -> None:
+    async def send(batch: list[str]) -> list[str | Exception]:
+        raise ConnectionError("store down")
+
+    commit: GroupCommit[str, str] = GroupCommit(send)
+    told: list[tuple[str, str]] = []
+
+    def first(error: Exception) -> None:
+        told.append(("first", str(error)))
+
+    def second(error: Exception) -> None:
+        told.append(("second", str(error)))
+
+    for item, handler in [("a", first), ("b", first), ("c", second), ("d", first)]:
+        commit.submit_detached(item, handler)
+    waiter = commit.submit_nowait("e")
+    with pytest.raises(ConnectionError):
+        await waiter
+    await commit.flush()
+    assert told == [("first", "store down"), ("second", "store down")]
+
+
 async def test_a_failed_send_fails_the_whole_batch() -> None:
     async def send(batch: list[str]) -> list[str | Exception]:
         raise ConnectionError("store down")
