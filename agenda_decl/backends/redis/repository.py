@@ -321,16 +321,15 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         announce: Announcement | None,
     ) -> list[JobParameters[Any]]:
         ids = base.random_ids(len(jobs))
-        messages = [] if announce is None or self._channel is None else [
-            [self._channel, notification_to_json(notification)]
-            for notification in announce.notifications(_announced(jobs, ids, encoded, by))]
-        call = self._run(scripts.INSERT_MANY, "", codec.encode_json(
-            codec.insert_groups(jobs, ids, encoded, by)), codec.encode_json(messages))
-        if len(jobs) < _OVERLAP_FROM:
-            await call
-            return codec.inserted_all(jobs, ids, encoded, by)
-        # A large batch: the records of what it stores are made while the server runs it.
-        sent = asyncio.ensure_future(call)
+        if len(jobs) < _OVERLAP_FROM:  # made first, and the notifications come from them
+            inserted = codec.inserted_all(jobs, ids, encoded, by)
+            await self._run(*self._insert_args(announce, inserted, jobs, ids, encoded, by))
+            return inserted
+        # A large batch: only the records its notifications announce are made before the
+        # script goes out; the rest while the server runs it.
+        announced = _announced(jobs, ids, encoded, by)
+        sent = asyncio.ensure_future(
+            self._run(*self._insert_args(announce, announced, jobs, ids, encoded, by)))
         try:
             await asyncio.sleep(0)  # the script's first step: the command goes out
             inserted = codec.inserted_all(jobs, ids, encoded, by)
@@ -339,6 +338,19 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             raise
         await sent
         return inserted
+
+    def _insert_args(
+        self, announce: Announcement | None, announced: Sequence[JobParameters[Any]],
+        jobs: Sequence[JobParameters[Any]], ids: Sequence[str], encoded: Sequence[str],
+        by: str | None,
+    ) -> tuple[str, ...]:
+        """``INSERT_MANY`` and its arguments: the groups of the batch and the notifications
+        of ``announced`` (one per name) when announcing."""
+        messages = [] if announce is None or self._channel is None else [
+            [self._channel, notification_to_json(notification)]
+            for notification in announce.notifications(announced)]
+        groups = codec.insert_groups(jobs, ids, encoded, by)
+        return (scripts.INSERT_MANY, "", codec.encode_json(groups), codec.encode_json(messages))
 
     async def save_job_states(
         self,
