@@ -18,8 +18,8 @@ import attrs
 
 from agenda_decl import Agenda
 
-from . import environment, goals, node, ours, plots, report, rival, scale, workers
-from .results import NODE, OURS, PROCRASTINATE, Results
+from . import environment, floor, goals, node, ours, plots, report, rival, scale, workers
+from .results import FLOOR, NODE, OURS, PROCRASTINATE, Results
 from .settings import BACKENDS, CACHE, PARTS, Settings, Sizes, override
 
 
@@ -70,6 +70,8 @@ def tasks(settings: Settings, node_folder: Path | None) -> list[Task]:
                        partial(rival.bulk, s)),
                   Task("procrastinate", PROCRASTINATE, "postgres", "enqueue -> start",
                        partial(rival.latency, s))]
+    found += [Task("floor", FLOOR, b, "enqueue -> claimed", partial(floor.latency, b, s))
+              for b in settings.backends if b != "sqlite"]
     return sorted((task for task in found if task.part in settings.parts),
                   key=lambda task: PARTS.index(task.part))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from . import goals
-from .results import NODE, OURS, PROCRASTINATE, Results
+from .results import FLOOR, NODE, OURS, PROCRASTINATE, Results
 from .scale import key, points
 from .settings import LABELS, Settings
 
@@ -44,7 +44,7 @@ def ratio(ours: float | None, theirs: float | None) -> str:
 def headline(results: Results, backend: str) -> list[str]:
     """The backend's headline figures of every system measured on it, with the ratio of
     agenda-decl to Agenda when both were."""
-    systems = [system for system in (OURS, NODE, PROCRASTINATE)
+    systems = [system for system in (OURS, NODE, PROCRASTINATE, FLOOR)
                if results.runs.get(system, {}).get(backend)]
     both = OURS in systems and NODE in systems
     rows = []
@@ -114,7 +114,9 @@ def method(settings: Settings) -> list[str]:
         "process_every 1 s, channel on), from start() to the last handler; the enqueue call "
         f"p50 over {s.calls:,} sequential awaits; enqueue -> start: an idle worker, a "
         f"producer in a second process, {s.samples} enqueues {s.gap_ms} ms apart "
-        "(both read CLOCK_MONOTONIC); bulk: "
+        "(both read CLOCK_MONOTONIC); the drivers alone (floor) run that workload with no job "
+        "system: one round trip stores and announces a one-row job, one more claims it "
+        "(bench/floor.py), what any system pays on this machine before its own code; bulk: "
         f"{s.bulk_jobs:,} jobs in batches of {s.batch:,}. Scale: the backlog is set up with "
         f"the bulk enqueue; {s.scale_claims} claims of C jobs timed one after the other "
         "through the repository (PostgreSQL: after the VACUUM ANALYZE autovacuum would run; "

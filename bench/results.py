@@ -12,6 +12,8 @@ import attrs
 
 #: The systems measured side by side.
 OURS, NODE, PROCRASTINATE = "agenda-decl", "Agenda 6.2.6 (Node)", "procrastinate"
+#: Not a job system: the drivers alone on the latency workload (bench/floor.py).
+FLOOR = "drivers alone (floor)"
 
 
 @attrs.define

@@ -17,8 +17,10 @@ CACHE = os.path.expanduser(os.environ.get("AGENDA_BENCH_CACHE", "~/.cache/agenda
 BACKENDS = ("postgres", "redis", "sqlite")
 LABELS = {"postgres": "PostgreSQL", "redis": "Redis", "sqlite": "SQLite"}
 #: The parts of a run, in the order they run within a round (``--only`` picks some); the
-#: three systems' headline workloads close together, so the same load touches them alike.
-PARTS = ("headline", "node", "procrastinate", "xproc", "bulk", "scale", "workers", "memory")
+#: three systems' headline workloads and the drivers' floor close together, so the same load
+#: touches them alike.
+PARTS = ("headline", "node", "procrastinate", "floor", "xproc", "bulk", "scale", "workers",
+         "memory")
 
 
 @attrs.frozen

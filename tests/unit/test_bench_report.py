@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench import goals, report
-from bench.results import NODE, OURS, Results
+from bench.results import FLOOR, NODE, OURS, Results
 from bench.scale import key, points
 from bench.settings import BACKENDS, PARTS, Settings, Sizes, override
 
@@ -82,3 +82,14 @@ def test_the_report_shows_the_ratio_to_agenda() -> None:
     assert "| enqueue call p50, ms | 0.90 | 0.90 | 1.00 |" in lines
     rendered = report.render(results, settings(), [])
     assert "| 1 | Redis drain >= 6,000 jobs/s | 6,000 jobs/s | met |" in rendered
+
+
+def test_the_drivers_floor_is_a_column_of_the_latency_rows_only() -> None:
+    results = Results()
+    results.add(OURS, "postgres", {"drain_jobs_s": 4000, "e2s_p50_ms": 3.0})
+    results.add(NODE, "postgres", {"drain_jobs_s": 400, "e2s_p50_ms": 6.0})
+    results.add(FLOOR, "postgres", {"e2s_p50_ms": 1.75})
+    lines = report.headline(results, "postgres")
+    assert f"|  | {OURS} | {NODE} | agenda-decl / Agenda | {FLOOR} |" in lines
+    assert "| drain, jobs/s | 4,000 | 400 | 10.00 | - |" in lines
+    assert "| enqueue -> handler start p50, ms | 3.00 | 6.00 | 0.50 | 1.75 |" in lines
