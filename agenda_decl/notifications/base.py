@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from agenda_decl._events import EventEmitter
+from agenda_decl._group_commit import OnFailure
 from agenda_decl._model import JobNotification, JobStateNotification, NotificationChannelState
 from agenda_decl.errors import InvalidOptionError, NotConnectedError
 from agenda_decl.interfaces import (
@@ -92,7 +93,7 @@ class BaseNotificationChannel(NotificationChannel):
             log.warning("%s: %s", type(self).__name__, error)
 
     def publish_state_soon(
-        self, notification: JobStateNotification, on_failure: Callable[[Exception], None]
+        self, notification: JobStateNotification, on_failure: OnFailure
     ) -> bool:
         """Queue ``notification`` without a task, a future or a callback of the caller's (a
         worker publishes three per job); ``on_failure(error)`` when it could not be sent

@@ -20,7 +20,7 @@ from agenda_decl._convert import (
     notification_to_json,
     state_notification_from_json,
 )
-from agenda_decl._group_commit import GroupCommit
+from agenda_decl._group_commit import GroupCommit, OnFailure
 from agenda_decl._model import JobNotification, JobStateNotification
 from agenda_decl._named_blocks import load_named_blocks
 from agenda_decl._secrets import mask_url
@@ -429,7 +429,7 @@ class PostgresNotificationChannel(BaseNotificationChannel):
             await self._outbox.submit((self.state_channel_name, payload))
 
     def publish_state_soon(
-        self, notification: JobStateNotification, on_failure: Callable[[Exception], None]
+        self, notification: JobStateNotification, on_failure: OnFailure
     ) -> bool:
         self.require_connected("publish state")
         payload = self._state_payload(notification)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ from agenda_decl._convert import (
     notification_to_json,
     state_notification_from_json,
 )
-from agenda_decl._group_commit import GroupCommit
+from agenda_decl._group_commit import GroupCommit, OnFailure
 from agenda_decl._model import JobNotification, JobStateNotification
 from agenda_decl._named_blocks import load_named_blocks
 from agenda_decl._secrets import mask_url
@@ -163,7 +163,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
         await self._send(self.state_channel, notification_to_json(notification))
 
     def publish_state_soon(
-        self, notification: JobStateNotification, on_failure: Callable[[Exception], None]
+        self, notification: JobStateNotification, on_failure: OnFailure
     ) -> bool:
         self.require_connected("publish state")
         self._outbox.submit_detached(

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, cast, runtime_checkable
 
 from agenda_decl._clock import StoreAlignedClock
+from agenda_decl._group_commit import OnFailure
 from agenda_decl._model import (
     Announcement,
     JobNotification,
@@ -68,7 +69,7 @@ class _QueuesStates(Protocol):
     (``BaseNotificationChannel``: ``None`` when it has no queue of its own)."""
 
     def publish_state_soon(
-        self, notification: JobStateNotification, on_failure: Callable[[Exception], None]
+        self, notification: JobStateNotification, on_failure: OnFailure
     ) -> bool: ...
 
 
