@@ -181,9 +181,13 @@ WHERE id = :id AND name = :name AND (:lock_token IS NULL OR locked_at = :lock_to
 -- finds them (the name alone would read every completed job of the name). Run inside BEGIN IMMEDIATE with claim_due (no other connection writes in between).
 -- RETURNING order is arbitrary: the caller re-sorts on (next_run_at nulls last, priority
 -- desc, row_order).
+-- The rows are picked and updated by rowid, which every index holds: by id, each of them
+-- would be found again through the id index (random UUIDs, spread over an index of every
+-- job), so a claim of 50 jobs cost 0.50 ms beside 10,000 jobs and 0.66 ms beside 110,000,
+-- whatever their name; by rowid, 0.47 ms in both.
 UPDATE {table} SET locked_at = :now, last_modified_by = :by, updated_at = :now
-WHERE id IN (
-    SELECT id FROM {table}
+WHERE rowid IN (
+    SELECT rowid FROM {table}
     WHERE name = :name AND disabled = 0 AND locked_at <= :lock_deadline
     ORDER BY next_run_at IS NULL, next_run_at, priority DESC, rowid
     LIMIT :limit
@@ -194,8 +198,8 @@ RETURNING *, rowid AS row_order
 -- The claim, second step: unlocked jobs due within the scan window, for the room the stale
 -- ones left (claim_due_idx gives them in order, with no sort: rowid follows its columns).
 UPDATE {table} SET locked_at = :now, last_modified_by = :by, updated_at = :now
-WHERE id IN (
-    SELECT id FROM {table}
+WHERE rowid IN (
+    SELECT rowid FROM {table}
     WHERE name = :name AND disabled = 0 AND locked_at IS NULL AND next_run_at <= :next_scan_at
     ORDER BY next_run_at, priority DESC, rowid
     LIMIT :limit
