@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import psycopg
 import redis
@@ -21,6 +22,8 @@ from psycopg import sql
 
 from .common import in_other_process, latency_figures
 from .settings import POSTGRES_URL, REDIS_URL, Sizes
+
+Spec = TypeVar("Spec")
 
 #: How long the listener waits for all the samples before it gives up.
 TIMEOUT = 120
@@ -135,7 +138,8 @@ def _produce_redis(spec: tuple[str, Sizes]) -> list[float]:
     return sent
 
 
-async def _together(listening: Any, produce: Any, spec: Any) -> list[float]:
+async def _together(listening: Coroutine[Any, Any, None],
+                    produce: Callable[[Spec], list[float]], spec: Spec) -> list[float]:
     """Run the listener here and ``produce(spec)`` in a second process; the producer's send
     times once every sample was claimed (the listener gives up after ``TIMEOUT`` s)."""
     listener = asyncio.ensure_future(asyncio.wait_for(listening, TIMEOUT))
