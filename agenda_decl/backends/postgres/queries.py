@@ -92,6 +92,9 @@ def render(name: str, **parts: sql.Composable) -> sql.Composed:
     template = STATEMENTS[name]
     if "{state}" in template:
         parts.setdefault("state", sql.SQL(STATEMENTS["state_case"]))
+    if "{claimed}" in template:
+        parts.setdefault("claimed", sql.SQL(", ").join(
+            sql.Identifier("t", column) for column in CLAIM_COLUMNS[:-1]))
     return sql.SQL(template).format(**parts)
 
 
@@ -293,6 +296,17 @@ async def fetch(
         return await cursor.fetchall() if cursor.description else []
 
 
+async def fetch_tuples(
+    conn: psycopg.AsyncConnection[Any], statement: Any, params: Any
+) -> list[tuple[Any, ...]]:
+    """The rows of a hot statement (see :func:`fetch`) whose columns the caller knows, as
+    tuples: a dict row costs the column names of every row (and the description of the
+    result, an object per column) of every claim."""
+    async with conn.cursor() as cursor:
+        await cursor.execute(statement, params, prepare=True)
+        return await cursor.fetchall()
+
+
 #: Every column of the table @agendajs/postgres-backend 3.0.6 creates, with its type as
 #: ``pg_type.typname`` (information_schema's ``udt_name``).
 COLUMN_TYPES: dict[str, str] = {
@@ -305,6 +319,9 @@ COLUMN_TYPES: dict[str, str] = {
     "start_date": "timestamptz", "end_date": "timestamptz", "skip_days": "jsonb",
     "created_at": "timestamptz", "updated_at": "timestamptz",
 }
+#: The columns of the claim's rows, in this order (``{claimed}``, then whether the lock was
+#: stale): read as tuples, no dict per row (``rows.claimed_jobs``).
+CLAIM_COLUMNS: tuple[str, ...] = (*COLUMN_TYPES, "claimed_stale")
 #: The columns ``add_columns`` adds to a table of an earlier release.
 ADDED_COLUMNS = ("debounce_started_at", "start_date", "end_date", "skip_days")
 #: ``skip_days`` as agenda-decl 0.1 made it (INTEGER[]); ``migrate_skip_days`` converts it.

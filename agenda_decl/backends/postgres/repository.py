@@ -44,7 +44,7 @@ from agenda_decl.backends.base.repeats import moved_on, state_already_written
 from agenda_decl.backends.postgres import queries
 from agenda_decl.backends.postgres.queries import Insert as _Insert
 from agenda_decl.backends.postgres.queries import Row, job_key, job_uuid
-from agenda_decl.backends.postgres.rows import claim_order, latest_per_id, overview, row_job
+from agenda_decl.backends.postgres.rows import claimed_jobs, latest_per_id, overview, row_job
 from agenda_decl.connectors.postgres import (
     Connection,
     Pool,
@@ -399,12 +399,8 @@ class PostgresJobRepository(base.ClaimsInBatches):
         stored (``queries.inserted``), and reading every column back costs more."""
         # Sorted as UUIDs compare, by their integer (attrgetter: UUID.__lt__ costs more).
         ids = sorted((uuid.uuid4() for _ in batch), key=attrgetter("int"))
-        columns = queries.insert_columns([values for values, _ in batch], ids)
         payloads = queries.announce_payloads(batch, ids)
-        announced = any(payload is not None for payload in payloads)
-        if announced:
-            columns.update(channel=self._channel, payload=payloads)
-        statement = queries.insert_statement(self._table, announced=announced)
+        statement, columns = self._insert_statement(batch, ids, payloads)
 
         async def insert(conn: Connection, attempt: Attempt) -> list[Row]:
             rows = await queries.fetch(conn, statement, columns)
@@ -418,6 +414,20 @@ class PostgresJobRepository(base.ClaimsInBatches):
             return [by_id[key] for key in ids]
 
         return await run(self.pool, self.retrying, insert)
+
+    def _insert_statement(
+        self, batch: list[_Insert], ids: list[uuid.UUID], payloads: list[str | None]
+    ) -> tuple[queries.Statement, Row]:
+        """The statement that inserts ``batch`` and announces its ``payloads``: ``insert_one``
+        for a lone job, else ``insert_many`` (``announced_insert`` when announcing)."""
+        if len(batch) == 1:
+            return self._sql("insert_one"), {
+                **batch[0][0], "id": ids[0], "channel": self._channel, "payload": payloads[0]}
+        columns = queries.insert_columns([values for values, _ in batch], ids)
+        announced = any(payload is not None for payload in payloads)
+        if announced:
+            columns.update(channel=self._channel, payload=payloads)
+        return queries.insert_statement(self._table, announced=announced), columns
 
     async def _save_unique(
         self, job: JobParameters[Any], values: Row, now: datetime | None
@@ -585,15 +595,14 @@ class PostgresJobRepository(base.ClaimsInBatches):
             return []
         params = {"name": job_name, "limit": limit, "by": last_modified_by}
 
-        async def claim(conn: Connection, attempt: Attempt) -> list[Row]:
+        async def claim(conn: Connection, attempt: Attempt) -> list[tuple[Any, ...]]:
             moved = _moved(attempt)
-            return await queries.fetch(conn, self._sql("claim"), {
+            return await queries.fetch_tuples(conn, self._sql("claim"), {
                 **params, "next_scan_at": next_scan_at + moved,
                 "lock_deadline": lock_deadline + moved, "now": moved_on(now, moved),
-            }, hot=True)
+            })
 
-        rows = await run(self.pool, self.retrying, claim)
-        return [row_job(row) for row in sorted(rows, key=claim_order)]
+        return claimed_jobs(await run(self.pool, self.retrying, claim))
 
 
 def _moved(attempt: Attempt) -> timedelta:
