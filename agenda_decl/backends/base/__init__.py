@@ -9,7 +9,8 @@
   the fencing rule of a state write;
 * ``inserts``: the checks before a bulk insert, its batch size, and what it stored;
 * ``backend``: the backend class every store's backend is (its repository, its channel);
-* ``repeats``: what makes a claim and a state write safe to repeat after a lost reply.
+* ``repeats``: what makes a claim and a state write safe to repeat after a lost reply;
+* ``rows``: a row of a SQL store as a job, by a conversion generated per column list.
 
 Backends keep only what is specific to their technology; the rules that decide *what* is
 written live here once, so every store behaves the same. Rules that are not about storage
