@@ -240,7 +240,7 @@ LEFT JOIN unnest(%(id)b::uuid[], %(payload)b::text[]) AS n(id, payload) ON n.id 
 -- One job (a lone now(), save or create, the enqueue a web request makes): insert_many and
 -- announced_insert for a single row, spelled with VALUES, its NOTIFY's payload one value
 -- (NULL: not announced). The arrays of the unnest form and the join of the payloads cost a
--- lone insert about 0.2 ms more on the server and in psycopg, of a round trip of 1.2-1.5
+-- lone insert 0.05-0.2 ms more, on the server and in psycopg, of a round trip of about 1
 -- (bench/HISTORY.md); a repeated attempt skips the row as insert_many does.
 WITH inserted AS (
     INSERT INTO {table} (
@@ -248,9 +248,10 @@ WITH inserted AS (
         repeat_at, disabled, fork, last_modified_by, debounce_started_at, start_date,
         end_date, skip_days
     ) VALUES (
-        %(id)s, %(name)s, %(priority)s, %(next_run_at)s::timestamptz, %(type)s,
+        %(id)s, %(name)s, %(priority)s::integer, %(next_run_at)s::timestamptz, %(type)s,
         %(repeat_timezone)s, %(repeat_interval)s, %(data)s::jsonb, %(repeat_at)s,
-        %(disabled)s, %(fork)s, %(last_modified_by)s, %(debounce_started_at)s::timestamptz,
+        %(disabled)s::boolean, %(fork)s::boolean, %(last_modified_by)s,
+        %(debounce_started_at)s::timestamptz,
         %(start_date)s::timestamptz, %(end_date)s::timestamptz, %(skip_days)s::jsonb
     )
     ON CONFLICT (id) DO NOTHING
