@@ -108,10 +108,12 @@ def method(settings: Settings) -> list[str]:
     s = settings.sizes
     return [
         f"Each figure is the median of {settings.repeat} run(s), each run on a fresh table, "
-        "key prefix or file, removed afterwards (procrastinate: a fresh database). "
-        f"Headline: N = {s.drain_jobs:,} no-op jobs enqueued by C = {s.concurrency} "
-        "concurrent producers, then drained by one worker (max and job concurrency C, "
-        "process_every 1 s, channel on), from start() to the last handler; the enqueue call "
+        "key prefix or file, removed afterwards (procrastinate: a fresh database); the "
+        "PostgreSQL server gets a CHECKPOINT before each measurement, so that none pays for "
+        f"the writes of the one before. Headline: N = {s.drain_jobs:,} no-op jobs enqueued "
+        f"by C = {s.concurrency} concurrent producers, then drained by one worker (max and "
+        "job concurrency C, process_every 1 s, channel on), from start() to the last "
+        "handler; the enqueue call "
         f"p50 over {s.calls:,} sequential awaits; enqueue -> start: an idle worker, a "
         f"producer in a second process, {s.samples} enqueues {s.gap_ms} ms apart "
         "(both read CLOCK_MONOTONIC); the drivers alone (floor) run that workload with no job "
