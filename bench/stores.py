@@ -155,12 +155,12 @@ async def settle(store: Store) -> None:
 
 async def checkpoint() -> bool:
     """Write out what the measurements so far left dirty on the PostgreSQL server (CHECKPOINT),
-    so that none pays for another's writes: after a part that loads a million rows the
-    checkpointer spreads thousands of buffer writes over the next minutes (its log during a
-    full run: four checkpoints of 6,000-9,700 buffers in 50 s, then one spread over 83 s),
-    under the commits of whatever part runs next, which was the next round's first part,
-    agenda-decl's headline, every round. False when the role may not (PostgreSQL 15 wants a
-    superuser or pg_checkpoint)."""
+    so that none pays for another's writes. Otherwise the checkpoint that the server starts
+    every five minutes (checkpoint_timeout) lands in whatever part runs then, and its flush of
+    the files the parts before wrote stalls commits: in a full run without this, it started at
+    the first part of rounds 2 and 3 (agenda-decl's headline), both times. A checkpoint made
+    here also restarts that five-minute timer. False when the role may not (PostgreSQL 15
+    wants a superuser or pg_checkpoint)."""
     import psycopg
 
     async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
