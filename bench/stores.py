@@ -143,7 +143,10 @@ async def _delete_redis_keys(prefix: str) -> None:
 
 async def settle(store: Store) -> None:
     """What autovacuum does to a PostgreSQL table soon after a bulk load: VACUUM ANALYZE
-    (fresh statistics for the planner, hint bits set). Other stores need nothing."""
+    (fresh statistics for the planner, hint bits set); then a :func:`checkpoint`, so that the
+    claims timed next do not share the disk with the flush of the load: its WAL (two million
+    writes for the point beside a million completed jobs) is past max_wal_size, so the server
+    has begun a checkpoint of its own, spread over minutes. Other stores need nothing."""
     if store.kind != "postgres":
         return
     import psycopg
@@ -151,6 +154,7 @@ async def settle(store: Store) -> None:
 
     async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
         await conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(store.name)))
+    await checkpoint()
 
 
 async def checkpoint() -> bool:

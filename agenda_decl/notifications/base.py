@@ -16,6 +16,7 @@ import attrs
 from agenda_decl._events import EventEmitter
 from agenda_decl._group_commit import OnFailure
 from agenda_decl._model import JobNotification, JobStateNotification, NotificationChannelState
+from agenda_decl._tasks import cancel_and_wait
 from agenda_decl.errors import InvalidOptionError, NotConnectedError
 from agenda_decl.interfaces import (
     ChannelEvent,
@@ -66,6 +67,9 @@ class BaseNotificationChannel(NotificationChannel):
         self._reconnect_attempts = 0
         self._reconnect_task: asyncio.Task[None] | None = None
         self._opened_at = 0.0
+        #: What the asynchronous subscribers of a notification delivered at once have left
+        #: to do (:meth:`deliver_at_once`): later deliveries wait for it (:meth:`settled`).
+        self._unsettled: asyncio.Task[None] | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -124,6 +128,26 @@ class BaseNotificationChannel(NotificationChannel):
         ones left to await (:meth:`settle`). :meth:`notify_handlers` is both in one call."""
         return self._call(list(self._handlers), notification)
 
+    def deliver_at_once(self, notification: JobNotification) -> None:
+        """Call the job subscribers in the caller's task: a listener's, for an idle worker's
+        wake-up, so that the claim they start is not one task switch (a dispatcher's)
+        further away. What asynchronous ones return is awaited in a task of its own; a
+        dispatcher that delivers later notifications waits for it first (:meth:`settled`),
+        so subscribers still see them in arrival order."""
+        pending = self.call_handlers(notification)
+        if pending:
+            self._unsettled = asyncio.get_running_loop().create_task(self.settle(pending))
+
+    @property
+    def all_settled(self) -> bool:
+        """Whether nothing delivered at once is still with asynchronous subscribers."""
+        return self._unsettled is None or self._unsettled.done()
+
+    async def settled(self) -> None:
+        """Wait until what :meth:`deliver_at_once` delivered has been handled."""
+        if self._unsettled is not None and not self._unsettled.done():
+            await asyncio.wait({self._unsettled})
+
     async def _fan_out(self, handlers: list[Callable[[Any], Any]], payload: object) -> None:
         await self.settle(self._call(handlers, payload))
 
@@ -170,6 +194,8 @@ class BaseNotificationChannel(NotificationChannel):
         try:
             await self._close()
         finally:
+            await cancel_and_wait(self._unsettled)
+            self._unsettled = None
             self._handlers.clear()
             self._state_handlers.clear()
             self.set_state("disconnected")

@@ -211,9 +211,6 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         self._dispatcher: asyncio.Task[None] | None = None
         #: Whether the dispatcher is handing a batch to the subscribers.
         self._dispatching = False
-        #: What the asynchronous subscribers of a notification delivered at once have left
-        #: to do (see ``_enqueue``): later ones wait for it, as they would in the queue.
-        self._unsettled: asyncio.Task[None] | None = None
         self._dropped = 0
         self._disposals: set[asyncio.Task[None]] = set()
         self._outbox: GroupCommit[tuple[str, str], None] = GroupCommit(self._send)
@@ -300,8 +297,7 @@ class PostgresNotificationChannel(BaseNotificationChannel):
             await self._outbox.flush()
             await asyncio.gather(*self._disposals, return_exceptions=True)
             await cancel_and_wait(self._dispatcher)
-            await cancel_and_wait(self._unsettled)
-            self._dispatcher = self._unsettled = None
+            self._dispatcher = None
             while not self._queue.empty():  # nothing stale for the next connect
                 self._queue.get_nowait()
             if self._own_pool is not None:
@@ -349,8 +345,7 @@ class PostgresNotificationChannel(BaseNotificationChannel):
 
     def _idle(self) -> bool:
         """Whether no earlier notification still waits for, or is with, the subscribers."""
-        return (self._queue.empty() and not self._dispatching
-                and (self._unsettled is None or self._unsettled.done()))
+        return self._queue.empty() and not self._dispatching and self.all_settled
 
     def _deliver_now(self, note: psycopg.Notify) -> bool:
         """Call the job subscribers in this task; what asynchronous ones return is awaited
@@ -360,9 +355,7 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         except Exception as error:  # any DB user can NOTIFY: a hint, never trusted
             _malformed(note, error)
             return False
-        pending = self.call_handlers(notification)
-        if pending:
-            self._unsettled = asyncio.get_running_loop().create_task(self.settle(pending))
+        self.deliver_at_once(notification)
         return True
 
     async def _dispatch(self) -> None:
@@ -373,9 +366,7 @@ class PostgresNotificationChannel(BaseNotificationChannel):
             notes = [await self._queue.get()]
             self._dispatching = True
             try:
-                unsettled = self._unsettled
-                if unsettled is not None and not unsettled.done():  # one delivered at once
-                    await asyncio.wait({unsettled})  # came first
+                await self.settled()  # one delivered at once came first
                 while not self._queue.empty():
                     notes.append(self._queue.get_nowait())
                 # Only those someone still subscribes to (the subscribers may have left).

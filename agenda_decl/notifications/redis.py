@@ -258,8 +258,8 @@ class RedisNotificationChannel(BaseNotificationChannel):
             while True:
                 message = await pubsub.get_message(timeout=min(1.0, self._check_every))
                 if message is not None and self._route(message, inbox):
-                    # An idle worker's wake-up: let the subscribers run (first step) and
-                    # what they started, the claim, send its command (second) before this
+                    # The subscribers were idle: let what they started (an idle worker's
+                    # claim, or the subscribers' task first) send its command before this
                     # task reads again; a read costs redis-py about 0.1 ms, on the way
                     # from an enqueue to its job's start.
                     await asyncio.sleep(0)
@@ -284,11 +284,25 @@ class RedisNotificationChannel(BaseNotificationChannel):
         elif channel == self.state_channel and not self._state_handlers:
             pass  # a state subscriber just left: nobody here wants it
         else:
-            woke = inbox.idle
-            if not inbox.put((channel, message.get("data"))):
+            woke = inbox.idle and self.all_settled
+            if woke and channel == self.channel_name:
+                self._deliver_now(message.get("data"))
+            elif not inbox.put((channel, message.get("data"))):
                 log.debug("dropped a notification: %d are waiting for the subscribers",
                           MAX_PENDING)
         return woke
+
+    def _deliver_now(self, payload: Any) -> None:
+        """A job notification that finds the subscribers idle (an idle worker's wake-up)
+        skips the inbox: they are called from the listener's task (``deliver_at_once``)."""
+        if not self._handlers:
+            return
+        try:
+            notification = notification_from_json(payload)
+        except Exception as error:  # a forged or malformed message: a hint at most
+            log.warning("ignored a malformed message on %r: %s", self.channel_name, error)
+            return
+        self.deliver_at_once(notification)
 
     async def _check_health(self) -> None:
         if self._probe_sent:
@@ -309,6 +323,7 @@ class RedisNotificationChannel(BaseNotificationChannel):
     async def _dispatch(self, inbox: _Inbox) -> None:
         while True:
             channel, payload = await inbox.get()
+            await self.settled()  # one delivered at once came first
             try:  # parsed only when someone subscribes to what arrived
                 if channel == self.channel_name and self._handlers:
                     await self.notify_handlers(notification_from_json(payload))

@@ -118,6 +118,31 @@ async def test_notifications_arrive_in_order(pair: ChannelPair) -> None:
     assert [n.job_name for n in received] == [f"job-{i}" for i in range(5)]
 
 
+async def test_an_async_subscriber_hears_later_notifications_after_the_first(
+    pair: ChannelPair,
+) -> None:
+    """The first notification of an idle channel may go to the subscribers from the
+    listener's own task (an idle worker's wake-up, one task switch nearer its claim); an
+    asynchronous subscriber still gets the later ones in order, once it is done with that
+    one."""
+    publisher, subscriber = await connected(pair)
+    inbox = Inbox()
+    first_done = asyncio.Event()
+
+    async def slow(item: JobNotification) -> None:
+        inbox((item.job_name, first_done.is_set()))
+        if item.job_name == "job-0":
+            await asyncio.sleep(0.05)
+            first_done.set()
+
+    subscriber.subscribe(slow)
+    await publisher.publish(notification("job-0"))
+    await inbox.wait_for(1)  # job-0 is being handled
+    await asyncio.gather(*(publisher.publish(notification(f"job-{i}")) for i in range(1, 20)))
+    received = await inbox.wait_for(20)
+    assert received == [("job-0", False)] + [(f"job-{i}", True) for i in range(1, 20)]
+
+
 async def test_publishing_when_not_connected_raises(pair: ChannelPair) -> None:
     publisher, _ = pair
     with pytest.raises(NotConnectedError, match="not connected"):

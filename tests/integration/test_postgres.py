@@ -625,30 +625,6 @@ async def test_concurrent_publishes_all_arrive_in_order(
     assert [n.job_name for n in received] == [f"job-{i}" for i in range(200)]
 
 
-async def test_an_async_subscriber_hears_later_notifications_after_the_first(
-    channels: tuple[PostgresNotificationChannel, ...],
-) -> None:
-    """The first notification of an idle channel goes to the subscribers from the listener's
-    task; an asynchronous subscriber still gets the later ones in order, once it is done with
-    that one."""
-    publisher, subscriber = channels
-    inbox = Inbox()
-    first_done = asyncio.Event()
-
-    async def slow(item: JobNotification) -> None:
-        inbox((item.job_name, first_done.is_set()))
-        if item.job_name == "job-0":
-            await asyncio.sleep(0.05)
-            first_done.set()
-
-    subscriber.subscribe(slow)
-    await publisher.publish(notification("job-0"))
-    await inbox.wait_for(1)  # job-0 is being handled
-    await asyncio.gather(*(publisher.publish(notification(f"job-{i}")) for i in range(1, 20)))
-    received = await inbox.wait_for(20)
-    assert received == [("job-0", False)] + [(f"job-{i}", True) for i in range(1, 20)]
-
-
 async def test_every_job_runs_while_the_listener_is_killed(backend: PostgresBackend) -> None:
     channel = backend.notification_channel
     assert isinstance(channel, PostgresNotificationChannel)
