@@ -16,7 +16,10 @@ Borrowing (:func:`borrow`, :func:`run`):
   claims, so this happened on every stop that hit the window;
 * :func:`run` repeats an operation through an outage (``connectors.retry``): the errors that
   mean "unreachable" (:func:`transient`) are retried, a connection a failed-over server made
-  read-only is discarded, and past the bound the caller gets one ``BackendUnavailableError``.
+  read-only is discarded, and past the bound the caller gets one ``BackendUnavailableError``;
+* a :class:`ConnectionLender` lets the first attempt of an operation run on a connection
+  another owner lends for a moment (the channel's LISTEN connection, right after it heard an
+  idle worker's wake-up) instead of a pooled one.
 """
 
 from __future__ import annotations
@@ -276,14 +279,63 @@ def _returned(task: asyncio.Task[None]) -> None:
         log.debug("returning a connection to its pool failed", exc_info=task.exception())
 
 
+class ConnectionLender:
+    """A connection its owner lends between two of its own uses, to whoever asks first.
+
+    The PostgreSQL channel's LISTEN connection is lent right after it handed an idle worker
+    its wake-up, for the claim that wake-up starts: the notification just woke the server
+    process behind it, whereas a pooled connection's process has slept since the worker's
+    last job, and on an idle (virtual) machine waking one more process costs a large part of
+    enqueue -> start (bench/HISTORY.md). The owner offers the connection for one loop turn
+    and then waits until it is given back; the borrower must not keep it past one
+    statement."""
+
+    def __init__(self) -> None:
+        self._offered: Connection | None = None
+        self._returned: asyncio.Future[None] | None = None
+
+    def offer(self, conn: Connection) -> None:
+        """Lend ``conn`` to the next :meth:`take` (until :meth:`withdraw`)."""
+        self._offered = conn
+
+    def take(self) -> Connection | None:
+        """The offered connection (then :meth:`give_back` it), or None."""
+        conn, self._offered = self._offered, None
+        if conn is not None:
+            self._returned = asyncio.get_running_loop().create_future()
+        return conn
+
+    def give_back(self) -> None:
+        if self._returned is not None and not self._returned.done():
+            self._returned.set_result(None)
+
+    async def withdraw(self) -> None:
+        """End the offer; if the connection was taken, wait until it is given back."""
+        self._offered = None
+        if self._returned is not None:
+            await self._returned
+            self._returned = None
+
+
 async def run(
-    pool: Pool, policy: Retrying, work: Callable[[Connection, Attempt], Awaitable[T]]
+    pool: Pool,
+    policy: Retrying,
+    work: Callable[[Connection, Attempt], Awaitable[T]],
+    *,
+    lender: ConnectionLender | None = None,
 ) -> T:
     """``work(conn, attempt)`` on a live pooled connection, repeated through an outage by
     ``policy`` (``work`` must be safe to repeat). A connection the server made read-only (a
-    failed-over primary) is closed, so the pool replaces it rather than hand it out again."""
+    failed-over primary) is closed, so the pool replaces it rather than hand it out again.
+    The first attempt runs on what ``lender`` offers, if it offers one; repeats always go
+    through the pool."""
 
     async def attempt(this: Attempt) -> T:
+        if lender is not None and not this.repeated and (lent := lender.take()) is not None:
+            try:
+                return await work(lent, this)
+            finally:
+                lender.give_back()
         wait = _wait_for_connection(pool, policy, this)
         async with borrow(pool, wait) as conn:
             try:

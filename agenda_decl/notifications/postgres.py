@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from agenda_decl._secrets import mask_url
 from agenda_decl._tasks import cancel_and_wait
 from agenda_decl.connectors.postgres import (
     Connection,
+    ConnectionLender,
     Pool,
     behind_pooler,
     connect,
@@ -113,8 +115,10 @@ class _Listener:
         *,
         probe_interval: float,
         probe_timeout: float,
+        lender: ConnectionLender | None = None,
     ) -> None:
         self.conn = conn
+        self._lender = lender
         self._channels = channels
         self._deliver = deliver
         self._lost = lost
@@ -134,14 +138,34 @@ class _Listener:
     async def _run(self) -> None:
         try:
             while True:
-                async for note in self.conn.notifies(timeout=self._interval):
-                    if self._deliver(note):
-                        # An idle worker's wake-up, delivered from this task: let the claim
-                        # it started send its statement before this task reads again.
-                        await asyncio.sleep(0)
+                await self._hear_until(time.monotonic() + self._interval)
                 await self._probe()
         except Exception as error:
             self._lost(error)
+
+    async def _hear_until(self, deadline: float) -> None:
+        """Hand on what arrives until ``deadline``, one packet of notifications at a time:
+        between two, the connection is free (psycopg keeps what arrives meanwhile for the
+        next ``notifies``, and hands over a packet whole before ``stop_after`` ends it)."""
+        while (remaining := deadline - time.monotonic()) > 0:
+            woke = False
+            async for note in self.conn.notifies(timeout=remaining, stop_after=1):
+                woke = self._deliver(note) or woke
+            if woke:
+                await self._lend()
+
+    async def _lend(self) -> None:
+        """An idle worker's wake-up was delivered from this task: let the claim it started
+        send its statement before this task reads again, on this connection if a lender
+        takes it (see ``ConnectionLender``)."""
+        if self._lender is None:
+            await asyncio.sleep(0)
+            return
+        self._lender.offer(self.conn)
+        try:
+            await asyncio.sleep(0)  # the claim, a task made during the delivery, runs first
+        finally:
+            await self._lender.withdraw()
 
     async def _probe(self) -> None:
         """``SELECT`` on the LISTEN connection; a half-open socket never answers. A LISTEN the
@@ -203,6 +227,7 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         self._listen_conninfo = listen_connection_string
         self._shared_pool = pool
         self._own_pool: Pool | None = None
+        self._lender: ConnectionLender | None = None
         self._probe_interval = probe_interval
         self._probe_timeout = probe_timeout
         self._connect_timeout = connect_timeout
@@ -230,6 +255,12 @@ class PostgresNotificationChannel(BaseNotificationChannel):
         """The server process id of the LISTEN connection (for diagnostics and tests)."""
         return self._listener.conn.info.backend_pid if self._listener else None
 
+    def lend_listener(self, lender: ConnectionLender) -> None:
+        """Lend the LISTEN connection through ``lender`` right after each idle worker's
+        wake-up (see ``ConnectionLender``): for a repository on the same server, whose claim
+        then runs there. Takes effect at the next connect."""
+        self._lender = lender
+
     def use_pool(self, pool: Pool) -> None:
         """Publish (and find the server) through ``pool``, which this channel never closes."""
         self._shared_pool = pool
@@ -252,7 +283,8 @@ class PostgresNotificationChannel(BaseNotificationChannel):
             await self._refuse_pooler(conn, conninfo)
         channels = (self.channel_name, self.state_channel_name)
         listener = _Listener(conn, channels, self._enqueue, self.connection_lost,
-                             probe_interval=self._probe_interval, probe_timeout=self._probe_timeout)
+                             probe_interval=self._probe_interval, probe_timeout=self._probe_timeout,
+                             lender=self._lender)
         try:
             await listener.listen(channels)
             await self._publishing_pool()

@@ -12,7 +12,7 @@ from agenda_decl._secrets import mask_url
 from agenda_decl.backends.base import StoreBackend
 from agenda_decl.backends.postgres.job_log import PostgresJobLogger
 from agenda_decl.backends.postgres.repository import PostgresJobRepository
-from agenda_decl.connectors.postgres import Pool
+from agenda_decl.connectors.postgres import ConnectionLender, Pool
 from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR
 from agenda_decl.errors import InvalidOptionError
 from agenda_decl.notifications.base import ReconnectOptions
@@ -82,6 +82,10 @@ class PostgresBackend(StoreBackend[PostgresJobRepository, PostgresNotificationCh
         )
         if channel is not None:  # an enqueue's NOTIFY rides in its INSERT statement
             repository.announce_on(channel.channel_name)
+            if listen_connection_string is None:  # it LISTENs where the claims go
+                lender = ConnectionLender()
+                channel.lend_listener(lender)  # a wake-up's claim on the woken connection
+                repository.claim_through(lender)
         logger = PostgresJobLogger(
             lambda: repository.pool, table_name=log_table_name, ensure_schema=ensure_schema,
             retention=log_retention, read_only=read_only,

@@ -47,6 +47,7 @@ from agenda_decl.backends.postgres.queries import Row, job_key, job_uuid
 from agenda_decl.backends.postgres.rows import claimed_jobs, latest_per_id, overview, row_job
 from agenda_decl.connectors.postgres import (
     Connection,
+    ConnectionLender,
     Pool,
     behind_pooler,
     borrow,
@@ -139,6 +140,8 @@ class PostgresJobRepository(base.ClaimsInBatches):
         self._inserts: GroupCommit[_Insert, Row] = GroupCommit(self._insert_batch)
         #: The channel inserts announce themselves on (``announce_on``); None: they do not.
         self._channel: str | None = None
+        #: Lends a connection for claims (``claim_through``); None: the pool only.
+        self._lender: ConnectionLender | None = None
         #: The outage policy of every statement (``retry_for``).
         self.retrying = retrying(where(connection_string, pool), retry_for)
 
@@ -154,6 +157,11 @@ class PostgresJobRepository(base.ClaimsInBatches):
         """NOTIFY ``channel_name`` in the statement of an insert given an ``announce`` (the
         backend's own LISTEN/NOTIFY channel: one round trip per enqueue)."""
         self._channel = channel_name
+
+    def claim_through(self, lender: ConnectionLender) -> None:
+        """Claim on the connection ``lender`` offers when it offers one (the backend's
+        LISTEN connection after a wake-up, see ``ConnectionLender``), else a pooled one."""
+        self._lender = lender
 
     @property
     def announces_inserts(self) -> bool:
@@ -602,7 +610,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
                 "lock_deadline": lock_deadline + moved, "now": moved_on(now, moved),
             })
 
-        return claimed_jobs(await run(self.pool, self.retrying, claim))
+        return claimed_jobs(await run(self.pool, self.retrying, claim, lender=self._lender))
 
 
 def _moved(attempt: Attempt) -> timedelta:
