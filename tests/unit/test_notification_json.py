@@ -6,8 +6,11 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agenda_decl._convert import (
+    format_datetime,
     notification_from_json,
     notification_to_json,
     state_notification_from_json,
@@ -86,3 +89,32 @@ def test_malformed_job_notifications_raise(text: str) -> None:
 def test_malformed_state_notifications_raise(text: str) -> None:
     with pytest.raises(Exception):  # noqa: B017, PT011
         state_notification_from_json(text)
+
+
+_TEXT = st.text(st.characters(codec="utf-8"), min_size=1)
+_INSTANT = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 1, 1),
+                        timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7))]))
+
+
+@given(job_id=_TEXT, name=_TEXT, next_run_at=st.none() | _INSTANT,
+       priority=st.integers(-(2**31), 2**31 - 1), timestamp=_INSTANT, source=st.none() | _TEXT)
+def test_the_job_payload_is_what_json_dumps_writes(
+    job_id: str, name: str, next_run_at: datetime | None, priority: int, timestamp: datetime,
+    source: str | None,
+) -> None:
+    """Written by hand, the payload is byte for byte what ``json.dumps`` makes of Agenda's
+    object (its keys in Agenda's order, absent values left out, any text escaped), and reads
+    back as the notification."""
+    note = JobNotification(job_id=JobId(job_id), job_name=name, next_run_at=next_run_at,
+                           priority=priority, timestamp=timestamp, source=source)
+    expected: dict[str, object] = {"jobId": job_id, "jobName": name}
+    if next_run_at is not None:
+        expected["nextRunAt"] = format_datetime(next_run_at)
+    expected.update(priority=priority, timestamp=format_datetime(timestamp))
+    if source is not None:
+        expected["source"] = source
+    text = notification_to_json(note)
+    assert text == json.dumps(expected, separators=(",", ":"))
+    read = notification_from_json(text)
+    assert (read.job_id, read.job_name, read.priority, read.source) == (
+        job_id, name, priority, source)
