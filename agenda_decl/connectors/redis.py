@@ -10,7 +10,8 @@ more try, on a connection from the pool, ``_WaitingRedis.direct``); beyond that,
 :func:`retrying` repeats the operation with backoff for up to ``retry_for``
 (``connectors.retry``), then raises one
 ``BackendUnavailableError``. A server still loading its data after a restart (``LOADING``)
-or a replica made read-only by a failover (``READONLY``) counts as unreachable too.
+or a replica made read-only by a failover (``READONLY``) counts as unreachable too, and so
+does one that has not answered a command within :data:`SOCKET_TIMEOUT`.
 
 A Redis Cluster is reached with a ``redis+cluster://`` (or ``rediss+cluster://``) connection
 string naming any one node: the client (redis-py's ``RedisCluster``) finds the others and
@@ -54,6 +55,12 @@ from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR, Retrying
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 from agenda_decl.timing import Duration
 
+#: How long a client built here waits for a reply before it treats the server as unreachable
+#: (seconds; a connection string's ``socket_timeout`` parameter overrides it). A server that
+#: stops answering without closing its connections (a stopped process, a host gone behind a
+#: network that drops packets) would otherwise hold the command, and every command queued
+#: behind it, for as long as the socket stays open. Longer than any script of ours runs.
+SOCKET_TIMEOUT = 10.0
 #: Commands in flight at once on a client built from a connection string; more wait.
 MAX_CONNECTIONS = 64
 #: Connections of such a client beyond those commands: a channel's subscriber and the job
@@ -135,6 +142,7 @@ def server_client_from_url(url: str) -> Redis:
             max_connections=MAX_CONNECTIONS + SPARE_CONNECTIONS + KEPT_CONNECTIONS,
             decode_responses=True,
             socket_connect_timeout=5,
+            socket_timeout=SOCKET_TIMEOUT,
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 2),
         )
     except ValueError:
@@ -244,6 +252,7 @@ def _cluster_from_url(url: str) -> RedisCluster:
             max_connections=MAX_CONNECTIONS,
             decode_responses=True,
             socket_connect_timeout=5,
+            socket_timeout=SOCKET_TIMEOUT,
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 2),
         )
     except ValueError:

@@ -26,6 +26,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -176,6 +177,15 @@ class PrivateRedis:
         self.stop()
         time.sleep(down_for)
         self.start()
+
+    def freeze(self) -> None:
+        """Stop the process (SIGSTOP): its connections stay open and nothing answers."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
 
     def remove(self) -> None:
         process, self._process = self._process, None

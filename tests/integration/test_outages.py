@@ -29,6 +29,7 @@ from agenda_decl.backends.mongo import MongoBackend
 from agenda_decl.backends.postgres import PostgresBackend
 from agenda_decl.backends.postgres import queries as pg_queries
 from agenda_decl.backends.redis import RedisBackend
+from agenda_decl.connectors import redis as redis_connectors
 from agenda_decl.errors import BackendUnavailableError, LockLostError, StateWriteError
 from agenda_decl.interfaces import AgendaBackend
 from tests.backends.mongo import database as mongo_database
@@ -339,6 +340,44 @@ async def test_redis_down_past_retry_for_is_one_clear_error() -> None:
     ), message
     assert "Sup3r-S3cret" not in message
     assert 1.0 <= elapsed < 6.0
+
+
+async def test_a_frozen_redis_server_is_one_clear_error_then_serves_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that stops answering without closing its connections (a stopped process; a
+    host gone behind a network that drops packets) fails each command at the client's socket
+    timeout (``SOCKET_TIMEOUT``, here made 0.5 s), is retried for retry_for, and the
+    enqueue raises one clear error instead of waiting for ever. Thawed, the server serves
+    again, and the enqueue that failed stored its job once: every attempt carried its id."""
+    monkeypatch.setattr(redis_connectors, "SOCKET_TIMEOUT", 0.5)
+    server = PrivateRedis(persistent=False)
+    server.start()
+    backend = RedisBackend(connection_string=server.url,
+                           key_prefix=unique_prefix(), retry_for="1 second",
+                           disable_notifications=True)
+    agenda = Agenda(backend=backend)
+    agenda.declare("work")
+    try:
+        await agenda.ready()
+        await agenda.now("work", {"i": 0})
+        server.freeze()
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError) as raised:
+            await agenda.now("work", {"i": 1})
+        elapsed = time.monotonic() - started
+        server.thaw()
+        await agenda.now("work", {"i": 2})
+        result = await agenda.query_jobs(JobsQueryOptions(name="work"))
+        stored = sorted(job.data["i"] for job in result.jobs)
+        await agenda.stop()
+    finally:
+        server.remove()
+    assert str(raised.value) == (
+        f"Redis at redis://127.0.0.1:{server.port}/0 unreachable for 1 s: "
+        f"TimeoutError: Timeout reading from 127.0.0.1:{server.port}")
+    assert 1.0 <= elapsed < 4.0
+    assert stored == [0, 1, 2]
 
 
 # -- repeats after a lost reply (shared servers) ---------------------------------------------

@@ -14,7 +14,12 @@ from redis.asyncio import Redis
 
 from agenda_decl import JobsQueryOptions
 from agenda_decl._model import JobParameters
-from agenda_decl.connectors.redis import MAX_CONNECTIONS, register_script, server_client_from_url
+from agenda_decl.connectors.redis import (
+    MAX_CONNECTIONS,
+    SOCKET_TIMEOUT,
+    register_script,
+    server_client_from_url,
+)
 from tests.backends import redis as redis_backends
 from tests.backends.servers import REDIS_URL
 
@@ -77,5 +82,22 @@ async def test_a_script_the_server_does_not_know_is_loaded_and_run() -> None:
         script = register_script(client, f"-- {uuid4().hex}\nreturn ARGV[1] .. KEYS[1]")
         assert await script(keys=["b"], args=["a"]) == "ab"
         assert await script(keys=["d"], args=["c"]) == "cd"
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize(("query", "expected"),
+                         [("", SOCKET_TIMEOUT), ("?socket_timeout=2.5", 2.5)])
+async def test_a_reply_is_awaited_for_the_socket_timeout_a_connection_string_may_change(
+    query: str, expected: float,
+) -> None:
+    """Every command of a client built here has a reply deadline (a frozen server is an
+    outage, tests/integration/test_outages.py), which the connection string can change."""
+    client = server_client_from_url(REDIS_URL + query)
+    try:
+        assert await client.ping()
+        connection = await client.connection_pool.get_connection()
+        assert connection.socket_timeout == expected
+        await client.connection_pool.release(connection)
     finally:
         await client.aclose()
