@@ -20,9 +20,16 @@ from typing import Any
 
 from agenda_decl._clock import truncate_ms
 from agenda_decl._model import JobParameters
+from agenda_decl.connectors.retry import Attempt
 
 #: The state fields compared to recognise a write already stored (with ``last_modified_by``).
 _STATE_FIELDS = ("locked_at", "last_run_at", "last_finished_at", "failed_at", "fail_count")
+
+
+def moved_by(attempt: Attempt) -> timedelta:
+    """How far a claim's clock-derived arguments move on in ``attempt``: the time spent since
+    the first try when it repeats one whose outcome is unknown, else nothing."""
+    return attempt.elapsed if attempt.repeated else timedelta(0)
 
 
 def moved_on(value: datetime | None, by: timedelta) -> datetime | None:

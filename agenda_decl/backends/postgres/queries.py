@@ -474,6 +474,31 @@ def shared_or_arrays(columns: Mapping[str, list[Any]]) -> Row:
 
 
 @functools.cache
+def statement(name: str, table: str) -> bytes:
+    """The statement ``name`` for ``table`` as psycopg sends it: composed once, not at every
+    execute (the table name is a plain ASCII identifier, so its bytes are the same in every
+    client encoding)."""
+    return render(name, table=sql.Identifier(table)).as_bytes()
+
+
+def insert_for(
+    table: str, channel: str | None, batch: Sequence[Insert], ids: Sequence[uuid.UUID],
+    payloads: Sequence[str | None],
+) -> tuple[Statement, Row]:
+    """The statement that inserts ``batch`` under ``ids`` and announces its ``payloads`` on
+    ``channel``, with its parameters: ``insert_one`` for a lone job, else ``insert_many``
+    (``announced_insert`` when announcing)."""
+    if len(batch) == 1:
+        return statement("insert_one", table), {
+            **batch[0][0], "id": ids[0], "channel": channel, "payload": payloads[0]}
+    columns = insert_columns([values for values, _ in batch], ids)
+    announced = any(payload is not None for payload in payloads)
+    if announced:
+        columns.update(channel=channel, payload=list(payloads))
+    return insert_statement(table, announced=announced), columns
+
+
+@functools.cache
 def insert_statement(table: str, *, announced: bool) -> bytes:
     """``insert_many`` returning the ids (every insert knows what it stored: reading it back
     would cost more than the insert), with its NOTIFY (``announced_insert``) when

@@ -16,10 +16,9 @@ stored; updates by id, removals and unlocks end in the same state however often 
 from __future__ import annotations
 
 import contextlib
-import functools
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
@@ -40,7 +39,7 @@ from agenda_decl._model import (
 )
 from agenda_decl._secrets import mask_url
 from agenda_decl.backends import base
-from agenda_decl.backends.base.repeats import moved_on, state_already_written
+from agenda_decl.backends.base.repeats import moved_by, moved_on, state_already_written
 from agenda_decl.backends.postgres import queries
 from agenda_decl.backends.postgres.queries import Insert as _Insert
 from agenda_decl.backends.postgres.queries import Row, job_key, job_uuid
@@ -73,13 +72,6 @@ __all__ = ["PostgresJobRepository"]
 
 
 _SERVER_NOW = queries.render("server_now")
-
-
-@functools.cache
-def _statement(name: str, table: str) -> bytes:
-    """The statement as psycopg sends it: composed once, not at every execute (the table
-    name is a plain ASCII identifier, so its bytes are the same in every client encoding)."""
-    return queries.render(name, table=sql.Identifier(table)).as_bytes()
 
 
 async def _read_only_session(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -237,7 +229,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
 
     def _sql(self, name: str) -> bytes:
         """The statement ``name`` of ``queries.sql`` for this repository's table."""
-        return _statement(name, self._table)
+        return queries.statement(name, self._table)
 
     async def _fetch(self, statement: queries.Statement, params: Any) -> list[Row]:
         """The rows of one statement, repeated through an outage (the statement must be safe
@@ -408,7 +400,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
         # Sorted as UUIDs compare, by their integer (attrgetter: UUID.__lt__ costs more).
         ids = sorted((uuid.uuid4() for _ in batch), key=attrgetter("int"))
         payloads = queries.announce_payloads(batch, ids)
-        statement, columns = self._insert_statement(batch, ids, payloads)
+        statement, columns = queries.insert_for(self._table, self._channel, batch, ids, payloads)
 
         async def insert(conn: Connection, attempt: Attempt) -> list[Row]:
             rows = await queries.fetch(conn, statement, columns)
@@ -422,20 +414,6 @@ class PostgresJobRepository(base.ClaimsInBatches):
             return [by_id[key] for key in ids]
 
         return await run(self.pool, self.retrying, insert)
-
-    def _insert_statement(
-        self, batch: list[_Insert], ids: list[uuid.UUID], payloads: list[str | None]
-    ) -> tuple[queries.Statement, Row]:
-        """The statement that inserts ``batch`` and announces its ``payloads``: ``insert_one``
-        for a lone job, else ``insert_many`` (``announced_insert`` when announcing)."""
-        if len(batch) == 1:
-            return self._sql("insert_one"), {
-                **batch[0][0], "id": ids[0], "channel": self._channel, "payload": payloads[0]}
-        columns = queries.insert_columns([values for values, _ in batch], ids)
-        announced = any(payload is not None for payload in payloads)
-        if announced:
-            columns.update(channel=self._channel, payload=payloads)
-        return queries.insert_statement(self._table, announced=announced), columns
 
     async def _save_unique(
         self, job: JobParameters[Any], values: Row, now: datetime | None
@@ -571,7 +549,7 @@ class PostgresJobRepository(base.ClaimsInBatches):
                   "by": last_modified_by}
 
         async def lock(conn: Connection, attempt: Attempt) -> list[Row]:
-            moved = _moved(attempt)
+            moved = moved_by(attempt)
             return await queries.fetch(conn, self._sql("lock"),
                                        {**params, "now": moved_on(now, moved)})
 
@@ -604,15 +582,10 @@ class PostgresJobRepository(base.ClaimsInBatches):
         params = {"name": job_name, "limit": limit, "by": last_modified_by}
 
         async def claim(conn: Connection, attempt: Attempt) -> list[tuple[Any, ...]]:
-            moved = _moved(attempt)
+            moved = moved_by(attempt)
             return await queries.fetch_tuples(conn, self._sql("claim"), {
                 **params, "next_scan_at": next_scan_at + moved,
                 "lock_deadline": lock_deadline + moved, "now": moved_on(now, moved),
             })
 
         return claimed_jobs(await run(self.pool, self.retrying, claim, lender=self._lender))
-
-
-def _moved(attempt: Attempt) -> timedelta:
-    """How far a repeated claim moves its clock-derived arguments (``base.repeats``)."""
-    return attempt.elapsed if attempt.repeated else timedelta(0)

@@ -39,7 +39,7 @@ from agenda_decl._model import (
     wake_ups,
 )
 from agenda_decl.backends import base
-from agenda_decl.backends.base.repeats import moved_on, state_already_written
+from agenda_decl.backends.base.repeats import moved_by, moved_on, state_already_written
 from agenda_decl.backends.redis import codec, scripts
 from agenda_decl.backends.redis.listing import Listing
 from agenda_decl.connectors.redis import (
@@ -397,7 +397,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
         job_id = str(job.id)
         stored = await self._run_each(scripts.LOCK_JOB, lambda attempt: [
             job_id, job.name, codec.ms_arg(job.next_run_at),
-            codec.ms_arg(moved_on(now, _moved(attempt))), codec.str_or_null(last_modified_by),
+            codec.ms_arg(moved_on(now, moved_by(attempt))), codec.str_or_null(last_modified_by),
         ])
         return None if stored is None else codec.job_from_values(stored)
 
@@ -425,7 +425,7 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
             return []
 
         def arguments(attempt: Attempt) -> list[str]:
-            moved = _moved(attempt)
+            moved = moved_by(attempt)
             return [
                 job_name, codec.ms_arg(next_scan_at + moved),
                 codec.ms_arg(lock_deadline + moved), codec.ms_arg(moved_on(now, moved)),
@@ -434,11 +434,6 @@ class RedisJobRepository(base.ClaimsInBatches, base.WritesStatesInBatches):
 
         claimed = await self._run_each(scripts.CLAIM, arguments)
         return [codec.job_from_values(values) for values in claimed]
-
-
-def _moved(attempt: Attempt) -> timedelta:
-    """How far a repeated claim moves its clock-derived arguments (``base.repeats``)."""
-    return attempt.elapsed if attempt.repeated else timedelta(0)
 
 
 def _announced(
