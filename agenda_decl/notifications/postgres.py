@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from typing import Any
 import attrs
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from agenda_decl._convert import (
     notification_from_json,
@@ -51,6 +53,10 @@ _NOTIFY_MANY = _SQL["notify_many"]
 _NOTIFY_ONE_CHANNEL = _SQL["notify_one_channel"]
 _PROBE = sql.SQL(_SQL["probe"]).format()
 
+#: What the LISTEN connection calls itself on the server (``application_name`` in
+#: pg_stat_activity) when the connection string names nothing: it also runs an idle
+#: worker's claims (``ConnectionLender``), so its last query does not tell it apart.
+LISTEN_APPLICATION_NAME = "agenda-decl listen"
 #: PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
 MAX_NOTIFY_BYTES = 7999
 _CHANNEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.-]*$")
@@ -100,6 +106,15 @@ def _state_payload(notification: JobStateNotification) -> str | None:
             high = middle - 1
     payload = with_error(error[:low] + _CUT) if low >= 0 else with_error(None)
     return payload if _fits(payload) else None
+
+
+def _named(conninfo: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with :data:`LISTEN_APPLICATION_NAME`, unless the connection string, the
+    arguments or the environment (``PGAPPNAME``) name the application already."""
+    if ("application_name" in kwargs or os.environ.get("PGAPPNAME")
+            or "application_name" in conninfo_to_dict(conninfo)):
+        return kwargs
+    return {**kwargs, "application_name": LISTEN_APPLICATION_NAME}
 
 
 class _Listener:
@@ -278,7 +293,7 @@ class PostgresNotificationChannel(BaseNotificationChannel):
     async def _open(self) -> None:
         await self._close()
         conninfo, kwargs = await self._target()
-        conn = await connect(conninfo, self._connect_timeout, **kwargs)
+        conn = await connect(conninfo, self._connect_timeout, **_named(conninfo, kwargs))
         if self._listen_conninfo is None:
             await self._refuse_pooler(conn, conninfo)
         channels = (self.channel_name, self.state_channel_name)

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from redis.asyncio import Redis
 
+from agenda_decl.notifications.postgres import LISTEN_APPLICATION_NAME
 from tests.backends.private_servers import (
     PrivatePostgres,
     PrivateRedis,
@@ -189,7 +190,7 @@ def private_store(server: Server) -> Store:
     return redis_store(server.url)
 
 
-_LISTENERS = ("AND (query ILIKE 'LISTEN%' OR query ILIKE '%pg_listening_channels%')")
+_LISTENERS = f"AND application_name = '{LISTEN_APPLICATION_NAME}'"
 
 
 async def count_listeners(server: Server) -> int:

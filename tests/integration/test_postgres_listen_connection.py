@@ -1,6 +1,6 @@
-"""The PostgreSQL LISTEN connection lent for an idle worker's claim (``ConnectionLender``),
-against the real server: the claim runs there, nothing heard meanwhile is lost, and a lent
-connection that fails hands the claim to the pool."""
+"""The PostgreSQL LISTEN connection, against the real server: how it names itself, and how it
+is lent for an idle worker's claim (``ConnectionLender``): the claim runs there, nothing heard
+meanwhile is lost, and a lent connection that fails hands the claim to the pool."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from agenda_decl.backends.postgres import PostgresBackend, PostgresNotificationC
 from agenda_decl.backends.postgres import queries as postgres_queries
 from agenda_decl.connectors.postgres import ConnectionLender, open_pool, retrying, run
 from agenda_decl.connectors.retry import Attempt
+from agenda_decl.notifications.postgres import LISTEN_APPLICATION_NAME
 from tests.backends import Inbox
 from tests.backends.postgres import make_backend, unique_names
 from tests.backends.servers import POSTGRES_URL
@@ -34,6 +35,27 @@ def notification(name: str) -> JobNotification:
 async def backend(tmp_path: Path) -> AsyncIterator[PostgresBackend]:
     async with make_backend(tmp_path) as made:
         yield made
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("", LISTEN_APPLICATION_NAME), ("?application_name=billing-worker", "billing-worker")])
+async def test_the_listen_connection_names_itself_unless_the_url_does(
+    query: str, expected: str,
+) -> None:
+    """Operators tell the LISTEN connection from the pool's in pg_stat_activity by its
+    application_name (its last query may be a claim); a name the URL gives is kept."""
+    _, name = unique_names()
+    channel = PostgresNotificationChannel(connection_string=POSTGRES_URL + query,
+                                          channel_name=name)
+    await channel.connect()
+    try:
+        async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+            cursor = await conn.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE pid = %s",
+                (channel.listen_pid,))
+            assert await cursor.fetchall() == [(expected,)]
+    finally:
+        await channel.disconnect()
 
 
 async def test_an_idle_workers_claim_runs_on_the_listen_connection(
