@@ -111,8 +111,11 @@ def _state_payload(notification: JobStateNotification) -> str | None:
 def _named(conninfo: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """``kwargs`` with :data:`LISTEN_APPLICATION_NAME`, unless the connection string, the
     arguments or the environment (``PGAPPNAME``) name the application already."""
-    if ("application_name" in kwargs or os.environ.get("PGAPPNAME")
-            or "application_name" in conninfo_to_dict(conninfo)):
+    try:
+        given = conninfo_to_dict(conninfo)
+    except psycopg.Error:  # connect() says what is wrong, without the password
+        return kwargs
+    if "application_name" in kwargs or "application_name" in given or os.environ.get("PGAPPNAME"):
         return kwargs
     return {**kwargs, "application_name": LISTEN_APPLICATION_NAME}
 
