@@ -40,6 +40,7 @@ from agenda_decl.connectors.redis_urls import (
     CLUSTER_SCHEMES,
     has_hash_tag,
     is_cluster_url,
+    socket_timeout_problem,
 )
 
 if TYPE_CHECKING:
@@ -171,8 +172,7 @@ def _check_backend(checker: _Checker, backend: model.BackendConfig) -> None:
         _table_name(checker, (*path, "table_name"), storage.table_name, 63 - 19)
         _pg_channel(checker, (*path, "channel_name"), storage.channel_name)
     elif isinstance(storage, model.RedisStorage):
-        checker.url((*path, "connection_string"), storage.connection_string, "Redis",
-                    _REDIS_SCHEMES)
+        _redis_url(checker, (*path, "connection_string"), storage.connection_string)
         _redis_name(checker, (*path, "key_prefix"), storage.key_prefix)
         if (storage.connection_string is not None and is_cluster_url(storage.connection_string)
                 and not has_hash_tag(storage.key_prefix)):
@@ -184,6 +184,12 @@ def _check_backend(checker: _Checker, backend: model.BackendConfig) -> None:
         _mongo(checker, path, None, storage.log_collection, field="log_collection")
     _check_job_log(checker, path, storage)
     _check_notifications(checker, backend)
+
+
+def _redis_url(checker: _Checker, path: Path_, value: str | None) -> None:
+    checker.url(path, value, "Redis", _REDIS_SCHEMES)
+    if value is not None and (problem := socket_timeout_problem(value)) is not None:
+        checker.report(path, problem)
 
 
 def _pg_urls(checker: _Checker, path: Path_,
@@ -210,8 +216,7 @@ def _check_notifications(checker: _Checker, backend: model.BackendConfig) -> Non
         _pg_urls(checker, path, channel)
         _pg_channel(checker, (*path, "channel_name"), channel.channel_name)
     elif isinstance(channel, model.RedisNotifications):
-        checker.url((*path, "connection_string"), channel.connection_string, "Redis",
-                    _REDIS_SCHEMES)
+        _redis_url(checker, (*path, "connection_string"), channel.connection_string)
         _redis_name(checker, (*path, "channel_name"), channel.channel_name)
     elif isinstance(channel, model.MongoChangeStreamNotifications):
         if not isinstance(backend.storage, model.MongoStorage):

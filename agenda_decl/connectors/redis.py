@@ -50,7 +50,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agenda_decl._secrets import mask_text, mask_url
-from agenda_decl.connectors.redis_urls import is_cluster_url, node_url
+from agenda_decl.connectors.redis_urls import is_cluster_url, node_url, socket_timeout_problem
 from agenda_decl.connectors.retry import DEFAULT_RETRY_FOR, Retrying
 from agenda_decl.errors import BackendUnavailableError, InvalidOptionError
 from agenda_decl.timing import Duration
@@ -138,6 +138,7 @@ def client_from_url(url: str) -> AnyRedis:
 
 def server_client_from_url(url: str) -> Redis:
     """:func:`client_from_url` for a single server (or one node of a cluster)."""
+    _check_options(url)
     try:
         pool = ConnectionPool.from_url(
             url,
@@ -154,6 +155,12 @@ def server_client_from_url(url: str) -> Redis:
         ) from None
     # redis 6.0-6.3 type from_pool as returning Any.
     return _WaitingRedis.from_pool(pool)  # type: ignore[no-any-return, unused-ignore]
+
+
+def _check_options(url: str) -> None:
+    """Refuse what redis-py would take and fail on later, or refuse without naming."""
+    if (problem := socket_timeout_problem(url)) is not None:
+        raise InvalidOptionError(f"invalid Redis connection string {mask_url(url)!r}: {problem}")
 
 
 class _WaitingRedis(Redis):
@@ -248,6 +255,7 @@ class _WaitingRedisCluster(RedisCluster):
 
 
 def _cluster_from_url(url: str) -> RedisCluster:
+    _check_options(url)
     try:
         return _WaitingRedisCluster.from_url(
             node_url(url),

@@ -5,7 +5,9 @@ key prefix on a cluster."""
 
 from __future__ import annotations
 
+import math
 import re
+from urllib.parse import parse_qs, urlsplit
 
 from agenda_decl.errors import InvalidOptionError
 
@@ -14,6 +16,23 @@ CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 #: A hash tag at the start of a prefix: ``{...}`` with something in it, before any other
 #: ``{``. Redis hashes only the tag of a key that has one.
 _HASH_TAG = re.compile(r"^[^{]*\{[^}]+\}")
+
+
+def socket_timeout_problem(url: str) -> str | None:
+    """What is wrong with the ``socket_timeout`` query parameter of ``url`` (the reply
+    deadline of every command, ``connectors.redis.SOCKET_TIMEOUT``), or None. redis-py
+    would take 0 or a negative number and fail every command, and its own error for a
+    value that is not a number does not say which."""
+    values = parse_qs(urlsplit(str(url)).query).get("socket_timeout")
+    if not values:
+        return None
+    try:
+        seconds = float(values[0])
+    except ValueError:
+        seconds = math.nan
+    if seconds > 0 and math.isfinite(seconds):
+        return None
+    return f"socket_timeout must be a number of seconds above 0, got {values[0]!r}"
 
 
 def is_cluster_url(url: str) -> bool:

@@ -14,12 +14,14 @@ from redis.asyncio import Redis
 
 from agenda_decl import JobsQueryOptions
 from agenda_decl._model import JobParameters
+from agenda_decl.backends.redis import RedisBackend
 from agenda_decl.connectors.redis import (
     MAX_CONNECTIONS,
     SOCKET_TIMEOUT,
     register_script,
     server_client_from_url,
 )
+from agenda_decl.errors import InvalidOptionError
 from tests.backends import redis as redis_backends
 from tests.backends.servers import REDIS_URL
 
@@ -101,3 +103,16 @@ async def test_a_reply_is_awaited_for_the_socket_timeout_a_connection_string_may
         await client.connection_pool.release(connection)
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "inf"])
+async def test_a_socket_timeout_that_is_not_seconds_above_zero_is_refused(value: str) -> None:
+    """redis-py would take 0 or a negative deadline and fail every command later (and its
+    own error for text does not say which value): refused when the backend is made, with
+    the password masked, before anything is stored."""
+    url = f"redis://:Sup3r-S3cret@127.0.0.1:6379/0?socket_timeout={value}"
+    with pytest.raises(InvalidOptionError) as raised:
+        RedisBackend(connection_string=url, key_prefix=f"never-{uuid4().hex}:")
+    assert str(raised.value) == (
+        f"invalid Redis connection string 'redis://:***@127.0.0.1:6379/0?socket_timeout="
+        f"{value}': socket_timeout must be a number of seconds above 0, got '{value}'")

@@ -457,6 +457,24 @@ def test_a_redis_cluster_needs_a_key_prefix_with_a_hash_tag() -> None:
     assert config.backend.storage.key_prefix == "{agenda}:"
 
 
+def test_a_redis_socket_timeout_must_be_seconds_above_zero() -> None:
+    """Storage and notifications alike: the field is named with its place in the file, the
+    password is not shown."""
+    text = ("version: 1\nbackend:\n  storage:\n    type: redis\n    connection_string: "
+            "redis://:Sup3r@r:6379/0?socket_timeout=abc\n  notifications:\n    type: redis\n"
+            "    connection_string: redis://r:6379/0?socket_timeout=0\n")
+    assert errors(text) == [
+        "agenda.yaml:5:24: backend.storage.connection_string: socket_timeout must be a number "
+        "of seconds above 0, got 'abc'",
+        "agenda.yaml:8:24: backend.notifications.connection_string: socket_timeout must be a "
+        "number of seconds above 0, got '0'",
+    ]
+    config = load_config(write(text.replace("abc", "2.5").replace("=0\n", "=30\n")), environ={})
+    assert config.backend is not None
+    assert isinstance(config.backend.storage, RedisStorage)
+    assert config.backend.storage.connection_string.endswith("?socket_timeout=2.5")
+
+
 def test_a_value_from_the_environment_is_quoted_as_the_file_wrote_it() -> None:
     token = "t0k3n-" + "x" * 100
     text = BASE + "scheduler: {max_concurrency: 'Bearer ${TOKEN}'}\njobs:\n  x: {priority: " \
